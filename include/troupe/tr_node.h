@@ -1,0 +1,92 @@
+/*  tr_node.h - the node: one per process.
+
+    A node owns what a process's actors share: the ZeroMQ context (the
+    process context that czmq keeps, so czmq's tools can talk to mailboxes
+    over inproc), the registry of actor names, the named groups, the timer
+    service and the orderly shutdown of all of it.
+
+    Threads: every function here may be called from any thread, including
+    actor threads, except tr_node_destroy, which must not race with any
+    other call on the same node.
+*/
+#ifndef TR_NODE_H_INCLUDED
+#define TR_NODE_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tr_export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_node tr_node_t;
+
+//  Options for a node. Zero in any field means "use the default" given in
+//  its comment, so a zeroed struct is a valid configuration.
+typedef struct {
+    //  Most actors the node may hold at once (default 16384). Each actor
+    //  uses one ZeroMQ socket, and so one file descriptor; the node raises
+    //  its soft descriptor limit toward the hard one when it needs to.
+    size_t max_actors;
+    //  Default bound of an actor's mailbox, in messages (default 1024).
+    size_t mailbox_capacity;
+    //  Default time a sender waits for room in a full mailbox whose policy
+    //  is TR_FULL_WAIT, when the send itself gives no timeout (default
+    //  1000 ms).
+    int send_timeout_ms;
+    //  Default stack size of an actor thread (default 256 KiB).
+    size_t stack_size;
+    //  Longest time an actor's thread spins waiting for its next message
+    //  before it sleeps, in microseconds (default 50). The spin adapts:
+    //  it shrinks while it fails and grows while it pays off. A negative
+    //  value turns spinning off: threads always sleep in ZeroMQ.
+    int spin_us;
+    //  Time each actor gets to stop when the node is destroyed (default
+    //  5000 ms). An actor that has not stopped by then is abandoned.
+    int stop_timeout_ms;
+} tr_node_opts_t;
+
+//  Counters of the whole node. Since creation:
+typedef struct {
+    uint64_t actors;            //  actors alive now
+    uint64_t spawned;           //  actors spawned
+    uint64_t sent;              //  messages accepted into some mailbox
+    uint64_t dead_letters;      //  accepted but never handled (expired,
+                                //  left in a stopped actor's mailbox,
+                                //  late replies, timer ticks to nobody)
+    uint64_t rejected;          //  sends refused (full mailbox)
+    uint64_t unknown;           //  sends to a name nobody has
+} tr_node_stats_t;
+
+//  Creates a node. On success stores it in *node_p and returns TR_OK;
+//  otherwise returns TR_EINVAL (bad options), TR_ENOMEM, TR_ELIMIT (the
+//  ZeroMQ context was already in use with fewer sockets than max_actors
+//  needs, or the descriptor limit cannot cover it) or TR_ESYS. opts may be
+//  NULL for all defaults. The caller owns the node.
+TR_EXPORT int
+    tr_node_new (const tr_node_opts_t *opts, tr_node_t **node_p);
+
+//  Stops every actor (each gets stop_timeout_ms), turns the messages still
+//  in their mailboxes into dead letters (an ask among them gets a
+//  TR_ESTOPPED error), stops the timers, closes every socket and frees the
+//  node. Sets *self_p to NULL. Accepts NULL. If an actor could not be
+//  stopped in time, the node and that actor's resources are deliberately
+//  leaked (the actor's thread may still use them) and an error is logged.
+TR_EXPORT void
+    tr_node_destroy (tr_node_t **self_p);
+
+//  Fills *stats with the node's counters. Returns TR_OK or TR_EINVAL.
+TR_EXPORT int
+    tr_node_stats (tr_node_t *self, tr_node_stats_t *stats);
+
+//  Returns the options in force (defaults filled in).
+TR_EXPORT const tr_node_opts_t *
+    tr_node_opts (const tr_node_t *self);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

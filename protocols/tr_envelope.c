@@ -1,0 +1,336 @@
+/*  tr_envelope.c - envelope codec; the format is in protocols/envelope.md.
+
+    Encoding goes through msgpack-c's packer. Decoding uses the bounded
+    reader in tr_mp.c, never msgpack-c's unpacker (see tr_mp.h), and
+    checks the meaning of each field as well as its form.
+*/
+
+#include "troupe/tr_envelope.h"
+#include "troupe/tr_error.h"
+#include "troupe/tr_msg.h"
+#include "tr_mp.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Map keys of the envelope. Keys 11..63 are reserved for optional fields
+//  of later minor revisions: a decoder skips them. Keys >= 64 are invalid.
+enum {
+    K_VERSION = 0, K_KIND = 1, K_ID = 2, K_CORR = 3, K_TO = 4, K_FROM = 5,
+    K_DEADLINE = 6, K_PRIORITY = 7, K_TRACE = 8, K_ERROR = 9, K_BODY = 10,
+    K_LIMIT = 64
+};
+
+//  Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if the
+//  bytes there are not one.
+static size_t
+s_utf8_seq (const uint8_t *s, size_t n)
+{
+    uint32_t cp;
+    size_t len;
+    if (s [0] < 0x80)
+        return 1;
+    else
+    if ((s [0] & 0xe0) == 0xc0) { len = 2; cp = s [0] & 0x1f; }
+    else
+    if ((s [0] & 0xf0) == 0xe0) { len = 3; cp = s [0] & 0x0f; }
+    else
+    if ((s [0] & 0xf8) == 0xf0) { len = 4; cp = s [0] & 0x07; }
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s [i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s [i] & 0x3f);
+    }
+    //  Reject overlong forms, surrogates, values past U+10FFFF and the C1
+    //  control characters.
+    static const uint32_t min_cp [5] = { 0, 0, 0x80, 0x800, 0x10000 };
+    if (cp < min_cp [len] || (cp >= 0xd800 && cp <= 0xdfff)
+    ||  cp > 0x10ffff || (cp >= 0x80 && cp <= 0x9f))
+        return 0;
+    return len;
+}
+
+int
+tr_name_check (const char *name, size_t len)
+{
+    if (!name || len == 0 || len > TR_NAME_MAX)
+        return TR_EINVAL;
+    const uint8_t *s = (const uint8_t *) name;
+    size_t i = 0;
+    while (i < len) {
+        if (s [i] <= 0x20 || s [i] == 0x7f)
+            return TR_EINVAL;           //  controls, space, NUL
+        size_t step = s_utf8_seq (s + i, len - i);
+        if (!step)
+            return TR_EINVAL;
+        i += step;
+    }
+    return TR_OK;
+}
+
+static void
+s_set_error (tr_envelope_error_t *err, size_t offset, const char *why)
+{
+    if (err) {
+        err->offset = offset;
+        snprintf (err->message, sizeof err->message, "%s", why);
+    }
+}
+
+int
+tr_msgpack_check (const void *buf, size_t len, int max_depth,
+                  tr_envelope_error_t *err)
+{
+    tr__mp_t r;
+    tr__mp_init (&r, buf, len);
+    if (tr__mp_skip (&r, max_depth) == 0 && tr__mp_remaining (&r))
+        tr__mp_fail (&r, TR_EMALFORMED, "trailing bytes after the value");
+    if (r.error)
+        s_set_error (err, r.error_at, r.why);
+    return r.error;
+}
+
+//  --------------------------------------------------------------------------
+//  Encoding
+
+//  Number of map pairs the envelope will hold.
+static uint32_t
+s_pair_count (const tr_envelope_t *env)
+{
+    uint32_t n = 5;                     //  version, kind, id, to, from
+    n += env->corr != 0;
+    n += env->deadline_us != 0;
+    n += env->priority != 0;
+    n += env->trace != 0;
+    n += env->error != 0;
+    n += env->body_len != 0;
+    return n;
+}
+
+static int
+s_check_fields (const tr_envelope_t *env)
+{
+    if (env->kind < TR_KIND_TELL || env->kind > TR_KIND_ERROR
+    ||  env->priority < TR_PRIO_LOW || env->priority > TR_PRIO_HIGH)
+        return TR_EINVAL;
+    if (tr_name_check (env->to, env->to_len))
+        return TR_EINVAL;
+    if (env->from_len && tr_name_check (env->from, env->from_len))
+        return TR_EINVAL;
+    bool answer = env->kind == TR_KIND_REPLY || env->kind == TR_KIND_ERROR;
+    if (answer != (env->corr != 0))
+        return TR_EINVAL;
+    if ((env->kind == TR_KIND_ERROR) != (env->error < 0) || env->error > 0)
+        return TR_EINVAL;
+    if (env->body_len > TR_ENVELOPE_MAX)
+        return TR_ETOOBIG;
+    if (env->body_len)
+        return tr_msgpack_check (env->body, env->body_len,
+                                 TR_ENVELOPE_MAX_DEPTH, NULL);
+    return TR_OK;
+}
+
+int
+tr_envelope_encode (const tr_envelope_t *env, uint8_t **buf_p, size_t *len_p)
+{
+    if (!env || !buf_p || !len_p)
+        return TR_EINVAL;
+    int rc = s_check_fields (env);
+    if (rc)
+        return rc;
+
+    msgpack_sbuffer sbuf;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    //  msgpack-c reports allocation failure through the write callback's
+    //  result; collect every result so a failed write is never ignored.
+    int bad = msgpack_pack_map (&pk, s_pair_count (env));
+    bad |= msgpack_pack_uint8 (&pk, K_VERSION);
+    bad |= msgpack_pack_uint8 (&pk, TR_ENVELOPE_VERSION);
+    bad |= msgpack_pack_uint8 (&pk, K_KIND);
+    bad |= msgpack_pack_uint8 (&pk, (uint8_t) env->kind);
+    bad |= msgpack_pack_uint8 (&pk, K_ID);
+    bad |= msgpack_pack_uint64 (&pk, env->id);
+    if (env->corr) {
+        bad |= msgpack_pack_uint8 (&pk, K_CORR);
+        bad |= msgpack_pack_uint64 (&pk, env->corr);
+    }
+    bad |= msgpack_pack_uint8 (&pk, K_TO);
+    bad |= msgpack_pack_str_with_body (&pk, env->to, env->to_len);
+    bad |= msgpack_pack_uint8 (&pk, K_FROM);
+    bad |= msgpack_pack_str_with_body (&pk, env->from? env->from: "", env->from_len);
+    if (env->deadline_us) {
+        bad |= msgpack_pack_uint8 (&pk, K_DEADLINE);
+        bad |= msgpack_pack_uint64 (&pk, env->deadline_us);
+    }
+    if (env->priority) {
+        bad |= msgpack_pack_uint8 (&pk, K_PRIORITY);
+        bad |= msgpack_pack_int (&pk, env->priority);
+    }
+    if (env->trace) {
+        bad |= msgpack_pack_uint8 (&pk, K_TRACE);
+        bad |= msgpack_pack_uint64 (&pk, env->trace);
+    }
+    if (env->error) {
+        bad |= msgpack_pack_uint8 (&pk, K_ERROR);
+        bad |= msgpack_pack_int32 (&pk, env->error);
+    }
+    if (env->body_len) {
+        bad |= msgpack_pack_uint8 (&pk, K_BODY);
+        //  The body is already msgpack: append it as it is.
+        bad |= msgpack_sbuffer_write (&sbuf, (const char *) env->body, env->body_len);
+    }
+    if (bad) {
+        msgpack_sbuffer_destroy (&sbuf);
+        return TR_ENOMEM;
+    }
+    if (sbuf.size > TR_ENVELOPE_MAX) {
+        msgpack_sbuffer_destroy (&sbuf);
+        return TR_ETOOBIG;
+    }
+    *len_p = sbuf.size;
+    *buf_p = (uint8_t *) msgpack_sbuffer_release (&sbuf);
+    return TR_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Decoding
+
+//  Reads one field's value into env. Returns 0 or -1 (error in r).
+static int
+s_read_field (tr__mp_t *r, uint64_t key, tr_envelope_t *env, uint64_t *version)
+{
+    uint64_t u;
+    int64_t i;
+    const char *s;
+    uint32_t n;
+    const uint8_t *at = r->p;
+    switch (key) {
+        case K_VERSION:
+            return tr__mp_uint (r, version);
+        case K_KIND:
+            if (tr__mp_uint (r, &u))
+                return -1;
+            if (u < TR_KIND_TELL || u > TR_KIND_ERROR) {
+                r->p = at;
+                return tr__mp_fail (r, TR_EMALFORMED, "kind must be 1 (tell) to 4 (error)");
+            }
+            env->kind = (int) u;
+            return 0;
+        case K_ID:       return tr__mp_uint (r, &env->id);
+        case K_CORR:     return tr__mp_uint (r, &env->corr);
+        case K_DEADLINE: return tr__mp_uint (r, &env->deadline_us);
+        case K_TRACE:    return tr__mp_uint (r, &env->trace);
+        case K_TO:
+        case K_FROM:
+            if (tr__mp_str (r, &s, &n))
+                return -1;
+            if ((n || key == K_TO) && tr_name_check (s, n)) {
+                r->p = at;
+                return tr__mp_fail (r, TR_EMALFORMED, "invalid actor name");
+            }
+            if (key == K_TO) { env->to = s; env->to_len = n; }
+            else             { env->from = s; env->from_len = n; }
+            return 0;
+        case K_PRIORITY:
+        case K_ERROR:
+            if (tr__mp_int (r, &i))
+                return -1;
+            if (key == K_PRIORITY && (i < TR_PRIO_LOW || i > TR_PRIO_HIGH)) {
+                r->p = at;
+                return tr__mp_fail (r, TR_EMALFORMED, "priority must be -1, 0 or 1");
+            }
+            if (key == K_ERROR && (i >= 0 || i < INT32_MIN)) {
+                r->p = at;
+                return tr__mp_fail (r, TR_EMALFORMED, "error must be a negative 32-bit code");
+            }
+            if (key == K_PRIORITY) env->priority = (int) i;
+            else                   env->error = (int32_t) i;
+            return 0;
+        case K_BODY:
+            if (tr__mp_skip (r, TR_ENVELOPE_MAX_DEPTH))
+                return -1;
+            env->body = at;
+            env->body_len = (size_t) (r->p - at);
+            return 0;
+        default:                    //  reserved for later optional fields
+            return tr__mp_skip (r, TR_ENVELOPE_MAX_DEPTH);
+    }
+}
+
+//  Checks that the fields read make a meaningful envelope.
+static int
+s_check_decoded (tr__mp_t *r, uint64_t seen, uint64_t version, tr_envelope_t *env)
+{
+    const uint64_t required = (1u << K_VERSION) | (1u << K_KIND)
+                            | (1u << K_ID) | (1u << K_TO);
+    if (!(seen & (1u << K_VERSION)))
+        return tr__mp_fail (r, TR_EMALFORMED, "missing field 0 (version)");
+    if (version != TR_ENVELOPE_VERSION)
+        return tr__mp_fail (r, TR_EVERSION, "unsupported envelope version");
+    if ((seen & required) != required)
+        return tr__mp_fail (r, TR_EMALFORMED, "missing a required field (kind, id or to)");
+    bool answer = env->kind == TR_KIND_REPLY || env->kind == TR_KIND_ERROR;
+    if (answer && !env->corr)
+        return tr__mp_fail (r, TR_EMALFORMED, "a reply or error needs a corr id");
+    if (!answer && env->corr)
+        return tr__mp_fail (r, TR_EMALFORMED, "only replies and errors carry a corr id");
+    if ((env->kind == TR_KIND_ERROR) != (env->error != 0))
+        return tr__mp_fail (r, TR_EMALFORMED, "an error code belongs to, and only to, an error");
+    if (!env->from)
+        env->from = "";
+    return 0;
+}
+
+int
+tr_envelope_decode (const uint8_t *buf, size_t len, tr_envelope_t *env,
+                    tr_envelope_error_t *err)
+{
+    if (!env || (!buf && len))
+        return TR_EINVAL;
+    memset (env, 0, sizeof *env);
+    if (len > TR_ENVELOPE_MAX) {
+        s_set_error (err, 0, "envelope larger than the limit");
+        return TR_ETOOBIG;
+    }
+    tr__mp_t r;
+    tr__mp_init (&r, buf, len);
+    uint32_t pairs;
+    uint64_t seen = 0, version = 0;
+    if (tr__mp_map (&r, &pairs) == 0) {
+        for (uint32_t i = 0; i < pairs; i++) {
+            uint64_t key;
+            const uint8_t *key_at = r.p;
+            if (tr__mp_uint (&r, &key))
+                break;
+            if (key >= K_LIMIT || (seen & ((uint64_t) 1 << key))) {
+                r.p = key_at;
+                tr__mp_fail (&r, TR_EMALFORMED, key >= K_LIMIT?
+                             "unknown field key (must be below 64)":
+                             "duplicate field key");
+                break;
+            }
+            seen |= (uint64_t) 1 << key;
+            if (s_read_field (&r, key, env, &version))
+                break;
+        }
+    }
+    if (!r.error)
+        s_check_decoded (&r, seen, version, env);
+    if (!r.error && tr__mp_remaining (&r))
+        tr__mp_fail (&r, TR_EMALFORMED, "trailing bytes after the envelope");
+    if (r.error) {
+        s_set_error (err, r.error_at, r.why);
+        memset (env, 0, sizeof *env);
+        return r.error;
+    }
+    return TR_OK;
+}

@@ -1,0 +1,396 @@
+/*  tr_actor.c - actor threads: spawn, the handling loop, stop.
+
+    The thread only borrows the mailbox: tr_spawn creates and registers it
+    before the thread exists, and the thread that stops the actor closes
+    it after the actor's thread has ended (pthread_join hands the socket
+    back with the memory barrier libzmq asks for when a socket changes
+    threads).
+*/
+
+#include "tr_internal.h"
+#include "tr_clock.h"
+#include "tr_mbox.h"
+#include "troupe/tr_envelope.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  --------------------------------------------------------------------------
+//  The actor's thread
+
+static void
+s_record (tr__mbox_t *mbox, int rc, int64_t elapsed_ns)
+{
+    atomic_uint_fast64_t *counter = rc? &mbox->failed: &mbox->handled;
+    //  Single writer (this thread): load and store, no locked instruction.
+    atomic_store_explicit (counter,
+        atomic_load_explicit (counter, memory_order_relaxed) + 1, memory_order_relaxed);
+    uint64_t ns = (uint64_t) elapsed_ns;
+    atomic_store_explicit (&mbox->handle_ns_total,
+        atomic_load_explicit (&mbox->handle_ns_total, memory_order_relaxed) + ns,
+        memory_order_relaxed);
+    if (ns > atomic_load_explicit (&mbox->handle_ns_max, memory_order_relaxed))
+        atomic_store_explicit (&mbox->handle_ns_max, ns, memory_order_relaxed);
+}
+
+//  Handles messages until the stop signal.
+static void
+s_loop (tr_actor_t *self)
+{
+    tr__mbox_t *mbox = self->mbox;
+    tr__ctx_t ctx = { .node = self->node, .mbox = mbox, .from = mbox->name };
+    for (;;) {
+        tr_msg_t *msg = tr__mbox_take (mbox, TR__FOREVER);
+        if (!msg)
+            continue;
+        if (msg->kind == TR__KIND_STOP) {
+            tr__msg_free (msg);
+            break;
+        }
+        int64_t start = tr__now_ns ();
+        if (msg->deadline_ns && start > msg->deadline_ns) {
+            tr__mbox_dead_letter (mbox, msg, TR_EEXPIRED);
+            continue;
+        }
+        self->current = msg;
+        int rc = self->behaviour.handle (self, msg, self->state);
+        self->current = NULL;
+        s_record (mbox, rc, tr__now_ns () - start);
+        if (rc)
+            tr_log (TR_LOG_DEBUG, "actor '%s': handler failed (%d)", mbox->name, rc);
+        tr__msg_finish (&ctx, msg, rc? TR_EHANDLER: TR_ENOREPLY);
+    }
+}
+
+static void *
+s_actor_main (void *arg)
+{
+    tr_actor_t *self = (tr_actor_t *) arg;
+    tr__ctx_bind (self->mbox, self);
+    void *state = self->arg;
+    int rc = self->behaviour.init? self->behaviour.init (self, self->arg, &state): 0;
+    self->state = state;
+    self->init_rc = rc;
+    sem_post (&self->started);
+    if (rc == 0) {
+        s_loop (self);
+        if (self->behaviour.terminate)
+            self->behaviour.terminate (self, TR_OK, self->state);
+    }
+    tr__ctx_bind (NULL, NULL);
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Registry helpers (node lock held for writing)
+
+static void
+s_link (tr_node_t *node, tr_actor_t *actor)
+{
+    actor->prev = node->last;
+    actor->next = NULL;
+    if (node->last)
+        node->last->next = actor;
+    else
+        node->first = actor;
+    node->last = actor;
+    node->actors++;
+}
+
+static void
+s_unlink (tr_node_t *node, tr_actor_t *actor)
+{
+    if (actor->prev)
+        actor->prev->next = actor->next;
+    else
+        node->first = actor->next;
+    if (actor->next)
+        actor->next->prev = actor->prev;
+    else
+        node->last = actor->prev;
+    actor->prev = actor->next = NULL;
+    node->actors--;
+}
+
+//  Releases the actor's name and groups, so the name can be used again.
+static void
+s_unregister (tr_node_t *node, tr_actor_t *actor)
+{
+    if (zhashx_lookup (node->names, actor->mbox->name) == actor->mbox)
+        zhashx_delete (node->names, actor->mbox->name);
+    tr__groups_forget (node, actor->mbox);
+}
+
+//  Frees an actor whose thread has ended: closes its mailbox, turning
+//  what is left in it into dead letters.
+static void
+s_free (tr_actor_t *actor, int reason)
+{
+    tr_node_t *node = actor->node;
+    pthread_rwlock_wrlock (&node->lock);
+    s_unregister (node, actor);
+    s_unlink (node, actor);
+    pthread_rwlock_unlock (&node->lock);
+    tr__mbox_close (actor->mbox, reason);
+    tr__mbox_unref (&actor->mbox);
+    sem_destroy (&actor->started);
+    actor->tag = TR__DEAD_TAG;
+    free (actor);
+}
+
+//  --------------------------------------------------------------------------
+//  Spawn
+
+static int
+s_check_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
+               const tr_spawn_opts_t *opts)
+{
+    if (!node || !name || !b || !b->handle)
+        return TR_EINVAL;
+    assert (node->tag == TR__NODE_TAG);
+    if (tr_name_check (name, strlen (name)) || name [0] == '$')
+        return TR_EINVAL;
+    if (opts && ((opts->on_full != TR_FULL_WAIT && opts->on_full != TR_FULL_FAIL)
+             ||  (opts->stack_size && opts->stack_size < 64 * 1024)
+             ||  opts->capacity >= (UINT64_C (1) << 62)))
+        return TR_EINVAL;
+    if (atomic_load (&node->closing))
+        return TR_ECLOSED;
+    return TR_OK;
+}
+
+//  Registers the actor's name; TR_EEXIST or TR_ELIMIT if it cannot.
+static int
+s_register (tr_node_t *node, tr_actor_t *actor)
+{
+    int rc = TR_OK;
+    pthread_rwlock_wrlock (&node->lock);
+    if (node->actors >= node->opts.max_actors)
+        rc = TR_ELIMIT;
+    else
+    if (zhashx_insert (node->names, actor->mbox->name, actor->mbox))
+        rc = TR_EEXIST;
+    else
+        s_link (node, actor);
+    pthread_rwlock_unlock (&node->lock);
+    return rc;
+}
+
+static int
+s_start_thread (tr_actor_t *actor, size_t stack_size)
+{
+    pthread_attr_t attr;
+    pthread_attr_init (&attr);
+    pthread_attr_setstacksize (&attr, stack_size);
+    int err = pthread_create (&actor->thread, &attr, s_actor_main, actor);
+    pthread_attr_destroy (&attr);
+    if (err) {
+        tr_log (TR_LOG_ERROR, "spawn '%s': cannot start a thread: %s",
+                actor->mbox->name, strerror (err));
+        return err == EAGAIN? TR_ELIMIT: TR_ESYS;
+    }
+    while (sem_wait (&actor->started) && errno == EINTR)
+        ;
+    return TR_OK;
+}
+
+int
+tr_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
+          void *arg, const tr_spawn_opts_t *opts, tr_actor_t **actor_p)
+{
+    int rc = s_check_spawn (node, name, b, opts);
+    if (rc)
+        return rc;
+    tr_actor_t *actor = (tr_actor_t *) calloc (1, sizeof *actor);
+    if (!actor)
+        return TR_ENOMEM;
+    actor->tag = TR__ACTOR_TAG;
+    actor->node = node;
+    actor->behaviour = *b;
+    actor->arg = arg;
+    atomic_init (&actor->status, TR__ACTOR_STARTING);
+    sem_init (&actor->started, 0, 0);
+    size_t capacity = opts && opts->capacity? opts->capacity: node->opts.mailbox_capacity;
+    int on_full = opts? opts->on_full: TR_FULL_WAIT;
+    size_t stack = opts && opts->stack_size? opts->stack_size: node->opts.stack_size;
+
+    rc = tr__mbox_new (node, name, capacity, on_full, &actor->mbox);
+    if (rc) {
+        sem_destroy (&actor->started);
+        free (actor);
+        return rc;
+    }
+    actor->mbox->actor = actor;
+    rc = s_register (node, actor);
+    if (rc) {
+        tr__mbox_close (actor->mbox, TR_ESTOPPED);
+        tr__mbox_unref (&actor->mbox);
+        sem_destroy (&actor->started);
+        free (actor);
+        return rc;
+    }
+    rc = s_start_thread (actor, stack);
+    if (rc == TR_OK && actor->init_rc) {
+        pthread_join (actor->thread, NULL);
+        rc = TR_EINIT;
+    }
+    if (rc) {
+        s_free (actor, TR_ESTOPPED);
+        return rc;
+    }
+    atomic_store (&actor->status, TR__ACTOR_RUNNING);
+    atomic_fetch_add (&node->spawned, 1);
+    if (actor_p)
+        *actor_p = actor;
+    return TR_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Stop
+
+//  Sends the stop signal, which overtakes every queued message.
+static int
+s_signal_stop (tr_actor_t *actor)
+{
+    tr__ctx_t ctx;
+    int rc = tr__ctx_enter (actor->node, &ctx);
+    if (rc)
+        return rc;
+    tr_msg_t *msg = tr__msg_new (actor->node, TR__KIND_STOP, TR__PRIO_SYSTEM,
+                                 actor->mbox->name, ctx.from, NULL, 0);
+    rc = msg? tr__mbox_post (ctx.mbox, actor->mbox, msg, -1): TR_ENOMEM;
+    if (rc && msg)
+        tr__msg_free (msg);
+    tr__ctx_leave (&ctx);
+    return rc;
+}
+
+//  Gives up on an actor whose thread will not end: frees its name, keeps
+//  everything it may still touch.
+static void
+s_abandon (tr_actor_t *actor, int waited_ms)
+{
+    tr_node_t *node = actor->node;
+    atomic_store (&actor->status, TR__ACTOR_ABANDONED);
+    pthread_rwlock_wrlock (&node->lock);
+    s_unregister (node, actor);
+    pthread_rwlock_unlock (&node->lock);
+    tr_log (TR_LOG_ERROR, "actor '%s' did not stop within %d ms; abandoned "
+            "(its thread and mailbox are leaked)", actor->mbox->name, waited_ms);
+}
+
+//  Waits for the actor's thread until deadline_ns, then frees the actor
+//  or abandons it.
+static int
+s_finish_stop (tr_actor_t *actor, int64_t deadline_ns, int waited_ms)
+{
+    struct timespec at = tr__timespec_at (deadline_ns, CLOCK_REALTIME);
+    int err = pthread_timedjoin_np (actor->thread, NULL, &at);
+    if (err) {
+        s_abandon (actor, waited_ms);
+        return TR_ETIMEDOUT;
+    }
+    s_free (actor, TR_ESTOPPED);
+    return TR_OK;
+}
+
+int
+tr_actor_stop (tr_node_t *node, const char *name, int timeout_ms)
+{
+    if (!node || !name)
+        return TR_EINVAL;
+    assert (node->tag == TR__NODE_TAG);
+    if (timeout_ms <= 0)
+        timeout_ms = node->opts.stop_timeout_ms;
+    pthread_rwlock_rdlock (&node->lock);
+    tr__mbox_t *mbox = (tr__mbox_t *) zhashx_lookup (node->names, name);
+    tr_actor_t *actor = mbox? mbox->actor: NULL;
+    int rc = TR_OK;
+    if (!actor)
+        rc = TR_ENOACTOR;
+    else
+    if (actor == tr_self ())
+        rc = TR_EDEADLK;
+    else {
+        int running = TR__ACTOR_RUNNING;
+        if (!atomic_compare_exchange_strong (&actor->status, &running, TR__ACTOR_STOPPING))
+            rc = TR_ENOACTOR;
+    }
+    pthread_rwlock_unlock (&node->lock);
+    if (rc)
+        return rc;
+    rc = s_signal_stop (actor);
+    if (rc)
+        return rc;
+    return s_finish_stop (actor, tr__deadline_after_ms (timeout_ms), timeout_ms);
+}
+
+size_t
+tr__actors_stop_all (tr_node_t *node)
+{
+    //  Claim every running actor, newest first.
+    size_t count = 0, abandoned = 0;
+    pthread_rwlock_rdlock (&node->lock);
+    tr_actor_t **list = (tr_actor_t **) calloc (node->actors + 1, sizeof *list);
+    for (tr_actor_t *a = node->last; a && list; a = a->prev) {
+        int running = TR__ACTOR_RUNNING;
+        if (atomic_compare_exchange_strong (&a->status, &running, TR__ACTOR_STOPPING))
+            list [count++] = a;
+        else
+        if (atomic_load (&a->status) == TR__ACTOR_ABANDONED)
+            abandoned++;
+    }
+    pthread_rwlock_unlock (&node->lock);
+    if (!list)
+        return node->actors;            //  out of memory: stop nothing, leak
+    //  Signal them all first, so they stop side by side; then collect them
+    //  in the same order, against one common deadline.
+    for (size_t i = 0; i < count; i++)
+        s_signal_stop (list [i]);
+    int timeout_ms = node->opts.stop_timeout_ms;
+    int64_t deadline = tr__deadline_after_ms (timeout_ms);
+    for (size_t i = 0; i < count; i++)
+        if (s_finish_stop (list [i], deadline, timeout_ms))
+            abandoned++;
+    free (list);
+    return abandoned;
+}
+
+//  --------------------------------------------------------------------------
+//  Accessors
+
+int
+tr_actor_stats (tr_node_t *node, const char *name, tr_actor_stats_t *stats)
+{
+    if (!node || !name || !stats)
+        return TR_EINVAL;
+    tr__mbox_t *mbox = tr__node_lookup (node, name, false);
+    if (!mbox)
+        return TR_ENOACTOR;
+    stats->received = atomic_load (&mbox->received);
+    stats->handled = atomic_load (&mbox->handled);
+    stats->failed = atomic_load (&mbox->failed);
+    stats->dead_letters = atomic_load (&mbox->dead);
+    stats->rejected = atomic_load (&mbox->rejected);
+    stats->depth = tr__mbox_depth (mbox);
+    stats->capacity = mbox->capacity;
+    stats->handle_ns_total = atomic_load (&mbox->handle_ns_total);
+    stats->handle_ns_max = atomic_load (&mbox->handle_ns_max);
+    tr__mbox_unref (&mbox);
+    return TR_OK;
+}
+
+const char *
+tr_actor_name (const tr_actor_t *self)
+{
+    assert (self && self->tag == TR__ACTOR_TAG);
+    return self->mbox->name;
+}
+
+tr_node_t *
+tr_actor_node (const tr_actor_t *self)
+{
+    assert (self && self->tag == TR__ACTOR_TAG);
+    return self->node;
+}

@@ -1,0 +1,195 @@
+/*  tr_internal.h - what the runtime's modules share and users never see.
+
+    The structs behind the public handles (node, actor, message), the
+    runtime's own message kinds, and the "sending context": which mailbox
+    a calling thread sends from.
+*/
+#ifndef TR_INTERNAL_H_INCLUDED
+#define TR_INTERNAL_H_INCLUDED
+
+#include "troupe/tr_actor.h"
+#include "troupe/tr_error.h"
+#include "troupe/tr_log.h"
+#include "troupe/tr_msg.h"
+#include "troupe/tr_node.h"
+#include "troupe/tr_send.h"
+
+#include <czmq.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct tr__mbox tr__mbox_t;
+typedef struct tr__timers tr__timers_t;
+
+//  Tags at the start of each object; checked at the API boundary and
+//  overwritten on destroy so that a stale handle fails an assert.
+#define TR__NODE_TAG    0x74726e64u    /* "trnd" */
+#define TR__ACTOR_TAG   0x74726163u    /* "trac" */
+#define TR__MSG_TAG     0x74726d73u    /* "trms" */
+#define TR__MBOX_TAG    0x74726d62u    /* "trmb" */
+#define TR__DEAD_TAG    0xdeadbeefu
+
+//  Message kinds the runtime keeps to itself (never on the wire).
+#define TR__KIND_STOP   16
+
+//  Priority above TR_PRIO_HIGH, for runtime signals; and the number of
+//  queues a mailbox keeps (LOW, NORMAL, HIGH, SYSTEM).
+#define TR__PRIO_SYSTEM 2
+#define TR__PRIO_LEVELS 4
+
+//  Message flags.
+#define TR__MSG_REPLIED   0x1u          //  an ask that has been answered
+#define TR__MSG_DEFERRED  0x2u          //  an ask taken over by tr_defer
+
+//  Ids of asks whose caller blocks in tr_ask carry this bit, so that
+//  their replies are routed to the waiting call and not to the handler.
+#define TR__ID_BLOCKING   (UINT64_C (1) << 63)
+
+struct tr_msg {
+    uint32_t tag;
+    uint8_t kind;                       //  tr_kind_t or TR__KIND_*
+    int8_t priority;                    //  tr_priority_t or TR__PRIO_SYSTEM
+    uint16_t flags;                     //  TR__MSG_*
+    int32_t error;                      //  for TR_KIND_ERROR
+    uint32_t size;                      //  body bytes
+    struct tr_msg *next;                //  link in a mailbox queue
+    tr__mbox_t *reply_to;               //  asks: the asker's mailbox (ref)
+    tr_node_t *node;
+    uint64_t id;
+    uint64_t corr;
+    uint64_t trace;
+    int64_t deadline_ns;                //  monotonic; 0 = none
+    const char *to;                     //  point into data
+    const char *from;
+    const uint8_t *body;                //  NULL when size is 0
+    char data [];                       //  to \0 from \0 body
+};
+
+struct tr_node {
+    uint32_t tag;
+    uint64_t id;                        //  process-unique, in endpoints
+    void *ctx;                          //  czmq's process context
+    tr_node_opts_t opts;
+    //  Registry: names, groups and the actor list, under one lock.
+    pthread_rwlock_t lock;
+    zhashx_t *names;                    //  name -> tr__mbox_t * (no ref)
+    zhashx_t *groups;                   //  group -> zlistx_t of mbox refs
+    tr_actor_t *first, *last;           //  actors in spawn order
+    size_t actors;
+    //  Anonymous mailboxes lent to threads that are not actors.
+    pthread_mutex_t ports_lock;
+    tr__mbox_t *free_ports;
+    zlistx_t *ports;                    //  all of them, for destroy
+    atomic_bool closing;
+    atomic_uint_fast64_t next_mbox_id;
+    atomic_uint_fast64_t spawned;
+    atomic_uint_fast64_t unknown;
+    //  Counters of mailboxes already closed, folded in at close.
+    atomic_uint_fast64_t retired_sent;
+    atomic_uint_fast64_t retired_dead;
+    atomic_uint_fast64_t retired_rejected;
+    atomic_uint_fast64_t dead;          //  dead letters with no mailbox
+    tr__timers_t *timers;
+};
+
+//  Actor states.
+enum {
+    TR__ACTOR_STARTING, TR__ACTOR_RUNNING, TR__ACTOR_STOPPING,
+    TR__ACTOR_ABANDONED
+};
+
+struct tr_actor {
+    uint32_t tag;
+    tr_node_t *node;
+    tr__mbox_t *mbox;                   //  holds a reference
+    tr_behaviour_t behaviour;
+    void *arg;
+    void *state;
+    pthread_t thread;
+    sem_t started;                      //  posted once init has returned
+    int init_rc;
+    atomic_int status;                  //  TR__ACTOR_*
+    tr_actor_t *prev, *next;            //  node's list, spawn order
+    const tr_msg_t *current;            //  message being handled
+};
+
+//  The mailbox a thread sends from, and where its replies arrive: its
+//  actor's mailbox on an actor thread (or a runtime service's own), else
+//  a port lent for the duration of the call.
+typedef struct {
+    tr_node_t *node;
+    tr__mbox_t *mbox;
+    const char *from;                   //  sender name ("" if anonymous)
+    const tr_msg_t *current;            //  message in hand, for the trace
+    bool lent;                          //  mbox is a lent port
+} tr__ctx_t;
+
+//  Sets the calling thread's own mailbox (NULL to clear): actor threads
+//  and runtime services call this when they start and end.
+void
+    tr__ctx_bind (tr__mbox_t *mbox, tr_actor_t *actor);
+
+//  Fills ctx for a call on node from this thread, lending a port if the
+//  thread has no mailbox of its own there. Returns TR_OK or TR_ENOMEM /
+//  TR_ESYS / TR_ELIMIT when a port could not be made.
+int
+    tr__ctx_enter (tr_node_t *node, tr__ctx_t *ctx);
+
+//  Gives a lent port back.
+void
+    tr__ctx_leave (tr__ctx_t *ctx);
+
+//  Allocates a message with copies of names and body. Returns NULL when
+//  out of memory. The id is left 0 (set by the sender).
+tr_msg_t *
+    tr__msg_new (tr_node_t *node, int kind, int priority, const char *to,
+                 const char *from, const void *body, size_t size);
+
+//  Frees a message, releasing its reply_to reference. Does not answer.
+void
+    tr__msg_free (tr_msg_t *msg);
+
+//  Finishes with a message the runtime owns: an ask that was neither
+//  answered nor deferred is answered with `error` from ctx, then the
+//  message is freed unless deferred.
+void
+    tr__msg_finish (tr__ctx_t *ctx, tr_msg_t *msg, int error);
+
+//  Sends an error answer to an ask (marks it replied). Returns TR_OK or
+//  TR_EINVAL if msg is not an unanswered ask.
+int
+    tr__reply_error_from (tr__ctx_t *ctx, const tr_msg_t *request, int error);
+
+//  Counts a dead letter on the node (for messages with no mailbox left).
+void
+    tr__node_dead_letter (tr_node_t *node, const tr_msg_t *msg, int reason);
+
+//  Looks up a registered mailbox by name and takes a reference. NULL if
+//  unknown (and counts the miss when count_miss is set).
+tr__mbox_t *
+    tr__node_lookup (tr_node_t *node, const char *name, bool count_miss);
+
+//  Validates a send: name, body and options. Returns TR_OK or the error.
+int
+    tr__check_body (const void *body, size_t size);
+
+//  Timer service: start with the node, stop before its actors.
+int
+    tr__timers_start (tr_node_t *node, tr__timers_t **timers_p);
+void
+    tr__timers_stop (tr__timers_t **timers_p);
+
+//  Actors: stop every actor of the node (destroy path). Returns the
+//  number that had to be abandoned.
+size_t
+    tr__actors_stop_all (tr_node_t *node);
+
+//  Groups: drop a mailbox from every group (actor stop path); called with
+//  the node's lock held for writing.
+void
+    tr__groups_forget (tr_node_t *node, tr__mbox_t *mbox);
+
+#endif

@@ -1,0 +1,145 @@
+/*  tr_mbox.h - the mailbox: a ZeroMQ socket owned by the node (internal).
+
+    Each mailbox is one ROUTER socket bound to its own inproc endpoint.
+    Its owner (the thread running the actor, or the thread a port is lent
+    to) receives on it and also sends through it: to send to mailbox D,
+    the owner's socket connects to D's endpoint once, naming the pipe with
+    D's routing id, and from then on writes [routing id][pointer] frames.
+    Messages cross as pointers to tr_msg_t, never copied, since both ends
+    are in one process; they are encoded only when they leave it.
+
+    Why this shape:
+    - One socket per actor keeps one descriptor per actor (10,000 actors
+      fit under a 20,000 descriptor limit) and makes pipes only between
+      mailboxes that actually talk.
+    - Each sender writes into its own pipe, so no lock is taken on the
+      send path, and messages from one sender arrive in order.
+    - The receiver learns how many messages are ready from an atomic
+      count the senders bump after each write, so it can spin on that
+      count without a system call and read from ZeroMQ only when a
+      message is surely there. Reading only then never puts the pipe to
+      sleep, so senders never have to wake the receiver with a signal.
+      When the spin runs out, the owner blocks in zmq_recv as usual.
+
+    Counting: `depth` is the number of messages reserved and not yet
+    taken; senders reserve with a compare-and-swap that also checks the
+    bound and the closed bit, so the bound is exact and no message can
+    slip into a mailbox after it closes. Replies and runtime signals skip
+    the bound.
+
+    Threads: tr__mbox_post may be called by any thread, but `src` must be
+    a mailbox the calling thread owns. take, wait_reply and close are for
+    the owner only.
+*/
+#ifndef TR_MBOX_H_INCLUDED
+#define TR_MBOX_H_INCLUDED
+
+#include "tr_internal.h"
+
+#define TR__MBOX_CLOSED   (UINT64_C (1) << 63)
+#define TR__RID_LEN       17            //  'C' + 16 hex digits
+
+struct tr__mbox {
+    uint32_t tag;
+    atomic_int refs;
+    uint64_t id;
+    tr_node_t *node;
+    char *name;                         //  registered name, or NULL
+    tr_actor_t *actor;                  //  the actor it belongs to, or NULL
+    char rid [TR__RID_LEN + 1];         //  routing id senders use
+    char endpoint [64];
+    void *sock;                         //  ROUTER; owner thread only
+    size_t capacity;                    //  bound for tells and asks
+    int on_full;                        //  tr_full_policy_t
+    tr__mbox_t *next_port;              //  free list of lent ports
+
+    //  Written by senders.
+    _Alignas (64) atomic_uint_fast64_t depth;   //  count | CLOSED bit
+    atomic_uint_fast64_t sent;          //  messages written into the socket
+    atomic_uint_fast64_t rejected;
+    atomic_int waiters;                 //  senders waiting for room
+    pthread_mutex_t room_lock;
+    pthread_cond_t room;
+
+    //  Owner only.
+    _Alignas (64) uint64_t recvd;       //  messages read from the socket
+    tr_msg_t *head [TR__PRIO_LEVELS];
+    tr_msg_t *tail [TR__PRIO_LEVELS];
+    tr_msg_t *replies;                  //  answers for a blocking ask
+    uint64_t waiting_for;               //  id of that ask, or 0
+    uint64_t next_id;                   //  ids of messages sent from here
+    int64_t spin_ns;                    //  current spin budget
+    int64_t spin_max_ns;
+    int rcvtimeo;                       //  ZMQ_RCVTIMEO now set
+
+    //  Written by the owner, read by anyone.
+    atomic_uint_fast64_t received;
+    atomic_uint_fast64_t handled;
+    atomic_uint_fast64_t failed;
+    atomic_uint_fast64_t dead;
+    atomic_uint_fast64_t handle_ns_total;
+    atomic_uint_fast64_t handle_ns_max;
+};
+
+//  Creates a mailbox with its socket bound; the calling thread owns it
+//  until it hands it over (thread start) with a memory barrier. name may
+//  be NULL (ports, services). Returns TR_OK, TR_ENOMEM, TR_ELIMIT (no
+//  socket left in the context or no descriptor) or TR_ESYS.
+int
+    tr__mbox_new (tr_node_t *node, const char *name, size_t capacity,
+                  int on_full, tr__mbox_t **mbox_p);
+
+//  Takes another reference.
+tr__mbox_t *
+    tr__mbox_ref (tr__mbox_t *self);
+
+//  Drops a reference and sets *self_p to NULL; the last one frees the
+//  mailbox, whose socket must be closed by then (tr__mbox_close).
+void
+    tr__mbox_unref (tr__mbox_t **self_p);
+
+//  Sends msg from the owner of src to dst. On TR_OK dst owns msg. When
+//  dst is full and its policy is TR_FULL_WAIT, waits up to wait_ms for
+//  room (negative: not at all). Errors: TR_ENOACTOR (dst closed),
+//  TR_EFULL, TR_ESYS, TR_ELIMIT; on error the caller still owns msg.
+int
+    tr__mbox_post (tr__mbox_t *src, tr__mbox_t *dst, tr_msg_t *msg,
+                   int wait_ms);
+
+//  Owner of self: the id for the next message sent from self.
+static inline uint64_t
+tr__mbox_next_id (tr__mbox_t *self)
+{
+    return ++self->next_id;
+}
+
+//  Owner: returns the next message to handle, highest priority first, or
+//  NULL if none arrives before deadline_ns (TR__FOREVER to wait forever).
+//  The message is no longer counted in depth once returned.
+tr_msg_t *
+    tr__mbox_take (tr__mbox_t *self, int64_t deadline_ns);
+
+//  Owner: waits until deadline_ns for the answer to the blocking ask with
+//  id `id`; other messages that arrive meanwhile stay queued. Returns the
+//  answer (owned by the caller) or NULL on timeout.
+tr_msg_t *
+    tr__mbox_wait_reply (tr__mbox_t *self, uint64_t id, int64_t deadline_ns);
+
+//  Owner: closes the mailbox for good. New sends fail with TR_ENOACTOR;
+//  every message already accepted is drained and counted as a dead
+//  letter, and asks among them are answered with `reason` (sent through
+//  this mailbox's socket, which is closed at the end). Adds the mailbox's
+//  counters to the node's retired totals.
+void
+    tr__mbox_close (tr__mbox_t *self, int reason);
+
+//  Number of messages waiting (reserved, not yet taken).
+uint64_t
+    tr__mbox_depth (const tr__mbox_t *self);
+
+//  Owner: records a dead letter for msg (counts it, answers an ask with
+//  `reason`) and frees it.
+void
+    tr__mbox_dead_letter (tr__mbox_t *self, tr_msg_t *msg, int reason);
+
+#endif
