@@ -204,57 +204,39 @@ tr_envelope_encode (const tr_envelope_t *env, uint8_t **buf_p, size_t *len_p)
 //  --------------------------------------------------------------------------
 //  Decoding
 
-//  Reads one field's value into env. Returns 0 or -1 (error in r).
+//  Field values as read, before their meaning is checked: the version
+//  must be judged before anything else, so that a newer envelope reads as
+//  TR_EVERSION rather than as malformed.
+typedef struct {
+    uint64_t seen;                      //  bit k: key k was present
+    uint64_t version, kind;
+    int64_t priority, error;
+    const char *names [2];              //  to, from
+    uint32_t name_lens [2];
+    size_t at [K_BODY + 1];             //  offset of each field's value
+} s_raw_t;
+
+//  Reads one field's value with the type its key requires. Returns 0 or
+//  -1 (error in r).
 static int
-s_read_field (tr__mp_t *r, uint64_t key, tr_envelope_t *env, uint64_t *version)
+s_read_field (tr__mp_t *r, uint64_t key, s_raw_t *raw, tr_envelope_t *env)
 {
-    uint64_t u;
-    int64_t i;
-    const char *s;
-    uint32_t n;
     const uint8_t *at = r->p;
+    if (key <= K_BODY)
+        raw->at [key] = (size_t) (at - r->start);
     switch (key) {
-        case K_VERSION:
-            return tr__mp_uint (r, version);
-        case K_KIND:
-            if (tr__mp_uint (r, &u))
-                return -1;
-            if (u < TR_KIND_TELL || u > TR_KIND_ERROR) {
-                r->p = at;
-                return tr__mp_fail (r, TR_EMALFORMED, "kind must be 1 (tell) to 4 (error)");
-            }
-            env->kind = (int) u;
-            return 0;
+        case K_VERSION:  return tr__mp_uint (r, &raw->version);
+        case K_KIND:     return tr__mp_uint (r, &raw->kind);
         case K_ID:       return tr__mp_uint (r, &env->id);
         case K_CORR:     return tr__mp_uint (r, &env->corr);
         case K_DEADLINE: return tr__mp_uint (r, &env->deadline_us);
         case K_TRACE:    return tr__mp_uint (r, &env->trace);
+        case K_PRIORITY: return tr__mp_int (r, &raw->priority);
+        case K_ERROR:    return tr__mp_int (r, &raw->error);
         case K_TO:
         case K_FROM:
-            if (tr__mp_str (r, &s, &n))
-                return -1;
-            if ((n || key == K_TO) && tr_name_check (s, n)) {
-                r->p = at;
-                return tr__mp_fail (r, TR_EMALFORMED, "invalid actor name");
-            }
-            if (key == K_TO) { env->to = s; env->to_len = n; }
-            else             { env->from = s; env->from_len = n; }
-            return 0;
-        case K_PRIORITY:
-        case K_ERROR:
-            if (tr__mp_int (r, &i))
-                return -1;
-            if (key == K_PRIORITY && (i < TR_PRIO_LOW || i > TR_PRIO_HIGH)) {
-                r->p = at;
-                return tr__mp_fail (r, TR_EMALFORMED, "priority must be -1, 0 or 1");
-            }
-            if (key == K_ERROR && (i >= 0 || i < INT32_MIN)) {
-                r->p = at;
-                return tr__mp_fail (r, TR_EMALFORMED, "error must be a negative 32-bit code");
-            }
-            if (key == K_PRIORITY) env->priority = (int) i;
-            else                   env->error = (int32_t) i;
-            return 0;
+            return tr__mp_str (r, &raw->names [key == K_FROM],
+                               &raw->name_lens [key == K_FROM]);
         case K_BODY:
             if (tr__mp_skip (r, TR_ENVELOPE_MAX_DEPTH))
                 return -1;
@@ -266,27 +248,56 @@ s_read_field (tr__mp_t *r, uint64_t key, tr_envelope_t *env, uint64_t *version)
     }
 }
 
-//  Checks that the fields read make a meaningful envelope.
+//  Fails at the offset of field `key`.
 static int
-s_check_decoded (tr__mp_t *r, uint64_t seen, uint64_t version, tr_envelope_t *env)
+s_fail_at (tr__mp_t *r, const s_raw_t *raw, int key, int error, const char *why)
 {
-    const uint64_t required = (1u << K_VERSION) | (1u << K_KIND)
-                            | (1u << K_ID) | (1u << K_TO);
-    if (!(seen & (1u << K_VERSION)))
+    r->p = r->start + raw->at [key];
+    return tr__mp_fail (r, error, why);
+}
+
+static bool
+s_has (const s_raw_t *raw, int key)
+{
+    return (raw->seen >> key) & 1;
+}
+
+//  Checks what the fields mean, version first, and fills env.
+static int
+s_check_decoded (tr__mp_t *r, const s_raw_t *raw, tr_envelope_t *env)
+{
+    if (!s_has (raw, K_VERSION))
         return tr__mp_fail (r, TR_EMALFORMED, "missing field 0 (version)");
-    if (version != TR_ENVELOPE_VERSION)
-        return tr__mp_fail (r, TR_EVERSION, "unsupported envelope version");
-    if ((seen & required) != required)
-        return tr__mp_fail (r, TR_EMALFORMED, "missing a required field (kind, id or to)");
+    if (raw->version != TR_ENVELOPE_VERSION)
+        return s_fail_at (r, raw, K_VERSION, TR_EVERSION, "unsupported envelope version");
+    if (!s_has (raw, K_KIND) || !s_has (raw, K_ID) || !s_has (raw, K_TO))
+        return tr__mp_fail (r, TR_EMALFORMED, "missing a required field (1 kind, 2 id or 4 to)");
+    if (raw->kind < TR_KIND_TELL || raw->kind > TR_KIND_ERROR)
+        return s_fail_at (r, raw, K_KIND, TR_EMALFORMED, "kind must be 1 (tell) to 4 (error)");
+    env->kind = (int) raw->kind;
+    if (raw->priority < TR_PRIO_LOW || raw->priority > TR_PRIO_HIGH)
+        return s_fail_at (r, raw, K_PRIORITY, TR_EMALFORMED, "priority must be -1, 0 or 1");
+    env->priority = (int) raw->priority;
+    if (tr_name_check (raw->names [0], raw->name_lens [0]))
+        return s_fail_at (r, raw, K_TO, TR_EMALFORMED, "'to' is not a valid actor name");
+    if (raw->name_lens [1] && tr_name_check (raw->names [1], raw->name_lens [1]))
+        return s_fail_at (r, raw, K_FROM, TR_EMALFORMED, "'from' is not a valid actor name");
+    env->to = raw->names [0];
+    env->to_len = raw->name_lens [0];
+    env->from = raw->names [1]? raw->names [1]: "";
+    env->from_len = raw->name_lens [1];
     bool answer = env->kind == TR_KIND_REPLY || env->kind == TR_KIND_ERROR;
     if (answer && !env->corr)
-        return tr__mp_fail (r, TR_EMALFORMED, "a reply or error needs a corr id");
-    if (!answer && env->corr)
-        return tr__mp_fail (r, TR_EMALFORMED, "only replies and errors carry a corr id");
-    if ((env->kind == TR_KIND_ERROR) != (env->error != 0))
-        return tr__mp_fail (r, TR_EMALFORMED, "an error code belongs to, and only to, an error");
-    if (!env->from)
-        env->from = "";
+        return tr__mp_fail (r, TR_EMALFORMED, "a reply or error needs a non-zero corr (3)");
+    if (!answer && s_has (raw, K_CORR))
+        return s_fail_at (r, raw, K_CORR, TR_EMALFORMED, "only replies and errors carry corr (3)");
+    if (env->kind == TR_KIND_ERROR && !s_has (raw, K_ERROR))
+        return tr__mp_fail (r, TR_EMALFORMED, "an error needs an error code (9)");
+    if (env->kind != TR_KIND_ERROR && s_has (raw, K_ERROR))
+        return s_fail_at (r, raw, K_ERROR, TR_EMALFORMED, "only errors carry an error code (9)");
+    if (s_has (raw, K_ERROR) && (raw->error >= 0 || raw->error < INT32_MIN))
+        return s_fail_at (r, raw, K_ERROR, TR_EMALFORMED, "error must be a negative 32-bit code");
+    env->error = (int32_t) raw->error;
     return 0;
 }
 
@@ -303,30 +314,32 @@ tr_envelope_decode (const uint8_t *buf, size_t len, tr_envelope_t *env,
     }
     tr__mp_t r;
     tr__mp_init (&r, buf, len);
+    s_raw_t raw = { 0 };
     uint32_t pairs;
-    uint64_t seen = 0, version = 0;
     if (tr__mp_map (&r, &pairs) == 0) {
         for (uint32_t i = 0; i < pairs; i++) {
             uint64_t key;
             const uint8_t *key_at = r.p;
             if (tr__mp_uint (&r, &key))
                 break;
-            if (key >= K_LIMIT || (seen & ((uint64_t) 1 << key))) {
+            if (key >= K_LIMIT || s_has (&raw, (int) key)) {
                 r.p = key_at;
                 tr__mp_fail (&r, TR_EMALFORMED, key >= K_LIMIT?
-                             "unknown field key (must be below 64)":
+                             "field key must be below 64":
                              "duplicate field key");
                 break;
             }
-            seen |= (uint64_t) 1 << key;
-            if (s_read_field (&r, key, env, &version))
+            raw.seen |= (uint64_t) 1 << key;
+            if (s_read_field (&r, key, &raw, env))
                 break;
         }
     }
-    if (!r.error)
-        s_check_decoded (&r, seen, version, env);
+    //  Trailing bytes first: they say the map's count was wrong, which
+    //  explains better than whatever field check would fail next.
     if (!r.error && tr__mp_remaining (&r))
         tr__mp_fail (&r, TR_EMALFORMED, "trailing bytes after the envelope");
+    if (!r.error)
+        s_check_decoded (&r, &raw, env);
     if (r.error) {
         s_set_error (err, r.error_at, r.why);
         memset (env, 0, sizeof *env);

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "install test: not written yet" >&2; exit 1
