@@ -262,7 +262,6 @@ s_signal_stop (tr_actor_t *actor)
     rc = msg? tr__mbox_post (ctx.mbox, actor->mbox, msg, -1): TR_ENOMEM;
     if (rc && msg)
         tr__msg_free (msg);
-    tr__ctx_leave (&ctx);
     return rc;
 }
 

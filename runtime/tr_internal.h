@@ -84,6 +84,7 @@ struct tr_node {
     tr__mbox_t *free_ports;
     zlistx_t *ports;                    //  all of them, for destroy
     atomic_bool closing;
+    tr_node_t *next_live;               //  registry of live nodes
     atomic_uint_fast64_t next_mbox_id;
     atomic_uint_fast64_t spawned;
     atomic_uint_fast64_t unknown;
@@ -118,13 +119,12 @@ struct tr_actor {
 
 //  The mailbox a thread sends from, and where its replies arrive: its
 //  actor's mailbox on an actor thread (or a runtime service's own), else
-//  a port lent for the duration of the call.
+//  the thread's port on that node (see tr_send.c).
 typedef struct {
     tr_node_t *node;
     tr__mbox_t *mbox;
     const char *from;                   //  sender name ("" if anonymous)
     const tr_msg_t *current;            //  message in hand, for the trace
-    bool lent;                          //  mbox is a lent port
 } tr__ctx_t;
 
 //  Sets the calling thread's own mailbox (NULL to clear): actor threads
@@ -132,15 +132,20 @@ typedef struct {
 void
     tr__ctx_bind (tr__mbox_t *mbox, tr_actor_t *actor);
 
-//  Fills ctx for a call on node from this thread, lending a port if the
-//  thread has no mailbox of its own there. Returns TR_OK or TR_ENOMEM /
+//  Fills ctx for a call on node from this thread: its own mailbox there,
+//  or else its port (taken on first use). Returns TR_OK or TR_ENOMEM /
 //  TR_ESYS / TR_ELIMIT when a port could not be made.
 int
     tr__ctx_enter (tr_node_t *node, tr__ctx_t *ctx);
 
-//  Gives a lent port back.
+//  The registry of live nodes, so that a thread that ends after its node
+//  was destroyed does not touch it. tr__node_live needs the lock held.
 void
-    tr__ctx_leave (tr__ctx_t *ctx);
+    tr__node_live_lock (void);
+void
+    tr__node_live_unlock (void);
+bool
+    tr__node_live (const tr_node_t *node, uint64_t id);
 
 //  Allocates a message with copies of names and body. Returns NULL when
 //  out of memory. The id is left 0 (set by the sender).

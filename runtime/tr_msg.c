@@ -171,7 +171,6 @@ tr_msg_destroy (tr_msg_t **self_p)
         tr__ctx_t ctx;
         if (tr__ctx_enter (self->node, &ctx) == TR_OK) {
             tr__reply_error_from (&ctx, self, TR_ENOREPLY);
-            tr__ctx_leave (&ctx);
         }
     }
     tr__msg_free (self);

@@ -15,6 +15,43 @@
 
 static atomic_uint_fast64_t s_next_node_id = 1;
 
+//  Live nodes, for threads that end after their node (see tr_send.c).
+static pthread_mutex_t s_live_lock = PTHREAD_MUTEX_INITIALIZER;
+static tr_node_t *s_live;
+
+void
+tr__node_live_lock (void)
+{
+    pthread_mutex_lock (&s_live_lock);
+}
+
+void
+tr__node_live_unlock (void)
+{
+    pthread_mutex_unlock (&s_live_lock);
+}
+
+bool
+tr__node_live (const tr_node_t *node, uint64_t id)
+{
+    for (tr_node_t *n = s_live; n; n = n->next_live)
+        if (n == node && n->id == id)
+            return true;
+    return false;
+}
+
+static void
+s_live_remove (tr_node_t *node)
+{
+    tr__node_live_lock ();
+    for (tr_node_t **n = &s_live; *n; n = &(*n)->next_live)
+        if (*n == node) {
+            *n = node->next_live;
+            break;
+        }
+    tr__node_live_unlock ();
+}
+
 static void
 s_fill_defaults (tr_node_opts_t *o)
 {
@@ -101,6 +138,10 @@ tr_node_new (const tr_node_opts_t *opts, tr_node_t **node_p)
     rc = tr__timers_start (self, &self->timers);
     if (rc)
         goto fail;
+    tr__node_live_lock ();
+    self->next_live = s_live;
+    s_live = self;
+    tr__node_live_unlock ();
     *node_p = self;
     return TR_OK;
 
@@ -116,7 +157,9 @@ fail:
     return rc;
 }
 
-//  Closes the ports; the destroying thread owns them all by now.
+//  Closes the ports. Threads may still hold some in their slots, but by
+//  the node's contract none is in use now, and the node's id tells their
+//  slots the ports are gone.
 static void
 s_close_ports (tr_node_t *self)
 {
@@ -143,6 +186,8 @@ tr_node_destroy (tr_node_t **self_p)
     size_t abandoned = tr__actors_stop_all (self);
     if (!abandoned)
         tr__timers_stop (&self->timers);
+    //  From here on, no ending thread gives a port back to this node.
+    s_live_remove (self);
     s_close_ports (self);
     if (abandoned) {
         //  Those actors' threads may still touch the node, their mailboxes

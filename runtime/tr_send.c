@@ -33,19 +33,61 @@ tr_self (void)
     return s_own_actor;
 }
 
-int
-tr__ctx_enter (tr_node_t *node, tr__ctx_t *ctx)
+//  --------------------------------------------------------------------------
+//  Ports: the mailboxes of threads that are not actors.
+//
+//  A thread keeps the port it was given for as long as it lives, so that
+//  what it sends leaves through one pipe per receiver and arrives in
+//  order, and answers to its asks come back to where it waits. A thread
+//  holds ports for up to S_PORT_SLOTS nodes at once; past that the oldest
+//  goes back to its node. When the thread ends, its ports go back to
+//  their nodes, if those still exist (tr__node_live).
+
+#define S_PORT_SLOTS 4
+
+typedef struct {
+    tr_node_t *node;
+    uint64_t node_id;                   //  node pointers can be reused
+    tr__mbox_t *port;
+} s_port_slot_t;
+
+static __thread s_port_slot_t s_ports [S_PORT_SLOTS];
+static pthread_key_t s_port_key;
+static pthread_once_t s_port_once = PTHREAD_ONCE_INIT;
+
+//  Hands a port back to its node's free list, if the node still lives.
+static void
+s_return_port (s_port_slot_t *slot)
 {
-    ctx->node = node;
-    if (s_own_mbox && s_own_mbox->node == node) {
-        ctx->mbox = s_own_mbox;
-        ctx->from = s_own_mbox->name? s_own_mbox->name: "";
-        ctx->current = s_own_actor? s_own_actor->current: NULL;
-        ctx->lent = false;
-        return TR_OK;
+    tr__node_live_lock ();
+    if (tr__node_live (slot->node, slot->node_id)) {
+        pthread_mutex_lock (&slot->node->ports_lock);
+        slot->port->next_port = slot->node->free_ports;
+        slot->node->free_ports = slot->port;
+        pthread_mutex_unlock (&slot->node->ports_lock);
     }
-    //  Not an actor of this node: borrow a port. Ports are created on
-    //  demand and kept; there are as many as threads sending at once.
+    tr__node_live_unlock ();
+    memset (slot, 0, sizeof *slot);
+}
+
+static void
+s_thread_exit (void *unused)
+{
+    for (int i = 0; i < S_PORT_SLOTS; i++)
+        if (s_ports [i].port)
+            s_return_port (&s_ports [i]);
+}
+
+static void
+s_port_key_create (void)
+{
+    pthread_key_create (&s_port_key, s_thread_exit);
+}
+
+//  A port for this thread on node: a free one, or a new one.
+static int
+s_take_port (tr_node_t *node, tr__mbox_t **port_p)
+{
     pthread_mutex_lock (&node->ports_lock);
     tr__mbox_t *port = node->free_ports;
     if (port)
@@ -59,24 +101,55 @@ tr__ctx_enter (tr_node_t *node, tr__ctx_t *ctx)
         zlistx_add_end (node->ports, port);
         pthread_mutex_unlock (&node->ports_lock);
     }
-    ctx->mbox = port;
-    ctx->from = "";
-    ctx->current = NULL;
-    ctx->lent = true;
+    port->next_port = NULL;
+    *port_p = port;
     return TR_OK;
 }
 
-void
-tr__ctx_leave (tr__ctx_t *ctx)
+//  This thread's port on node, taking one on first use.
+static int
+s_thread_port (tr_node_t *node, tr__mbox_t **port_p)
 {
-    if (!ctx->lent)
-        return;
-    tr_node_t *node = ctx->node;
-    pthread_mutex_lock (&node->ports_lock);
-    ctx->mbox->next_port = node->free_ports;
-    node->free_ports = ctx->mbox;
-    pthread_mutex_unlock (&node->ports_lock);
-    ctx->mbox = NULL;
+    s_port_slot_t *free_slot = NULL;
+    for (int i = 0; i < S_PORT_SLOTS; i++) {
+        s_port_slot_t *slot = &s_ports [i];
+        if (slot->port && slot->node == node && slot->node_id == node->id) {
+            *port_p = slot->port;
+            return TR_OK;
+        }
+        if (slot->port && slot->node == node)
+            memset (slot, 0, sizeof *slot);     //  a destroyed node's
+        if (!slot->port && !free_slot)
+            free_slot = slot;
+    }
+    pthread_once (&s_port_once, s_port_key_create);
+    pthread_setspecific (s_port_key, s_ports);  //  arms s_thread_exit
+    if (!free_slot) {
+        free_slot = &s_ports [0];
+        s_return_port (free_slot);
+        memmove (s_ports, s_ports + 1, (S_PORT_SLOTS - 1) * sizeof *s_ports);
+        free_slot = &s_ports [S_PORT_SLOTS - 1];
+        memset (free_slot, 0, sizeof *free_slot);
+    }
+    int rc = s_take_port (node, port_p);
+    if (rc == TR_OK)
+        *free_slot = (s_port_slot_t) { node, node->id, *port_p };
+    return rc;
+}
+
+int
+tr__ctx_enter (tr_node_t *node, tr__ctx_t *ctx)
+{
+    ctx->node = node;
+    if (s_own_mbox && s_own_mbox->node == node) {
+        ctx->mbox = s_own_mbox;
+        ctx->from = s_own_mbox->name? s_own_mbox->name: "";
+        ctx->current = s_own_actor? s_own_actor->current: NULL;
+        return TR_OK;
+    }
+    ctx->from = "";
+    ctx->current = NULL;
+    return s_thread_port (node, &ctx->mbox);
 }
 
 //  A fresh, non-zero trace id.
@@ -173,7 +246,6 @@ s_tell (tr_node_t *node, tr__mbox_t *dst, const void *body, size_t size,
         if (rc)
             tr__msg_free (msg);
     }
-    tr__ctx_leave (&ctx);
     return rc;
 }
 
@@ -227,7 +299,6 @@ s_ask (tr_node_t *node, tr__mbox_t *dst, const void *body, size_t size,
     if (rc)
         return rc;
     if (ctx.mbox == dst) {
-        tr__ctx_leave (&ctx);
         return TR_EDEADLK;
     }
     int64_t deadline = tr__deadline_after_ms (timeout_ms);
@@ -245,7 +316,6 @@ s_ask (tr_node_t *node, tr__mbox_t *dst, const void *body, size_t size,
         else
             *reply_p = reply;
     }
-    tr__ctx_leave (&ctx);
     return rc;
 }
 
@@ -290,7 +360,6 @@ tr_request (tr_node_t *node, const char *to, const void *body, size_t size,
         rc = s_post_ask (&ctx, dst, id, body, size, timeout_ms, opts);
         if (rc == TR_OK)
             *id_p = id;
-        tr__ctx_leave (&ctx);
     }
     tr__mbox_unref (&dst);
     return rc;
@@ -349,7 +418,6 @@ s_reply (const tr_msg_t *request, int error, const void *body, size_t size)
     if (rc)
         return rc;
     rc = s_answer (&ctx, request, error, body, size);
-    tr__ctx_leave (&ctx);
     return rc;
 }
 
