@@ -271,26 +271,26 @@ static void
 s_abandon (tr_actor_t *actor, int waited_ms)
 {
     tr_node_t *node = actor->node;
-    atomic_store (&actor->status, TR__ACTOR_ABANDONED);
+    if (atomic_exchange (&actor->status, TR__ACTOR_ABANDONED) == TR__ACTOR_ABANDONED)
+        return;                         //  given up on before
     pthread_rwlock_wrlock (&node->lock);
     s_unregister (node, actor);
     pthread_rwlock_unlock (&node->lock);
-    tr_log (TR_LOG_ERROR, "actor '%s' did not stop within %d ms; abandoned "
-            "(its thread and mailbox are leaked)", actor->mbox->name, waited_ms);
+    tr_log (TR_LOG_ERROR, "actor '%s' did not stop within %d ms; abandoned: its name "
+            "is free, its thread and mailbox are kept until the thread ends",
+            actor->mbox->name, waited_ms);
 }
 
-//  Waits for the actor's thread until deadline_ns, then frees the actor
-//  or abandons it.
+//  Waits for the actor's thread until deadline_ns. Returns TR_OK once it
+//  has ended, or abandons the actor and returns TR_ETIMEDOUT.
 static int
-s_finish_stop (tr_actor_t *actor, int64_t deadline_ns, int waited_ms)
+s_join (tr_actor_t *actor, int64_t deadline_ns, int waited_ms)
 {
     struct timespec at = tr__timespec_at (deadline_ns, CLOCK_REALTIME);
-    int err = pthread_timedjoin_np (actor->thread, NULL, &at);
-    if (err) {
+    if (pthread_timedjoin_np (actor->thread, NULL, &at)) {
         s_abandon (actor, waited_ms);
         return TR_ETIMEDOUT;
     }
-    s_free (actor, TR_ESTOPPED);
     return TR_OK;
 }
 
@@ -320,38 +320,54 @@ tr_actor_stop (tr_node_t *node, const char *name, int timeout_ms)
     if (rc)
         return rc;
     rc = s_signal_stop (actor);
-    if (rc)
-        return rc;
-    return s_finish_stop (actor, tr__deadline_after_ms (timeout_ms), timeout_ms);
+    if (rc == TR_OK)
+        rc = s_join (actor, tr__deadline_after_ms (timeout_ms), timeout_ms);
+    if (rc == TR_OK)
+        s_free (actor, TR_ESTOPPED);
+    return rc;
 }
 
 size_t
 tr__actors_stop_all (tr_node_t *node)
 {
-    //  Claim every running actor, newest first.
+    //  Claim every running actor, newest first; take the abandoned ones
+    //  too, in case their threads have ended since.
     size_t count = 0, abandoned = 0;
     pthread_rwlock_rdlock (&node->lock);
     tr_actor_t **list = (tr_actor_t **) calloc (node->actors + 1, sizeof *list);
     for (tr_actor_t *a = node->last; a && list; a = a->prev) {
         int running = TR__ACTOR_RUNNING;
-        if (atomic_compare_exchange_strong (&a->status, &running, TR__ACTOR_STOPPING))
+        if (atomic_compare_exchange_strong (&a->status, &running, TR__ACTOR_STOPPING)
+        ||  running == TR__ACTOR_ABANDONED)
             list [count++] = a;
-        else
-        if (atomic_load (&a->status) == TR__ACTOR_ABANDONED)
-            abandoned++;
     }
     pthread_rwlock_unlock (&node->lock);
     if (!list)
         return node->actors;            //  out of memory: stop nothing, leak
     //  Signal them all first, so they stop side by side; then collect them
-    //  in the same order, against one common deadline.
+    //  in the same order, against one common deadline. An abandoned actor
+    //  had its stop signal already.
     for (size_t i = 0; i < count; i++)
-        s_signal_stop (list [i]);
+        if (atomic_load (&list [i]->status) == TR__ACTOR_STOPPING)
+            s_signal_stop (list [i]);
+    //  Shut every mailbox before closing any (see tr__mbox_shut), then
+    //  close them oldest first. A socket that connected to many mailboxes
+    //  (a port, a coordinator) pays, in libzmq, a search of its list of
+    //  connections for each one that closes; that list is sorted by
+    //  endpoint, endpoints sort by age, so closing oldest first makes each
+    //  search stop at the first entry instead of walking them all.
     int timeout_ms = node->opts.stop_timeout_ms;
     int64_t deadline = tr__deadline_after_ms (timeout_ms);
     for (size_t i = 0; i < count; i++)
-        if (s_finish_stop (list [i], deadline, timeout_ms))
+        if (s_join (list [i], deadline, timeout_ms) == TR_OK)
+            tr__mbox_shut (list [i]->mbox, TR_ESTOPPED);
+        else {
+            list [i] = NULL;
             abandoned++;
+        }
+    for (size_t i = count; i-- > 0; )
+        if (list [i])
+            s_free (list [i], TR_ESTOPPED);
     free (list);
     return abandoned;
 }

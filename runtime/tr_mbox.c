@@ -101,8 +101,10 @@ tr__mbox_new (tr_node_t *node, const char *name, size_t capacity,
     self->spin_ns = self->spin_max_ns;
     self->rcvtimeo = -1;
     snprintf (self->rid, sizeof self->rid, "C%016" PRIx64, self->id);
+    //  Fixed-width hex, so that endpoints sort in creation order; see
+    //  tr__actors_stop_all for why that matters.
     snprintf (self->endpoint, sizeof self->endpoint,
-              "inproc://troupe-%" PRIu64 "-%" PRIu64, node->id, self->id);
+              "inproc://troupe-%016" PRIx64 "-%016" PRIx64, node->id, self->id);
     if (name && !(self->name = strdup (name))) {
         free (self);
         return TR_ENOMEM;
@@ -490,8 +492,10 @@ tr__mbox_dead_letter (tr__mbox_t *self, tr_msg_t *msg, int reason)
 }
 
 void
-tr__mbox_close (tr__mbox_t *self, int reason)
+tr__mbox_shut (tr__mbox_t *self, int reason)
 {
+    if (!self->sock || (atomic_load (&self->depth) & TR__MBOX_CLOSED && self->unbound))
+        return;
     atomic_fetch_or (&self->depth, TR__MBOX_CLOSED);
     pthread_mutex_lock (&self->room_lock);
     pthread_cond_broadcast (&self->room);
@@ -514,10 +518,24 @@ tr__mbox_close (tr__mbox_t *self, int reason)
             break;
         s_await (self, tr__now_ns () + 100 * 1000000);
     }
+    //  Nobody can be about to connect now (no reservation is left), so
+    //  the endpoint can go. Unbinding here, before zmq_close, matters:
+    //  libzmq's close walks every endpoint still bound in the context, so
+    //  closing many mailboxes is quadratic unless they were unbound first.
+    zmq_unbind (self->sock, self->endpoint);
+    self->unbound = true;
     tr_node_t *node = self->node;
     atomic_fetch_add (&node->retired_sent, atomic_load (&self->sent));
     atomic_fetch_add (&node->retired_dead, atomic_load (&self->dead));
     atomic_fetch_add (&node->retired_rejected, atomic_load (&self->rejected));
-    zmq_close (self->sock);
-    self->sock = NULL;
+}
+
+void
+tr__mbox_close (tr__mbox_t *self, int reason)
+{
+    tr__mbox_shut (self, reason);
+    if (self->sock) {
+        zmq_close (self->sock);
+        self->sock = NULL;
+    }
 }

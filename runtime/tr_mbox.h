@@ -71,6 +71,7 @@ struct tr__mbox {
     int64_t spin_ns;                    //  current spin budget
     int64_t spin_max_ns;
     int rcvtimeo;                       //  ZMQ_RCVTIMEO now set
+    bool unbound;                       //  shut: endpoint released
 
     //  Written by the owner, read by anyone.
     atomic_uint_fast64_t received;
@@ -125,11 +126,18 @@ tr_msg_t *
 tr_msg_t *
     tr__mbox_wait_reply (tr__mbox_t *self, uint64_t id, int64_t deadline_ns);
 
-//  Owner: closes the mailbox for good. New sends fail with TR_ENOACTOR;
+//  Owner: shuts the mailbox for good. New sends fail with TR_ENOACTOR;
 //  every message already accepted is drained and counted as a dead
 //  letter, and asks among them are answered with `reason` (sent through
-//  this mailbox's socket, which is closed at the end). Adds the mailbox's
-//  counters to the node's retired totals.
+//  this mailbox's socket). Then the endpoint is unbound and the counters
+//  are added to the node's retired totals. The socket stays open until
+//  tr__mbox_close. Does nothing the second time.
+void
+    tr__mbox_shut (tr__mbox_t *self, int reason);
+
+//  Owner: shuts the mailbox (if not done yet) and closes its socket. To
+//  close many mailboxes, shut them all first: see tr__mbox_shut in
+//  tr_mbox.c for why.
 void
     tr__mbox_close (tr__mbox_t *self, int reason);
 

@@ -98,7 +98,9 @@ TR_EXPORT int
 //  by the actor itself (use tr_tell with your own stop message and return
 //  from the handler, or let a supervisor stop you); TR_ETIMEDOUT if the
 //  thread did not end in time: the actor is then abandoned (its name is
-//  released, its thread and mailbox are leaked, an error is logged).
+//  released at once, an error is logged, and its thread and mailbox are
+//  kept until tr_node_destroy, which reclaims them if the thread has ended
+//  by then, its handler having returned).
 TR_EXPORT int
     tr_actor_stop (tr_node_t *node, const char *name, int timeout_ms);
 

@@ -71,9 +71,10 @@ TR_EXPORT int
 //  Stops every actor (each gets stop_timeout_ms), turns the messages still
 //  in their mailboxes into dead letters (an ask among them gets a
 //  TR_ESTOPPED error), stops the timers, closes every socket and frees the
-//  node. Sets *self_p to NULL. Accepts NULL. If an actor could not be
-//  stopped in time, the node and that actor's resources are deliberately
-//  leaked (the actor's thread may still use them) and an error is logged.
+//  node. Sets *self_p to NULL. Accepts NULL. An actor abandoned earlier
+//  (see tr_actor_stop) gets the same time to end. If an actor's thread
+//  still has not ended, the node and its resources are deliberately
+//  leaked (that thread may still use them) and an error is logged.
 TR_EXPORT void
     tr_node_destroy (tr_node_t **self_p);
 
