@@ -54,12 +54,14 @@ s_loop (tr_actor_t *self)
             continue;
         }
         self->current = msg;
+        self->deferred = false;
         int rc = self->behaviour.handle (self, msg, self->state);
         self->current = NULL;
         s_record (mbox, rc, tr__now_ns () - start);
         if (rc)
             tr_log (TR_LOG_DEBUG, "actor '%s': handler failed (%d)", mbox->name, rc);
-        tr__msg_finish (&ctx, msg, rc? TR_EHANDLER: TR_ENOREPLY);
+        if (!self->deferred)            //  else no longer ours to touch
+            tr__msg_finish (&ctx, msg, rc? TR_EHANDLER: TR_ENOREPLY);
     }
 }
 
@@ -79,6 +81,7 @@ s_actor_main (void *arg)
             self->behaviour.terminate (self, TR_OK, self->state);
     }
     tr__ctx_bind (NULL, NULL);
+    sem_post (&self->ended);            //  the last thing the thread does
     return NULL;
 }
 
@@ -135,6 +138,7 @@ s_free (tr_actor_t *actor, int reason)
     tr__mbox_close (actor->mbox, reason);
     tr__mbox_unref (&actor->mbox);
     sem_destroy (&actor->started);
+    sem_destroy (&actor->ended);
     actor->tag = TR__DEAD_TAG;
     free (actor);
 }
@@ -211,6 +215,7 @@ tr_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
     actor->arg = arg;
     atomic_init (&actor->status, TR__ACTOR_STARTING);
     sem_init (&actor->started, 0, 0);
+    sem_init (&actor->ended, 0, 0);
     size_t capacity = opts && opts->capacity? opts->capacity: node->opts.mailbox_capacity;
     int on_full = opts? opts->on_full: TR_FULL_WAIT;
     size_t stack = opts && opts->stack_size? opts->stack_size: node->opts.stack_size;
@@ -218,6 +223,7 @@ tr_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
     rc = tr__mbox_new (node, name, capacity, on_full, &actor->mbox);
     if (rc) {
         sem_destroy (&actor->started);
+        sem_destroy (&actor->ended);
         free (actor);
         return rc;
     }
@@ -227,6 +233,7 @@ tr_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
         tr__mbox_close (actor->mbox, TR_ESTOPPED);
         tr__mbox_unref (&actor->mbox);
         sem_destroy (&actor->started);
+        sem_destroy (&actor->ended);
         free (actor);
         return rc;
     }
@@ -282,15 +289,22 @@ s_abandon (tr_actor_t *actor, int waited_ms)
 }
 
 //  Waits for the actor's thread until deadline_ns. Returns TR_OK once it
-//  has ended, or abandons the actor and returns TR_ETIMEDOUT.
+//  has ended (and is joined), or abandons the actor and returns
+//  TR_ETIMEDOUT. The thread posts `ended` as its very last step, so the
+//  join after it is immediate; waiting on the semaphore rather than with
+//  pthread_timedjoin_np keeps to POSIX and to what ThreadSanitizer models.
 static int
 s_join (tr_actor_t *actor, int64_t deadline_ns, int waited_ms)
 {
     struct timespec at = tr__timespec_at (deadline_ns, CLOCK_REALTIME);
-    if (pthread_timedjoin_np (actor->thread, NULL, &at)) {
+    int rc;
+    while ((rc = sem_timedwait (&actor->ended, &at)) && errno == EINTR)
+        ;
+    if (rc) {
         s_abandon (actor, waited_ms);
         return TR_ETIMEDOUT;
     }
+    pthread_join (actor->thread, NULL);
     return TR_OK;
 }
 

@@ -111,10 +111,12 @@ struct tr_actor {
     void *state;
     pthread_t thread;
     sem_t started;                      //  posted once init has returned
+    sem_t ended;                        //  posted as the thread ends
     int init_rc;
     atomic_int status;                  //  TR__ACTOR_*
     tr_actor_t *prev, *next;            //  node's list, spawn order
     const tr_msg_t *current;            //  message being handled
+    bool deferred;                      //  the handler deferred `current`
 };
 
 //  The mailbox a thread sends from, and where its replies arrive: its

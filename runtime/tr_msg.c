@@ -155,6 +155,11 @@ tr_defer (const tr_msg_t *request)
         return NULL;
     tr_msg_t *self = (tr_msg_t *) request;
     self->flags |= TR__MSG_DEFERRED;
+    //  Tell the handling loop too: once the handler returns, another
+    //  thread may own the message, so the loop must not read its flags.
+    tr_actor_t *actor = tr_self ();
+    if (actor && actor->current == request)
+        actor->deferred = true;
     return self;
 }
 

@@ -247,7 +247,8 @@ s_client_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 
 START_TEST (test_request_answer_reaches_handler)
 {
-    s_client_t client = { 0 };
+    //  Static: the actor still writes to it after answering.
+    static s_client_t client;
     tr_behaviour_t b = { .handle = s_client_handle };
     tr_probe_spawn (s_node, "probe", s_probe, NULL);
     ck_assert_int_eq (tr_spawn (s_node, "client", &b, &client, NULL, NULL), TR_OK);
