@@ -227,7 +227,7 @@ s_main (void *arg)
             size_t n = s_collect (self, now, batch);
             pthread_mutex_unlock (&self->lock);
             for (size_t i = 0; i < n; i++)
-                if (!s_send (self, &batch [i]))
+                if (!s_send (self, &batch [i]) && batch [i].id)
                     tr_timer_cancel (self->node, batch [i].id);
             pthread_mutex_lock (&self->lock);
         }
@@ -369,7 +369,7 @@ tr_timer_cancel (tr_node_t *node, uint64_t id)
     if (!node)
         return TR_EINVAL;
     tr__timers_t *self = node->timers;
-    if (!self)
+    if (!self || id == 0)               //  ids start at 1
         return TR_ENOTFOUND;
     pthread_mutex_lock (&self->lock);
     s_timer_t *t = (s_timer_t *) zhashx_lookup (self->by_id, S_KEY (id));
