@@ -267,8 +267,15 @@ s_report (tr_node_t *node)
 {
     tr_node_stats_t st;
     tr_actor_stats_t g;
+    //  The answer can reach us before 'gather' has returned from the
+    //  handler that sent it; let that message finish being counted.
+    for (int i = 0; i < 1000; i++) {
+        tr_actor_stats (node, "gather", &g);
+        if (g.received == g.handled + g.failed + g.dead_letters + g.depth)
+            break;
+        nanosleep (&(struct timespec) { 0, 1000000 }, NULL);
+    }
     tr_node_stats (node, &st);
-    tr_actor_stats (node, "gather", &g);
     printf ("node            %" PRIu64 " actors; %" PRIu64 " messages accepted, %" PRIu64
             " dead letters, %" PRIu64 " refused\n",
             st.actors, st.sent, st.dead_letters, st.rejected);
