@@ -199,6 +199,8 @@ class _Reader:
         return b
 
     def be(self, n):
+        if self.pos + n > len(self.data):
+            raise IndexError("truncated")
         v = int.from_bytes(self.data[self.pos:self.pos + n], "big")
         self.pos += n
         return v
@@ -211,6 +213,14 @@ class _Reader:
             return self.be(2)
         assert t == 0xdf
         return self.be(4)
+
+    def is_one_value(self):
+        """True if the data is exactly one msgpack value."""
+        try:
+            self.skip()
+        except IndexError:
+            return False
+        return self.pos == len(self.data)
 
     def skip(self):
         t = self.byte()
@@ -230,9 +240,11 @@ class _Reader:
             self.pos += 4 if t == 0xca else 8
         elif t in (0xc4, 0xc5, 0xc6, 0xd9, 0xda, 0xdb):
             width = 1 << ((t - 0xc4) if t <= 0xc6 else (t - 0xd9))
-            self.pos += self.be(width)
+            n = self.be(width)
+            self.pos += n
         elif t in (0xc7, 0xc8, 0xc9):
-            self.pos += self.be(1 << (t - 0xc7)) + 1
+            n = self.be(1 << (t - 0xc7))
+            self.pos += n + 1
         elif 0xd4 <= t <= 0xd8:
             self.pos += 1 + (1 << (t - 0xd4))
         elif t in (0xdc, 0xdd):
@@ -243,6 +255,8 @@ class _Reader:
                 self.skip()
         else:
             raise ValueError("byte 0x%02x" % t)
+        if self.pos > len(self.data):
+            raise IndexError("truncated")
 
 
 # ---------------------------------------------------------------------------
@@ -254,6 +268,8 @@ def ok(name, comment, data, f, canon):
     """A valid envelope that decodes to f. canon says whether data is
     exactly the canonical form of f; checked here, both ways."""
     assert (data == canonical(f)) == canon, name
+    if f["body"]:
+        assert _Reader(f["body"]).is_one_value(), name
     VECTORS.append((name, "TR_OK", f, canon, data, comment))
 
 def bad(name, comment, data, result="TR_EMALFORMED"):
@@ -343,7 +359,7 @@ def vectors_valid():
         ("map16", b"\xde\x00\x01\xa1k\xc3"), ("map32", b"\xdf\x00\x00\x00\x01\x01\x02"),
         ("nested", map_header(2) + fixstr(b"list") + array_header(3) + b"\x01"
          + map_header(1) + fixstr(b"x") + NIL + array_header(0)
-         + float64(0.5) + map_header(1) + b"\x80"),
+         + float64(0.5) + map_header(1) + fixstr(b"k") + b"\x80"),
     ]
     for name, body in bodies:
         ok_canonical("ok-body-" + name, "body: " + name,
