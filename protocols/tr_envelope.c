@@ -216,14 +216,30 @@ typedef struct {
     size_t at [K_BODY + 1];             //  offset of each field's value
 } s_raw_t;
 
-//  Reads one field's value with the type its key requires. Returns 0 or
-//  -1 (error in r).
+//  First pass: records where field `key` starts and skips its value, of
+//  any type, within the nesting limit. Types are judged later, after the
+//  version. Returns 0 or -1 (error in r).
 static int
-s_read_field (tr__mp_t *r, uint64_t key, s_raw_t *raw, tr_envelope_t *env)
+s_skip_field (tr__mp_t *r, uint64_t key, s_raw_t *raw, tr_envelope_t *env)
 {
     const uint8_t *at = r->p;
     if (key <= K_BODY)
         raw->at [key] = (size_t) (at - r->start);
+    if (tr__mp_skip (r, TR_ENVELOPE_MAX_DEPTH))
+        return -1;
+    if (key == K_BODY) {
+        env->body = at;
+        env->body_len = (size_t) (r->p - at);
+    }
+    return 0;
+}
+
+//  Second pass: reads field `key` (0..9), found at its recorded offset,
+//  with the type the key requires. Returns 0 or -1 (error in r).
+static int
+s_read_field (tr__mp_t *r, int key, s_raw_t *raw, tr_envelope_t *env)
+{
+    r->p = r->start + raw->at [key];
     switch (key) {
         case K_VERSION:  return tr__mp_uint (r, &raw->version);
         case K_KIND:     return tr__mp_uint (r, &raw->kind);
@@ -237,14 +253,8 @@ s_read_field (tr__mp_t *r, uint64_t key, s_raw_t *raw, tr_envelope_t *env)
         case K_FROM:
             return tr__mp_str (r, &raw->names [key == K_FROM],
                                &raw->name_lens [key == K_FROM]);
-        case K_BODY:
-            if (tr__mp_skip (r, TR_ENVELOPE_MAX_DEPTH))
-                return -1;
-            env->body = at;
-            env->body_len = (size_t) (r->p - at);
+        default:                    //  the body, and reserved keys: skipped
             return 0;
-        default:                    //  reserved for later optional fields
-            return tr__mp_skip (r, TR_ENVELOPE_MAX_DEPTH);
     }
 }
 
@@ -264,12 +274,19 @@ s_has (const s_raw_t *raw, int key)
 
 //  Checks what the fields mean, version first, and fills env.
 static int
-s_check_decoded (tr__mp_t *r, const s_raw_t *raw, tr_envelope_t *env)
+s_check_decoded (tr__mp_t *r, s_raw_t *raw, tr_envelope_t *env)
 {
     if (!s_has (raw, K_VERSION))
         return tr__mp_fail (r, TR_EMALFORMED, "missing field 0 (version)");
+    if (s_read_field (r, K_VERSION, raw, env))
+        return -1;
     if (raw->version != TR_ENVELOPE_VERSION)
         return s_fail_at (r, raw, K_VERSION, TR_EVERSION, "unsupported envelope version");
+    //  Only now that the version is known are the other types judged.
+    for (int key = K_KIND; key < K_BODY; key++)
+        if (s_has (raw, key) && s_read_field (r, key, raw, env))
+            return -1;
+    r->p = r->end;                      //  where the first pass ended
     if (!s_has (raw, K_KIND) || !s_has (raw, K_ID) || !s_has (raw, K_TO))
         return tr__mp_fail (r, TR_EMALFORMED, "missing a required field (1 kind, 2 id or 4 to)");
     if (raw->kind < TR_KIND_TELL || raw->kind > TR_KIND_ERROR)
@@ -330,7 +347,7 @@ tr_envelope_decode (const uint8_t *buf, size_t len, tr_envelope_t *env,
                 break;
             }
             raw.seen |= (uint64_t) 1 << key;
-            if (s_read_field (&r, key, &raw, env))
+            if (s_skip_field (&r, key, &raw, env))
                 break;
         }
     }
