@@ -17,9 +17,16 @@
 void
 tr__mp_init (tr__mp_t *self, const void *buf, size_t len)
 {
+    //  A NULL buffer reads as empty; point at a real byte so that no
+    //  arithmetic is ever done on a null pointer.
+    static const uint8_t s_nothing = 0;
+    if (!buf) {
+        buf = &s_nothing;
+        len = 0;
+    }
     self->start = (const uint8_t *) buf;
     self->p = self->start;
-    self->end = self->start + (buf? len: 0);
+    self->end = self->start + len;
     self->error = 0;
     self->error_at = 0;
     self->why = NULL;
