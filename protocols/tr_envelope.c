@@ -1,4 +1,4 @@
-/*  tr_envelope.c - envelope codec; the format is in protocols/envelope.md.
+/*  tr_envelope.c - envelope codec; the format is in protocols/1-envelope.md.
 
     Encoding goes through msgpack-c's packer. Decoding uses the bounded
     reader in tr_mp.c, never msgpack-c's unpacker (see tr_mp.h), and

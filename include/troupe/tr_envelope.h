@@ -1,4 +1,4 @@
-/*  tr_envelope.h - the message envelope on the wire (protocols/envelope.md).
+/*  tr_envelope.h - the message envelope on the wire (protocols/1-envelope.md).
 
     An envelope is one msgpack map with small integer keys: version, kind,
     ids, names, deadline, priority, trace id, error code, and the body, a

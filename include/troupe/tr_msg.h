@@ -4,7 +4,7 @@
     correlation id, priority, deadline, trace id) around an opaque body.
     Bodies are msgpack: every send checks that the body is exactly one
     well-formed msgpack value (or empty), so that a message means the same
-    thing in this process and on the wire (see protocols/envelope.md).
+    thing in this process and on the wire (see protocols/1-envelope.md).
 
     Ownership: a handler receives a message it only borrows; the runtime
     frees it when the handler returns. A reply returned by tr_ask belongs
