@@ -288,6 +288,43 @@ START_TEST (test_ask_self)
 END_TEST
 
 //  --------------------------------------------------------------------------
+//  An actor may tell itself: here it counts down from the asked number,
+//  one tell to itself per step, and answers the ask at zero.
+
+typedef struct {
+    tr_msg_t *job;
+} s_countdown_t;
+
+static int
+s_countdown_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    s_countdown_t *c = (s_countdown_t *) state;
+    uint64_t n = tr_test_unpack_uint (tr_msg_body (msg), tr_msg_size (msg));
+    if (tr_msg_kind (msg) == TR_KIND_ASK)
+        c->job = tr_defer (msg);
+    if (n == 0) {
+        tr_test_body_t done = tr_test_pack_uint (12345);
+        tr_reply (c->job, done.data, done.size);
+        tr_msg_destroy (&c->job);
+        return 0;
+    }
+    ck_assert_str_eq (tr_msg_from (msg), tr_msg_kind (msg) == TR_KIND_ASK? "": "countdown");
+    tr_test_body_t next = tr_test_pack_uint (n - 1);
+    return tr_tell (tr_actor_node (self), tr_actor_name (self), next.data, next.size, NULL);
+}
+
+START_TEST (test_tell_self)
+{
+    static s_countdown_t countdown;
+    tr_behaviour_t b = { .handle = s_countdown_handle };
+    ck_assert_int_eq (tr_spawn (s_node, "countdown", &b, &countdown, NULL, NULL), TR_OK);
+    uint64_t answer;
+    ck_assert_int_eq (tr_test_ask (s_node, "countdown", 5000, 10000, &answer), TR_OK);
+    ck_assert_uint_eq (answer, 12345);
+}
+END_TEST
+
+//  --------------------------------------------------------------------------
 //  Bounds
 
 START_TEST (test_full_mailbox_fails_at_once)
@@ -593,6 +630,7 @@ s_suite (void)
     tcase_add_test (tc, test_reply_to_tell_refused);
     tcase_add_test (tc, test_request_answer_reaches_handler);
     tcase_add_test (tc, test_ask_self);
+    tcase_add_test (tc, test_tell_self);
     tcase_add_test (tc, test_full_mailbox_fails_at_once);
     tcase_add_test (tc, test_full_mailbox_waits);
     tcase_add_test (tc, test_priority_order);
