@@ -28,7 +28,10 @@
 
     Series take turns within each repetition; a first, shorter round of
     each is a warm-up and is not counted. With SERIES, only that series
-    runs (for profiling it alone).
+    runs (for profiling it alone). At the end, a line
+    "OPS <benchmark> <series> <n>" gives the round trips done in all
+    rounds, warm-up included, so that counts taken around the whole
+    process (perf stat, strace -c) can be divided by it.
 */
 
 #include "tb_util.h"
@@ -179,7 +182,7 @@ s_crowd_new (s_crowd_t *crowd, int pairs, int spin_us, bool event_style)
 
 //  One window; returns round trips per second over all pairs.
 static double
-s_crowd_run (s_crowd_t *crowd, int window_ms)
+s_crowd_run (s_crowd_t *crowd, int window_ms, uint64_t *ops)
 {
     atomic_store (&crowd->stop, false);
     int64_t start = tb_now_ns ();
@@ -191,6 +194,7 @@ s_crowd_run (s_crowd_t *crowd, int window_ms)
     uint64_t total = 0;
     for (int i = 0; i < crowd->pairs; i++)
         total += tb_ask_uint (crowd->node, crowd->names [i][0], 0, 60000);
+    *ops += total;
     return (double) total * 1e9 / (double) (end - start);
 }
 
@@ -294,7 +298,7 @@ s_pair_ping (void *arg)
 //  Runs `pairs` raw ping-pong thread pairs for one window. Returns round
 //  trips per second over all pairs.
 static double
-s_pair_run (int pairs, int spin, int window_ms)
+s_pair_run (int pairs, int spin, int window_ms, uint64_t *ops)
 {
     static int run;
     run++;
@@ -330,6 +334,7 @@ s_pair_run (int pairs, int spin, int window_ms)
     pthread_barrier_destroy (&bound);
     pthread_barrier_destroy (&go);
     zmq_ctx_term (ctx);
+    *ops += total;
     return (double) total * 1e9 / (double) (end - start);
 }
 
@@ -340,6 +345,7 @@ typedef struct {
     const char *name;
     s_crowd_t *crowd;                   //  troupe series
     int raw_spin;                       //  raw series: spin or block
+    uint64_t ops;                       //  round trips, all rounds
 } s_series_t;
 
 static void
@@ -352,14 +358,18 @@ s_run_series (const char *bench, s_series_t *series, int count, int pairs,
         for (int s = 0; s < count; s++) {
             if (only && strcmp (only, series [s].name))
                 continue;
-            double rate = series [s].crowd? s_crowd_run (series [s].crowd, window):
-                          s_pair_run (pairs, series [s].raw_spin, window);
+            double rate = series [s].crowd?
+                s_crowd_run (series [s].crowd, window, &series [s].ops):
+                s_pair_run (pairs, series [s].raw_spin, window, &series [s].ops);
             if (round)
                 tb_sample (bench, series [s].name, rate);
             fprintf (stderr, " %s %.0f", series [s].name, rate);
         }
         fprintf (stderr, " round trips/s\n");
     }
+    for (int s = 0; s < count; s++)
+        if (series [s].ops)
+            printf ("OPS %s %s %" PRIu64 "\n", bench, series [s].name, series [s].ops);
 }
 
 static void
@@ -369,10 +379,10 @@ s_single (int reps, int window_ms, const char *only)
     s_crowd_new (&ask, 1, 0, false);
     s_crowd_new (&request, 1, 0, true);
     s_series_t series [] = {
-        { "troupe_ask", &ask, 0 },
-        { "troupe_request", &request, 0 },
-        { "zmq_pair_block", NULL, 0 },
-        { "zmq_pair_spin", NULL, 1 }
+        { .name = "troupe_ask", .crowd = &ask },
+        { .name = "troupe_request", .crowd = &request },
+        { .name = "zmq_pair_block" },
+        { .name = "zmq_pair_spin", .raw_spin = 1 }
     };
     s_run_series ("ask_pingpong", series, 4, 1, reps, window_ms, only);
     s_crowd_destroy (&ask);
@@ -390,9 +400,9 @@ s_crowded (int reps, int pairs, int window_ms, const char *only)
     snprintf (names [1], 64, "troupe_nospin_%dp", pairs);
     snprintf (names [2], 64, "zmq_pair_block_%dp", pairs);
     s_series_t series [] = {
-        { names [0], &spin, 0 },
-        { names [1], &nospin, 0 },
-        { names [2], NULL, 0 }
+        { .name = names [0], .crowd = &spin },
+        { .name = names [1], .crowd = &nospin },
+        { .name = names [2] }
     };
     s_run_series ("ask_pingpong_crowded", series, 3, pairs, reps, window_ms, only);
     s_crowd_destroy (&spin);

@@ -18,7 +18,9 @@
     The series take turns within each repetition, so that whatever else
     the machine does spreads over all of them. One round of each is run
     first and not counted (warm-up). With SERIES, only that series runs
-    (for profiling one of them under perf, valgrind or strace).
+    (for profiling one of them under perf, valgrind or strace). At the
+    end, "OPS <benchmark> <series> <n>" gives the messages sent in all
+    rounds, warm-up included.
 */
 
 #include "tb_util.h"
@@ -189,6 +191,7 @@ main (int argc, char **argv)
     const char *only = argc > 3? argv [3]: NULL;
     const char *series [] = { "troupe_cap1024", "troupe_cap4M", "troupe_ref", "zmq_push_pull" };
     const char *producers [] = { "producer", "producer-big", "producer-ref", NULL };
+    uint64_t ops [4] = { 0 };
     for (int round = 0; round <= reps; round++) {
         uint64_t count = round? n: n / 10;  //  round 0 warms up
         fprintf (stderr, "tell_throughput %d:", round);
@@ -197,12 +200,16 @@ main (int argc, char **argv)
                 continue;
             double rate = producers [s]? s_troupe_run (node, producers [s], count):
                                          s_raw_run (count, round);
+            ops [s] += count;
             if (round)
                 tb_sample (S_BENCH, series [s], rate);
             fprintf (stderr, " %s %.0f", series [s], rate);
         }
         fprintf (stderr, " msg/s\n");
     }
+    for (int s = 0; s < 4; s++)
+        if (ops [s])
+            printf ("OPS %s %s %" PRIu64 "\n", S_BENCH, series [s], ops [s]);
     tr_ref_destroy (&p_ref.ref);
     tr_node_destroy (&node);
     return 0;
