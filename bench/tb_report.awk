@@ -113,10 +113,10 @@ function series_json(s,    i, out) {
 }
 
 function met_word(m, kind) {
-    if (m == "")
-        return "not measured"
     if (kind == "info")
         return "—"
+    if (m == "")
+        return "not measured"
     return m? "yes": "**no**"
 }
 
