@@ -173,7 +173,8 @@ END {
     out = "{\"name\":" jstr(bench) ",\"unit\":" jstr(unit) ",\"repeats\":" (reps + 0)
     out = out ",\"date\":" jstr(date)
     out = out ",\"machine\":{\"cpu\":" jstr(cpu) ",\"cores\":" (cores + 0)
-    out = out ",\"kernel\":" jstr(kernel) ",\"background_load_cores\":" num(load) "}"
+    out = out ",\"kernel\":" jstr(kernel) ",\"date\":" jstr(date)
+    out = out ",\"background_load_cores\":" num(load) "}"
     for (r = 1; r <= 2; r++) {
         want = r == 1? "troupe": "reference"
         out = out ",\"" (r == 1? "troupe": "references") "\":{"
