@@ -22,6 +22,11 @@
 #include <stdint.h>
 
 typedef struct tr__mbox tr__mbox_t;
+
+//  A link in a mailbox's lock-free queue (see tr_mbox.h).
+typedef struct tr__link {
+    _Atomic (struct tr__link *) next;
+} tr__link_t;
 typedef struct tr__timers tr__timers_t;
 
 //  Tags at the start of each object; checked at the API boundary and
@@ -49,13 +54,15 @@ typedef struct tr__timers tr__timers_t;
 #define TR__ID_BLOCKING   (UINT64_C (1) << 63)
 
 struct tr_msg {
+    tr__link_t link;                    //  in a mailbox's lock-free queue
     uint32_t tag;
     uint8_t kind;                       //  tr_kind_t or TR__KIND_*
     int8_t priority;                    //  tr_priority_t or TR__PRIO_SYSTEM
     uint16_t flags;                     //  TR__MSG_*
     int32_t error;                      //  for TR_KIND_ERROR
     uint32_t size;                      //  body bytes
-    struct tr_msg *next;                //  link in a mailbox queue
+    int16_t pool;                       //  recycling shard, -1: malloc'd
+    struct tr_msg *next;                //  link in the owner's queues
     tr__mbox_t *reply_to;               //  asks: the asker's mailbox (ref)
     tr_node_t *node;
     uint64_t id;
@@ -88,6 +95,8 @@ struct tr_node {
     atomic_uint_fast64_t next_mbox_id;
     atomic_uint_fast64_t spawned;
     atomic_uint_fast64_t unknown;
+    int max_spinners;                   //  owners that may spin at once
+    atomic_int spinners;
     //  Counters of mailboxes already closed, folded in at close.
     atomic_uint_fast64_t retired_sent;
     atomic_uint_fast64_t retired_dead;

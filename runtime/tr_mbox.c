@@ -11,30 +11,13 @@
 #include <string.h>
 #include <zmq.h>
 
-//  A message crosses between threads as a pointer inside libzmq, whose
-//  own synchronisation ThreadSanitizer cannot see (libzmq is not
-//  instrumented). These annotations tell it what libzmq guarantees: what
-//  the sender wrote before sending is visible to the receiver.
-#if defined (__SANITIZE_THREAD__)
-#   define S_TSAN 1
-#elif defined (__has_feature)
-#   if __has_feature (thread_sanitizer)
-#       define S_TSAN 1
-#   endif
-#endif
-#if defined (S_TSAN)
-#   include <sanitizer/tsan_interface.h>
-#   define S_HANDOFF_SEND(msg) __tsan_release (msg)
-#   define S_HANDOFF_RECV(msg) __tsan_acquire (msg)
-#else
-#   define S_HANDOFF_SEND(msg) ((void) (msg))
-#   define S_HANDOFF_RECV(msg) ((void) (msg))
-#endif
-
 //  Spinning: after this long without a message, a spinning thread also
 //  yields its core, so that on a crowded machine the thread it waits for
 //  gets to run.
 #define S_SPIN_YIELD_AFTER_NS   5000
+
+//  Longest a sender waiting for room sleeps before it looks again.
+#define S_ROOM_RECHECK_NS       (10 * 1000000)
 
 static inline void
 s_relax (void)
@@ -100,6 +83,9 @@ tr__mbox_new (tr_node_t *node, const char *name, size_t capacity,
     self->spin_max_ns = node->opts.spin_us < 0? 0: (int64_t) node->opts.spin_us * 1000;
     self->spin_ns = self->spin_max_ns;
     self->rcvtimeo = -1;
+    atomic_init (&self->q_stub.next, NULL);
+    atomic_init (&self->q_head, &self->q_stub);
+    self->q_tail = &self->q_stub;
     snprintf (self->rid, sizeof self->rid, "C%016" PRIx64, self->id);
     //  Fixed-width hex, so that endpoints sort in creation order; see
     //  tr__actors_stop_all for why that matters.
@@ -174,7 +160,12 @@ s_wait_room (tr__mbox_t *dst, int64_t deadline_ns)
     atomic_fetch_add (&dst->waiters, 1);
     uint64_t d = atomic_load (&dst->depth);
     if (!(d & TR__MBOX_CLOSED) && d >= dst->capacity) {
-        struct timespec at = tr__timespec_at (deadline_ns, CLOCK_MONOTONIC);
+        //  We are woken at half the bound (s_release); wake up now and then
+        //  anyway, so a receiver that stalls just under its bound does not
+        //  keep us out of the room it has.
+        int64_t slice = tr__now_ns () + S_ROOM_RECHECK_NS;
+        struct timespec at = tr__timespec_at (slice < deadline_ns? slice: deadline_ns,
+                                              CLOCK_MONOTONIC);
         pthread_cond_timedwait (&dst->room, &dst->room_lock, &at);
     }
     atomic_fetch_sub (&dst->waiters, 1);
@@ -208,35 +199,96 @@ s_reserve (tr__mbox_t *dst, bool bounded, int wait_ms)
     }
 }
 
-//  Gives back one place; wakes a sender waiting for room, if any.
+//  Gives back one place. Wakes the senders waiting for room once the
+//  mailbox has drained to half its bound: waking them for every freed
+//  place would make a fast producer sleep and wake once per message.
 static void
 s_release (tr__mbox_t *self)
 {
-    atomic_fetch_sub (&self->depth, 1);
-    if (atomic_load (&self->waiters)) {
+    uint64_t left = (atomic_fetch_sub (&self->depth, 1) - 1) & ~TR__MBOX_CLOSED;
+    if (atomic_load (&self->waiters) && left <= self->capacity / 2) {
         pthread_mutex_lock (&self->room_lock);
-        pthread_cond_signal (&self->room);
+        pthread_cond_broadcast (&self->room);
         pthread_mutex_unlock (&self->room_lock);
     }
 }
 
-//  Writes the pointer to msg into dst's pipe from src's socket, opening
-//  the pipe on first use.
-static int
-s_write (tr__mbox_t *src, tr__mbox_t *dst, tr_msg_t *msg)
+//  --------------------------------------------------------------------------
+//  The queue: Vyukov's intrusive multi-producer, single-consumer list. A
+//  stub node keeps it from ever being empty of nodes, so a push is one
+//  exchange and one store, and a pop touches only the consumer's end.
+
+static inline tr_msg_t *
+s_msg_of (tr__link_t *link)
+{
+    return (tr_msg_t *) ((char *) link - offsetof (tr_msg_t, link));
+}
+
+//  Any thread. The exchange is sequentially consistent: it pairs with the
+//  owner's store to `sleeping` (see s_sleep), so that either the owner
+//  sees this message before it sleeps, or we see that it sleeps.
+static void
+s_push (tr__mbox_t *self, tr__link_t *link)
+{
+    atomic_store_explicit (&link->next, NULL, memory_order_relaxed);
+    tr__link_t *prev = atomic_exchange (&self->q_head, link);
+    atomic_store_explicit (&prev->next, link, memory_order_release);
+}
+
+//  Owner. Returns the oldest message, or NULL when the queue is empty or
+//  a push is halfway done (s_pending says which).
+static tr_msg_t *
+s_pop (tr__mbox_t *self)
+{
+    tr__link_t *tail = self->q_tail;
+    tr__link_t *next = atomic_load_explicit (&tail->next, memory_order_acquire);
+    if (tail == &self->q_stub) {
+        if (!next)
+            return NULL;
+        self->q_tail = tail = next;
+        next = atomic_load_explicit (&next->next, memory_order_acquire);
+    }
+    if (next) {
+        self->q_tail = next;
+        return s_msg_of (tail);
+    }
+    if (tail != atomic_load_explicit (&self->q_head, memory_order_acquire))
+        return NULL;                    //  a producer is between its two steps
+    s_push (self, &self->q_stub);       //  so that `tail` gets a successor
+    next = atomic_load_explicit (&tail->next, memory_order_acquire);
+    if (next) {
+        self->q_tail = next;
+        return s_msg_of (tail);
+    }
+    return NULL;
+}
+
+//  Owner. True if something was pushed that s_pop has not returned yet.
+static inline bool
+s_pending (const tr__mbox_t *self)
+{
+    return self->q_tail != &self->q_stub
+        || atomic_load (&self->q_head) != &self->q_stub;
+}
+
+//  --------------------------------------------------------------------------
+//  Sending (any thread; src owned by the caller)
+
+//  Rings dst's socket from src's, connecting on first use. An empty
+//  frame: it only wakes the owner, who then reads the queue.
+static void
+s_ring (tr__mbox_t *src, tr__mbox_t *dst)
 {
     while (zmq_send (src->sock, dst->rid, TR__RID_LEN, ZMQ_SNDMORE) != TR__RID_LEN) {
-        //  No pipe to dst yet: connect, naming the pipe with dst's id.
-        //  dst cannot go away meanwhile: our reservation keeps its close
-        //  waiting for this message.
         if (zmq_errno () != EHOSTUNREACH
         ||  zmq_setsockopt (src->sock, ZMQ_CONNECT_ROUTING_ID, dst->rid, TR__RID_LEN)
-        ||  zmq_connect (src->sock, dst->endpoint))
-            return s_socket_error ("send");
+        ||  zmq_connect (src->sock, dst->endpoint)) {
+            s_socket_error ("ring");
+            return;
+        }
     }
-    if (zmq_send (src->sock, &msg, sizeof msg, 0) != (int) sizeof msg)
-        return s_socket_error ("send");
-    return TR_OK;
+    if (zmq_send (src->sock, "", 0, 0) != 0)
+        s_socket_error ("ring");
 }
 
 int
@@ -247,53 +299,14 @@ tr__mbox_post (tr__mbox_t *src, tr__mbox_t *dst, tr_msg_t *msg, int wait_ms)
     int rc = s_reserve (dst, bounded, wait_ms);
     if (rc)
         return rc;
-    S_HANDOFF_SEND (msg);
-    rc = s_write (src, dst, msg);
-    if (rc) {
-        s_release (dst);
-        return rc;
-    }
-    //  Only now may the receiver count on the message being there.
-    atomic_fetch_add_explicit (&dst->sent, 1, memory_order_release);
+    s_push (dst, &msg->link);
+    if (atomic_load (&dst->sleeping) && atomic_exchange (&dst->sleeping, 0))
+        s_ring (src, dst);
     return TR_OK;
 }
 
 //  --------------------------------------------------------------------------
 //  Receiving (owner only)
-
-//  True when a message has been written that we have not read yet.
-static inline bool
-s_ready (const tr__mbox_t *self)
-{
-    return atomic_load_explicit (&self->sent, memory_order_acquire) != self->recvd;
-}
-
-//  Reads one message from the socket, waiting as ZMQ_RCVTIMEO says.
-//  Returns NULL on timeout or interruption.
-static tr_msg_t *
-s_read (tr__mbox_t *self)
-{
-    char rid [32];
-    tr_msg_t *msg = NULL;
-    if (zmq_recv (self->sock, rid, sizeof rid, 0) < 0) {
-        if (zmq_errno () != EAGAIN && zmq_errno () != EINTR)
-            s_socket_error ("recv");
-        return NULL;
-    }
-    //  The routing id and the pointer travel as one multipart message,
-    //  so the second frame is already here.
-    int size = zmq_recv (self->sock, &msg, sizeof msg, 0);
-    if (size != (int) sizeof msg || !msg) {
-        //  Only this file writes into mailboxes: this is a broken
-        //  invariant, not bad input, and going on would lose messages.
-        tr_log (TR_LOG_ERROR, "mailbox %s: corrupt frame (%d bytes)", self->endpoint, size);
-        abort ();
-    }
-    S_HANDOFF_RECV (msg);
-    assert (msg->tag == TR__MSG_TAG);
-    self->recvd++;
-    return msg;
-}
 
 static void
 s_enqueue (tr__mbox_t *self, tr_msg_t *msg)
@@ -333,12 +346,13 @@ s_count (atomic_uint_fast64_t *counter)
         memory_order_relaxed);
 }
 
-//  Files a message just read: an answer to a blocking ask goes to the
-//  waiting call (or is dead if nobody waits for it any more); anything
-//  else joins the handler's queue of its priority.
+//  Files a message taken off the queue: an answer to a blocking ask goes
+//  to the waiting call (or is dead if nobody waits for it any more);
+//  anything else joins the handler's queue of its priority.
 static void
 s_route (tr__mbox_t *self, tr_msg_t *msg)
 {
+    s_count (&self->arrived);
     bool answer = msg->kind == TR_KIND_REPLY || msg->kind == TR_KIND_ERROR;
     if (answer && (msg->corr & TR__ID_BLOCKING)) {
         if (msg->corr == self->waiting_for) {
@@ -356,17 +370,14 @@ s_route (tr__mbox_t *self, tr_msg_t *msg)
     s_enqueue (self, msg);
 }
 
-//  Reads every message known to be in the socket.
+//  Moves everything in the queue to the handler's queues, so that the
+//  next take sees every priority. Bounded by what the mailbox holds.
 static void
 s_pull (tr__mbox_t *self)
 {
-    int64_t ready = (int64_t) (atomic_load_explicit (&self->sent, memory_order_acquire)
-                             - self->recvd);
-    while (ready-- > 0) {
-        tr_msg_t *msg = s_read (self);
-        if (msg)
-            s_route (self, msg);
-    }
+    tr_msg_t *msg;
+    while ((msg = s_pop (self)))
+        s_route (self, msg);
 }
 
 //  Adapts the spin budget to how long the last wait took: a wait the
@@ -389,23 +400,21 @@ s_set_rcvtimeo (tr__mbox_t *self, int timeout_ms)
         self->rcvtimeo = timeout_ms;
 }
 
-//  Waits for something to arrive: first by spinning on the sent count,
-//  then by blocking in ZeroMQ. Returns false once the deadline has passed
-//  with nothing new; true when the caller should look again.
+//  Spins until something is pending or until `until`. Only as many owners
+//  spin at once as the node allows (cores less one): past that, spinning
+//  only takes the core from the thread we are waiting for. Returns true
+//  if something arrived.
 static bool
-s_await (tr__mbox_t *self, int64_t deadline_ns)
+s_spin (tr__mbox_t *self, int64_t start, int64_t until)
 {
-    int64_t start = tr__now_ns ();
-    if (start >= deadline_ns)
-        return false;
-    if (self->spin_ns > 0) {
-        int64_t until = start + self->spin_ns;
-        if (until > deadline_ns)
-            until = deadline_ns;
+    tr_node_t *node = self->node;
+    bool arrived = false;
+    if (atomic_fetch_add_explicit (&node->spinners, 1, memory_order_relaxed)
+        < node->max_spinners) {
         for (uint32_t i = 1; ; i++) {
-            if (s_ready (self)) {
-                s_adapt (self, tr__now_ns () - start);
-                return true;
+            if (s_pending (self)) {
+                arrived = true;
+                break;
             }
             s_relax ();
             if ((i & 63) == 0) {
@@ -417,18 +426,73 @@ s_await (tr__mbox_t *self, int64_t deadline_ns)
             }
         }
     }
+    atomic_fetch_sub_explicit (&node->spinners, 1, memory_order_relaxed);
+    return arrived;
+}
+
+//  Reads and drops the ring frames waiting in the socket, blocking until
+//  one arrives or ZMQ_RCVTIMEO ends. Returns true if one was read.
+static bool
+s_read_ring (tr__mbox_t *self)
+{
+    char frame [32];
+    int more;
+    size_t more_size = sizeof more;
+    if (zmq_recv (self->sock, frame, sizeof frame, 0) < 0) {
+        if (zmq_errno () != EAGAIN && zmq_errno () != EINTR)
+            s_socket_error ("recv");
+        return false;
+    }
+    //  [routing id][empty]; read the rest of the message, whatever it is.
+    do {
+        if (zmq_getsockopt (self->sock, ZMQ_RCVMORE, &more, &more_size) || !more)
+            break;
+    } while (zmq_recv (self->sock, frame, sizeof frame, 0) >= 0);
+    return true;
+}
+
+//  Sleeps in ZeroMQ until rung or until the deadline. The store to
+//  `sleeping` and the sender's exchange on the queue are both
+//  sequentially consistent: either we see its message now, or it sees
+//  that we sleep and rings.
+static void
+s_sleep (tr__mbox_t *self, int64_t deadline_ns)
+{
+    atomic_store (&self->sleeping, 1);
+    if (s_pending (self)) {
+        atomic_exchange (&self->sleeping, 0);   //  a late ring is harmless
+        return;
+    }
     int64_t left = deadline_ns - tr__now_ns ();
     int timeout_ms = deadline_ns == TR__FOREVER? -1:
                      left <= 0? 0: (int) ((left + 999999) / 1000000);
     s_set_rcvtimeo (self, timeout_ms);
-    tr_msg_t *msg = s_read (self);
+    s_read_ring (self);
+    atomic_exchange (&self->sleeping, 0);
+}
+
+//  Waits for something to arrive: first by spinning on the queue, then by
+//  sleeping in ZeroMQ. Returns false once the deadline has passed with
+//  nothing new; true when the caller should look again.
+static bool
+s_await (tr__mbox_t *self, int64_t deadline_ns)
+{
+    int64_t start = tr__now_ns ();
+    if (start >= deadline_ns)
+        return false;
+    if (s_pending (self))
+        return true;
+    if (self->spin_ns > 0) {
+        int64_t until = start + self->spin_ns;
+        if (s_spin (self, start, until < deadline_ns? until: deadline_ns)) {
+            s_adapt (self, tr__now_ns () - start);
+            return true;
+        }
+    }
+    s_sleep (self, deadline_ns);
     int64_t now = tr__now_ns ();
     s_adapt (self, now - start);
-    if (msg) {
-        s_route (self, msg);
-        return true;
-    }
-    return now < deadline_ns;
+    return s_pending (self) || now < deadline_ns;
 }
 
 tr_msg_t *
@@ -525,7 +589,7 @@ tr__mbox_shut (tr__mbox_t *self, int reason)
     zmq_unbind (self->sock, self->endpoint);
     self->unbound = true;
     tr_node_t *node = self->node;
-    atomic_fetch_add (&node->retired_sent, atomic_load (&self->sent));
+    atomic_fetch_add (&node->retired_sent, atomic_load (&self->arrived));
     atomic_fetch_add (&node->retired_dead, atomic_load (&self->dead));
     atomic_fetch_add (&node->retired_rejected, atomic_load (&self->rejected));
 }

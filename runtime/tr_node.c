@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <zmq.h>
 
 //  Sockets the node needs besides one per actor: ports for threads that
@@ -121,6 +122,8 @@ tr_node_new (const tr_node_opts_t *opts, tr_node_t **node_p)
     self->id = atomic_fetch_add (&s_next_node_id, 1);
     self->opts = o;
     atomic_init (&self->next_mbox_id, 1);
+    long cores = sysconf (_SC_NPROCESSORS_ONLN);
+    self->max_spinners = cores > 1? (int) cores: 1;
     pthread_rwlock_init (&self->lock, NULL);
     pthread_mutex_init (&self->ports_lock, NULL);
     self->names = zhashx_new ();
@@ -218,7 +221,7 @@ tr_node_opts (const tr_node_t *self)
 static void
 s_add_mbox (tr_node_stats_t *stats, tr__mbox_t *mbox)
 {
-    stats->sent += atomic_load (&mbox->sent);
+    stats->sent += atomic_load (&mbox->arrived);
     stats->dead_letters += atomic_load (&mbox->dead);
     stats->rejected += atomic_load (&mbox->rejected);
 }
