@@ -70,6 +70,7 @@ s_actor_main (void *arg)
 {
     tr_actor_t *self = (tr_actor_t *) arg;
     tr__ctx_bind (self->mbox, self);
+    atomic_fetch_add (&self->node->owners, 1);
     void *state = self->arg;
     int rc = self->behaviour.init? self->behaviour.init (self, self->arg, &state): 0;
     self->state = state;
@@ -80,6 +81,7 @@ s_actor_main (void *arg)
         if (self->behaviour.terminate)
             self->behaviour.terminate (self, TR_OK, self->state);
     }
+    atomic_fetch_sub (&self->node->owners, 1);
     tr__ctx_bind (NULL, NULL);
     sem_post (&self->ended);            //  the last thing the thread does
     return NULL;

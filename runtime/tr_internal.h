@@ -95,8 +95,10 @@ struct tr_node {
     atomic_uint_fast64_t next_mbox_id;
     atomic_uint_fast64_t spawned;
     atomic_uint_fast64_t unknown;
-    int max_spinners;                   //  owners that may spin at once
-    atomic_int spinners;
+    //  Spinning pays only while awake actor threads fit on the cores.
+    int cores;
+    atomic_int owners;                  //  actor threads running
+    atomic_int sleepers;                //  of those, asleep in ZeroMQ
     //  Counters of mailboxes already closed, folded in at close.
     atomic_uint_fast64_t retired_sent;
     atomic_uint_fast64_t retired_dead;

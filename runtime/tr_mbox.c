@@ -16,6 +16,10 @@
 //  gets to run.
 #define S_SPIN_YIELD_AFTER_NS   5000
 
+//  Times a waiting thread yields its core, on a crowded machine, before
+//  it sleeps (measured with bench/tb_ask crowded: 1 to 4 all do well).
+#define S_CROWDED_YIELDS        3
+
 //  Longest a sender waiting for room sleeps before it looks again.
 #define S_ROOM_RECHECK_NS       (10 * 1000000)
 
@@ -400,34 +404,33 @@ s_set_rcvtimeo (tr__mbox_t *self, int timeout_ms)
         self->rcvtimeo = timeout_ms;
 }
 
-//  Spins until something is pending or until `until`. Only as many owners
-//  spin at once as the node allows (cores less one): past that, spinning
-//  only takes the core from the thread we are waiting for. Returns true
-//  if something arrived.
+//  True if spinning may pay: the node's actor threads that are awake
+//  (running, or waiting for a core) fit on the cores. Past that, a
+//  spinning thread only takes the core from the thread it waits for.
+static bool
+s_cores_to_spare (const tr_node_t *node)
+{
+    return atomic_load_explicit (&node->owners, memory_order_relaxed)
+         - atomic_load_explicit (&node->sleepers, memory_order_relaxed) <= node->cores;
+}
+
+//  Spins until something is pending or until `until`. Returns true if
+//  something arrived.
 static bool
 s_spin (tr__mbox_t *self, int64_t start, int64_t until)
 {
-    tr_node_t *node = self->node;
-    bool arrived = false;
-    if (atomic_fetch_add_explicit (&node->spinners, 1, memory_order_relaxed)
-        < node->max_spinners) {
-        for (uint32_t i = 1; ; i++) {
-            if (s_pending (self)) {
-                arrived = true;
-                break;
-            }
-            s_relax ();
-            if ((i & 63) == 0) {
-                int64_t now = tr__now_ns ();
-                if (now >= until)
-                    break;
-                if (now - start > S_SPIN_YIELD_AFTER_NS)
-                    sched_yield ();
-            }
+    for (uint32_t i = 1; ; i++) {
+        if (s_pending (self))
+            return true;
+        s_relax ();
+        if ((i & 63) == 0) {
+            int64_t now = tr__now_ns ();
+            if (now >= until || !s_cores_to_spare (self->node))
+                return false;
+            if (now - start > S_SPIN_YIELD_AFTER_NS)
+                sched_yield ();
         }
     }
-    atomic_fetch_sub_explicit (&node->spinners, 1, memory_order_relaxed);
-    return arrived;
 }
 
 //  Reads and drops the ring frames waiting in the socket, blocking until
@@ -467,13 +470,33 @@ s_sleep (tr__mbox_t *self, int64_t deadline_ns)
     int timeout_ms = deadline_ns == TR__FOREVER? -1:
                      left <= 0? 0: (int) ((left + 999999) / 1000000);
     s_set_rcvtimeo (self, timeout_ms);
+    atomic_fetch_add_explicit (&self->node->sleepers, 1, memory_order_relaxed);
     s_read_ring (self);
+    atomic_fetch_sub_explicit (&self->node->sleepers, 1, memory_order_relaxed);
     atomic_exchange (&self->sleeping, 0);
 }
 
-//  Waits for something to arrive: first by spinning on the queue, then by
-//  sleeping in ZeroMQ. Returns false once the deadline has passed with
-//  nothing new; true when the caller should look again.
+//  On a crowded machine: gives the core away a few times, staying
+//  runnable, before sleeping. The thread we wait for is then likely to
+//  run on this very core and answer, and we find the answer without
+//  either of us going through a sleep and a ring. Returns true if
+//  something arrived.
+static bool
+s_yield_wait (tr__mbox_t *self)
+{
+    for (int i = 0; i < S_CROWDED_YIELDS; i++) {
+        sched_yield ();
+        if (s_pending (self))
+            return true;
+    }
+    return false;
+}
+
+//  Waits for something to arrive. While awake actor threads fit on the
+//  cores, it spins first (adaptively); when they do not, it yields a few
+//  times instead; then it sleeps in ZeroMQ until rung. Returns false
+//  once the deadline has passed with nothing new; true when the caller
+//  should look again.
 static bool
 s_await (tr__mbox_t *self, int64_t deadline_ns)
 {
@@ -482,12 +505,18 @@ s_await (tr__mbox_t *self, int64_t deadline_ns)
         return false;
     if (s_pending (self))
         return true;
-    if (self->spin_ns > 0) {
-        int64_t until = start + self->spin_ns;
-        if (s_spin (self, start, until < deadline_ns? until: deadline_ns)) {
-            s_adapt (self, tr__now_ns () - start);
-            return true;
+    if (self->spin_max_ns > 0) {
+        if (s_cores_to_spare (self->node)) {
+            int64_t until = start + self->spin_ns;
+            if (self->spin_ns > 0
+            &&  s_spin (self, start, until < deadline_ns? until: deadline_ns)) {
+                s_adapt (self, tr__now_ns () - start);
+                return true;
+            }
         }
+        else
+        if (s_yield_wait (self))
+            return true;
     }
     s_sleep (self, deadline_ns);
     int64_t now = tr__now_ns ();

@@ -123,7 +123,7 @@ tr_node_new (const tr_node_opts_t *opts, tr_node_t **node_p)
     self->opts = o;
     atomic_init (&self->next_mbox_id, 1);
     long cores = sysconf (_SC_NPROCESSORS_ONLN);
-    self->max_spinners = cores > 1? (int) cores: 1;
+    self->cores = cores > 1? (int) cores: 1;
     pthread_rwlock_init (&self->lock, NULL);
     pthread_mutex_init (&self->ports_lock, NULL);
     self->names = zhashx_new ();

@@ -153,6 +153,22 @@ s_drop (tr__timers_t *self, s_timer_t *t)
 //  --------------------------------------------------------------------------
 //  The service thread
 
+//  Cancels timer `id`; returns TR_OK or TR_ENOTFOUND. Takes the lock.
+//  (The service thread cancels through here, never through node->timers,
+//  which tr__timers_stop clears while the thread may still run.)
+static int
+s_cancel (tr__timers_t *self, uint64_t id)
+{
+    if (id == 0)                        //  ids start at 1
+        return TR_ENOTFOUND;
+    pthread_mutex_lock (&self->lock);
+    s_timer_t *t = (s_timer_t *) zhashx_lookup (self->by_id, S_KEY (id));
+    if (t)
+        s_drop (self, t);
+    pthread_mutex_unlock (&self->lock);
+    return t? TR_OK: TR_ENOTFOUND;
+}
+
 typedef struct {
     tr_msg_t *msg;
     uint64_t id;                        //  periodic timers only, else 0
@@ -228,7 +244,7 @@ s_main (void *arg)
             pthread_mutex_unlock (&self->lock);
             for (size_t i = 0; i < n; i++)
                 if (!s_send (self, &batch [i]) && batch [i].id)
-                    tr_timer_cancel (self->node, batch [i].id);
+                    s_cancel (self, batch [i].id);
             pthread_mutex_lock (&self->lock);
         }
     }
@@ -285,12 +301,12 @@ tr__timers_stop (tr__timers_t **timers_p)
     tr__timers_t *self = *timers_p;
     if (!self)
         return;
-    *timers_p = NULL;
     pthread_mutex_lock (&self->lock);
     self->stop = true;
     pthread_cond_signal (&self->wake);
     pthread_mutex_unlock (&self->lock);
     pthread_join (self->thread, NULL);
+    *timers_p = NULL;
     while (self->count)
         s_drop (self, self->heap [0]);
     tr__mbox_close (self->mbox, TR_ECLOSED);
@@ -369,12 +385,5 @@ tr_timer_cancel (tr_node_t *node, uint64_t id)
     if (!node)
         return TR_EINVAL;
     tr__timers_t *self = node->timers;
-    if (!self || id == 0)               //  ids start at 1
-        return TR_ENOTFOUND;
-    pthread_mutex_lock (&self->lock);
-    s_timer_t *t = (s_timer_t *) zhashx_lookup (self->by_id, S_KEY (id));
-    if (t)
-        s_drop (self, t);
-    pthread_mutex_unlock (&self->lock);
-    return t? TR_OK: TR_ENOTFOUND;
+    return self? s_cancel (self, id): TR_ENOTFOUND;
 }
