@@ -500,17 +500,17 @@ s_yield_wait (tr__mbox_t *self)
 static bool
 s_await (tr__mbox_t *self, int64_t deadline_ns)
 {
+    if (s_pending (self))
+        return true;
     int64_t start = tr__now_ns ();
     if (start >= deadline_ns)
         return false;
-    if (s_pending (self))
-        return true;
     if (self->spin_max_ns > 0) {
         if (s_cores_to_spare (self->node)) {
             int64_t until = start + self->spin_ns;
             if (self->spin_ns > 0
             &&  s_spin (self, start, until < deadline_ns? until: deadline_ns)) {
-                s_adapt (self, tr__now_ns () - start);
+                self->spin_ns = self->spin_max_ns;      //  it paid
                 return true;
             }
         }

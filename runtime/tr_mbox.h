@@ -47,7 +47,6 @@
 
 struct tr__mbox {
     uint32_t tag;
-    atomic_int refs;
     uint64_t id;
     tr_node_t *node;
     char *name;                         //  registered name, or NULL
@@ -65,8 +64,11 @@ struct tr__mbox {
     //  back to 0 must ring.
     atomic_int sleeping;
 
-    //  Written by senders.
+    //  Written by senders. `refs` sits here because whoever answers an
+    //  ask drops its reference to the asker's mailbox right after posting
+    //  to it: one cache line moves instead of two.
     _Alignas (64) atomic_uint_fast64_t depth;   //  count | CLOSED bit
+    atomic_int refs;
     atomic_uint_fast64_t rejected;
     atomic_int waiters;                 //  senders waiting for room
     pthread_mutex_t room_lock;

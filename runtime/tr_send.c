@@ -273,13 +273,14 @@ tr_tell (tr_node_t *node, const char *to, const void *body, size_t size,
 //  whether to wait for the answer.
 static int
 s_post_ask (tr__ctx_t *ctx, tr__mbox_t *dst, uint64_t id, const void *body,
-            size_t size, int timeout_ms, const tr_send_opts_t *opts)
+            size_t size, int timeout_ms, int64_t deadline_ns,
+            const tr_send_opts_t *opts)
 {
     tr_msg_t *msg = s_build (ctx, dst, TR_KIND_ASK, body, size, opts);
     if (!msg)
         return TR_ENOMEM;
     msg->id = id;
-    msg->deadline_ns = tr__deadline_after_ms (timeout_ms);
+    msg->deadline_ns = deadline_ns;
     msg->reply_to = tr__mbox_ref (ctx->mbox);
     int wait_ms = s_wait_ms (ctx->node, opts);
     if (wait_ms > timeout_ms)
@@ -303,7 +304,7 @@ s_ask (tr_node_t *node, tr__mbox_t *dst, const void *body, size_t size,
     }
     int64_t deadline = tr__deadline_after_ms (timeout_ms);
     uint64_t id = tr__mbox_next_id (ctx.mbox) | TR__ID_BLOCKING;
-    rc = s_post_ask (&ctx, dst, id, body, size, timeout_ms, opts);
+    rc = s_post_ask (&ctx, dst, id, body, size, timeout_ms, deadline, opts);
     if (rc == TR_OK) {
         tr_msg_t *reply = tr__mbox_wait_reply (ctx.mbox, id, deadline);
         if (!reply)
@@ -357,7 +358,8 @@ tr_request (tr_node_t *node, const char *to, const void *body, size_t size,
     rc = tr__ctx_enter (node, &ctx);
     if (rc == TR_OK) {
         uint64_t id = tr__mbox_next_id (ctx.mbox);
-        rc = s_post_ask (&ctx, dst, id, body, size, timeout_ms, opts);
+        rc = s_post_ask (&ctx, dst, id, body, size, timeout_ms,
+                         tr__deadline_after_ms (timeout_ms), opts);
         if (rc == TR_OK)
             *id_p = id;
     }
