@@ -1,9 +1,11 @@
 /*  tr_node.h - the node: one per process.
 
-    A node owns what a process's actors share: the ZeroMQ context (the
-    process context that czmq keeps, so czmq's tools can talk to mailboxes
-    over inproc), the registry of actor names, the named groups, the timer
-    service and the orderly shutdown of all of it.
+    A node owns what a process's actors share: its own ZeroMQ context,
+    the registry of actor names, the named groups, the timer service and
+    the orderly shutdown of all of it. The context is the node's, not
+    czmq's process-wide one: czmq terminates that one at exit and would
+    wait there forever for the socket of an actor that never stopped; the
+    node's context is left alone in that case (see tr_node_destroy).
 
     Threads: every function here may be called from any thread, including
     actor threads, except tr_node_destroy, which must not race with any
@@ -39,9 +41,12 @@ typedef struct {
     //  Default stack size of an actor thread (default 256 KiB).
     size_t stack_size;
     //  Longest time an actor's thread spins waiting for its next message
-    //  before it sleeps, in microseconds (default 50). The spin adapts:
-    //  it shrinks while it fails and grows while it pays off. A negative
-    //  value turns spinning off: threads always sleep in ZeroMQ.
+    //  before it sleeps, in microseconds (default 50). The spin adapts: it
+    //  stops after waits too long for it and comes back after short ones.
+    //  It only happens while the node's awake actor threads fit on the
+    //  cores; when they do not, a waiting thread yields its core a few
+    //  times instead. A negative value turns both off: threads always
+    //  sleep in ZeroMQ.
     int spin_us;
     //  Time each actor gets to stop when the node is destroyed (default
     //  5000 ms). An actor that has not stopped by then is abandoned.

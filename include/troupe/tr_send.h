@@ -8,7 +8,10 @@
 
     Sender: a call made on an actor's thread is sent from that actor (its
     name is the message's "from", and replies come back to its mailbox).
-    A call from any other thread is sent anonymously ("from" is "").
+    A call from any other thread is sent anonymously ("from" is ""),
+    through a mailbox of its own (a port) that the thread keeps while it
+    lives. Either way, messages from one sender to one receiver arrive in
+    the order they were sent (within one priority).
 
     Bodies: each body must be empty (size 0) or exactly one well-formed
     msgpack value of at most TR_BODY_MAX bytes, nested at most
