@@ -122,8 +122,7 @@ s_unlink (tr_node_t *node, tr_actor_t *actor)
 static void
 s_unregister (tr_node_t *node, tr_actor_t *actor)
 {
-    if (zhashx_lookup (node->names, actor->mbox->name) == actor->mbox)
-        zhashx_delete (node->names, actor->mbox->name);
+    tr__node_forget (node, actor->mbox->name, actor->mbox);
     tr__groups_forget (node, actor->mbox);
 }
 
@@ -175,9 +174,7 @@ s_register (tr_node_t *node, tr_actor_t *actor)
     if (node->actors >= node->opts.max_actors)
         rc = TR_ELIMIT;
     else
-    if (zhashx_insert (node->names, actor->mbox->name, actor->mbox))
-        rc = TR_EEXIST;
-    else
+    if ((rc = tr__node_register (node, actor->mbox->name, actor->mbox)) == TR_OK)
         s_link (node, actor);
     pthread_rwlock_unlock (&node->lock);
     return rc;

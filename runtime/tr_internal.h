@@ -82,6 +82,7 @@ struct tr_node {
     tr_node_opts_t opts;
     //  Registry: names, groups and the actor list, under one lock.
     pthread_rwlock_t lock;
+    atomic_uint_fast64_t names_gen;     //  bumped on every name change
     zhashx_t *names;                    //  name -> tr__mbox_t * (no ref)
     zhashx_t *groups;                   //  group -> zlistx_t of mbox refs
     tr_actor_t *first, *last;           //  actors in spawn order
@@ -160,6 +161,13 @@ void
 bool
     tr__node_live (const tr_node_t *node, uint64_t id);
 
+//  Registry changes (node lock held for writing): register and forget a
+//  name, invalidating every thread's remembered lookup.
+int
+    tr__node_register (tr_node_t *node, const char *name, tr__mbox_t *mbox);
+void
+    tr__node_forget (tr_node_t *node, const char *name, tr__mbox_t *mbox);
+
 //  Allocates a message with copies of names and body. Returns NULL when
 //  out of memory. The id is left 0 (set by the sender).
 tr_msg_t *
@@ -186,7 +194,9 @@ void
     tr__node_dead_letter (tr_node_t *node, const tr_msg_t *msg, int reason);
 
 //  Looks up a registered mailbox by name and takes a reference. NULL if
-//  unknown (and counts the miss when count_miss is set).
+//  unknown (and counts the miss when count_miss is set). Each thread
+//  remembers its last hit, so a thread that keeps sending to one name
+//  skips the lock and the hash.
 tr__mbox_t *
     tr__node_lookup (tr_node_t *node, const char *name, bool count_miss);
 

@@ -252,17 +252,87 @@ tr_node_stats (tr_node_t *self, tr_node_stats_t *stats)
     return TR_OK;
 }
 
+//  The last lookup this thread made, holding a reference to its mailbox.
+//  Valid while the node's names_gen has not moved; a stale entry is
+//  dropped at the next lookup or when the thread ends.
+typedef struct {
+    const tr_node_t *node;
+    uint64_t node_id;
+    uint64_t gen;
+    tr__mbox_t *mbox;
+    char name [64];
+} s_lookup_cache_t;
+
+static __thread s_lookup_cache_t s_cache;
+static pthread_key_t s_cache_key;
+static pthread_once_t s_cache_once = PTHREAD_ONCE_INIT;
+
+static void
+s_cache_drop (void *unused)
+{
+    tr__mbox_unref (&s_cache.mbox);
+    s_cache.node = NULL;
+}
+
+static void
+s_cache_key_create (void)
+{
+    pthread_key_create (&s_cache_key, s_cache_drop);
+}
+
+static void
+s_cache_store (tr_node_t *self, const char *name, uint64_t gen, tr__mbox_t *mbox)
+{
+    size_t len = strlen (name);
+    if (len >= sizeof s_cache.name)
+        return;
+    pthread_once (&s_cache_once, s_cache_key_create);
+    pthread_setspecific (s_cache_key, &s_cache);   //  arms s_cache_drop
+    tr__mbox_unref (&s_cache.mbox);
+    s_cache.node = self;
+    s_cache.node_id = self->id;
+    s_cache.gen = gen;
+    s_cache.mbox = tr__mbox_ref (mbox);
+    memcpy (s_cache.name, name, len + 1);
+}
+
 tr__mbox_t *
 tr__node_lookup (tr_node_t *self, const char *name, bool count_miss)
 {
+    uint64_t gen = atomic_load_explicit (&self->names_gen, memory_order_acquire);
+    if (s_cache.mbox && s_cache.node == self && s_cache.node_id == self->id
+    &&  s_cache.gen == gen && strcmp (s_cache.name, name) == 0)
+        return tr__mbox_ref (s_cache.mbox);
     pthread_rwlock_rdlock (&self->lock);
+    gen = atomic_load_explicit (&self->names_gen, memory_order_relaxed);
     tr__mbox_t *mbox = (tr__mbox_t *) zhashx_lookup (self->names, name);
     if (mbox)
         tr__mbox_ref (mbox);
     pthread_rwlock_unlock (&self->lock);
-    if (!mbox && count_miss)
+    if (mbox)
+        s_cache_store (self, name, gen, mbox);
+    else
+    if (count_miss)
         atomic_fetch_add_explicit (&self->unknown, 1, memory_order_relaxed);
     return mbox;
+}
+
+int
+tr__node_register (tr_node_t *self, const char *name, tr__mbox_t *mbox)
+{
+    if (zhashx_insert (self->names, name, mbox))
+        return TR_EEXIST;
+    atomic_fetch_add_explicit (&self->names_gen, 1, memory_order_release);
+    return TR_OK;
+}
+
+void
+tr__node_forget (tr_node_t *self, const char *name, tr__mbox_t *mbox)
+{
+    if (zhashx_lookup (self->names, name) == mbox) {
+        zhashx_delete (self->names, name);
+        atomic_fetch_add_explicit (&self->names_gen, 1, memory_order_release);
+    }
 }
 
 void

@@ -504,6 +504,29 @@ START_TEST (test_references)
 END_TEST
 
 //  --------------------------------------------------------------------------
+//  A name that goes away, and comes back on another actor: sends follow
+//  the registry at once (each thread remembers its last lookup; that
+//  memory must not outlive a change of the name).
+
+START_TEST (test_name_moves)
+{
+    tr_probe_spawn (s_node, "probe", s_probe, NULL);
+    ck_assert_int_eq (tr_test_tell (s_node, "probe", 1, NULL), TR_OK);
+    ck_assert_int_eq (tr_test_tell (s_node, "probe", 2, NULL), TR_OK);
+    ck_assert_int_eq (tr_actor_stop (s_node, "probe", 5000), TR_OK);
+    ck_assert_int_eq (tr_test_tell (s_node, "probe", 3, NULL), TR_ENOACTOR);
+    tr_probe_t *second = tr_probe_new ();
+    tr_probe_spawn (s_node, "probe", second, NULL);
+    ck_assert_int_eq (tr_test_tell (s_node, "probe", 4, NULL), TR_OK);
+    ck_assert (tr_probe_wait (second, 1, 5000));
+    ck_assert_uint_eq (second->values [0], 4);
+    ck_assert_uint_eq (tr_probe_count (s_probe), 2);
+    ck_assert_int_eq (tr_actor_stop (s_node, "probe", 5000), TR_OK);
+    tr_probe_destroy (&second);
+}
+END_TEST
+
+//  --------------------------------------------------------------------------
 //  Many senders: order per sender, nothing lost.
 
 #define S_SENDERS 4
@@ -637,6 +660,7 @@ s_suite (void)
     tcase_add_test (tc, test_ttl_expiry);
     tcase_add_test (tc, test_trace_inherited);
     tcase_add_test (tc, test_references);
+    tcase_add_test (tc, test_name_moves);
     tcase_add_test (tc, test_many_senders);
     tcase_add_test (tc, test_sender_stops_after_sending);
     suite_add_tcase (s, tc);
