@@ -512,7 +512,7 @@ START_TEST (test_name_moves)
 {
     tr_probe_spawn (s_node, "probe", s_probe, NULL);
     ck_assert_int_eq (tr_test_tell (s_node, "probe", 1, NULL), TR_OK);
-    ck_assert_int_eq (tr_test_tell (s_node, "probe", 2, NULL), TR_OK);
+    ck_assert_int_eq (tr_test_ask (s_node, "probe", 2, 5000, NULL), TR_OK);
     ck_assert_int_eq (tr_actor_stop (s_node, "probe", 5000), TR_OK);
     ck_assert_int_eq (tr_test_tell (s_node, "probe", 3, NULL), TR_ENOACTOR);
     tr_probe_t *second = tr_probe_new ();
