@@ -75,7 +75,7 @@ typedef struct {
 static int
 s_answer_count (const tr_msg_t *ask, uint64_t count)
 {
-    tb_body_t answer = tb_pack_uint (count);
+    tr_body_t answer = tb_pack_uint (count);
     return tr_reply (ask, answer.data, answer.size);
 }
 
@@ -88,7 +88,7 @@ s_ping_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
         return s_answer_count (msg, p->count);
     tr_node_t *node = tr_actor_node (self);
     for (p->count = 0; !atomic_load_explicit (p->stop, memory_order_relaxed); p->count++) {
-        tb_body_t body = tb_pack_uint (p->count);
+        tr_body_t body = tb_pack_uint (p->count);
         tr_msg_t *reply;
         uint64_t echo;
         int rc = tr_ask (node, p->pong, body.data, body.size, 10000, &reply, NULL);
@@ -109,7 +109,7 @@ s_ping_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 static int
 s_evping_send (tr_actor_t *self, s_ping_t *p)
 {
-    tb_body_t body = tb_pack_uint (p->count);
+    tr_body_t body = tb_pack_uint (p->count);
     return tr_request (tr_actor_node (self), p->pong, body.data, body.size,
                        10000, &p->pending, NULL);
 }

@@ -50,7 +50,7 @@ s_consumer_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
         (*count)++;
         return 0;
     }
-    tb_body_t body = tb_pack_uint (*count);
+    tr_body_t body = tb_pack_uint (*count);
     *count = 0;
     return tr_reply (msg, body.data, body.size);
 }
@@ -74,7 +74,7 @@ s_producer_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
             return rc;
         }
     }
-    tb_body_t probe = tb_pack_uint (0);
+    tr_body_t probe = tb_pack_uint (0);
     tr_msg_t *reply;
     int rc = tr_ask (node, p->consumer, probe.data, probe.size, 60000, &reply, NULL);
     if (rc)
@@ -87,7 +87,7 @@ s_producer_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
         fprintf (stderr, "bench: consumer handled %" PRIu64 " of %" PRIu64 "\n", handled, n);
         return -1;
     }
-    tb_body_t answer = tb_pack_uint ((uint64_t) elapsed);
+    tr_body_t answer = tb_pack_uint ((uint64_t) elapsed);
     return tr_reply (msg, answer.data, answer.size);
 }
 

@@ -106,34 +106,20 @@ tb_body_bin62 (void)
     return body;
 }
 
-//  An unsigned integer body.
-static inline tb_body_t
+//  An unsigned integer body (tr_body.h).
+static inline tr_body_t
 tb_pack_uint (uint64_t value)
 {
-    tb_body_t body = { .size = 0 };
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &body, tb__body_write);
-    msgpack_pack_uint64 (&pk, value);
+    tr_body_t body;
+    tr_body_uint (&body, value);
     return body;
 }
 
 //  Reads an unsigned integer body into *value; -1 if it is not one.
-//  Bodies reach handlers already checked by the runtime.
 static inline int
 tb_unpack_uint (const tr_msg_t *msg, uint64_t *value)
 {
-    msgpack_unpacked result;
-    msgpack_unpacked_init (&result);
-    int rc = -1;
-    if (tr_msg_size (msg)
-    &&  msgpack_unpack_next (&result, (const char *) tr_msg_body (msg),
-                             tr_msg_size (msg), NULL) == MSGPACK_UNPACK_SUCCESS
-    &&  result.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        *value = result.data.via.u64;
-        rc = 0;
-    }
-    msgpack_unpacked_destroy (&result);
-    return rc;
+    return tr_msg_uint (msg, value) == TR_OK? 0: -1;
 }
 
 //  Asks `to` with an unsigned integer and returns the unsigned integer it
@@ -141,7 +127,7 @@ tb_unpack_uint (const tr_msg_t *msg, uint64_t *value)
 static inline uint64_t
 tb_ask_uint (tr_node_t *node, const char *to, uint64_t value, int timeout_ms)
 {
-    tb_body_t body = tb_pack_uint (value);
+    tr_body_t body = tb_pack_uint (value);
     tr_msg_t *reply;
     tb_check (tr_ask (node, to, body.data, body.size, timeout_ms, &reply, NULL), to);
     uint64_t answer;

@@ -6,13 +6,12 @@
       each worker sums its share of 0..UPTO-1 and tells 'gather' its part,
       'gather' answers the main thread once every part is in. The answer
       is checked against the closed form.
-    Bodies are msgpack integers, packed with msgpack-c.
+    Bodies are msgpack integers (tr_body.h).
 */
 
 #include "tr_cli.h"
 
 #include <troupe.h>
-#include <msgpack.h>
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,52 +20,20 @@
 #include <time.h>
 
 //  --------------------------------------------------------------------------
-//  msgpack integers in and out
+//  Bodies are msgpack integers (tr_body.h packs and reads them).
 
-typedef struct {
-    char data [16];
-    size_t size;
-} s_body_t;
-
-static int
-s_body_write (void *data, const char *buf, size_t len)
-{
-    s_body_t *body = (s_body_t *) data;
-    if (body->size + len > sizeof body->data)
-        return -1;
-    memcpy (body->data + body->size, buf, len);
-    body->size += len;
-    return 0;
-}
-
-static s_body_t
+static tr_body_t
 s_pack (uint64_t value)
 {
-    s_body_t body = { .size = 0 };
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &body, s_body_write);
-    msgpack_pack_uint64 (&pk, value);
+    tr_body_t body;
+    tr_body_uint (&body, value);
     return body;
 }
 
-//  Reads an unsigned integer body; -1 if the body is something else.
-//  Bodies reach handlers already checked as well-formed msgpack, so
-//  msgpack-c's unpacker is safe to use on them.
 static int
 s_unpack (const tr_msg_t *msg, uint64_t *value)
 {
-    msgpack_unpacked result;
-    msgpack_unpacked_init (&result);
-    int rc = -1;
-    if (tr_msg_size (msg)
-    &&  msgpack_unpack_next (&result, (const char *) tr_msg_body (msg),
-                             tr_msg_size (msg), NULL) == MSGPACK_UNPACK_SUCCESS
-    &&  result.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        *value = result.data.via.u64;
-        rc = 0;
-    }
-    msgpack_unpacked_destroy (&result);
-    return rc;
+    return tr_msg_uint (msg, value) == TR_OK? 0: -1;
 }
 
 static double
@@ -97,7 +64,7 @@ s_ping_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     struct timespec start;
     clock_gettime (CLOCK_MONOTONIC, &start);
     for (uint64_t i = 0; i < rounds; i++) {
-        s_body_t body = s_pack (i);
+        tr_body_t body = s_pack (i);
         tr_msg_t *reply;
         uint64_t echo;
         int rc = tr_ask (tr_actor_node (self), "pong", body.data, body.size,
@@ -109,7 +76,7 @@ s_ping_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
         if (rc || echo != i)
             return -1;
     }
-    s_body_t micros = s_pack ((uint64_t) (s_ms_since (&start) * 1000));
+    tr_body_t micros = s_pack ((uint64_t) (s_ms_since (&start) * 1000));
     return tr_reply (msg, micros.data, micros.size);
 }
 
@@ -131,7 +98,7 @@ s_worker_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
         return -1;
     for (uint64_t k = w->index; k < upto; k += w->workers)
         sum += k;
-    s_body_t part = s_pack (sum);
+    tr_body_t part = s_pack (sum);
     return tr_tell (tr_actor_node (self), "gather", part.data, part.size, NULL);
 }
 
@@ -158,7 +125,7 @@ s_gather_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     }
     g->total += value;
     if (++g->parts == g->workers && g->job) {
-        s_body_t total = s_pack (g->total);
+        tr_body_t total = s_pack (g->total);
         tr_reply (g->job, total.data, total.size);
         tr_msg_destroy (&g->job);
     }
@@ -211,7 +178,7 @@ s_ping_pong (tr_node_t *node, long rounds)
         rc = tr_spawn (node, "ping", &ping, NULL, NULL, NULL);
     if (rc)
         return s_fail ("spawning ping and pong", rc);
-    s_body_t job = s_pack ((uint64_t) rounds);
+    tr_body_t job = s_pack ((uint64_t) rounds);
     tr_msg_t *reply;
     uint64_t micros;
     rc = tr_ask (node, "ping", job.data, job.size, 60000, &reply, NULL);
@@ -245,7 +212,7 @@ s_fan_out_in (tr_node_t *node, const s_options_t *o, s_worker_t *workers, s_gath
         return s_fail ("spawning the workers", rc);
     struct timespec start;
     clock_gettime (CLOCK_MONOTONIC, &start);
-    s_body_t job = s_pack ((uint64_t) o->upto);
+    tr_body_t job = s_pack ((uint64_t) o->upto);
     tr_msg_t *reply;
     uint64_t total;
     rc = tr_ask (node, "gather", job.data, job.size, 60000, &reply, NULL);

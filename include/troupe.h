@@ -11,6 +11,7 @@
 #include "troupe/tr_version.h"
 #include "troupe/tr_log.h"
 #include "troupe/tr_msg.h"
+#include "troupe/tr_body.h"
 #include "troupe/tr_node.h"
 #include "troupe/tr_send.h"
 #include "troupe/tr_actor.h"

@@ -12,6 +12,8 @@
 */
 
 #include "tr_test.h"
+
+#include <msgpack.h>
 #include <troupe.h>
 
 #include <errno.h>

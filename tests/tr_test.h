@@ -3,13 +3,15 @@
     - TR_TEST_MAIN: a main() that runs one suite and returns its failures.
     - tr_test_wait_until: polls a condition with a deadline, so tests wait
       for events instead of sleeping a fixed time and hoping.
-    - tr_test_pack_*: msgpack bodies built with msgpack-c's packer.
+    - tr_test_pack_*: small msgpack bodies (tr_body.h).
 */
 #ifndef TR_TEST_H_INCLUDED
 #define TR_TEST_H_INCLUDED
 
 #include <check.h>
-#include <msgpack.h>
+#include <troupe.h>
+#include "tr_mp.h"
+#include "tr_clock.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,40 +20,22 @@
 #include <stdio.h>
 #include <unistd.h>
 
-//  A msgpack body in a small fixed buffer.
-typedef struct {
-    char data [256];
-    size_t size;
-} tr_test_body_t;
-
-static inline int
-tr_test__write (void *data, const char *buf, size_t len)
-{
-    tr_test_body_t *b = (tr_test_body_t *) data;
-    if (b->size + len > sizeof b->data)
-        return -1;
-    memcpy (b->data + b->size, buf, len);
-    b->size += len;
-    return 0;
-}
+//  Bodies for tests: the library's own small-body helpers (tr_body.h).
+typedef tr_body_t tr_test_body_t;
 
 static inline tr_test_body_t
 tr_test_pack_uint (uint64_t value)
 {
-    tr_test_body_t b = { .size = 0 };
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &b, tr_test__write);
-    msgpack_pack_uint64 (&pk, value);
+    tr_body_t b;
+    tr_body_uint (&b, value);
     return b;
 }
 
 static inline tr_test_body_t
 tr_test_pack_str (const char *text)
 {
-    tr_test_body_t b = { .size = 0 };
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &b, tr_test__write);
-    msgpack_pack_str_with_body (&pk, text, strlen (text));
+    tr_body_t b;
+    tr_body_str (&b, text, strlen (text));
     return b;
 }
 
@@ -59,22 +43,18 @@ tr_test_pack_str (const char *text)
 static inline uint64_t
 tr_test_unpack_uint (const void *data, size_t size)
 {
-    msgpack_unpacked u;
-    msgpack_unpacked_init (&u);
-    uint64_t value = UINT64_MAX;
-    if (size && msgpack_unpack_next (&u, (const char *) data, size, NULL) == MSGPACK_UNPACK_SUCCESS
-    &&  u.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        value = u.data.via.u64;
-    msgpack_unpacked_destroy (&u);
+    tr__mp_t r;
+    uint64_t value;
+    tr__mp_init (&r, data, size);
+    if (tr__mp_uint (&r, &value) || tr__mp_remaining (&r))
+        return UINT64_MAX;
     return value;
 }
 
 static inline int64_t
 tr_test_now_ms (void)
 {
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return tr__now_ns () / 1000000;
 }
 
 //  Polls cond(arg) every millisecond until it is true or timeout_ms has
