@@ -148,7 +148,7 @@ tr__mbox_depth (const tr__mbox_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Sending (any thread; src owned by the caller)
+//  The bound (any thread)
 
 //  Waits on dst's condition variable until it may have room, or until
 //  the deadline. Returns 0 to try again, -1 when the deadline has passed.
@@ -470,9 +470,13 @@ s_sleep (tr__mbox_t *self, int64_t deadline_ns)
     int timeout_ms = deadline_ns == TR__FOREVER? -1:
                      left <= 0? 0: (int) ((left + 999999) / 1000000);
     s_set_rcvtimeo (self, timeout_ms);
-    atomic_fetch_add_explicit (&self->node->sleepers, 1, memory_order_relaxed);
+    //  Only actor threads count in the node's tally of who is awake.
+    atomic_int *sleepers = self->actor? &self->node->sleepers: NULL;
+    if (sleepers)
+        atomic_fetch_add_explicit (sleepers, 1, memory_order_relaxed);
     s_read_ring (self);
-    atomic_fetch_sub_explicit (&self->node->sleepers, 1, memory_order_relaxed);
+    if (sleepers)
+        atomic_fetch_sub_explicit (sleepers, 1, memory_order_relaxed);
     atomic_exchange (&self->sleeping, 0);
 }
 
