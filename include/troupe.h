@@ -17,6 +17,7 @@
 #include "troupe/tr_actor.h"
 #include "troupe/tr_group.h"
 #include "troupe/tr_timer.h"
+#include "troupe/tr_event.h"
 #include "troupe/tr_envelope.h"
 
 #endif

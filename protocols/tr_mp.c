@@ -83,29 +83,44 @@ s_advance (tr__mp_t *self, uint64_t len)
     return 0;
 }
 
-int
-tr__mp_map (tr__mp_t *self, uint32_t *n)
+//  Reads a container header: fixtype range [fix_lo, fix_lo + 15], or the
+//  16- and 32-bit forms `t16` and `t16 + 1`. `per` is the number of
+//  values per element (1 for arrays, 2 for maps), each at least a byte.
+static int
+s_container (tr__mp_t *self, uint8_t fix_lo, uint8_t t16, unsigned per,
+             const char *expected, uint32_t *n)
 {
     uint8_t type;
     uint64_t count;
     if (s_type (self, &type))
         return -1;
-    if ((type & 0xf0) == 0x80)
+    if (type >= fix_lo && type <= fix_lo + 15)
         count = type & 0x0f;
     else
-    if (type == 0xde || type == 0xdf) {
-        if (s_be (self, type == 0xde? 2: 4, &count))
+    if (type == t16 || type == t16 + 1) {
+        if (s_be (self, type == t16? 2: 4, &count))
             return -1;
     }
     else {
         self->p--;
-        return tr__mp_fail (self, TR_EMALFORMED, "expected a map");
+        return tr__mp_fail (self, TR_EMALFORMED, expected);
     }
-    //  Each pair needs at least two bytes.
-    if (count > tr__mp_remaining (self) / 2)
-        return tr__mp_fail (self, TR_EMALFORMED, "map count exceeds the bytes left");
+    if (count > tr__mp_remaining (self) / per)
+        return tr__mp_fail (self, TR_EMALFORMED, "container count exceeds the bytes left");
     *n = (uint32_t) count;
     return 0;
+}
+
+int
+tr__mp_map (tr__mp_t *self, uint32_t *n)
+{
+    return s_container (self, 0x80, 0xde, 2, "expected a map", n);
+}
+
+int
+tr__mp_array (tr__mp_t *self, uint32_t *n)
+{
+    return s_container (self, 0x90, 0xdc, 1, "expected an array", n);
 }
 
 //  Reads any integer encoding into a sign flag and a magnitude.

@@ -46,6 +46,10 @@ int
 int
     tr__mp_map (tr__mp_t *self, uint32_t *n);
 
+//  Reads an array header; stores its number of elements in *n.
+int
+    tr__mp_array (tr__mp_t *self, uint32_t *n);
+
 //  Reads an unsigned integer (any msgpack integer encoding of a value
 //  >= 0).
 int

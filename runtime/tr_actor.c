@@ -10,9 +10,13 @@
 #include "tr_internal.h"
 #include "tr_clock.h"
 #include "tr_mbox.h"
+#include "tr_event_int.h"
+#include "tr_breaker.h"
 #include "troupe/tr_envelope.h"
+#include "troupe/tr_sup.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,19 +38,44 @@ s_record (tr__mbox_t *mbox, int rc, int64_t elapsed_ns)
         atomic_store_explicit (&mbox->handle_ns_max, ns, memory_order_relaxed);
 }
 
-//  Handles messages until the stop signal.
-static void
+//  After a handler returned rc: decides whether this incarnation ends,
+//  and why. Returns true to end it (reason in self->exit_reason and
+//  self->exit_text). A supervised actor ends on any failure; one spawned
+//  directly on the node only when it asked to (tr_actor_exit).
+static bool
+s_ends (tr_actor_t *self, int rc, bool hung)
+{
+    if (self->exit_requested)
+        return true;
+    if (!self->child || (!rc && !hung))
+        return false;
+    self->exit_reason = hung? TR_ETIMEDOUT: rc < 0? rc: TR_EHANDLER;
+    if (hung)
+        snprintf (self->exit_text, sizeof self->exit_text,
+                  "handling a message took longer than its timeout");
+    else
+        snprintf (self->exit_text, sizeof self->exit_text,
+                  "handler failed (returned %d%s%s)", rc,
+                  rc < 0? ": ": "", rc < 0? tr_strerror (rc): "");
+    return true;
+}
+
+//  Handles messages until the stop signal or the end of the incarnation.
+//  Returns the reason it ended: TR_OK for a stop.
+static int
 s_loop (tr_actor_t *self)
 {
     tr__mbox_t *mbox = self->mbox;
     tr__ctx_t ctx = { .node = self->node, .mbox = mbox, .from = mbox->name };
+    self->exit_requested = false;
     for (;;) {
         tr_msg_t *msg = tr__mbox_take (mbox, TR__FOREVER);
         if (!msg)
             continue;
         if (msg->kind == TR__KIND_STOP) {
             tr__msg_free (msg);
-            break;
+            snprintf (self->exit_text, sizeof self->exit_text, "stopped");
+            return TR_OK;
         }
         int64_t start = tr__now_ns ();
         if (msg->deadline_ns && start > msg->deadline_ns) {
@@ -55,15 +84,40 @@ s_loop (tr_actor_t *self)
         }
         self->current = msg;
         self->deferred = false;
+        atomic_store_explicit (&self->handling_since, start, memory_order_relaxed);
         int rc = self->behaviour.handle (self, msg, self->state);
+        atomic_store_explicit (&self->handling_since, 0, memory_order_relaxed);
         self->current = NULL;
-        s_record (mbox, rc, tr__now_ns () - start);
+        bool hung = atomic_exchange (&self->hung, false);
+        s_record (mbox, rc || hung, tr__now_ns () - start);
+        //  A handling timeout was already counted by the watchdog.
+        if (!hung)
+            tr__breaker_record (&mbox->breaker, rc == 0);
         if (rc)
             tr_log (TR_LOG_DEBUG, "actor '%s': handler failed (%d)", mbox->name, rc);
+        bool ends = s_ends (self, rc, hung);
         if (!self->deferred)            //  else no longer ours to touch
-            tr__msg_finish (&ctx, msg, rc? TR_EHANDLER: TR_ENOREPLY);
+            tr__msg_finish (&ctx, msg, hung? TR_ETIMEDOUT: rc? TR_EHANDLER: TR_ENOREPLY);
+        if (ends)
+            return self->exit_reason;
     }
 }
+
+//  Runs init for a new incarnation. Returns its result.
+static int
+s_init (tr_actor_t *self)
+{
+    void *state = self->arg;
+    self->exit_text [0] = 0;
+    int rc = self->behaviour.init? self->behaviour.init (self, self->arg, &state): 0;
+    self->state = state;
+    if (rc && !self->exit_text [0])     //  init may have said why itself
+        snprintf (self->exit_text, sizeof self->exit_text,
+                  "init failed (returned %d)", rc);
+    return rc;
+}
+
+static void s_retire (tr_actor_t *self);
 
 static void *
 s_actor_main (void *arg)
@@ -71,20 +125,50 @@ s_actor_main (void *arg)
     tr_actor_t *self = (tr_actor_t *) arg;
     tr__ctx_bind (self->mbox, self);
     atomic_fetch_add (&self->node->owners, 1);
-    void *state = self->arg;
-    int rc = self->behaviour.init? self->behaviour.init (self, self->arg, &state): 0;
-    self->state = state;
-    self->init_rc = rc;
-    sem_post (&self->started);
-    if (rc == 0) {
-        s_loop (self);
-        if (self->behaviour.terminate)
-            self->behaviour.terminate (self, TR_OK, self->state);
+    bool first = true;
+    for (;;) {
+        int rc = s_init (self);
+        if (first) {
+            self->init_rc = rc;
+            sem_post (&self->started);
+            first = false;
+        }
+        else
+            tr__child_started (self->child, rc);
+        int reason = TR_EINIT;
+        if (rc == 0) {
+            reason = s_loop (self);
+            if (self->behaviour.terminate)
+                self->behaviour.terminate (self, reason, self->state);
+        }
+        if (!self->child) {
+            if (rc == 0 && self->exit_requested)
+                s_retire (self);
+            break;
+        }
+        bool requested = rc == 0 && reason == TR_OK && !self->exit_requested;
+        if (!tr__child_ended (self->child, reason, self->exit_text, requested))
+            break;
     }
     atomic_fetch_sub (&self->node->owners, 1);
     tr__ctx_bind (NULL, NULL);
     sem_post (&self->ended);            //  the last thing the thread does
     return NULL;
+}
+
+int
+tr_actor_exit (tr_actor_t *self, int reason, const char *text)
+{
+    if (!self || self != tr_self () || reason > 0)
+        return TR_EINVAL;
+    self->exit_requested = true;
+    self->exit_reason = reason;
+    if (text)
+        snprintf (self->exit_text, sizeof self->exit_text, "%s", text);
+    else
+        snprintf (self->exit_text, sizeof self->exit_text, "%s",
+                  reason? tr_strerror (reason): "exited");
+    return TR_OK;
 }
 
 //  --------------------------------------------------------------------------
@@ -124,6 +208,7 @@ s_unregister (tr_node_t *node, tr_actor_t *actor)
 {
     tr__node_forget (node, actor->mbox->name, actor->mbox);
     tr__groups_forget (node, actor->mbox);
+    tr__events_forget (node, actor->mbox);
 }
 
 //  Frees an actor whose thread has ended: closes its mailbox, turning
@@ -198,9 +283,11 @@ s_start_thread (tr_actor_t *actor, size_t stack_size)
     return TR_OK;
 }
 
-int
-tr_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
-          void *arg, const tr_spawn_opts_t *opts, tr_actor_t **actor_p)
+//  Spawns an actor, supervised or not (see tr_spawn, tr__actor_spawn).
+static int
+s_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
+         void *arg, const tr_spawn_opts_t *opts, tr__child_t *child,
+         tr_actor_t **actor_p)
 {
     int rc = s_check_spawn (node, name, b, opts);
     if (rc)
@@ -212,6 +299,7 @@ tr_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
     actor->node = node;
     actor->behaviour = *b;
     actor->arg = arg;
+    actor->child = child;
     atomic_init (&actor->status, TR__ACTOR_STARTING);
     sem_init (&actor->started, 0, 0);
     sem_init (&actor->ended, 0, 0);
@@ -237,27 +325,63 @@ tr_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
         return rc;
     }
     rc = s_start_thread (actor, stack);
-    if (rc == TR_OK && actor->init_rc) {
-        pthread_join (actor->thread, NULL);
-        rc = TR_EINIT;
-    }
     if (rc) {
         s_free (actor, TR_ESTOPPED);
         return rc;
     }
     atomic_store (&actor->status, TR__ACTOR_RUNNING);
-    atomic_fetch_add (&node->spawned, 1);
+    if (actor->init_rc && !child) {
+        //  Unsupervised: the thread has ended already.
+        pthread_join (actor->thread, NULL);
+        s_free (actor, TR_ESTOPPED);
+        return TR_EINIT;
+    }
+    //  Supervised: a thread whose init failed waits for its supervisor.
     if (actor_p)
         *actor_p = actor;
+    if (actor->init_rc)
+        return TR_EINIT;
+    atomic_fetch_add (&node->spawned, 1);
     return TR_OK;
+}
+
+int
+tr_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
+          void *arg, const tr_spawn_opts_t *opts, tr_actor_t **actor_p)
+{
+    return s_spawn (node, name, b, arg, opts, NULL, actor_p);
+}
+
+int
+tr__actor_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
+                 void *arg, const tr_spawn_opts_t *opts, tr__child_t *child,
+                 tr_actor_t **actor_p)
+{
+    assert (child);
+    return s_spawn (node, name, b, arg, opts, child, actor_p);
+}
+
+//  An unsupervised actor that called tr_actor_exit, on its own thread:
+//  releases its name and turns what is left in its mailbox into dead
+//  letters. tr_node_destroy collects the rest.
+static void
+s_retire (tr_actor_t *self)
+{
+    tr_node_t *node = self->node;
+    pthread_rwlock_wrlock (&node->lock);
+    s_unregister (node, self);
+    pthread_rwlock_unlock (&node->lock);
+    atomic_store (&self->status, TR__ACTOR_EXITED);
+    tr_log (TR_LOG_INFO, "actor '%s' exited: %s", self->mbox->name, self->exit_text);
+    tr__mbox_shut (self->mbox, TR_ESTOPPED);
 }
 
 //  --------------------------------------------------------------------------
 //  Stop
 
 //  Sends the stop signal, which overtakes every queued message.
-static int
-s_signal_stop (tr_actor_t *actor)
+int
+tr__actor_signal_stop (tr_actor_t *actor)
 {
     tr__ctx_t ctx;
     int rc = tr__ctx_enter (actor->node, &ctx);
@@ -295,10 +419,15 @@ s_abandon (tr_actor_t *actor, int waited_ms)
 static int
 s_join (tr_actor_t *actor, int64_t deadline_ns, int waited_ms)
 {
-    struct timespec at = tr__timespec_at (deadline_ns, CLOCK_REALTIME);
     int rc;
-    while ((rc = sem_timedwait (&actor->ended, &at)) && errno == EINTR)
-        ;
+    if (deadline_ns == TR__FOREVER)
+        while ((rc = sem_wait (&actor->ended)) && errno == EINTR)
+            ;
+    else {
+        struct timespec at = tr__timespec_at (deadline_ns, CLOCK_REALTIME);
+        while ((rc = sem_timedwait (&actor->ended, &at)) && errno == EINTR)
+            ;
+    }
     if (rc) {
         s_abandon (actor, waited_ms);
         return TR_ETIMEDOUT;
@@ -318,9 +447,16 @@ tr_actor_stop (tr_node_t *node, const char *name, int timeout_ms)
     pthread_rwlock_rdlock (&node->lock);
     tr__mbox_t *mbox = (tr__mbox_t *) zhashx_lookup (node->names, name);
     tr_actor_t *actor = mbox? mbox->actor: NULL;
+    bool supervised = actor && actor->child;
     int rc = TR_OK;
     if (!actor)
         rc = TR_ENOACTOR;
+    else
+    if (supervised) {
+        //  Its supervisor stops it, so that it is not restarted.
+        pthread_rwlock_unlock (&node->lock);
+        return tr_sup_stop_child (node, name);
+    }
     else
     if (actor == tr_self ())
         rc = TR_EDEADLK;
@@ -332,9 +468,19 @@ tr_actor_stop (tr_node_t *node, const char *name, int timeout_ms)
     pthread_rwlock_unlock (&node->lock);
     if (rc)
         return rc;
-    rc = s_signal_stop (actor);
+    rc = tr__actor_signal_stop (actor);
     if (rc == TR_OK)
         rc = s_join (actor, tr__deadline_after_ms (timeout_ms), timeout_ms);
+    if (rc == TR_OK)
+        s_free (actor, TR_ESTOPPED);
+    return rc;
+}
+
+int
+tr__actor_reap (tr_actor_t *actor, int64_t deadline_ns)
+{
+    int64_t left = deadline_ns == TR__FOREVER? 0: deadline_ns - tr__now_ns ();
+    int rc = s_join (actor, deadline_ns, (int) (left > 0? left / 1000000: 0));
     if (rc == TR_OK)
         s_free (actor, TR_ESTOPPED);
     return rc;
@@ -343,15 +489,19 @@ tr_actor_stop (tr_node_t *node, const char *name, int timeout_ms)
 size_t
 tr__actors_stop_all (tr_node_t *node)
 {
-    //  Claim every running actor, newest first; take the abandoned ones
-    //  too, in case their threads have ended since.
+    //  Claim every running actor no supervisor looks after, newest first
+    //  (a supervisor, itself among them, stops its own children); take
+    //  the abandoned ones too, in case their threads have ended since,
+    //  and the ones that exited by themselves.
     size_t count = 0, abandoned = 0;
     pthread_rwlock_rdlock (&node->lock);
     tr_actor_t **list = (tr_actor_t **) calloc (node->actors + 1, sizeof *list);
     for (tr_actor_t *a = node->last; a && list; a = a->prev) {
+        if (a->child)
+            continue;                   //  its supervisor stops it
         int running = TR__ACTOR_RUNNING;
         if (atomic_compare_exchange_strong (&a->status, &running, TR__ACTOR_STOPPING)
-        ||  running == TR__ACTOR_ABANDONED)
+        ||  running == TR__ACTOR_ABANDONED || running == TR__ACTOR_EXITED)
             list [count++] = a;
     }
     pthread_rwlock_unlock (&node->lock);
@@ -359,10 +509,10 @@ tr__actors_stop_all (tr_node_t *node)
         return node->actors;            //  out of memory: stop nothing, leak
     //  Signal them all first, so they stop side by side; then collect them
     //  in the same order, against one common deadline. An abandoned actor
-    //  had its stop signal already.
+    //  had its stop signal already; an exited one needs none.
     for (size_t i = 0; i < count; i++)
         if (atomic_load (&list [i]->status) == TR__ACTOR_STOPPING)
-            s_signal_stop (list [i]);
+            tr__actor_signal_stop (list [i]);
     //  Shut every mailbox before closing any (see tr__mbox_shut), then
     //  close them oldest first. A socket that connected to many mailboxes
     //  (a port, a coordinator) pays, in libzmq, a search of its list of

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 typedef struct tr__mbox tr__mbox_t;
+typedef struct tr__child tr__child_t;
 
 //  A link in a mailbox's lock-free queue (see tr_mbox.h).
 typedef struct tr__link {
@@ -39,11 +40,16 @@ typedef struct tr__timers tr__timers_t;
 
 //  Message kinds the runtime keeps to itself (never on the wire).
 #define TR__KIND_STOP   16
+#define TR__KIND_EXIT   17              //  a child's end, to its supervisor
 
 //  Priority above TR_PRIO_HIGH, for runtime signals; and the number of
 //  queues a mailbox keeps (LOW, NORMAL, HIGH, SYSTEM).
 #define TR__PRIO_SYSTEM 2
 #define TR__PRIO_LEVELS 4
+
+//  Longest reason an incarnation can give for its end (a supervisor's
+//  holds the chain of reasons below it).
+#define TR__EXIT_TEXT   1024
 
 //  Message flags.
 #define TR__MSG_REPLIED   0x1u          //  an ask that has been answered
@@ -84,7 +90,11 @@ struct tr_node {
     pthread_rwlock_t lock;
     atomic_uint_fast64_t names_gen;     //  bumped on every name change
     zhashx_t *names;                    //  name -> tr__mbox_t * (no ref)
-    zhashx_t *groups;                   //  group -> zlistx_t of mbox refs
+    zhashx_t *groups;                   //  group -> members (tr_group.c)
+    void *subs;                         //  event subscriptions (tr_event.c)
+    zhashx_t *children;                 //  supervised name -> tr__child_t
+    zlistx_t *roots;                    //  root supervisors still running
+    atomic_int sub_count;
     tr_actor_t *first, *last;           //  actors in spawn order
     size_t actors;
     //  Anonymous mailboxes lent to threads that are not actors.
@@ -111,7 +121,8 @@ struct tr_node {
 //  Actor states.
 enum {
     TR__ACTOR_STARTING, TR__ACTOR_RUNNING, TR__ACTOR_STOPPING,
-    TR__ACTOR_ABANDONED
+    TR__ACTOR_ABANDONED,
+    TR__ACTOR_EXITED                    //  left by itself (tr_actor_exit)
 };
 
 struct tr_actor {
@@ -129,6 +140,14 @@ struct tr_actor {
     tr_actor_t *prev, *next;            //  node's list, spawn order
     const tr_msg_t *current;            //  message being handled
     bool deferred;                      //  the handler deferred `current`
+    //  Supervision (tr_sup.c): the supervisor's record of this actor, or
+    //  NULL for an actor spawned directly on the node.
+    tr__child_t *child;
+    bool exit_requested;                //  tr_actor_exit was called
+    int exit_reason;
+    char exit_text [TR__EXIT_TEXT];     //  why this incarnation ended
+    atomic_int_fast64_t handling_since; //  monotonic ns, 0 when idle
+    atomic_bool hung;                   //  past its handling timeout
 };
 
 //  The mailbox a thread sends from, and where its replies arrive: its
@@ -200,6 +219,12 @@ void
 tr__mbox_t *
     tr__node_lookup (tr_node_t *node, const char *name, bool count_miss);
 
+//  Sends a runtime message of kind `kind` (>= TR__KIND_STOP) with a raw
+//  body (not msgpack; copied) from the calling thread to dst, at the
+//  runtime's own priority and past the bound. TR_OK or the send's error.
+int
+    tr__post_raw (tr_node_t *node, tr__mbox_t *dst, int kind, const void *body, size_t size);
+
 //  Validates a send: name, body and options. Returns TR_OK or the error.
 int
     tr__check_body (const void *body, size_t size);
@@ -210,10 +235,47 @@ int
 void
     tr__timers_stop (tr__timers_t **timers_p);
 
-//  Actors: stop every actor of the node (destroy path). Returns the
-//  number that had to be abandoned.
+//  Actors: stop every actor of the node that no supervisor looks after
+//  (destroy path). Returns the number that had to be abandoned.
 size_t
     tr__actors_stop_all (tr_node_t *node);
+
+//  Spawns an actor under a supervisor: like tr_spawn, but when an
+//  incarnation ends the thread reports to the supervisor and waits for
+//  its decision (tr__child_ended) instead of ending. Returns init's
+//  result as tr_spawn does; on TR_EINIT the thread is parked, waiting
+//  for the supervisor's decision. *actor_p is set whenever the thread
+//  was started (even on TR_EINIT).
+int
+    tr__actor_spawn (tr_node_t *node, const char *name, const tr_behaviour_t *b,
+                     void *arg, const tr_spawn_opts_t *opts, tr__child_t *child,
+                     tr_actor_t **actor_p);
+
+//  Waits up to deadline_ns for a supervised actor's thread to end (after
+//  the supervisor decided so), then closes its mailbox and frees it.
+//  Returns TR_OK, or TR_ETIMEDOUT after abandoning it.
+int
+    tr__actor_reap (tr_actor_t *actor, int64_t deadline_ns);
+
+//  Sends a runtime signal (TR__KIND_STOP) to an actor. TR_OK or the
+//  send's error.
+int
+    tr__actor_signal_stop (tr_actor_t *actor);
+
+//  Stops every root supervisor still running (node destroy).
+void
+    tr__sup_stop_all (tr_node_t *node);
+
+//  Supervision hooks, called on a supervised actor's own thread:
+//  after the init of a restarted incarnation, with init's result
+void
+    tr__child_started (tr__child_t *child, int rc);
+//  when an incarnation has ended (reason TR_OK for a stop or a normal
+//  exit; `requested` when the supervisor asked for the stop). Blocks
+//  until the supervisor decides; returns true to start a new
+//  incarnation, false to end the thread.
+bool
+    tr__child_ended (tr__child_t *child, int reason, const char *text, bool requested);
 
 //  Groups: drop a mailbox from every group (actor stop path); called with
 //  the node's lock held for writing.

@@ -105,6 +105,7 @@ tr__mbox_new (tr_node_t *node, const char *name, size_t capacity,
     pthread_cond_init (&self->room, &attr);
     pthread_condattr_destroy (&attr);
     pthread_mutex_init (&self->room_lock, NULL);
+    tr__breaker_init (&self->breaker, node, self->name);
     int rc = s_open_socket (self);
     if (rc) {
         self->sock = NULL;
@@ -136,6 +137,7 @@ tr__mbox_unref (tr__mbox_t **self_p)
     assert (!self->sock);       //  closed by its owner before the last ref
     pthread_cond_destroy (&self->room);
     pthread_mutex_destroy (&self->room_lock);
+    tr__breaker_destroy (&self->breaker);
     free (self->name);
     self->tag = TR__DEAD_TAG;
     free (self);
@@ -295,11 +297,27 @@ s_ring (tr__mbox_t *src, tr__mbox_t *dst)
         s_socket_error ("ring");
 }
 
+//  dst's breaker refused msg: it goes to the fallback actor if there is
+//  one (and it is not dst), else the sender hears TR_ECIRCUIT.
+static int
+s_divert (tr__mbox_t *src, tr__mbox_t *dst, tr_msg_t *msg, int wait_ms)
+{
+    atomic_fetch_add_explicit (&dst->rejected, 1, memory_order_relaxed);
+    if (!dst->breaker.fallback [0])
+        return TR_ECIRCUIT;
+    tr__mbox_t *fallback = tr__node_lookup (dst->node, dst->breaker.fallback, false);
+    int rc = fallback && fallback != dst? tr__mbox_post (src, fallback, msg, wait_ms): TR_ECIRCUIT;
+    tr__mbox_unref (&fallback);
+    return rc;
+}
+
 int
 tr__mbox_post (tr__mbox_t *src, tr__mbox_t *dst, tr_msg_t *msg, int wait_ms)
 {
     assert (src->sock && dst->tag == TR__MBOX_TAG);
     bool bounded = msg->kind == TR_KIND_TELL || msg->kind == TR_KIND_ASK;
+    if (bounded && !tr__breaker_admit (&dst->breaker))
+        return s_divert (src, dst, msg, wait_ms);
     int rc = s_reserve (dst, bounded, wait_ms);
     if (rc)
         return rc;
@@ -369,7 +387,7 @@ s_route (tr__mbox_t *self, tr_msg_t *msg)
         }
         return;
     }
-    if (msg->kind != TR__KIND_STOP)
+    if (msg->kind < TR__KIND_STOP)
         s_count (&self->received);
     s_enqueue (self, msg);
 }
@@ -573,7 +591,7 @@ tr__mbox_wait_reply (tr__mbox_t *self, uint64_t id, int64_t deadline_ns)
 void
 tr__mbox_dead_letter (tr__mbox_t *self, tr_msg_t *msg, int reason)
 {
-    if (msg->kind == TR__KIND_STOP) {
+    if (msg->kind >= TR__KIND_STOP) {  //  runtime signals are not letters
         tr__msg_free (msg);
         return;
     }

@@ -41,6 +41,7 @@
 #define TR_MBOX_H_INCLUDED
 
 #include "tr_internal.h"
+#include "tr_breaker.h"
 
 #define TR__MBOX_CLOSED   (UINT64_C (1) << 63)
 #define TR__RID_LEN       17            //  'C' + 16 hex digits
@@ -87,6 +88,9 @@ struct tr__mbox {
     int rcvtimeo;                       //  ZMQ_RCVTIMEO now set
     bool unbound;                       //  shut: endpoint released
 
+    //  The circuit breaker (off unless a supervisor turns it on).
+    tr__breaker_t breaker;
+
     //  Written by the owner, read by anyone.
     atomic_uint_fast64_t arrived;       //  everything taken off the queue
     atomic_uint_fast64_t received;
@@ -117,7 +121,9 @@ void
 //  Sends msg from the owner of src to dst. On TR_OK dst owns msg. When
 //  dst is full and its policy is TR_FULL_WAIT, waits up to wait_ms for
 //  room (negative: not at all). Errors: TR_ENOACTOR (dst closed),
-//  TR_EFULL, TR_ESYS, TR_ELIMIT; on error the caller still owns msg.
+//  TR_EFULL, TR_ECIRCUIT (dst's breaker is open and it has no fallback),
+//  TR_ESYS, TR_ELIMIT; on error the caller still owns msg. While dst's
+//  breaker is open, tells and asks go to its fallback actor instead.
 int
     tr__mbox_post (tr__mbox_t *src, tr__mbox_t *dst, tr_msg_t *msg,
                    int wait_ms);

@@ -2,6 +2,7 @@
 
 #include "tr_internal.h"
 #include "tr_mbox.h"
+#include "tr_event_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -128,10 +129,13 @@ tr_node_new (const tr_node_opts_t *opts, tr_node_t **node_p)
     pthread_mutex_init (&self->ports_lock, NULL);
     self->names = zhashx_new ();
     self->groups = zhashx_new ();
+    self->children = zhashx_new ();
+    self->roots = zlistx_new ();
     self->ports = zlistx_new ();
     self->ctx = zmq_ctx_new ();
     int rc = TR_ENOMEM;
-    if (!self->names || !self->groups || !self->ports || !self->ctx)
+    if (!self->names || !self->groups || !self->ports || !self->ctx
+    ||  !self->children || !self->roots)
         goto fail;
     //  Must happen before the first socket: libzmq sizes its socket
     //  table once.
@@ -152,6 +156,8 @@ fail:
     if (self->ctx)
         zmq_ctx_term (self->ctx);
     zlistx_destroy (&self->ports);
+    zlistx_destroy (&self->roots);
+    zhashx_destroy (&self->children);
     zhashx_destroy (&self->groups);
     zhashx_destroy (&self->names);
     pthread_mutex_destroy (&self->ports_lock);
@@ -185,7 +191,9 @@ tr_node_destroy (tr_node_t **self_p)
     *self_p = NULL;
     assert (self->tag == TR__NODE_TAG);
     atomic_store (&self->closing, true);
-    //  Actors first: their handlers may still set timers until they stop.
+    //  Trees first, each in its order; then the other actors (their
+    //  handlers may still set timers until they stop).
+    tr__sup_stop_all (self);
     size_t abandoned = tr__actors_stop_all (self);
     if (!abandoned)
         tr__timers_stop (&self->timers);
@@ -200,8 +208,11 @@ tr_node_destroy (tr_node_t **self_p)
         return;
     }
     assert (zhashx_size (self->groups) == 0 && zhashx_size (self->names) == 0);
+    tr__events_clear (self);
     zmq_ctx_term (self->ctx);
     zlistx_destroy (&self->ports);
+    zlistx_destroy (&self->roots);
+    zhashx_destroy (&self->children);
     zhashx_destroy (&self->groups);
     zhashx_destroy (&self->names);
     pthread_mutex_destroy (&self->ports_lock);

@@ -368,6 +368,27 @@ tr_request (tr_node_t *node, const char *to, const void *body, size_t size,
 }
 
 //  --------------------------------------------------------------------------
+//  Runtime messages
+
+int
+tr__post_raw (tr_node_t *node, tr__mbox_t *dst, int kind, const void *body, size_t size)
+{
+    tr__ctx_t ctx;
+    int rc = tr__ctx_enter (node, &ctx);
+    if (rc)
+        return rc;
+    tr_msg_t *msg = tr__msg_new (node, kind, TR__PRIO_SYSTEM, dst->name? dst->name: "",
+                                 ctx.from, body, size);
+    if (!msg)
+        return TR_ENOMEM;
+    msg->id = tr__mbox_next_id (ctx.mbox);
+    rc = tr__mbox_post (ctx.mbox, dst, msg, -1);
+    if (rc)
+        tr__msg_free (msg);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  Replies
 
 //  Sends the answer (a reply, or an error when error != 0) to request.

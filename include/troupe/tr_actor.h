@@ -15,10 +15,14 @@
     with TR_ESTOPPED.
 
     Failure: a handler that returns non-zero has failed that message. The
-    failure is counted, an unanswered ask gets TR_EHANDLER, and the actor
-    goes on with the next message. A C actor that corrupts memory takes
-    the whole process down with it; code that cannot be trusted that far
-    belongs in a separate process.
+    failure is counted and an unanswered ask gets TR_EHANDLER. An actor
+    spawned directly on a node then goes on with the next message; an
+    actor under a supervisor (tr_sup.h) ends its incarnation, and its
+    supervisor decides: restart it (a new init on the same thread, the
+    same mailbox), or stop it. An actor may also end itself with
+    tr_actor_exit. A C actor that corrupts memory takes the whole process
+    down with it; code that cannot be trusted that far belongs in a
+    separate process (a process child of a supervisor).
 */
 #ifndef TR_ACTOR_H_INCLUDED
 #define TR_ACTOR_H_INCLUDED
@@ -72,7 +76,8 @@ typedef struct {
     uint64_t failed;            //  handler returned non-zero
     uint64_t dead_letters;      //  accepted, never handled (expired,
                                 //  left over at stop)
-    uint64_t rejected;          //  sends refused because it was full
+    uint64_t rejected;          //  sends refused: mailbox full, or its
+                                //  circuit breaker open
     uint64_t depth;             //  messages waiting now
     uint64_t capacity;          //  the mailbox bound
     uint64_t handle_ns_total;   //  time spent in the handler
@@ -94,15 +99,26 @@ TR_EXPORT int
 //  Stops the actor named `name` and waits up to timeout_ms (<= 0: the
 //  node's stop timeout) for its thread to end. Returns TR_OK once it has
 //  stopped and its name is free again; TR_ENOACTOR if no actor has that
-//  name (or another thread is already stopping it); TR_EDEADLK if called
-//  by the actor itself (use tr_tell with your own stop message and return
-//  from the handler, or let a supervisor stop you); TR_ETIMEDOUT if the
+//  name (or another thread is already stopping it); for an actor under a
+//  supervisor, its supervisor stops it for good (tr_sup_stop_child);
+//  TR_EDEADLK if called
+//  by the actor itself (call tr_actor_exit instead); TR_ETIMEDOUT if the
 //  thread did not end in time: the actor is then abandoned (its name is
 //  released at once, an error is logged, and its thread and mailbox are
 //  kept until tr_node_destroy, which reclaims them if the thread has ended
 //  by then, its handler having returned).
 TR_EXPORT int
     tr_actor_stop (tr_node_t *node, const char *name, int timeout_ms);
+
+//  Ends the calling actor's current incarnation once its handler returns.
+//  reason is TR_OK for a normal exit or a negative code for a failure;
+//  text (may be NULL) says why, for status, logs and events. Under a
+//  supervisor, its restart policy decides what follows; an actor spawned
+//  directly on the node stops for good: its name is released and what is
+//  left in its mailbox becomes dead letters. Returns TR_OK, or TR_EINVAL
+//  if not called on self's own thread or reason is positive.
+TR_EXPORT int
+    tr_actor_exit (tr_actor_t *self, int reason, const char *text);
 
 //  Copies the counters of the actor named `name` into *stats. Returns
 //  TR_OK or TR_ENOACTOR.

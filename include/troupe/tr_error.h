@@ -37,7 +37,10 @@ extern "C" {
     X (ELIMIT,    -17, "resource limit reached")                            \
     X (EDEADLK,   -18, "operation would wait on itself")                    \
     X (ENOTFOUND, -19, "not found")                                         \
-    X (EEXPIRED,  -20, "message deadline passed before handling")
+    X (EEXPIRED,  -20, "message deadline passed before handling")         \
+    X (ECIRCUIT,  -21, "circuit open")                                      \
+    X (EINTENSITY,-22, "restart intensity exceeded")                        \
+    X (ECHILD,    -23, "child failed")
 
 #define TR__ERROR_ENUM(name, value, text) TR_##name = value,
 typedef enum {

@@ -1,0 +1,246 @@
+/*  tr_event.c - the node's event bus; see tr_event.h.
+
+    Subscriptions are a list of (prefix, mailbox reference) kept under
+    the node's registry lock. Publishing takes a snapshot of the matching
+    subscribers and tells each one, never waiting for room. The runtime's
+    own events are built with the tr__ev_* helpers, which do nothing at
+    all while nobody subscribes.
+*/
+
+#include "tr_internal.h"
+#include "tr_mbox.h"
+#include "tr_event_int.h"
+#include "troupe/tr_envelope.h"
+#include "troupe/tr_event.h"
+
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct s_sub {
+    struct s_sub *next;
+    tr__mbox_t *mbox;                   //  holds a reference
+    size_t prefix_len;
+    char prefix [];
+} s_sub_t;
+
+static bool
+s_matches (const s_sub_t *sub, const char *topic)
+{
+    return strncmp (topic, sub->prefix, sub->prefix_len) == 0;
+}
+
+static int
+s_check_topic (const char *topic)
+{
+    return topic && tr_name_check (topic, strlen (topic)) == TR_OK? TR_OK: TR_EINVAL;
+}
+
+int
+tr_event_subscribe (tr_node_t *node, const char *prefix, const char *actor)
+{
+    if (!node || !prefix || !actor || strlen (prefix) > TR_NAME_MAX
+    ||  (*prefix && s_check_topic (prefix)))
+        return TR_EINVAL;
+    size_t len = strlen (prefix);
+    int rc = TR_OK;
+    pthread_rwlock_wrlock (&node->lock);
+    tr__mbox_t *mbox = (tr__mbox_t *) zhashx_lookup (node->names, actor);
+    s_sub_t *sub = (s_sub_t *) node->subs;
+    while (sub && !(sub->mbox == mbox && strcmp (sub->prefix, prefix) == 0))
+        sub = sub->next;
+    if (!mbox)
+        rc = TR_ENOACTOR;
+    else
+    if (!sub) {
+        sub = (s_sub_t *) malloc (sizeof *sub + len + 1);
+        if (!sub)
+            rc = TR_ENOMEM;
+        else {
+            sub->mbox = tr__mbox_ref (mbox);
+            sub->prefix_len = len;
+            memcpy (sub->prefix, prefix, len + 1);
+            sub->next = (s_sub_t *) node->subs;
+            node->subs = sub;
+            atomic_fetch_add (&node->sub_count, 1);
+        }
+    }
+    pthread_rwlock_unlock (&node->lock);
+    return rc;
+}
+
+//  Unlinks the subscriptions for which keep () is false (lock held).
+static size_t
+s_remove (tr_node_t *node, tr__mbox_t *mbox, const char *prefix)
+{
+    size_t removed = 0;
+    s_sub_t **link = (s_sub_t **) &node->subs;
+    while (*link) {
+        s_sub_t *sub = *link;
+        if (sub->mbox == mbox && (!prefix || strcmp (sub->prefix, prefix) == 0)) {
+            *link = sub->next;
+            tr__mbox_unref (&sub->mbox);
+            free (sub);
+            atomic_fetch_sub (&node->sub_count, 1);
+            removed++;
+        }
+        else
+            link = &sub->next;
+    }
+    return removed;
+}
+
+int
+tr_event_unsubscribe (tr_node_t *node, const char *prefix, const char *actor)
+{
+    if (!node || !prefix || !actor)
+        return TR_EINVAL;
+    pthread_rwlock_wrlock (&node->lock);
+    tr__mbox_t *mbox = (tr__mbox_t *) zhashx_lookup (node->names, actor);
+    size_t removed = mbox? s_remove (node, mbox, prefix): 0;
+    pthread_rwlock_unlock (&node->lock);
+    return removed? TR_OK: TR_ENOTFOUND;
+}
+
+void
+tr__events_forget (tr_node_t *node, tr__mbox_t *mbox)
+{
+    s_remove (node, mbox, NULL);
+}
+
+void
+tr__events_clear (tr_node_t *node)
+{
+    while (node->subs) {
+        s_sub_t *sub = (s_sub_t *) node->subs;
+        node->subs = sub->next;
+        tr__mbox_unref (&sub->mbox);
+        free (sub);
+    }
+    atomic_store (&node->sub_count, 0);
+}
+
+//  Tells every subscriber whose prefix matches; the body is already the
+//  [topic, body] array. Returns how many accepted it.
+static size_t
+s_deliver (tr_node_t *node, const char *topic, const void *event, size_t size)
+{
+    size_t n = 0, count = 0;
+    tr__mbox_t *stack [64], **list = stack;
+    pthread_rwlock_rdlock (&node->lock);
+    for (s_sub_t *sub = (s_sub_t *) node->subs; sub; sub = sub->next)
+        if (s_matches (sub, topic))
+            count++;
+    if (count > 64)
+        list = (tr__mbox_t **) malloc (count * sizeof *list);
+    for (s_sub_t *sub = (s_sub_t *) node->subs; sub && list; sub = sub->next)
+        if (s_matches (sub, topic))
+            list [n++] = tr__mbox_ref (sub->mbox);
+    pthread_rwlock_unlock (&node->lock);
+    tr_send_opts_t now = { .timeout_ms = -1 };      //  never wait for room
+    size_t delivered = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tr_tell_ref ((tr_ref_t *) list [i], event, size, &now) == TR_OK)
+            delivered++;
+        tr__mbox_unref (&list [i]);
+    }
+    if (list != stack)
+        free (list);
+    return delivered;
+}
+
+//  Packs [topic, body] into sbuf. Returns 0, or -1 when out of memory.
+static int
+s_pack_event (msgpack_sbuffer *sbuf, const char *topic, const void *body, size_t size)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    int bad = msgpack_pack_array (&pk, 2);
+    bad |= msgpack_pack_str_with_body (&pk, topic, strlen (topic));
+    if (size)
+        bad |= msgpack_sbuffer_write (sbuf, (const char *) body, size);
+    else
+        bad |= msgpack_pack_nil (&pk);
+    return bad? -1: 0;
+}
+
+static int
+s_publish (tr_node_t *node, const char *topic, const void *body, size_t size,
+           size_t *delivered_p)
+{
+    if (delivered_p)
+        *delivered_p = 0;
+    if (!atomic_load_explicit (&node->sub_count, memory_order_relaxed))
+        return TR_OK;
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    int rc = TR_ENOMEM;
+    if (s_pack_event (&sbuf, topic, body, size) == 0) {
+        size_t delivered = s_deliver (node, topic, sbuf.data, sbuf.size);
+        if (delivered_p)
+            *delivered_p = delivered;
+        rc = TR_OK;
+    }
+    msgpack_sbuffer_destroy (&sbuf);
+    return rc;
+}
+
+int
+tr_event_publish (tr_node_t *node, const char *topic, const void *body,
+                  size_t size, size_t *delivered_p)
+{
+    if (delivered_p)
+        *delivered_p = 0;
+    if (!node || s_check_topic (topic) || strncmp (topic, "sys.", 4) == 0)
+        return TR_EINVAL;
+    int rc = tr__check_body (body, size);
+    return rc? rc: s_publish (node, topic, body, size, delivered_p);
+}
+
+//  --------------------------------------------------------------------------
+//  The runtime's own events
+
+bool
+tr__ev_begin (tr__ev_t *self, tr_node_t *node, const char *topic, int fields)
+{
+    self->node = node;
+    self->topic = topic;
+    self->live = atomic_load_explicit (&node->sub_count, memory_order_relaxed) > 0;
+    if (!self->live)
+        return false;
+    msgpack_sbuffer_init (&self->sbuf);
+    msgpack_packer_init (&self->pk, &self->sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&self->pk, (size_t) fields);
+    return true;
+}
+
+void
+tr__ev_str (tr__ev_t *self, const char *key, const char *value)
+{
+    if (!self->live)
+        return;
+    msgpack_pack_str_with_body (&self->pk, key, strlen (key));
+    if (value)
+        msgpack_pack_str_with_body (&self->pk, value, strlen (value));
+    else
+        msgpack_pack_nil (&self->pk);
+}
+
+void
+tr__ev_int (tr__ev_t *self, const char *key, int64_t value)
+{
+    if (!self->live)
+        return;
+    msgpack_pack_str_with_body (&self->pk, key, strlen (key));
+    msgpack_pack_int64 (&self->pk, value);
+}
+
+void
+tr__ev_emit (tr__ev_t *self)
+{
+    if (!self->live)
+        return;
+    s_publish (self->node, self->topic, self->sbuf.data, self->sbuf.size, NULL);
+    msgpack_sbuffer_destroy (&self->sbuf);
+    self->live = false;
+}

@@ -1,0 +1,85 @@
+/*  tr_proc.h - OS processes as children (internal).
+
+    A process child is started in a process group of its own, with its
+    standard output and standard error read line by line into troupe's
+    log, each line prefixed with the child's name. One service thread
+    per node (started on first use) watches every child process: it reads
+    their output, and it learns of their exit through a pidfd, then calls
+    the exit callback given at start.
+
+    Stopping sends SIGTERM to the child's whole process group, waits up to
+    the shutdown timeout for the child to exit, then sends SIGKILL to the
+    group, so that no grandchild is left behind. troupe makes itself a
+    child subreaper, so grandchildren whose parent died are reparented to
+    it and reaped, and it kills every live process group if it is about
+    to die of a fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT);
+    a child also gets SIGKILL from the kernel if the service thread goes
+    away (PR_SET_PDEATHSIG). Only SIGKILL of troupe itself can leave
+    processes behind.
+
+    Threads: every function may be called from any thread. The exit
+    callback runs on the service thread and must not block for long.
+*/
+#ifndef TR_PROC_H_INCLUDED
+#define TR_PROC_H_INCLUDED
+
+#include "tr_internal.h"
+
+#include <sys/types.h>
+
+typedef struct tr__proc tr__proc_t;
+typedef struct tr__procs tr__procs_t;
+
+//  How a process ended.
+typedef struct {
+    bool exited;                //  true: exited with `status`;
+    int status;                 //  false: killed by signal `signal`
+    int signal;
+    char reason [96];           //  "exited with status 3", "killed by
+                                //  signal 9 (SIGKILL)", "exited normally"
+} tr__proc_exit_t;
+
+//  Called once when the process has ended (on the service thread).
+typedef void (tr__proc_exit_fn) (tr__proc_t *proc, const tr__proc_exit_t *exit, void *arg);
+
+typedef struct {
+    const char *name;           //  prefix of its log lines
+    const char *const *argv;    //  NULL-terminated; argv [0] looked up on PATH
+    const char *const *env;     //  extra "NAME=VALUE", NULL-terminated, or NULL
+    const char *cwd;            //  or NULL
+} tr__proc_spec_t;
+
+//  Starts the node's process service if needed, then the process. On
+//  TR_OK, *proc_p is the running process; on_exit will be called exactly
+//  once, when it ends. Errors: TR_EINVAL (empty argv), TR_ENOTFOUND (the
+//  program is not found or not executable, or cwd does not exist: the
+//  child reports the failed exec before it can run anything), TR_ESYS
+//  (fork, pipe or pidfd failed), TR_ENOMEM. On error on_exit is never
+//  called.
+int
+    tr__proc_start (tr_node_t *node, const tr__proc_spec_t *spec,
+                    tr__proc_exit_fn *on_exit, void *arg, tr__proc_t **proc_p);
+
+//  The process id (also its process group id).
+pid_t
+    tr__proc_pid (const tr__proc_t *self);
+
+//  Stops the process: SIGTERM to its group, then SIGKILL to the group if
+//  it has not exited after timeout_ms. Returns once it has exited (its
+//  exit callback has run or is running), with TR_OK if SIGTERM was
+//  enough or TR_ETIMEDOUT if SIGKILL was needed. Safe to call after the
+//  process has exited on its own (returns TR_OK at once).
+int
+    tr__proc_stop (tr__proc_t *self, int64_t timeout_ms);
+
+//  Frees the handle of an exited process (after its exit callback) and
+//  sets *self_p to NULL. Accepts NULL. Asserts that it has exited.
+void
+    tr__proc_destroy (tr__proc_t **self_p);
+
+//  Node shutdown: kills (SIGTERM, then SIGKILL after timeout_ms) every
+//  process still running, waits for them, and stops the service thread.
+void
+    tr__procs_stop (tr_node_t *node, int64_t timeout_ms);
+
+#endif
