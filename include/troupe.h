@@ -17,6 +17,10 @@
 #include "troupe/tr_actor.h"
 #include "troupe/tr_group.h"
 #include "troupe/tr_timer.h"
+#include "troupe/tr_params.h"
+#include "troupe/tr_type.h"
+#include "troupe/tr_tree.h"
+#include "troupe/tr_sup.h"
 #include "troupe/tr_event.h"
 #include "troupe/tr_envelope.h"
 

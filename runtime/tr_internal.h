@@ -13,6 +13,7 @@
 #include "troupe/tr_msg.h"
 #include "troupe/tr_node.h"
 #include "troupe/tr_send.h"
+#include "troupe/tr_type.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -281,5 +282,10 @@ bool
 //  the node's lock held for writing.
 void
     tr__groups_forget (tr_node_t *node, tr__mbox_t *mbox);
+
+//  The built-in actor types (actors/tr_builtin.c), NULL-terminated;
+//  tr_type.c registers them on first use of the registry.
+const tr_actor_type_t *const *
+    tr__builtin_types (void);
 
 #endif

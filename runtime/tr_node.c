@@ -3,6 +3,7 @@
 #include "tr_internal.h"
 #include "tr_mbox.h"
 #include "tr_event_int.h"
+#include "tr_proc.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -194,6 +195,7 @@ tr_node_destroy (tr_node_t **self_p)
     //  Trees first, each in its order; then the other actors (their
     //  handlers may still set timers until they stop).
     tr__sup_stop_all (self);
+    tr__procs_stop (self, 5000);
     size_t abandoned = tr__actors_stop_all (self);
     if (!abandoned)
         tr__timers_stop (&self->timers);

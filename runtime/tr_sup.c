@@ -971,8 +971,9 @@ s_sup_init (tr_actor_t *self, void *arg, void **state_p)
         else
             rc = s_start (c, why, sizeof why);
         if (rc)
+            //  Bounded parts, so that the sentence always fits.
             snprintf (self->exit_text, sizeof self->exit_text,
-                      "supervisor '%s': child '%s' could not start: %s",
+                      "supervisor '%.100s': child '%.100s' could not start: %.700s",
                       me->name, spec->name, why);
     }
     if (rc) {

@@ -11,11 +11,15 @@
 #include "troupe/tr_envelope.h"
 #include "troupe/tr_error.h"
 
+#include "tr_internal.h"
+
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t s_builtin_once = PTHREAD_ONCE_INIT;
 static const tr_actor_type_t **s_types;     //  sorted by name
 static size_t s_count;
 static size_t s_room;
@@ -89,8 +93,9 @@ s_grow (void)
     return TR_OK;
 }
 
-int
-tr_actor_type_register (const tr_actor_type_t *type)
+//  Adds a type. Returns TR_OK, TR_EEXIST, TR_EINVAL or TR_ENOMEM.
+static int
+s_register (const tr_actor_type_t *type)
 {
     if (!s_type_valid (type))
         return TR_EINVAL;
@@ -110,11 +115,32 @@ tr_actor_type_register (const tr_actor_type_t *type)
     return rc;
 }
 
+//  The built-in types (actors/) are registered on first use of the
+//  registry, so that they come before any of the program's own.
+static void
+s_builtin_register (void)
+{
+    const tr_actor_type_t *const *types = tr__builtin_types ();
+    for (size_t i = 0; types [i]; i++) {
+        int rc = s_register (types [i]);
+        assert (rc == TR_OK);
+        (void) rc;
+    }
+}
+
+int
+tr_actor_type_register (const tr_actor_type_t *type)
+{
+    pthread_once (&s_builtin_once, s_builtin_register);
+    return s_register (type);
+}
+
 const tr_actor_type_t *
 tr_actor_type_find (const char *name)
 {
     if (!name)
         return NULL;
+    pthread_once (&s_builtin_once, s_builtin_register);
     const tr_actor_type_t *found = NULL;
     pthread_mutex_lock (&s_lock);
     size_t at = s_lower_bound (name);
@@ -145,6 +171,7 @@ tr_actor_type_each (void (*fn) (const tr_actor_type_t *type, void *arg), void *a
 {
     if (!fn)
         return;
+    pthread_once (&s_builtin_once, s_builtin_register);
     const tr_actor_type_t *batch [32];
     const char *after = NULL;
     size_t n;
