@@ -79,6 +79,7 @@ s_loop (tr_actor_t *self)
         }
         int64_t start = tr__now_ns ();
         if (msg->deadline_ns && start > msg->deadline_ns) {
+            tr__ev_dead_letter (self->node, msg, tr_strerror (TR_EEXPIRED));
             tr__mbox_dead_letter (mbox, msg, TR_EEXPIRED);
             continue;
         }
@@ -88,6 +89,9 @@ s_loop (tr_actor_t *self)
         int rc = self->behaviour.handle (self, msg, self->state);
         atomic_store_explicit (&self->handling_since, 0, memory_order_relaxed);
         self->current = NULL;
+        //  Ending itself with a failure fails the message at hand too.
+        if (rc == 0 && self->exit_requested && self->exit_reason < 0)
+            rc = self->exit_reason;
         bool hung = atomic_exchange (&self->hung, false);
         s_record (mbox, rc || hung, tr__now_ns () - start);
         //  A handling timeout was already counted by the watchdog.
@@ -96,6 +100,9 @@ s_loop (tr_actor_t *self)
         if (rc)
             tr_log (TR_LOG_DEBUG, "actor '%s': handler failed (%d)", mbox->name, rc);
         bool ends = s_ends (self, rc, hung);
+        //  The message that ended an incarnation is not handled again.
+        if (ends && (rc || hung) && !self->deferred)
+            tr__ev_dead_letter (self->node, msg, self->exit_text);
         if (!self->deferred)            //  else no longer ours to touch
             tr__msg_finish (&ctx, msg, hung? TR_ETIMEDOUT: rc? TR_EHANDLER: TR_ENOREPLY);
         if (ends)

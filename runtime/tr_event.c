@@ -244,3 +244,15 @@ tr__ev_emit (tr__ev_t *self)
     msgpack_sbuffer_destroy (&self->sbuf);
     self->live = false;
 }
+
+void
+tr__ev_dead_letter (tr_node_t *node, const tr_msg_t *msg, const char *reason)
+{
+    tr__ev_t ev;
+    if (!tr__ev_begin (&ev, node, "sys.dead_letter", 3))
+        return;
+    tr__ev_str (&ev, "to", msg->to);
+    tr__ev_str (&ev, "from", msg->from);
+    tr__ev_str (&ev, "reason", reason);
+    tr__ev_emit (&ev);
+}

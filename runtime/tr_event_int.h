@@ -40,6 +40,11 @@ void
 void
     tr__ev_emit (tr__ev_t *self);
 
+//  Publishes sys.dead_letter {to, from, reason} for a message that will
+//  never be handled. Call without the registry lock.
+void
+    tr__ev_dead_letter (tr_node_t *node, const tr_msg_t *msg, const char *reason);
+
 //  Drops every subscription of a mailbox (actor stop; registry lock held
 //  for writing), or all of them (node destroy).
 void

@@ -666,6 +666,13 @@ s_after_end (s_sup_t *st, tr__child_t *c, int reason, const char *text)
 {
     bool abnormal = reason != TR_OK;
     c->state = C_ENDED;
+    if (!s_is_actor (c) && c->proc) {
+        //  The leader is gone; what it left in its group goes too, so
+        //  that restarts do not pile up grandchildren.
+        if (tr__proc_stop (c->proc, c->spec->shutdown_ms) == TR_ETIMEDOUT)
+            tr_log (TR_LOG_WARN, "'%s': processes left in its group were killed", c->name);
+        tr__proc_destroy (&c->proc);
+    }
     if (abnormal)
         snprintf (c->failure, sizeof c->failure, "%s", text);
     tr_log (abnormal? TR_LOG_WARN: TR_LOG_INFO, "'%s' %s: %s", c->name,
