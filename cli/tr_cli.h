@@ -20,6 +20,14 @@ typedef struct {
 } tr_cli_command_t;
 
 extern const tr_cli_command_t tr_cli_demo;
+extern const tr_cli_command_t tr_cli_run;
+extern const tr_cli_command_t tr_cli_status;
+extern const tr_cli_command_t tr_cli_restart;
+extern const tr_cli_command_t tr_cli_stop;
+extern const tr_cli_command_t tr_cli_start;
+extern const tr_cli_command_t tr_cli_breaker;
+extern const tr_cli_command_t tr_cli_add;
+extern const tr_cli_command_t tr_cli_types;
 
 //  Parses a positive integer option value; returns 0 and sets *value, or
 //  prints an error naming the option and returns -1.

@@ -54,9 +54,10 @@ s_ends (tr_actor_t *self, int rc, bool hung)
         snprintf (self->exit_text, sizeof self->exit_text,
                   "handling a message took longer than its timeout");
     else
+        //  -1 is the usual "it failed"; lower values may be troupe codes.
         snprintf (self->exit_text, sizeof self->exit_text,
                   "handler failed (returned %d%s%s)", rc,
-                  rc < 0? ": ": "", rc < 0? tr_strerror (rc): "");
+                  rc < -1? ": ": "", rc < -1? tr_strerror (rc): "");
     return true;
 }
 

@@ -5,10 +5,11 @@
 #   missing.
 set -euo pipefail
 
-#   To build, run and test libtroupe and the troupe program.
+#   To build, run and test libtroupe and the troupe program (python3 reads
+#   the JSON the command line prints, in the tests).
 packages=(gcc make cmake pkg-config
           libzmq3-dev libczmq-dev libmsgpack-dev libcurl4-openssl-dev
-          libyaml-dev check)
+          libyaml-dev check python3)
 for arg in "$@"; do
     case $arg in
         #   libFuzzer targets: clang with its runtime libraries.
