@@ -27,8 +27,9 @@ endif
 
 .PHONY: run test deps build configure fuzz bench install clean
 
+#   The main job: the example tree for 20 seconds (Ctrl-C stops it sooner).
 run: build
-	$(BUILD)/troupe demo
+	$(BUILD)/troupe run examples/main.yaml --for 20s
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)

@@ -579,6 +579,9 @@ s_backoff (tr__child_t *c)
         double spread = ((double) random () / RAND_MAX) * 2 - 1;
         delay += (int64_t) ((double) delay * b->jitter * spread);
     }
+    //  max is a promise: jitter spreads delays below it, never above.
+    if (delay > b->max_ms)
+        delay = b->max_ms;
     return delay > 0? delay: 0;
 }
 

@@ -50,7 +50,8 @@ typedef enum {
 
 //  Exponential backoff between restarts of one child: the first restart
 //  waits min_ms, each next one twice as long, up to max_ms, each delay
-//  spread by +/- jitter (a fraction, 0 to 1). After the child has run for
+//  spread by +/- jitter (a fraction, 0 to 1) but never above max_ms.
+//  After the child has run for
 //  reset_after_ms without failing, the next delay is min_ms again.
 typedef struct {
     int64_t min_ms;             //  default 10
