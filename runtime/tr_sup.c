@@ -1043,8 +1043,12 @@ s_sup_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     s_sup_t *st = (s_sup_t *) state;
     if (tr_msg_kind (msg) == TR__KIND_EXIT) {
-        if (tr_msg_size (msg) == sizeof (s_note_t))
-            s_on_note (st, (const s_note_t *) tr_msg_body (msg));
+        //  Bodies follow the names in the message: copy to align.
+        s_note_t note;
+        if (tr_msg_size (msg) == sizeof note) {
+            memcpy (&note, tr_msg_body (msg), sizeof note);
+            s_on_note (st, &note);
+        }
         return 0;
     }
     char op [16], name [TR_NAME_MAX + 1] = "";

@@ -115,8 +115,12 @@ s_rec_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
         return tr_actor_exit (self, TR_ECHILD, "told to exit");
     if (s_body_is (msg, "stop"))
         return tr_actor_exit (self, TR_OK, "told to stop");
-    if (len > 5 && memcmp (text, "hang ", 5) == 0)
-        usleep ((useconds_t) atoi (text + 5) * 1000);
+    if (len > 5 && len < 16 && memcmp (text, "hang ", 5) == 0) {
+        char digits [16];
+        memcpy (digits, text + 5, len - 5);
+        digits [len - 5] = 0;
+        usleep ((useconds_t) atoi (digits) * 1000);
+    }
     if (s_body_is (msg, "n"))
         rec->count++;
     if (tr_msg_kind (msg) != TR_KIND_ASK)
