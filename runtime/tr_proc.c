@@ -12,9 +12,11 @@
     stays with the service until its group is empty: stops and node
     shutdown can still reach those members, and the fatal-signal handler
     still kills them. troupe is a child subreaper, so members whose parent
-    died are reparented to troupe; the service reaps every exited child
-    that is not a known leader, and reaps known leaders through their
-    pidfd only.
+    died are reparented to troupe; the service reaps the exited members
+    of the groups it watches, and any other exited child outside troupe's
+    own process group (an orphan that left its group), but never a child
+    in troupe's own group: that one is the application's (system, popen).
+    Known leaders are reaped through their pidfd only.
 
     The lock guards the request queue, the list of records, the flags that
     other threads wait on, and the table of live process groups. The
@@ -108,6 +110,7 @@ static struct {
     pthread_t thread;
     int wakefd;                         //  eventfd
     tr__proc_t *requests, *requests_tail;
+    size_t spawning;                    //  requests taken, not yet answered
     tr__proc_t *procs;                  //  records the service watches
 } s_svc = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -121,6 +124,7 @@ static atomic_int s_pgids [S_GROUPS_MAX];
 _Static_assert (ATOMIC_INT_LOCK_FREE == 2, "the fatal-signal handler needs lock-free ints");
 
 static pthread_once_t s_setup_once = PTHREAD_ONCE_INIT;
+static pid_t s_setup_pid;               //  the process that ran s_setup
 
 extern char **environ;
 
@@ -182,17 +186,35 @@ s_slot_free (int slot)
 
 static const int s_fatal_signals [] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
 
-//  Kills every live process group, then dies of the signal. Only
-//  async-signal-safe calls.
+//  Sends SIGKILL to every live process group. Only async-signal-safe
+//  calls, and no lock.
 static void
-s_on_fatal (int sig)
+s_kill_groups (void)
 {
     for (int i = 0; i < S_GROUPS_MAX; i++) {
         int pgid = atomic_load_explicit (&s_pgids [i], memory_order_relaxed);
         if (pgid > 0)
             kill (-pgid, SIGKILL);
     }
+}
+
+//  Kills every live process group, then dies of the signal.
+static void
+s_on_fatal (int sig)
+{
+    s_kill_groups ();
     raise (sig);                        //  SA_RESETHAND: the default action
+}
+
+//  exit () while children still run (no node was destroyed): their
+//  leaders would get PR_SET_PDEATHSIG, but not the rest of their groups,
+//  so the groups are killed here. A forked copy of troupe that exits
+//  leaves the groups alone: they are not its own.
+static void
+s_at_exit (void)
+{
+    if (getpid () == s_setup_pid)
+        s_kill_groups ();
 }
 
 //  Installs s_on_fatal for each fatal signal that still has the default
@@ -221,6 +243,8 @@ s_setup (void)
         tr_log (TR_LOG_WARN, "proc: cannot become a child subreaper: %s",
                 s_errtext (errno));
     s_fatal_install ();
+    s_setup_pid = getpid ();
+    atexit (s_at_exit);
 }
 
 //  --------------------------------------------------------------------------
@@ -580,6 +604,8 @@ static void
 s_publish (tr__proc_t *self, int rc)
 {
     pthread_mutex_lock (&s_svc.lock);
+    assert (s_svc.spawning > 0);
+    s_svc.spawning--;
     if (rc == TR_OK) {
         self->prev = NULL;
         self->next = s_svc.procs;
@@ -594,18 +620,25 @@ s_publish (tr__proc_t *self, int rc)
     pthread_mutex_unlock (&s_svc.lock);
 }
 
-//  Spawns every queued request.
+//  Spawns every queued request. A request counts as spawning from the
+//  moment it leaves the queue until it is answered, so that the service
+//  is never stopped while a child it is forking would outlive it.
 static void
 s_take_requests (void)
 {
-    pthread_mutex_lock (&s_svc.lock);
-    tr__proc_t *request = s_svc.requests;
-    s_svc.requests = s_svc.requests_tail = NULL;
-    pthread_mutex_unlock (&s_svc.lock);
-    while (request) {
-        tr__proc_t *next = request->next;
+    for (;;) {
+        pthread_mutex_lock (&s_svc.lock);
+        tr__proc_t *request = s_svc.requests;
+        if (request) {
+            s_svc.requests = request->next;
+            if (!s_svc.requests)
+                s_svc.requests_tail = NULL;
+            s_svc.spawning++;
+        }
+        pthread_mutex_unlock (&s_svc.lock);
+        if (!request)
+            return;
         s_publish (request, s_spawn (request, request->launch));
-        request = next;
     }
 }
 
@@ -780,12 +813,50 @@ s_find_leader (pid_t pid)
     return NULL;
 }
 
-//  Reaps every exited child that is not a known leader (orphans that were
-//  reparented to troupe): peeks with WNOWAIT, so a known leader's exit is
-//  left for its pidfd, and is handled right here through it.
+//  Reaps one exited child that is not a known leader.
+static bool
+s_reap_orphan (pid_t pid)
+{
+    if (waitpid (pid, NULL, WNOHANG) <= 0)
+        return false;
+    tr_log (TR_LOG_DEBUG, "proc: reaped orphan pid %d", (int) pid);
+    return true;
+}
+
+//  Reaps the exited children in one record's group: orphans reparented
+//  to troupe, and the leader, through its pidfd. Peeks with WNOWAIT so
+//  that the leader is never reaped behind its pidfd's back.
+static void
+s_reap_group (tr__proc_t *self)
+{
+    while (!self->group_gone) {
+        siginfo_t info;
+        memset (&info, 0, sizeof info);
+        if (waitid (P_PGID, (id_t) self->pid, &info, WEXITED | WNOHANG | WNOWAIT)
+        ||  info.si_pid == 0)
+            return;
+        if (info.si_pid == self->pid && self->pidfd >= 0) {
+            s_reap (self);
+            if (self->pidfd >= 0)
+                return;                 //  could not reap it: retry later
+        }
+        else
+        if (!s_reap_orphan (info.si_pid))
+            return;
+    }
+}
+
+//  Reaps exited orphans: first those in the groups troupe watches, then
+//  any that left their group (setsid) on the way. A child in troupe's
+//  own process group belongs to the application (system, popen, its own
+//  fork) and is left for it to reap; while such a zombie waits, those
+//  that left their group wait behind it.
 static void
 s_reap_orphans (void)
 {
+    for (tr__proc_t *p = s_svc.procs; p; p = p->next)
+        s_reap_group (p);
+    pid_t own = getpgrp ();
     for (;;) {
         siginfo_t info;
         memset (&info, 0, sizeof info);
@@ -798,9 +869,7 @@ s_reap_orphans (void)
                 return;                 //  could not reap it: retry later
         }
         else
-        if (waitpid (info.si_pid, NULL, WNOHANG) > 0)
-            tr_log (TR_LOG_DEBUG, "proc: reaped orphan pid %d", (int) info.si_pid);
-        else
+        if (getpgid (info.si_pid) == own || !s_reap_orphan (info.si_pid))
             return;
     }
 }
@@ -962,6 +1031,7 @@ s_dispatch (s_pollset_t *set)
 static void *
 s_main (void *arg)
 {
+    (void) arg;
     s_pollset_t set = { 0 };
     for (;;) {
         pthread_mutex_lock (&s_svc.lock);
@@ -1037,6 +1107,7 @@ s_submit (tr__proc_t *self)
 {
     pthread_mutex_lock (&s_svc.lock);
     if (s_on_service ()) {
+        s_svc.spawning++;
         pthread_mutex_unlock (&s_svc.lock);
         int rc = s_spawn (self, self->launch);
         s_publish (self, rc);
@@ -1176,7 +1247,8 @@ tr__procs_stop (tr_node_t *node, int64_t timeout_ms)
         if (!s_on_service ()) {
             while (s_node_busy (node))
                 pthread_cond_wait (&s_svc.changed, &s_svc.lock);
-            if (s_svc.state == S_RUNNING && !s_svc.procs && !s_svc.requests)
+            if (s_svc.state == S_RUNNING && !s_svc.procs && !s_svc.requests
+            &&  !s_svc.spawning)
                 s_service_stop ();
         }
     }

@@ -1,21 +1,28 @@
 /*  tr_proc.h - OS processes as children (internal).
 
     A process child is started in a process group of its own, with its
-    standard output and standard error read line by line into troupe's
-    log, each line prefixed with the child's name. One service thread
-    per node (started on first use) watches every child process: it reads
-    their output, and it learns of their exit through a pidfd, then calls
-    the exit callback given at start.
+    standard output (at level info) and standard error (at level warn)
+    read line by line into troupe's log, each line prefixed with the
+    child's name. One service thread for the whole process (started on
+    first use, stopped when the last node with children shuts them down)
+    watches every child process: it reads their output, and it learns of
+    their exit through a pidfd, then calls the exit callback given at
+    start. Records are per node, so each node's shutdown stops only its
+    own children.
 
     Stopping sends SIGTERM to the child's whole process group, waits up to
     the shutdown timeout for the child to exit, then sends SIGKILL to the
     group, so that no grandchild is left behind. troupe makes itself a
     child subreaper, so grandchildren whose parent died are reparented to
-    it and reaped, and it kills every live process group if it is about
-    to die of a fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT);
-    a child also gets SIGKILL from the kernel if the service thread goes
-    away (PR_SET_PDEATHSIG). Only SIGKILL of troupe itself can leave
-    processes behind.
+    it and reaped (children in troupe's own process group are left for
+    the application to reap). It kills every live process group if it is
+    about to die of a fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+    SIGABRT, when no one else handles it) or calls exit () with children
+    still running; a child also gets SIGKILL from the kernel if the
+    service thread goes away (PR_SET_PDEATHSIG). What is left to the
+    application: a signal whose default action ends troupe (SIGTERM,
+    SIGINT, SIGHUP...) must be caught and lead to tr_node_destroy, and
+    SIGKILL of troupe leaves grandchildren behind.
 
     Threads: every function may be called from any thread. The exit
     callback runs on the service thread and must not block for long.
@@ -65,10 +72,11 @@ pid_t
     tr__proc_pid (const tr__proc_t *self);
 
 //  Stops the process: SIGTERM to its group, then SIGKILL to the group if
-//  it has not exited after timeout_ms. Returns once it has exited (its
+//  it has not exited after timeout_ms (never with a negative timeout).
+//  Returns once it and every other process of its group have exited (its
 //  exit callback has run or is running), with TR_OK if SIGTERM was
 //  enough or TR_ETIMEDOUT if SIGKILL was needed. Safe to call after the
-//  process has exited on its own (returns TR_OK at once).
+//  process has exited on its own (TR_OK at once if its group is empty).
 int
     tr__proc_stop (tr__proc_t *self, int64_t timeout_ms);
 
