@@ -88,6 +88,11 @@ struct tr__child {
     int64_t delay_ms;           //  last backoff delay
     uint64_t due;               //  token of the planned restart
     char failure [200];         //  last failure's reason
+    //  What status reads from other threads: written by the supervisor
+    //  under the tree lock (with state, hung, restarts, started_ns and
+    //  failure above), so a status never sees a half-made change.
+    tr__mbox_t *mbox;           //  the running actor's mailbox, or NULL
+    pid_t pid;                  //  the running process, or 0
 };
 
 struct s_sup {
@@ -150,6 +155,47 @@ static void
 s_signal (s_tree_t *tree)
 {
     pthread_cond_broadcast (&tree->cond);
+}
+
+//  Sets a child's state where status can see it.
+static void
+s_set_state (tr__child_t *c, int state)
+{
+    s_lock (c->tree);
+    c->state = state;
+    s_unlock (c->tree);
+}
+
+//  Records a failure's reason where status can see it.
+static void
+s_set_failure (tr__child_t *c, const char *text)
+{
+    s_lock (c->tree);
+    snprintf (c->failure, sizeof c->failure, "%s", text);
+    s_unlock (c->tree);
+}
+
+//  A new incarnation runs: state, time and view, under the lock.
+static void
+s_set_running (tr__child_t *c)
+{
+    s_lock (c->tree);
+    c->hung = false;
+    c->state = C_RUNNING;
+    c->started_ns = tr__now_ns ();
+    c->mbox = c->actor? c->actor->mbox: NULL;
+    c->pid = c->proc? tr__proc_pid (c->proc): 0;
+    s_unlock (c->tree);
+}
+
+//  Forgets an ended process (status stops showing its pid) and frees it.
+static void
+s_proc_forget (tr__child_t *c)
+{
+    s_lock (c->tree);
+    c->pid = 0;
+    s_unlock (c->tree);
+    tr__proc_destroy (&c->proc);
 }
 
 //  Waits on the tree's condition variable until deadline_ns (lock held).
@@ -294,6 +340,7 @@ s_end_thread (tr__child_t *c)
 {
     s_lock (c->tree);
     c->decision = D_END;
+    c->mbox = NULL;
     s_signal (c->tree);
     s_unlock (c->tree);
     tr__actor_reap (c->actor, TR__FOREVER);
@@ -355,12 +402,10 @@ s_start (tr__child_t *c, char *why, size_t size)
     s_lock (c->tree);
     c->incarnation++;
     s_unlock (c->tree);
-    c->hung = false;
     int rc = s_is_actor (c)? s_start_actor (c, why, size): s_start_process (c, why, size);
     if (rc)
         return rc;
-    c->state = C_RUNNING;
-    c->started_ns = tr__now_ns ();
+    s_set_running (c);
     s_emit (c->node, "sys.actor.started", c->name, NULL);
     return TR_OK;
 }
@@ -385,9 +430,7 @@ s_restart_parked (tr__child_t *c, char *why, size_t size)
         snprintf (why, size, "%s", c->actor->exit_text);
         return TR_ECHILD;
     }
-    c->hung = false;
-    c->state = C_RUNNING;
-    c->started_ns = tr__now_ns ();
+    s_set_running (c);
     s_emit (c->node, "sys.actor.started", c->name, NULL);
     return TR_OK;
 }
@@ -422,12 +465,13 @@ s_stop_actor (tr__child_t *c, bool final)
     if (!parked) {
         c->decision = D_END;            //  if it ever parks, it ends
         c->tree->abandoned++;
+        c->mbox = NULL;
     }
     s_unlock (c->tree);
     if (!parked) {
         tr__actor_reap (c->actor, tr__now_ns ());   //  abandons it
         c->actor = NULL;
-        c->state = C_ABANDONED;
+        s_set_state (c, C_ABANDONED);
         s_emit (c->node, "sys.actor.stopped", c->name, "abandoned: did not stop in time");
         return TR_ETIMEDOUT;
     }
@@ -449,7 +493,7 @@ s_stop_process (tr__child_t *c)
         tr_log (TR_LOG_WARN, "process '%s' did not stop within %lld ms; killed",
                 c->name, (long long) c->spec->shutdown_ms);
     }
-    tr__proc_destroy (&c->proc);
+    s_proc_forget (c);
     return rc;
 }
 
@@ -460,7 +504,7 @@ s_stop (tr__child_t *c, bool final)
     bool was_running = c->state == C_RUNNING;
     int rc = s_is_actor (c)? s_stop_actor (c, final): s_stop_process (c);
     if (c->state != C_ABANDONED)
-        c->state = C_ENDED;
+        s_set_state (c, C_ENDED);
     if (was_running)
         s_emit (c->node, "sys.actor.stopped", c->name, rc? "killed": NULL);
     return rc;
@@ -475,8 +519,8 @@ s_finish (tr__child_t *c)
         s_end_thread (c);
     else
     if (c->proc)
-        tr__proc_destroy (&c->proc);
-    c->state = C_STOPPED;
+        s_proc_forget (c);
+    s_set_state (c, C_STOPPED);
 }
 
 //  --------------------------------------------------------------------------
@@ -615,7 +659,7 @@ s_plan (s_sup_t *st, uint64_t token, int64_t delay)
 static void
 s_mark (tr__child_t *c, uint64_t token)
 {
-    c->state = C_RESTARTING;
+    s_set_state (c, C_RESTARTING);
     c->due = token;
 }
 
@@ -635,7 +679,7 @@ s_restart_with (s_sup_t *st, tr__child_t *c)
             if (o->state == C_RUNNING) {
                 s_stop (o, false);
                 if (o->state == C_ABANDONED)
-                    o->state = C_ENDED;  //  started afresh with the others
+                    s_set_state (o, C_ENDED);   //  started afresh with the others
             }
             if (o->state == C_ENDED || o->state == C_RESTARTING)
                 s_mark (o, token);
@@ -668,16 +712,16 @@ static void
 s_after_end (s_sup_t *st, tr__child_t *c, int reason, const char *text)
 {
     bool abnormal = reason != TR_OK;
-    c->state = C_ENDED;
+    s_set_state (c, C_ENDED);
     if (!s_is_actor (c) && c->proc) {
         //  The leader is gone; what it left in its group goes too, so
         //  that restarts do not pile up grandchildren.
         if (tr__proc_stop (c->proc, c->spec->shutdown_ms) == TR_ETIMEDOUT)
             tr_log (TR_LOG_WARN, "'%s': processes left in its group were killed", c->name);
-        tr__proc_destroy (&c->proc);
+        s_proc_forget (c);
     }
     if (abnormal)
-        snprintf (c->failure, sizeof c->failure, "%s", text);
+        s_set_failure (c, text);
     tr_log (abnormal? TR_LOG_WARN: TR_LOG_INFO, "'%s' %s: %s", c->name,
             abnormal? "failed": "ended", text);
     s_emit (c->node, abnormal? "sys.actor.failed": "sys.actor.stopped", c->name, text);
@@ -706,7 +750,9 @@ s_due (s_sup_t *st, uint64_t token)
         c->due = 0;
         char why [TR__EXIT_TEXT];
         if (s_restart (c, why, sizeof why) == TR_OK) {
+            s_lock (c->tree);
             c->restarts++;
+            s_unlock (c->tree);
             tr__ev_t ev;
             if (tr__ev_begin (&ev, st->node, "sys.actor.restarted", 3)) {
                 tr__ev_str (&ev, "name", c->name);
@@ -747,11 +793,13 @@ s_watch (s_sup_t *st)
         if (!since || now - since <= limit || atomic_load (&c->actor->hung))
             continue;
         atomic_store (&c->actor->hung, true);
-        c->hung = true;
         tr__breaker_record (&c->actor->mbox->breaker, false);
+        s_lock (c->tree);
+        c->hung = true;
         snprintf (c->failure, sizeof c->failure,
                   "handling a message has taken %lld ms (timeout %lld ms)",
                   (long long) ((now - since) / 1000000), (long long) c->spec->handle_timeout_ms);
+        s_unlock (c->tree);
         tr_log (TR_LOG_WARN, "'%s' is hung: %s", c->name, c->failure);
         tr__ev_t ev;
         if (tr__ev_begin (&ev, st->node, "sys.actor.hung", 2)) {
@@ -780,12 +828,17 @@ s_add (s_sup_t *st, const tr_child_spec_t *spec, const char *name, bool dynamic,
 {
     *rc_p = TR_ENOMEM;
     if (st->count == st->alloc) {
+        //  Status may be walking the array: move it under the lock.
         size_t alloc = st->alloc? 2 * st->alloc: 8;
+        s_lock (st->tree);
         tr__child_t **children = (tr__child_t **) realloc (st->children, alloc * sizeof *children);
+        if (children) {
+            st->children = children;
+            st->alloc = alloc;
+        }
+        s_unlock (st->tree);
         if (!children)
             return NULL;
-        st->children = children;
-        st->alloc = alloc;
     }
     tr__child_t *c = s_child_new (st, NULL, st->tree, st->node, spec, name, dynamic);
     if (!c)
@@ -823,7 +876,7 @@ s_request_restart (s_sup_t *st, tr__child_t *c)
     if (c->state == C_RUNNING)
         s_stop (c, false);
     if (c->state == C_ABANDONED)
-        c->state = C_ENDED;
+        s_set_state (c, C_ENDED);
     c->held = false;
     c->due = 0;
     char why [TR__EXIT_TEXT];
@@ -833,7 +886,9 @@ s_request_restart (s_sup_t *st, tr__child_t *c)
         s_after_end (st, c, TR_ECHILD, why);
         return TR_ECHILD;
     }
+    s_lock (c->tree);
     c->restarts++;
+    s_unlock (c->tree);
     return TR_OK;
 }
 
@@ -1333,7 +1388,7 @@ static void s_pack_child (msgpack_packer *pk, const tr__child_t *c, int64_t now)
 static void
 s_pack_actor (msgpack_packer *pk, const tr__child_t *c)
 {
-    tr__mbox_t *mbox = c->actor? c->actor->mbox: NULL;
+    tr__mbox_t *mbox = c->mbox;
     s_pack_int (pk, "depth", mbox? (int64_t) tr__mbox_depth (mbox): 0);
     s_pack_int (pk, "capacity", mbox? (int64_t) mbox->capacity: 0);
     s_pack_int (pk, "handled", mbox? (int64_t) atomic_load (&mbox->handled): 0);
@@ -1363,7 +1418,7 @@ s_pack_child (msgpack_packer *pk, const tr__child_t *c, int64_t now)
         s_pack_actor (pk, c);
     }
     if (kind == TR_CHILD_PROCESS)
-        s_pack_int (pk, "pid", c->proc && c->state == C_RUNNING? tr__proc_pid (c->proc): 0);
+        s_pack_int (pk, "pid", c->state == C_RUNNING? c->pid: 0);
     if (kind == TR_CHILD_SUPERVISOR) {
         s_pack_str (pk, "strategy", s_strategy_names [c->spec->sup->strategy]);
         s_pack_actor (pk, c);
