@@ -272,17 +272,20 @@ s_nomem (s_load_t *self)
     return TR_ENOMEM;
 }
 
-//  Text quoted in a message: at most about 50 bytes, control characters
-//  shown as '?', a cut marked with "...".
+//  Text quoted in a message: at most S_SHOWN bytes, control characters
+//  shown as '?', a cut marked with "...". The buffer has room for the
+//  quotes, the cut mark and a few words before them (s_what_value).
+#define S_SHOWN 54
+
 typedef struct {
-    char text [60];
+    char text [80];
 } s_shown_t;
 
 static s_shown_t
 s_show (const char *text, size_t len)
 {
     s_shown_t shown;
-    size_t n = len, limit = sizeof shown.text - 6;
+    size_t n = len, limit = S_SHOWN;
     if (n > limit) {
         n = limit;
         while (n > 0 && ((uint8_t) text [n] & 0xc0) == 0x80)
@@ -310,8 +313,23 @@ s_what (const s_node_t *node)
     if (node->kind == S_SCALAR)
         return s_show (node->text, node->len);
     s_shown_t shown;
-    snprintf (shown.text, sizeof shown.text, "%s",
-              node->kind == S_MAPPING? "a mapping": "a sequence");
+    snprintf (shown.text, sizeof shown.text, "%s%s", node->count? "a ": "an empty ",
+              node->kind == S_MAPPING? "mapping": "sequence");
+    return shown;
+}
+
+//  The same for a value of the wrong type: a quoted scalar is named as
+//  a string, since "must be an integer, not '3'" would puzzle whoever
+//  wrote "3".
+static s_shown_t
+s_what_value (const s_node_t *node)
+{
+    s_shown_t shown = s_what (node);
+    if (node->kind == S_SCALAR && !node->plain) {
+        s_shown_t quoted;
+        snprintf (quoted.text, sizeof quoted.text, "the string %.66s", shown.text);
+        return quoted;
+    }
     return shown;
 }
 
@@ -400,10 +418,11 @@ s_refuse_extras (s_load_t *self, const yaml_event_t *event)
         anchor = event->data.mapping_start.anchor;
         tag = event->data.mapping_start.tag;
     }
+    //  libyaml's anchors are letters, digits, '-' and '_': safe to show.
     if (anchor)
         return s_fail_at (self, line, column,
                           "anchors (&%s) are not allowed in a tree file",
-                          s_show ((const char *) anchor, strlen ((const char *) anchor)).text);
+                          (const char *) anchor);
     if (tag)
         return s_fail_at (self, line, column,
                           "tags (%s) are not allowed in a tree file",
@@ -539,7 +558,8 @@ s_parse_document (s_load_t *self, const char *text, size_t len, s_node_t **top)
 
 typedef enum {
     S_V_STR, S_V_NIL, S_V_BOOL, S_V_INT, S_V_UINT, S_V_FLOAT,
-    S_V_RANGE,                          //  an integer past 64 bits
+    S_V_RANGE,                          //  an integer past 64 bits, or a
+                                        //  float past a double's range
     S_V_NONE                            //  not a scalar
 } s_vtype_t;
 
@@ -662,8 +682,8 @@ s_resolve_float (const char *text, size_t len, s_value_t *value)
     if (!digits || i != len || (!point && !exponent))
         return false;
     pthread_once (&s_c_locale_once, s_c_locale_make);
-    value->type = S_V_FLOAT;
     value->d = s_c_locale? strtod_l (text, NULL, s_c_locale): strtod (text, NULL);
+    value->type = isfinite (value->d)? S_V_FLOAT: S_V_RANGE;
     return true;
 }
 
@@ -774,7 +794,7 @@ s_want_int (s_load_t *self, const s_node_t *node, const char *key,
     s_value_t value = s_resolve (node);
     if (value.type != S_V_INT || value.i < min || value.i > max)
         return s_fail (self, node, "'%s' must be an integer from %lld to %lld, not %s",
-                       key, (long long) min, (long long) max, s_what (node).text);
+                       key, (long long) min, (long long) max, s_what_value (node).text);
     *out = value.i;
     return TR_OK;
 }
@@ -789,7 +809,7 @@ s_want_number (s_load_t *self, const s_node_t *node, const char *key,
                value.type == S_V_FLOAT? value.d: NAN;
     if (!isfinite (d) || d < min || d > max)
         return s_fail (self, node, "'%s' must be a number %s, not %s",
-                       key, range, s_what (node).text);
+                       key, range, s_what_value (node).text);
     *out = d;
     return TR_OK;
 }
@@ -1045,6 +1065,10 @@ s_common (s_load_t *self, const s_node_t *map, s_common_t *common)
 //  --------------------------------------------------------------------------
 //  Parameters: checked against the type's list, packed as msgpack
 
+#define S_RANGE_MESSAGE \
+    "the number %s is out of range (an integer must fit in 64 bits, " \
+    "a float in a double)"
+
 //  The type's spec for key, or NULL.
 static const tr_param_spec_t *
 s_param_spec (const tr_actor_type_t *type, const char *key, size_t len)
@@ -1114,12 +1138,11 @@ s_params_check (s_load_t *self, const tr_actor_type_t *type, const s_node_t *par
                            "expected one of: %s", s_what (k).text, type->name,
                            s_join (keys, expected, sizeof expected));
         if (s_resolve (k->next).type == S_V_RANGE)
-            return s_fail (self, k->next, "the integer %s does not fit in 64 bits",
-                           s_what (k->next).text);
+            return s_fail (self, k->next, S_RANGE_MESSAGE, s_what (k->next).text);
         if (!s_param_fits (spec->type, k->next))
             return s_fail (self, k->next, "parameter '%s' of actor type '%s' "
                            "must be %s, not %s", spec->key, type->name,
-                           s_param_words (spec->type), s_what (k->next).text);
+                           s_param_words (spec->type), s_what_value (k->next).text);
     }
     return TR_OK;
 }
@@ -1141,10 +1164,12 @@ s_params_required (s_load_t *self, const tr_actor_type_t *type,
 }
 
 //  Packs one node as msgpack, following the spec's "Parameters" rules.
+//  Keys of mappings stay strings whatever they look like (`1: x` has
+//  the key "1"), so that tr_params.h can find every one of them.
 static int
-s_pack (s_load_t *self, msgpack_packer *pk, const s_node_t *node)
+s_pack (s_load_t *self, msgpack_packer *pk, const s_node_t *node, bool key)
 {
-    s_value_t v = s_resolve (node);
+    s_value_t v = key? (s_value_t) { .type = S_V_STR }: s_resolve (node);
     int failed = 0;
     switch (v.type) {
         case S_V_NIL:   failed = msgpack_pack_nil (pk); break;
@@ -1154,15 +1179,16 @@ s_pack (s_load_t *self, msgpack_packer *pk, const s_node_t *node)
         case S_V_FLOAT: failed = msgpack_pack_double (pk, v.d); break;
         case S_V_STR:   failed = msgpack_pack_str_with_body (pk, node->text, node->len); break;
         case S_V_RANGE:
-            return s_fail (self, node, "the integer %s does not fit in 64 bits",
-                           s_what (node).text);
+            return s_fail (self, node, S_RANGE_MESSAGE, s_what (node).text);
         default:
             failed = node->kind == S_MAPPING? msgpack_pack_map (pk, node->count / 2)
                                             : msgpack_pack_array (pk, node->count);
+            bool mapping = node->kind == S_MAPPING, even = true;
             for (const s_node_t *e = node->first; e && !failed; e = e->next) {
-                int rc = s_pack (self, pk, e);
+                int rc = s_pack (self, pk, e, mapping && even);
                 if (rc)
                     return rc;
+                even = !even;
             }
     }
     return failed? s_nomem (self): TR_OK;
@@ -1176,7 +1202,7 @@ s_params_pack (s_load_t *self, const s_node_t *params, tr_params_t *out)
     msgpack_packer pk;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
-    int rc = s_pack (self, &pk, params);
+    int rc = s_pack (self, &pk, params, false);
     uint8_t *data = NULL;
     if (rc == TR_OK && !(data = (uint8_t *) s_alloc (self->tree, buffer.size)))
         rc = s_nomem (self);
@@ -1245,14 +1271,15 @@ s_actor (s_load_t *self, const s_node_t *map, const s_node_t *value,
 }
 
 //  The path dlopen gets: library itself if absolute, else library in
-//  the tree file's folder (the current one without a file). NULL if out
-//  of memory.
+//  the tree file's folder (the current one without a file, or for a
+//  file named without a folder). A path with a slash in it stops dlopen
+//  from searching the system's folders. NULL if out of memory.
 static const char *
 s_plugin_path (s_load_t *self, const char *library)
 {
-    if (library [0] == '/')
-        return library;
     const char *slash = self->path? strrchr (self->path, '/'): NULL;
+    if (library [0] == '/' || (!slash && strncmp (library, "./", 2) == 0))
+        return library;
     const char *folder = slash? self->path: ".";
     size_t folder_len = slash? (size_t) (slash - self->path): 1;
     size_t len = strlen (library);
@@ -1696,6 +1723,9 @@ s_build (s_load_t *self, const s_node_t *top)
 {
     s_common_t defaults;
     s_builtin_defaults (&defaults);
+    if (top->kind == S_SCALAR && top->plain && top->len == 0)
+        return s_fail (self, top, "the document is empty; expected a supervisor "
+                       "(a mapping with name, strategy, children)");
     if (top->kind != S_MAPPING)
         return s_fail (self, top, "the top level must be a mapping: the root "
                        "supervisor (name, strategy, children), not %s",
@@ -1726,11 +1756,18 @@ s_build (s_load_t *self, const s_node_t *top)
 //  --------------------------------------------------------------------------
 //  The public functions
 
-//  Parses and builds into self->tree.
+//  Parses and builds into self->tree. The text is UTF-8; a byte-order
+//  mark at its start is skipped here, since libyaml only skips one when
+//  it guesses the encoding itself (and it would take UTF-16 too, whose
+//  byte offsets s_offset_position cannot turn into columns).
 static int
 s_load (s_load_t *self, const char *text, size_t len)
 {
     s_node_t *top = NULL;
+    if (len >= 3 && memcmp (text, "\xef\xbb\xbf", 3) == 0) {
+        text += 3;
+        len -= 3;
+    }
     if (!yaml_parser_initialize (&self->parser))
         return s_nomem (self);
     yaml_parser_set_encoding (&self->parser, YAML_UTF8_ENCODING);
