@@ -155,7 +155,12 @@ s_actor_main (void *arg)
             break;
         }
         bool requested = rc == 0 && reason == TR_OK && !self->exit_requested;
-        if (!tr__child_ended (self->child, reason, self->exit_text, requested))
+        int on = TR__LINK_ON;
+        if (!atomic_compare_exchange_strong (&self->link, &on, TR__LINK_REPORTING))
+            break;                      //  abandoned: nobody to report to
+        bool again = tr__child_ended (self->child, reason, self->exit_text, requested);
+        atomic_store (&self->link, TR__LINK_ON);
+        if (!again)
             break;
     }
     atomic_fetch_sub (&self->node->owners, 1);
@@ -505,7 +510,7 @@ tr__actors_stop_all (tr_node_t *node)
     pthread_rwlock_rdlock (&node->lock);
     tr_actor_t **list = (tr_actor_t **) calloc (node->actors + 1, sizeof *list);
     for (tr_actor_t *a = node->last; a && list; a = a->prev) {
-        if (a->child)
+        if (a->child && atomic_load (&a->link) != TR__LINK_OFF)
             continue;                   //  its supervisor stops it
         int running = TR__ACTOR_RUNNING;
         if (atomic_compare_exchange_strong (&a->status, &running, TR__ACTOR_STOPPING)

@@ -50,6 +50,8 @@ typedef struct tr__timers tr__timers_t;
 
 //  Longest reason an incarnation can give for its end (a supervisor's
 //  holds the chain of reasons below it).
+enum { TR__LINK_ON, TR__LINK_REPORTING, TR__LINK_OFF };
+
 #define TR__EXIT_TEXT   1024
 
 //  Message flags.
@@ -144,6 +146,11 @@ struct tr_actor {
     //  Supervision (tr_sup.c): the supervisor's record of this actor, or
     //  NULL for an actor spawned directly on the node.
     tr__child_t *child;
+    //  Whether the thread may still report to `child` (TR__LINK_*): a
+    //  supervisor that abandons the actor cuts the link, after which the
+    //  thread never touches the record again; a thread that is reporting
+    //  holds it, and the supervisor then waits for the report instead.
+    atomic_int link;
     bool exit_requested;                //  tr_actor_exit was called
     int exit_reason;
     char exit_text [TR__EXIT_TEXT];     //  why this incarnation ended

@@ -463,9 +463,19 @@ s_stop_actor (tr__child_t *c, bool final)
         ;
     parked = c->phase == P_PARKED;
     if (!parked) {
-        c->decision = D_END;            //  if it ever parks, it ends
-        c->tree->abandoned++;
-        c->mbox = NULL;
+        int on = TR__LINK_ON;
+        if (atomic_compare_exchange_strong (&c->actor->link, &on, TR__LINK_OFF)) {
+            //  Cut loose: the thread will not touch this record again.
+            c->tree->abandoned++;
+            c->mbox = NULL;
+        }
+        else {
+            //  Its handler has just returned and it is reporting: it parks
+            //  at once.
+            while (c->phase != P_PARKED)
+                s_wait (c->tree, TR__FOREVER);
+            parked = true;
+        }
     }
     s_unlock (c->tree);
     if (!parked) {

@@ -1016,6 +1016,31 @@ START_TEST (test_control_functions)
 }
 END_TEST
 
+
+START_TEST (test_abandoned_actor)
+{
+    s_start ("name: root\n"
+             "children:\n"
+             "  - {name: calm, actor: rec}\n"
+             "  - {name: stuck, actor: rec, shutdown: 100ms}\n");
+    s_expect_journal ("+calm +stuck");
+    //  stuck handles for 1.5 s and cannot stop within its 100 ms: it is
+    //  abandoned (and reported), its name freed, the stop goes on.
+    ck_assert_int_eq (s_tell ("stuck", "hang 1500"), TR_OK);
+    usleep (100 * 1000);
+    int64_t start = tr_test_now_ms ();
+    ck_assert_int_eq (tr_sup_stop_child (s_node, "stuck"), TR_OK);
+    ck_assert_msg (tr_test_now_ms () - start < 1000, "the stop waited for the handler");
+    s_expect_status ("stuck", "state", "abandoned");
+    s_expect_events ("sys.actor.stopped", "stuck", 1);
+    ck_assert_int_eq (tr_tell (s_node, "stuck", "\xc0", 1, NULL), TR_ENOACTOR);
+    //  Once its handler returns, the thread ends and terminate runs.
+    s_expect_journal ("-stuck");
+    ck_assert_int_eq (tr_sup_stop (&s_sup), TR_ETIMEDOUT);
+    s_expect_journal ("-calm");
+}
+END_TEST
+
 //  --------------------------------------------------------------------------
 //  Process children
 
@@ -1133,6 +1158,7 @@ main (void)
     tcase_add_test (tc, test_breaker_fallback);
     tcase_add_test (tc, test_start_failure_unwinds);
     tcase_add_test (tc, test_control_functions);
+    tcase_add_test (tc, test_abandoned_actor);
     tcase_add_test (tc, test_process_child_restarted);
     tcase_add_test (tc, test_process_child_exit_status);
     suite_add_tcase (suite, tc);
