@@ -67,8 +67,9 @@ typedef struct tr_ref tr_ref_t;
 
 //  Sends body to the actor registered as `to`. Returns TR_OK once the
 //  message is in the mailbox; TR_ENOACTOR if no actor has that name;
-//  TR_EFULL if the mailbox stayed full (see above); TR_EINVAL for a NULL
-//  or invalid name or options; body errors as above.
+//  TR_EFULL if the mailbox stayed full (see above); TR_ECIRCUIT if the
+//  actor's circuit breaker is open and it has no fallback (tr_sup.h);
+//  TR_EINVAL for a NULL or invalid name or options; body errors as above.
 TR_EXPORT int
     tr_tell (tr_node_t *node, const char *to, const void *body, size_t size,
              const tr_send_opts_t *opts);
@@ -77,7 +78,7 @@ TR_EXPORT int
 //  TR_OK, *reply_p holds the reply (TR_KIND_REPLY), owned by the caller
 //  (free it with tr_msg_destroy). Otherwise *reply_p is NULL and the
 //  result says why: TR_ETIMEDOUT (no answer in time), TR_ENOACTOR,
-//  TR_EFULL, the error the receiver answered with (TR_EHANDLER when its
+//  TR_EFULL, TR_ECIRCUIT, the error the receiver answered with (TR_EHANDLER when its
 //  handler failed, TR_ENOREPLY when it returned without answering,
 //  TR_ESTOPPED when it stopped first, or any code it chose), TR_EDEADLK
 //  when an actor asks itself, or the send errors above. While an actor
