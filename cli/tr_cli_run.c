@@ -17,7 +17,6 @@
 */
 
 #include "tr_cli.h"
-#include "tr_ctl.h"
 
 #include <troupe.h>
 
@@ -99,7 +98,7 @@ s_run (int argc, char **argv)
     int status = TR_CLI_FAILED;
     tr_node_t *node = NULL;
     tr_sup_t *sup = NULL;
-    tr_ctl_t *ctl = NULL;
+    tr_control_t *ctl = NULL;
     char *reason = NULL;
     rc = tr_node_new (NULL, &node);
     if (rc != TR_OK) {
@@ -112,10 +111,14 @@ s_run (int argc, char **argv)
                  reason? reason: tr_strerror (rc));
         goto done;
     }
-    if (tr_ctl_start (node, sup, &ctl))
+    rc = tr_control_start (node, sup, &ctl);
+    if (rc != TR_OK) {
+        fprintf (stderr, "troupe run: cannot serve the control socket of tree '%s': %s\n",
+                 tree->name, tr_strerror (rc));
         goto done;
+    }
     tr_log (TR_LOG_INFO, "tree '%s' from %s is running (pid %d); control socket %s",
-            tree->name, file, (int) getpid (), tr_ctl_path (ctl));
+            tree->name, file, (int) getpid (), tr_control_path (ctl));
 
     struct timespec start;
     clock_gettime (CLOCK_MONOTONIC, &start);
@@ -147,7 +150,7 @@ s_run (int argc, char **argv)
         }
     }
 done:
-    tr_ctl_stop (&ctl);
+    tr_control_stop (&ctl);
     if (sup && tr_sup_stop (&sup) != TR_OK)
         tr_log (TR_LOG_WARN, "some children had to be abandoned or killed to stop");
     tr_node_destroy (&node);

@@ -21,6 +21,7 @@
 #include "troupe/tr_type.h"
 #include "troupe/tr_tree.h"
 #include "troupe/tr_sup.h"
+#include "troupe/tr_control.h"
 #include "troupe/tr_event.h"
 #include "troupe/tr_envelope.h"
 

@@ -40,7 +40,8 @@ extern "C" {
     X (EEXPIRED,  -20, "message deadline passed before handling")         \
     X (ECIRCUIT,  -21, "circuit open")                                      \
     X (EINTENSITY,-22, "restart intensity exceeded")                        \
-    X (ECHILD,    -23, "child failed")
+    X (ECHILD,    -23, "child failed")                                      \
+    X (EACCES,    -24, "not allowed: unsafe ownership or permissions")
 
 #define TR__ERROR_ENUM(name, value, text) TR_##name = value,
 typedef enum {
