@@ -2,9 +2,10 @@
 
     Subscriptions are a list of (prefix, mailbox reference) kept under
     the node's registry lock. Publishing takes a snapshot of the matching
-    subscribers and tells each one, never waiting for room. The runtime's
-    own events are built with the tr__ev_* helpers, which do nothing at
-    all while nobody subscribes.
+    subscribers (each mailbox once, however many of its prefixes match)
+    and tells each one from "", never waiting for room. The runtime's own
+    events are built with the tr__ev_* helpers, which do nothing at all
+    while nobody subscribes.
 */
 
 #include "tr_internal.h"
@@ -14,6 +15,7 @@
 #include "troupe/tr_event.h"
 
 #include <msgpack.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,33 +122,96 @@ tr__events_clear (tr_node_t *node)
     atomic_store (&node->sub_count, 0);
 }
 
-//  Tells every subscriber whose prefix matches; the body is already the
-//  [topic, body] array. Returns how many accepted it.
-static size_t
-s_deliver (tr_node_t *node, const char *topic, const void *event, size_t size)
+//  Orders mailbox pointers by address, so that duplicates sit together.
+static int
+s_by_address (const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) *(tr__mbox_t *const *) a;
+    uintptr_t y = (uintptr_t) *(tr__mbox_t *const *) b;
+    return (x > y) - (x < y);
+}
+
+//  Takes a reference to every mailbox with a matching subscription, each
+//  mailbox once, into *list_p (stack, which holds `room`, or the heap)
+//  and their number into *n_p. Returns 0, or -1 when out of memory.
+static int
+s_snapshot (tr_node_t *node, const char *topic, tr__mbox_t **stack,
+            size_t room, tr__mbox_t ***list_p, size_t *n_p)
 {
     size_t n = 0, count = 0;
-    tr__mbox_t *stack [64], **list = stack;
+    tr__mbox_t **list = stack;
     pthread_rwlock_rdlock (&node->lock);
     for (s_sub_t *sub = (s_sub_t *) node->subs; sub; sub = sub->next)
         if (s_matches (sub, topic))
             count++;
-    if (count > 64)
+    if (count > room)
         list = (tr__mbox_t **) malloc (count * sizeof *list);
     for (s_sub_t *sub = (s_sub_t *) node->subs; sub && list; sub = sub->next)
         if (s_matches (sub, topic))
             list [n++] = tr__mbox_ref (sub->mbox);
     pthread_rwlock_unlock (&node->lock);
-    tr_send_opts_t now = { .timeout_ms = -1 };      //  never wait for room
+    if (!list)
+        return -1;
+    //  An actor subscribed under several matching prefixes gets one copy.
+    if (n > 1) {
+        qsort (list, n, sizeof *list, s_by_address);
+        size_t kept = 1;
+        for (size_t i = 1; i < n; i++)
+            if (list [i] == list [kept - 1])
+                tr__mbox_unref (&list [i]);
+            else
+                list [kept++] = list [i];
+        n = kept;
+    }
+    *list_p = list;
+    *n_p = n;
+    return 0;
+}
+
+//  Tells dst the event from "": an event has no sender, whichever thread
+//  publishes it. It inherits the trace of the message being handled, if
+//  any. Never waits for room; a full mailbox counts the refusal.
+static int
+s_tell_event (tr__ctx_t *ctx, tr__mbox_t *dst, const void *event, size_t size)
+{
+    tr_msg_t *msg = tr__msg_new (ctx->node, TR_KIND_TELL, TR_PRIO_NORMAL,
+                                 dst->name? dst->name: "", "", event, size);
+    if (!msg)
+        return TR_ENOMEM;
+    msg->id = tr__mbox_next_id (ctx->mbox);
+    msg->trace = ctx->current? ctx->current->trace: 0;
+    int rc = tr__mbox_post (ctx->mbox, dst, msg, -1);
+    if (rc)
+        tr__msg_free (msg);
+    return rc;
+}
+
+//  Tells every subscriber whose prefix matches; the event is already the
+//  [topic, body] array, checked. Returns TR_OK with the number that
+//  accepted it in *delivered_p, or TR_ENOMEM (or the error of getting a
+//  mailbox to send from) having told nobody.
+static int
+s_deliver (tr_node_t *node, const char *topic, const void *event, size_t size,
+           size_t *delivered_p)
+{
+    tr__ctx_t ctx;
+    int rc = tr__ctx_enter (node, &ctx);
+    if (rc)
+        return rc;
+    tr__mbox_t *stack [64], **list;
+    size_t n;
+    if (s_snapshot (node, topic, stack, 64, &list, &n))
+        return TR_ENOMEM;
     size_t delivered = 0;
     for (size_t i = 0; i < n; i++) {
-        if (tr_tell_ref ((tr_ref_t *) list [i], event, size, &now) == TR_OK)
+        if (s_tell_event (&ctx, list [i], event, size) == TR_OK)
             delivered++;
         tr__mbox_unref (&list [i]);
     }
     if (list != stack)
         free (list);
-    return delivered;
+    *delivered_p = delivered;
+    return TR_OK;
 }
 
 //  Packs [topic, body] into sbuf. Returns 0, or -1 when out of memory.
@@ -174,15 +239,33 @@ s_publish (tr_node_t *node, const char *topic, const void *body, size_t size,
         return TR_OK;
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
+    size_t delivered = 0;
     int rc = TR_ENOMEM;
-    if (s_pack_event (&sbuf, topic, body, size) == 0) {
-        size_t delivered = s_deliver (node, topic, sbuf.data, sbuf.size);
-        if (delivered_p)
-            *delivered_p = delivered;
-        rc = TR_OK;
-    }
+    if (s_pack_event (&sbuf, topic, body, size) == 0)
+        rc = s_deliver (node, topic, sbuf.data, sbuf.size, &delivered);
+    if (delivered_p)
+        *delivered_p = delivered;
     msgpack_sbuffer_destroy (&sbuf);
     return rc;
+}
+
+//  Checks an event's body. The event [topic, body] is a message body in
+//  its own right, so the body gets what is left of TR_BODY_MAX after the
+//  array and topic headers and the topic, and one level less nesting.
+//  Checked here once, so that no subscriber can refuse a body the
+//  publisher was told is fine.
+static int
+s_check_body (const char *topic, const void *body, size_t size)
+{
+    if (size == 0)
+        return TR_OK;
+    if (!body)
+        return TR_EINVAL;
+    size_t topic_len = strlen (topic);
+    size_t overhead = 1 + (topic_len < 32? 1: 2) + topic_len;
+    if (size > TR_BODY_MAX - overhead)
+        return TR_ETOOBIG;
+    return tr_msgpack_check (body, size, TR_BODY_MAX_DEPTH - 1, NULL);
 }
 
 int
@@ -193,7 +276,7 @@ tr_event_publish (tr_node_t *node, const char *topic, const void *body,
         *delivered_p = 0;
     if (!node || s_check_topic (topic) || strncmp (topic, "sys.", 4) == 0)
         return TR_EINVAL;
-    int rc = tr__check_body (body, size);
+    int rc = s_check_body (topic, body, size);
     return rc? rc: s_publish (node, topic, body, size, delivered_p);
 }
 
