@@ -69,7 +69,7 @@ typedef struct {
 
 static const tr_param_spec_t s_counter_params [] = {
     { "start", TR_PARAM_INT, false, "the count after each (re)start (default 0)" },
-    { NULL }
+    { .key = NULL }
 };
 
 static int
@@ -130,7 +130,7 @@ typedef struct {
 static const tr_param_spec_t s_flaky_params [] = {
     { "fail_every", TR_PARAM_INT, false, "fail every Nth message on its own (0: never)" },
     { "fail_init", TR_PARAM_BOOL, false, "refuse to start" },
-    { NULL }
+    { .key = NULL }
 };
 
 static int
@@ -227,7 +227,7 @@ static const tr_param_spec_t s_driver_params [] = {
     { "every", TR_PARAM_DURATION, false, "time between sends (default 1s)" },
     { "ask", TR_PARAM_BOOL, false, "ask and log the answer (default true)" },
     { "timeout", TR_PARAM_DURATION, false, "ask timeout (default 1s)" },
-    { NULL }
+    { .key = NULL }
 };
 
 static void
