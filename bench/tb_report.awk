@@ -10,10 +10,12 @@
 #                                                stretch | info, OP/LIMIT "-"
 #                                                for info)
 #     value   BENCH SERIES OP LIMIT KIND        (median OP LIMIT)
-#   SAMPLES holds the programs' "SAMPLE bench series value" lines and
-#   "DIAG series text" lines from bench/run's counters; other lines are
-#   ignored. Writes one JSON record (one line) to `json`, the rows of the
-#   summary table to `rows` and the benchmark's section to `md`.
+#   SAMPLES holds the programs' "SAMPLE bench series value" lines, their
+#   "NOTE bench text" lines (figures a program worked out over all its
+#   measurements, listed as they are) and "DIAG series text" lines from
+#   bench/run's counters; other lines are ignored. Writes one JSON record
+#   (one line) to `json`, the rows of the summary table to `rows` and the
+#   benchmark's section to `md`.
 #   Other variables: date, cpu, cores, kernel, load (cores used by other
 #   processes during the run), reps, commands (lines separated by "|").
 #   Written for mawk (Debian's default awk): no gawk extensions, and no
@@ -163,6 +165,9 @@ FNR == NR {
     else if (f [1] == "DIAG") {
         diag [++ndiag] = substr ($0, 6)
     }
+    else if (f [1] == "NOTE" && f [2] == bench && n > 2) {
+        note [++nnote] = substr ($0, length ("NOTE " bench " ") + 1)
+    }
 }
 
 END {
@@ -213,6 +218,9 @@ END {
         out = out ",\"met\":" (m == ""? "null": m? "true": "false") "}"
         first = 0
     }
+    out = out "],\"notes\":["
+    for (d = 1; d <= nnote; d++)
+        out = out (d > 1? ",": "") jstr(note [d])
     out = out "],\"diagnostics\":["
     for (d = 1; d <= ndiag; d++)
         out = out (d > 1? ",": "") jstr(diag [d])
@@ -253,6 +261,11 @@ END {
                role [s] == "reference"? " (ref)": "", desc [s],
                human(med [s]), human(lo [s]), human(hi [s]),
                spread(s) == ""? "—": sprintf ("%.0f%%", spread(s)) > md
+    }
+    if (nnote) {
+        printf "\nFrom the same measurements, as the programs reported them:\n\n" > md
+        for (d = 1; d <= nnote; d++)
+            printf "- %s\n", note [d] > md
     }
     if (ndiag) {
         printf "\nCounters from one extra run of each series under `perf stat` (same build, same run):\n\n" > md
