@@ -57,6 +57,7 @@ enum { P_NONE, P_STARTING, P_INITED, P_RUNNING, P_PARKED };
 enum { D_NONE, D_RESTART, D_END };
 
 typedef struct {
+    tr_node_t *node;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int abandoned;              //  children given up on while stopping
@@ -203,14 +204,21 @@ s_proc_forget (tr__child_t *c)
 static bool
 s_wait (s_tree_t *tree, int64_t deadline_ns)
 {
-    if (deadline_ns == TR__FOREVER) {
-        pthread_cond_wait (&tree->cond, &tree->lock);
-        return true;
-    }
-    if (tr__now_ns () >= deadline_ns)
+    if (deadline_ns != TR__FOREVER && tr__now_ns () >= deadline_ns)
         return false;
-    struct timespec at = tr__timespec_at (deadline_ns, CLOCK_MONOTONIC);
-    pthread_cond_timedwait (&tree->cond, &tree->lock, &at);
+    //  An actor thread waiting here is asleep, as in its mailbox: the
+    //  others may spin (tr_mbox.c counts who is awake against the cores).
+    atomic_int *sleepers = tr_self ()? &tree->node->sleepers: NULL;
+    if (sleepers)
+        atomic_fetch_add_explicit (sleepers, 1, memory_order_relaxed);
+    if (deadline_ns == TR__FOREVER)
+        pthread_cond_wait (&tree->cond, &tree->lock);
+    else {
+        struct timespec at = tr__timespec_at (deadline_ns, CLOCK_MONOTONIC);
+        pthread_cond_timedwait (&tree->cond, &tree->lock, &at);
+    }
+    if (sleepers)
+        atomic_fetch_sub_explicit (sleepers, 1, memory_order_relaxed);
     return true;
 }
 
@@ -608,13 +616,15 @@ s_proc_exited (tr__proc_t *proc, const tr__proc_exit_t *exit, void *arg)
 static bool
 s_too_many (s_sup_t *st)
 {
+    //  The ring keeps the last max_restarts + 1 restart times; times only
+    //  grow, so there are too many within the period exactly when the
+    //  oldest of them is within it. No walk: O(1) per restart.
     int64_t now = tr__now_ns ();
     st->times [st->next++ % st->ring] = now;
-    size_t recent = 0;
-    for (size_t i = 0; i < st->ring && i < st->next; i++)
-        if (now - st->times [i] <= st->spec->period_ms * 1000000)
-            recent++;
-    return recent > (size_t) st->spec->max_restarts;
+    if (st->next < st->ring)
+        return false;
+    int64_t oldest = st->times [st->next % st->ring];
+    return now - oldest <= st->spec->period_ms * 1000000;
 }
 
 //  The next backoff delay of a child, in ms.
@@ -1175,6 +1185,7 @@ tr_sup_start (tr_node_t *node, const char *name, const tr_child_spec_t *spec,
         return TR_ENOMEM;
     self->tag = TR__SUP_TAG;
     self->node = node;
+    self->tree.node = node;
     pthread_mutex_init (&self->tree.lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init (&attr);
