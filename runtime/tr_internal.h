@@ -42,6 +42,8 @@ typedef struct tr__timers tr__timers_t;
 //  Message kinds the runtime keeps to itself (never on the wire).
 #define TR__KIND_STOP   16
 #define TR__KIND_EXIT   17              //  a child's end, to its supervisor
+#define TR__KIND_NAME_ADD 18            //  a name to register with the broker
+#define TR__KIND_NAME_DEL 19            //  a name to give up at the broker
 
 //  Priority above TR_PRIO_HIGH, for runtime signals; and the number of
 //  queues a mailbox keeps (LOW, NORMAL, HIGH, SYSTEM).
@@ -98,6 +100,11 @@ struct tr_node {
     zhashx_t *children;                 //  supervised name -> tr__child_t
     zlistx_t *roots;                    //  root supervisors still running
     atomic_int sub_count;
+    //  The link to the broker (tr_remote.c), or NULL; and the copies of
+    //  its option strings that opts points to.
+    struct tr__remote *remote;
+    char *broker_copy;
+    char *node_id_copy;
     tr_actor_t *first, *last;           //  actors in spawn order
     size_t actors;
     //  Anonymous mailboxes lent to threads that are not actors.

@@ -654,3 +654,29 @@ tr__mbox_close (tr__mbox_t *self, int reason)
         self->sock = NULL;
     }
 }
+
+//  --------------------------------------------------------------------------
+//  Polling together with other sockets
+
+void *
+tr__mbox_poll_arm (tr__mbox_t *self)
+{
+    atomic_store (&self->sleeping, 1);
+    bool queued = false;
+    for (int q = 0; q < TR__PRIO_LEVELS; q++)
+        queued |= self->head [q] != NULL;
+    if (queued || s_pending (self)) {
+        atomic_exchange (&self->sleeping, 0);
+        return NULL;
+    }
+    return self->sock;
+}
+
+void
+tr__mbox_poll_disarm (tr__mbox_t *self)
+{
+    char frame [32];
+    while (zmq_recv (self->sock, frame, sizeof frame, ZMQ_DONTWAIT) >= 0)
+        ;                               //  rings carry nothing to keep
+    atomic_exchange (&self->sleeping, 0);
+}

@@ -162,6 +162,18 @@ void
 void
     tr__mbox_close (tr__mbox_t *self, int reason);
 
+//  Owner, for a thread that waits on other sockets too (the broker
+//  link): arms the mailbox's socket so that the next sender rings it,
+//  and returns it to poll for ZMQ_POLLIN; or returns NULL, unarmed, if
+//  messages are waiting already (take them first). After the poll,
+//  whatever ended it, call tr__mbox_poll_disarm.
+void *
+    tr__mbox_poll_arm (tr__mbox_t *self);
+
+//  Owner: consumes any ring and disarms (see tr__mbox_poll_arm).
+void
+    tr__mbox_poll_disarm (tr__mbox_t *self);
+
 //  Number of messages waiting (reserved, not yet taken).
 uint64_t
     tr__mbox_depth (const tr__mbox_t *self);

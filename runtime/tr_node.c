@@ -4,6 +4,7 @@
 #include "tr_mbox.h"
 #include "tr_event_int.h"
 #include "tr_proc.h"
+#include "tr_remote.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -150,6 +151,18 @@ tr_node_new (const tr_node_opts_t *opts, tr_node_t **node_p)
     self->next_live = s_live;
     s_live = self;
     tr__node_live_unlock ();
+    if (o.broker) {
+        self->broker_copy = strdup (o.broker);
+        self->node_id_copy = o.node_id? strdup (o.node_id): NULL;
+        self->opts.broker = self->broker_copy;
+        self->opts.node_id = self->node_id_copy;
+        rc = self->broker_copy && (self->node_id_copy || !o.node_id)?
+             tr__remote_start (self, &self->remote): TR_ENOMEM;
+        if (rc) {
+            tr_node_destroy (&self);
+            return rc;
+        }
+    }
     *node_p = self;
     return TR_OK;
 
@@ -197,6 +210,7 @@ tr_node_destroy (tr_node_t **self_p)
     tr__sup_stop_all (self);
     tr__procs_stop (self, 5000);
     size_t abandoned = tr__actors_stop_all (self);
+    tr__remote_stop (&self->remote);
     if (!abandoned)
         tr__timers_stop (&self->timers);
     //  From here on, no ending thread gives a port back to this node.
@@ -219,6 +233,8 @@ tr_node_destroy (tr_node_t **self_p)
     zhashx_destroy (&self->names);
     pthread_mutex_destroy (&self->ports_lock);
     pthread_rwlock_destroy (&self->lock);
+    free (self->broker_copy);
+    free (self->node_id_copy);
     self->tag = TR__DEAD_TAG;
     free (self);
 }
@@ -336,6 +352,8 @@ tr__node_register (tr_node_t *self, const char *name, tr__mbox_t *mbox)
     if (zhashx_insert (self->names, name, mbox))
         return TR_EEXIST;
     atomic_fetch_add_explicit (&self->names_gen, 1, memory_order_release);
+    if (self->remote)
+        tr__remote_name (self->remote, name, true);
     return TR_OK;
 }
 
@@ -345,6 +363,8 @@ tr__node_forget (tr_node_t *self, const char *name, tr__mbox_t *mbox)
     if (zhashx_lookup (self->names, name) == mbox) {
         zhashx_delete (self->names, name);
         atomic_fetch_add_explicit (&self->names_gen, 1, memory_order_release);
+        if (self->remote)
+            tr__remote_name (self->remote, name, false);
     }
 }
 

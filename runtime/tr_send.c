@@ -8,6 +8,7 @@
 #include "tr_internal.h"
 #include "tr_clock.h"
 #include "tr_mbox.h"
+#include "tr_remote.h"
 #include "troupe/tr_envelope.h"
 
 #include <pthread.h>
@@ -211,13 +212,29 @@ s_wait_ms (const tr_node_t *node, const tr_send_opts_t *opts)
     return opts->timeout_ms;
 }
 
-//  Builds a message from ctx to dst. NULL when out of memory.
+//  The mailbox for the name `to`, with a reference: the actor's own, or,
+//  for a name the node does not hold while it has a broker, the broker
+//  link's gateway (*remote set). NULL if there is neither.
+static tr__mbox_t *
+s_resolve (tr_node_t *node, const char *to, bool *remote)
+{
+    *remote = false;
+    tr__mbox_t *dst = tr__node_lookup (node, to, !node->remote);
+    if (!dst && node->remote && tr_name_check (to, strlen (to)) == TR_OK) {
+        dst = tr__mbox_ref (tr__remote_gateway (node->remote));
+        *remote = true;
+    }
+    return dst;
+}
+
+//  Builds a message from ctx to dst (named `to` when dst is the broker
+//  gateway). NULL when out of memory.
 static tr_msg_t *
-s_build (tr__ctx_t *ctx, tr__mbox_t *dst, int kind, const void *body,
+s_build (tr__ctx_t *ctx, tr__mbox_t *dst, const char *to, int kind, const void *body,
          size_t size, const tr_send_opts_t *opts)
 {
     tr_msg_t *msg = tr__msg_new (ctx->node, kind, opts? opts->priority: 0,
-                                 dst->name? dst->name: "", ctx->from, body, size);
+                                 to? to: dst->name? dst->name: "", ctx->from, body, size);
     if (msg) {
         msg->id = tr__mbox_next_id (ctx->mbox);
         msg->trace = s_trace (ctx, opts);
@@ -229,14 +246,14 @@ s_build (tr__ctx_t *ctx, tr__mbox_t *dst, int kind, const void *body,
 //  Tell
 
 static int
-s_tell (tr_node_t *node, tr__mbox_t *dst, const void *body, size_t size,
+s_tell (tr_node_t *node, tr__mbox_t *dst, const char *to, const void *body, size_t size,
         const tr_send_opts_t *opts)
 {
     tr__ctx_t ctx;
     int rc = tr__ctx_enter (node, &ctx);
     if (rc)
         return rc;
-    tr_msg_t *msg = s_build (&ctx, dst, TR_KIND_TELL, body, size, opts);
+    tr_msg_t *msg = s_build (&ctx, dst, to, TR_KIND_TELL, body, size, opts);
     if (!msg)
         rc = TR_ENOMEM;
     else {
@@ -258,10 +275,11 @@ tr_tell (tr_node_t *node, const char *to, const void *body, size_t size,
         return rc;
     if (!to)
         return TR_EINVAL;
-    tr__mbox_t *dst = tr__node_lookup (node, to, true);
+    bool remote;
+    tr__mbox_t *dst = s_resolve (node, to, &remote);
     if (!dst)
         return TR_ENOACTOR;
-    rc = s_tell (node, dst, body, size, opts);
+    rc = s_tell (node, dst, remote? to: NULL, body, size, opts);
     tr__mbox_unref (&dst);
     return rc;
 }
@@ -272,11 +290,11 @@ tr_tell (tr_node_t *node, const char *to, const void *body, size_t size,
 //  Sends an ask from ctx to dst with the given id; the caller decides
 //  whether to wait for the answer.
 static int
-s_post_ask (tr__ctx_t *ctx, tr__mbox_t *dst, uint64_t id, const void *body,
+s_post_ask (tr__ctx_t *ctx, tr__mbox_t *dst, const char *to, uint64_t id, const void *body,
             size_t size, int timeout_ms, int64_t deadline_ns,
             const tr_send_opts_t *opts)
 {
-    tr_msg_t *msg = s_build (ctx, dst, TR_KIND_ASK, body, size, opts);
+    tr_msg_t *msg = s_build (ctx, dst, to, TR_KIND_ASK, body, size, opts);
     if (!msg)
         return TR_ENOMEM;
     msg->id = id;
@@ -292,7 +310,7 @@ s_post_ask (tr__ctx_t *ctx, tr__mbox_t *dst, uint64_t id, const void *body,
 }
 
 static int
-s_ask (tr_node_t *node, tr__mbox_t *dst, const void *body, size_t size,
+s_ask (tr_node_t *node, tr__mbox_t *dst, const char *to, const void *body, size_t size,
        int timeout_ms, tr_msg_t **reply_p, const tr_send_opts_t *opts)
 {
     tr__ctx_t ctx;
@@ -304,7 +322,7 @@ s_ask (tr_node_t *node, tr__mbox_t *dst, const void *body, size_t size,
     }
     int64_t deadline = tr__deadline_after_ms (timeout_ms);
     uint64_t id = tr__mbox_next_id (ctx.mbox) | TR__ID_BLOCKING;
-    rc = s_post_ask (&ctx, dst, id, body, size, timeout_ms, deadline, opts);
+    rc = s_post_ask (&ctx, dst, to, id, body, size, timeout_ms, deadline, opts);
     if (rc == TR_OK) {
         tr_msg_t *reply = tr__mbox_wait_reply (ctx.mbox, id, deadline);
         if (!reply)
@@ -331,10 +349,11 @@ tr_ask (tr_node_t *node, const char *to, const void *body, size_t size,
         return rc;
     if (!to || !reply_p || timeout_ms <= 0)
         return TR_EINVAL;
-    tr__mbox_t *dst = tr__node_lookup (node, to, true);
+    bool remote;
+    tr__mbox_t *dst = s_resolve (node, to, &remote);
     if (!dst)
         return TR_ENOACTOR;
-    rc = s_ask (node, dst, body, size, timeout_ms, reply_p, opts);
+    rc = s_ask (node, dst, remote? to: NULL, body, size, timeout_ms, reply_p, opts);
     tr__mbox_unref (&dst);
     return rc;
 }
@@ -351,14 +370,15 @@ tr_request (tr_node_t *node, const char *to, const void *body, size_t size,
     //  Only an actor has a handler for the answer to arrive at.
     if (!s_own_actor || s_own_mbox->node != node)
         return TR_EINVAL;
-    tr__mbox_t *dst = tr__node_lookup (node, to, true);
+    bool remote;
+    tr__mbox_t *dst = s_resolve (node, to, &remote);
     if (!dst)
         return TR_ENOACTOR;
     tr__ctx_t ctx;
     rc = tr__ctx_enter (node, &ctx);
     if (rc == TR_OK) {
         uint64_t id = tr__mbox_next_id (ctx.mbox);
-        rc = s_post_ask (&ctx, dst, id, body, size, timeout_ms,
+        rc = s_post_ask (&ctx, dst, remote? to: NULL, id, body, size, timeout_ms,
                          tr__deadline_after_ms (timeout_ms), opts);
         if (rc == TR_OK)
             *id_p = id;
@@ -497,7 +517,7 @@ tr_tell_ref (tr_ref_t *ref, const void *body, size_t size,
         return TR_EINVAL;
     tr__mbox_t *dst = (tr__mbox_t *) ref;
     int rc = s_check_send (dst->node, body, size, opts);
-    return rc? rc: s_tell (dst->node, dst, body, size, opts);
+    return rc? rc: s_tell (dst->node, dst, NULL, body, size, opts);
 }
 
 int
@@ -510,5 +530,5 @@ tr_ask_ref (tr_ref_t *ref, const void *body, size_t size, int timeout_ms,
         return TR_EINVAL;
     tr__mbox_t *dst = (tr__mbox_t *) ref;
     int rc = s_check_send (dst->node, body, size, opts);
-    return rc? rc: s_ask (dst->node, dst, body, size, timeout_ms, reply_p, opts);
+    return rc? rc: s_ask (dst->node, dst, NULL, body, size, timeout_ms, reply_p, opts);
 }

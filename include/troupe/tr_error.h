@@ -41,7 +41,10 @@ extern "C" {
     X (ECIRCUIT,  -21, "circuit open")                                      \
     X (EINTENSITY,-22, "restart intensity exceeded")                        \
     X (ECHILD,    -23, "child failed")                                      \
-    X (EACCES,    -24, "not allowed: unsafe ownership or permissions")
+    X (EACCES,    -24, "not allowed: unsafe ownership or permissions")   \
+    X (EPROTO,    -25, "protocol error: greeting missing or wrong")        \
+    X (ECONFLICT, -26, "version conflict")                                  \
+    X (ENODE,     -27, "node down")
 
 #define TR__ERROR_ENUM(name, value, text) TR_##name = value,
 typedef enum {

@@ -51,6 +51,21 @@ typedef struct {
     //  Time each actor gets to stop when the node is destroyed (default
     //  5000 ms). An actor that has not stopped by then is abandoned.
     int stop_timeout_ms;
+    //  The broker to join (protocols/2-broker.md), e.g.
+    //  "tcp://127.0.0.1:7700", or NULL to stay on your own. With a
+    //  broker, the node registers its actors' names there, and tells and
+    //  asks to names it does not hold go through the broker to whichever
+    //  node does, with the same results and errors as local ones (plus
+    //  TR_ENODE when the node holding the name goes down). The node keeps
+    //  its link up by itself: heartbeats, and reconnection with backoff.
+    const char *broker;
+    //  This node's id in the troupe (default "HOST:PID"). Unique among
+    //  the broker's clients: a second node with the same id replaces the
+    //  first.
+    const char *node_id;
+    //  Heartbeat interval with the broker (default 1000 ms); a broker
+    //  silent for three of them is taken for gone.
+    int heartbeat_ms;
 } tr_node_opts_t;
 
 //  Counters of the whole node. Since creation:

@@ -1,0 +1,844 @@
+/*  tr_remote.c - a node's link to the broker; see tr_remote.h.
+
+    Everything here runs on the link's own thread except tr__remote_name
+    (which only posts to the gateway) and start and stop. The thread
+    waits on two things at once: the broker's DEALER socket and the
+    gateway mailbox's ring (tr__mbox_poll_arm), with a timeout for the
+    heartbeat, the liveness check, reconnection and the sweep of expired
+    asks.
+
+    Ids. An ask leaving the node gets a wire id from the link's counter
+    (unique per link, so asks of different local askers never collide);
+    its answer comes back with that id as `corr`, and the link gives the
+    asker the id it used. An ask arriving from the broker is delivered
+    with its wire id as is, and its answer, posted by the local handler
+    to the gateway, carries that id back as `corr`.
+*/
+
+#include "tr_internal.h"
+#include "tr_clock.h"
+#include "tr_mbox.h"
+#include "tr_remote.h"
+#include "tr_wire.h"
+#include "troupe/tr_envelope.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+//  Reconnection backoff (2-broker.md 2.5).
+#define S_BACKOFF_MIN_MS    100
+#define S_BACKOFF_MAX_MS    5000
+//  Messages kept while the broker is away, beyond which tells become dead
+//  letters and asks fail at once.
+#define S_HELD_MAX          10000
+//  How often expired asks are swept from the table.
+#define S_SWEEP_MS          100
+
+//  An ask sent to another node, waiting for its answer.
+typedef struct {
+    uint64_t wire_id;           //  the id on the wire
+    uint64_t local_id;          //  the id the asker used (its corr)
+    tr__mbox_t *reply_to;       //  the asker's mailbox (a reference)
+    int64_t deadline_ns;        //  monotonic; after it, nobody waits
+    int priority;
+    char *to;                   //  the name asked (for NODE_DOWN)
+    char *from;                 //  the asker's name, as sent
+} s_pending_t;
+
+//  A message that could not leave yet (no broker).
+typedef struct s_held {
+    struct s_held *next;
+    tr_msg_t *msg;
+} s_held_t;
+
+struct tr__remote {
+    tr_node_t *node;
+    char *endpoint;
+    char node_id [TR_NAME_MAX + 1];
+    char reply_name [TR_NAME_MAX + 1]; //  "$node.ID": anonymous senders
+    int heartbeat_ms;                   //  agreed with the broker
+    tr__mbox_t *gateway;
+    pthread_t thread;
+    atomic_bool connected;
+
+    //  Link thread only.
+    void *sock;                         //  DEALER, or NULL while away
+    bool greeted;
+    uint64_t seq;                       //  last request number used
+    uint64_t hello_seq;
+    uint64_t next_wire_id;
+    int64_t last_heard_ns;              //  anything from the broker
+    int64_t last_sent_ns;               //  anything to the broker
+    int64_t retry_at_ns;                //  next connection attempt
+    int backoff_ms;
+    int64_t sweep_at_ns;
+    zhashx_t *names;                    //  local names to hold at the broker
+    zhashx_t *pending;                  //  wire id (as text) -> s_pending_t
+    s_held_t *held_head, *held_tail;
+    size_t held;
+    bool stopping;
+};
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+static void
+s_pending_destroy (void **item_p)
+{
+    s_pending_t *p = (s_pending_t *) *item_p;
+    *item_p = NULL;
+    if (p) {
+        tr__mbox_unref (&p->reply_to);
+        free (p->to);
+        free (p->from);
+        free (p);
+    }
+}
+
+static void
+s_key (uint64_t id, char *key, size_t size)
+{
+    snprintf (key, size, "%llx", (unsigned long long) id);
+}
+
+//  Sends a command frame, and a payload frame if `payload` is not NULL.
+//  Returns 0, or -1 if the socket would not take it.
+static int
+s_send (tr__remote_t *self, tr__wire_out_t *out, const void *payload, size_t size)
+{
+    if (!self->sock || out->failed)
+        return -1;
+    int rc = zmq_send (self->sock, out->data, out->size,
+                       (payload? ZMQ_SNDMORE: 0) | ZMQ_DONTWAIT);
+    if (rc >= 0 && payload)
+        rc = zmq_send (self->sock, payload, size, ZMQ_DONTWAIT);
+    if (rc >= 0)
+        self->last_sent_ns = tr__now_ns ();
+    return rc < 0? -1: 0;
+}
+
+//  Sends a one-name request (REGISTER, UNREGISTER).
+static void
+s_name_request (tr__remote_t *self, int verb, const char *name)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, verb, ++self->seq, 1);
+    tr__wire_str (&out, name, strlen (name));
+    if (s_send (self, &out, NULL, 0))
+        tr_log (TR_LOG_DEBUG, "remote: could not send %s '%s'",
+                tr__wire_verb_name (verb), name);
+    tr__wire_end (&out);
+}
+
+//  Monotonic deadline -> Unix microseconds, and back.
+static uint64_t
+s_to_wall (int64_t deadline_ns)
+{
+    if (!deadline_ns)
+        return 0;
+    int64_t left_us = (deadline_ns - tr__now_ns ()) / 1000;
+    int64_t wall = tr__wall_us () + left_us;
+    return wall > 0? (uint64_t) wall: 1;
+}
+
+static int64_t
+s_from_wall (uint64_t deadline_us)
+{
+    if (!deadline_us)
+        return 0;
+    int64_t left_us = (int64_t) deadline_us - tr__wall_us ();
+    int64_t at = tr__now_ns () + left_us * 1000;
+    return at > 0? at: 1;
+}
+
+//  Hands an error answer to a local asker.
+static void
+s_fail_local (tr__remote_t *self, tr__mbox_t *reply_to, uint64_t local_id,
+              int priority, const char *asker, const char *asked, int error)
+{
+    tr_msg_t *msg = tr__msg_new (self->node, TR_KIND_ERROR, priority,
+                                 asker? asker: "", asked? asked: "", NULL, 0);
+    if (!msg)
+        return;
+    msg->id = tr__mbox_next_id (self->gateway);
+    msg->corr = local_id;
+    msg->error = error;
+    if (tr__mbox_post (self->gateway, reply_to, msg, -1)) {
+        tr__node_dead_letter (self->node, msg, error);
+        tr__msg_free (msg);
+    }
+}
+
+//  Fails a remembered ask with `error` and forgets it.
+static void
+s_fail_pending (tr__remote_t *self, s_pending_t *p, int error)
+{
+    s_fail_local (self, p->reply_to, p->local_id, p->priority, p->from, p->to, error);
+    char key [24];
+    s_key (p->wire_id, key, sizeof key);
+    zhashx_delete (self->pending, key);
+}
+
+//  --------------------------------------------------------------------------
+//  The connection
+
+static void
+s_disconnect (tr__remote_t *self, const char *why)
+{
+    if (self->sock) {
+        if (self->greeted)
+            tr_log (TR_LOG_WARN, "remote: lost the broker at %s (%s); reconnecting",
+                    self->endpoint, why);
+        zmq_close (self->sock);
+        self->sock = NULL;
+    }
+    self->greeted = false;
+    atomic_store (&self->connected, false);
+    //  Jittered exponential backoff: +/- 20%.
+    int base = self->backoff_ms? self->backoff_ms: S_BACKOFF_MIN_MS;
+    int jitter = base / 5;
+    int delay = base - jitter + (jitter? (int) (random () % (2 * jitter + 1)): 0);
+    self->retry_at_ns = tr__now_ns () + (int64_t) delay * 1000000;
+    self->backoff_ms = base * 2 > S_BACKOFF_MAX_MS? S_BACKOFF_MAX_MS: base * 2;
+}
+
+//  Opens the socket and says HELLO.
+static void
+s_connect (tr__remote_t *self)
+{
+    self->sock = zmq_socket (self->node->ctx, ZMQ_DEALER);
+    if (!self->sock) {
+        s_disconnect (self, zmq_strerror (errno));
+        return;
+    }
+    int linger = 0, hwm = 100000;
+    zmq_setsockopt (self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (zmq_connect (self->sock, self->endpoint)) {
+        tr_log (TR_LOG_ERROR, "remote: cannot connect to %s: %s", self->endpoint,
+                zmq_strerror (errno));
+        s_disconnect (self, "connect failed");
+        return;
+    }
+    tr__wire_out_t out;
+    self->hello_seq = ++self->seq;
+    tr__wire_begin (&out, TR__V_HELLO, self->hello_seq, 6);
+    tr__wire_str (&out, "TRP", 3);
+    tr__wire_uint (&out, TR__WIRE_MAJOR);
+    tr__wire_uint (&out, TR__WIRE_MINOR);
+    tr__wire_str (&out, self->node_id, strlen (self->node_id));
+    tr__wire_str (&out, "node", 4);
+    tr__wire_uint (&out, (uint64_t) self->heartbeat_ms);
+    s_send (self, &out, NULL, 0);
+    tr__wire_end (&out);
+    //  The greeting gets three intervals, like any silence.
+    self->last_heard_ns = tr__now_ns ();
+}
+
+static void s_send_message (tr__remote_t *self, tr_msg_t *msg);
+
+//  The broker said OK to HELLO: hold our names there and send what waited.
+static void
+s_greeted (tr__remote_t *self, tr__wire_cmd_t *cmd)
+{
+    //  ["OK", seq, "TRP", MAJOR, MINOR, BROKER_ID, HEARTBEAT_MS, LIMITS]
+    const char *s;
+    uint32_t len;
+    uint64_t major = 0, minor = 0, heartbeat = 0;
+    tr__mp_t *a = &cmd->args;
+    if (cmd->nargs < 5 || tr__mp_str (a, &s, &len) || tr__mp_uint (a, &major)
+    ||  tr__mp_uint (a, &minor) || tr__mp_str (a, &s, &len) || tr__mp_uint (a, &heartbeat)
+    ||  major != TR__WIRE_MAJOR) {
+        tr_log (TR_LOG_ERROR, "remote: the broker at %s answered the greeting in a way "
+                "this node does not understand; retrying", self->endpoint);
+        s_disconnect (self, "bad greeting");
+        return;
+    }
+    if (heartbeat >= 100 && heartbeat <= 60000)
+        self->heartbeat_ms = (int) heartbeat;
+    self->greeted = true;
+    self->backoff_ms = 0;
+    atomic_store (&self->connected, true);
+    tr_log (TR_LOG_INFO, "remote: node '%s' joined the broker %.*s at %s", self->node_id,
+            (int) len, s, self->endpoint);
+    for (const char *name = (const char *) zhashx_first (self->names); name;
+         name = (const char *) zhashx_next (self->names))
+        s_name_request (self, TR__V_REGISTER, (const char *) zhashx_cursor (self->names));
+    s_name_request (self, TR__V_REGISTER, self->reply_name);
+    //  What waited for the broker, in order.
+    s_held_t *held = self->held_head;
+    self->held_head = self->held_tail = NULL;
+    self->held = 0;
+    while (held) {
+        s_held_t *next = held->next;
+        s_send_message (self, held->msg);
+        free (held);
+        held = next;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Out: gateway messages to the broker
+
+//  Keeps a message for when the broker is back; refuses past the bound.
+static void
+s_hold (tr__remote_t *self, tr_msg_t *msg)
+{
+    s_held_t *held = self->held < S_HELD_MAX? (s_held_t *) malloc (sizeof *held): NULL;
+    if (!held) {
+        if (msg->kind == TR_KIND_ASK && msg->reply_to)
+            s_fail_local (self, msg->reply_to, msg->id, msg->priority, msg->from, msg->to,
+                          TR_ETIMEDOUT);
+        else
+            tr__node_dead_letter (self->node, msg, TR_ETIMEDOUT);
+        tr__msg_free (msg);
+        return;
+    }
+    held->next = NULL;
+    held->msg = msg;
+    if (self->held_tail)
+        self->held_tail->next = held;
+    else
+        self->held_head = held;
+    self->held_tail = held;
+    self->held++;
+}
+
+//  Encodes msg as an envelope and sends it; frees msg (its reply_to moves
+//  to the pending table for an ask).
+static void
+s_send_message (tr__remote_t *self, tr_msg_t *msg)
+{
+    if (!self->greeted) {
+        s_hold (self, msg);
+        return;
+    }
+    if (msg->deadline_ns && tr__now_ns () > msg->deadline_ns) {
+        tr__node_dead_letter (self->node, msg, TR_EEXPIRED);
+        tr__msg_free (msg);
+        return;
+    }
+    tr_envelope_t env = {
+        .kind = msg->kind, .priority = msg->priority, .id = msg->id, .corr = msg->corr,
+        .trace = msg->trace, .deadline_us = s_to_wall (msg->deadline_ns),
+        .error = msg->error, .to = msg->to, .to_len = strlen (msg->to),
+        .from = msg->from [0]? msg->from: self->reply_name,
+        .body = msg->body, .body_len = msg->size
+    };
+    env.from_len = strlen (env.from);
+    s_pending_t *p = NULL;
+    if (msg->kind == TR_KIND_ASK) {
+        p = (s_pending_t *) calloc (1, sizeof *p);
+        if (p) {
+            p->wire_id = ++self->next_wire_id;
+            p->local_id = msg->id;
+            p->reply_to = msg->reply_to;        //  the reference moves here
+            msg->reply_to = NULL;
+            p->deadline_ns = msg->deadline_ns;
+            p->priority = msg->priority;
+            p->to = strdup (msg->to);
+            p->from = strdup (msg->from);
+            env.id = p->wire_id;
+        }
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = (msg->kind == TR_KIND_ASK && !p)? TR_ENOMEM:
+             tr_envelope_encode (&env, &buf, &len);
+    if (rc == TR_OK) {
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_SEND, 0, 1);
+        tr__wire_str (&out, msg->to, strlen (msg->to));
+        if (s_send (self, &out, buf, len))
+            rc = TR_EFULL;
+        tr__wire_end (&out);
+    }
+    free (buf);
+    if (p && rc == TR_OK) {
+        char key [24];
+        s_key (p->wire_id, key, sizeof key);
+        zhashx_insert (self->pending, key, p);
+    }
+    else
+    if (p) {
+        s_fail_local (self, p->reply_to, p->local_id, p->priority, p->from, p->to, rc);
+        void *item = p;
+        s_pending_destroy (&item);
+    }
+    else
+    if (rc) {
+        if (msg->kind == TR_KIND_ASK && msg->reply_to)
+            s_fail_local (self, msg->reply_to, msg->id, msg->priority, msg->from, msg->to, rc);
+        else
+            tr__node_dead_letter (self->node, msg, rc);
+    }
+    tr__msg_free (msg);
+}
+
+//  One message from the gateway. Returns false on the stop signal.
+static bool
+s_on_gateway (tr__remote_t *self, tr_msg_t *msg)
+{
+    switch (msg->kind) {
+        case TR__KIND_STOP:
+            tr__msg_free (msg);
+            return false;
+        case TR__KIND_NAME_ADD:
+        case TR__KIND_NAME_DEL: {
+            //  The body is the name, NUL-terminated.
+            const char *name = (const char *) msg->body;
+            if (msg->size > 1 && name [msg->size - 1] == 0) {
+                bool add = msg->kind == TR__KIND_NAME_ADD;
+                if (add)
+                    zhashx_update (self->names, name, (void *) 1);
+                else
+                    zhashx_delete (self->names, name);
+                if (self->greeted)
+                    s_name_request (self, add? TR__V_REGISTER: TR__V_UNREGISTER, name);
+            }
+            tr__msg_free (msg);
+            return true;
+        }
+        case TR_KIND_TELL:
+        case TR_KIND_ASK:
+        case TR_KIND_REPLY:
+        case TR_KIND_ERROR:
+            s_send_message (self, msg);
+            return true;
+        default:
+            tr__msg_free (msg);
+            return true;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  In: messages from the broker
+
+//  An envelope for a local name (DELIVER).
+static void
+s_deliver (tr__remote_t *self, const uint8_t *data, size_t size)
+{
+    tr_envelope_t env;
+    tr_envelope_error_t err;
+    if (tr_envelope_decode (data, size, &env, &err) != TR_OK) {
+        tr_log (TR_LOG_WARN, "remote: dropped a malformed envelope from the broker: %s",
+                err.message);
+        return;
+    }
+    char to [TR_NAME_MAX + 1], from [TR_NAME_MAX + 1];
+    snprintf (to, sizeof to, "%.*s", (int) env.to_len, env.to);
+    snprintf (from, sizeof from, "%.*s", (int) env.from_len, env.from);
+    if (env.kind == TR_KIND_REPLY || env.kind == TR_KIND_ERROR) {
+        char key [24];
+        s_key (env.corr, key, sizeof key);
+        s_pending_t *p = (s_pending_t *) zhashx_lookup (self->pending, key);
+        tr_msg_t *msg = p? tr__msg_new (self->node, env.kind, env.priority, p->from, from,
+                                        env.body, env.body_len): NULL;
+        if (!msg) {
+            tr_log (TR_LOG_DEBUG, "remote: an answer from '%s' came after its asker left", from);
+            return;
+        }
+        msg->id = env.id;
+        msg->corr = p->local_id;
+        msg->trace = env.trace;
+        msg->error = env.error;
+        if (tr__mbox_post (self->gateway, p->reply_to, msg, -1)) {
+            tr__node_dead_letter (self->node, msg, TR_ENOACTOR);
+            tr__msg_free (msg);
+        }
+        zhashx_delete (self->pending, key);
+        return;
+    }
+    if (env.kind != TR_KIND_TELL && env.kind != TR_KIND_ASK)
+        return;
+    tr__mbox_t *dst = tr__node_lookup (self->node, to, true);
+    int rc = dst? TR_OK: TR_ENOACTOR;
+    tr_msg_t *msg = NULL;
+    if (dst) {
+        msg = tr__msg_new (self->node, env.kind, env.priority, to, from, env.body, env.body_len);
+        if (!msg)
+            rc = TR_ENOMEM;
+    }
+    if (msg) {
+        msg->id = env.id;
+        msg->trace = env.trace;
+        msg->deadline_ns = s_from_wall (env.deadline_us);
+        if (env.kind == TR_KIND_ASK)
+            msg->reply_to = tr__mbox_ref (self->gateway);
+        //  Never wait here: a full mailbox answers TR_EFULL, as locally
+        //  for a sender that does not wait.
+        rc = tr__mbox_post (self->gateway, dst, msg, -1);
+        if (rc)
+            tr__msg_free (msg);
+    }
+    tr__mbox_unref (&dst);
+    if (rc == TR_OK)
+        return;
+    if (env.kind == TR_KIND_ASK) {
+        //  Answer the asker with the error, through the broker.
+        tr_msg_t *answer = tr__msg_new (self->node, TR_KIND_ERROR, env.priority, from, to, NULL, 0);
+        if (answer) {
+            answer->id = tr__mbox_next_id (self->gateway);
+            answer->corr = env.id;
+            answer->trace = env.trace;
+            answer->error = rc;
+            s_send_message (self, answer);
+        }
+    }
+    else
+        atomic_fetch_add_explicit (&self->node->dead, 1, memory_order_relaxed);
+}
+
+//  A message sent back by the broker (BOUNCE TO CODE + envelope).
+static void
+s_bounce (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_t size)
+{
+    const char *to;
+    uint32_t to_len;
+    int64_t code = TR_ENOACTOR;
+    if (tr__mp_str (&cmd->args, &to, &to_len) || tr__mp_int (&cmd->args, &code) || code >= 0)
+        code = TR_ENOACTOR;
+    tr_envelope_t env;
+    if (tr_envelope_decode (data, size, &env, NULL) != TR_OK)
+        return;
+    if (env.kind == TR_KIND_ASK) {
+        char key [24];
+        s_key (env.id, key, sizeof key);
+        s_pending_t *p = (s_pending_t *) zhashx_lookup (self->pending, key);
+        if (p)
+            s_fail_pending (self, p, (int) code);
+    }
+    else
+        atomic_fetch_add_explicit (&self->node->dead, 1, memory_order_relaxed);
+}
+
+//  NODE_DOWN NODE_ID [NAME...]: asks to those names fail now.
+static void
+s_node_down (tr__remote_t *self, tr__wire_cmd_t *cmd)
+{
+    const char *id;
+    uint32_t id_len, n;
+    if (tr__mp_str (&cmd->args, &id, &id_len) || tr__mp_array (&cmd->args, &n))
+        return;
+    tr_log (TR_LOG_WARN, "remote: node '%.*s' is down (%u name(s))", (int) id_len, id, n);
+    zhashx_t *gone = zhashx_new ();
+    for (uint32_t i = 0; i < n; i++) {
+        const char *name;
+        uint32_t len;
+        char copy [TR_NAME_MAX + 1];
+        if (tr__mp_str (&cmd->args, &name, &len) || len > TR_NAME_MAX)
+            break;
+        memcpy (copy, name, len);
+        copy [len] = 0;
+        zhashx_update (gone, copy, (void *) 1);
+    }
+    //  Collect first: failing one changes the table.
+    zlistx_t *doomed = zlistx_new ();
+    for (s_pending_t *p = (s_pending_t *) zhashx_first (self->pending); p;
+         p = (s_pending_t *) zhashx_next (self->pending))
+        if (zhashx_lookup (gone, p->to))
+            zlistx_add_end (doomed, p);
+    for (s_pending_t *p = (s_pending_t *) zlistx_first (doomed); p;
+         p = (s_pending_t *) zlistx_next (doomed))
+        s_fail_pending (self, p, TR_ENODE);
+    zlistx_destroy (&doomed);
+    zhashx_destroy (&gone);
+}
+
+//  Reads one message from the broker (1 or 2 frames) and acts on it.
+//  Returns false when there was none.
+static bool
+s_on_broker (tr__remote_t *self)
+{
+    zmq_msg_t head, payload;
+    zmq_msg_init (&head);
+    zmq_msg_init (&payload);
+    if (zmq_msg_recv (&head, self->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&head);
+        zmq_msg_close (&payload);
+        return false;
+    }
+    bool has_payload = false, extra = false;
+    if (zmq_msg_more (&head)) {
+        has_payload = zmq_msg_recv (&payload, self->sock, 0) >= 0;
+        while (has_payload && zmq_msg_more (&payload)) {
+            zmq_msg_t rest;
+            zmq_msg_init (&rest);
+            zmq_msg_recv (&rest, self->sock, 0);
+            extra = true;
+            bool more = zmq_msg_more (&rest);
+            zmq_msg_close (&rest);
+            if (!more)
+                break;
+        }
+    }
+    self->last_heard_ns = tr__now_ns ();
+    tr__wire_cmd_t cmd;
+    if (extra || tr__wire_parse (zmq_msg_data (&head), zmq_msg_size (&head), &cmd) != TR_OK
+    ||  tr__wire_check (&cmd) != TR_OK) {
+        tr_log (TR_LOG_WARN, "remote: dropped a malformed message from the broker");
+        goto done;
+    }
+    const uint8_t *data = has_payload? (const uint8_t *) zmq_msg_data (&payload): NULL;
+    size_t size = has_payload? zmq_msg_size (&payload): 0;
+    switch (cmd.verb) {
+        case TR__V_OK:
+            if (!self->greeted && cmd.seq == self->hello_seq)
+                s_greeted (self, &cmd);
+            break;
+        case TR__V_ERROR: {
+            int64_t code = 0;
+            const char *text = "";
+            uint32_t len = 0;
+            tr__mp_int (&cmd.args, &code);
+            tr__mp_str (&cmd.args, &text, &len);
+            if (!self->greeted && cmd.seq == self->hello_seq) {
+                tr_log (TR_LOG_ERROR, "remote: the broker at %s refused node '%s': %.*s (%s)",
+                        self->endpoint, self->node_id, (int) len, text, tr_errname ((int) code));
+                s_disconnect (self, "refused");
+            }
+            else
+                tr_log (TR_LOG_ERROR, "remote: the broker refused a request of node '%s': "
+                        "%.*s (%s)", self->node_id, (int) len, text, tr_errname ((int) code));
+            break;
+        }
+        case TR__V_DELIVER:
+            if (data)
+                s_deliver (self, data, size);
+            break;
+        case TR__V_BOUNCE:
+            if (data)
+                s_bounce (self, &cmd, data, size);
+            break;
+        case TR__V_NODE_DOWN:
+            s_node_down (self, &cmd);
+            break;
+        default:
+            break;                      //  HEARTBEAT and what we do not use
+    }
+done:
+    zmq_msg_close (&head);
+    zmq_msg_close (&payload);
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Timers
+
+//  Forgets asks whose deadline has passed (their askers gave up already).
+static void
+s_sweep (tr__remote_t *self, int64_t now)
+{
+    zlistx_t *expired = zlistx_new ();
+    for (s_pending_t *p = (s_pending_t *) zhashx_first (self->pending); p;
+         p = (s_pending_t *) zhashx_next (self->pending))
+        if (p->deadline_ns && now > p->deadline_ns)
+            zlistx_add_end (expired, (void *) zhashx_cursor (self->pending));
+    for (const char *key = (const char *) zlistx_first (expired); key;
+         key = (const char *) zlistx_next (expired))
+        zhashx_delete (self->pending, key);
+    zlistx_destroy (&expired);
+    //  Held messages past their deadline fail too.
+    s_held_t **at = &self->held_head;
+    s_held_t *last = NULL;
+    while (*at) {
+        s_held_t *h = *at;
+        if (h->msg->deadline_ns && now > h->msg->deadline_ns) {
+            *at = h->next;
+            if (h->msg->kind == TR_KIND_ASK && h->msg->reply_to)
+                s_fail_local (self, h->msg->reply_to, h->msg->id, h->msg->priority,
+                              h->msg->from, h->msg->to, TR_ETIMEDOUT);
+            else
+                tr__node_dead_letter (self->node, h->msg, TR_EEXPIRED);
+            tr__msg_free (h->msg);
+            free (h);
+            self->held--;
+        }
+        else {
+            last = h;
+            at = &h->next;
+        }
+    }
+    self->held_tail = last;
+    self->sweep_at_ns = now + S_SWEEP_MS * 1000000LL;
+}
+
+//  Heartbeats and liveness; returns the poll timeout in ms.
+static int
+s_tick (tr__remote_t *self)
+{
+    int64_t now = tr__now_ns ();
+    int64_t h = (int64_t) self->heartbeat_ms * 1000000;
+    if (!self->sock && now >= self->retry_at_ns)
+        s_connect (self);
+    if (self->sock && now - self->last_heard_ns > 3 * h)
+        s_disconnect (self, "silent for three heartbeats");
+    if (self->sock && self->greeted && now - self->last_sent_ns >= h) {
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_HEARTBEAT, 0, 0);
+        s_send (self, &out, NULL, 0);
+        tr__wire_end (&out);
+    }
+    if (now >= self->sweep_at_ns)
+        s_sweep (self, now);
+    //  Wake for the first of: next heartbeat, liveness, retry, sweep.
+    int64_t next = self->sweep_at_ns;
+    if (self->sock) {
+        int64_t beat = self->last_sent_ns + h;
+        int64_t dead = self->last_heard_ns + 3 * h + 1000000;
+        next = beat < next? beat: next;
+        next = dead < next? dead: next;
+    }
+    else
+        next = self->retry_at_ns < next? self->retry_at_ns: next;
+    int64_t wait = (next - now + 999999) / 1000000;
+    return wait < 1? 1: wait > 1000? 1000: (int) wait;
+}
+
+//  --------------------------------------------------------------------------
+//  The thread
+
+static void *
+s_run (void *arg)
+{
+    tr__remote_t *self = (tr__remote_t *) arg;
+    tr__ctx_bind (self->gateway, NULL);
+    s_connect (self);
+    bool running = true;
+    while (running) {
+        tr_msg_t *msg;
+        while (running && (msg = tr__mbox_take (self->gateway, tr__now_ns ())))
+            running = s_on_gateway (self, msg);
+        if (!running)
+            break;
+        int timeout = s_tick (self);
+        void *ring = tr__mbox_poll_arm (self->gateway);
+        if (!ring)
+            continue;
+        zmq_pollitem_t items [2] = {
+            { ring, 0, ZMQ_POLLIN, 0 }, { self->sock, 0, ZMQ_POLLIN, 0 }
+        };
+        int n = zmq_poll (items, self->sock? 2: 1, timeout);
+        tr__mbox_poll_disarm (self->gateway);
+        if (n > 0 && self->sock && (items [1].revents & ZMQ_POLLIN))
+            for (int i = 0; i < 1000 && self->sock && s_on_broker (self); i++)
+                ;
+    }
+    //  Leaving: say so, fail what still waits, close up.
+    if (self->sock && self->greeted) {
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_BYE, 0, 0);
+        s_send (self, &out, NULL, 0);
+        tr__wire_end (&out);
+    }
+    for (s_pending_t *p = (s_pending_t *) zhashx_first (self->pending); p;
+         p = (s_pending_t *) zhashx_next (self->pending))
+        s_fail_local (self, p->reply_to, p->local_id, p->priority, p->from, p->to, TR_ESTOPPED);
+    zhashx_purge (self->pending);
+    while (self->held_head) {
+        s_held_t *h = self->held_head;
+        self->held_head = h->next;
+        if (h->msg->kind == TR_KIND_ASK && h->msg->reply_to)
+            s_fail_local (self, h->msg->reply_to, h->msg->id, h->msg->priority,
+                          h->msg->from, h->msg->to, TR_ESTOPPED);
+        tr__msg_free (h->msg);
+        free (h);
+    }
+    if (self->sock)
+        zmq_close (self->sock);
+    self->sock = NULL;
+    tr__mbox_close (self->gateway, TR_ESTOPPED);
+    tr__ctx_bind (NULL, NULL);
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+
+int
+tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
+{
+    const tr_node_opts_t *opts = &node->opts;
+    if (!opts->broker || !*opts->broker)
+        return TR_EINVAL;
+    tr__remote_t *self = (tr__remote_t *) calloc (1, sizeof *self);
+    if (!self)
+        return TR_ENOMEM;
+    self->node = node;
+    self->heartbeat_ms = opts->heartbeat_ms > 0? opts->heartbeat_ms: 1000;
+    if (opts->node_id)
+        snprintf (self->node_id, sizeof self->node_id, "%s", opts->node_id);
+    else {
+        char host [128] = "host";
+        gethostname (host, sizeof host - 1);
+        snprintf (self->node_id, sizeof self->node_id, "%s:%d", host, (int) getpid ());
+    }
+    snprintf (self->reply_name, sizeof self->reply_name, "$node.%.240s", self->node_id);
+    if (tr_name_check (self->node_id, strlen (self->node_id))
+    ||  tr_name_check (self->reply_name, strlen (self->reply_name))) {
+        free (self);
+        return TR_EINVAL;
+    }
+    self->endpoint = strdup (opts->broker);
+    self->names = zhashx_new ();
+    self->pending = zhashx_new ();
+    int rc = self->endpoint && self->names && self->pending? TR_OK: TR_ENOMEM;
+    if (rc == TR_OK) {
+        zhashx_set_destructor (self->pending, s_pending_destroy);
+        rc = tr__mbox_new (node, NULL, SIZE_MAX, TR_FULL_FAIL, &self->gateway);
+    }
+    if (rc == TR_OK && pthread_create (&self->thread, NULL, s_run, self))
+        rc = TR_ESYS;
+    if (rc) {
+        if (self->gateway) {
+            tr__mbox_close (self->gateway, TR_ESTOPPED);
+            tr__mbox_unref (&self->gateway);
+        }
+        zhashx_destroy (&self->names);
+        zhashx_destroy (&self->pending);
+        free (self->endpoint);
+        free (self);
+        return rc;
+    }
+    *self_p = self;
+    return TR_OK;
+}
+
+tr__mbox_t *
+tr__remote_gateway (tr__remote_t *self)
+{
+    return self->gateway;
+}
+
+void
+tr__remote_name (tr__remote_t *self, const char *name, bool added)
+{
+    tr__post_raw (self->node, self->gateway, added? TR__KIND_NAME_ADD: TR__KIND_NAME_DEL,
+                  name, strlen (name) + 1);
+}
+
+bool
+tr__remote_connected (tr__remote_t *self)
+{
+    return self && atomic_load (&self->connected);
+}
+
+void
+tr__remote_stop (tr__remote_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    tr__remote_t *self = *self_p;
+    *self_p = NULL;
+    tr__post_raw (self->node, self->gateway, TR__KIND_STOP, NULL, 0);
+    pthread_join (self->thread, NULL);
+    tr__mbox_unref (&self->gateway);
+    zhashx_destroy (&self->names);
+    zhashx_destroy (&self->pending);
+    free (self->endpoint);
+    free (self);
+}

@@ -1,0 +1,63 @@
+/*  tr_remote.h - a node's link to the broker (internal).
+
+    One thread per node that joined a broker (tr_node_opts_t.broker). It
+    owns a DEALER socket to the broker and a mailbox, the gateway, into
+    which local senders post every message for a name the node does not
+    hold: tells and asks, and the answers to asks that came from other
+    nodes. It speaks protocols/2-broker.md:
+
+    - greets, registers every local name (and each new one, and gives up
+      each one that goes), and re-does all of that after a reconnection;
+    - sends each gateway message as SEND with its envelope
+      (protocols/1-envelope.md); an ask gets a link-wide id on the wire
+      and is remembered, with its asker's mailbox, until its answer, its
+      bounce, its node's NODE_DOWN or its deadline;
+    - delivers each DELIVER to the local mailbox of its name (an ask
+      answered through the gateway), answers an ask for a name it does
+      not hold with TR_ENOACTOR, and hands answers to the asks it
+      remembers to their askers;
+    - sends heartbeats when idle, takes the broker for gone after three
+      silent intervals, reconnects with jittered backoff (100 ms doubling
+      to 5 s) and keeps what it could not send meanwhile until each
+      message's deadline (asks) or up to a bound (tells), after which
+      they fail (TR_ETIMEDOUT to the asker) or become dead letters.
+
+    A sender whose envelope has no `from` (a thread that is not an actor)
+    appears to the receiver as "$node.NODE_ID", so that answers find
+    their way back.
+*/
+#ifndef TR_REMOTE_H_INCLUDED
+#define TR_REMOTE_H_INCLUDED
+
+#include "tr_internal.h"
+
+typedef struct tr__remote tr__remote_t;
+
+//  Starts the link of `node` to the broker at opts->broker. Returns at
+//  once (the connection is made in the background) with TR_OK and
+//  *self_p, or TR_EINVAL (bad endpoint or node id), TR_ENOMEM, TR_ESYS.
+int
+    tr__remote_start (tr_node_t *node, tr__remote_t **self_p);
+
+//  The mailbox that takes messages for names this node does not hold
+//  (no reference is taken: it lives until tr__remote_stop).
+tr__mbox_t *
+    tr__remote_gateway (tr__remote_t *self);
+
+//  Tells the link that a local name appeared (added) or went. Any thread;
+//  never blocks.
+void
+    tr__remote_name (tr__remote_t *self, const char *name, bool added);
+
+//  Says goodbye to the broker, fails the asks still waiting for remote
+//  answers (TR_ESTOPPED), stops the thread, frees the link and sets
+//  *self_p to NULL. Accepts NULL.
+void
+    tr__remote_stop (tr__remote_t **self_p);
+
+//  True once greeted by the broker and not known to have lost it (for
+//  tests and status).
+bool
+    tr__remote_connected (tr__remote_t *self);
+
+#endif
