@@ -1,0 +1,1367 @@
+/*  tr_broker.c - the broker's network core; see tr_broker.h and
+    protocols/2-broker.md.
+
+    One thread owns everything: a ZeroMQ ROUTER bound to the endpoint, an
+    inproc pair through which tr_broker_stop tells it to end, and the
+    clients' state. It polls the two sockets with a timeout that is the
+    next heartbeat or death due, so no other timer thread is needed. The
+    broker has a ZeroMQ context of its own, so stopping it never waits on
+    sockets of the program that embeds it. (czmq's zactor and zsock are
+    not used: creating a czmq socket installs czmq's SIGINT handler in the
+    whole process. czmq's containers are fine.)
+
+    The state:
+      - peers:   routing id (hex) -> client, for the greeted clients only;
+                 a peer that has not greeted costs nothing, so a refused
+                 request never allocates;
+      - by_id:   NODE_ID -> client (takeover by NODE_ID, 2.3);
+      - names:   name -> client holding it; each client also keeps its
+                 own set, to drop them all and list them in NODE_DOWN;
+      - subs:    prefix -> the clients subscribed to it, with a count of
+                 prefixes per length, so that an event of topic T looks
+                 up only the lengths in use among T's own prefixes;
+      - two lists of clients ordered by when the broker last heard from
+        them and last sent to them: the heads are the next death and the
+        next heartbeat due, found in O(1).
+
+    Slow receivers: the ROUTER has ZMQ_ROUTER_MANDATORY and a send
+    high-water mark of max_queue messages per peer, and every send uses
+    ZMQ_DONTWAIT. A full peer makes the send fail with EAGAIN (a SEND is
+    bounced TR_EFULL, an event copy is dropped and counted), a peer whose
+    connection is gone fails with EHOSTUNREACH (it is then dropped as
+    dead at once, after the message at hand is handled, instead of 3H
+    later). So memory held for one client is bounded by ZeroMQ's pipes:
+    max_queue messages towards it, and as many from it.
+
+    Payloads (envelopes, event bodies) are never copied by the broker:
+    the zmq_msg_t received is moved into the outgoing message (zmq_msg
+    copies are reference counted above 33 bytes).
+*/
+
+#include "troupe/tr_broker.h"
+#include "troupe/tr_envelope.h"
+#include "troupe/tr_error.h"
+#include "troupe/tr_log.h"
+#include "tr_clock.h"
+#include "tr_wire.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <errno.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_BROKER_TAG    0x7472626bu     /* "trbk" */
+#define S_DEAD_TAG      0xdeadbeefu
+
+//  Defaults of 2-broker.md, 2.6.
+#define S_HEARTBEAT_MS  1000
+#define S_MAX_FRAME     17825792
+#define S_MAX_NAMES     100000
+#define S_MAX_SUBS      10000
+#define S_MAX_QUEUE     10000
+#define S_MAX_KEY       1024
+#define S_MAX_VALUE     1048576
+#define S_MAX_LIST      100000
+
+//  Messages handled per wake-up before timers are looked at again.
+#define S_BATCH         512
+
+typedef struct s_client s_client_t;
+
+//  A client is in up to three intrusive lists: by when the broker last
+//  heard from it, by when it last sent to it, and the list of clients
+//  whose connection is gone (dropped after the message at hand).
+enum { S_BY_RECV, S_BY_SEND, S_GONE, S_LISTS };
+
+typedef struct {
+    s_client_t *prev, *next;
+    bool in;
+} s_link_t;
+
+typedef struct {
+    s_client_t *head, *tail;            //  head: the oldest
+} s_list_t;
+
+//  The clients subscribed to one prefix.
+typedef struct {
+    s_client_t **items;
+    size_t count, room;
+} s_subs_t;
+
+typedef enum { S_KIND_NODE, S_KIND_ACTOR, S_KIND_CLIENT } s_kind_t;
+static const char *s_kind_names [] = { "node", "actor", "client" };
+
+struct s_client {
+    uint8_t rid [256];                  //  ZeroMQ routing id
+    size_t rid_len;
+    char key [2 * 256 + 1];             //  the routing id in hex: key of peers
+    char id [TR_NAME_MAX + 1];          //  NODE_ID
+    s_kind_t kind;
+    zhashx_t *names;                    //  name -> this client
+    zhashx_t *subs;                     //  prefix -> s_subs_t * (not owned)
+    uint64_t dropped;                   //  events lost since the last EVENT
+    uint64_t event_mark;                //  the last event it was sent
+    int64_t joined_ns;
+    int64_t last_recv_ns;
+    int64_t last_send_ns;
+    s_link_t link [S_LISTS];
+};
+
+//  The counters, one atomic each so that tr_broker_stats may read them
+//  from any thread while the broker's thread counts.
+#define S_STATS(X) \
+    X (clients) X (names) X (joined) X (left) X (dead) X (routed) X (bounced) \
+    X (events) X (events_dropped) X (malformed) X (refused) X (lost)
+
+#define S_ATOMIC_FIELD(name) _Atomic uint64_t name;
+typedef struct {
+    S_STATS (S_ATOMIC_FIELD)
+} s_stats_t;
+#undef S_ATOMIC_FIELD
+
+#define S_ADD(self, field, n) \
+    atomic_fetch_add_explicit (&(self)->stats.field, (uint64_t) (n), memory_order_relaxed)
+#define S_SUB(self, field, n) \
+    atomic_fetch_sub_explicit (&(self)->stats.field, (uint64_t) (n), memory_order_relaxed)
+
+struct tr_broker {
+    uint32_t tag;
+    //  Options, with the defaults filled in.
+    int64_t heartbeat_ms;
+    size_t max_frame;
+    size_t max_names;
+    size_t max_subs;
+    size_t max_queue;
+    char id [TR_NAME_MAX + 1];          //  BROKER_ID
+    char endpoint [256];                //  as bound (ZMQ_LAST_ENDPOINT)
+    char pipe_endpoint [64];
+    void *ctx;
+    void *router;
+    void *pipe;                         //  our end: tr_broker_stop writes
+    pthread_t thread;
+    s_stats_t stats;
+    //  From here on, the broker's thread alone.
+    zhashx_t *peers;                    //  hex routing id -> s_client_t * (owned)
+    zhashx_t *by_id;                    //  NODE_ID -> s_client_t *
+    zhashx_t *names;                    //  name -> s_client_t *
+    zhashx_t *subs;                     //  prefix -> s_subs_t * (owned)
+    size_t prefix_lengths [TR_NAME_MAX + 1];
+    s_list_t lists [S_LISTS];
+    uint64_t event_seq;
+    int64_t now_ns;                     //  when the message at hand arrived
+    zmq_msg_t deliver;                  //  ["DELIVER", 0], copied per SEND
+    zmq_msg_t heartbeat;                //  ["HEARTBEAT", 0]
+};
+
+//  One message received: the routing id, and the first two frames after
+//  it (more frames are counted and closed at once).
+typedef struct {
+    zmq_msg_t rid;
+    zmq_msg_t cmd;
+    zmq_msg_t payload;
+    size_t frames;                      //  after the routing id
+    bool oversized;                     //  a frame over max_frame (inproc)
+} s_in_t;
+
+//  A cursor over a command's arguments, read in order.
+typedef struct {
+    tr__mp_t mp;
+    uint32_t left;                      //  arguments not read yet
+} s_args_t;
+
+static void s_drop (tr_broker_t *self, s_client_t *client, const char *why, bool dead);
+
+//  --------------------------------------------------------------------------
+//  Lists of clients
+
+static void
+s_list_remove (tr_broker_t *self, int which, s_client_t *client)
+{
+    s_link_t *link = &client->link [which];
+    if (!link->in)
+        return;
+    s_list_t *list = &self->lists [which];
+    if (link->prev)
+        link->prev->link [which].next = link->next;
+    else
+        list->head = link->next;
+    if (link->next)
+        link->next->link [which].prev = link->prev;
+    else
+        list->tail = link->prev;
+    link->prev = link->next = NULL;
+    link->in = false;
+}
+
+//  Appends the client to a list (moves it to the end if it is in it).
+static void
+s_list_append (tr_broker_t *self, int which, s_client_t *client)
+{
+    s_list_remove (self, which, client);
+    s_list_t *list = &self->lists [which];
+    s_link_t *link = &client->link [which];
+    link->prev = list->tail;
+    link->next = NULL;
+    link->in = true;
+    if (list->tail)
+        list->tail->link [which].next = client;
+    else
+        list->head = client;
+    list->tail = client;
+}
+
+//  --------------------------------------------------------------------------
+//  Sending
+
+//  Writes the routing id of a message in hex into key (2 * 255 + 1 bytes).
+static void
+s_hex (const uint8_t *rid, size_t len, char *key)
+{
+    static const char digits [] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        key [2 * i] = digits [rid [i] >> 4];
+        key [2 * i + 1] = digits [rid [i] & 15];
+    }
+    key [2 * len] = 0;
+}
+
+//  Marks a client whose connection is gone: it is dropped as dead once
+//  the message at hand has been handled (never while a caller may be
+//  walking a container it is in).
+static void
+s_gone (tr_broker_t *self, s_client_t *client)
+{
+    if (!client->link [S_GONE].in)
+        s_list_append (self, S_GONE, client);
+}
+
+//  Sends one protocol message to the peer with routing id rid: the
+//  command frame cmd, which is always consumed, and the payload if not
+//  NULL, which is moved on success and left to the caller on failure.
+//  Never waits. Returns TR_OK, TR_EFULL (the peer's queue is full) or
+//  TR_ENOACTOR (no peer has that routing id any more).
+static int
+s_send_rid (tr_broker_t *self, const void *rid, size_t rid_len, zmq_msg_t *cmd,
+            zmq_msg_t *payload)
+{
+    if (zmq_send (self->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (cmd);
+        return errno == EAGAIN? TR_EFULL: TR_ENOACTOR;
+    }
+    //  Once the routing id is taken, ROUTER takes the rest of the message
+    //  whole: the high-water mark counts messages, not frames.
+    int rc = zmq_msg_send (cmd, self->router, payload? ZMQ_SNDMORE | ZMQ_DONTWAIT: ZMQ_DONTWAIT);
+    if (rc < 0)
+        zmq_msg_close (cmd);
+    if (payload && rc >= 0)
+        zmq_msg_send (payload, self->router, ZMQ_DONTWAIT);
+    return TR_OK;
+}
+
+//  Sends to a greeted client (as s_send_rid) and notes the time for its
+//  heartbeats. A client found gone is marked for dropping.
+static int
+s_send (tr_broker_t *self, s_client_t *client, zmq_msg_t *cmd, zmq_msg_t *payload)
+{
+    int rc = s_send_rid (self, client->rid, client->rid_len, cmd, payload);
+    if (rc == TR_ENOACTOR)
+        s_gone (self, client);
+    else {
+        //  A full queue also counts as sent: the peer has plenty to read.
+        client->last_send_ns = self->now_ns;
+        s_list_append (self, S_BY_SEND, client);
+    }
+    return rc;
+}
+
+//  Moves a finished frame from the writer into a message; false if the
+//  writer ran out of memory. The writer is ended either way.
+static bool
+s_frame (tr__wire_out_t *out, zmq_msg_t *msg)
+{
+    bool ok = !out->failed && zmq_msg_init_size (msg, out->size) == 0;
+    if (ok)
+        memcpy (zmq_msg_data (msg), out->data, out->size);
+    tr__wire_end (out);
+    return ok;
+}
+
+//  Sends a written frame (no payload) to a client, or to the routing id
+//  of an incoming message when client is NULL. Ends the writer.
+static int
+s_answer (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_out_t *out)
+{
+    zmq_msg_t msg;
+    if (!s_frame (out, &msg))
+        return TR_ENOMEM;
+    int rc;
+    if (client)
+        rc = s_send (self, client, &msg, NULL);
+    else
+        rc = s_send_rid (self, zmq_msg_data (&in->rid), zmq_msg_size (&in->rid), &msg, NULL);
+    if (rc == TR_EFULL)
+        S_ADD (self, lost, 1);
+    return rc;
+}
+
+//  Answers ERROR with a code and text, and counts the refusal.
+static void
+s_error (tr_broker_t *self, s_client_t *client, s_in_t *in, uint64_t seq, int code,
+         const char *text)
+{
+    if (code == TR_EMALFORMED || code == TR_ETOOBIG)
+        S_ADD (self, malformed, 1);
+    else
+        S_ADD (self, refused, 1);
+    tr_log (TR_LOG_DEBUG, "broker: refused a request of %s: %s: %s",
+            client? client->id: "a peer that has not greeted", tr_errname (code), text);
+    tr__wire_out_t out;
+    tr__wire_error (&out, seq, code, text);
+    s_answer (self, client, in, &out);
+}
+
+//  Answers ["OK", seq] with no result.
+static void
+s_ok (tr_broker_t *self, s_client_t *client, uint64_t seq)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_OK, seq, 0);
+    s_answer (self, client, NULL, &out);
+}
+
+//  --------------------------------------------------------------------------
+//  Reading arguments
+//
+//  Commands reach the handlers below only once tr__wire_check has found
+//  them as 2-broker.md gives them (form and values), so reading their
+//  known arguments in order cannot fail; the readers still say so if it
+//  does, and the handlers answer TR_EMALFORMED.
+
+static void
+s_args_init (s_args_t *args, const tr__wire_cmd_t *cmd)
+{
+    args->mp = cmd->args;
+    args->left = cmd->nargs;
+}
+
+//  Reads the next argument as a str; false if there is none or it is not
+//  a str.
+static bool
+s_arg_str (s_args_t *args, const char **text, uint32_t *len)
+{
+    if (args->left == 0)
+        return false;
+    args->left--;
+    return tr__mp_str (&args->mp, text, len) == 0;
+}
+
+static bool
+s_arg_uint (s_args_t *args, uint64_t *value)
+{
+    if (args->left == 0)
+        return false;
+    args->left--;
+    return tr__mp_uint (&args->mp, value) == 0;
+}
+
+//  True if text (len bytes, not NUL-ended) is a valid name or topic, and
+//  copies it NUL-ended into buf (TR_NAME_MAX + 1 bytes). An empty text
+//  is valid only if empty_ok (a prefix).
+static bool
+s_name (const char *text, uint32_t len, bool empty_ok, char *buf)
+{
+    if (len > TR_NAME_MAX || (len == 0 && !empty_ok)
+    ||  (len > 0 && tr_name_check (text, len) != TR_OK))
+        return false;
+    memcpy (buf, text, len);
+    buf [len] = 0;
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Events
+
+//  The command frame of an event for one subscriber: a copy of the
+//  common frame, or the same with a fifth argument DROPPED when the
+//  subscriber has lost events since the last one it was sent. False if
+//  out of memory.
+static bool
+s_event_frame (zmq_msg_t *common, const char *topic, const char *from, uint64_t dropped,
+               zmq_msg_t *cmd)
+{
+    if (dropped == 0) {
+        zmq_msg_init (cmd);
+        return zmq_msg_copy (cmd, common) == 0;
+    }
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_EVENT, 0, 3);
+    tr__wire_str (&out, topic, strlen (topic));
+    tr__wire_str (&out, from, strlen (from));
+    tr__wire_uint (&out, dropped);
+    return s_frame (&out, cmd);
+}
+
+//  Sends an event to every client subscribed to a prefix of topic, once
+//  each. body may be NULL (sent as an empty frame, meaning nil); it stays
+//  the caller's.
+static void
+s_publish (tr_broker_t *self, const char *topic, const char *from, zmq_msg_t *body)
+{
+    S_ADD (self, events, 1);
+    uint64_t mark = ++self->event_seq;
+    size_t topic_len = strlen (topic);
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_EVENT, 0, 2);
+    tr__wire_str (&out, topic, topic_len);
+    tr__wire_str (&out, from, strlen (from));
+    zmq_msg_t frame;
+    if (!s_frame (&out, &frame))
+        return;
+    char prefix [TR_NAME_MAX + 1];
+    memcpy (prefix, topic, topic_len + 1);
+    for (size_t len = 0; len <= topic_len; len++) {
+        if (self->prefix_lengths [len] == 0)
+            continue;
+        char kept = prefix [len];
+        prefix [len] = 0;
+        s_subs_t *subs = (s_subs_t *) zhashx_lookup (self->subs, prefix);
+        prefix [len] = kept;
+        for (size_t i = 0; subs && i < subs->count; i++) {
+            s_client_t *client = subs->items [i];
+            if (client->event_mark == mark)
+                continue;
+            client->event_mark = mark;
+            zmq_msg_t cmd, copy;
+            int rc = TR_ENOMEM;
+            if (s_event_frame (&frame, topic, from, client->dropped, &cmd)) {
+                zmq_msg_init (&copy);
+                if (body)
+                    zmq_msg_copy (&copy, body);
+                rc = s_send (self, client, &cmd, &copy);
+                if (rc)
+                    zmq_msg_close (&copy);
+            }
+            if (rc == TR_OK)
+                client->dropped = 0;
+            else {
+                client->dropped++;
+                S_ADD (self, events_dropped, 1);
+            }
+        }
+    }
+    zmq_msg_close (&frame);
+}
+
+//  Publishes a system event {"id": node_id} from the broker.
+static void
+s_publish_node (tr_broker_t *self, const char *topic, const char *node_id)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 1);
+    msgpack_pack_str_with_body (&pk, "id", 2);
+    msgpack_pack_str_with_body (&pk, node_id, strlen (node_id));
+    zmq_msg_t body;
+    if (zmq_msg_init_size (&body, sb.size) == 0) {
+        memcpy (zmq_msg_data (&body), sb.data, sb.size);
+        s_publish (self, topic, self->id, &body);
+        zmq_msg_close (&body);
+    }
+    msgpack_sbuffer_destroy (&sb);
+}
+
+//  Removes a client from one prefix's subscribers; frees the prefix's
+//  entry when nobody is left.
+static void
+s_unsubscribe (tr_broker_t *self, s_client_t *client, const char *prefix)
+{
+    s_subs_t *subs = (s_subs_t *) zhashx_lookup (client->subs, prefix);
+    if (!subs)
+        return;
+    for (size_t i = 0; i < subs->count; i++)
+        if (subs->items [i] == client) {
+            subs->items [i] = subs->items [--subs->count];
+            break;
+        }
+    size_t len = strlen (prefix);
+    self->prefix_lengths [len]--;
+    if (subs->count == 0) {
+        zhashx_delete (self->subs, prefix);
+        free (subs->items);
+        free (subs);
+    }
+    zhashx_delete (client->subs, prefix);
+}
+
+//  Adds a client to a prefix's subscribers. Returns TR_OK or TR_ENOMEM.
+static int
+s_subscribe (tr_broker_t *self, s_client_t *client, const char *prefix)
+{
+    s_subs_t *subs = (s_subs_t *) zhashx_lookup (self->subs, prefix);
+    if (!subs) {
+        subs = (s_subs_t *) calloc (1, sizeof *subs);
+        if (!subs || zhashx_insert (self->subs, prefix, subs)) {
+            free (subs);
+            return TR_ENOMEM;
+        }
+    }
+    if (subs->count == subs->room) {
+        size_t room = subs->room? 2 * subs->room: 4;
+        s_client_t **items = (s_client_t **) realloc (subs->items, room * sizeof *items);
+        if (!items)
+            goto fail;
+        subs->items = items;
+        subs->room = room;
+    }
+    if (zhashx_insert (client->subs, prefix, subs))
+        goto fail;
+    subs->items [subs->count++] = client;
+    self->prefix_lengths [strlen (prefix)]++;
+    return TR_OK;
+fail:
+    if (subs->count == 0) {
+        zhashx_delete (self->subs, prefix);
+        free (subs->items);
+        free (subs);
+    }
+    return TR_ENOMEM;
+}
+
+//  --------------------------------------------------------------------------
+//  Clients coming and going
+
+static void
+s_client_destroy (s_client_t **client_p)
+{
+    s_client_t *client = *client_p;
+    *client_p = NULL;
+    if (client) {
+        zhashx_destroy (&client->names);
+        zhashx_destroy (&client->subs);
+        free (client);
+    }
+}
+
+//  Sends NODE_DOWN for a client that has left to every other client:
+//  [NODE_DOWN, 0, NODE_ID, [NAME...]]. The names come as one message, or
+//  as several if one frame would exceed max_frame (a client may hold
+//  100,000 names of 255 bytes; each message lists some of them).
+static void
+s_node_down (tr_broker_t *self, s_client_t *gone)
+{
+    //  A str costs at most 2 + 255 bytes; the head, the verb and the id
+    //  at most 300.
+    size_t per_frame = (self->max_frame - 300) / (2 + TR_NAME_MAX);
+    zhashx_first (gone->names);
+    size_t left = zhashx_size (gone->names);
+    do {
+        size_t count = left < per_frame? left: per_frame;
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_NODE_DOWN, 0, 2);
+        tr__wire_str (&out, gone->id, strlen (gone->id));
+        tr__wire_array (&out, (uint32_t) count);
+        for (size_t i = 0; i < count; i++) {
+            const char *name = (const char *) zhashx_cursor (gone->names);
+            tr__wire_str (&out, name, strlen (name));
+            zhashx_next (gone->names);
+        }
+        left -= count;
+        zmq_msg_t frame;
+        if (!s_frame (&out, &frame))
+            continue;
+        for (s_client_t *client = (s_client_t *) zhashx_first (self->by_id); client;
+             client = (s_client_t *) zhashx_next (self->by_id)) {
+            zmq_msg_t copy;
+            zmq_msg_init (&copy);
+            zmq_msg_copy (&copy, &frame);
+            if (s_send (self, client, &copy, NULL) == TR_EFULL)
+                S_ADD (self, lost, 1);
+        }
+        zmq_msg_close (&frame);
+    } while (left > 0);
+}
+
+//  Drops a client that has left (BYE), been replaced by a new connection
+//  with its NODE_ID, or died: its names and subscriptions go at once,
+//  every other client gets NODE_DOWN with its names, and sys.node.left
+//  is published. Frees the client.
+static void
+s_drop (tr_broker_t *self, s_client_t *client, const char *why, bool dead)
+{
+    for (int which = 0; which < S_LISTS; which++)
+        s_list_remove (self, which, client);
+    zhashx_delete (self->peers, client->key);
+    zhashx_delete (self->by_id, client->id);
+    size_t count = zhashx_size (client->names);
+    for (void *item = zhashx_first (client->names); item; item = zhashx_next (client->names))
+        zhashx_delete (self->names, zhashx_cursor (client->names));
+    zlistx_t *prefixes = zhashx_keys (client->subs);
+    for (const char *prefix = prefixes? (const char *) zlistx_first (prefixes): NULL; prefix;
+         prefix = (const char *) zlistx_next (prefixes))
+        s_unsubscribe (self, client, prefix);
+    zlistx_destroy (&prefixes);
+    S_SUB (self, names, count);
+    S_SUB (self, clients, 1);
+    S_ADD (self, left, 1);
+    if (dead)
+        S_ADD (self, dead, 1);
+    int64_t age = (self->now_ns - client->joined_ns) / 1000000;
+    tr_log (TR_LOG_INFO, "broker: %s '%s' left (%s) after %lld ms, holding %zu names",
+            s_kind_names [client->kind], client->id, why, (long long) age, count);
+    s_node_down (self, client);
+    s_publish_node (self, "sys.node.left", client->id);
+    s_client_destroy (&client);
+}
+
+//  Drops the clients found gone while handling the last message.
+static void
+s_reap (tr_broker_t *self)
+{
+    s_client_t *client;
+    while ((client = self->lists [S_GONE].head))
+        s_drop (self, client, "its connection is gone", true);
+}
+
+//  --------------------------------------------------------------------------
+//  The greeting
+
+//  Reads HELLO's NODE_ID and KIND (tr__wire_check has judged them and
+//  the rest). False if they cannot be read.
+static bool
+s_hello_read (s_args_t *args, char *node_id, s_kind_t *kind)
+{
+    const char *text, *id;
+    uint32_t len, id_len;
+    uint64_t major, minor;
+    if (!s_arg_str (args, &text, &len) || !s_arg_uint (args, &major)
+    ||  !s_arg_uint (args, &minor) || !s_arg_str (args, &id, &id_len)
+    ||  !s_arg_str (args, &text, &len) || !s_name (id, id_len, false, node_id))
+        return false;
+    for (int k = 0; k < 3; k++)
+        if (len == strlen (s_kind_names [k]) && memcmp (text, s_kind_names [k], len) == 0) {
+            *kind = (s_kind_t) k;
+            return true;
+        }
+    return false;
+}
+
+//  Answers a greeting: ["OK", SEQ, "TRP", MAJOR, MINOR, BROKER_ID,
+//  HEARTBEAT_MS, LIMITS].
+static void
+s_welcome (tr_broker_t *self, s_client_t *client, uint64_t seq)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_OK, seq, 6);
+    tr__wire_str (&out, "TRP", 3);
+    tr__wire_uint (&out, TR__WIRE_MAJOR);
+    tr__wire_uint (&out, TR__WIRE_MINOR);
+    tr__wire_str (&out, self->id, strlen (self->id));
+    tr__wire_uint (&out, (uint64_t) self->heartbeat_ms);
+    struct { const char *key; uint64_t value; } limits [] = {
+        { "max_frame", self->max_frame }, { "max_names", self->max_names },
+        { "max_subs", self->max_subs }, { "max_key", S_MAX_KEY },
+        { "max_value", S_MAX_VALUE }, { "max_list", S_MAX_LIST },
+        { "max_queue", self->max_queue }
+    };
+    size_t n = sizeof limits / sizeof limits [0];
+    tr__wire_map (&out, (uint32_t) n);
+    for (size_t i = 0; i < n; i++) {
+        tr__wire_str (&out, limits [i].key, strlen (limits [i].key));
+        tr__wire_uint (&out, limits [i].value);
+    }
+    s_answer (self, client, NULL, &out);
+}
+
+//  A HELLO from a peer that has not greeted. The minor version spoken is
+//  the lower of the two; this broker knows minor 0 only, so it is 0.
+static void
+s_hello (tr_broker_t *self, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    char node_id [TR_NAME_MAX + 1];
+    s_kind_t kind = S_KIND_NODE;
+    if (!s_hello_read (&args, node_id, &kind)) {
+        s_error (self, NULL, in, cmd->seq, TR_EMALFORMED, "HELLO takes \"TRP\", MAJOR, "
+                 "MINOR, NODE_ID, KIND and HEARTBEAT_MS");
+        return;
+    }
+    s_client_t *old = (s_client_t *) zhashx_lookup (self->by_id, node_id);
+    if (old)
+        s_drop (self, old, "replaced by a new connection with its NODE_ID", false);
+
+    s_client_t *client = (s_client_t *) calloc (1, sizeof *client);
+    if (!client)
+        return;
+    client->rid_len = zmq_msg_size (&in->rid);
+    memcpy (client->rid, zmq_msg_data (&in->rid), client->rid_len);
+    s_hex (client->rid, client->rid_len, client->key);
+    memcpy (client->id, node_id, strlen (node_id) + 1);
+    client->kind = kind;
+    client->names = zhashx_new ();
+    client->subs = zhashx_new ();
+    client->joined_ns = client->last_recv_ns = client->last_send_ns = self->now_ns;
+    if (!client->names || !client->subs
+    ||  zhashx_insert (self->peers, client->key, client)) {
+        s_client_destroy (&client);
+        return;
+    }
+    if (zhashx_insert (self->by_id, client->id, client)) {
+        zhashx_delete (self->peers, client->key);
+        s_client_destroy (&client);
+        return;
+    }
+    s_list_append (self, S_BY_RECV, client);
+    s_list_append (self, S_BY_SEND, client);
+    S_ADD (self, clients, 1);
+    S_ADD (self, joined, 1);
+    tr_log (TR_LOG_INFO, "broker: %s '%s' joined", s_kind_names [kind], node_id);
+    s_welcome (self, client, cmd->seq);
+    s_publish_node (self, "sys.node.joined", node_id);
+}
+
+//  --------------------------------------------------------------------------
+//  Names and routing
+
+static void
+s_register (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd,
+            bool add)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *text;
+    uint32_t len;
+    char name [TR_NAME_MAX + 1];
+    if (!s_arg_str (&args, &text, &len) || !s_name (text, len, false, name)) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, add?
+                 "REGISTER takes a NAME": "UNREGISTER takes a NAME");
+        return;
+    }
+    s_client_t *holder = (s_client_t *) zhashx_lookup (self->names, name);
+    if (!add) {
+        if (holder != client)
+            s_error (self, client, in, cmd->seq, TR_ENOTFOUND, "this client does not hold the name");
+        else {
+            zhashx_delete (self->names, name);
+            zhashx_delete (client->names, name);
+            S_SUB (self, names, 1);
+            s_ok (self, client, cmd->seq);
+        }
+        return;
+    }
+    if (holder == client)
+        s_ok (self, client, cmd->seq);
+    else
+    if (holder)
+        s_error (self, client, in, cmd->seq, TR_EEXIST, "another client holds the name");
+    else
+    if (zhashx_size (client->names) >= self->max_names)
+        s_error (self, client, in, cmd->seq, TR_ELIMIT, "this client holds max_names names");
+    else
+    if (zhashx_insert (self->names, name, client))
+        s_error (self, client, in, cmd->seq, TR_ENOMEM, "out of memory");
+    else
+    if (zhashx_insert (client->names, name, client)) {
+        zhashx_delete (self->names, name);
+        s_error (self, client, in, cmd->seq, TR_ENOMEM, "out of memory");
+    }
+    else {
+        S_ADD (self, names, 1);
+        s_ok (self, client, cmd->seq);
+    }
+}
+
+//  Sends an envelope back to its sender: ["BOUNCE", 0, TO, CODE]. The
+//  envelope is moved (or closed if the sender cannot take it either).
+static void
+s_bounce (tr_broker_t *self, s_client_t *sender, const char *to, size_t to_len, int code,
+          zmq_msg_t *envelope)
+{
+    S_ADD (self, bounced, 1);
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_BOUNCE, 0, 2);
+    tr__wire_str (&out, to, to_len);
+    tr__wire_int (&out, code);
+    zmq_msg_t frame;
+    int rc = s_frame (&out, &frame)? s_send (self, sender, &frame, envelope): TR_ENOMEM;
+    if (rc == TR_EFULL)
+        S_ADD (self, lost, 1);
+}
+
+//  ["SEND", 0, TO] + ENVELOPE -> ["DELIVER", 0] + ENVELOPE to TO's holder,
+//  or BOUNCE to the sender.
+static void
+s_route (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *to;
+    uint32_t to_len;
+    if (!s_arg_str (&args, &to, &to_len) || in->frames != 2) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED,
+                 "SEND takes TO and the envelope as a second frame");
+        return;
+    }
+    //  TO was judged by the caller: a bad name is held by nobody.
+    char name [TR_NAME_MAX + 1];
+    s_client_t *target = NULL;
+    if (s_name (to, to_len, false, name))
+        target = (s_client_t *) zhashx_lookup (self->names, name);
+    if (!target) {
+        s_bounce (self, client, to, to_len, TR_ENOACTOR, &in->payload);
+        return;
+    }
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    zmq_msg_copy (&frame, &self->deliver);
+    int rc = s_send (self, target, &frame, &in->payload);
+    if (rc == TR_OK)
+        S_ADD (self, routed, 1);
+    else
+        s_bounce (self, client, to, to_len, rc, &in->payload);
+}
+
+//  ["NODES", SEQ] -> ["OK", SEQ, [{"id", "kind", "names", "age_ms"}...]]
+static void
+s_nodes (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_OK, cmd->seq, 1);
+    tr__wire_array (&out, (uint32_t) zhashx_size (self->by_id));
+    for (s_client_t *node = (s_client_t *) zhashx_first (self->by_id); node;
+         node = (s_client_t *) zhashx_next (self->by_id)) {
+        tr__wire_map (&out, 4);
+        tr__wire_str (&out, "id", 2);
+        tr__wire_str (&out, node->id, strlen (node->id));
+        tr__wire_str (&out, "kind", 4);
+        tr__wire_str (&out, s_kind_names [node->kind], strlen (s_kind_names [node->kind]));
+        tr__wire_str (&out, "names", 5);
+        tr__wire_uint (&out, zhashx_size (node->names));
+        tr__wire_str (&out, "age_ms", 6);
+        tr__wire_uint (&out, (uint64_t) (self->now_ns - node->joined_ns) / 1000000);
+    }
+    if (out.size > self->max_frame) {
+        tr__wire_end (&out);
+        s_error (self, client, in, cmd->seq, TR_ELIMIT, "the list of nodes exceeds max_frame");
+        return;
+    }
+    s_answer (self, client, NULL, &out);
+}
+
+//  --------------------------------------------------------------------------
+//  Events
+
+static void
+s_sub (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd, bool add)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *text;
+    uint32_t len;
+    char prefix [TR_NAME_MAX + 1];
+    if (!s_arg_str (&args, &text, &len) || !s_name (text, len, true, prefix)) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, add?
+                 "SUB takes a PREFIX": "UNSUB takes a PREFIX");
+        return;
+    }
+    bool held = zhashx_lookup (client->subs, prefix) != NULL;
+    if (!add) {
+        if (!held)
+            s_error (self, client, in, cmd->seq, TR_ENOTFOUND, "not subscribed to this prefix");
+        else {
+            s_unsubscribe (self, client, prefix);
+            s_ok (self, client, cmd->seq);
+        }
+        return;
+    }
+    if (held)
+        s_ok (self, client, cmd->seq);
+    else
+    if (zhashx_size (client->subs) >= self->max_subs)
+        s_error (self, client, in, cmd->seq, TR_ELIMIT, "this client holds max_subs prefixes");
+    else
+    if (s_subscribe (self, client, prefix))
+        s_error (self, client, in, cmd->seq, TR_ENOMEM, "out of memory");
+    else
+        s_ok (self, client, cmd->seq);
+}
+
+//  ["PUB", 0, TOPIC] + BODY. Not answered: a bad topic, or a topic under
+//  "sys." from a client that may not publish there, drops the event and
+//  counts it as refused.
+static void
+s_pub (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *text;
+    uint32_t len;
+    char topic [TR_NAME_MAX + 1];
+    if (!s_arg_str (&args, &text, &len) || !s_name (text, len, false, topic)) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, "PUB takes a TOPIC");
+        return;
+    }
+    //  Nodes forward their own sys.actor.*, sys.breaker.* and
+    //  sys.dead_letter; sys.node.* is the broker's alone.
+    bool sys = len >= 4 && memcmp (text, "sys.", 4) == 0;
+    if (sys && (client->kind != S_KIND_NODE || (len >= 9 && memcmp (text, "sys.node.", 9) == 0))) {
+        S_ADD (self, refused, 1);
+        tr_log (TR_LOG_DEBUG, "broker: dropped an event of '%s': the topic %s is reserved",
+                client->id, topic);
+        return;
+    }
+    s_publish (self, topic, client->id, in->frames == 2? &in->payload: NULL);
+}
+
+//  --------------------------------------------------------------------------
+//  One message
+
+//  Receives one message (all its frames). Returns false if there was
+//  none to read.
+static bool
+s_receive (tr_broker_t *self, s_in_t *in)
+{
+    zmq_msg_init (&in->rid);
+    zmq_msg_init (&in->cmd);
+    zmq_msg_init (&in->payload);
+    in->frames = 0;
+    in->oversized = false;
+    if (zmq_msg_recv (&in->rid, self->router, ZMQ_DONTWAIT) < 0)
+        return false;
+    bool more = zmq_msg_more (&in->rid);
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init (&part);
+        if (zmq_msg_recv (&part, self->router, 0) < 0) {
+            zmq_msg_close (&part);
+            break;
+        }
+        more = zmq_msg_more (&part);
+        //  ZMQ_MAXMSGSIZE does not apply to inproc.
+        if (zmq_msg_size (&part) > self->max_frame)
+            in->oversized = true;
+        in->frames++;
+        if (in->frames == 1)
+            zmq_msg_move (&in->cmd, &part);
+        else
+        if (in->frames == 2)
+            zmq_msg_move (&in->payload, &part);
+        zmq_msg_close (&part);
+    }
+    return true;
+}
+
+static void
+s_in_close (s_in_t *in)
+{
+    zmq_msg_close (&in->rid);
+    zmq_msg_close (&in->cmd);
+    zmq_msg_close (&in->payload);
+}
+
+//  Carries out a greeted client's command, found well-formed.
+static void
+s_dispatch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    switch (cmd->verb) {
+        case TR__V_REGISTER:
+            s_register (self, client, in, cmd, true);
+            break;
+        case TR__V_UNREGISTER:
+            s_register (self, client, in, cmd, false);
+            break;
+        case TR__V_SEND:
+            s_route (self, client, in, cmd);
+            break;
+        case TR__V_NODES:
+            s_nodes (self, client, in, cmd);
+            break;
+        case TR__V_HEARTBEAT:
+            break;                      //  its arrival was the point
+        case TR__V_BYE:
+            s_drop (self, client, "said BYE", false);
+            break;
+        case TR__V_SUB:
+            s_sub (self, client, in, cmd, true);
+            break;
+        case TR__V_UNSUB:
+            s_sub (self, client, in, cmd, false);
+            break;
+        case TR__V_PUB:
+            s_pub (self, client, in, cmd);
+            break;
+        case TR__V_KV_GET: case TR__V_KV_PUT: case TR__V_KV_CAS: case TR__V_KV_DEL:
+        case TR__V_KV_LIST: case TR__V_KV_SNAPSHOT: case TR__V_KV_WATCH:
+        case TR__V_KV_UNWATCH:
+            s_error (self, client, in, cmd->seq, TR_EINVAL, "the scratchpad is not served yet");
+            break;
+        case TR__V_OK: case TR__V_ERROR:
+            //  Answers to nothing: not answered, so that two confused
+            //  peers cannot keep erring at each other.
+            S_ADD (self, refused, 1);
+            break;
+        default:
+            s_error (self, client, in, cmd->seq, TR_EINVAL, "a verb the broker sends, "
+                     "not one it serves");
+            break;
+    }
+}
+
+//  A command that tr__wire_check refused with TR_EINVAL (an unknown verb
+//  or an argument's value). A PUB is not answered: an event with a bad
+//  topic is dropped and counted (2.4.3 sends no TR_EINVAL for a PUB). A
+//  SEND to a name that is not valid is answered ERROR (SEQ 0) rather than
+//  bounced: a BOUNCE's TO must be a valid name.
+static void
+s_invalid (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    if (cmd->verb == TR__V_PUB) {
+        S_ADD (self, refused, 1);
+        tr_log (TR_LOG_DEBUG, "broker: dropped an event of '%s': %s", client->id, cmd->why);
+    }
+    else
+        s_error (self, client, in, cmd->seq, TR_EINVAL, cmd->why);
+}
+
+//  Handles one message from a peer.
+static void
+s_handle (tr_broker_t *self, s_in_t *in)
+{
+    char key [2 * 256 + 1];
+    s_hex (zmq_msg_data (&in->rid), zmq_msg_size (&in->rid), key);
+    s_client_t *client = (s_client_t *) zhashx_lookup (self->peers, key);
+    if (client) {
+        //  Anything received proves the client alive.
+        client->last_recv_ns = self->now_ns;
+        s_list_append (self, S_BY_RECV, client);
+    }
+    if (in->oversized) {
+        //  Over inproc only: other transports disconnect such a peer.
+        S_ADD (self, malformed, 1);
+        tr_log (TR_LOG_DEBUG, "broker: dropped a frame over max_frame (%zu bytes)",
+                self->max_frame);
+        return;
+    }
+    tr__wire_cmd_t cmd;
+    int rc = TR_EMALFORMED;
+    if (in->frames)
+        rc = tr__wire_parse (zmq_msg_data (&in->cmd), zmq_msg_size (&in->cmd), &cmd);
+    else {
+        cmd.seq = 0;
+        cmd.why = "an empty message";
+    }
+    if (rc == TR_OK && in->frames > 2) {
+        rc = TR_EMALFORMED;
+        cmd.why = "a message has one or two frames";
+    }
+    if (rc == TR_OK && !client && cmd.verb != TR__V_HELLO) {
+        rc = TR_EPROTO;
+        cmd.why = "the first message must be HELLO";
+    }
+    if (rc == TR_OK && client && cmd.verb == TR__V_HELLO) {
+        rc = TR_EPROTO;
+        cmd.why = "this connection has greeted already";
+    }
+    if (rc == TR_OK)
+        rc = tr__wire_check (&cmd);
+    if (rc == TR_OK && !client)
+        s_hello (self, in, &cmd);
+    else
+    if (rc == TR_OK)
+        s_dispatch (self, client, in, &cmd);
+    else
+    if (rc == TR_EINVAL && client)
+        s_invalid (self, client, in, &cmd);
+    else
+        s_error (self, client, in, cmd.seq, rc, cmd.why? cmd.why: tr_strerror (rc));
+}
+
+//  --------------------------------------------------------------------------
+//  Heartbeats
+
+//  Declares dead the clients silent for 3H and sends HEARTBEAT to those
+//  the broker has sent nothing for H. Returns the milliseconds until the
+//  next of these is due, or -1 if there are no clients.
+static long
+s_heartbeats (tr_broker_t *self)
+{
+    int64_t h = self->heartbeat_ms * 1000000;
+    s_client_t *client;
+    while ((client = self->lists [S_BY_RECV].head)
+    &&     self->now_ns - client->last_recv_ns >= 3 * h)
+        s_drop (self, client, "silent for three heartbeats", true);
+    while ((client = self->lists [S_BY_SEND].head)
+    &&     self->now_ns - client->last_send_ns >= h) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        zmq_msg_copy (&frame, &self->heartbeat);
+        //  A full queue counts as sent (s_send moved the client to the
+        //  end); a gone client is reaped below.
+        if (s_send (self, client, &frame, NULL) == TR_ENOACTOR)
+            s_list_remove (self, S_BY_SEND, client);
+    }
+    s_reap (self);
+    int64_t next = -1;
+    if ((client = self->lists [S_BY_RECV].head))
+        next = client->last_recv_ns + 3 * h;
+    if ((client = self->lists [S_BY_SEND].head)
+    &&  (next < 0 || client->last_send_ns + h < next))
+        next = client->last_send_ns + h;
+    if (next < 0)
+        return -1;
+    int64_t wait = (next - self->now_ns + 999999) / 1000000;
+    return wait > 0? (long) wait: 0;
+}
+
+//  --------------------------------------------------------------------------
+//  The thread
+
+static void *
+s_thread (void *arg)
+{
+    tr_broker_t *self = (tr_broker_t *) arg;
+    void *pipe = zmq_socket (self->ctx, ZMQ_PAIR);
+    int linger = 0;
+    zmq_setsockopt (pipe, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_connect (pipe, self->pipe_endpoint);
+    zmq_pollitem_t items [2] = {
+        { self->router, 0, ZMQ_POLLIN, 0 }, { pipe, 0, ZMQ_POLLIN, 0 }
+    };
+    self->now_ns = tr__now_ns ();
+    long timeout = -1;
+    while (true) {
+        if (zmq_poll (items, 2, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (items [1].revents & ZMQ_POLLIN)
+            break;                      //  tr_broker_stop
+        for (int i = 0; i < S_BATCH; i++) {
+            s_in_t in;
+            self->now_ns = tr__now_ns ();
+            if (!s_receive (self, &in)) {
+                s_in_close (&in);
+                break;
+            }
+            s_handle (self, &in);
+            s_in_close (&in);
+            s_reap (self);
+        }
+        self->now_ns = tr__now_ns ();
+        timeout = s_heartbeats (self);
+    }
+    zmq_close (pipe);
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+
+//  Fills in the defaults and checks the options. Returns TR_OK or
+//  TR_EINVAL.
+static int
+s_options (tr_broker_t *self, const tr_broker_opts_t *opts)
+{
+    if (!opts->bind || !*opts->bind || strlen (opts->bind) >= sizeof self->endpoint
+    ||  opts->heartbeat_ms < 0 || (opts->heartbeat_ms && opts->heartbeat_ms < 10)
+    ||  opts->heartbeat_ms > 60000)
+        return TR_EINVAL;
+    self->heartbeat_ms = opts->heartbeat_ms? opts->heartbeat_ms: S_HEARTBEAT_MS;
+    self->max_frame = opts->max_frame? opts->max_frame: S_MAX_FRAME;
+    self->max_names = opts->max_names? opts->max_names: S_MAX_NAMES;
+    self->max_subs = opts->max_subs? opts->max_subs: S_MAX_SUBS;
+    self->max_queue = opts->max_queue? opts->max_queue: S_MAX_QUEUE;
+    //  A frame must hold at least a greeting's answer; the high-water
+    //  marks are ints.
+    if (self->max_frame < 1024 || self->max_frame > INT64_MAX || self->max_queue > INT32_MAX)
+        return TR_EINVAL;
+    return TR_OK;
+}
+
+//  Creates the router, sets its options and binds it. Returns TR_OK,
+//  TR_EINVAL (an endpoint ZeroMQ does not understand) or TR_ESYS.
+static int
+s_bind (tr_broker_t *self, const char *endpoint)
+{
+    self->router = zmq_socket (self->ctx, ZMQ_ROUTER);
+    self->pipe = zmq_socket (self->ctx, ZMQ_PAIR);
+    if (!self->router || !self->pipe)
+        return TR_ESYS;
+    int one = 1, linger = 0, hwm = (int) self->max_queue;
+    int64_t max = (int64_t) self->max_frame;
+    zmq_setsockopt (self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt (self->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (self->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (self->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (self->router, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    zmq_setsockopt (self->pipe, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind (self->router, endpoint)) {
+        int err = errno;
+        tr_log (TR_LOG_ERROR, "broker: cannot bind %s: %s", endpoint, zmq_strerror (err));
+        return err == EINVAL || err == EPROTONOSUPPORT || err == ENOCOMPATPROTO
+            || err == ENODEV? TR_EINVAL: TR_ESYS;
+    }
+    size_t size = sizeof self->endpoint;
+    if (zmq_getsockopt (self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &size))
+        snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    if (zmq_bind (self->pipe, self->pipe_endpoint))
+        return TR_ESYS;
+    return TR_OK;
+}
+
+//  The frames the broker sends most: built once.
+static int
+s_prebuild (tr_broker_t *self)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_DELIVER, 0, 0);
+    if (!s_frame (&out, &self->deliver))
+        return TR_ENOMEM;
+    tr__wire_begin (&out, TR__V_HEARTBEAT, 0, 0);
+    if (!s_frame (&out, &self->heartbeat)) {
+        zmq_msg_close (&self->deliver);
+        return TR_ENOMEM;
+    }
+    return TR_OK;
+}
+
+static void
+s_destroy_state (tr_broker_t *self)
+{
+    if (self->peers) {
+        //  Clients are dropped without telling anyone: nobody is left to
+        //  tell.
+        s_client_t *client;
+        while ((client = (s_client_t *) zhashx_first (self->peers))) {
+            zhashx_delete (self->peers, client->key);
+            s_client_destroy (&client);
+        }
+    }
+    if (self->subs)
+        for (s_subs_t *subs = (s_subs_t *) zhashx_first (self->subs); subs;
+             subs = (s_subs_t *) zhashx_next (self->subs)) {
+            free (subs->items);
+            free (subs);
+        }
+    zhashx_destroy (&self->peers);
+    zhashx_destroy (&self->by_id);
+    zhashx_destroy (&self->names);
+    zhashx_destroy (&self->subs);
+}
+
+int
+tr_broker_start (const tr_broker_opts_t *opts, tr_broker_t **self_p)
+{
+    if (!opts || !self_p)
+        return TR_EINVAL;
+    tr_broker_t *self = (tr_broker_t *) calloc (1, sizeof *self);
+    if (!self)
+        return TR_ENOMEM;
+    self->tag = S_BROKER_TAG;
+    int rc = s_options (self, opts);
+    if (rc)
+        goto fail_options;
+    static atomic_uint_fast64_t s_count;
+    uint64_t n = atomic_fetch_add (&s_count, 1);
+    char host [64] = "localhost";
+    gethostname (host, sizeof host - 1);
+    host [sizeof host - 1] = 0;
+    for (char *c = host; *c; c++)
+        if ((unsigned char) *c <= ' ' || *c == 0x7f)
+            *c = '_';
+    snprintf (self->id, sizeof self->id, n? "broker@%s:%d.%llu": "broker@%s:%d",
+              host, (int) getpid (), (unsigned long long) n);
+    snprintf (self->pipe_endpoint, sizeof self->pipe_endpoint, "inproc://broker-stop-%llu",
+              (unsigned long long) n);
+    self->peers = zhashx_new ();
+    self->by_id = zhashx_new ();
+    self->names = zhashx_new ();
+    self->subs = zhashx_new ();
+    rc = TR_ENOMEM;
+    if (!self->peers || !self->by_id || !self->names || !self->subs)
+        goto fail_state;
+    if (s_prebuild (self))
+        goto fail_state;
+    self->ctx = zmq_ctx_new ();
+    rc = TR_ESYS;
+    if (!self->ctx)
+        goto fail_ctx;
+    rc = s_bind (self, opts->bind);
+    if (rc)
+        goto fail_bind;
+    rc = TR_ESYS;
+    if (pthread_create (&self->thread, NULL, s_thread, self))
+        goto fail_bind;
+    tr_log (TR_LOG_INFO, "broker: %s listening on %s (heartbeat %lld ms)", self->id,
+            self->endpoint, (long long) self->heartbeat_ms);
+    *self_p = self;
+    return TR_OK;
+
+fail_bind:
+    if (self->router)
+        zmq_close (self->router);
+    if (self->pipe)
+        zmq_close (self->pipe);
+    zmq_ctx_term (self->ctx);
+fail_ctx:
+    zmq_msg_close (&self->deliver);
+    zmq_msg_close (&self->heartbeat);
+fail_state:
+    s_destroy_state (self);
+fail_options:
+    free (self);
+    return rc;
+}
+
+const char *
+tr_broker_endpoint (const tr_broker_t *self)
+{
+    if (!self)
+        return NULL;
+    assert (self->tag == S_BROKER_TAG);
+    return self->endpoint;
+}
+
+int
+tr_broker_stats (tr_broker_t *self, tr_broker_stats_t *stats)
+{
+    if (!self || !stats)
+        return TR_EINVAL;
+    assert (self->tag == S_BROKER_TAG);
+#define S_COPY(name) \
+    stats->name = atomic_load_explicit (&self->stats.name, memory_order_relaxed);
+    S_STATS (S_COPY)
+#undef S_COPY
+    return TR_OK;
+}
+
+void
+tr_broker_stop (tr_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    tr_broker_t *self = *self_p;
+    *self_p = NULL;
+    assert (self->tag == S_BROKER_TAG);
+    zmq_send (self->pipe, "", 0, 0);
+    pthread_join (self->thread, NULL);
+    zmq_close (self->pipe);
+    zmq_close (self->router);
+    zmq_ctx_term (self->ctx);
+    zmq_msg_close (&self->deliver);
+    zmq_msg_close (&self->heartbeat);
+    s_destroy_state (self);
+    tr_log (TR_LOG_INFO, "broker: %s stopped", self->id);
+    self->tag = S_DEAD_TAG;
+    free (self);
+}

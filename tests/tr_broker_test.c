@@ -1,0 +1,1238 @@
+/*  tr_broker_test.c - the broker, as clients meet it on the wire: a
+    broker started in-process on tcp://127.0.0.1:*, and raw ZeroMQ DEALER
+    sockets that speak 2-broker.md through the tr_wire writer and reader.
+
+    Covered: the greeting and every refusal; REGISTER / UNREGISTER across
+    two clients; SEND routed byte for byte and in order (10,000 messages);
+    BOUNCE for unknown names and for a receiver that does not drain;
+    NODES; heartbeats both ways, a silent client declared dead within 3H
+    and a closed one at once, with NODE_DOWN listing its names; takeover
+    by NODE_ID; BYE; SUB / PUB with prefixes, one copy per subscriber,
+    sys. reserved, DROPPED for a slow subscriber; malformed frames of
+    every class and unknown verbs answered while a well-behaved client
+    keeps being served; three frames; oversized frames; quotas; the
+    counters.
+*/
+
+#include "tr_test.h"
+#include "tr_wire.h"
+#include "troupe/tr_broker.h"
+
+#include <zmq.h>
+
+static void *s_ctx;
+static tr_broker_t *s_broker;
+
+//  Starts a broker with these options (bind is filled in).
+static void
+s_start (tr_broker_opts_t opts)
+{
+    opts.bind = "tcp://127.0.0.1:*";
+    ck_assert_int_eq (tr_broker_start (&opts, &s_broker), TR_OK);
+    s_ctx = zmq_ctx_new ();
+}
+
+static void
+s_start_default (void)
+{
+    s_start ((tr_broker_opts_t) { 0 });
+}
+
+static void
+s_stop (void)
+{
+    zmq_ctx_term (s_ctx);
+    s_ctx = NULL;
+    tr_broker_stop (&s_broker);
+    ck_assert_ptr_null (s_broker);
+}
+
+static int
+s_ms (int ms)
+{
+    return ms * tr_test_slowdown ();
+}
+
+static tr_broker_stats_t
+s_stats (void)
+{
+    tr_broker_stats_t stats;
+    ck_assert_int_eq (tr_broker_stats (s_broker, &stats), TR_OK);
+    return stats;
+}
+
+//  A DEALER connected to the broker, with room for floods.
+static void *
+s_dealer_hwm (int hwm)
+{
+    void *sock = zmq_socket (s_ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt (sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    ck_assert_int_eq (zmq_connect (sock, tr_broker_endpoint (s_broker)), 0);
+    return sock;
+}
+
+static void *
+s_dealer (void)
+{
+    return s_dealer_hwm (100000);
+}
+
+//  Sends a written command frame, then the payload if it is not NULL.
+//  Ends the writer.
+static void
+s_put (void *sock, tr__wire_out_t *out, const void *payload, size_t size)
+{
+    ck_assert (!out->failed);
+    ck_assert_int_ge (zmq_send (sock, out->data, out->size, payload? ZMQ_SNDMORE: 0), 0);
+    if (payload)
+        ck_assert_int_ge (zmq_send (sock, payload, size, 0), 0);
+    tr__wire_end (out);
+}
+
+//  Sends one raw frame.
+static void
+s_raw (void *sock, const void *data, size_t size)
+{
+    ck_assert_int_ge (zmq_send (sock, data, size, 0), 0);
+}
+
+//  A message received by a client.
+typedef struct {
+    zmq_msg_t frames [3];
+    size_t count;
+    tr__wire_cmd_t cmd;
+    tr__mp_t args;                      //  the next argument to read
+} s_got_t;
+
+static void
+s_got_close (s_got_t *got)
+{
+    for (size_t i = 0; i < got->count && i < 3; i++)
+        zmq_msg_close (&got->frames [i]);
+    got->count = 0;
+}
+
+//  Receives the next message within timeout_ms (HEARTBEATs skipped
+//  unless heartbeats is true), checks it is well-formed, and returns
+//  true; false if nothing came.
+static bool
+s_get_any (void *sock, s_got_t *got, int timeout_ms, bool heartbeats)
+{
+    int64_t deadline = tr_test_now_ms () + timeout_ms;
+    while (true) {
+        int64_t left = deadline - tr_test_now_ms ();
+        zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
+        if (left < 0 || zmq_poll (&item, 1, (long) left) <= 0)
+            return false;
+        got->count = 0;
+        bool more = true;
+        while (more) {
+            zmq_msg_t part;
+            zmq_msg_init (&part);
+            ck_assert_int_ge (zmq_msg_recv (&part, sock, 0), 0);
+            more = zmq_msg_more (&part);
+            if (got->count < 3) {
+                zmq_msg_init (&got->frames [got->count]);
+                zmq_msg_move (&got->frames [got->count], &part);
+            }
+            got->count++;
+            zmq_msg_close (&part);
+        }
+        ck_assert_int_le (got->count, 2);
+        ck_assert_int_eq (tr__wire_parse (zmq_msg_data (&got->frames [0]),
+                                          zmq_msg_size (&got->frames [0]), &got->cmd), TR_OK);
+        ck_assert_msg (tr__wire_check (&got->cmd) == TR_OK, "the broker sent a bad frame: %s",
+                       got->cmd.why);
+        got->args = got->cmd.args;
+        if (heartbeats || got->cmd.verb != TR__V_HEARTBEAT)
+            return true;
+        s_got_close (got);
+    }
+}
+
+static bool
+s_get (void *sock, s_got_t *got, int timeout_ms)
+{
+    return s_get_any (sock, got, timeout_ms, false);
+}
+
+//  Receives the next message and asserts its verb.
+static void
+s_expect (void *sock, s_got_t *got, int verb)
+{
+    ck_assert_msg (s_get (sock, got, s_ms (2000)), "nothing came; expected %s",
+                   tr__wire_verb_name (verb));
+    ck_assert_msg (got->cmd.verb == verb, "got %.*s, expected %s", (int) got->cmd.word_len,
+                   got->cmd.word, tr__wire_verb_name (verb));
+}
+
+//  True if nothing but heartbeats comes within timeout_ms.
+static bool
+s_quiet (void *sock, int timeout_ms)
+{
+    s_got_t got;
+    if (!s_get (sock, &got, timeout_ms))
+        return true;
+    s_got_close (&got);
+    return false;
+}
+
+//  Readers of the arguments of a received message, in order.
+static void
+s_arg_str (s_got_t *got, char *buf, size_t size)
+{
+    const char *text;
+    uint32_t len;
+    ck_assert_int_eq (tr__mp_str (&got->args, &text, &len), 0);
+    ck_assert_uint_lt (len, size);
+    memcpy (buf, text, len);
+    buf [len] = 0;
+}
+
+static uint64_t
+s_arg_uint (s_got_t *got)
+{
+    uint64_t value;
+    ck_assert_int_eq (tr__mp_uint (&got->args, &value), 0);
+    return value;
+}
+
+static int64_t
+s_arg_int (s_got_t *got)
+{
+    int64_t value;
+    ck_assert_int_eq (tr__mp_int (&got->args, &value), 0);
+    return value;
+}
+
+static size_t
+s_payload_size (s_got_t *got)
+{
+    return got->count == 2? zmq_msg_size (&got->frames [1]): 0;
+}
+
+static const void *
+s_payload (s_got_t *got)
+{
+    return got->count == 2? zmq_msg_data (&got->frames [1]): NULL;
+}
+
+//  Receives the answer to request seq: 0 for OK, the code for ERROR.
+//  The message stays in *got (closed by the caller) when got is given.
+static int
+s_answer_got (void *sock, uint64_t seq, s_got_t *got)
+{
+    ck_assert_msg (s_get (sock, got, s_ms (2000)), "no answer to request %llu",
+                   (unsigned long long) seq);
+    ck_assert_msg (got->cmd.verb == TR__V_OK || got->cmd.verb == TR__V_ERROR,
+                   "got %.*s, expected an answer", (int) got->cmd.word_len, got->cmd.word);
+    ck_assert_uint_eq (got->cmd.seq, seq);
+    return got->cmd.verb == TR__V_OK? 0: (int) s_arg_int (got);
+}
+
+static int
+s_answer (void *sock, uint64_t seq)
+{
+    s_got_t got;
+    int code = s_answer_got (sock, seq, &got);
+    s_got_close (&got);
+    return code;
+}
+
+//  Sends [VERB, seq] or [VERB, seq, arg] and returns the answer's code.
+static int
+s_call (void *sock, int verb, uint64_t seq, const char *arg)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, verb, seq, arg? 1: 0);
+    if (arg)
+        tr__wire_str (&out, arg, strlen (arg));
+    s_put (sock, &out, NULL, 0);
+    return s_answer (sock, seq);
+}
+
+//  Writes a HELLO with these fields.
+static void
+s_hello_write (tr__wire_out_t *out, uint64_t seq, const char *sig, uint64_t major,
+               const char *id, const char *kind, uint64_t heartbeat)
+{
+    tr__wire_begin (out, TR__V_HELLO, seq, 6);
+    tr__wire_str (out, sig, strlen (sig));
+    tr__wire_uint (out, major);
+    tr__wire_uint (out, 0);
+    tr__wire_str (out, id, strlen (id));
+    tr__wire_str (out, kind, strlen (kind));
+    tr__wire_uint (out, heartbeat);
+}
+
+//  Sends a HELLO and returns the answer's code.
+static int
+s_hello (void *sock, const char *sig, uint64_t major, const char *id, const char *kind,
+         uint64_t heartbeat)
+{
+    tr__wire_out_t out;
+    s_hello_write (&out, 1, sig, major, id, kind, heartbeat);
+    s_put (sock, &out, NULL, 0);
+    return s_answer (sock, 1);
+}
+
+//  A greeted client.
+static void *
+s_client (const char *id, const char *kind)
+{
+    void *sock = s_dealer ();
+    ck_assert_int_eq (s_hello (sock, "TRP", 1, id, kind, 1000), 0);
+    return sock;
+}
+
+static void
+s_send_to (void *sock, const char *to, const void *payload, size_t size)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_SEND, 0, 1);
+    tr__wire_str (&out, to, strlen (to));
+    s_put (sock, &out, payload, size);
+}
+
+static void
+s_publish (void *sock, const char *topic, const void *body, size_t size)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_PUB, 0, 1);
+    tr__wire_str (&out, topic, strlen (topic));
+    s_put (sock, &out, body, size);
+}
+
+//  --------------------------------------------------------------------------
+
+START_TEST (test_greeting)
+{
+    s_start ((tr_broker_opts_t) { .heartbeat_ms = 250 });
+    const char *endpoint = tr_broker_endpoint (s_broker);
+    ck_assert (strncmp (endpoint, "tcp://127.0.0.1:", 16) == 0);
+    ck_assert (strchr (endpoint, '*') == NULL);
+
+    void *sock = s_dealer ();
+    tr__wire_out_t out;
+    s_hello_write (&out, 7, "TRP", 1, "node-1", "node", 1000);
+    s_put (sock, &out, NULL, 0);
+    s_got_t got;
+    ck_assert_int_eq (s_answer_got (sock, 7, &got), 0);
+    ck_assert_uint_eq (got.cmd.nargs, 6);
+    char text [256];
+    s_arg_str (&got, text, sizeof text);
+    ck_assert_str_eq (text, "TRP");
+    ck_assert_uint_eq (s_arg_uint (&got), 1);
+    ck_assert_uint_eq (s_arg_uint (&got), 0);
+    s_arg_str (&got, text, sizeof text);
+    ck_assert (strncmp (text, "broker@", 7) == 0);
+    ck_assert_uint_eq (s_arg_uint (&got), 250);     //  the broker's setting wins
+    uint32_t pairs;
+    ck_assert_int_eq (tr__mp_map (&got.args, &pairs), 0);
+    ck_assert_uint_eq (pairs, 7);
+    const char *keys [] = { "max_frame", "max_names", "max_subs", "max_key", "max_value",
+                            "max_list", "max_queue" };
+    uint64_t values [] = { 17825792, 100000, 10000, 1024, 1048576, 100000, 10000 };
+    for (uint32_t i = 0; i < pairs; i++) {
+        s_arg_str (&got, text, sizeof text);
+        ck_assert_str_eq (text, keys [i]);
+        ck_assert_uint_eq (s_arg_uint (&got), values [i]);
+    }
+    s_got_close (&got);
+
+    //  A second HELLO on the same connection.
+    ck_assert_int_eq (s_hello (sock, "TRP", 1, "node-1", "node", 1000), TR_EPROTO);
+    ck_assert_int_eq (s_call (sock, TR__V_REGISTER, 2, "a"), 0);
+
+    //  Refusals; each refused peer is forgotten and may try again.
+    void *peer = s_dealer ();
+    ck_assert_int_eq (s_call (peer, TR__V_REGISTER, 3, "a"), TR_EPROTO);
+    ck_assert_int_eq (s_call (peer, TR__V_NODES, 4, NULL), TR_EPROTO);
+    ck_assert_int_eq (s_hello (peer, "TRQ", 1, "n2", "node", 1000), TR_EPROTO);
+    ck_assert_int_eq (s_hello (peer, "TRP", 2, "n2", "node", 1000), TR_EVERSION);
+    ck_assert_int_eq (s_hello (peer, "TRP", 0, "n2", "node", 1000), TR_EVERSION);
+    ck_assert_int_eq (s_hello (peer, "TRP", 1, "bad id", "node", 1000), TR_EINVAL);
+    ck_assert_int_eq (s_hello (peer, "TRP", 1, "", "node", 1000), TR_EINVAL);
+    ck_assert_int_eq (s_hello (peer, "TRP", 1, "n2", "robot", 1000), TR_EINVAL);
+    ck_assert_int_eq (s_hello (peer, "TRP", 1, "n2", "node", 99), TR_EINVAL);
+    ck_assert_int_eq (s_hello (peer, "TRP", 1, "n2", "node", 60001), TR_EINVAL);
+    //  A HELLO of another major is refused as such whatever follows.
+    tr__wire_begin (&out, TR__V_HELLO, 9, 2);
+    tr__wire_str (&out, "TRP", 3);
+    tr__wire_uint (&out, 2);
+    s_put (peer, &out, NULL, 0);
+    ck_assert_int_eq (s_answer (peer, 9), TR_EVERSION);
+    //  Missing or mistyped fields.
+    tr__wire_begin (&out, TR__V_HELLO, 10, 3);
+    tr__wire_str (&out, "TRP", 3);
+    tr__wire_uint (&out, 1);
+    tr__wire_uint (&out, 0);
+    s_put (peer, &out, NULL, 0);
+    ck_assert_int_eq (s_answer (peer, 10), TR_EMALFORMED);
+    tr__wire_begin (&out, TR__V_HELLO, 11, 6);
+    tr__wire_str (&out, "TRP", 3);
+    tr__wire_uint (&out, 1);
+    tr__wire_uint (&out, 0);
+    tr__wire_uint (&out, 5);            //  NODE_ID not a str
+    tr__wire_str (&out, "node", 4);
+    tr__wire_uint (&out, 1000);
+    s_put (peer, &out, NULL, 0);
+    ck_assert_int_eq (s_answer (peer, 11), TR_EMALFORMED);
+    ck_assert_int_eq (s_call (peer, TR__V_REGISTER, 12, "b"), TR_EPROTO);
+
+    //  A later minor's extra arguments are ignored.
+    tr__wire_begin (&out, TR__V_HELLO, 13, 8);
+    tr__wire_str (&out, "TRP", 3);
+    tr__wire_uint (&out, 1);
+    tr__wire_uint (&out, 5);
+    tr__wire_str (&out, "n2", 2);
+    tr__wire_str (&out, "client", 6);
+    tr__wire_uint (&out, 1000);
+    tr__wire_map (&out, 1);
+    tr__wire_str (&out, "future", 6);
+    tr__wire_array (&out, 0);
+    tr__wire_nil (&out);
+    s_put (peer, &out, NULL, 0);
+    ck_assert_int_eq (s_answer_got (peer, 13, &got), 0);
+    s_arg_str (&got, text, sizeof text);
+    ck_assert_uint_eq (s_arg_uint (&got), 1);
+    ck_assert_uint_eq (s_arg_uint (&got), 0);       //  the lower minor
+    s_got_close (&got);
+    ck_assert_int_eq (s_call (peer, TR__V_REGISTER, 14, "b"), 0);
+
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.clients, 2);
+    ck_assert_uint_eq (st.joined, 2);
+    ck_assert_uint_eq (st.names, 2);
+    ck_assert_uint_eq (st.refused, 13);
+    ck_assert_uint_eq (st.malformed, 2);
+    zmq_close (sock);
+    zmq_close (peer);
+    s_stop ();
+}
+END_TEST
+
+START_TEST (test_options)
+{
+    tr_broker_t *broker = NULL;
+    ck_assert_int_eq (tr_broker_start (NULL, &broker), TR_EINVAL);
+    ck_assert_int_eq (tr_broker_start (&(tr_broker_opts_t) { 0 }, &broker), TR_EINVAL);
+    ck_assert_int_eq (tr_broker_start (&(tr_broker_opts_t) { .bind = "nonsense" }, &broker),
+                      TR_EINVAL);
+    ck_assert_int_eq (tr_broker_start (&(tr_broker_opts_t) {
+        .bind = "tcp://127.0.0.1:*", .heartbeat_ms = -1 }, &broker), TR_EINVAL);
+    ck_assert_int_eq (tr_broker_start (&(tr_broker_opts_t) {
+        .bind = "tcp://127.0.0.1:*", .max_frame = 100 }, &broker), TR_EINVAL);
+    ck_assert_ptr_null (broker);
+    //  A port in use.
+    s_start_default ();
+    const char *endpoint = tr_broker_endpoint (s_broker);
+    ck_assert_int_eq (tr_broker_start (&(tr_broker_opts_t) { .bind = endpoint }, &broker),
+                      TR_ESYS);
+    ck_assert_ptr_null (broker);
+    ck_assert_int_eq (tr_broker_stats (NULL, &(tr_broker_stats_t) { 0 }), TR_EINVAL);
+    ck_assert_ptr_null (tr_broker_endpoint (NULL));
+    tr_broker_stop (NULL);
+    s_stop ();
+    //  ipc works too.
+    char path [64];
+    snprintf (path, sizeof path, "ipc:///tmp/tr_broker_test.%d", (int) getpid ());
+    ck_assert_int_eq (tr_broker_start (&(tr_broker_opts_t) { .bind = path }, &broker), TR_OK);
+    ck_assert_str_eq (tr_broker_endpoint (broker), path);
+    tr_broker_stop (&broker);
+}
+END_TEST
+
+START_TEST (test_names)
+{
+    s_start_default ();
+    void *a = s_client ("A", "node");
+    void *b = s_client ("B", "actor");
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 1, "x"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 2, "x"), 0);      //  held already
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 3, "x"), TR_EEXIST);
+    ck_assert_int_eq (s_call (b, TR__V_UNREGISTER, 4, "x"), TR_ENOTFOUND);
+    ck_assert_int_eq (s_call (b, TR__V_UNREGISTER, 5, "never"), TR_ENOTFOUND);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 6, "bad name"), TR_EINVAL);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 7, ""), TR_EINVAL);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 8, "caf\xc3\xa9"), 0);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 9, "bad\xc3"), TR_EINVAL);
+    ck_assert_uint_eq (s_stats ().names, 2);
+    ck_assert_int_eq (s_call (a, TR__V_UNREGISTER, 10, "x"), 0);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 11, "x"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 12, "x"), TR_EEXIST);
+    //  Messages to x now reach B.
+    s_send_to (a, "x", "hi", 2);
+    s_got_t got;
+    s_expect (b, &got, TR__V_DELIVER);
+    ck_assert_uint_eq (s_payload_size (&got), 2);
+    s_got_close (&got);
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.names, 2);
+    ck_assert_uint_eq (st.routed, 1);
+    ck_assert_uint_eq (st.refused, 7);
+    zmq_close (a);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
+//  The payload of message i: its number, then bytes that depend on it,
+//  of a length that varies (with a large one now and then, which ZeroMQ
+//  passes by reference).
+static size_t
+s_make_payload (uint32_t i, uint8_t *buf)
+{
+    size_t size = i % 1000 == 999? 100000: 4 + (i * 7919) % 300;
+    memcpy (buf, &i, 4);
+    for (size_t k = 4; k < size; k++)
+        buf [k] = (uint8_t) (i * 31 + k);
+    return size;
+}
+
+START_TEST (test_send_order)
+{
+    s_start_default ();
+    void *a = s_client ("A", "node");
+    void *b = s_client ("B", "node");
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 1, "a"), 0);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 2, "b"), 0);
+    enum { COUNT = 10000 };
+    uint8_t *buf = (uint8_t *) malloc (100000);
+    //  In rounds of 1,000, so that no queue on the way fills up.
+    for (uint32_t round = 0; round < COUNT / 1000; round++) {
+        for (uint32_t i = round * 1000; i < (round + 1) * 1000; i++) {
+            size_t size = s_make_payload (i, buf);
+            s_send_to (a, "b", buf, size);
+        }
+        for (uint32_t i = round * 1000; i < (round + 1) * 1000; i++) {
+            s_got_t got;
+            s_expect (b, &got, TR__V_DELIVER);
+            ck_assert_uint_eq (got.cmd.nargs, 0);
+            size_t size = s_make_payload (i, buf);
+            ck_assert_uint_eq (s_payload_size (&got), size);
+            ck_assert_msg (memcmp (s_payload (&got), buf, size) == 0, "message %u differs", i);
+            s_got_close (&got);
+        }
+    }
+    free (buf);
+    ck_assert (s_quiet (a, 50));
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.routed, COUNT);
+    ck_assert_uint_eq (st.bounced, 0);
+    zmq_close (a);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
+START_TEST (test_bounce)
+{
+    s_start_default ();
+    void *a = s_client ("A", "node");
+    const char envelope [] = "an envelope, opaque to the broker";
+    s_send_to (a, "nobody", envelope, sizeof envelope);
+    s_got_t got;
+    s_expect (a, &got, TR__V_BOUNCE);
+    char to [256];
+    s_arg_str (&got, to, sizeof to);
+    ck_assert_str_eq (to, "nobody");
+    ck_assert_int_eq (s_arg_int (&got), TR_ENOACTOR);
+    ck_assert_uint_eq (s_payload_size (&got), sizeof envelope);
+    ck_assert_mem_eq (s_payload (&got), envelope, sizeof envelope);
+    s_got_close (&got);
+    //  A name nobody can hold: ERROR, as a BOUNCE would carry a bad TO.
+    s_send_to (a, "no body", "x", 1);
+    ck_assert_int_eq (s_answer (a, 0), TR_EINVAL);
+    //  A SEND without an envelope.
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_SEND, 0, 1);
+    tr__wire_str (&out, "nobody", 6);
+    s_put (a, &out, NULL, 0);
+    ck_assert_int_eq (s_answer (a, 0), TR_EMALFORMED);
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.bounced, 1);
+    ck_assert_uint_eq (st.malformed, 1);
+    ck_assert_uint_eq (st.refused, 1);
+    zmq_close (a);
+    s_stop ();
+}
+END_TEST
+
+//  A receiver that does not drain: past max_queue, SENDs come back as
+//  BOUNCE TR_EFULL; every message is either delivered or bounced.
+START_TEST (test_full)
+{
+    s_start ((tr_broker_opts_t) { .max_queue = 10 });
+    void *a = s_client ("A", "node");
+    void *b = s_dealer_hwm (10);
+    ck_assert_int_eq (s_hello (b, "TRP", 1, "B", "node", 1000), 0);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 1, "b"), 0);
+    enum { COUNT = 2000, SIZE = 20000 };
+    uint8_t *buf = (uint8_t *) calloc (1, SIZE);
+    size_t bounced = 0, delivered = 0;
+    //  In bursts, each followed by taking the bounces, as A's own queue
+    //  at the broker is max_queue long too.
+    for (uint32_t i = 0; i < COUNT; i++) {
+        memcpy (buf, &i, 4);
+        s_send_to (a, "b", buf, SIZE);
+        s_got_t got;
+        while (s_get (a, &got, i % 4 == 3? 5: 0)) {
+            ck_assert_int_eq (got.cmd.verb, TR__V_BOUNCE);
+            s_arg_str (&got, (char [8]) { 0 }, 8);
+            ck_assert_int_eq (s_arg_int (&got), TR_EFULL);
+            ck_assert_uint_eq (s_payload_size (&got), SIZE);
+            bounced++;
+            s_got_close (&got);
+        }
+    }
+    s_got_t got;
+    while (s_get (a, &got, s_ms (200))) {
+        ck_assert_int_eq (got.cmd.verb, TR__V_BOUNCE);
+        bounced++;
+        s_got_close (&got);
+    }
+    //  Delivered in order, with gaps where messages were bounced.
+    int64_t last = -1;
+    while (s_get (b, &got, s_ms (300))) {
+        ck_assert_int_eq (got.cmd.verb, TR__V_DELIVER);
+        uint32_t i;
+        memcpy (&i, s_payload (&got), 4);
+        ck_assert_int_gt ((int64_t) i, last);
+        last = i;
+        delivered++;
+        s_got_close (&got);
+    }
+    //  Every SEND was routed or bounced; a bounce that found A's own
+    //  queue full is lost, and counted so.
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_gt (bounced, 0);
+    ck_assert_uint_gt (delivered, 0);
+    ck_assert_uint_eq (st.routed, delivered);
+    ck_assert_uint_eq (st.routed + st.bounced, COUNT);
+    ck_assert_uint_eq (st.bounced, bounced + st.lost);
+    free (buf);
+    zmq_close (a);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
+START_TEST (test_nodes)
+{
+    s_start_default ();
+    void *a = s_client ("A", "node");
+    void *b = s_client ("B", "client");
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 1, "a1"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 2, "a2"), 0);
+    usleep (20000);
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_NODES, 3, 0);
+    s_put (b, &out, NULL, 0);
+    s_got_t got;
+    ck_assert_int_eq (s_answer_got (b, 3, &got), 0);
+    uint32_t count;
+    ck_assert_int_eq (tr__mp_array (&got.args, &count), 0);
+    ck_assert_uint_eq (count, 2);
+    int seen = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t pairs;
+        ck_assert_int_eq (tr__mp_map (&got.args, &pairs), 0);
+        ck_assert_uint_eq (pairs, 4);
+        char key [16], id [16], kind [16];
+        s_arg_str (&got, key, sizeof key);
+        ck_assert_str_eq (key, "id");
+        s_arg_str (&got, id, sizeof id);
+        s_arg_str (&got, key, sizeof key);
+        ck_assert_str_eq (key, "kind");
+        s_arg_str (&got, kind, sizeof kind);
+        s_arg_str (&got, key, sizeof key);
+        ck_assert_str_eq (key, "names");
+        uint64_t names = s_arg_uint (&got);
+        s_arg_str (&got, key, sizeof key);
+        ck_assert_str_eq (key, "age_ms");
+        uint64_t age = s_arg_uint (&got);
+        ck_assert_uint_ge (age, 10);
+        ck_assert_uint_lt (age, (uint64_t) s_ms (5000));
+        if (strcmp (id, "A") == 0) {
+            ck_assert_str_eq (kind, "node");
+            ck_assert_uint_eq (names, 2);
+            seen |= 1;
+        }
+        else {
+            ck_assert_str_eq (id, "B");
+            ck_assert_str_eq (kind, "client");
+            ck_assert_uint_eq (names, 0);
+            seen |= 2;
+        }
+    }
+    ck_assert_int_eq (seen, 3);
+    ck_assert_uint_eq (tr__mp_remaining (&got.args), 0);
+    s_got_close (&got);
+    zmq_close (a);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
+//  Reads a NODE_DOWN's node id and names (sorted, comma-separated).
+static void
+s_node_down (s_got_t *got, char *id, char *names, size_t size)
+{
+    s_arg_str (got, id, 256);
+    uint32_t count;
+    ck_assert_int_eq (tr__mp_array (&got->args, &count), 0);
+    char list [16][64];
+    ck_assert_uint_le (count, 16);
+    for (uint32_t i = 0; i < count; i++)
+        s_arg_str (got, list [i], sizeof list [i]);
+    qsort (list, count, sizeof list [0], (int (*) (const void *, const void *)) strcmp);
+    names [0] = 0;
+    for (uint32_t i = 0; i < count; i++)
+        snprintf (names + strlen (names), size - strlen (names), "%s%s", i? ",": "", list [i]);
+}
+
+START_TEST (test_heartbeat)
+{
+    enum { H = 100 };
+    s_start ((tr_broker_opts_t) { .heartbeat_ms = H });
+    void *a = s_client ("A", "node");
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 1, "a1"), 0);
+    //  Taken before A's last message, so at most when the broker got it.
+    int64_t silent_since = tr_test_now_ms ();
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 2, "a2"), 0);
+    void *b = s_client ("B", "node");
+    ck_assert_int_eq (s_call (b, TR__V_SUB, 3, "sys.node."), 0);
+
+    //  B keeps talking; A says nothing more.
+    s_got_t got;
+    int64_t down_at = 0;
+    char id [256], names [256];
+    while (!down_at && tr_test_now_ms () - silent_since < s_ms (10 * H)) {
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_HEARTBEAT, 0, 0);
+        s_put (b, &out, NULL, 0);
+        if (s_get (b, &got, H / 3)) {
+            ck_assert_int_eq (got.cmd.verb, TR__V_NODE_DOWN);
+            down_at = tr_test_now_ms ();
+            s_node_down (&got, id, names, sizeof names);
+            s_got_close (&got);
+        }
+    }
+    ck_assert_msg (down_at, "A was never declared dead");
+    ck_assert_str_eq (id, "A");
+    ck_assert_str_eq (names, "a1,a2");
+    ck_assert_int_ge (down_at - silent_since, 3 * H);
+    ck_assert_int_le (down_at - silent_since, s_ms (3 * H + 2 * H));
+    s_expect (b, &got, TR__V_EVENT);
+    char topic [64];
+    s_arg_str (&got, topic, sizeof topic);
+    ck_assert_str_eq (topic, "sys.node.left");
+    s_got_close (&got);
+
+    //  A was sent heartbeats while it was silent, one per H or so.
+    int beats = 0;
+    while (s_get_any (a, &got, 0, true)) {
+        ck_assert_int_eq (got.cmd.verb, TR__V_HEARTBEAT);
+        ck_assert_uint_eq (got.cmd.seq, 0);
+        beats++;
+        s_got_close (&got);
+    }
+    ck_assert_int_ge (beats, 2);
+    ck_assert_int_le (beats, 3);
+    //  A is forgotten: it must greet again.
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 4, "a1"), TR_EPROTO);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 5, "a1"), 0);
+
+    //  B, kept alive by its heartbeats, is still there.
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.clients, 1);
+    ck_assert_uint_eq (st.left, 1);
+    ck_assert_uint_eq (st.dead, 1);
+    ck_assert_uint_eq (st.names, 1);
+    zmq_close (a);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
+//  A client whose connection closes is dropped as soon as the broker
+//  finds it gone, long before 3H.
+START_TEST (test_closed)
+{
+    s_start ((tr_broker_opts_t) { .heartbeat_ms = 10000 });
+    void *a = s_client ("A", "node");
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 1, "a"), 0);
+    void *b = s_client ("B", "node");
+    zmq_close (a);
+    int64_t start = tr_test_now_ms ();
+    bool down = false;
+    while (!down && tr_test_now_ms () - start < s_ms (5000)) {
+        s_send_to (b, "a", "x", 1);
+        s_got_t got;
+        while (!down && s_get (b, &got, 20)) {
+            if (got.cmd.verb == TR__V_NODE_DOWN) {
+                char id [256], names [256];
+                s_node_down (&got, id, names, sizeof names);
+                ck_assert_str_eq (id, "A");
+                ck_assert_str_eq (names, "a");
+                down = true;
+            }
+            else {
+                ck_assert_int_eq (got.cmd.verb, TR__V_BOUNCE);
+                s_arg_str (&got, (char [8]) { 0 }, 8);
+                ck_assert_int_eq (s_arg_int (&got), TR_ENOACTOR);
+            }
+            s_got_close (&got);
+        }
+    }
+    ck_assert (down);
+    ck_assert_int_lt (tr_test_now_ms () - start, s_ms (2000));
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.dead, 1);
+    ck_assert_uint_eq (st.names, 0);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
+START_TEST (test_takeover_bye)
+{
+    s_start_default ();
+    void *a1 = s_client ("n1", "node");
+    ck_assert_int_eq (s_call (a1, TR__V_REGISTER, 1, "x"), 0);
+    ck_assert_int_eq (s_call (a1, TR__V_SUB, 2, "t"), 0);
+    void *b = s_client ("B", "node");
+    ck_assert_int_eq (s_call (b, TR__V_SUB, 3, "sys.node."), 0);
+    //  The same NODE_ID on a new connection replaces the old one.
+    void *a2 = s_client ("n1", "node");
+    s_got_t got;
+    char id [256], names [256], topic [64];
+    s_expect (b, &got, TR__V_NODE_DOWN);
+    s_node_down (&got, id, names, sizeof names);
+    ck_assert_str_eq (id, "n1");
+    ck_assert_str_eq (names, "x");
+    s_got_close (&got);
+    s_expect (b, &got, TR__V_EVENT);
+    s_arg_str (&got, topic, sizeof topic);
+    ck_assert_str_eq (topic, "sys.node.left");
+    s_got_close (&got);
+    s_expect (b, &got, TR__V_EVENT);
+    s_arg_str (&got, topic, sizeof topic);
+    ck_assert_str_eq (topic, "sys.node.joined");
+    //  The body is {"id": "n1"}, FROM the broker.
+    char from [256];
+    s_arg_str (&got, from, sizeof from);
+    ck_assert (strncmp (from, "broker@", 7) == 0);
+    ck_assert_mem_eq (s_payload (&got), "\x81\xa2id\xa2n1", 7);
+    s_got_close (&got);
+    //  The old connection's names and subscriptions are gone with it.
+    ck_assert_int_eq (s_call (a1, TR__V_NODES, 4, NULL), TR_EPROTO);
+    ck_assert (s_quiet (a2, 20));
+    ck_assert_int_eq (s_call (a2, TR__V_REGISTER, 5, "x"), 0);
+    s_publish (b, "t", NULL, 0);
+    ck_assert (s_quiet (a1, 50));
+
+    //  BYE.
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_BYE, 0, 0);
+    s_put (a2, &out, NULL, 0);
+    s_expect (b, &got, TR__V_NODE_DOWN);
+    s_node_down (&got, id, names, sizeof names);
+    ck_assert_str_eq (id, "n1");
+    ck_assert_str_eq (names, "x");
+    s_got_close (&got);
+    s_expect (b, &got, TR__V_EVENT);
+    s_got_close (&got);
+    ck_assert_int_eq (s_call (a2, TR__V_NODES, 6, NULL), TR_EPROTO);
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.joined, 3);
+    ck_assert_uint_eq (st.left, 2);
+    ck_assert_uint_eq (st.dead, 0);
+    ck_assert_uint_eq (st.clients, 1);
+    ck_assert_uint_eq (st.names, 0);
+    zmq_close (a1);
+    zmq_close (a2);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
+//  Receives an EVENT and checks its topic, FROM and body.
+static void
+s_expect_event (void *sock, const char *topic, const char *from, const void *body, size_t size)
+{
+    s_got_t got;
+    s_expect (sock, &got, TR__V_EVENT);
+    char text [256];
+    s_arg_str (&got, text, sizeof text);
+    ck_assert_str_eq (text, topic);
+    s_arg_str (&got, text, sizeof text);
+    ck_assert_str_eq (text, from);
+    ck_assert_uint_eq (got.cmd.nargs, 2);
+    ck_assert_uint_eq (s_payload_size (&got), size);
+    if (size)
+        ck_assert_mem_eq (s_payload (&got), body, size);
+    s_got_close (&got);
+}
+
+START_TEST (test_events)
+{
+    s_start_default ();
+    void *a = s_client ("A", "node");
+    void *b = s_client ("B", "node");
+    void *c = s_client ("C", "client");
+    void *d = s_client ("D", "actor");
+    //  A subscribes to four prefixes of the same topic; B to another.
+    ck_assert_int_eq (s_call (a, TR__V_SUB, 1, ""), 0);
+    ck_assert_int_eq (s_call (a, TR__V_SUB, 2, "job"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_SUB, 3, "job."), 0);
+    ck_assert_int_eq (s_call (a, TR__V_SUB, 4, "job.done"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_SUB, 5, "job.done"), 0);    //  again: OK
+    ck_assert_int_eq (s_call (b, TR__V_SUB, 6, "jobs"), 0);
+    ck_assert_int_eq (s_call (b, TR__V_SUB, 7, "bad prefix"), TR_EINVAL);
+    ck_assert_int_eq (s_call (b, TR__V_UNSUB, 8, "job"), TR_ENOTFOUND);
+
+    s_publish (c, "job.done.1", "\x2a", 1);
+    s_expect_event (a, "job.done.1", "C", "\x2a", 1);
+    ck_assert (s_quiet (a, 50));                    //  one copy only
+    ck_assert (s_quiet (b, 0));
+    s_publish (c, "jobs.x", NULL, 0);               //  no body: nil
+    s_expect_event (a, "jobs.x", "C", NULL, 0);
+    s_expect_event (b, "jobs.x", "C", NULL, 0);
+    //  Order from one publisher.
+    for (uint8_t i = 0; i < 100; i++)
+        s_publish (d, "jobs", &i, 1);
+    for (uint8_t i = 0; i < 100; i++) {
+        s_expect_event (a, "jobs", "D", &i, 1);
+        s_expect_event (b, "jobs", "D", &i, 1);
+    }
+    //  sys. belongs to nodes (and sys.node. to the broker).
+    s_publish (c, "sys.actor.up", "\xc0", 1);
+    s_publish (d, "sys.dead_letter", "\xc0", 1);
+    s_publish (b, "sys.node.joined", "\xc0", 1);
+    s_publish (b, "bad topic", "\xc0", 1);
+    s_publish (b, "sys.actor.up", "\xc0", 1);
+    s_expect_event (a, "sys.actor.up", "B", "\xc0", 1);
+    ck_assert (s_quiet (a, 50));
+    //  UNSUB.
+    ck_assert_int_eq (s_call (a, TR__V_UNSUB, 9, ""), 0);
+    ck_assert_int_eq (s_call (a, TR__V_UNSUB, 10, "job"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_UNSUB, 11, "job."), 0);
+    s_publish (c, "job.x", NULL, 0);
+    s_publish (c, "job.done", NULL, 0);
+    s_expect_event (a, "job.done", "C", NULL, 0);
+    ck_assert (s_quiet (a, 50));
+    //  The publisher gets its own events if it subscribed.
+    ck_assert_int_eq (s_call (c, TR__V_SUB, 12, "self"), 0);
+    s_publish (c, "self.1", NULL, 0);
+    s_expect_event (c, "self.1", "C", NULL, 0);
+
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.events, 4 + 2 + 100 + 1 + 2 + 1); //  4 x sys.node.joined
+    ck_assert_uint_eq (st.refused, 2 + 4);
+    ck_assert_uint_eq (st.events_dropped, 0);
+    zmq_close (a);
+    zmq_close (b);
+    zmq_close (c);
+    zmq_close (d);
+    s_stop ();
+}
+END_TEST
+
+//  A subscriber that does not keep up loses events, and is told how many
+//  in its next EVENT: received + DROPPED = published.
+START_TEST (test_events_dropped)
+{
+    s_start ((tr_broker_opts_t) { .max_queue = 10 });
+    void *pub = s_client ("P", "node");
+    void *sub = s_dealer_hwm (10);
+    ck_assert_int_eq (s_hello (sub, "TRP", 1, "S", "node", 1000), 0);
+    ck_assert_int_eq (s_call (sub, TR__V_SUB, 1, "e"), 0);
+    enum { COUNT = 2000, SIZE = 20000 };
+    uint8_t *body = (uint8_t *) calloc (1, SIZE);
+    for (int i = 0; i < COUNT; i++)
+        s_publish (pub, "e", body, SIZE);
+    //  Wait for the broker to have handled them all.
+    int64_t start = tr_test_now_ms ();
+    while (s_stats ().events < COUNT + 2 && tr_test_now_ms () - start < s_ms (5000))
+        usleep (1000);
+    uint64_t received = 0, dropped = 0;
+    s_got_t got;
+    while (s_get (sub, &got, s_ms (300))) {
+        ck_assert_int_eq (got.cmd.verb, TR__V_EVENT);
+        s_arg_str (&got, (char [8]) { 0 }, 8);
+        s_arg_str (&got, (char [8]) { 0 }, 8);
+        if (got.cmd.nargs == 3)
+            dropped += s_arg_uint (&got);
+        received++;
+        s_got_close (&got);
+    }
+    //  One more, to carry the count of the last losses.
+    s_publish (pub, "e", NULL, 0);
+    s_expect (sub, &got, TR__V_EVENT);
+    s_arg_str (&got, (char [8]) { 0 }, 8);
+    s_arg_str (&got, (char [8]) { 0 }, 8);
+    if (got.cmd.nargs == 3)
+        dropped += s_arg_uint (&got);
+    s_got_close (&got);
+    ck_assert_uint_gt (dropped, 0);
+    ck_assert_uint_eq (received + dropped, COUNT);
+    ck_assert_uint_eq (s_stats ().events_dropped, dropped);
+    free (body);
+    zmq_close (pub);
+    zmq_close (sub);
+    s_stop ();
+}
+END_TEST
+
+//  Sends a raw frame and expects ERROR with a code and SEQ.
+static void
+s_bad (void *sock, const void *data, size_t size, int code, uint64_t seq)
+{
+    s_raw (sock, data, size);
+    ck_assert_int_eq (s_answer (sock, seq), code);
+}
+
+//  The good client is served between every bad message.
+static void
+s_good (void *good, uint64_t *seq)
+{
+    (*seq)++;
+    ck_assert_int_eq (s_call (good, TR__V_REGISTER, *seq, "good"), 0);
+}
+
+START_TEST (test_malformed)
+{
+    s_start_default ();
+    void *good = s_client ("good", "node");
+    uint64_t seq = 100;
+    for (int greeted = 0; greeted < 2; greeted++) {
+        void *bad = s_dealer ();
+        if (greeted)
+            ck_assert_int_eq (s_hello (bad, "TRP", 1, "bad", "actor", 1000), 0);
+        //  Not msgpack, not an array, too short, verb not a str, SEQ not
+        //  a uint, an empty frame, a verb too long.
+        s_bad (bad, "\xc1\xc1", 2, TR_EMALFORMED, 0);
+        s_good (good, &seq);
+        s_bad (bad, "\x81\xa1k\x01", 4, TR_EMALFORMED, 0);
+        s_bad (bad, "\x91\xa3NOP", 5, TR_EMALFORMED, 0);
+        s_bad (bad, "\x92\x05\x05", 3, TR_EMALFORMED, 5);
+        s_bad (bad, "\x92\xa5NODES\xff", 8, TR_EMALFORMED, 0);
+        s_bad (bad, "", 0, TR_EMALFORMED, 0);
+        s_good (good, &seq);
+        char word [64] = "\x92\xd9\x21";
+        memset (word + 3, 'A', 33);
+        word [36] = 0x07;
+        s_bad (bad, word, 37, TR_EMALFORMED, 7);
+        //  A truncated frame: an array of three with two elements.
+        s_bad (bad, "\x93\xa5NODES\x08", 8, greeted? TR_EMALFORMED: TR_EPROTO, 8);
+        //  Bytes after the array.
+        s_bad (bad, "\x92\xa5NODES\x09\x00", 9, greeted? TR_EMALFORMED: TR_EPROTO, 9);
+        s_good (good, &seq);
+        //  Known verbs with missing or mistyped arguments.
+        s_bad (bad, "\x92\xa8REGISTER\x0a", 11, greeted? TR_EMALFORMED: TR_EPROTO, 10);
+        s_bad (bad, "\x93\xa8REGISTER\x0b\x01", 12, greeted? TR_EMALFORMED: TR_EPROTO, 11);
+        s_bad (bad, "\x92\xa3SUB\x0c", 6, greeted? TR_EMALFORMED: TR_EPROTO, 12);
+        s_bad (bad, "\x92\xa3PUB\x00", 6, greeted? TR_EMALFORMED: TR_EPROTO, 0);
+        //  An argument nested too deep.
+        uint8_t deep [64] = "\x93\xa8REGISTER\x0d";
+        memset (deep + 11, 0x91, 40);
+        deep [51] = 0x01;
+        s_bad (bad, deep, 52, greeted? TR_EMALFORMED: TR_EPROTO, 13);
+        s_good (good, &seq);
+        //  Unknown verbs, verbs only the broker sends, the scratchpad.
+        s_bad (bad, "\x92\xa3""FOO\x0e", 6, greeted? TR_EINVAL: TR_EPROTO, 14);
+        s_bad (bad, "\x92\xa5hello\x0f", 8, greeted? TR_EINVAL: TR_EPROTO, 15);
+        s_bad (bad, "\x92\xa7""DELIVER\x10", 10, greeted? TR_EINVAL: TR_EPROTO, 16);
+        s_bad (bad, "\x93\xa6KV_GET\x11\xa1k", 11, greeted? TR_EINVAL: TR_EPROTO, 17);
+        s_good (good, &seq);
+        //  Three frames: the SEQ is still read.
+        zmq_send (bad, "\x92\xa5NODES\x12", 8, ZMQ_SNDMORE);
+        zmq_send (bad, "x", 1, ZMQ_SNDMORE);
+        zmq_send (bad, "y", 1, 0);
+        ck_assert_int_eq (s_answer (bad, 18), TR_EMALFORMED);
+        zmq_send (bad, "\xc1", 1, ZMQ_SNDMORE);
+        zmq_send (bad, "x", 1, ZMQ_SNDMORE);
+        zmq_send (bad, "y", 1, ZMQ_SNDMORE);
+        zmq_send (bad, "z", 1, 0);
+        ck_assert_int_eq (s_answer (bad, 0), TR_EMALFORMED);
+        s_good (good, &seq);
+        //  Still served after all that.
+        if (greeted)
+            ck_assert_int_eq (s_call (bad, TR__V_REGISTER, 19, "bad"), 0);
+        else
+            ck_assert_int_eq (s_hello (bad, "TRP", 1, "bad2", "actor", 1000), 0);
+        zmq_close (bad);
+    }
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.malformed, 9 + 16);
+    ck_assert_uint_eq (st.refused, 11 + 4);
+    ck_assert_uint_eq (st.lost, 0);
+    ck_assert_uint_eq (st.clients, 3);
+    zmq_close (good);
+    s_stop ();
+}
+END_TEST
+
+//  A frame over max_frame: ZeroMQ disconnects the peer before the broker
+//  sees it; nothing is routed, others are served.
+START_TEST (test_oversized)
+{
+    s_start ((tr_broker_opts_t) { .max_frame = 4096 });
+    void *a = s_client ("A", "node");
+    void *b = s_client ("B", "node");
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 1, "b"), 0);
+    uint8_t *big = (uint8_t *) calloc (1, 5000);
+    s_send_to (a, "b", big, 4000);          //  fits
+    s_got_t got;
+    s_expect (b, &got, TR__V_DELIVER);
+    s_got_close (&got);
+    s_send_to (a, "b", big, 5000);          //  does not
+    ck_assert (s_quiet (b, 100));
+    free (big);
+    //  A's connection was closed; its DEALER reconnects as a new peer,
+    //  which has not greeted.
+    ck_assert_int_eq (s_call (a, TR__V_NODES, 2, NULL), TR_EPROTO);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 3, "b2"), 0);
+    ck_assert_uint_eq (s_stats ().routed, 1);
+    zmq_close (a);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
+//  Past its quotas, a client gets TR_ELIMIT, and the broker holds no
+//  more for it.
+START_TEST (test_quota)
+{
+    s_start ((tr_broker_opts_t) { .max_names = 100, .max_subs = 50 });
+    void *a = s_client ("A", "node");
+    enum { COUNT = 1000 };
+    for (int i = 0; i < COUNT; i++) {
+        char name [32];
+        snprintf (name, sizeof name, "n%d", i);
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_REGISTER, (uint64_t) i + 1, 1);
+        tr__wire_str (&out, name, strlen (name));
+        s_put (a, &out, NULL, 0);
+    }
+    for (int i = 0; i < COUNT; i++)
+        ck_assert_int_eq (s_answer (a, (uint64_t) i + 1), i < 100? 0: TR_ELIMIT);
+    //  Names held again are fine; a freed slot can be used.
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 2001, "n5"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_UNREGISTER, 2002, "n5"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 2003, "n500"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_REGISTER, 2004, "n501"), TR_ELIMIT);
+    for (int i = 0; i < 60; i++) {
+        char prefix [32];
+        snprintf (prefix, sizeof prefix, "p%d", i);
+        ck_assert_int_eq (s_call (a, TR__V_SUB, 3000 + (uint64_t) i, prefix),
+                          i < 50? 0: TR_ELIMIT);
+    }
+    //  Another client has its own quota.
+    void *b = s_client ("B", "node");
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 1, "b"), 0);
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.names, 101);
+    ck_assert_uint_eq (st.refused, 900 + 1 + 10);
+    ck_assert_uint_eq (st.lost, 0);
+    zmq_close (a);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
+//  Many clients come and go, events and messages flow: the counters
+//  agree with what the clients saw, and stopping with clients connected
+//  leaks nothing.
+START_TEST (test_churn)
+{
+    s_start_default ();
+    void *watcher = s_client ("W", "node");
+    ck_assert_int_eq (s_call (watcher, TR__V_SUB, 1, "sys.node."), 0);
+    enum { N = 20 };
+    void *clients [N];
+    for (int i = 0; i < N; i++) {
+        char id [16];
+        snprintf (id, sizeof id, "c%d", i);
+        clients [i] = s_client (id, "actor");
+        ck_assert_int_eq (s_call (clients [i], TR__V_REGISTER, 2, id), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        char to [16];
+        snprintf (to, sizeof to, "c%d", (i + 1) % N);
+        s_send_to (clients [i], to, "m", 1);
+    }
+    for (int i = 0; i < N; i++) {
+        s_got_t got;
+        s_expect (clients [i], &got, TR__V_DELIVER);
+        s_got_close (&got);
+    }
+    for (int i = 0; i < N; i += 2) {
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_BYE, 0, 0);
+        s_put (clients [i], &out, NULL, 0);
+    }
+    int joined = 0, left = 0, down = 0;
+    s_got_t got;
+    while ((joined < N || left < N / 2 || down < N / 2) && s_get (watcher, &got, s_ms (2000))) {
+        char topic [64];
+        if (got.cmd.verb == TR__V_NODE_DOWN)
+            down++;
+        else {
+            s_arg_str (&got, topic, sizeof topic);
+            if (strcmp (topic, "sys.node.joined") == 0)
+                joined++;
+            else
+                left++;
+        }
+        s_got_close (&got);
+    }
+    ck_assert_int_eq (joined, N);
+    ck_assert_int_eq (left, N / 2);
+    ck_assert_int_eq (down, N / 2);
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.clients, 1 + N / 2);
+    ck_assert_uint_eq (st.names, N / 2);
+    ck_assert_uint_eq (st.joined, 1 + N);
+    ck_assert_uint_eq (st.left, N / 2);
+    ck_assert_uint_eq (st.routed, N);
+    ck_assert_uint_eq (st.events, 1 + N + N / 2);
+    for (int i = 0; i < N; i++)
+        zmq_close (clients [i]);
+    zmq_close (watcher);
+    s_stop ();
+}
+END_TEST
+
+static Suite *
+s_suite (void)
+{
+    Suite *suite = suite_create ("tr_broker");
+    TCase *tc = tcase_create ("core");
+    tcase_set_timeout (tc, 120);
+    tcase_add_test (tc, test_greeting);
+    tcase_add_test (tc, test_options);
+    tcase_add_test (tc, test_names);
+    tcase_add_test (tc, test_send_order);
+    tcase_add_test (tc, test_bounce);
+    tcase_add_test (tc, test_full);
+    tcase_add_test (tc, test_nodes);
+    tcase_add_test (tc, test_heartbeat);
+    tcase_add_test (tc, test_closed);
+    tcase_add_test (tc, test_takeover_bye);
+    tcase_add_test (tc, test_events);
+    tcase_add_test (tc, test_events_dropped);
+    tcase_add_test (tc, test_malformed);
+    tcase_add_test (tc, test_oversized);
+    tcase_add_test (tc, test_quota);
+    tcase_add_test (tc, test_churn);
+    suite_add_tcase (suite, tc);
+    return suite;
+}
+
+TR_TEST_MAIN (s_suite)
