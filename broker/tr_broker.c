@@ -1268,6 +1268,7 @@ tr_broker_start (const tr_broker_opts_t *opts, tr_broker_t **self_p)
     if (!self)
         return TR_ENOMEM;
     self->tag = S_BROKER_TAG;
+    int err = EINVAL;
     int rc = s_options (self, opts);
     if (rc)
         goto fail_options;
@@ -1308,6 +1309,7 @@ tr_broker_start (const tr_broker_opts_t *opts, tr_broker_t **self_p)
     return TR_OK;
 
 fail_bind:
+    err = errno;
     if (self->router)
         zmq_close (self->router);
     if (self->pipe)
@@ -1320,6 +1322,7 @@ fail_state:
     s_destroy_state (self);
 fail_options:
     free (self);
+    errno = err;
     return rc;
 }
 

@@ -28,6 +28,7 @@ extern const tr_cli_command_t tr_cli_start;
 extern const tr_cli_command_t tr_cli_breaker;
 extern const tr_cli_command_t tr_cli_add;
 extern const tr_cli_command_t tr_cli_types;
+extern const tr_cli_command_t tr_cli_broker;
 
 //  Parses a positive integer option value; returns 0 and sets *value, or
 //  prints an error naming the option and returns -1.

@@ -24,5 +24,6 @@
 #include "troupe/tr_control.h"
 #include "troupe/tr_event.h"
 #include "troupe/tr_envelope.h"
+#include "troupe/tr_broker.h"
 
 #endif

@@ -23,11 +23,15 @@
 static void *s_ctx;
 static tr_broker_t *s_broker;
 
-//  Starts a broker with these options (bind is filled in).
+//  Starts a broker with these options (bind is filled in; a heartbeat
+//  of one minute unless given, so that no client that merely listens is
+//  declared dead, however slow the sanitizers make a test).
 static void
 s_start (tr_broker_opts_t opts)
 {
     opts.bind = "tcp://127.0.0.1:*";
+    if (!opts.heartbeat_ms)
+        opts.heartbeat_ms = 60000;
     ck_assert_int_eq (tr_broker_start (&opts, &s_broker), TR_OK);
     s_ctx = zmq_ctx_new ();
 }

@@ -71,7 +71,8 @@ typedef struct {
 //  of its own. The endpoint is bound before this returns, so clients may
 //  connect at once. On TR_OK, *self_p owns it (tr_broker_stop). Errors:
 //  TR_EINVAL (no or bad endpoint, bad options), TR_ESYS (the endpoint
-//  could not be bound: in use, no permission; logged), TR_ENOMEM.
+//  could not be bound: in use, no permission; errno says which, and the
+//  reason is logged), TR_ENOMEM.
 TR_EXPORT int
     tr_broker_start (const tr_broker_opts_t *opts, tr_broker_t **self_p);
 

@@ -1,0 +1,159 @@
+/*  tr_cli_broker.c - `troupe broker --bind ENDPOINT`: a standalone broker
+    in the foreground.
+
+    Binds the endpoint, prints it (with the real port when the endpoint
+    asked for "*"), and serves 2-broker.md until SIGINT, SIGTERM, SIGHUP
+    or SIGQUIT, then stops and exits 0. A bind that fails (the port is in
+    use, no permission) exits 1 with the reason; a usage error exits 2.
+    Persistence (--data, --fsync) and CURVE security are specified but
+    not served yet: their options are refused rather than ignored.
+*/
+
+#include "tr_cli.h"
+
+#include <troupe.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_USAGE \
+    "usage: troupe broker --bind ENDPOINT [--heartbeat DURATION]\n\n" \
+    "Runs a broker (protocols/2-broker.md) in the foreground, logging to\n" \
+    "standard error, until SIGINT or SIGTERM (Ctrl-C). Nodes ('troupe run\n" \
+    "... --broker ENDPOINT') and external actors connect to it to reach\n" \
+    "each other's actors by name and to exchange events.\n\n" \
+    "  --bind ENDPOINT       where to listen: tcp://HOST:PORT (PORT may be *\n" \
+    "                        for a free one), ipc://PATH\n" \
+    "  --heartbeat DURATION  the heartbeat interval H, such as 500ms or 2s\n" \
+    "                        (10ms to 60s; default 1s): clients silent for\n" \
+    "                        3H are declared dead\n\n" \
+    "The bound endpoint is printed first, as 'listening on ENDPOINT'.\n" \
+    "Exit status: 0 after a stop signal; 1 if the endpoint cannot be bound;\n" \
+    "2 for a usage error.\n"
+
+//  Options of later steps, refused until they are served.
+static const char *s_later [] = {
+    "--data", "--fsync", "--curve", "--keys", "--allow", NULL
+};
+
+static bool
+s_later_option (const char *arg)
+{
+    for (int i = 0; s_later [i]; i++) {
+        size_t len = strlen (s_later [i]);
+        if (strncmp (arg, s_later [i], len) == 0 && (arg [len] == 0 || arg [len] == '='))
+            return true;
+    }
+    return false;
+}
+
+//  Parses the arguments into opts. Returns TR_CLI_OK or TR_CLI_USAGE
+//  (the reason printed).
+static int
+s_parse (int argc, char **argv, tr_broker_opts_t *opts)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv [i];
+        if (strcmp (arg, "--bind") == 0) {
+            if (i + 1 >= argc || !*argv [i + 1]) {
+                fprintf (stderr, "troupe broker: --bind needs an endpoint such as "
+                         "tcp://127.0.0.1:7700\n");
+                return TR_CLI_USAGE;
+            }
+            opts->bind = argv [++i];
+        }
+        else
+        if (strcmp (arg, "--heartbeat") == 0) {
+            const char *text = i + 1 < argc? argv [++i]: "";
+            int64_t ms;
+            if (tr_duration_parse (text, strlen (text), &ms) != TR_OK || ms < 10 || ms > 60000) {
+                fprintf (stderr, "troupe broker: --heartbeat needs a duration from 10ms to "
+                         "60s, such as 500ms or 2s, not '%s'\n", text);
+                return TR_CLI_USAGE;
+            }
+            opts->heartbeat_ms = (int) ms;
+        }
+        else
+        if (s_later_option (arg)) {
+            fprintf (stderr, "troupe broker: %s is not implemented yet (persistence and "
+                     "security come later)\n", arg);
+            return TR_CLI_USAGE;
+        }
+        else {
+            fprintf (stderr, "troupe broker: unexpected argument '%s'\n%s", arg, S_USAGE);
+            return TR_CLI_USAGE;
+        }
+    }
+    if (!opts->bind) {
+        fprintf (stderr, "troupe broker: --bind ENDPOINT is required\n%s", S_USAGE);
+        return TR_CLI_USAGE;
+    }
+    return TR_CLI_OK;
+}
+
+static int
+s_broker (int argc, char **argv)
+{
+    tr_broker_opts_t opts = { 0 };
+    int status = s_parse (argc, argv, &opts);
+    if (status != TR_CLI_OK)
+        return status;
+    //  Readable logs by default: who joins and leaves.
+    if (!getenv ("TROUPE_LOG") && tr_log_level () == TR_LOG_WARN)
+        tr_log_set_level (TR_LOG_INFO);
+
+    //  The stop signals are taken by this thread alone (sigtimedwait):
+    //  blocked before the broker's threads exist, so all inherit the mask.
+    sigset_t stops;
+    sigemptyset (&stops);
+    sigaddset (&stops, SIGINT);
+    sigaddset (&stops, SIGTERM);
+    sigaddset (&stops, SIGHUP);
+    sigaddset (&stops, SIGQUIT);
+    sigset_t old_mask;
+    pthread_sigmask (SIG_BLOCK, &stops, &old_mask);
+
+    tr_broker_t *broker = NULL;
+    int rc = tr_broker_start (&opts, &broker);
+    if (rc != TR_OK) {
+        if (rc == TR_EINVAL)
+            fprintf (stderr, "troupe broker: cannot listen on '%s': not an endpoint this "
+                     "broker can bind (tcp://HOST:PORT or ipc://PATH)\n", opts.bind);
+        else
+        if (rc == TR_ESYS)
+            fprintf (stderr, "troupe broker: cannot listen on '%s': %s\n", opts.bind,
+                     errno == EADDRINUSE? "the address is in use (another broker?)"
+                                        : strerror (errno));
+        else
+            fprintf (stderr, "troupe broker: cannot listen on '%s': %s\n", opts.bind,
+                     tr_strerror (rc));
+        pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
+        return rc == TR_EINVAL? TR_CLI_USAGE: TR_CLI_FAILED;
+    }
+    printf ("troupe broker: listening on %s (pid %d)\n", tr_broker_endpoint (broker),
+            (int) getpid ());
+    fflush (stdout);
+
+    int sig;
+    do
+        sig = sigwaitinfo (&stops, NULL);
+    while (sig < 0);
+    tr_log (TR_LOG_INFO, "%s: stopping the broker", strsignal (sig));
+    tr_broker_stats_t stats;
+    tr_broker_stats (broker, &stats);
+    tr_log (TR_LOG_INFO, "broker: %llu clients joined, %llu messages routed, %llu bounced, "
+            "%llu events", (unsigned long long) stats.joined,
+            (unsigned long long) stats.routed, (unsigned long long) stats.bounced,
+            (unsigned long long) stats.events);
+    tr_broker_stop (&broker);
+    pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
+    return TR_CLI_OK;
+}
+
+const tr_cli_command_t tr_cli_broker = {
+    "broker", "run a broker that links nodes and external actors", S_USAGE, s_broker
+};
