@@ -333,8 +333,11 @@ tr__wire_parse (const void *data, size_t size, tr__wire_cmd_t *cmd)
     tr__mp_t *r = &cmd->args;
     tr__mp_init (r, data, size);
     uint32_t n;
+    //  A reader that fails on the type byte leaves the cursor on it; past
+    //  it, the reader's own reason (a count or length too large) says more.
     if (tr__mp_array (r, &n))
-        return s_fail (cmd, TR_EMALFORMED, "a command frame must be a msgpack array");
+        return s_fail (cmd, TR_EMALFORMED, r->p == r->start?
+                       "a command frame must be a msgpack array": r->why);
     if (n < 2)
         return s_fail (cmd, TR_EMALFORMED, "a command needs a verb and a SEQ");
     const uint8_t *verb_at = r->p;
@@ -342,7 +345,7 @@ tr__wire_parse (const void *data, size_t size, tr__wire_cmd_t *cmd)
     uint32_t len;
     const char *why = NULL;
     if (tr__mp_str (r, &word, &len))
-        why = "the verb must be a str";
+        why = r->p == verb_at? "the verb must be a str": r->why;
     else
     if (len < 1 || len > TR__WIRE_VERB_MAX)
         why = "the verb must be 1 to 32 bytes";
