@@ -10,7 +10,8 @@
           u8  op       1 put, 2 delete, 3 base (the version counter)
           u64 version
           i64 deadline absolute expiry, Unix wall-clock ms; 0 none
-          u16 key_len  1..1024 (0 for a base record)
+          u16 key_len  1..65535 (the store's max_key, 1024 by default;
+                       0 for a base record)
           key
           value        the rest (puts only: one msgpack value)
 
@@ -98,7 +99,8 @@ typedef struct {
     int compact_growth;         //  ... and once it is this many percent
                                 //  over its size after the last
                                 //  compaction [100]
-    int64_t now;                //  the replay's clock, Unix ms [the
+    int64_t now;                //  the clock of the replay and of the
+                                //  compaction's dump, Unix ms [the
                                 //  wall clock] (for tests)
 } tr__kvlog_opts_t;
 
