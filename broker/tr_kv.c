@@ -10,7 +10,8 @@
     Why a skiplist rather than zhashx plus a sort per list: a list or
     snapshot is then a seek and a walk, O(log n + k), with no sort and no
     copy of the whole key set, and lookups stay O(log n) (measured in
-    tests/tr_kv_test.c: a few hundred nanoseconds for 100,000 keys).
+    tests/tr_kv_test.c with 100,000 keys, key formatting included: about
+    1 us per put or get, 2.5 ms to list 10,000 keys under a prefix).
 
     Every change goes through the same three steps under the lock: build
     the change (all allocation that can fail happens here), offer it to

@@ -427,7 +427,9 @@ static void s_compact_try (tr__kvlog_t *self);
 int
 tr__kvlog_append (tr__kvlog_t *self, const tr__kv_change_t *c)
 {
-    if (c->key_len == 0 || c->key_len > UINT16_MAX
+    if (c->key_len == 0)
+        return TR_EINVAL;
+    if (c->key_len > UINT16_MAX
     ||  c->value_len > S_BODY_MAX - TR__KVLOG_BODY_MIN - UINT16_MAX)
         return TR_ETOOBIG;
     pthread_mutex_lock (&self->lock);
@@ -702,6 +704,10 @@ s_compact_main (void *arg)
     self->buf = NULL;
     self->buf_len = self->buf_cap = 0;
     self->compact_rc = rc;
+    //  A failure (a full disk, say) is not retried on its own until the
+    //  file has grown by the threshold again.
+    if (rc != TR_OK)
+        self->base_size = self->size;
     if (rc == TR_OK) {
         self->compactions++;
         tr_log (TR_LOG_INFO, "scratchpad log %s: compacted to %llu bytes",

@@ -47,6 +47,13 @@
         refuse to start rather than silently drop the good records after
         the damage: an operator can keep a copy and cut the file by hand
         (or remove it) knowingly.
+    The look-ahead tries every offset after the bad record, but computes
+    a checksum only where the length, op and key length make sense, so
+    it costs little more than a pass over those bytes. Its one false
+    alarm: a torn record whose value itself holds a well-formed record
+    (a value that embeds log bytes, cut just after them) is taken for
+    damage in the middle, and the broker refuses to start instead of
+    guessing.
 
     Compacting (tr__kvlog_compact, also started by itself when the file
     outgrows the options' threshold): a background thread writes the
@@ -133,8 +140,8 @@ void
 
 //  Appends one change (the journal does this; exposed for tests). Syncs
 //  if the policy is always. Errors: TR_ESYS (the write or sync failed;
-//  the file is as before), TR_ETOOBIG (a key over 65,535 bytes),
-//  TR_ENOMEM.
+//  the file is as before), TR_EINVAL (an empty key), TR_ETOOBIG (a key
+//  over 65,535 bytes), TR_ENOMEM.
 int
     tr__kvlog_append (tr__kvlog_t *self, const tr__kv_change_t *change);
 
