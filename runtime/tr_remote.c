@@ -525,7 +525,7 @@ s_node_down (tr__remote_t *self, tr__wire_cmd_t *cmd)
     uint32_t id_len, n;
     if (tr__mp_str (&cmd->args, &id, &id_len) || tr__mp_array (&cmd->args, &n))
         return;
-    tr_log (TR_LOG_WARN, "remote: node '%.*s' is down (%u name(s))", (int) id_len, id, n);
+    tr_log (TR_LOG_INFO, "remote: node '%.*s' left or went down (%u name(s))", (int) id_len, id, n);
     zhashx_t *gone = zhashx_new ();
     for (uint32_t i = 0; i < n; i++) {
         const char *name;

@@ -1,0 +1,326 @@
+/*  tr_remote_test.c - tells and asks between nodes through a real broker
+    on 127.0.0.1: both directions, errors that cross (handler failures,
+    unknown names), answers to threads that are not actors, order, a
+    node that leaves, a node killed with SIGKILL (in a child process),
+    and the broker restarted under the nodes' feet.
+*/
+
+#include "tr_test.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+static tr_broker_t *s_broker;
+static char s_endpoint [128];
+
+static const tr_behaviour_t *
+s_echo (void)
+{
+    const tr_actor_type_t *type = tr_actor_type_find ("echo");
+    ck_assert_ptr_nonnull (type);
+    return &type->behaviour;
+}
+
+//  A node joined to the test's broker under `id`, once the broker has
+//  greeted it (its names are registered right after).
+static tr_node_t *
+s_node (const char *id)
+{
+    tr_node_opts_t opts = { .broker = s_endpoint, .node_id = id, .heartbeat_ms = 100 };
+    tr_node_t *node = NULL;
+    ck_assert_int_eq (tr_node_new (&opts, &node), TR_OK);
+    return node;
+}
+
+static void
+s_start_broker (const char *bind)
+{
+    tr_broker_opts_t opts = { .bind = bind, .heartbeat_ms = 100 };
+    int rc = tr_broker_start (&opts, &s_broker);
+    ck_assert_msg (rc == TR_OK, "broker on %s: %s", bind, tr_errname (rc));
+    snprintf (s_endpoint, sizeof s_endpoint, "%s", tr_broker_endpoint (s_broker));
+}
+
+static void
+s_setup (void)
+{
+    s_start_broker ("tcp://127.0.0.1:*");
+}
+
+static void
+s_teardown (void)
+{
+    tr_broker_stop (&s_broker);
+}
+
+//  Asks `to` on `node` with a uint body until it answers TR_OK or the
+//  time runs out (names take a moment to reach the broker). Returns the
+//  last result.
+static int
+s_ask_until_ok (tr_node_t *node, const char *to, uint64_t value, uint64_t *answer)
+{
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    int rc;
+    do {
+        tr_body_t body = tr_test_pack_uint (value);
+        tr_msg_t *reply = NULL;
+        rc = tr_ask (node, to, body.data, body.size, 1000, &reply, NULL);
+        if (rc == TR_OK) {
+            if (answer)
+                *answer = tr_test_unpack_uint (tr_msg_body (reply), tr_msg_size (reply));
+            tr_msg_destroy (&reply);
+            return rc;
+        }
+        usleep (20 * 1000);
+    } while (tr_test_now_ms () < deadline);
+    return rc;
+}
+
+START_TEST (test_ask_both_ways)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    ck_assert_int_eq (tr_spawn (a, "alpha", s_echo (), NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (tr_spawn (b, "beta", s_echo (), NULL, NULL, NULL), TR_OK);
+    uint64_t answer = 0;
+    ck_assert_int_eq (s_ask_until_ok (a, "beta", 42, &answer), TR_OK);
+    ck_assert_uint_eq (answer, 42);
+    ck_assert_int_eq (s_ask_until_ok (b, "alpha", 7, &answer), TR_OK);
+    ck_assert_uint_eq (answer, 7);
+    //  A name nobody holds fails at once, not at the deadline.
+    tr_msg_t *reply = NULL;
+    int64_t start = tr_test_now_ms ();
+    tr_body_t body = tr_test_pack_uint (1);
+    ck_assert_int_eq (tr_ask (a, "nobody", body.data, body.size, 5000, &reply, NULL),
+                      TR_ENOACTOR);
+    ck_assert_msg (tr_test_now_ms () - start < 2000, "the bounce came late");
+    tr_node_destroy (&a);
+    tr_node_destroy (&b);
+}
+END_TEST
+
+//  Fails asked for 0, answers anything else with the body.
+static int
+s_picky (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) self; (void) state;
+    uint64_t v = tr_test_unpack_uint (tr_msg_body (msg), tr_msg_size (msg));
+    if (v == 0)
+        return -1;
+    if (tr_msg_kind (msg) == TR_KIND_ASK)
+        return tr_reply (msg, tr_msg_body (msg), tr_msg_size (msg));
+    return 0;
+}
+
+START_TEST (test_errors_cross)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    tr_behaviour_t picky = { .handle = s_picky };
+    ck_assert_int_eq (tr_spawn (b, "picky", &picky, NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (s_ask_until_ok (a, "picky", 5, NULL), TR_OK);
+    tr_body_t body = tr_test_pack_uint (0);
+    tr_msg_t *reply = NULL;
+    ck_assert_int_eq (tr_ask (a, "picky", body.data, body.size, 5000, &reply, NULL),
+                      TR_EHANDLER);
+    tr_node_destroy (&a);
+    tr_node_destroy (&b);
+}
+END_TEST
+
+//  Counts tells and checks they come in order.
+typedef struct {
+    pthread_mutex_t lock;
+    uint64_t next;
+    bool in_order;
+} s_order_t;
+
+static int
+s_order_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) self;
+    s_order_t *o = (s_order_t *) state;
+    uint64_t v = tr_test_unpack_uint (tr_msg_body (msg), tr_msg_size (msg));
+    pthread_mutex_lock (&o->lock);
+    if (tr_msg_kind (msg) == TR_KIND_TELL) {
+        if (v != o->next)
+            o->in_order = false;
+        o->next++;
+    }
+    uint64_t seen = o->next;
+    pthread_mutex_unlock (&o->lock);
+    if (tr_msg_kind (msg) == TR_KIND_ASK) {
+        tr_body_t body = tr_test_pack_uint (seen);
+        return tr_reply (msg, body.data, body.size);
+    }
+    return 0;
+}
+
+START_TEST (test_order)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    s_order_t order = { .lock = PTHREAD_MUTEX_INITIALIZER, .in_order = true };
+    tr_behaviour_t behaviour = { .handle = s_order_handle };
+    tr_spawn_opts_t spawn = { .capacity = 100000 };
+    ck_assert_int_eq (tr_spawn (b, "sink", &behaviour, &order, &spawn, NULL), TR_OK);
+    ck_assert_int_eq (s_ask_until_ok (a, "sink", 0, NULL), TR_OK);
+    const uint64_t n = 10000;
+    for (uint64_t i = 0; i < n; i++) {
+        tr_body_t body = tr_test_pack_uint (i);
+        ck_assert_int_eq (tr_tell (a, "sink", body.data, body.size, NULL), TR_OK);
+    }
+    //  The ask goes the same way as the tells, so it comes after them.
+    uint64_t seen = 0;
+    ck_assert_int_eq (s_ask_until_ok (a, "sink", 0, &seen), TR_OK);
+    ck_assert_uint_eq (seen, n);
+    ck_assert (order.in_order);
+    tr_node_destroy (&a);
+    tr_node_destroy (&b);
+}
+END_TEST
+
+START_TEST (test_node_leaves)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    ck_assert_int_eq (tr_spawn (b, "beta", s_echo (), NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (s_ask_until_ok (a, "beta", 1, NULL), TR_OK);
+    tr_node_destroy (&b);
+    //  Its names went with it; asks now bounce.
+    tr_body_t body = tr_test_pack_uint (1);
+    tr_msg_t *reply = NULL;
+    int rc = TR_OK;
+    for (int i = 0; i < 100 && rc != TR_ENOACTOR; i++) {
+        rc = tr_ask (a, "beta", body.data, body.size, 1000, &reply, NULL);
+        tr_msg_destroy (&reply);
+        usleep (10 * 1000);
+    }
+    ck_assert_int_eq (rc, TR_ENOACTOR);
+    //  A new node takes the name over.
+    tr_node_t *c = s_node ("node-c");
+    ck_assert_int_eq (tr_spawn (c, "beta", s_echo (), NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (s_ask_until_ok (a, "beta", 9, NULL), TR_OK);
+    tr_node_destroy (&c);
+    tr_node_destroy (&a);
+}
+END_TEST
+
+//  A handler that takes its time: asked n, sleeps n ms, answers n.
+static int
+s_slow (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) self; (void) state;
+    uint64_t v = tr_test_unpack_uint (tr_msg_body (msg), tr_msg_size (msg));
+    usleep ((useconds_t) v * 1000);
+    return tr_reply (msg, tr_msg_body (msg), tr_msg_size (msg));
+}
+
+START_TEST (test_node_killed)
+{
+    tr_node_t *a = s_node ("node-a");
+    //  Node "victim" runs in a child process that gets SIGKILL while an
+    //  ask to it is pending.
+    int ready [2];
+    ck_assert_int_eq (pipe (ready), 0);
+    pid_t pid = fork ();
+    ck_assert_int_ge (pid, 0);
+    if (pid == 0) {
+        close (ready [0]);
+        tr_node_t *v = s_node ("victim");
+        tr_behaviour_t slow = { .handle = s_slow };
+        tr_spawn (v, "slowpoke", &slow, NULL, NULL, NULL);
+        ssize_t w = write (ready [1], "x", 1);
+        (void) w;
+        pause ();
+        _exit (0);
+    }
+    close (ready [1]);
+    char c;
+    ck_assert_int_eq (read (ready [0], &c, 1), 1);
+    close (ready [0]);
+    ck_assert_int_eq (s_ask_until_ok (a, "slowpoke", 1, NULL), TR_OK);
+    //  An ask that will still be waiting when the node dies.
+    kill (pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+    tr_body_t body = tr_test_pack_uint (1000);
+    tr_msg_t *reply = NULL;
+    int64_t start = tr_test_now_ms ();
+    int rc = tr_ask (a, "slowpoke", body.data, body.size, 10000, &reply, NULL);
+    int64_t took = tr_test_now_ms () - start;
+    //  Either the broker already knew (bounce) or it learns within three
+    //  heartbeats (100 ms each) and the ask fails with TR_ENODE.
+    ck_assert_msg (rc == TR_ENODE || rc == TR_ENOACTOR, "got %s", tr_errname (rc));
+    ck_assert_msg (took < 2000 * tr_test_slowdown (), "the ask took %lld ms", (long long) took);
+    tr_node_destroy (&a);
+}
+END_TEST
+
+START_TEST (test_broker_restarts)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    ck_assert_int_eq (tr_spawn (b, "beta", s_echo (), NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (s_ask_until_ok (a, "beta", 1, NULL), TR_OK);
+    char endpoint [128];
+    snprintf (endpoint, sizeof endpoint, "%s", s_endpoint);
+    tr_broker_stop (&s_broker);
+    //  Meanwhile an ask waits until its deadline, no longer.
+    tr_body_t body = tr_test_pack_uint (2);
+    tr_msg_t *reply = NULL;
+    int64_t start = tr_test_now_ms ();
+    ck_assert_int_eq (tr_ask (a, "beta", body.data, body.size, 300, &reply, NULL), TR_ETIMEDOUT);
+    int64_t took = tr_test_now_ms () - start;
+    ck_assert_msg (took >= 290 && took < 2000, "the ask took %lld ms", (long long) took);
+    //  A new broker on the same endpoint: both nodes come back and
+    //  register again.
+    s_start_broker (endpoint);
+    ck_assert_int_eq (s_ask_until_ok (a, "beta", 3, NULL), TR_OK);
+    tr_node_destroy (&a);
+    tr_node_destroy (&b);
+}
+END_TEST
+
+START_TEST (test_names_unique)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    tr_behaviour_t picky = { .handle = s_picky };
+    ck_assert_int_eq (tr_spawn (a, "twin", s_echo (), NULL, NULL, NULL), TR_OK);
+    tr_node_t *c = s_node ("node-c");
+    ck_assert_int_eq (s_ask_until_ok (c, "twin", 4, NULL), TR_OK);
+    //  b's registration of the same name is refused by the broker: asks
+    //  from c still reach a's (which echoes; b's would fail 0 too).
+    ck_assert_int_eq (tr_spawn (b, "twin", &picky, NULL, NULL, NULL), TR_OK);
+    usleep (200 * 1000);
+    uint64_t answer = 99;
+    ck_assert_int_eq (s_ask_until_ok (c, "twin", 0, &answer), TR_OK);
+    ck_assert_uint_eq (answer, 0);
+    tr_node_destroy (&c);
+    tr_node_destroy (&b);
+    tr_node_destroy (&a);
+}
+END_TEST
+
+int
+main (void)
+{
+    signal (SIGPIPE, SIG_IGN);
+    Suite *suite = suite_create ("tr_remote");
+    TCase *tc = tcase_create ("remote");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_set_timeout (tc, 60);
+    tcase_add_test (tc, test_ask_both_ways);
+    tcase_add_test (tc, test_errors_cross);
+    tcase_add_test (tc, test_order);
+    tcase_add_test (tc, test_node_leaves);
+    tcase_add_test (tc, test_node_killed);
+    tcase_add_test (tc, test_broker_restarts);
+    tcase_add_test (tc, test_names_unique);
+    suite_add_tcase (suite, tc);
+    SRunner *runner = srunner_create (suite);
+    srunner_run_all (runner, CK_NORMAL);
+    int failed = srunner_ntests_failed (runner);
+    srunner_free (runner);
+    return failed? 1: 0;
+}
