@@ -410,10 +410,12 @@ s_event_frame (zmq_msg_t *common, const char *topic, const char *from, uint64_t 
 }
 
 //  Sends an event to every client subscribed to a prefix of topic, once
-//  each. body may be NULL (sent as an empty frame, meaning nil); it stays
-//  the caller's.
+//  each, except its publisher (which delivers to its own subscribers
+//  itself; NULL for the broker's own events). body may be NULL (sent as
+//  an empty frame, meaning nil); it stays the caller's.
 static void
-s_publish (tr_broker_t *self, const char *topic, const char *from, zmq_msg_t *body)
+s_publish (tr_broker_t *self, const char *topic, const char *from, zmq_msg_t *body,
+           const s_client_t *publisher)
 {
     S_ADD (self, events, 1);
     uint64_t mark = ++self->event_seq;
@@ -436,7 +438,7 @@ s_publish (tr_broker_t *self, const char *topic, const char *from, zmq_msg_t *bo
         prefix [len] = kept;
         for (size_t i = 0; subs && i < subs->count; i++) {
             s_client_t *client = subs->items [i];
-            if (client->event_mark == mark)
+            if (client->event_mark == mark || client == publisher)
                 continue;
             client->event_mark = mark;
             zmq_msg_t cmd, copy;
@@ -474,7 +476,7 @@ s_publish_node (tr_broker_t *self, const char *topic, const char *node_id)
     zmq_msg_t body;
     if (zmq_msg_init_size (&body, sb.size) == 0) {
         memcpy (zmq_msg_data (&body), sb.data, sb.size);
-        s_publish (self, topic, self->id, &body);
+        s_publish (self, topic, self->id, &body, NULL);
         zmq_msg_close (&body);
     }
     msgpack_sbuffer_destroy (&sb);
@@ -920,7 +922,7 @@ s_pub (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
                 client->id, topic);
         return;
     }
-    s_publish (self, topic, client->id, in->frames == 2? &in->payload: NULL);
+    s_publish (self, topic, client->id, in->frames == 2? &in->payload: NULL, client);
 }
 
 //  --------------------------------------------------------------------------
