@@ -6,7 +6,8 @@
     two clients; SEND routed byte for byte and in order (10,000 messages);
     BOUNCE for unknown names and for a receiver that does not drain;
     NODES; heartbeats both ways, a silent client declared dead within 3H
-    and a closed one at once, with NODE_DOWN listing its names; takeover
+    and a closed one at once, with NODE_DOWN listing its names (in
+    several messages when one frame cannot hold them all); takeover
     by NODE_ID; BYE; SUB / PUB with prefixes, one copy per subscriber,
     sys. reserved, DROPPED for a slow subscriber; malformed frames of
     every class and unknown verbs answered while a well-behaved client
@@ -865,6 +866,47 @@ START_TEST (test_takeover_bye)
 }
 END_TEST
 
+//  NODE_DOWN for a client holding more names than one frame can list
+//  comes as several messages, each within max_frame.
+START_TEST (test_node_down_split)
+{
+    s_start ((tr_broker_opts_t) { .max_frame = 1024 });
+    void *a = s_client ("A", "node");
+    void *b = s_client ("B", "node");
+    enum { NAMES = 7 };
+    for (int i = 0; i < NAMES; i++) {
+        char name [256];
+        memset (name, 'a' + i, 255);
+        name [255] = 0;
+        ck_assert_int_eq (s_call (a, TR__V_REGISTER, (uint64_t) i + 1, name), 0);
+    }
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_BYE, 0, 0);
+    s_put (a, &out, NULL, 0);
+    int seen = 0, messages = 0;
+    while (seen < NAMES) {
+        s_got_t got;
+        s_expect (b, &got, TR__V_NODE_DOWN);
+        ck_assert_uint_le (zmq_msg_size (&got.frames [0]), 1024);
+        char id [256];
+        s_arg_str (&got, id, sizeof id);
+        ck_assert_str_eq (id, "A");
+        uint32_t count;
+        ck_assert_int_eq (tr__mp_array (&got.args, &count), 0);
+        ck_assert_uint_gt (count, 0);
+        seen += (int) count;
+        messages++;
+        s_got_close (&got);
+    }
+    ck_assert_int_eq (seen, NAMES);
+    ck_assert_int_gt (messages, 1);
+    ck_assert (s_quiet (b, 50));
+    zmq_close (a);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
 //  Receives an EVENT and checks its topic, FROM and body.
 static void
 s_expect_event (void *sock, const char *topic, const char *from, const void *body, size_t size)
@@ -1232,6 +1274,7 @@ s_suite (void)
     tcase_add_test (tc, test_heartbeat);
     tcase_add_test (tc, test_closed);
     tcase_add_test (tc, test_takeover_bye);
+    tcase_add_test (tc, test_node_down_split);
     tcase_add_test (tc, test_events);
     tcase_add_test (tc, test_events_dropped);
     tcase_add_test (tc, test_malformed);
