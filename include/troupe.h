@@ -22,6 +22,7 @@
 #include "troupe/tr_tree.h"
 #include "troupe/tr_sup.h"
 #include "troupe/tr_control.h"
+#include "troupe/tr_scratch.h"
 #include "troupe/tr_event.h"
 #include "troupe/tr_envelope.h"
 #include "troupe/tr_broker.h"

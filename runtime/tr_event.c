@@ -11,6 +11,7 @@
 #include "tr_internal.h"
 #include "tr_mbox.h"
 #include "tr_event_int.h"
+#include "tr_remote.h"
 #include "troupe/tr_envelope.h"
 #include "troupe/tr_event.h"
 
@@ -65,6 +66,9 @@ tr_event_subscribe (tr_node_t *node, const char *prefix, const char *actor)
             sub->next = (s_sub_t *) node->subs;
             node->subs = sub;
             atomic_fetch_add (&node->sub_count, 1);
+            //  Events of other nodes come through the broker.
+            if (node->remote)
+                tr__remote_subscribe (node->remote, prefix, true);
         }
     }
     pthread_rwlock_unlock (&node->lock);
@@ -81,6 +85,8 @@ s_remove (tr_node_t *node, tr__mbox_t *mbox, const char *prefix)
         s_sub_t *sub = *link;
         if (sub->mbox == mbox && (!prefix || strcmp (sub->prefix, prefix) == 0)) {
             *link = sub->next;
+            if (node->remote)
+                tr__remote_subscribe (node->remote, sub->prefix, false);
             tr__mbox_unref (&sub->mbox);
             free (sub);
             atomic_fetch_sub (&node->sub_count, 1);
@@ -229,9 +235,10 @@ s_pack_event (msgpack_sbuffer *sbuf, const char *topic, const void *body, size_t
     return bad? -1: 0;
 }
 
+//  Delivers to this node's subscribers only.
 static int
-s_publish (tr_node_t *node, const char *topic, const void *body, size_t size,
-           size_t *delivered_p)
+s_publish_local (tr_node_t *node, const char *topic, const void *body, size_t size,
+                 size_t *delivered_p)
 {
     if (delivered_p)
         *delivered_p = 0;
@@ -247,6 +254,25 @@ s_publish (tr_node_t *node, const char *topic, const void *body, size_t size,
         *delivered_p = delivered;
     msgpack_sbuffer_destroy (&sbuf);
     return rc;
+}
+
+//  Delivers to this node's subscribers and, with a broker, to the other
+//  nodes' (the broker does not send an event back to its publisher).
+static int
+s_publish (tr_node_t *node, const char *topic, const void *body, size_t size,
+           size_t *delivered_p)
+{
+    if (node->remote)
+        tr__remote_publish (node->remote, topic, body, size);
+    return s_publish_local (node, topic, body, size, delivered_p);
+}
+
+void
+tr__events_deliver (tr_node_t *node, const char *topic, const void *body, size_t size)
+{
+    if (s_check_topic (topic) == TR_OK
+    &&  (size == 0 || tr_msgpack_check (body, size, TR_BODY_MAX_DEPTH - 1, NULL) == TR_OK))
+        s_publish_local (node, topic, body, size, NULL);
 }
 
 //  Checks an event's body. The event [topic, body] is a message body in
@@ -288,7 +314,8 @@ tr__ev_begin (tr__ev_t *self, tr_node_t *node, const char *topic, int fields)
 {
     self->node = node;
     self->topic = topic;
-    self->live = atomic_load_explicit (&node->sub_count, memory_order_relaxed) > 0;
+    self->live = atomic_load_explicit (&node->sub_count, memory_order_relaxed) > 0
+              || node->remote;
     if (!self->live)
         return false;
     msgpack_sbuffer_init (&self->sbuf);

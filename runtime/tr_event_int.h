@@ -45,6 +45,12 @@ void
 void
     tr__ev_dead_letter (tr_node_t *node, const tr_msg_t *msg, const char *reason);
 
+//  An event from another node (through the broker): delivered to this
+//  node's subscribers only. Bodies that are not one msgpack value within
+//  the bounds are dropped.
+void
+    tr__events_deliver (tr_node_t *node, const char *topic, const void *body, size_t size);
+
 //  Drops every subscription of a mailbox (actor stop; registry lock held
 //  for writing), or all of them (node destroy).
 void

@@ -44,6 +44,10 @@ typedef struct tr__timers tr__timers_t;
 #define TR__KIND_EXIT   17              //  a child's end, to its supervisor
 #define TR__KIND_NAME_ADD 18            //  a name to register with the broker
 #define TR__KIND_NAME_DEL 19            //  a name to give up at the broker
+#define TR__KIND_CALL   20              //  a request to the broker (tr_remote.c)
+#define TR__KIND_PUB    21              //  an event for the broker
+#define TR__KIND_SUB    22              //  a prefix to subscribe to at the broker
+#define TR__KIND_UNSUB  23              //  a prefix to give up
 
 //  Priority above TR_PRIO_HIGH, for runtime signals; and the number of
 //  queues a mailbox keeps (LOW, NORMAL, HIGH, SYSTEM).

@@ -49,6 +49,22 @@ typedef struct {
     char *from;                 //  the asker's name, as sent
 } s_pending_t;
 
+//  A request to the broker (tr__remote_call): shared by its caller and
+//  the link, freed by whichever lets go last.
+struct tr__call {
+    atomic_int refs;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int rc;
+    uint64_t seq;
+    uint8_t *frame;                     //  the request
+    size_t frame_size;
+    uint8_t *payload;
+    size_t payload_size;
+    tr__reply_t reply;                  //  the answer, once done
+};
+
 //  A message that could not leave yet (no broker).
 typedef struct s_held {
     struct s_held *next;
@@ -78,6 +94,10 @@ struct tr__remote {
     int64_t sweep_at_ns;
     zhashx_t *names;                    //  local names to hold at the broker
     zhashx_t *pending;                  //  wire id (as text) -> s_pending_t
+    zhashx_t *calls;                    //  seq (as text) -> tr__call_t, sent
+    zlistx_t *unsent;                   //  tr__call_t waiting for the broker
+    zhashx_t *prefixes;                 //  event prefix -> local subscriptions
+    atomic_uint_fast64_t call_seq;
     s_held_t *held_head, *held_tail;
     size_t held;
     bool stopping;
@@ -97,6 +117,52 @@ s_pending_destroy (void **item_p)
         free (p->from);
         free (p);
     }
+}
+
+static void
+s_call_unref (tr__call_t **call_p)
+{
+    tr__call_t *call = *call_p;
+    *call_p = NULL;
+    if (call && atomic_fetch_sub (&call->refs, 1) == 1) {
+        free (call->frame);
+        free (call->payload);
+        tr__remote_reply_free (&call->reply);
+        pthread_mutex_destroy (&call->lock);
+        pthread_cond_destroy (&call->cond);
+        free (call);
+    }
+}
+
+//  Ends a call with rc and, for an answer, copies of its frames; drops
+//  the link's reference.
+static void
+s_call_finish (tr__call_t *call, int rc, zmq_msg_t *frame, zmq_msg_t *payload)
+{
+    pthread_mutex_lock (&call->lock);
+    if (!call->done) {
+        call->rc = rc;
+        if (rc == TR_OK && frame) {
+            call->reply.frame_size = zmq_msg_size (frame);
+            call->reply.frame = (uint8_t *) malloc (call->reply.frame_size + 1);
+            if (call->reply.frame)
+                memcpy (call->reply.frame, zmq_msg_data (frame), call->reply.frame_size);
+            else
+                call->rc = TR_ENOMEM;
+            if (payload && zmq_msg_size (payload)) {
+                call->reply.payload_size = zmq_msg_size (payload);
+                call->reply.payload = (uint8_t *) malloc (call->reply.payload_size);
+                if (call->reply.payload)
+                    memcpy (call->reply.payload, zmq_msg_data (payload), call->reply.payload_size);
+                else
+                    call->rc = TR_ENOMEM;
+            }
+        }
+        call->done = true;
+        pthread_cond_broadcast (&call->cond);
+    }
+    pthread_mutex_unlock (&call->lock);
+    s_call_unref (&call);
 }
 
 static void
@@ -198,6 +264,12 @@ s_disconnect (tr__remote_t *self, const char *why)
     }
     self->greeted = false;
     atomic_store (&self->connected, false);
+    //  Requests sent and not answered: whether the broker carried them out
+    //  is unknown (2-broker.md 2.2).
+    for (tr__call_t *call = (tr__call_t *) zhashx_first (self->calls); call;
+         call = (tr__call_t *) zhashx_next (self->calls))
+        s_call_finish (call, TR_ETIMEDOUT, NULL, NULL);
+    zhashx_purge (self->calls);
     //  Jittered exponential backoff: +/- 20%.
     int base = self->backoff_ms? self->backoff_ms: S_BACKOFF_MIN_MS;
     int jitter = base / 5;
@@ -242,6 +314,46 @@ s_connect (tr__remote_t *self)
 
 static void s_send_message (tr__remote_t *self, tr_msg_t *msg);
 
+//  Sends a request now (greeted) and remembers it for its answer.
+static void
+s_send_call (tr__remote_t *self, tr__call_t *call)
+{
+    int flags = call->payload? ZMQ_SNDMORE: 0;
+    int rc = zmq_send (self->sock, call->frame, call->frame_size, flags | ZMQ_DONTWAIT);
+    if (rc >= 0 && call->payload)
+        rc = zmq_send (self->sock, call->payload, call->payload_size, ZMQ_DONTWAIT);
+    if (rc < 0) {
+        s_call_finish (call, TR_EFULL, NULL, NULL);
+        return;
+    }
+    self->last_sent_ns = tr__now_ns ();
+    char key [24];
+    s_key (call->seq, key, sizeof key);
+    zhashx_update (self->calls, key, call);
+}
+
+//  Counts a local subscription to prefix up or down; tells the broker on
+//  the first and the last.
+static void
+s_prefix (tr__remote_t *self, const char *prefix, bool on)
+{
+    uintptr_t n = (uintptr_t) zhashx_lookup (self->prefixes, prefix);
+    if (on) {
+        zhashx_update (self->prefixes, prefix, (void *) (n + 1));
+        if (n == 0 && self->greeted)
+            s_name_request (self, TR__V_SUB, prefix);
+    }
+    else
+    if (n > 0) {
+        if (n == 1)
+            zhashx_delete (self->prefixes, prefix);
+        else
+            zhashx_update (self->prefixes, prefix, (void *) (n - 1));
+        if (n == 1 && self->greeted)
+            s_name_request (self, TR__V_UNSUB, prefix);
+    }
+}
+
 //  The broker said OK to HELLO: hold our names there and send what waited.
 static void
 s_greeted (tr__remote_t *self, tr__wire_cmd_t *cmd)
@@ -270,6 +382,11 @@ s_greeted (tr__remote_t *self, tr__wire_cmd_t *cmd)
          name = (const char *) zhashx_next (self->names))
         s_name_request (self, TR__V_REGISTER, (const char *) zhashx_cursor (self->names));
     s_name_request (self, TR__V_REGISTER, self->reply_name);
+    for (void *n = zhashx_first (self->prefixes); n; n = zhashx_next (self->prefixes))
+        s_name_request (self, TR__V_SUB, (const char *) zhashx_cursor (self->prefixes));
+    tr__call_t *call;
+    while ((call = (tr__call_t *) zlistx_detach (self->unsent, NULL)))
+        s_send_call (self, call);
     //  What waited for the broker, in order.
     s_held_t *held = self->held_head;
     self->held_head = self->held_tail = NULL;
@@ -410,6 +527,41 @@ s_on_gateway (tr__remote_t *self, tr_msg_t *msg)
         case TR_KIND_ERROR:
             s_send_message (self, msg);
             return true;
+        case TR__KIND_CALL: {
+            tr__call_t *call = NULL;
+            if (msg->size == sizeof call)
+                memcpy (&call, msg->body, sizeof call);
+            if (call && self->greeted)
+                s_send_call (self, call);
+            else
+            if (call)
+                zlistx_add_end (self->unsent, call);
+            tr__msg_free (msg);
+            return true;
+        }
+        case TR__KIND_SUB:
+        case TR__KIND_UNSUB: {
+            const char *prefix = (const char *) msg->body;
+            if (msg->size >= 1 && prefix [msg->size - 1] == 0)
+                s_prefix (self, prefix, msg->kind == TR__KIND_SUB);
+            tr__msg_free (msg);
+            return true;
+        }
+        case TR__KIND_PUB: {
+            //  The body: topic, NUL, then the event's msgpack body.
+            const char *topic = (const char *) msg->body;
+            size_t topic_len = msg->size? strnlen (topic, msg->size): msg->size;
+            if (self->greeted && topic_len < msg->size) {
+                tr__wire_out_t out;
+                tr__wire_begin (&out, TR__V_PUB, 0, 1);
+                tr__wire_str (&out, topic, topic_len);
+                size_t size = msg->size - topic_len - 1;
+                s_send (self, &out, size? (const uint8_t *) topic + topic_len + 1: NULL, size);
+                tr__wire_end (&out);
+            }
+            tr__msg_free (msg);
+            return true;
+        }
         default:
             tr__msg_free (msg);
             return true;
@@ -588,10 +740,23 @@ s_on_broker (tr__remote_t *self)
     size_t size = has_payload? zmq_msg_size (&payload): 0;
     switch (cmd.verb) {
         case TR__V_OK:
-            if (!self->greeted && cmd.seq == self->hello_seq)
-                s_greeted (self, &cmd);
-            break;
         case TR__V_ERROR: {
+            char key [24];
+            s_key (cmd.seq, key, sizeof key);
+            tr__call_t *call = (tr__call_t *) zhashx_lookup (self->calls, key);
+            if (call) {
+                int64_t code = TR_OK;
+                if (cmd.verb == TR__V_ERROR)
+                    tr__mp_int (&cmd.args, &code);
+                zhashx_delete (self->calls, key);
+                s_call_finish (call, (int) code, &head, has_payload? &payload: NULL);
+                break;
+            }
+            if (cmd.verb == TR__V_OK) {
+                if (!self->greeted && cmd.seq == self->hello_seq)
+                    s_greeted (self, &cmd);
+                break;
+            }
             int64_t code = 0;
             const char *text = "";
             uint32_t len = 0;
@@ -618,6 +783,17 @@ s_on_broker (tr__remote_t *self)
         case TR__V_NODE_DOWN:
             s_node_down (self, &cmd);
             break;
+        case TR__V_EVENT: {
+            const char *topic;
+            uint32_t len;
+            char copy [TR_NAME_MAX + 1];
+            if (tr__mp_str (&cmd.args, &topic, &len) == 0 && len <= TR_NAME_MAX) {
+                memcpy (copy, topic, len);
+                copy [len] = 0;
+                tr__events_deliver (self->node, copy, data, size);
+            }
+            break;
+        }
         default:
             break;                      //  HEARTBEAT and what we do not use
     }
@@ -643,6 +819,26 @@ s_sweep (tr__remote_t *self, int64_t now)
          key = (const char *) zlistx_next (expired))
         zhashx_delete (self->pending, key);
     zlistx_destroy (&expired);
+    //  Calls whose callers gave up.
+    zlistx_t *dropped = zlistx_new ();
+    for (tr__call_t *call = (tr__call_t *) zhashx_first (self->calls); call;
+         call = (tr__call_t *) zhashx_next (self->calls))
+        if (atomic_load (&call->refs) == 1)
+            zlistx_add_end (dropped, (void *) zhashx_cursor (self->calls));
+    for (const char *key = (const char *) zlistx_first (dropped); key;
+         key = (const char *) zlistx_next (dropped)) {
+        tr__call_t *call = (tr__call_t *) zhashx_lookup (self->calls, key);
+        zhashx_delete (self->calls, key);
+        s_call_finish (call, TR_ETIMEDOUT, NULL, NULL);
+    }
+    zlistx_destroy (&dropped);
+    //  Requests still waiting for the broker, whose callers gave up.
+    for (tr__call_t *call = (tr__call_t *) zlistx_first (self->unsent); call;
+         call = (tr__call_t *) zlistx_next (self->unsent))
+        if (atomic_load (&call->refs) == 1) {
+            zlistx_detach_cur (self->unsent);
+            s_call_finish (call, TR_ETIMEDOUT, NULL, NULL);
+        }
     //  Held messages past their deadline fail too.
     s_held_t **at = &self->held_head;
     s_held_t *last = NULL;
@@ -740,6 +936,13 @@ s_run (void *arg)
          p = (s_pending_t *) zhashx_next (self->pending))
         s_fail_local (self, p->reply_to, p->local_id, p->priority, p->from, p->to, TR_ESTOPPED);
     zhashx_purge (self->pending);
+    for (tr__call_t *call = (tr__call_t *) zhashx_first (self->calls); call;
+         call = (tr__call_t *) zhashx_next (self->calls))
+        s_call_finish (call, TR_ESTOPPED, NULL, NULL);
+    zhashx_purge (self->calls);
+    tr__call_t *call;
+    while ((call = (tr__call_t *) zlistx_detach (self->unsent, NULL)))
+        s_call_finish (call, TR_ESTOPPED, NULL, NULL);
     while (self->held_head) {
         s_held_t *h = self->held_head;
         self->held_head = h->next;
@@ -786,7 +989,12 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
     self->endpoint = strdup (opts->broker);
     self->names = zhashx_new ();
     self->pending = zhashx_new ();
-    int rc = self->endpoint && self->names && self->pending? TR_OK: TR_ENOMEM;
+    self->calls = zhashx_new ();
+    self->unsent = zlistx_new ();
+    self->prefixes = zhashx_new ();
+    atomic_init (&self->call_seq, UINT64_C (1) << 62);
+    int rc = self->endpoint && self->names && self->pending && self->calls
+          && self->unsent && self->prefixes? TR_OK: TR_ENOMEM;
     if (rc == TR_OK) {
         zhashx_set_destructor (self->pending, s_pending_destroy);
         rc = tr__mbox_new (node, NULL, SIZE_MAX, TR_FULL_FAIL, &self->gateway);
@@ -800,6 +1008,9 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
         }
         zhashx_destroy (&self->names);
         zhashx_destroy (&self->pending);
+        zhashx_destroy (&self->calls);
+        zlistx_destroy (&self->unsent);
+        zhashx_destroy (&self->prefixes);
         free (self->endpoint);
         free (self);
         return rc;
@@ -839,6 +1050,114 @@ tr__remote_stop (tr__remote_t **self_p)
     tr__mbox_unref (&self->gateway);
     zhashx_destroy (&self->names);
     zhashx_destroy (&self->pending);
+    zhashx_destroy (&self->calls);
+    zlistx_destroy (&self->unsent);
+    zhashx_destroy (&self->prefixes);
     free (self->endpoint);
     free (self);
+}
+
+uint64_t
+tr__remote_call_seq (tr__remote_t *self)
+{
+    return atomic_fetch_add (&self->call_seq, 1);
+}
+
+int
+tr__remote_call (tr__remote_t *self, const tr__wire_out_t *frame, const void *payload,
+                 size_t payload_size, int timeout_ms, tr__reply_t *reply_p)
+{
+    memset (reply_p, 0, sizeof *reply_p);
+    if (frame->failed)
+        return TR_ENOMEM;
+    tr__call_t *call = (tr__call_t *) calloc (1, sizeof *call);
+    if (!call)
+        return TR_ENOMEM;
+    atomic_init (&call->refs, 2);
+    pthread_mutex_init (&call->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&call->cond, &attr);
+    pthread_condattr_destroy (&attr);
+    tr__mp_t mp;
+    uint32_t n;
+    const char *verb;
+    uint32_t verb_len;
+    tr__mp_init (&mp, frame->data, frame->size);
+    if (tr__mp_array (&mp, &n) == 0 && tr__mp_str (&mp, &verb, &verb_len) == 0)
+        tr__mp_uint (&mp, &call->seq);
+    call->frame = (uint8_t *) malloc (frame->size);
+    call->frame_size = frame->size;
+    if (payload) {
+        call->payload = (uint8_t *) malloc (payload_size? payload_size: 1);
+        call->payload_size = payload_size;
+    }
+    if (!call->frame || (payload && !call->payload)) {
+        atomic_store (&call->refs, 1);
+        s_call_unref (&call);
+        return TR_ENOMEM;
+    }
+    memcpy (call->frame, frame->data, frame->size);
+    if (payload && payload_size)
+        memcpy (call->payload, payload, payload_size);
+    //  The link's reference travels in the message.
+    int rc = tr__post_raw (self->node, self->gateway, TR__KIND_CALL, &call, sizeof call);
+    if (rc) {
+        atomic_fetch_sub (&call->refs, 1);
+        s_call_unref (&call);
+        return TR_ESTOPPED;
+    }
+    int64_t deadline = tr__deadline_after_ms (timeout_ms);
+    struct timespec at = tr__timespec_at (deadline, CLOCK_MONOTONIC);
+    pthread_mutex_lock (&call->lock);
+    while (!call->done)
+        if (pthread_cond_timedwait (&call->cond, &call->lock, &at) == ETIMEDOUT)
+            break;
+    if (call->done) {
+        rc = call->rc;
+        if (rc == TR_OK) {
+            *reply_p = call->reply;
+            memset (&call->reply, 0, sizeof call->reply);
+        }
+    }
+    else
+        rc = TR_ETIMEDOUT;
+    pthread_mutex_unlock (&call->lock);
+    s_call_unref (&call);
+    return rc;
+}
+
+void
+tr__remote_reply_free (tr__reply_t *reply)
+{
+    if (reply) {
+        free (reply->frame);
+        free (reply->payload);
+        memset (reply, 0, sizeof *reply);
+    }
+}
+
+void
+tr__remote_publish (tr__remote_t *self, const char *topic, const void *body, size_t size)
+{
+    size_t topic_len = strlen (topic);
+    uint8_t stack [512];
+    uint8_t *buf = topic_len + 1 + size <= sizeof stack? stack:
+                   (uint8_t *) malloc (topic_len + 1 + size);
+    if (!buf)
+        return;
+    memcpy (buf, topic, topic_len + 1);
+    if (size)
+        memcpy (buf + topic_len + 1, body, size);
+    tr__post_raw (self->node, self->gateway, TR__KIND_PUB, buf, topic_len + 1 + size);
+    if (buf != stack)
+        free (buf);
+}
+
+void
+tr__remote_subscribe (tr__remote_t *self, const char *prefix, bool on)
+{
+    tr__post_raw (self->node, self->gateway, on? TR__KIND_SUB: TR__KIND_UNSUB,
+                  prefix, strlen (prefix) + 1);
 }

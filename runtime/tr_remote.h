@@ -30,6 +30,7 @@
 #define TR_REMOTE_H_INCLUDED
 
 #include "tr_internal.h"
+#include "tr_wire.h"
 
 typedef struct tr__remote tr__remote_t;
 
@@ -48,6 +49,45 @@ tr__mbox_t *
 //  never blocks.
 void
     tr__remote_name (tr__remote_t *self, const char *name, bool added);
+
+//  A request to the broker and, once it came, its answer.
+typedef struct tr__call tr__call_t;
+
+//  Sends a request to the broker and waits up to timeout_ms for its
+//  answer. `frame` is a command frame written with tr__wire_begin with
+//  the SEQ from tr__remote_call_seq, `payload` an optional second frame
+//  (NULL for none). Any thread. On TR_OK, *reply_p holds the answer's
+//  frame and payload (free with tr__remote_reply_free); its verb is OK.
+//  Errors: the broker's ERROR code, TR_ETIMEDOUT (no answer in time,
+//  including while the broker is away), TR_ESTOPPED (the node is
+//  stopping), TR_ENOMEM.
+typedef struct {
+    uint8_t *frame;
+    size_t frame_size;
+    uint8_t *payload;           //  NULL when none
+    size_t payload_size;
+} tr__reply_t;
+
+int
+    tr__remote_call (tr__remote_t *self, const tr__wire_out_t *frame, const void *payload,
+                     size_t payload_size, int timeout_ms, tr__reply_t *reply_p);
+
+//  The SEQ for a request frame that tr__remote_call will send (a range of
+//  its own, apart from the link's).
+uint64_t
+    tr__remote_call_seq (tr__remote_t *self);
+
+void
+    tr__remote_reply_free (tr__reply_t *reply);
+
+//  Events: hands a local event to the broker (the node delivers it to its
+//  own subscribers itself), and keeps the broker's subscriptions in step
+//  with the node's prefixes (counted: the first SUBs, the last UNSUBs).
+//  Any thread; never blocks.
+void
+    tr__remote_publish (tr__remote_t *self, const char *topic, const void *body, size_t size);
+void
+    tr__remote_subscribe (tr__remote_t *self, const char *prefix, bool on);
 
 //  Says goodbye to the broker, fails the asks still waiting for remote
 //  answers (TR_ESTOPPED), stops the thread, frees the link and sets

@@ -323,6 +323,117 @@ START_TEST (test_names_unique)
 }
 END_TEST
 
+
+//  An event subscriber: counts events and keeps the last topic.
+typedef struct {
+    pthread_mutex_t lock;
+    int count;
+    char last [64];
+} s_inbox_t;
+
+static int
+s_inbox_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) self;
+    s_inbox_t *box = (s_inbox_t *) state;
+    tr__mp_t mp;
+    uint32_t n;
+    const char *topic;
+    uint32_t len;
+    tr__mp_init (&mp, tr_msg_body (msg), tr_msg_size (msg));
+    if (tr__mp_array (&mp, &n) || n != 2 || tr__mp_str (&mp, &topic, &len))
+        return 0;
+    pthread_mutex_lock (&box->lock);
+    box->count++;
+    snprintf (box->last, sizeof box->last, "%.*s", (int) len, topic);
+    pthread_mutex_unlock (&box->lock);
+    return 0;
+}
+
+static int
+s_inbox_count (s_inbox_t *box)
+{
+    pthread_mutex_lock (&box->lock);
+    int n = box->count;
+    pthread_mutex_unlock (&box->lock);
+    return n;
+}
+
+START_TEST (test_events_cross)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    s_inbox_t in_a = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    s_inbox_t in_b = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    tr_behaviour_t inbox = { .handle = s_inbox_handle };
+    ck_assert_int_eq (tr_spawn (a, "inbox-a", &inbox, &in_a, NULL, NULL), TR_OK);
+    ck_assert_int_eq (tr_spawn (b, "inbox-b", &inbox, &in_b, NULL, NULL), TR_OK);
+    ck_assert_int_eq (tr_event_subscribe (a, "app.", "inbox-a"), TR_OK);
+    ck_assert_int_eq (tr_event_subscribe (b, "app.", "inbox-b"), TR_OK);
+    //  The subscription reaches the broker in a moment: publish until a
+    //  first event crosses.
+    tr_body_t body = tr_test_pack_uint (1);
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    while (s_inbox_count (&in_a) == 0 && tr_test_now_ms () < deadline) {
+        ck_assert_int_eq (tr_event_publish (b, "app.warmup", body.data, body.size, NULL), TR_OK);
+        usleep (20 * 1000);
+    }
+    ck_assert_int_gt (s_inbox_count (&in_a), 0);
+    usleep (100 * 1000);
+    int before_a = s_inbox_count (&in_a), before_b = s_inbox_count (&in_b);
+    //  One event from b: its own subscriber gets it once (not again from
+    //  the broker), a's once.
+    ck_assert_int_eq (tr_event_publish (b, "app.done", body.data, body.size, NULL), TR_OK);
+    deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    while (s_inbox_count (&in_a) == before_a && tr_test_now_ms () < deadline)
+        usleep (5 * 1000);
+    usleep (200 * 1000);
+    ck_assert_int_eq (s_inbox_count (&in_a), before_a + 1);
+    ck_assert_int_eq (s_inbox_count (&in_b), before_b + 1);
+    ck_assert_str_eq (in_a.last, "app.done");
+    //  Other topics do not cross.
+    ck_assert_int_eq (tr_event_publish (b, "other.x", body.data, body.size, NULL), TR_OK);
+    usleep (200 * 1000);
+    ck_assert_int_eq (s_inbox_count (&in_a), before_a + 1);
+    //  Nor after unsubscribing.
+    ck_assert_int_eq (tr_event_unsubscribe (a, "app.", "inbox-a"), TR_OK);
+    usleep (200 * 1000);
+    ck_assert_int_eq (tr_event_publish (b, "app.late", body.data, body.size, NULL), TR_OK);
+    usleep (200 * 1000);
+    ck_assert_int_eq (s_inbox_count (&in_a), before_a + 1);
+    tr_node_destroy (&a);
+    tr_node_destroy (&b);
+}
+END_TEST
+
+START_TEST (test_peers)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    ck_assert_int_eq (tr_spawn (b, "beta", s_echo (), NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (s_ask_until_ok (a, "beta", 1, NULL), TR_OK);
+    uint8_t *list = NULL;
+    size_t size = 0;
+    ck_assert_int_eq (tr_node_peers (a, 2000, &list, &size), TR_OK);
+    //  An array with both nodes' ids in it.
+    tr__mp_t mp;
+    uint32_t n;
+    tr__mp_init (&mp, list, size);
+    ck_assert_int_eq (tr__mp_array (&mp, &n), 0);
+    ck_assert_uint_ge (n, 2);
+    ck_assert_ptr_nonnull (memmem (list, size, "node-a", 6));
+    ck_assert_ptr_nonnull (memmem (list, size, "node-b", 6));
+    free (list);
+    //  Without a broker there is no one to ask.
+    tr_node_t *alone = NULL;
+    ck_assert_int_eq (tr_node_new (NULL, &alone), TR_OK);
+    ck_assert_int_eq (tr_node_peers (alone, 100, &list, &size), TR_EINVAL);
+    tr_node_destroy (&alone);
+    tr_node_destroy (&a);
+    tr_node_destroy (&b);
+}
+END_TEST
+
 int
 main (int argc, char **argv)
 {
@@ -340,6 +451,8 @@ main (int argc, char **argv)
     tcase_add_test (tc, test_node_killed);
     tcase_add_test (tc, test_broker_restarts);
     tcase_add_test (tc, test_names_unique);
+    tcase_add_test (tc, test_events_cross);
+    tcase_add_test (tc, test_peers);
     suite_add_tcase (suite, tc);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);

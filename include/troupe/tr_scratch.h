@@ -1,0 +1,87 @@
+/*  tr_scratch.h - the troupe's scratchpad, and the list of its nodes,
+    from a node joined to a broker (tr_node_opts_t.broker).
+
+    The scratchpad is a key-value store of msgpack values kept by the
+    broker (protocols/2-broker.md 2.4.4) and shared by every node: the
+    common state of hierarchical, supervisor and swarm patterns of agents.
+    Every write gets a version from one counter for the whole scratchpad,
+    higher than every version before it; compare-and-set on that version
+    lets many writers agree without locks. Keys are 1 to 1,024 bytes
+    without spaces or control characters; values are one msgpack value
+    each (up to 1 MiB by default).
+
+    Every call asks the broker and waits up to timeout_ms for its answer.
+    Errors common to all: TR_EINVAL (no broker on this node, bad key or
+    arguments), TR_EMALFORMED (the value is not one msgpack value),
+    TR_ETOOBIG, TR_ETIMEDOUT (no answer in time: while the broker is away
+    the call waits for it until then; a write that timed out may or may
+    not have been done), TR_ESTOPPED (the node is stopping), TR_ENOMEM.
+    Any thread may call them, an actor's handler included.
+*/
+#ifndef TR_SCRATCH_H_INCLUDED
+#define TR_SCRATCH_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tr_export.h"
+#include "tr_node.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  A value read from the scratchpad.
+typedef struct {
+    uint8_t *data;              //  one msgpack value (malloc'd; the caller's)
+    size_t size;
+    uint64_t version;           //  the version of the write that stored it
+    int64_t ttl_ms;             //  time it has left, 0 if it does not expire
+} tr_scratch_value_t;
+
+//  Frees a value's data and zeroes it. Accepts NULL.
+TR_EXPORT void
+    tr_scratch_value_free (tr_scratch_value_t *value);
+
+//  Reads `key` into *value (free it with tr_scratch_value_free). Returns
+//  TR_OK, TR_ENOTFOUND (no such key, or it expired), or a common error.
+TR_EXPORT int
+    tr_scratch_get (tr_node_t *node, const char *key, int timeout_ms,
+                    tr_scratch_value_t *value);
+
+//  Stores `value` (size bytes of msgpack) under key, for ttl_ms (0: for
+//  ever). On TR_OK, *version_p (if not NULL) is the write's version.
+TR_EXPORT int
+    tr_scratch_put (tr_node_t *node, const char *key, const void *value, size_t size,
+                    int64_t ttl_ms, int timeout_ms, uint64_t *version_p);
+
+//  Stores `value` only if the key's version is `expected` (0: only if the
+//  key does not exist). TR_OK with the new version, TR_ECONFLICT if the
+//  version was another (nothing changed), or a common error.
+TR_EXPORT int
+    tr_scratch_cas (tr_node_t *node, const char *key, uint64_t expected,
+                    const void *value, size_t size, int64_t ttl_ms, int timeout_ms,
+                    uint64_t *version_p);
+
+//  Removes key. TR_OK with the version of the removal, TR_ENOTFOUND, or a
+//  common error.
+TR_EXPORT int
+    tr_scratch_del (tr_node_t *node, const char *key, int timeout_ms, uint64_t *version_p);
+
+//  Lists the keys under prefix ("" for all), in byte order: on TR_OK,
+//  *list_p holds a malloc'd msgpack array of [key, version] pairs, of
+//  *size_p bytes. TR_ELIMIT past the broker's max_list keys.
+TR_EXPORT int
+    tr_scratch_list (tr_node_t *node, const char *prefix, int timeout_ms,
+                     uint8_t **list_p, size_t *size_p);
+
+//  The nodes and other clients joined to the broker: on TR_OK, *list_p
+//  holds a malloc'd msgpack array of maps {id, kind, names, age_ms}.
+TR_EXPORT int
+    tr_node_peers (tr_node_t *node, int timeout_ms, uint8_t **list_p, size_t *size_p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
