@@ -231,6 +231,24 @@ grep -Eq 'I troupe: .*chaos: worker "fail"' "$work/live.log" && echo "ok: actor 
     || fail "the driver's lines are not in the log"
 
 #   ---------------------------------------------------------------------
+#   The embedded broker: on an ipc socket by default, on --bind if given;
+#   process children find it in TROUPE_BROKER.
+
+cat >"$work/brokered.yaml" <<'EOF'
+name: brokered
+children:
+  - {name: say, process: {command: [sh, -c, 'echo "broker=$TROUPE_BROKER"; sleep 60']}}
+EOF
+expect 0 "say: broker=ipc://$TROUPE_CONTROL_DIR/brokered.broker" \
+    "$troupe" run "$work/brokered.yaml" --for 500ms
+expect 0 "say: broker=tcp://127.0.0.1:[0-9]+" \
+    "$troupe" run "$work/brokered.yaml" --for 500ms --bind 'tcp://127.0.0.1:*'
+expect 0 "say: broker=$" env -u TROUPE_BROKER "$troupe" run "$work/brokered.yaml" --for 500ms --no-broker
+expect 2 "exclude each other" "$troupe" run "$work/brokered.yaml" --no-broker --bind tcp://127.0.0.1:1
+expect 2 "--broker needs a value" "$troupe" run "$work/brokered.yaml" --broker
+expect 1 "cannot start the embedded broker" "$troupe" run "$work/brokered.yaml" --bind nonsense
+
+#   ---------------------------------------------------------------------
 #   SIGINT, and --for.
 
 start_tree "$work/live.yaml" "$work/live2.log" || exit 1
