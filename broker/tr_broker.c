@@ -36,6 +36,24 @@
     Payloads (envelopes, event bodies) are never copied by the broker:
     the zmq_msg_t received is moved into the outgoing message (zmq_msg
     copies are reference counted above 33 bytes).
+
+    The scratchpad (2.4.4) is a tr__kv_t store, with a tr__kvlog_t log as
+    its journal when the options give a data folder: a write is appended
+    (and synced, for fsync always) inside the store's call, so the OK
+    sent after the call returns never runs ahead of the log. The store
+    works on the wall clock (Unix ms, for the TTLs kept in the log); the
+    poll's timeout also covers the next key to expire, and every change
+    (expiries included) is pushed at once to the watches it concerns.
+
+    Watches: each client keeps its watches by prefix (they count toward
+    max_subs with its subscriptions). A watch's changes queue in the
+    store (a bounded backlog per watch); the broker moves them to the
+    client's socket as KV_CHANGE in version order. When the client's
+    queue is full, the change at hand is held and the watch waits on a
+    list of stalled watches that is tried again every few milliseconds;
+    meanwhile its backlog grows, and once it passes its bound the store
+    flags the watch: the broker sends KV_RESYNC (as soon as the client
+    has room for it) and ends the watch.
 */
 
 #include "troupe/tr_broker.h"
@@ -43,6 +61,8 @@
 #include "troupe/tr_error.h"
 #include "troupe/tr_log.h"
 #include "tr_clock.h"
+#include "tr_kv.h"
+#include "tr_kvlog.h"
 #include "tr_wire.h"
 
 #include <assert.h>
@@ -53,10 +73,31 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
+
+//  A value sent without copying is freed by one of libzmq's threads, after
+//  passing through its lock-free queues, which ThreadSanitizer cannot see
+//  (tests/tsan.supp): the hand-off is annotated.
+#if defined(__has_feature)
+#   if __has_feature (thread_sanitizer)
+#       define S_TSAN 1
+#   endif
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(S_TSAN)
+#   define S_TSAN 1
+#endif
+#ifdef S_TSAN
+#   include <sanitizer/tsan_interface.h>
+#   define S_HAND_OFF(addr) __tsan_release (addr)
+#   define S_TAKE_OVER(addr) __tsan_acquire (addr)
+#else
+#   define S_HAND_OFF(addr) ((void) (addr))
+#   define S_TAKE_OVER(addr) ((void) (addr))
+#endif
 
 #define S_BROKER_TAG    0x7472626bu     /* "trbk" */
 #define S_DEAD_TAG      0xdeadbeefu
@@ -74,7 +115,16 @@
 //  Messages handled per wake-up before timers are looked at again.
 #define S_BATCH         512
 
+//  How often a watch stalled on a full client queue is tried again, ms.
+#define S_RETRY_MS      5
+
+//  Bytes of a KV_ answer around its keys and values: the array and
+//  str headers, a version and a TTL per item (generous).
+#define S_ITEM_OVERHEAD 32
+#define S_ANSWER_OVERHEAD 64
+
 typedef struct s_client s_client_t;
+typedef struct s_watch s_watch_t;
 
 //  A client is in up to three intrusive lists: by when the broker last
 //  heard from it, by when it last sent to it, and the list of clients
@@ -107,6 +157,7 @@ struct s_client {
     s_kind_t kind;
     zhashx_t *names;                    //  name -> this client
     zhashx_t *subs;                     //  prefix -> s_subs_t * (not owned)
+    zhashx_t *watches;                  //  KV_ prefix -> s_watch_t * (owned)
     uint64_t dropped;                   //  events lost since the last EVENT
     uint64_t event_mark;                //  the last event it was sent
     int64_t joined_ns;
@@ -115,11 +166,23 @@ struct s_client {
     s_link_t link [S_LISTS];
 };
 
+//  A client's watch on a prefix of the scratchpad: the store's watch
+//  (whose arg is this), and the change that could not be sent yet
+//  because the client's queue was full; it goes first next time.
+struct s_watch {
+    tr__kv_watch_t *watch;
+    s_client_t *client;
+    tr__kv_change_t *held;
+    bool stalled;                       //  in the broker's stalled list
+    s_watch_t *prev, *next;             //  in that list
+};
+
 //  The counters, one atomic each so that tr_broker_stats may read them
 //  from any thread while the broker's thread counts.
 #define S_STATS(X) \
     X (clients) X (names) X (joined) X (left) X (dead) X (routed) X (bounced) \
-    X (events) X (events_dropped) X (malformed) X (refused) X (lost)
+    X (events) X (events_dropped) X (malformed) X (refused) X (lost) \
+    X (kv_writes) X (kv_changes) X (kv_resyncs)
 
 #define S_ATOMIC_FIELD(name) _Atomic uint64_t name;
 typedef struct {
@@ -140,6 +203,10 @@ struct tr_broker {
     size_t max_names;
     size_t max_subs;
     size_t max_queue;
+    size_t max_key;
+    size_t max_value;
+    size_t max_list;
+    int fsync;                          //  tr_fsync_t
     char id [TR_NAME_MAX + 1];          //  BROKER_ID
     char endpoint [256];                //  as bound (ZMQ_LAST_ENDPOINT)
     char pipe_endpoint [64];
@@ -148,6 +215,8 @@ struct tr_broker {
     void *pipe;                         //  our end: tr_broker_stop writes
     pthread_t thread;
     s_stats_t stats;
+    tr__kv_t *kv;                       //  locks itself: stats read it
+    tr__kvlog_t *kvlog;                 //  NULL without a data folder
     //  From here on, the broker's thread alone.
     zhashx_t *peers;                    //  hex routing id -> s_client_t * (owned)
     zhashx_t *by_id;                    //  NODE_ID -> s_client_t *
@@ -159,6 +228,7 @@ struct tr_broker {
     int64_t now_ns;                     //  when the message at hand arrived
     zmq_msg_t deliver;                  //  ["DELIVER", 0], copied per SEND
     zmq_msg_t heartbeat;                //  ["HEARTBEAT", 0]
+    s_watch_t *stalled;                 //  watches waiting for room
 };
 
 //  One message received: the routing id, and the first two frames after
@@ -178,6 +248,7 @@ typedef struct {
 } s_args_t;
 
 static void s_drop (tr_broker_t *self, s_client_t *client, const char *why, bool dead);
+static void s_watches_end (tr_broker_t *self, s_client_t *client);
 
 //  --------------------------------------------------------------------------
 //  Lists of clients
@@ -548,8 +619,10 @@ s_client_destroy (s_client_t **client_p)
     s_client_t *client = *client_p;
     *client_p = NULL;
     if (client) {
+        assert (!client->watches || zhashx_size (client->watches) == 0);
         zhashx_destroy (&client->names);
         zhashx_destroy (&client->subs);
+        zhashx_destroy (&client->watches);
         free (client);
     }
 }
@@ -612,6 +685,7 @@ s_drop (tr_broker_t *self, s_client_t *client, const char *why, bool dead)
          prefix = (const char *) zlistx_next (prefixes))
         s_unsubscribe (self, client, prefix);
     zlistx_destroy (&prefixes);
+    s_watches_end (self, client);
     S_SUB (self, names, count);
     S_SUB (self, clients, 1);
     S_ADD (self, left, 1);
@@ -671,8 +745,8 @@ s_welcome (tr_broker_t *self, s_client_t *client, uint64_t seq)
     tr__wire_uint (&out, (uint64_t) self->heartbeat_ms);
     struct { const char *key; uint64_t value; } limits [] = {
         { "max_frame", self->max_frame }, { "max_names", self->max_names },
-        { "max_subs", self->max_subs }, { "max_key", S_MAX_KEY },
-        { "max_value", S_MAX_VALUE }, { "max_list", S_MAX_LIST },
+        { "max_subs", self->max_subs }, { "max_key", self->max_key },
+        { "max_value", self->max_value }, { "max_list", self->max_list },
         { "max_queue", self->max_queue }
     };
     size_t n = sizeof limits / sizeof limits [0];
@@ -712,8 +786,9 @@ s_hello (tr_broker_t *self, s_in_t *in, tr__wire_cmd_t *cmd)
     client->kind = kind;
     client->names = zhashx_new ();
     client->subs = zhashx_new ();
+    client->watches = zhashx_new ();
     client->joined_ns = client->last_recv_ns = client->last_send_ns = self->now_ns;
-    if (!client->names || !client->subs
+    if (!client->names || !client->subs || !client->watches
     ||  zhashx_insert (self->peers, client->key, client)) {
         s_client_destroy (&client);
         return;
@@ -826,11 +901,14 @@ s_route (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
     zmq_msg_t frame;
     zmq_msg_init (&frame);
     zmq_msg_copy (&frame, &self->deliver);
+    //  Counted before it is sent, so that a receiver that has it finds
+    //  it counted (tr_broker_stats from another thread).
+    S_ADD (self, routed, 1);
     int rc = s_send (self, target, &frame, &in->payload);
-    if (rc == TR_OK)
-        S_ADD (self, routed, 1);
-    else
+    if (rc != TR_OK) {
+        S_SUB (self, routed, 1);
         s_bounce (self, client, to, to_len, rc, &in->payload);
+    }
 }
 
 //  ["NODES", SEQ] -> ["OK", SEQ, [{"id", "kind", "names", "age_ms"}...]]
@@ -889,8 +967,9 @@ s_sub (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd, b
     if (held)
         s_ok (self, client, cmd->seq);
     else
-    if (zhashx_size (client->subs) >= self->max_subs)
-        s_error (self, client, in, cmd->seq, TR_ELIMIT, "this client holds max_subs prefixes");
+    if (zhashx_size (client->subs) + zhashx_size (client->watches) >= self->max_subs)
+        s_error (self, client, in, cmd->seq, TR_ELIMIT,
+                 "this client holds max_subs prefixes and watches");
     else
     if (s_subscribe (self, client, prefix))
         s_error (self, client, in, cmd->seq, TR_ENOMEM, "out of memory");
@@ -923,6 +1002,486 @@ s_pub (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
         return;
     }
     s_publish (self, topic, client->id, in->frames == 2? &in->payload: NULL, client);
+}
+
+//  --------------------------------------------------------------------------
+//  The scratchpad: watches
+
+//  The store's clock: Unix wall-clock milliseconds.
+static int64_t
+s_wall_ms (void)
+{
+    return tr__wall_us () / 1000;
+}
+
+static void
+s_stall_remove (tr_broker_t *self, s_watch_t *watch)
+{
+    if (!watch->stalled)
+        return;
+    if (watch->prev)
+        watch->prev->next = watch->next;
+    else
+        self->stalled = watch->next;
+    if (watch->next)
+        watch->next->prev = watch->prev;
+    watch->prev = watch->next = NULL;
+    watch->stalled = false;
+}
+
+//  Puts a watch on the list of those tried again every S_RETRY_MS.
+static void
+s_stall (tr_broker_t *self, s_watch_t *watch)
+{
+    if (watch->stalled)
+        return;
+    watch->prev = NULL;
+    watch->next = self->stalled;
+    if (self->stalled)
+        self->stalled->prev = watch;
+    self->stalled = watch;
+    watch->stalled = true;
+}
+
+//  Ends a watch: removes it from its client's set, releases the change
+//  it held and the store's watch, frees it.
+static void
+s_watch_end (tr_broker_t *self, s_watch_t *watch)
+{
+    size_t len;
+    const uint8_t *prefix = tr__kv_watch_prefix (watch->watch, &len);
+    char key [TR__KV_MAX_KEY + 1];
+    memcpy (key, prefix, len);
+    key [len] = 0;
+    zhashx_delete (watch->client->watches, key);
+    s_stall_remove (self, watch);
+    tr__kv_change_unref (&watch->held);
+    tr__kv_watch_destroy (&watch->watch);
+    free (watch);
+}
+
+//  Ends every watch of a client (it leaves).
+static void
+s_watches_end (tr_broker_t *self, s_client_t *client)
+{
+    s_watch_t *watch;
+    while (client->watches
+    &&     (watch = (s_watch_t *) zhashx_first (client->watches)))
+        s_watch_end (self, watch);
+}
+
+//  The free function of a zero-copy payload: releases the value.
+static void
+s_value_free (void *data, void *hint)
+{
+    (void) data;
+    tr__kv_value_t *value = (tr__kv_value_t *) hint;
+    S_TAKE_OVER (value);
+    tr__kv_value_unref (&value);
+}
+
+//  Makes a payload frame of a value without copying it (one more
+//  reference, released when ZeroMQ is done with the frame). False if out
+//  of memory.
+static bool
+s_value_frame (tr__kv_value_t *value, zmq_msg_t *msg)
+{
+    tr__kv_value_ref (value);
+    S_HAND_OFF (value);
+    if (zmq_msg_init_data (msg, (void *) tr__kv_value_data (value), tr__kv_value_size (value),
+                           s_value_free, value) == 0)
+        return true;
+    tr__kv_value_unref (&value);
+    return false;
+}
+
+//  Sends the change a watch holds: ["KV_CHANGE", 0, PREFIX, KEY, VERSION]
+//  + VALUE, an empty payload for a deletion. Returns as s_send, or
+//  TR_ENOMEM.
+static int
+s_change_send (tr_broker_t *self, s_watch_t *watch)
+{
+    const tr__kv_change_t *change = watch->held;
+    size_t len;
+    const uint8_t *prefix = tr__kv_watch_prefix (watch->watch, &len);
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_KV_CHANGE, 0, 3);
+    tr__wire_str (&out, (const char *) prefix, len);
+    tr__wire_str (&out, (const char *) change->key, change->key_len);
+    tr__wire_uint (&out, change->version);
+    zmq_msg_t frame, payload;
+    if (!s_frame (&out, &frame))
+        return TR_ENOMEM;
+    //  The change's value is the store's reference-counted copy
+    //  (tr_kv.h's private blob field, within the broker).
+    if (change->op == TR__KV_PUT && change->blob) {
+        if (!s_value_frame (change->blob, &payload)) {
+            zmq_msg_close (&frame);
+            return TR_ENOMEM;
+        }
+    }
+    else
+        zmq_msg_init (&payload);
+    int rc = s_send (self, watch->client, &frame, &payload);
+    zmq_msg_close (&payload);           //  sent (then empty) or not
+    return rc;
+}
+
+//  A watch fell behind: sends ["KV_RESYNC", 0, PREFIX] and ends it; if
+//  the client has no room for even that, tries again later.
+static void
+s_watch_resync (tr_broker_t *self, s_watch_t *watch)
+{
+    size_t len;
+    const uint8_t *prefix = tr__kv_watch_prefix (watch->watch, &len);
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_KV_RESYNC, 0, 1);
+    tr__wire_str (&out, (const char *) prefix, len);
+    zmq_msg_t frame;
+    S_ADD (self, kv_resyncs, 1);
+    int rc = s_frame (&out, &frame)? s_send (self, watch->client, &frame, NULL): TR_ENOMEM;
+    if (rc == TR_EFULL || rc == TR_ENOMEM) {
+        S_SUB (self, kv_resyncs, 1);
+        s_stall (self, watch);
+        return;
+    }
+    tr_log (TR_LOG_INFO, "broker: '%s' fell behind its watch on '%.*s': sent KV_RESYNC",
+            watch->client->id, (int) len, (const char *) prefix);
+    s_watch_end (self, watch);
+}
+
+//  Sends a watch what its backlog holds, in version order, until the
+//  backlog is empty (the watch waits for the next change) or the
+//  client's queue is full (the watch stalls, holding the change at
+//  hand). May end the watch (KV_RESYNC).
+static void
+s_watch_drain (tr_broker_t *self, s_watch_t *watch)
+{
+    s_stall_remove (self, watch);
+    while (true) {
+        if (!watch->held) {
+            if (tr__kv_watch_next (watch->watch, &watch->held) == TR_ELIMIT) {
+                s_watch_resync (self, watch);
+                return;
+            }
+            if (!watch->held)
+                return;
+        }
+        //  Counted first, so that a watcher that has it finds it counted.
+        S_ADD (self, kv_changes, 1);
+        int rc = s_change_send (self, watch);
+        if (rc != TR_OK)
+            S_SUB (self, kv_changes, 1);
+        if (rc == TR_ENOACTOR)
+            return;                     //  the client is gone: reaped soon
+        if (rc != TR_OK) {
+            s_stall (self, watch);
+            return;
+        }
+        tr__kv_change_unref (&watch->held);
+    }
+}
+
+//  Pushes every change the store has queued for watches since the last
+//  call (writes, expiries, a new watch's catch-up). Called after every
+//  scratchpad command and timer.
+static void
+s_kv_push (tr_broker_t *self)
+{
+    tr__kv_watch_t *ready;
+    while ((ready = tr__kv_ready (self->kv)))
+        s_watch_drain (self, (s_watch_t *) tr__kv_watch_arg (ready));
+}
+
+//  The scratchpad's timers: expires the keys whose time has come, tries
+//  the stalled watches again, pushes the changes. Draining one watch may
+//  end that watch only (a client that goes is dropped later, by s_reap),
+//  so the detached list can be walked safely.
+static void
+s_kv_timers (tr_broker_t *self)
+{
+    int64_t deadline = tr__kv_next_deadline (self->kv);
+    if (deadline && deadline <= s_wall_ms ())
+        tr__kv_expire (self->kv, s_wall_ms ());
+    s_watch_t *watch = self->stalled;
+    self->stalled = NULL;
+    while (watch) {
+        s_watch_t *next = watch->next;
+        watch->stalled = false;
+        watch->prev = watch->next = NULL;
+        s_watch_drain (self, watch);
+        watch = next;
+    }
+    s_kv_push (self);
+}
+
+//  Shortens the poll's timeout (ms, -1 for none) to the next expiry,
+//  and to S_RETRY_MS while watches are stalled.
+static long
+s_kv_timeout (tr_broker_t *self, long timeout)
+{
+    int64_t deadline = tr__kv_next_deadline (self->kv);
+    if (deadline) {
+        int64_t wait = deadline - s_wall_ms ();
+        wait = wait < 0? 0: wait + 1;
+        if (timeout < 0 || wait < timeout)
+            timeout = (long) (wait < LONG_MAX? wait: LONG_MAX);
+    }
+    if (self->stalled && (timeout < 0 || timeout > S_RETRY_MS))
+        timeout = S_RETRY_MS;
+    return timeout;
+}
+
+//  --------------------------------------------------------------------------
+//  The scratchpad: commands
+
+//  Answers a failed scratchpad call with its code and a reason.
+static void
+s_kv_error (tr_broker_t *self, s_client_t *client, s_in_t *in, uint64_t seq, int code)
+{
+    const char *text;
+    switch (code) {
+        case TR_ENOTFOUND: text = "no such key"; break;
+        case TR_ECONFLICT: text = "the key's version is not EXPECTED"; break;
+        case TR_EINVAL:    text = "a key or prefix longer than max_key"; break;
+        case TR_ETOOBIG:   text = "the value exceeds max_value"; break;
+        case TR_EMALFORMED:
+            text = "the value is not exactly one msgpack value nested at most 32 deep";
+            break;
+        case TR_ELIMIT:    text = "more keys under the prefix than max_list"; break;
+        case TR_ESYS:      text = "the scratchpad's log could not be written"; break;
+        default:           text = tr_strerror (code); break;
+    }
+    s_error (self, client, in, seq, code, text);
+}
+
+//  Reads a KEY or PREFIX argument (tr__wire_check judged it).
+static bool
+s_arg_key (s_args_t *args, const char **key, uint32_t *len)
+{
+    return s_arg_str (args, key, len) && *len <= TR__KV_MAX_KEY;
+}
+
+//  ["KV_GET", SEQ, KEY] -> ["OK", SEQ, VALUE, VERSION, TTL_MS]
+static void
+s_kv_get (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *key;
+    uint32_t len;
+    if (!s_arg_key (&args, &key, &len)) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, "KV_GET takes a KEY");
+        return;
+    }
+    tr__kv_value_t *value = NULL;
+    uint64_t version = 0;
+    int64_t ttl = 0;
+    int rc = tr__kv_get (self->kv, key, len, s_wall_ms (), &value, &version, &ttl);
+    if (rc)
+        s_kv_error (self, client, in, cmd->seq, rc);
+    else {
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_OK, cmd->seq, 3);
+        tr__wire_raw (&out, tr__kv_value_data (value), tr__kv_value_size (value));
+        tr__wire_uint (&out, version);
+        tr__wire_uint (&out, (uint64_t) ttl);
+        s_answer (self, client, NULL, &out);
+    }
+    tr__kv_value_unref (&value);
+}
+
+//  ["KV_PUT", SEQ, KEY, TTL_MS] + VALUE and
+//  ["KV_CAS", SEQ, KEY, EXPECTED, TTL_MS] + VALUE -> ["OK", SEQ, VERSION]
+static void
+s_kv_put (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd, bool cas)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *key;
+    uint32_t len;
+    uint64_t expected = 0, ttl = 0;
+    if (!s_arg_key (&args, &key, &len) || (cas && !s_arg_uint (&args, &expected))
+    ||  !s_arg_uint (&args, &ttl) || in->frames != 2 || zmq_msg_size (&in->payload) == 0) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, cas?
+                 "KV_CAS takes KEY, EXPECTED, TTL_MS and the value as a second frame":
+                 "KV_PUT takes KEY, TTL_MS and the value as a second frame");
+        return;
+    }
+    if (ttl > INT64_MAX) {
+        s_error (self, client, in, cmd->seq, TR_EINVAL, "TTL_MS is too large");
+        return;
+    }
+    uint64_t version = 0;
+    const void *value = zmq_msg_data (&in->payload);
+    size_t size = zmq_msg_size (&in->payload);
+    int64_t now = s_wall_ms ();
+    int rc = cas? tr__kv_cas (self->kv, key, len, expected, value, size, (int64_t) ttl, now,
+                              &version):
+                  tr__kv_put (self->kv, key, len, value, size, (int64_t) ttl, now, &version);
+    if (rc) {
+        s_kv_error (self, client, in, cmd->seq, rc);
+        return;
+    }
+    S_ADD (self, kv_writes, 1);
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_OK, cmd->seq, 1);
+    tr__wire_uint (&out, version);
+    s_answer (self, client, NULL, &out);
+}
+
+//  ["KV_DEL", SEQ, KEY] -> ["OK", SEQ, VERSION]
+static void
+s_kv_del (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *key;
+    uint32_t len;
+    if (!s_arg_key (&args, &key, &len)) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, "KV_DEL takes a KEY");
+        return;
+    }
+    uint64_t version = 0;
+    int rc = tr__kv_del (self->kv, key, len, s_wall_ms (), &version);
+    if (rc) {
+        s_kv_error (self, client, in, cmd->seq, rc);
+        return;
+    }
+    S_ADD (self, kv_writes, 1);
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_OK, cmd->seq, 1);
+    tr__wire_uint (&out, version);
+    s_answer (self, client, NULL, &out);
+}
+
+//  ["KV_LIST", SEQ, PREFIX] -> ["OK", SEQ, [[KEY, VERSION]...]] and
+//  ["KV_SNAPSHOT", SEQ, PREFIX] -> ["OK", SEQ, AT, [[KEY, VERSION, VALUE]...]].
+//  An answer that would not fit in max_frame is TR_ELIMIT, as one of more
+//  than max_list keys.
+static void
+s_kv_list (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd,
+           bool snapshot)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *prefix;
+    uint32_t len;
+    if (!s_arg_key (&args, &prefix, &len)) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, snapshot?
+                 "KV_SNAPSHOT takes a PREFIX": "KV_LIST takes a PREFIX");
+        return;
+    }
+    tr__kv_items_t *items = NULL;
+    int64_t now = s_wall_ms ();
+    int rc = snapshot? tr__kv_snapshot (self->kv, prefix, len, now, &items):
+                       tr__kv_list (self->kv, prefix, len, now, &items);
+    if (rc) {
+        s_kv_error (self, client, in, cmd->seq, rc);
+        return;
+    }
+    //  Sized before it is written: 100,000 values of 1 MiB must not be
+    //  copied only to be refused.
+    size_t size = S_ANSWER_OVERHEAD;
+    for (size_t i = 0; i < items->count; i++)
+        size += S_ITEM_OVERHEAD + items->items [i].key_len + items->items [i].value_len;
+    if (size > self->max_frame) {
+        tr__kv_items_destroy (&items);
+        s_error (self, client, in, cmd->seq, TR_ELIMIT, "the answer would exceed max_frame");
+        return;
+    }
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_OK, cmd->seq, snapshot? 2: 1);
+    if (snapshot)
+        tr__wire_uint (&out, items->at);
+    tr__wire_array (&out, (uint32_t) items->count);
+    for (size_t i = 0; i < items->count; i++) {
+        const tr__kv_item_t *item = &items->items [i];
+        tr__wire_array (&out, snapshot? 3: 2);
+        tr__wire_str (&out, (const char *) item->key, item->key_len);
+        tr__wire_uint (&out, item->version);
+        if (snapshot)
+            tr__wire_raw (&out, item->value, item->value_len);
+    }
+    tr__kv_items_destroy (&items);
+    s_answer (self, client, NULL, &out);
+}
+
+//  ["KV_WATCH", SEQ, PREFIX, FROM] -> ["OK", SEQ, AT], then KV_CHANGE for
+//  every change under PREFIX above FROM (FROM 0: above AT). Watching a
+//  prefix the client already watches replaces that watch (starts over
+//  from FROM).
+static void
+s_kv_watch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *prefix;
+    uint32_t len;
+    uint64_t from = 0;
+    if (!s_arg_key (&args, &prefix, &len) || !s_arg_uint (&args, &from)) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, "KV_WATCH takes PREFIX and FROM");
+        return;
+    }
+    char key [TR__KV_MAX_KEY + 1];
+    memcpy (key, prefix, len);
+    key [len] = 0;
+    s_watch_t *old = (s_watch_t *) zhashx_lookup (client->watches, key);
+    if (!old && zhashx_size (client->subs) + zhashx_size (client->watches) >= self->max_subs) {
+        s_error (self, client, in, cmd->seq, TR_ELIMIT,
+                 "this client holds max_subs prefixes and watches");
+        return;
+    }
+    s_watch_t *watch = (s_watch_t *) calloc (1, sizeof *watch);
+    if (!watch) {
+        s_error (self, client, in, cmd->seq, TR_ENOMEM, "out of memory");
+        return;
+    }
+    watch->client = client;
+    uint64_t at = 0;
+    int rc = tr__kv_watch_new (self->kv, prefix, len, from, s_wall_ms (), watch,
+                               &watch->watch, &at);
+    if (rc) {
+        free (watch);
+        s_kv_error (self, client, in, cmd->seq, rc);
+        return;
+    }
+    if (old)
+        s_watch_end (self, old);
+    if (zhashx_insert (client->watches, key, watch)) {
+        tr__kv_watch_destroy (&watch->watch);
+        free (watch);
+        s_error (self, client, in, cmd->seq, TR_ENOMEM, "out of memory");
+        return;
+    }
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_OK, cmd->seq, 1);
+    tr__wire_uint (&out, at);
+    s_answer (self, client, NULL, &out);
+}
+
+//  ["KV_UNWATCH", SEQ, PREFIX] -> ["OK", SEQ]
+static void
+s_kv_unwatch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    s_args_t args;
+    s_args_init (&args, cmd);
+    const char *prefix;
+    uint32_t len;
+    if (!s_arg_key (&args, &prefix, &len)) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, "KV_UNWATCH takes a PREFIX");
+        return;
+    }
+    char key [TR__KV_MAX_KEY + 1];
+    memcpy (key, prefix, len);
+    key [len] = 0;
+    s_watch_t *watch = (s_watch_t *) zhashx_lookup (client->watches, key);
+    if (!watch) {
+        s_error (self, client, in, cmd->seq, TR_ENOTFOUND, "not watching this prefix");
+        return;
+    }
+    s_watch_end (self, watch);
+    s_ok (self, client, cmd->seq);
 }
 
 //  --------------------------------------------------------------------------
@@ -1002,10 +1561,29 @@ s_dispatch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *c
         case TR__V_PUB:
             s_pub (self, client, in, cmd);
             break;
-        case TR__V_KV_GET: case TR__V_KV_PUT: case TR__V_KV_CAS: case TR__V_KV_DEL:
-        case TR__V_KV_LIST: case TR__V_KV_SNAPSHOT: case TR__V_KV_WATCH:
+        case TR__V_KV_GET:
+            s_kv_get (self, client, in, cmd);
+            break;
+        case TR__V_KV_PUT:
+            s_kv_put (self, client, in, cmd, false);
+            break;
+        case TR__V_KV_CAS:
+            s_kv_put (self, client, in, cmd, true);
+            break;
+        case TR__V_KV_DEL:
+            s_kv_del (self, client, in, cmd);
+            break;
+        case TR__V_KV_LIST:
+            s_kv_list (self, client, in, cmd, false);
+            break;
+        case TR__V_KV_SNAPSHOT:
+            s_kv_list (self, client, in, cmd, true);
+            break;
+        case TR__V_KV_WATCH:
+            s_kv_watch (self, client, in, cmd);
+            break;
         case TR__V_KV_UNWATCH:
-            s_error (self, client, in, cmd->seq, TR_EINVAL, "the scratchpad is not served yet");
+            s_kv_unwatch (self, client, in, cmd);
             break;
         case TR__V_OK: case TR__V_ERROR:
             //  Answers to nothing: not answered, so that two confused
@@ -1079,8 +1657,13 @@ s_handle (tr_broker_t *self, s_in_t *in)
     if (rc == TR_OK && !client)
         s_hello (self, in, &cmd);
     else
-    if (rc == TR_OK)
+    if (rc == TR_OK) {
         s_dispatch (self, client, in, &cmd);
+        //  Any scratchpad call may have changed it (a write, or keys
+        //  whose time had come expired on the way).
+        if (cmd.verb >= TR__V_KV_GET && cmd.verb <= TR__V_KV_UNWATCH)
+            s_kv_push (self);
+    }
     else
     if (rc == TR_EINVAL && client)
         s_invalid (self, client, in, &cmd);
@@ -1160,8 +1743,9 @@ s_thread (void *arg)
             s_in_close (&in);
             s_reap (self);
         }
+        s_kv_timers (self);
         self->now_ns = tr__now_ns ();
-        timeout = s_heartbeats (self);
+        timeout = s_kv_timeout (self, s_heartbeats (self));
     }
     zmq_close (pipe);
     return NULL;
@@ -1187,7 +1771,69 @@ s_options (tr_broker_t *self, const tr_broker_opts_t *opts)
     //  marks are ints.
     if (self->max_frame < 1024 || self->max_frame > INT64_MAX || self->max_queue > INT32_MAX)
         return TR_EINVAL;
+    //  The scratchpad: a broker may lower max_key, not raise it; a value
+    //  must fit in a KV_GET answer with its key.
+    self->max_key = opts->max_key? opts->max_key: S_MAX_KEY;
+    self->max_list = opts->max_list? opts->max_list: S_MAX_LIST;
+    if (self->max_key > S_MAX_KEY || self->max_list > UINT32_MAX)
+        return TR_EINVAL;
+    size_t room = self->max_frame - self->max_key - S_ANSWER_OVERHEAD;
+    self->max_value = opts->max_value? opts->max_value: S_MAX_VALUE < room? S_MAX_VALUE: room;
+    if (self->max_value > room)
+        return TR_EINVAL;
+    if (opts->fsync != TR_FSYNC_EVERYSEC && opts->fsync != TR_FSYNC_ALWAYS
+    &&  opts->fsync != TR_FSYNC_NO)
+        return TR_EINVAL;
+    self->fsync = opts->fsync;
+    if (opts->data_dir && !*opts->data_dir)
+        return TR_EINVAL;
     return TR_OK;
+}
+
+//  Creates the scratchpad, and with a data folder opens its log and
+//  replays it. Returns TR_OK or the log's error (logged with its reason).
+static int
+s_kv_open (tr_broker_t *self, const char *data_dir)
+{
+    tr__kv_limits_t limits = {
+        .max_key = self->max_key, .max_value = self->max_value, .max_list = self->max_list
+    };
+    self->kv = tr__kv_new (&limits);
+    if (!self->kv)
+        return TR_ENOMEM;
+    if (!data_dir)
+        return TR_OK;
+    static const char *names [] = { "everysec", "always", "no" };
+    static const int syncs [] = { TR__KVLOG_EVERYSEC, TR__KVLOG_ALWAYS, TR__KVLOG_NO };
+    tr__kvlog_opts_t opts = { .sync = syncs [self->fsync] };
+    tr__kvlog_replay_t info = { 0 };
+    int64_t start = tr__now_ns ();
+    int rc = tr__kvlog_open (&self->kvlog, data_dir, &opts, self->kv, &info);
+    if (rc) {
+        tr_log (TR_LOG_ERROR, "broker: cannot use the data folder %s: %s", data_dir,
+                rc == TR_ENOTFOUND? "no such folder":
+                rc == TR_EACCES? "not writable":
+                rc == TR_EEXIST? "another broker uses it":
+                rc == TR_EMALFORMED? "the scratchpad's log is damaged (see above)":
+                tr_strerror (rc));
+        //  The store may hold part of the log: start again empty.
+        tr__kv_destroy (&self->kv);
+        return rc;
+    }
+    tr_log (TR_LOG_INFO, "broker: scratchpad log in %s (fsync %s): replayed %llu records "
+            "in %lld ms, %zu keys at version %llu%s", data_dir, names [self->fsync],
+            (unsigned long long) info.records, (long long) (tr__now_ns () - start) / 1000000,
+            tr__kv_count (self->kv), (unsigned long long) tr__kv_version (self->kv),
+            info.truncated? ", a torn last record dropped": "");
+    return TR_OK;
+}
+
+//  Closes the log (synced), then the store.
+static void
+s_kv_close (tr_broker_t *self)
+{
+    tr__kvlog_close (&self->kvlog);
+    tr__kv_destroy (&self->kv);
 }
 
 //  Creates the router, sets its options and binds it. Returns TR_OK,
@@ -1246,6 +1892,7 @@ s_destroy_state (tr_broker_t *self)
         s_client_t *client;
         while ((client = (s_client_t *) zhashx_first (self->peers))) {
             zhashx_delete (self->peers, client->key);
+            s_watches_end (self, client);
             s_client_destroy (&client);
         }
     }
@@ -1293,6 +1940,10 @@ tr_broker_start (const tr_broker_opts_t *opts, tr_broker_t **self_p)
     rc = TR_ENOMEM;
     if (!self->peers || !self->by_id || !self->names || !self->subs)
         goto fail_state;
+    rc = s_kv_open (self, opts->data_dir);
+    if (rc)
+        goto fail_state;
+    rc = TR_ENOMEM;
     if (s_prebuild (self))
         goto fail_state;
     self->ctx = zmq_ctx_new ();
@@ -1322,6 +1973,7 @@ fail_ctx:
     zmq_msg_close (&self->heartbeat);
 fail_state:
     s_destroy_state (self);
+    s_kv_close (self);
 fail_options:
     free (self);
     errno = err;
@@ -1347,6 +1999,9 @@ tr_broker_stats (tr_broker_t *self, tr_broker_stats_t *stats)
     stats->name = atomic_load_explicit (&self->stats.name, memory_order_relaxed);
     S_STATS (S_COPY)
 #undef S_COPY
+    //  The store takes its own lock.
+    stats->kv_keys = tr__kv_count (self->kv);
+    stats->kv_version = tr__kv_version (self->kv);
     return TR_OK;
 }
 
@@ -1366,6 +2021,7 @@ tr_broker_stop (tr_broker_t **self_p)
     zmq_msg_close (&self->deliver);
     zmq_msg_close (&self->heartbeat);
     s_destroy_state (self);
+    s_kv_close (self);
     tr_log (TR_LOG_INFO, "broker: %s stopped", self->id);
     self->tag = S_DEAD_TAG;
     free (self);

@@ -1,12 +1,15 @@
-/*  tr_cli_broker.c - `troupe broker --bind ENDPOINT`: a standalone broker
-    in the foreground.
+/*  tr_cli_broker.c - `troupe broker --bind ENDPOINT [--data DIR]`: a
+    standalone broker in the foreground.
 
-    Binds the endpoint, prints it (with the real port when the endpoint
-    asked for "*"), and serves 2-broker.md until SIGINT, SIGTERM, SIGHUP
-    or SIGQUIT, then stops and exits 0. A bind that fails (the port is in
-    use, no permission) exits 1 with the reason; a usage error exits 2.
-    Persistence (--data, --fsync) and CURVE security are specified but
-    not served yet: their options are refused rather than ignored.
+    With --data, opens (or starts) the scratchpad's log in DIR and
+    replays it, then binds the endpoint, prints it (with the real port
+    when the endpoint asked for "*"), and serves 2-broker.md until
+    SIGINT, SIGTERM, SIGHUP or SIGQUIT, then stops (the log synced and
+    closed) and exits 0. A bind that fails (the port is in use, no
+    permission) or a data folder that cannot be used (missing, not
+    writable, in use by another broker, a damaged log) exits 1 with the
+    reason; a usage error exits 2. CURVE security is specified but not
+    served yet: its options are refused rather than ignored.
 */
 
 #include "tr_cli.h"
@@ -21,7 +24,8 @@
 #include <unistd.h>
 
 #define S_USAGE \
-    "usage: troupe broker --bind ENDPOINT [--heartbeat DURATION]\n\n" \
+    "usage: troupe broker --bind ENDPOINT [--heartbeat DURATION]\n" \
+    "                     [--data DIR [--fsync always|everysec|no]]\n\n" \
     "Runs a broker (protocols/2-broker.md) in the foreground, logging to\n" \
     "standard error, until SIGINT or SIGTERM (Ctrl-C). Nodes ('troupe run\n" \
     "... --broker ENDPOINT') and external actors connect to it to reach\n" \
@@ -30,14 +34,23 @@
     "                        for a free one), ipc://PATH\n" \
     "  --heartbeat DURATION  the heartbeat interval H, such as 500ms or 2s\n" \
     "                        (10ms to 60s; default 1s): clients silent for\n" \
-    "                        3H are declared dead\n\n" \
+    "                        3H are declared dead\n" \
+    "  --data DIR            keep the scratchpad in DIR (an existing folder,\n" \
+    "                        one broker at a time): every write is logged\n" \
+    "                        before it is acknowledged, and the log is\n" \
+    "                        replayed on start; without it the scratchpad\n" \
+    "                        lives in memory only\n" \
+    "  --fsync POLICY        when the log reaches the disk: always (before\n" \
+    "                        each acknowledgement), everysec (the default: at\n" \
+    "                        most a second of writes lost if the machine\n" \
+    "                        crashes) or no (when the system likes)\n\n" \
     "The bound endpoint is printed first, as 'listening on ENDPOINT'.\n" \
-    "Exit status: 0 after a stop signal; 1 if the endpoint cannot be bound;\n" \
-    "2 for a usage error.\n"
+    "Exit status: 0 after a stop signal; 1 if the endpoint cannot be bound\n" \
+    "or the data folder cannot be used; 2 for a usage error.\n"
 
 //  Options of later steps, refused until they are served.
 static const char *s_later [] = {
-    "--data", "--fsync", "--curve", "--keys", "--allow", NULL
+    "--curve", "--keys", "--allow", NULL
 };
 
 static bool
@@ -56,6 +69,7 @@ s_later_option (const char *arg)
 static int
 s_parse (int argc, char **argv, tr_broker_opts_t *opts)
 {
+    bool fsync_given = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv [i];
         if (strcmp (arg, "--bind") == 0) {
@@ -78,9 +92,35 @@ s_parse (int argc, char **argv, tr_broker_opts_t *opts)
             opts->heartbeat_ms = (int) ms;
         }
         else
+        if (strcmp (arg, "--data") == 0) {
+            if (i + 1 >= argc || !*argv [i + 1]) {
+                fprintf (stderr, "troupe broker: --data needs a folder\n");
+                return TR_CLI_USAGE;
+            }
+            opts->data_dir = argv [++i];
+        }
+        else
+        if (strcmp (arg, "--fsync") == 0) {
+            const char *text = i + 1 < argc? argv [++i]: "";
+            if (strcmp (text, "always") == 0)
+                opts->fsync = TR_FSYNC_ALWAYS;
+            else
+            if (strcmp (text, "everysec") == 0)
+                opts->fsync = TR_FSYNC_EVERYSEC;
+            else
+            if (strcmp (text, "no") == 0)
+                opts->fsync = TR_FSYNC_NO;
+            else {
+                fprintf (stderr, "troupe broker: --fsync needs always, everysec or no, "
+                         "not '%s'\n", text);
+                return TR_CLI_USAGE;
+            }
+            fsync_given = true;
+        }
+        else
         if (s_later_option (arg)) {
-            fprintf (stderr, "troupe broker: %s is not implemented yet (persistence and "
-                     "security come later)\n", arg);
+            fprintf (stderr, "troupe broker: %s is not implemented yet (security comes "
+                     "later)\n", arg);
             return TR_CLI_USAGE;
         }
         else {
@@ -90,6 +130,10 @@ s_parse (int argc, char **argv, tr_broker_opts_t *opts)
     }
     if (!opts->bind) {
         fprintf (stderr, "troupe broker: --bind ENDPOINT is required\n%s", S_USAGE);
+        return TR_CLI_USAGE;
+    }
+    if (fsync_given && !opts->data_dir) {
+        fprintf (stderr, "troupe broker: --fsync applies to the log of --data DIR\n");
         return TR_CLI_USAGE;
     }
     return TR_CLI_OK;
@@ -129,6 +173,16 @@ s_broker (int argc, char **argv)
                      errno == EADDRINUSE? "the address is in use (another broker?)"
                                         : strerror (errno));
         else
+        if (opts.data_dir && (rc == TR_ENOTFOUND || rc == TR_EACCES || rc == TR_EEXIST
+                          ||  rc == TR_EMALFORMED))
+            fprintf (stderr, "troupe broker: cannot use the data folder '%s': %s\n",
+                     opts.data_dir,
+                     rc == TR_ENOTFOUND? "no such folder":
+                     rc == TR_EACCES? "not writable":
+                     rc == TR_EEXIST? "another broker uses it":
+                     "its scratchpad log is damaged (the log above says where; keep "
+                     "a copy, then cut or remove it)");
+        else
             fprintf (stderr, "troupe broker: cannot listen on '%s': %s\n", opts.bind,
                      tr_strerror (rc));
         pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
@@ -146,9 +200,11 @@ s_broker (int argc, char **argv)
     tr_broker_stats_t stats;
     tr_broker_stats (broker, &stats);
     tr_log (TR_LOG_INFO, "broker: %llu clients joined, %llu messages routed, %llu bounced, "
-            "%llu events", (unsigned long long) stats.joined,
-            (unsigned long long) stats.routed, (unsigned long long) stats.bounced,
-            (unsigned long long) stats.events);
+            "%llu events, %llu scratchpad writes (%llu keys at version %llu)",
+            (unsigned long long) stats.joined, (unsigned long long) stats.routed,
+            (unsigned long long) stats.bounced, (unsigned long long) stats.events,
+            (unsigned long long) stats.kv_writes, (unsigned long long) stats.kv_keys,
+            (unsigned long long) stats.kv_version);
     tr_broker_stop (&broker);
     pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
     return TR_CLI_OK;

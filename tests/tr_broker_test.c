@@ -12,13 +12,21 @@
     sys. reserved, DROPPED for a slow subscriber; malformed frames of
     every class and unknown verbs answered while a well-behaved client
     keeps being served; three frames; oversized frames; quotas; the
-    counters.
+    counters. The scratchpad: every KV_ verb and refusal, limits lowered
+    by the options; watches by prefix in version order, ended with their
+    client; KV_RESYNC for a watcher that does not read and for a FROM out
+    of reach; TTL expiry pushed as a deletion; a snapshot and a watch from
+    its AT while a writer writes, missing nothing; persistence across
+    restarts with each fsync policy, and the data folder's errors.
 */
 
 #include "tr_test.h"
 #include "tr_wire.h"
 #include "troupe/tr_broker.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <zmq.h>
 
 static void *s_ctx;
@@ -309,6 +317,201 @@ s_publish (void *sock, const char *topic, const void *body, size_t size)
     tr__wire_begin (&out, TR__V_PUB, 0, 1);
     tr__wire_str (&out, topic, strlen (topic));
     s_put (sock, &out, body, size);
+}
+
+
+//  --------------------------------------------------------------------------
+//  The scratchpad's requests
+
+//  Sends ["KV_PUT", seq, key, ttl] + value (NULL: no payload frame).
+static void
+s_kv_put_send (void *sock, uint64_t seq, const char *key, uint64_t ttl, const void *value,
+               size_t size)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_KV_PUT, seq, 2);
+    tr__wire_str (&out, key, strlen (key));
+    tr__wire_uint (&out, ttl);
+    s_put (sock, &out, value, size);
+}
+
+//  Answers ["OK", SEQ, VERSION]: the code, and the version in *version_p.
+static int
+s_kv_versioned (void *sock, uint64_t seq, uint64_t *version_p)
+{
+    s_got_t got;
+    int code = s_answer_got (sock, seq, &got);
+    if (code == 0) {
+        ck_assert_uint_eq (got.cmd.nargs, 1);
+        uint64_t version = s_arg_uint (&got);
+        if (version_p)
+            *version_p = version;
+    }
+    s_got_close (&got);
+    return code;
+}
+
+static int
+s_kv_put (void *sock, uint64_t seq, const char *key, uint64_t ttl, const void *value,
+          size_t size, uint64_t *version_p)
+{
+    s_kv_put_send (sock, seq, key, ttl, value, size);
+    return s_kv_versioned (sock, seq, version_p);
+}
+
+static int
+s_kv_cas (void *sock, uint64_t seq, const char *key, uint64_t expected, const void *value,
+          size_t size, uint64_t *version_p)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_KV_CAS, seq, 3);
+    tr__wire_str (&out, key, strlen (key));
+    tr__wire_uint (&out, expected);
+    tr__wire_uint (&out, 0);
+    s_put (sock, &out, value, size);
+    return s_kv_versioned (sock, seq, version_p);
+}
+
+static int
+s_kv_del (void *sock, uint64_t seq, const char *key, uint64_t *version_p)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_KV_DEL, seq, 1);
+    tr__wire_str (&out, key, strlen (key));
+    s_put (sock, &out, NULL, 0);
+    return s_kv_versioned (sock, seq, version_p);
+}
+
+//  A value read back: its msgpack bytes, version and TTL left.
+typedef struct {
+    uint8_t data [256];
+    size_t size;
+    uint64_t version;
+    uint64_t ttl_ms;
+} s_kv_value_t;
+
+static int
+s_kv_get (void *sock, uint64_t seq, const char *key, s_kv_value_t *value)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_KV_GET, seq, 1);
+    tr__wire_str (&out, key, strlen (key));
+    s_put (sock, &out, NULL, 0);
+    s_got_t got;
+    int code = s_answer_got (sock, seq, &got);
+    if (code == 0) {
+        ck_assert_uint_eq (got.cmd.nargs, 3);
+        const uint8_t *start = got.args.p;
+        ck_assert_int_eq (tr__mp_skip (&got.args, 32), 0);
+        value->size = (size_t) (got.args.p - start);
+        ck_assert_uint_le (value->size, sizeof value->data);
+        memcpy (value->data, start, value->size);
+        value->version = s_arg_uint (&got);
+        value->ttl_ms = s_arg_uint (&got);
+    }
+    s_got_close (&got);
+    return code;
+}
+
+//  Sends a request whose only argument is a KV_ prefix (KV_LIST,
+//  KV_SNAPSHOT, KV_UNWATCH), or KV_WATCH with FROM.
+static void
+s_kv_prefix_send (void *sock, int verb, uint64_t seq, const char *prefix, uint64_t from)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, verb, seq, verb == TR__V_KV_WATCH? 2: 1);
+    tr__wire_str (&out, prefix, strlen (prefix));
+    if (verb == TR__V_KV_WATCH)
+        tr__wire_uint (&out, from);
+    s_put (sock, &out, NULL, 0);
+}
+
+//  KV_WATCH: the code, and AT in *at_p.
+static int
+s_kv_watch (void *sock, uint64_t seq, const char *prefix, uint64_t from, uint64_t *at_p)
+{
+    s_kv_prefix_send (sock, TR__V_KV_WATCH, seq, prefix, from);
+    return s_kv_versioned (sock, seq, at_p);
+}
+
+//  One key of a list or snapshot.
+typedef struct {
+    char key [64];
+    uint64_t version;
+    uint8_t value [64];                 //  snapshot only
+    size_t size;
+} s_kv_item_t;
+
+//  KV_LIST (snapshot false) or KV_SNAPSHOT: the code; on OK the items in
+//  items (up to max), their number in *count_p, AT in *at_p.
+static int
+s_kv_list (void *sock, uint64_t seq, const char *prefix, bool snapshot, s_kv_item_t *items,
+           size_t max, size_t *count_p, uint64_t *at_p)
+{
+    s_kv_prefix_send (sock, snapshot? TR__V_KV_SNAPSHOT: TR__V_KV_LIST, seq, prefix, 0);
+    s_got_t got;
+    int code = s_answer_got (sock, seq, &got);
+    if (code == 0) {
+        ck_assert_uint_eq (got.cmd.nargs, snapshot? 2: 1);
+        if (snapshot)
+            *at_p = s_arg_uint (&got);
+        uint32_t n, fields;
+        ck_assert_int_eq (tr__mp_array (&got.args, &n), 0);
+        ck_assert_uint_le (n, max);
+        for (uint32_t i = 0; i < n; i++) {
+            ck_assert_int_eq (tr__mp_array (&got.args, &fields), 0);
+            ck_assert_uint_eq (fields, snapshot? 3: 2);
+            s_arg_str (&got, items [i].key, sizeof items [i].key);
+            items [i].version = s_arg_uint (&got);
+            items [i].size = 0;
+            if (snapshot) {
+                const uint8_t *start = got.args.p;
+                ck_assert_int_eq (tr__mp_skip (&got.args, 32), 0);
+                items [i].size = (size_t) (got.args.p - start);
+                ck_assert_uint_le (items [i].size, sizeof items [i].value);
+                memcpy (items [i].value, start, items [i].size);
+            }
+        }
+        *count_p = n;
+    }
+    s_got_close (&got);
+    return code;
+}
+
+//  A KV_CHANGE received: its fields (size 0 for a deletion).
+typedef struct {
+    char prefix [64];
+    char key [64];
+    uint64_t version;
+    uint8_t value [2048];
+    size_t size;
+} s_kv_change_t;
+
+//  Receives the next message and returns its verb: KV_CHANGE (read into
+//  *change) or KV_RESYNC (its prefix in change->prefix); 0 if nothing
+//  came within timeout_ms.
+static int
+s_kv_next (void *sock, s_kv_change_t *change, int timeout_ms)
+{
+    s_got_t got;
+    if (!s_get (sock, &got, timeout_ms))
+        return 0;
+    int verb = got.cmd.verb;
+    ck_assert_msg (verb == TR__V_KV_CHANGE || verb == TR__V_KV_RESYNC, "got %.*s",
+                   (int) got.cmd.word_len, got.cmd.word);
+    s_arg_str (&got, change->prefix, sizeof change->prefix);
+    change->size = 0;
+    if (verb == TR__V_KV_CHANGE) {
+        s_arg_str (&got, change->key, sizeof change->key);
+        change->version = s_arg_uint (&got);
+        ck_assert_uint_eq (got.count, 2);
+        change->size = s_payload_size (&got);
+        ck_assert_uint_le (change->size, sizeof change->value);
+        if (change->size)
+            memcpy (change->value, s_payload (&got), change->size);
+    }
+    s_got_close (&got);
+    return verb;
 }
 
 //  --------------------------------------------------------------------------
@@ -1093,11 +1296,12 @@ START_TEST (test_malformed)
         deep [51] = 0x01;
         s_bad (bad, deep, 52, greeted? TR_EMALFORMED: TR_EPROTO, 13);
         s_good (good, &seq);
-        //  Unknown verbs, verbs only the broker sends, the scratchpad.
+        //  Unknown verbs, verbs only the broker sends; the scratchpad
+        //  served.
         s_bad (bad, "\x92\xa3""FOO\x0e", 6, greeted? TR_EINVAL: TR_EPROTO, 14);
         s_bad (bad, "\x92\xa5hello\x0f", 8, greeted? TR_EINVAL: TR_EPROTO, 15);
         s_bad (bad, "\x92\xa7""DELIVER\x10", 10, greeted? TR_EINVAL: TR_EPROTO, 16);
-        s_bad (bad, "\x93\xa6KV_GET\x11\xa1k", 11, greeted? TR_EINVAL: TR_EPROTO, 17);
+        s_bad (bad, "\x93\xa6KV_GET\x11\xa1k", 11, greeted? TR_ENOTFOUND: TR_EPROTO, 17);
         s_good (good, &seq);
         //  Three frames: the SEQ is still read.
         zmq_send (bad, "\x92\xa5NODES\x12", 8, ZMQ_SNDMORE);
@@ -1195,6 +1399,605 @@ START_TEST (test_quota)
 }
 END_TEST
 
+//  --------------------------------------------------------------------------
+//  The scratchpad
+
+//  Reads the LIMITS map of a greeting into values, in the order sent.
+static void
+s_limits (void *sock, const char *id, uint64_t *values, size_t count)
+{
+    tr__wire_out_t out;
+    s_hello_write (&out, 1, "TRP", 1, id, "node", 1000);
+    s_put (sock, &out, NULL, 0);
+    s_got_t got;
+    ck_assert_int_eq (s_answer_got (sock, 1, &got), 0);
+    char text [256];
+    s_arg_str (&got, text, sizeof text);
+    s_arg_uint (&got);
+    s_arg_uint (&got);
+    s_arg_str (&got, text, sizeof text);
+    s_arg_uint (&got);
+    uint32_t pairs;
+    ck_assert_int_eq (tr__mp_map (&got.args, &pairs), 0);
+    ck_assert_uint_eq (pairs, count);
+    for (uint32_t i = 0; i < pairs; i++) {
+        s_arg_str (&got, text, sizeof text);
+        values [i] = s_arg_uint (&got);
+    }
+    s_got_close (&got);
+}
+
+//  Every verb's answer, and every refusal.
+START_TEST (test_kv_verbs)
+{
+    s_start ((tr_broker_opts_t) { .max_key = 16, .max_value = 64, .max_list = 3,
+                                  .max_subs = 4 });
+    void *a = s_dealer ();
+    uint64_t limits [7];
+    s_limits (a, "A", limits, 7);
+    ck_assert_uint_eq (limits [3], 16);             //  max_key
+    ck_assert_uint_eq (limits [4], 64);             //  max_value
+    ck_assert_uint_eq (limits [5], 3);              //  max_list
+
+    //  Get, put, get.
+    s_kv_value_t value;
+    uint64_t v1, v2, v3, v4, v5, v6, v;
+    ck_assert_int_eq (s_kv_get (a, 2, "k", &value), TR_ENOTFOUND);
+    ck_assert_int_eq (s_kv_put (a, 3, "k", 0, "\x01", 1, &v1), 0);
+    ck_assert_uint_eq (v1, 1);
+    ck_assert_int_eq (s_kv_get (a, 4, "k", &value), 0);
+    ck_assert_uint_eq (value.size, 1);
+    ck_assert_uint_eq (value.data [0], 1);
+    ck_assert_uint_eq (value.version, v1);
+    ck_assert_uint_eq (value.ttl_ms, 0);
+    ck_assert_int_eq (s_kv_put (a, 5, "k", 0, "\xa3" "abc", 4, &v2), 0);
+    ck_assert_uint_gt (v2, v1);
+    ck_assert_int_eq (s_kv_get (a, 6, "k", &value), 0);
+    ck_assert_uint_eq (value.size, 4);
+    ck_assert (memcmp (value.data, "\xa3" "abc", 4) == 0);
+    ck_assert_uint_eq (value.version, v2);
+
+    //  Compare-and-set: a stale version, 0 on a key that exists, the
+    //  right version; 0 on a new key, twice.
+    ck_assert_int_eq (s_kv_cas (a, 7, "k", v1, "\x02", 1, NULL), TR_ECONFLICT);
+    ck_assert_int_eq (s_kv_cas (a, 8, "k", 0, "\x02", 1, NULL), TR_ECONFLICT);
+    ck_assert_int_eq (s_kv_get (a, 9, "k", &value), 0);
+    ck_assert_uint_eq (value.version, v2);
+    ck_assert_int_eq (s_kv_cas (a, 10, "k", v2, "\x03", 1, &v3), 0);
+    ck_assert_uint_gt (v3, v2);
+    ck_assert_int_eq (s_kv_cas (a, 11, "n", 0, "\x04", 1, &v4), 0);
+    ck_assert_uint_gt (v4, v3);
+    ck_assert_int_eq (s_kv_cas (a, 12, "n", 0, "\x04", 1, NULL), TR_ECONFLICT);
+
+    //  Delete; a missing key; a CAS on a deleted key expects 0.
+    ck_assert_int_eq (s_kv_del (a, 13, "k", &v5), 0);
+    ck_assert_uint_gt (v5, v4);
+    ck_assert_int_eq (s_kv_get (a, 14, "k", &value), TR_ENOTFOUND);
+    ck_assert_int_eq (s_kv_del (a, 15, "k", NULL), TR_ENOTFOUND);
+    ck_assert_int_eq (s_kv_cas (a, 16, "k", 0, "\x05", 1, &v6), 0);
+    ck_assert_uint_eq (v6, v5 + 1);
+
+    //  List and snapshot, in byte order, up to max_list keys.
+    s_kv_item_t items [8];
+    size_t count;
+    uint64_t at = 0;
+    ck_assert_int_eq (s_kv_list (a, 17, "", false, items, 8, &count, NULL), 0);
+    ck_assert_uint_eq (count, 2);
+    ck_assert_str_eq (items [0].key, "k");
+    ck_assert_uint_eq (items [0].version, v6);
+    ck_assert_str_eq (items [1].key, "n");
+    ck_assert_uint_eq (items [1].version, v4);
+    ck_assert_int_eq (s_kv_put (a, 18, "m", 0, "\x06", 1, NULL), 0);
+    ck_assert_int_eq (s_kv_list (a, 19, "", false, items, 8, &count, NULL), 0);
+    ck_assert_uint_eq (count, 3);
+    ck_assert_str_eq (items [1].key, "m");
+    ck_assert_int_eq (s_kv_put (a, 20, "o", 0, "\x07", 1, &v), 0);
+    ck_assert_int_eq (s_kv_list (a, 21, "", false, items, 8, &count, NULL), TR_ELIMIT);
+    ck_assert_int_eq (s_kv_list (a, 22, "", true, items, 8, &count, &at), TR_ELIMIT);
+    ck_assert_int_eq (s_kv_list (a, 23, "n", false, items, 8, &count, NULL), 0);
+    ck_assert_uint_eq (count, 1);
+    ck_assert_int_eq (s_kv_list (a, 24, "zz", false, items, 8, &count, NULL), 0);
+    ck_assert_uint_eq (count, 0);
+    ck_assert_int_eq (s_kv_list (a, 25, "k", true, items, 8, &count, &at), 0);
+    ck_assert_uint_eq (at, v);
+    ck_assert_uint_eq (count, 1);
+    ck_assert_str_eq (items [0].key, "k");
+    ck_assert_uint_eq (items [0].version, v6);
+    ck_assert_uint_eq (items [0].size, 1);
+    ck_assert_uint_eq (items [0].value [0], 5);
+
+    //  Payloads: missing, empty, not msgpack, two values, too deep; a
+    //  value over max_value, one just at it.
+    ck_assert_int_eq (s_kv_put (a, 30, "p", 0, NULL, 0, NULL), TR_EMALFORMED);
+    ck_assert_int_eq (s_kv_put (a, 31, "p", 0, "", 0, NULL), TR_EMALFORMED);
+    ck_assert_int_eq (s_kv_put (a, 32, "p", 0, "\xc1", 1, NULL), TR_EMALFORMED);
+    ck_assert_int_eq (s_kv_put (a, 33, "p", 0, "\x01\x01", 2, NULL), TR_EMALFORMED);
+    ck_assert_int_eq (s_kv_cas (a, 34, "p", 0, NULL, 0, NULL), TR_EMALFORMED);
+    uint8_t deep [40];
+    memset (deep, 0x91, 33);
+    deep [33] = 0x01;
+    ck_assert_int_eq (s_kv_put (a, 35, "p", 0, deep, 34, NULL), TR_EMALFORMED);
+    uint8_t big [70];
+    big [0] = 0xd9;
+    big [1] = 63;
+    memset (big + 2, 'x', 63);
+    ck_assert_int_eq (s_kv_put (a, 36, "p", 0, big, 65, NULL), TR_ETOOBIG);
+    big [1] = 62;
+    ck_assert_int_eq (s_kv_put (a, 37, "p", 0, big, 64, NULL), 0);
+
+    //  Keys and TTLs: over this broker's max_key, over the protocol's,
+    //  a space; a TTL past 2^63 - 1.
+    ck_assert_int_eq (s_kv_put (a, 40, "0123456789abcdefg", 0, "\x01", 1, NULL), TR_EINVAL);
+    ck_assert_int_eq (s_kv_put (a, 41, "0123456789abcdef", 0, "\x01", 1, NULL), 0);
+    char long_key [1100];
+    memset (long_key, 'k', 1025);
+    long_key [1025] = 0;
+    ck_assert_int_eq (s_kv_get (a, 42, long_key, &value), TR_EINVAL);
+    ck_assert_int_eq (s_kv_get (a, 43, "a key", &value), TR_EINVAL);
+    ck_assert_int_eq (s_kv_list (a, 44, "0123456789abcdefg", false, items, 8, &count, NULL),
+                      TR_EINVAL);
+    ck_assert_int_eq (s_kv_put (a, 45, "t", UINT64_C (1) << 63, "\x01", 1, NULL), TR_EINVAL);
+    ck_assert_int_eq (s_kv_put (a, 46, "t", INT64_MAX, "\x01", 1, NULL), 0);
+    ck_assert_int_eq (s_kv_get (a, 47, "t", &value), 0);
+    ck_assert_uint_gt (value.ttl_ms, 0);
+
+    //  Missing and mistyped arguments.
+    s_bad (a, "\x92\xa6KV_GET\x32", 9, TR_EMALFORMED, 50);
+    s_bad (a, "\x94\xa6KV_PUT\x33\xa1k\xa1x", 13, TR_EMALFORMED, 51);
+    s_bad (a, "\x93\xa8KV_WATCH\x34\xa1k", 13, TR_EMALFORMED, 52);
+    s_bad (a, "\x93\xa8KV_WATCH\x35\x01", 12, TR_EMALFORMED, 53);
+
+    //  Watches: an unknown one, and the quota shared with subscriptions.
+    ck_assert_int_eq (s_call (a, TR__V_KV_UNWATCH, 60, "x"), TR_ENOTFOUND);
+    ck_assert_int_eq (s_call (a, TR__V_SUB, 61, "s1"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_SUB, 62, "s2"), 0);
+    ck_assert_int_eq (s_kv_watch (a, 63, "w1", 0, &at), 0);
+    ck_assert_int_eq (s_kv_watch (a, 64, "", 0, &at), 0);
+    ck_assert_int_eq (s_kv_watch (a, 65, "w3", 0, &at), TR_ELIMIT);
+    ck_assert_int_eq (s_call (a, TR__V_SUB, 66, "s3"), TR_ELIMIT);
+    ck_assert_int_eq (s_kv_watch (a, 67, "w1", 0, &at), 0);        //  replaced
+    ck_assert_uint_eq (at, s_stats ().kv_version);
+    ck_assert_int_eq (s_call (a, TR__V_KV_UNWATCH, 68, "w1"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_KV_UNWATCH, 69, "w1"), TR_ENOTFOUND);
+    ck_assert_int_eq (s_call (a, TR__V_SUB, 70, "s3"), 0);
+    ck_assert_int_eq (s_call (a, TR__V_KV_UNWATCH, 71, ""), 0);
+
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.kv_keys, 7);              //  k m n o p 0123456789abcdef t
+    ck_assert_uint_eq (st.kv_writes, 11);
+    ck_assert_uint_eq (st.kv_version, 11);
+    ck_assert_uint_eq (st.lost, 0);
+    zmq_close (a);
+    s_stop ();
+}
+END_TEST
+
+//  A msgpack uint 16 (three bytes), as the tests' values.
+static void
+s_u16 (uint8_t *buf, unsigned value)
+{
+    buf [0] = 0xcd;
+    buf [1] = (uint8_t) (value >> 8);
+    buf [2] = (uint8_t) value;
+}
+
+//  Changes reach the watchers of their prefix, and only them, in version
+//  order with their values, deletions with an empty payload; a watcher
+//  that leaves hears nothing more.
+START_TEST (test_kv_watch)
+{
+    s_start_default ();
+    void *w = s_client ("W", "node");
+    void *all = s_client ("ALL", "node");
+    void *p = s_client ("P", "node");
+    uint64_t at;
+    ck_assert_int_eq (s_kv_watch (w, 1, "a.", 0, &at), 0);
+    ck_assert_uint_eq (at, 0);
+    ck_assert_int_eq (s_kv_watch (all, 1, "", 0, &at), 0);
+    //  Writes under a. and b., pipelined; every tenth a deletion (some
+    //  of a key that is missing: refused, no change).
+    enum { N = 2000 };
+    static struct { char key [16]; bool del; unsigned value; } ops [N];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf (ops [i].key, sizeof ops [i].key, "%s.%u", i % 3? "a": "b", i % 7);
+        ops [i].del = i % 10 == 9;
+        ops [i].value = i;
+        tr__wire_out_t out;
+        uint8_t value [3];
+        s_u16 (value, i);
+        if (ops [i].del) {
+            tr__wire_begin (&out, TR__V_KV_DEL, i + 1, 1);
+            tr__wire_str (&out, ops [i].key, strlen (ops [i].key));
+            s_put (p, &out, NULL, 0);
+        }
+        else
+            s_kv_put_send (p, i + 1, ops [i].key, 0, value, 3);
+    }
+    static uint64_t versions [N];
+    size_t expected_a = 0, expected_all = 0;
+    uint64_t last = 0;
+    for (unsigned i = 0; i < N; i++) {
+        int code = s_kv_versioned (p, i + 1, &versions [i]);
+        if (code) {
+            ck_assert (ops [i].del);
+            ck_assert_int_eq (code, TR_ENOTFOUND);
+            versions [i] = 0;
+            continue;
+        }
+        ck_assert_uint_gt (versions [i], last);     //  in the order written
+        last = versions [i];
+        expected_all++;
+        if (ops [i].key [0] == 'a')
+            expected_a++;
+    }
+    //  W hears of a.* exactly, ALL of everything, each in order.
+    for (int pass = 0; pass < 2; pass++) {
+        void *sock = pass? all: w;
+        unsigned i = 0;
+        size_t got = 0;
+        s_kv_change_t change;
+        while (got < (pass? expected_all: expected_a)) {
+            ck_assert_int_eq (s_kv_next (sock, &change, s_ms (2000)), TR__V_KV_CHANGE);
+            while (!versions [i] || (!pass && ops [i].key [0] != 'a'))
+                i++;
+            ck_assert_str_eq (change.prefix, pass? "": "a.");
+            ck_assert_str_eq (change.key, ops [i].key);
+            ck_assert_uint_eq (change.version, versions [i]);
+            if (ops [i].del)
+                ck_assert_uint_eq (change.size, 0);
+            else {
+                ck_assert_uint_eq (change.size, 3);
+                uint8_t value [3];
+                s_u16 (value, ops [i].value);
+                ck_assert (memcmp (change.value, value, 3) == 0);
+            }
+            got++;
+            i++;
+        }
+        ck_assert (s_quiet (sock, 100));
+    }
+    ck_assert_uint_eq (s_stats ().kv_changes, expected_a + expected_all);
+
+    //  W is replaced by a new connection with its NODE_ID, ALL says BYE:
+    //  their watches end with them.
+    void *w2 = s_client ("W", "node");
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_BYE, 0, 0);
+    s_put (all, &out, NULL, 0);
+    //  P hears of both going, W2 of ALL.
+    s_got_t got;
+    for (int i = 0; i < 3; i++) {
+        s_expect (i < 2? p: w2, &got, TR__V_NODE_DOWN);
+        s_got_close (&got);
+    }
+    ck_assert_int_eq (s_kv_put (p, N + 1, "a.0", 0, "\x01", 1, NULL), 0);
+    ck_assert (s_quiet (w, 200));
+    ck_assert (s_quiet (w2, 10));
+    ck_assert_uint_eq (s_stats ().kv_changes, expected_a + expected_all);
+    ck_assert_int_eq (s_call (w2, TR__V_KV_UNWATCH, 3, "a."), TR_ENOTFOUND);
+    zmq_close (w);
+    zmq_close (w2);
+    zmq_close (all);
+    zmq_close (p);
+    s_stop ();
+}
+END_TEST
+
+//  A watcher that does not read: once its backlog passes its bound it is
+//  sent KV_RESYNC after the changes that fit, in order, and its watch
+//  ends. A watch from a version the history no longer covers, or from
+//  the future, is resynced at once.
+START_TEST (test_kv_resync)
+{
+    s_start_default ();
+    void *w = s_dealer_hwm (10);
+    ck_assert_int_eq (s_hello (w, "TRP", 1, "W", "node", 1000), 0);
+    void *p = s_client ("P", "node");
+    uint64_t at;
+    ck_assert_int_eq (s_kv_watch (w, 1, "r.", 0, &at), 0);
+    //  10,000 in the broker's queue to W, 10,000 in the watch's backlog,
+    //  and what the sockets' buffers hold: 40,000 changes of 1 KB are
+    //  more than all that.
+    enum { N = 40000, WINDOW = 1000, SIZE = 1024 };
+    uint8_t value [SIZE];
+    value [0] = 0xc5;                   //  bin 16
+    value [1] = (SIZE - 3) >> 8;
+    value [2] = (SIZE - 3) & 0xff;
+    memset (value + 3, 'v', SIZE - 3);
+    uint64_t first = 0;
+    for (unsigned i = 0; i < N; i += WINDOW) {
+        for (unsigned k = i; k < i + WINDOW; k++) {
+            char key [16];
+            snprintf (key, sizeof key, "r.%u", k % 100);
+            s_kv_put_send (p, k + 1, key, 0, value, SIZE);
+        }
+        for (unsigned k = i; k < i + WINDOW; k++) {
+            uint64_t version;
+            ck_assert_int_eq (s_kv_versioned (p, k + 1, &version), 0);
+            if (k == 0)
+                first = version;
+        }
+    }
+    //  The watcher reads now: changes in order from the first write, then
+    //  KV_RESYNC, then nothing.
+    s_kv_change_t change;
+    uint64_t expect = first;
+    int verb;
+    while ((verb = s_kv_next (w, &change, s_ms (2000))) == TR__V_KV_CHANGE) {
+        ck_assert_uint_eq (change.version, expect);
+        ck_assert_uint_eq (change.size, SIZE);
+        expect++;
+    }
+    ck_assert_int_eq (verb, TR__V_KV_RESYNC);
+    ck_assert_str_eq (change.prefix, "r.");
+    ck_assert_uint_lt (expect, first + N);
+    ck_assert (s_quiet (w, 100));
+    ck_assert_int_eq (s_call (w, TR__V_KV_UNWATCH, 2, "r."), TR_ENOTFOUND);
+    ck_assert_uint_eq (s_stats ().kv_resyncs, 1);
+
+    //  From a version long gone, and from a version not reached yet.
+    ck_assert_int_eq (s_kv_watch (w, 3, "r.", 1, &at), 0);
+    ck_assert_uint_eq (at, first + N - 1);
+    ck_assert_int_eq (s_kv_next (w, &change, s_ms (2000)), TR__V_KV_RESYNC);
+    ck_assert_int_eq (s_kv_watch (w, 4, "r.", at + 10, &at), 0);
+    ck_assert_int_eq (s_kv_next (w, &change, s_ms (2000)), TR__V_KV_RESYNC);
+    //  From the last version: nothing is missed or repeated.
+    ck_assert_int_eq (s_kv_watch (w, 5, "r.", at - 2, &at), 0);
+    ck_assert_int_eq (s_kv_next (w, &change, s_ms (2000)), TR__V_KV_CHANGE);
+    ck_assert_uint_eq (change.version, at - 1);
+    ck_assert_int_eq (s_kv_next (w, &change, s_ms (2000)), TR__V_KV_CHANGE);
+    ck_assert_uint_eq (change.version, at);
+    ck_assert (s_quiet (w, 100));
+    ck_assert_uint_eq (s_stats ().kv_resyncs, 3);
+    zmq_close (w);
+    zmq_close (p);
+    s_stop ();
+}
+END_TEST
+
+//  A key's TTL: the time left is reported, and at its end the key goes
+//  and its watchers hear of it at once, with no request to prompt it.
+START_TEST (test_kv_expiry)
+{
+    s_start_default ();
+    void *w = s_client ("W", "node");
+    void *p = s_client ("P", "node");
+    uint64_t at, v1, v2;
+    ck_assert_int_eq (s_kv_watch (w, 1, "t.", 0, &at), 0);
+    int64_t start = tr_test_now_ms ();
+    ck_assert_int_eq (s_kv_put (p, 2, "t.a", 300, "\x01", 1, &v1), 0);
+    ck_assert_int_eq (s_kv_put (p, 3, "t.b", 0, "\x02", 1, &v2), 0);
+    s_kv_value_t value;
+    ck_assert_int_eq (s_kv_get (p, 4, "t.a", &value), 0);
+    ck_assert_uint_gt (value.ttl_ms, 0);
+    ck_assert_uint_le (value.ttl_ms, 300);
+    s_kv_change_t change;
+    ck_assert_int_eq (s_kv_next (w, &change, s_ms (2000)), TR__V_KV_CHANGE);
+    ck_assert_uint_eq (change.version, v1);
+    ck_assert_int_eq (s_kv_next (w, &change, s_ms (2000)), TR__V_KV_CHANGE);
+    ck_assert_uint_eq (change.version, v2);
+    ck_assert_int_eq (s_kv_next (w, &change, s_ms (3000)), TR__V_KV_CHANGE);
+    int64_t took = tr_test_now_ms () - start;
+    ck_assert_str_eq (change.key, "t.a");
+    ck_assert_uint_eq (change.version, v2 + 1);
+    ck_assert_uint_eq (change.size, 0);
+    ck_assert_msg (took >= 290 && took < 300 + s_ms (500), "expired after %lld ms",
+                   (long long) took);
+    ck_assert_int_eq (s_kv_get (p, 5, "t.a", &value), TR_ENOTFOUND);
+    s_kv_item_t items [4];
+    size_t count;
+    ck_assert_int_eq (s_kv_list (p, 6, "t.", false, items, 4, &count, NULL), 0);
+    ck_assert_uint_eq (count, 1);
+    ck_assert_str_eq (items [0].key, "t.b");
+    //  A put without a TTL takes the TTL away.
+    ck_assert_int_eq (s_kv_put (p, 7, "t.b", 200, "\x03", 1, NULL), 0);
+    ck_assert_int_eq (s_kv_put (p, 8, "t.b", 0, "\x04", 1, NULL), 0);
+    ck_assert_int_eq (s_kv_next (w, &change, s_ms (2000)), TR__V_KV_CHANGE);
+    ck_assert_int_eq (s_kv_next (w, &change, s_ms (2000)), TR__V_KV_CHANGE);
+    ck_assert (s_quiet (w, 400));
+    ck_assert_int_eq (s_kv_get (p, 9, "t.b", &value), 0);
+    ck_assert_uint_eq (value.ttl_ms, 0);
+    zmq_close (w);
+    zmq_close (p);
+    s_stop ();
+}
+END_TEST
+
+//  The Clone pattern while a writer keeps writing: a snapshot, then a
+//  watch from its AT, give every change after the snapshot exactly once
+//  (consecutive versions: all writes are under the prefix), and together
+//  the final state.
+START_TEST (test_kv_snapshot_watch)
+{
+    s_start_default ();
+    void *c = s_client ("C", "node");
+    void *p = s_client ("P", "node");
+    enum { KEYS = 50, ROUND = 1000 };
+    uint64_t seq = 1;
+    struct { uint64_t version; uint8_t value [3]; bool live; } state [KEYS];
+    memset (state, 0, sizeof state);
+    //  Writes (a deletion every 13th), sent without waiting: the
+    //  snapshot and the watch land among them.
+    unsigned n = 0;
+    #define S_WRITE_ROUND() \
+        for (int k = 0; k < ROUND; k++, n++) { \
+            char key [16]; \
+            snprintf (key, sizeof key, "s.%u", n % KEYS); \
+            uint8_t value [3]; \
+            s_u16 (value, n); \
+            if (n % 13 == 12) { \
+                tr__wire_out_t out; \
+                tr__wire_begin (&out, TR__V_KV_DEL, seq++, 1); \
+                tr__wire_str (&out, key, strlen (key)); \
+                s_put (p, &out, NULL, 0); \
+            } \
+            else \
+                s_kv_put_send (p, seq++, key, 0, value, 3); \
+        }
+    S_WRITE_ROUND ();
+    s_kv_item_t items [KEYS];
+    size_t count;
+    uint64_t at, watch_at;
+    ck_assert_int_eq (s_kv_list (c, 1, "s.", true, items, KEYS, &count, &at), 0);
+    S_WRITE_ROUND ();
+    ck_assert_int_eq (s_kv_watch (c, 2, "s.", at, &watch_at), 0);
+    ck_assert_uint_ge (watch_at, at);
+    S_WRITE_ROUND ();
+    #undef S_WRITE_ROUND
+    uint64_t last = 0;
+    for (uint64_t s = 1; s < seq; s++) {
+        uint64_t version = 0;
+        int code = s_kv_versioned (p, s, &version);
+        ck_assert (code == 0 || code == TR_ENOTFOUND);
+        if (version > last)
+            last = version;
+    }
+    for (size_t i = 0; i < count; i++) {
+        unsigned k = (unsigned) atoi (items [i].key + 2);
+        state [k].live = true;
+        state [k].version = items [i].version;
+        ck_assert_uint_eq (items [i].size, 3);
+        memcpy (state [k].value, items [i].value, 3);
+    }
+    s_kv_change_t change;
+    for (uint64_t v = at + 1; v <= last; v++) {
+        ck_assert_int_eq (s_kv_next (c, &change, s_ms (2000)), TR__V_KV_CHANGE);
+        ck_assert_uint_eq (change.version, v);
+        unsigned k = (unsigned) atoi (change.key + 2);
+        state [k].live = change.size > 0;
+        state [k].version = v;
+        if (change.size)
+            memcpy (state [k].value, change.value, 3);
+    }
+    ck_assert (s_quiet (c, 100));
+    //  The state so rebuilt is the scratchpad's.
+    ck_assert_int_eq (s_kv_list (p, seq++, "s.", true, items, KEYS, &count, &at), 0);
+    ck_assert_uint_eq (at, last);
+    size_t live = 0;
+    for (unsigned k = 0; k < KEYS; k++)
+        live += state [k].live;
+    ck_assert_uint_eq (live, count);
+    for (size_t i = 0; i < count; i++) {
+        unsigned k = (unsigned) atoi (items [i].key + 2);
+        ck_assert (state [k].live);
+        ck_assert_uint_eq (state [k].version, items [i].version);
+        ck_assert (memcmp (state [k].value, items [i].value, 3) == 0);
+    }
+    zmq_close (c);
+    zmq_close (p);
+    s_stop ();
+}
+END_TEST
+
+//  Removes a test's data folder and what the log left in it.
+static void
+s_rmdir (const char *dir)
+{
+    char path [256];
+    const char *names [] = { "scratchpad.log", "scratchpad.lock", "scratchpad.log.compact" };
+    for (size_t i = 0; i < 3; i++) {
+        snprintf (path, sizeof path, "%s/%s", dir, names [i]);
+        unlink (path);
+    }
+    rmdir (dir);
+}
+
+//  Starts a broker on a free port with a data folder.
+static int
+s_start_data (const char *dir, int fsync, tr_broker_t **broker_p)
+{
+    tr_broker_opts_t opts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 60000,
+                              .data_dir = dir, .fsync = fsync };
+    return tr_broker_start (&opts, broker_p);
+}
+
+//  With a data folder the scratchpad survives a restart, whatever the
+//  fsync policy: values, versions, TTLs, deletions; versions go on from
+//  the highest. The folder's errors are reported.
+START_TEST (test_kv_persist)
+{
+    char dir [] = "/tmp/tr_broker_test.XXXXXX";
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    s_ctx = zmq_ctx_new ();
+    int policies [] = { TR_FSYNC_ALWAYS, TR_FSYNC_EVERYSEC, TR_FSYNC_NO };
+    uint64_t seq = 1, last = 0;
+    for (int round = 0; round < 3; round++) {
+        ck_assert_int_eq (s_start_data (dir, policies [round], &s_broker), TR_OK);
+        void *a = s_client ("A", "node");
+        //  What the round before left.
+        s_kv_value_t value;
+        if (round) {
+            ck_assert_uint_eq (s_stats ().kv_version, last);
+            ck_assert_int_eq (s_kv_get (a, seq++, "keep", &value), 0);
+            ck_assert_uint_eq (value.data [0], round - 1);
+            ck_assert_int_eq (s_kv_get (a, seq++, "long", &value), 0);
+            ck_assert_uint_gt (value.ttl_ms, 0);
+            ck_assert_int_eq (s_kv_get (a, seq++, "gone", &value), TR_ENOTFOUND);
+            ck_assert_int_eq (s_kv_get (a, seq++, "short", &value), TR_ENOTFOUND);
+        }
+        uint8_t byte = (uint8_t) round;
+        uint64_t v;
+        ck_assert_int_eq (s_kv_put (a, seq++, "keep", 0, &byte, 1, &v), 0);
+        ck_assert_uint_gt (v, last);
+        ck_assert_int_eq (s_kv_put (a, seq++, "long", 3600000, "\x01", 1, NULL), 0);
+        ck_assert_int_eq (s_kv_put (a, seq++, "short", 1, "\x01", 1, NULL), 0);
+        ck_assert_int_eq (s_kv_put (a, seq++, "gone", 0, "\x01", 1, NULL), 0);
+        ck_assert_int_eq (s_kv_del (a, seq++, "gone", &last), 0);
+        usleep (5000);
+        ck_assert_int_eq (s_kv_get (a, seq++, "short", &value), TR_ENOTFOUND);
+        last = s_stats ().kv_version;               //  the expiry counts
+        zmq_close (a);
+        //  While it runs the folder is its own.
+        tr_broker_t *other = NULL;
+        ck_assert_int_eq (s_start_data (dir, 0, &other), TR_EEXIST);
+        ck_assert_ptr_null (other);
+        tr_broker_stop (&s_broker);
+    }
+    zmq_ctx_term (s_ctx);
+    s_ctx = NULL;
+
+    //  A folder that does not exist, a log that is not one, bad options.
+    tr_broker_t *broker = NULL;
+    char missing [64];
+    snprintf (missing, sizeof missing, "%s/missing", dir);
+    ck_assert_int_eq (s_start_data (missing, 0, &broker), TR_ENOTFOUND);
+    char path [128];
+    snprintf (path, sizeof path, "%s/scratchpad.log", dir);
+    FILE *file = fopen (path, "w");
+    ck_assert_ptr_nonnull (file);
+    fputs ("this is not a scratchpad log at all", file);
+    fclose (file);
+    ck_assert_int_eq (s_start_data (dir, 0, &broker), TR_EMALFORMED);
+    ck_assert_int_eq (s_start_data ("", 0, &broker), TR_EINVAL);
+    ck_assert_int_eq (s_start_data (dir, 3, &broker), TR_EINVAL);
+    ck_assert_int_eq (s_start_data (dir, -1, &broker), TR_EINVAL);
+    ck_assert_int_eq (tr_broker_start (&(tr_broker_opts_t) {
+        .bind = "tcp://127.0.0.1:*", .max_key = 1025 }, &broker), TR_EINVAL);
+    ck_assert_int_eq (tr_broker_start (&(tr_broker_opts_t) {
+        .bind = "tcp://127.0.0.1:*", .max_frame = 4096, .max_value = 4096 }, &broker),
+        TR_EINVAL);
+    //  Not writable (root may write anywhere but on a read-only mount).
+    const char *readonly = NULL;
+    char ro [64];
+    snprintf (ro, sizeof ro, "%s/ro", dir);
+    ck_assert_int_eq (mkdir (ro, 0500), 0);
+    if (geteuid () != 0)
+        readonly = ro;
+    else {
+        int fd = open ("/sys/scratchpad.lock", O_RDWR | O_CREAT, 0644);
+        if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+            readonly = "/sys";
+        if (fd >= 0)
+            close (fd);
+    }
+    if (readonly)
+        ck_assert_int_eq (s_start_data (readonly, 0, &broker), TR_EACCES);
+    rmdir (ro);
+    ck_assert_ptr_null (broker);
+    s_rmdir (dir);
+}
+END_TEST
+
 //  Many clients come and go, events and messages flow: the counters
 //  agree with what the clients saw, and stopping with clients connected
 //  leaks nothing.
@@ -1281,6 +2084,12 @@ s_suite (void)
     tcase_add_test (tc, test_oversized);
     tcase_add_test (tc, test_quota);
     tcase_add_test (tc, test_churn);
+    tcase_add_test (tc, test_kv_verbs);
+    tcase_add_test (tc, test_kv_watch);
+    tcase_add_test (tc, test_kv_resync);
+    tcase_add_test (tc, test_kv_expiry);
+    tcase_add_test (tc, test_kv_snapshot_watch);
+    tcase_add_test (tc, test_kv_persist);
     suite_add_tcase (suite, tc);
     return suite;
 }

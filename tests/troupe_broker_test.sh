@@ -3,7 +3,11 @@
 #   prints the endpoint it bound (the real port for "*"), listens there,
 #   refuses a port in use (exit 1) and bad options (exit 2, the later
 #   steps' options named as not implemented), and stops on SIGTERM and
-#   SIGINT with status 0. The protocol itself is tested by tr_broker_test.
+#   SIGINT with status 0. With --data DIR it keeps the scratchpad's log
+#   there (--fsync taken and logged, the log replayed on the next start),
+#   and refuses with exit 1 a folder that is missing, in use by another
+#   broker or holds a damaged log. The protocol itself is tested by
+#   tr_broker_test, the scratchpad's durability by tr_scratch_test.
 set -u
 troupe=$1
 failures=0
@@ -81,9 +85,15 @@ expect 2 "unexpected argument 'extra'"     "$troupe" broker --bind 'tcp://127.0.
 expect 2 '--heartbeat needs a duration'    "$troupe" broker --bind 'tcp://127.0.0.1:*' --heartbeat soon
 expect 2 '--heartbeat needs a duration'    "$troupe" broker --bind 'tcp://127.0.0.1:*' --heartbeat 5ms
 expect 2 '--heartbeat needs a duration'    "$troupe" broker --bind 'tcp://127.0.0.1:*' --heartbeat
-expect 2 '--data is not implemented yet'   "$troupe" broker --bind 'tcp://127.0.0.1:*' --data "$work"
-expect 2 '--fsync is not implemented yet'  "$troupe" broker --bind 'tcp://127.0.0.1:*' --fsync always
+expect 2 '--data needs a folder'           "$troupe" broker --bind 'tcp://127.0.0.1:*' --data
+expect 2 '--fsync needs always, everysec or no' \
+    "$troupe" broker --bind 'tcp://127.0.0.1:*' --data "$work" --fsync sometimes
+expect 2 '--fsync needs always, everysec or no' \
+    "$troupe" broker --bind 'tcp://127.0.0.1:*' --data "$work" --fsync
+expect 2 '--fsync applies to the log of --data' \
+    "$troupe" broker --bind 'tcp://127.0.0.1:*' --fsync always
 expect 2 '--curve is not implemented yet'  "$troupe" broker --bind 'tcp://127.0.0.1:*' --curve
+expect 2 '--keys is not implemented yet'   "$troupe" broker --bind 'tcp://127.0.0.1:*' --keys k
 expect 2 "cannot listen on 'nonsense'"     "$troupe" broker --bind nonsense
 
 #   ---------------------------------------------------------------------
@@ -123,6 +133,38 @@ wait "$broker_pid"; rc=$?
 [ "$rc" -eq 0 ] && echo "ok: SIGINT stops the broker with status 0" || fail "exit status $rc after SIGINT"
 not_listening () { ! listening "$port"; }
 wait_for not_listening && echo "ok: the port is closed after the stop" || fail "port $port still open"
+
+#   ---------------------------------------------------------------------
+#   The data folder.
+
+expect 1 "cannot use the data folder '$work/missing': no such folder" \
+    "$troupe" broker --bind 'tcp://127.0.0.1:*' --data "$work/missing"
+mkdir -p "$work/damaged"
+echo "not a scratchpad log" >"$work/damaged/scratchpad.log"
+expect 1 "cannot use the data folder '$work/damaged': its scratchpad log is damaged" \
+    "$troupe" broker --bind 'tcp://127.0.0.1:*' --data "$work/damaged"
+
+mkdir -p "$work/data"
+start_broker "$work/data1.log" --bind 'tcp://127.0.0.1:*' --data "$work/data" --fsync always \
+    || exit 1
+grep -q "scratchpad log in $work/data (fsync always): replayed 0 records" "$work/data1.log" \
+    && echo "ok: --data and --fsync are taken" || fail "no log line for the data folder: $(cat "$work/data1.log")"
+[ -s "$work/data/scratchpad.log" ] && echo "ok: the log file is created" \
+    || fail "no $work/data/scratchpad.log"
+expect 1 "cannot use the data folder '$work/data': another broker uses it" \
+    "$troupe" broker --bind 'tcp://127.0.0.1:*' --data "$work/data"
+kill -TERM "$broker_pid"
+wait "$broker_pid"; rc=$?
+[ "$rc" -eq 0 ] && echo "ok: a broker with --data stops with status 0" || fail "exit status $rc after SIGTERM"
+#   Started again on the same folder (the default policy), it replays the
+#   log; the folder is free again once it has stopped.
+start_broker "$work/data2.log" --bind 'tcp://127.0.0.1:*' --data "$work/data" || exit 1
+grep -q "scratchpad log in $work/data (fsync everysec): replayed" "$work/data2.log" \
+    && echo "ok: restarted on the same folder, everysec by default" \
+    || fail "no replay on restart: $(cat "$work/data2.log")"
+kill -INT "$broker_pid"
+wait "$broker_pid"; rc=$?
+[ "$rc" -eq 0 ] && echo "ok: stopped again with status 0" || fail "exit status $rc after SIGINT"
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures check(s) failed"

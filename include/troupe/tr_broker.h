@@ -7,9 +7,12 @@
     embedded in a node's process (`troupe run` does that by default).
 
     Status: in progress. Names, routing (SEND / DELIVER / BOUNCE), the
-    greeting, heartbeats and NODE_DOWN, NODES, and events (SUB / PUB) are
-    served; the scratchpad, persistence and CURVE security are specified
-    but not served yet (their verbs are answered TR_EINVAL).
+    greeting, heartbeats and NODE_DOWN, NODES, events (SUB / PUB) and the
+    scratchpad (KV_GET / PUT / CAS / DEL / LIST / SNAPSHOT / WATCH /
+    UNWATCH, TTL expiry pushed to watchers) are served, with persistence
+    of the scratchpad in a data folder (an append-only log, fsync always,
+    everysec or no, compacted in the background, replayed on start).
+    CURVE security is specified but not served yet.
 */
 #ifndef TR_BROKER_H_INCLUDED
 #define TR_BROKER_H_INCLUDED
@@ -24,6 +27,23 @@ extern "C" {
 #endif
 
 typedef struct tr_broker tr_broker_t;
+
+//  When the scratchpad's log is synced to disk (2-broker.md 2.9). A write
+//  is acknowledged once it is in the log (written to the file), and
+//    TR_FSYNC_EVERYSEC  the file is synced at most once a second by a
+//                       thread of its own: a crash of the broker's process
+//                       loses nothing acknowledged, a crash of the machine
+//                       the last second or so (the default);
+//    TR_FSYNC_ALWAYS    synced before the acknowledgement: nothing
+//                       acknowledged is lost even by the machine (each
+//                       write waits for the disk, and the broker with it);
+//    TR_FSYNC_NO        left to the operating system (typically within
+//                       30 s).
+typedef enum {
+    TR_FSYNC_EVERYSEC = 0,
+    TR_FSYNC_ALWAYS = 1,
+    TR_FSYNC_NO = 2
+} tr_fsync_t;
 
 //  Options. Zero fields take the defaults of 2-broker.md.
 typedef struct {
@@ -41,6 +61,19 @@ typedef struct {
     size_t max_queue;           //  messages queued towards one client (the
                                 //  ROUTER's high-water mark per peer), default
                                 //  10,000
+    size_t max_key;             //  bytes in a scratchpad key, 1 to 1,024;
+                                //  default 1,024
+    size_t max_value;           //  bytes in a scratchpad value; default
+                                //  1,048,576, or less if max_frame could not
+                                //  carry it in a KV_GET answer (a larger
+                                //  value given here is TR_EINVAL)
+    size_t max_list;            //  keys in one KV_LIST or KV_SNAPSHOT answer,
+                                //  default 100,000
+    const char *data_dir;       //  folder of the scratchpad's log (it must
+                                //  exist; one broker at a time); NULL: the
+                                //  scratchpad lives in memory only
+    int fsync;                  //  tr_fsync_t, with data_dir; default
+                                //  TR_FSYNC_EVERYSEC
 } tr_broker_opts_t;
 
 //  What the broker has seen since it started. Every SEND is either routed
@@ -65,14 +98,25 @@ typedef struct {
     uint64_t lost;              //  answers, bounces and NODE_DOWNs that could
                                 //  not be sent: the client's own queue was
                                 //  full (it sends faster than it reads)
+    uint64_t kv_keys;           //  keys in the scratchpad now
+    uint64_t kv_version;        //  the scratchpad's version now
+    uint64_t kv_writes;         //  KV_PUT, KV_CAS and KV_DEL acknowledged
+    uint64_t kv_changes;        //  KV_CHANGEs sent to watchers
+    uint64_t kv_resyncs;        //  watches ended by KV_RESYNC (fell behind)
 } tr_broker_stats_t;
 
 //  Binds and starts the broker on its own thread, with a ZeroMQ context
 //  of its own. The endpoint is bound before this returns, so clients may
-//  connect at once. On TR_OK, *self_p owns it (tr_broker_stop). Errors:
-//  TR_EINVAL (no or bad endpoint, bad options), TR_ESYS (the endpoint
-//  could not be bound: in use, no permission; errno says which, and the
-//  reason is logged), TR_ENOMEM.
+//  connect at once. With data_dir, the scratchpad's log is opened and
+//  replayed first (a torn last record is dropped with a log line). On
+//  TR_OK, *self_p owns it (tr_broker_stop). Errors: TR_EINVAL (no or bad
+//  endpoint, bad options), TR_ESYS (the endpoint could not be bound: in
+//  use, no permission; errno says which, and the reason is logged), and
+//  for data_dir, each with the reason logged: TR_ENOTFOUND (no such
+//  folder), TR_EACCES (the folder is not writable), TR_EEXIST (another
+//  broker uses the folder), TR_EMALFORMED (the log is damaged before its
+//  end, or is not a scratchpad log: the broker refuses to guess);
+//  TR_ENOMEM.
 TR_EXPORT int
     tr_broker_start (const tr_broker_opts_t *opts, tr_broker_t **self_p);
 
@@ -88,8 +132,8 @@ TR_EXPORT int
     tr_broker_stats (tr_broker_t *self, tr_broker_stats_t *stats);
 
 //  Stops the broker (clients see it go silent and reconnect elsewhere or
-//  later; nothing queued for them is sent), frees it, sets *self_p to
-//  NULL. Accepts NULL.
+//  later; nothing queued for them is sent), syncs and closes the
+//  scratchpad's log, frees it, sets *self_p to NULL. Accepts NULL.
 TR_EXPORT void
     tr_broker_stop (tr_broker_t **self_p);
 
