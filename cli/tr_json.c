@@ -278,6 +278,10 @@ typedef struct {
 
 //  Records the problem at `at` (the first one only) and returns -1.
 static int
+    s_fail (s_parser_t *self, const unsigned char *at, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
 s_fail (s_parser_t *self, const unsigned char *at, const char *format, ...)
 {
     if (self->err && self->err->line == 0) {
@@ -712,12 +716,15 @@ s_read_key_compare (const void *a, const void *b)
 static int
 s_check_keys (s_parser_t *self, size_t base)
 {
-    s_key_t *keys = self->keys + base;
     size_t n = self->nkeys - base;
+    if (n < 2) {
+        self->nkeys = base;
+        return 0;
+    }
+    s_key_t *keys = self->keys + base;
     for (size_t i = 0; i < n; i++)
         keys [i].ptr = self->out.data + keys [i].out_offset;
-    if (n > 1)
-        qsort (keys, n, sizeof *keys, s_read_key_compare);
+    qsort (keys, n, sizeof *keys, s_read_key_compare);
     for (size_t i = 1; i < n; i++)
         if (keys [i].len == keys [i - 1].len
         &&  memcmp (keys [i].ptr, keys [i - 1].ptr, keys [i].len) == 0) {
