@@ -540,31 +540,49 @@ END_TEST
 
 //  --------------------------------------------------------------------------
 
-//  Puts and gets from one client, one at a time: a rough rate, printed.
+//  Puts and gets from one client, one at a time: a rough rate, printed,
+//  with the scratchpad in memory and logged with each fsync policy.
 START_TEST (test_rate)
 {
-    tr_node_t *a = s_node ("node-a");
-    enum { N = 5000 };
-    uint64_t value;
-    ck_assert_int_eq (s_put_uint (a, "warmup", 0, 0, NULL), TR_OK);
-    int64_t start = tr_test_now_ms ();
-    for (int i = 0; i < N; i++) {
-        char key [32];
-        snprintf (key, sizeof key, "rate.%d", i % 100);
-        ck_assert_int_eq (s_put_uint (a, key, (uint64_t) i, 0, NULL), TR_OK);
+    tr_broker_stop (&s_broker);                     //  the fixture's
+    char dir [] = "/tmp/tr_scratch_test.XXXXXX";
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    struct { const char *name; const char *dir; int fsync; int n; } runs [] = {
+        { "memory only", NULL, 0, 5000 },
+        { "fsync no", dir, TR_FSYNC_NO, 5000 },
+        { "fsync everysec", dir, TR_FSYNC_EVERYSEC, 5000 },
+        { "fsync always", dir, TR_FSYNC_ALWAYS, 500 }
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof runs [0]; r++) {
+        tr_broker_opts_t opts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 500,
+                                  .data_dir = runs [r].dir, .fsync = runs [r].fsync };
+        ck_assert_int_eq (tr_broker_start (&opts, &s_broker), TR_OK);
+        snprintf (s_endpoint, sizeof s_endpoint, "%s", tr_broker_endpoint (s_broker));
+        tr_node_t *a = s_node ("node-a");
+        int n = runs [r].n;
+        uint64_t value;
+        ck_assert_int_eq (s_put_uint (a, "warmup", 0, 0, NULL), TR_OK);
+        int64_t start = tr_test_now_ms ();
+        for (int i = 0; i < n; i++) {
+            char key [32];
+            snprintf (key, sizeof key, "rate.%d", i % 100);
+            ck_assert_int_eq (s_put_uint (a, key, (uint64_t) i, 0, NULL), TR_OK);
+        }
+        int64_t mid = tr_test_now_ms ();
+        for (int i = 0; i < n; i++) {
+            char key [32];
+            snprintf (key, sizeof key, "rate.%d", i % 100);
+            ck_assert_int_eq (s_get_uint (a, key, &value, NULL), TR_OK);
+        }
+        int64_t end = tr_test_now_ms ();
+        printf ("tr_scratch_test: one client, one request at a time, %s: %d puts in "
+                "%lld ms (%.0f/s), %d gets in %lld ms (%.0f/s)\n", runs [r].name, n,
+                (long long) (mid - start), n * 1000.0 / (double) (mid - start + 1), n,
+                (long long) (end - mid), n * 1000.0 / (double) (end - mid + 1));
+        tr_node_destroy (&a);
+        tr_broker_stop (&s_broker);
     }
-    int64_t mid = tr_test_now_ms ();
-    for (int i = 0; i < N; i++) {
-        char key [32];
-        snprintf (key, sizeof key, "rate.%d", i % 100);
-        ck_assert_int_eq (s_get_uint (a, key, &value, NULL), TR_OK);
-    }
-    int64_t end = tr_test_now_ms ();
-    printf ("tr_scratch_test: %d puts in %lld ms (%.0f/s), %d gets in %lld ms (%.0f/s), "
-            "one client, one at a time, memory only\n", N, (long long) (mid - start),
-            N * 1000.0 / (double) (mid - start + 1), N, (long long) (end - mid),
-            N * 1000.0 / (double) (end - mid + 1));
-    tr_node_destroy (&a);
+    s_rmdir (dir);
 }
 END_TEST
 
