@@ -29,7 +29,8 @@
     "Runs a broker (protocols/2-broker.md) in the foreground, logging to\n" \
     "standard error, until SIGINT or SIGTERM (Ctrl-C). Nodes ('troupe run\n" \
     "... --broker ENDPOINT') and external actors connect to it to reach\n" \
-    "each other's actors by name and to exchange events.\n\n" \
+    "each other's actors by name, to exchange events and to share the\n" \
+    "scratchpad (a versioned key-value store).\n\n" \
     "  --bind ENDPOINT       where to listen: tcp://HOST:PORT (PORT may be *\n" \
     "                        for a free one), ipc://PATH\n" \
     "  --heartbeat DURATION  the heartbeat interval H, such as 500ms or 2s\n" \
