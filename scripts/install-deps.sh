@@ -14,8 +14,10 @@ for arg in "$@"; do
     case $arg in
         #   libFuzzer targets: clang with its runtime libraries.
         --fuzz)  packages+=(clang libclang-rt-14-dev) ;;
-        #   Benchmark peers: Erlang/OTP and the C++ Actor Framework.
-        --bench) packages+=(g++ erlang-base libcaf-dev) ;;
+        #   Benchmark peers: Erlang/OTP, the C++ Actor Framework, and
+        #   redis-server (its redis-tools bring redis-benchmark) for the
+        #   broker's scratchpad and event benchmarks.
+        --bench) packages+=(g++ erlang-base libcaf-dev redis-server) ;;
         *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
     esac
 done
