@@ -48,6 +48,8 @@ typedef struct tr__timers tr__timers_t;
 #define TR__KIND_PUB    21              //  an event for the broker
 #define TR__KIND_SUB    22              //  a prefix to subscribe to at the broker
 #define TR__KIND_UNSUB  23              //  a prefix to give up
+#define TR__KIND_WATCH  24              //  an actor to tell a prefix's changes
+#define TR__KIND_UNWATCH 25             //  an actor that no longer wants them
 
 //  Priority above TR_PRIO_HIGH, for runtime signals; and the number of
 //  queues a mailbox keeps (LOW, NORMAL, HIGH, SYSTEM).

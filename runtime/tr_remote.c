@@ -19,6 +19,7 @@
 #include "tr_clock.h"
 #include "tr_mbox.h"
 #include "tr_remote.h"
+#include "tr_event_int.h"
 #include "tr_wire.h"
 #include "troupe/tr_envelope.h"
 
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <msgpack.h>
 #include <zmq.h>
 
 //  Reconnection backoff (2-broker.md 2.5).
@@ -65,6 +67,23 @@ struct tr__call {
     tr__reply_t reply;                  //  the answer, once done
 };
 
+//  A scratchpad prefix watched for local actors.
+typedef struct {
+    zlistx_t *actors;                   //  names (strings, owned)
+    uint64_t last;                      //  version of the last change delivered
+} s_watch_t;
+
+static void
+s_watch_destroy (void **item_p)
+{
+    s_watch_t *w = (s_watch_t *) *item_p;
+    *item_p = NULL;
+    if (w) {
+        zlistx_destroy (&w->actors);
+        free (w);
+    }
+}
+
 //  A message that could not leave yet (no broker).
 typedef struct s_held {
     struct s_held *next;
@@ -97,6 +116,7 @@ struct tr__remote {
     zhashx_t *calls;                    //  seq (as text) -> tr__call_t, sent
     zlistx_t *unsent;                   //  tr__call_t waiting for the broker
     zhashx_t *prefixes;                 //  event prefix -> local subscriptions
+    zhashx_t *watches;                  //  scratchpad prefix -> s_watch_t
     atomic_uint_fast64_t call_seq;
     s_held_t *held_head, *held_tail;
     size_t held;
@@ -332,6 +352,129 @@ s_send_call (tr__remote_t *self, tr__call_t *call)
     zhashx_update (self->calls, key, call);
 }
 
+//  Asks the broker to watch prefix from version `from`.
+static void
+s_watch_request (tr__remote_t *self, const char *prefix, uint64_t from)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_KV_WATCH, ++self->seq, 2);
+    tr__wire_str (&out, prefix, strlen (prefix));
+    tr__wire_uint (&out, from);
+    s_send (self, &out, NULL, 0);
+    tr__wire_end (&out);
+}
+
+//  Adds or removes a local watcher of prefix; tells the broker on the
+//  first and the last.
+static void
+s_watcher (tr__remote_t *self, const char *prefix, const char *actor, bool on)
+{
+    s_watch_t *w = (s_watch_t *) zhashx_lookup (self->watches, prefix);
+    if (on) {
+        if (!w) {
+            w = (s_watch_t *) calloc (1, sizeof *w);
+            if (!w || !(w->actors = zlistx_new ())) {
+                free (w);
+                return;
+            }
+            zlistx_set_destructor (w->actors, (zlistx_destructor_fn *) zstr_free);
+            zlistx_set_duplicator (w->actors, (zlistx_duplicator_fn *) strdup);
+            zlistx_set_comparator (w->actors, (zlistx_comparator_fn *) strcmp);
+            zhashx_insert (self->watches, prefix, w);
+            if (self->greeted)
+                s_watch_request (self, prefix, 0);
+        }
+        if (!zlistx_find (w->actors, (void *) actor))
+            zlistx_add_end (w->actors, (void *) actor);
+        return;
+    }
+    if (!w)
+        return;
+    void *handle = zlistx_find (w->actors, (void *) actor);
+    if (handle)
+        zlistx_delete (w->actors, handle);
+    if (zlistx_size (w->actors) == 0) {
+        if (self->greeted)
+            s_name_request (self, TR__V_KV_UNWATCH, prefix);
+        zhashx_delete (self->watches, prefix);
+    }
+}
+
+//  Tells every local watcher of prefix one change or notice.
+static void
+s_watch_tell (tr__remote_t *self, s_watch_t *w, const void *body, size_t size)
+{
+    const char *actor = (const char *) zlistx_first (w->actors);
+    while (actor) {
+        tr__mbox_t *dst = tr__node_lookup (self->node, actor, false);
+        int rc = TR_ENOACTOR;
+        if (dst) {
+            tr_msg_t *msg = tr__msg_new (self->node, TR_KIND_TELL, TR_PRIO_NORMAL,
+                                         actor, "", body, size);
+            rc = msg? tr__mbox_post (self->gateway, dst, msg, -1): TR_ENOMEM;
+            if (rc && msg)
+                tr__msg_free (msg);
+            tr__mbox_unref (&dst);
+        }
+        if (rc == TR_ENOACTOR) {
+            //  The watcher is gone: it watches no more.
+            zlistx_delete (w->actors, zlistx_cursor (w->actors));
+        }
+        else
+        if (rc)
+            atomic_fetch_add_explicit (&self->node->dead, 1, memory_order_relaxed);
+        actor = (const char *) zlistx_next (w->actors);
+    }
+}
+
+//  ["KV_CHANGE", 0, PREFIX, KEY, VERSION] + VALUE, or ["KV_RESYNC", 0,
+//  PREFIX]: to the local watchers.
+static void
+s_on_change (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_t size)
+{
+    const char *prefix, *key;
+    uint32_t prefix_len, key_len;
+    uint64_t version = 0;
+    char copy [1025];
+    if (tr__mp_str (&cmd->args, &prefix, &prefix_len) || prefix_len >= sizeof copy)
+        return;
+    memcpy (copy, prefix, prefix_len);
+    copy [prefix_len] = 0;
+    s_watch_t *w = (s_watch_t *) zhashx_lookup (self->watches, copy);
+    if (!w)
+        return;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array (&pk, 3);
+    if (cmd->verb == TR__V_KV_RESYNC) {
+        msgpack_pack_str_with_body (&pk, copy, prefix_len);
+        msgpack_pack_uint64 (&pk, 0);
+        msgpack_pack_str_with_body (&pk, "resync", 6);
+        //  Watch again from the present; the watchers know to look again.
+        s_watch_request (self, copy, 0);
+    }
+    else {
+        if (tr__mp_str (&cmd->args, &key, &key_len) || tr__mp_uint (&cmd->args, &version)
+        ||  (size && tr_msgpack_check (data, size, 32, NULL) != TR_OK)) {
+            msgpack_sbuffer_destroy (&sb);
+            return;
+        }
+        msgpack_pack_str_with_body (&pk, key, key_len);
+        msgpack_pack_uint64 (&pk, version);
+        if (size)
+            msgpack_sbuffer_write (&sb, (const char *) data, size);
+        else
+            msgpack_pack_nil (&pk);
+        if (version > w->last)
+            w->last = version;
+    }
+    if (sb.data)
+        s_watch_tell (self, w, sb.data, sb.size);
+    msgpack_sbuffer_destroy (&sb);
+}
+
 //  Counts a local subscription to prefix up or down; tells the broker on
 //  the first and the last.
 static void
@@ -384,6 +527,10 @@ s_greeted (tr__remote_t *self, tr__wire_cmd_t *cmd)
     s_name_request (self, TR__V_REGISTER, self->reply_name);
     for (void *n = zhashx_first (self->prefixes); n; n = zhashx_next (self->prefixes))
         s_name_request (self, TR__V_SUB, (const char *) zhashx_cursor (self->prefixes));
+    //  Watches resume after the last change delivered.
+    for (s_watch_t *w = (s_watch_t *) zhashx_first (self->watches); w;
+         w = (s_watch_t *) zhashx_next (self->watches))
+        s_watch_request (self, (const char *) zhashx_cursor (self->watches), w->last);
     tr__call_t *call;
     while ((call = (tr__call_t *) zlistx_detach (self->unsent, NULL)))
         s_send_call (self, call);
@@ -536,6 +683,18 @@ s_on_gateway (tr__remote_t *self, tr_msg_t *msg)
             else
             if (call)
                 zlistx_add_end (self->unsent, call);
+            tr__msg_free (msg);
+            return true;
+        }
+        case TR__KIND_WATCH:
+        case TR__KIND_UNWATCH: {
+            //  The body: prefix, NUL, actor, NUL.
+            const char *prefix = (const char *) msg->body;
+            size_t prefix_len = msg->size? strnlen (prefix, msg->size): 0;
+            const char *actor = prefix + prefix_len + 1;
+            if (prefix_len < msg->size && msg->size >= prefix_len + 2
+            &&  ((const char *) msg->body) [msg->size - 1] == 0)
+                s_watcher (self, prefix, actor, msg->kind == TR__KIND_WATCH);
             tr__msg_free (msg);
             return true;
         }
@@ -783,6 +942,10 @@ s_on_broker (tr__remote_t *self)
         case TR__V_NODE_DOWN:
             s_node_down (self, &cmd);
             break;
+        case TR__V_KV_CHANGE:
+        case TR__V_KV_RESYNC:
+            s_on_change (self, &cmd, data, size);
+            break;
         case TR__V_EVENT: {
             const char *topic;
             uint32_t len;
@@ -992,9 +1155,12 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
     self->calls = zhashx_new ();
     self->unsent = zlistx_new ();
     self->prefixes = zhashx_new ();
+    self->watches = zhashx_new ();
+    if (self->watches)
+        zhashx_set_destructor (self->watches, s_watch_destroy);
     atomic_init (&self->call_seq, UINT64_C (1) << 62);
     int rc = self->endpoint && self->names && self->pending && self->calls
-          && self->unsent && self->prefixes? TR_OK: TR_ENOMEM;
+          && self->unsent && self->prefixes && self->watches? TR_OK: TR_ENOMEM;
     if (rc == TR_OK) {
         zhashx_set_destructor (self->pending, s_pending_destroy);
         rc = tr__mbox_new (node, NULL, SIZE_MAX, TR_FULL_FAIL, &self->gateway);
@@ -1011,6 +1177,7 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
         zhashx_destroy (&self->calls);
         zlistx_destroy (&self->unsent);
         zhashx_destroy (&self->prefixes);
+        zhashx_destroy (&self->watches);
         free (self->endpoint);
         free (self);
         return rc;
@@ -1053,8 +1220,23 @@ tr__remote_stop (tr__remote_t **self_p)
     zhashx_destroy (&self->calls);
     zlistx_destroy (&self->unsent);
     zhashx_destroy (&self->prefixes);
+    zhashx_destroy (&self->watches);
     free (self->endpoint);
     free (self);
+}
+
+void
+tr__remote_watch (tr__remote_t *self, const char *prefix, const char *actor, bool on)
+{
+    size_t prefix_len = strlen (prefix), actor_len = strlen (actor);
+    char *body = (char *) malloc (prefix_len + actor_len + 2);
+    if (!body)
+        return;
+    memcpy (body, prefix, prefix_len + 1);
+    memcpy (body + prefix_len + 1, actor, actor_len + 1);
+    tr__post_raw (self->node, self->gateway, on? TR__KIND_WATCH: TR__KIND_UNWATCH,
+                  body, prefix_len + actor_len + 2);
+    free (body);
 }
 
 uint64_t

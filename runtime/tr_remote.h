@@ -89,6 +89,17 @@ void
 void
     tr__remote_subscribe (tr__remote_t *self, const char *prefix, bool on);
 
+//  Scratchpad watches: every change under prefix goes to the local actor
+//  as a tell [KEY, VERSION, VALUE] (VALUE nil for a deletion), in version
+//  order; [PREFIX, 0, "resync"] when the broker could not keep up (the
+//  link then watches again from the present). The link holds one watch
+//  per prefix at the broker, whatever number of local actors, and after
+//  a reconnection watches again from the last version it delivered, so
+//  that nothing in between is missed while the broker still has it.
+//  Any thread; never blocks.
+void
+    tr__remote_watch (tr__remote_t *self, const char *prefix, const char *actor, bool on);
+
 //  Says goodbye to the broker, fails the asks still waiting for remote
 //  answers (TR_ESTOPPED), stops the thread, frees the link and sets
 //  *self_p to NULL. Accepts NULL.

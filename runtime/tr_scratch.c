@@ -7,6 +7,7 @@
 */
 
 #include "tr_internal.h"
+#include "tr_mbox.h"
 #include "tr_remote.h"
 #include "tr_wire.h"
 #include "troupe/tr_envelope.h"
@@ -204,4 +205,26 @@ tr_node_peers (tr_node_t *node, int timeout_ms, uint8_t **list_p, size_t *size_p
     tr__wire_out_t out;
     tr__wire_begin (&out, TR__V_NODES, tr__remote_call_seq (node->remote), 0);
     return s_listing (node, &out, timeout_ms, list_p, size_p);
+}
+
+int
+tr_scratch_watch (tr_node_t *node, const char *prefix, const char *actor)
+{
+    if (!node || !node->remote || !actor || s_check_key (prefix, true))
+        return TR_EINVAL;
+    tr__mbox_t *mbox = tr__node_lookup (node, actor, false);
+    if (!mbox)
+        return TR_ENOACTOR;
+    tr__mbox_unref (&mbox);
+    tr__remote_watch (node->remote, prefix, actor, true);
+    return TR_OK;
+}
+
+int
+tr_scratch_unwatch (tr_node_t *node, const char *prefix, const char *actor)
+{
+    if (!node || !node->remote || !actor || s_check_key (prefix, true))
+        return TR_EINVAL;
+    tr__remote_watch (node->remote, prefix, actor, false);
+    return TR_OK;
 }

@@ -434,6 +434,97 @@ START_TEST (test_peers)
 }
 END_TEST
 
+//  A watcher: keeps the changes it was told, as "KEY@VERSION=VALUE-or-nil".
+typedef struct {
+    pthread_mutex_t lock;
+    char seen [4096];
+    int count;
+} s_watcher_t;
+
+static int
+s_watcher_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) self;
+    s_watcher_t *w = (s_watcher_t *) state;
+    tr__mp_t mp;
+    uint32_t n, key_len;
+    const char *key;
+    uint64_t version, value = 0;
+    tr__mp_init (&mp, tr_msg_body (msg), tr_msg_size (msg));
+    if (tr__mp_array (&mp, &n) || n != 3 || tr__mp_str (&mp, &key, &key_len)
+    ||  tr__mp_uint (&mp, &version))
+        return 0;
+    bool nil = tr__mp_peek_nil (&mp);
+    if (!nil)
+        tr__mp_uint (&mp, &value);
+    pthread_mutex_lock (&w->lock);
+    size_t len = strlen (w->seen);
+    if (nil)
+        snprintf (w->seen + len, sizeof w->seen - len, "%.*s=nil ", (int) key_len, key);
+    else
+        snprintf (w->seen + len, sizeof w->seen - len, "%.*s=%llu ", (int) key_len, key,
+                  (unsigned long long) value);
+    w->count++;
+    pthread_mutex_unlock (&w->lock);
+    return 0;
+}
+
+static int
+s_watcher_count (s_watcher_t *w)
+{
+    pthread_mutex_lock (&w->lock);
+    int n = w->count;
+    pthread_mutex_unlock (&w->lock);
+    return n;
+}
+
+START_TEST (test_watch)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    s_watcher_t w = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    tr_behaviour_t behaviour = { .handle = s_watcher_handle };
+    ck_assert_int_eq (tr_spawn (a, "watcher", &behaviour, &w, NULL, NULL), TR_OK);
+    ck_assert_int_eq (tr_scratch_watch (a, "w.", "nobody"), TR_ENOACTOR);
+    ck_assert_int_eq (tr_scratch_watch (a, "w.", "watcher"), TR_OK);
+    //  The watch reaches the broker in a moment: write until a change
+    //  comes through.
+    tr_body_t one = tr_test_pack_uint (1);
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    while (s_watcher_count (&w) == 0 && tr_test_now_ms () < deadline) {
+        ck_assert_int_eq (tr_scratch_put (b, "w.warm", one.data, one.size, 0, 2000, NULL), TR_OK);
+        usleep (20 * 1000);
+    }
+    ck_assert_int_gt (s_watcher_count (&w), 0);
+    usleep (100 * 1000);
+    pthread_mutex_lock (&w.lock);
+    w.seen [0] = 0;
+    w.count = 0;
+    pthread_mutex_unlock (&w.lock);
+    //  Puts, a delete and a key outside the prefix, in order.
+    tr_body_t two = tr_test_pack_uint (2), three = tr_test_pack_uint (3);
+    ck_assert_int_eq (tr_scratch_put (b, "w.x", two.data, two.size, 0, 2000, NULL), TR_OK);
+    ck_assert_int_eq (tr_scratch_put (b, "other", two.data, two.size, 0, 2000, NULL), TR_OK);
+    ck_assert_int_eq (tr_scratch_put (a, "w.y", three.data, three.size, 0, 2000, NULL), TR_OK);
+    ck_assert_int_eq (tr_scratch_del (b, "w.x", 2000, NULL), TR_OK);
+    deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    while (s_watcher_count (&w) < 3 && tr_test_now_ms () < deadline)
+        usleep (5 * 1000);
+    usleep (100 * 1000);
+    pthread_mutex_lock (&w.lock);
+    ck_assert_str_eq (w.seen, "w.x=2 w.y=3 w.x=nil ");
+    pthread_mutex_unlock (&w.lock);
+    //  Unwatched: no more.
+    ck_assert_int_eq (tr_scratch_unwatch (a, "w.", "watcher"), TR_OK);
+    usleep (200 * 1000);
+    ck_assert_int_eq (tr_scratch_put (b, "w.z", one.data, one.size, 0, 2000, NULL), TR_OK);
+    usleep (200 * 1000);
+    ck_assert_int_eq (s_watcher_count (&w), 3);
+    tr_node_destroy (&a);
+    tr_node_destroy (&b);
+}
+END_TEST
+
 int
 main (int argc, char **argv)
 {
@@ -453,6 +544,7 @@ main (int argc, char **argv)
     tcase_add_test (tc, test_names_unique);
     tcase_add_test (tc, test_events_cross);
     tcase_add_test (tc, test_peers);
+    tcase_add_test (tc, test_watch);
     suite_add_tcase (suite, tc);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);

@@ -75,6 +75,24 @@ TR_EXPORT int
     tr_scratch_list (tr_node_t *node, const char *prefix, int timeout_ms,
                      uint8_t **list_p, size_t *size_p);
 
+//  Watches the keys under prefix ("" for all) for the local actor named
+//  `actor`: from the moment the broker has the watch, every change
+//  arrives as a tell from "" whose body is the array [KEY, VERSION,
+//  VALUE] (VALUE nil for a deletion or an expiry), in version order. If
+//  the broker could not keep up, [PREFIX, 0, "resync"] arrives instead
+//  and the changes go on from the present: read what you need again
+//  (tr_scratch_get or tr_scratch_list). After the node loses and regains
+//  its broker, the watch resumes after the last change delivered. The
+//  watch ends with tr_scratch_unwatch or when the actor stops. Returns
+//  TR_OK (the watch is set up in the background), TR_ENOACTOR (no local
+//  actor of that name), TR_EINVAL (no broker, bad prefix).
+TR_EXPORT int
+    tr_scratch_watch (tr_node_t *node, const char *prefix, const char *actor);
+
+//  Ends the actor's watch of prefix. TR_OK, TR_EINVAL.
+TR_EXPORT int
+    tr_scratch_unwatch (tr_node_t *node, const char *prefix, const char *actor);
+
 //  The nodes and other clients joined to the broker: on TR_OK, *list_p
 //  holds a malloc'd msgpack array of maps {id, kind, names, age_ms}.
 TR_EXPORT int
