@@ -478,6 +478,7 @@ s_pub (int argc, char **argv)
 
 //  The subscriber actor's state: shared with the main thread.
 typedef struct {
+    bool watch;                     //  scratchpad changes, not events
     long count;                     //  events to print; 0: no limit
     long printed;                   //  actor thread only
     atomic_bool done;               //  count reached, or stdout failed
@@ -493,17 +494,35 @@ s_sub_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     msgpack_unpacked event;
     msgpack_unpacked_init (&event);
     size_t offset = 0;
-    if (msgpack_unpack_next (&event, (const char *) tr_msg_body (msg), tr_msg_size (msg),
-                             &offset) == MSGPACK_UNPACK_SUCCESS
-    &&  event.data.type == MSGPACK_OBJECT_ARRAY && event.data.via.array.size == 2) {
+    bool parsed = msgpack_unpack_next (&event, (const char *) tr_msg_body (msg),
+                                       tr_msg_size (msg), &offset) == MSGPACK_UNPACK_SUCCESS
+               && event.data.type == MSGPACK_OBJECT_ARRAY;
+    const msgpack_object *item = parsed? event.data.via.array.ptr: NULL;
+    if (parsed && !sub->watch && event.data.via.array.size == 2) {
         fputs ("{\"topic\":", stdout);
-        tr_json_write (stdout, &event.data.via.array.ptr [0], 0);
+        tr_json_write (stdout, &item [0], 0);
         fputs (",\"body\":", stdout);
-        tr_json_write (stdout, &event.data.via.array.ptr [1], 0);
+        tr_json_write (stdout, &item [1], 0);
         fputs ("}\n", stdout);
-        if (fflush (stdout) || (sub->count && ++sub->printed >= sub->count))
-            atomic_store (&sub->done, true);
     }
+    else
+    if (parsed && sub->watch && event.data.via.array.size == 3) {
+        //  [KEY, VERSION, VALUE]; version 0 is the resync notice.
+        bool resync = item [1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && item [1].via.u64 == 0;
+        fputs (resync? "{\"resync\":": "{\"key\":", stdout);
+        tr_json_write (stdout, &item [0], 0);
+        if (!resync) {
+            fputs (",\"version\":", stdout);
+            tr_json_write (stdout, &item [1], 0);
+            fputs (",\"value\":", stdout);
+            tr_json_write (stdout, &item [2], 0);
+        }
+        fputs ("}\n", stdout);
+    }
+    else
+        parsed = false;
+    if (parsed && (fflush (stdout) || (sub->count && ++sub->printed >= sub->count)))
+        atomic_store (&sub->done, true);
     msgpack_unpacked_destroy (&event);
     return 0;
 }
@@ -708,7 +727,7 @@ s_nodes (int argc, char **argv)
     "       troupe kv cas KEY VERSION JSON [--ttl DURATION]\n" \
     "       troupe kv del KEY\n" \
     "       troupe kv ls [PREFIX] [--json]\n" \
-    "       troupe kv watch PREFIX                 (not implemented yet)\n" \
+    "       troupe kv watch PREFIX [--count N] [--for DURATION]\n" \
     "   each with [--broker ENDPOINT] [--timeout DURATION]\n\n" \
     "The troupe's scratchpad, kept by the broker: keys (1 to 1,024 bytes, no\n" \
     "spaces) holding JSON values (msgpack on the wire). Every write gets a\n" \
@@ -722,7 +741,10 @@ s_nodes (int argc, char **argv)
     "  del    removes the key; prints the version of the removal\n" \
     "  ls     lists the keys under PREFIX (all without it), in byte order,\n" \
     "         one per line: KEY VERSION; --json prints [[KEY, VERSION]...]\n" \
-    "  watch  needs a watch in the node's API, which it does not have yet\n\n" \
+    "  watch  prints each change under PREFIX (\"\" for all) as one JSON line,\n" \
+    "         {\"key\", \"version\", \"value\"} (value null for a removal), until\n" \
+    "         Ctrl-C, N changes (--count) or DURATION (--for); {\"resync\": PREFIX}\n" \
+    "         if the broker could not keep up (read again what you need)\n\n" \
     S_COMMON S_TIMEOUT_2S "\n" \
     "Exit status: 0 success; 1 failure (no broker, no such key TR_ENOTFOUND,\n" \
     "TR_ECONFLICT...); 2 usage error, bad JSON among them (LINE:COLUMN).\n"
@@ -865,15 +887,58 @@ s_kv_args (int argc, char **argv, const char *op, const char *command, s_opts_t 
     return status;
 }
 
+//  kv watch PREFIX: prints each change under PREFIX as a JSON line.
+static int
+s_kv_watch (int argc, char **argv)
+{
+    s_opts_t opts;
+    int status = s_parse (argc, argv, "kv watch", S_OPT_COUNT | S_OPT_FOR, 1, 1, S_KV_USAGE,
+                          &opts);
+    if (!status)
+        status = s_key_arg (&opts, opts.args [0], true);
+    if (status)
+        return status;
+    sigset_t stops, old_mask;
+    sigemptyset (&stops);
+    sigaddset (&stops, SIGINT);
+    sigaddset (&stops, SIGTERM);
+    sigaddset (&stops, SIGHUP);
+    sigaddset (&stops, SIGQUIT);
+    pthread_sigmask (SIG_BLOCK, &stops, &old_mask);
+    s_client_t client;
+    status = s_join (&opts, &client, NULL, NULL);
+    if (status) {
+        pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
+        return status;
+    }
+    s_sub_t sub = { .watch = true, .count = opts.count };
+    atomic_init (&sub.done, false);
+    char name [64];
+    snprintf (name, sizeof name, "troupe-watch-%d", (int) getpid ());
+    int rc = tr_spawn (client.node, name, &s_sub_behaviour, &sub, NULL, NULL);
+    if (rc == TR_OK)
+        rc = tr_scratch_watch (client.node, opts.args [0], name);
+    //  Once the broker has answered after the watch, it has it.
+    if (rc == TR_OK)
+        rc = s_sync (&client);
+    if (rc == TR_OK) {
+        fprintf (stderr, "troupe kv watch: watching '%s' at %s\n", opts.args [0],
+                 client.endpoint);
+        s_sub_wait (&opts, &sub, &stops);
+    }
+    else
+        status = s_failed (&opts, &client, rc, "cannot watch");
+    tr_node_destroy (&client.node);
+    pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
+    return status;
+}
+
 static int
 s_kv (int argc, char **argv)
 {
     const char *op = argc > 1? argv [1]: "";
-    if (strcmp (op, "watch") == 0) {
-        fprintf (stderr, "troupe kv watch: not implemented yet (the node's API has no "
-                 "watch of the scratchpad)\n");
-        return TR_CLI_USAGE;
-    }
+    if (strcmp (op, "watch") == 0)
+        return s_kv_watch (argc - 1, argv + 1);
     if (strcmp (op, "get") && strcmp (op, "put") && strcmp (op, "cas")
     &&  strcmp (op, "del") && strcmp (op, "ls")) {
         if (*op)

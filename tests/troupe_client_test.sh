@@ -97,7 +97,7 @@ expect 2 '--count needs a whole number'    "$troupe" sub x --count 0
 expect 2 "no operation 'frob'"             "$troupe" kv frob
 expect 2 'not a valid key'                 "$troupe" kv get 'a b'
 expect 2 'VERSION must be a whole number'  "$troupe" kv cas k -1 '1'
-expect 2 'kv watch: not implemented yet'   "$troupe" kv watch prefix.
+expect 2 '--count needs a whole number'    "$troupe" kv watch prefix. --count x
 #   Bad JSON is refused, where it is wrong, before any broker is sought
 #   (none runs at the default endpoint's port here, or it would not
 #   matter: nothing is sent).
@@ -186,6 +186,31 @@ expected='{"topic":"news.first","body":{"n":1,"tags":["a","b"]}}
 {"topic":"news.second","body":2.5}'
 [ "$(cat "$work/sub.out")" = "$expected" ] && echo "ok: sub printed the two events" \
     || fail "sub printed: $(cat "$work/sub.out")"
+
+#   kv watch: each change under the prefix as a JSON line, in order,
+#   removals with a null value; --count ends it.
+"$troupe" kv watch watched. --count 3 >"$work/watch.out" 2>"$work/watch.err" &
+watch_pid=$!
+pids+=("$watch_pid")
+wait_for grep -q "watching 'watched.'" "$work/watch.err" || fail "kv watch never started: $(cat "$work/watch.err")"
+"$troupe" kv put watched.a '{"n":1}' >/dev/null
+"$troupe" kv put elsewhere.b 2 >/dev/null
+"$troupe" kv put watched.c '[true]' >/dev/null
+"$troupe" kv del watched.a >/dev/null
+wait "$watch_pid"; rc=$?
+[ "$rc" -eq 0 ] && echo "ok: kv watch stops after --count 3" || fail "kv watch exited $rc"
+if python3 -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+got = [(l["key"], l["value"]) for l in lines]
+assert got == [("watched.a", {"n": 1}), ("watched.c", [True]), ("watched.a", None)], got
+v = [l["version"] for l in lines]
+assert v == sorted(v) and len(set(v)) == 3, v
+' "$work/watch.out"; then
+    echo "ok: kv watch printed the three changes in version order"
+else
+    fail "kv watch printed: $(cat "$work/watch.out")"
+fi
 
 #   sub --for: stops on time, with nothing to print; SIGTERM stops it too.
 start=$(date +%s%N)
