@@ -22,6 +22,7 @@
 
 #include <troupe.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -96,6 +97,32 @@ s_duration (const s_opts_t *opts, const char *option, const char *text, int64_t 
 //  `allowed`, then min_args to max_args positional arguments. An argument
 //  that starts with '-' and a digit is a positional (a negative number
 //  as JSON); "--" ends the options. Returns 0 or TR_CLI_USAGE (printed).
+//  The embedded broker of the one tree running here (`troupe run`'s
+//  default: NAME.broker in the control folder), as an endpoint in buf.
+//  False if there is none, or more than one.
+static bool
+s_tree_broker (char *buf, size_t size)
+{
+    char dir [200];
+    int rc = tr_control_dir (dir, sizeof dir, false);
+    DIR *d = rc == TR_OK? opendir (dir): NULL;
+    size_t found = 0;
+    struct dirent *entry;
+    while (d && (entry = readdir (d))) {
+        size_t len = strlen (entry->d_name);
+        char path [300];
+        if (len <= 7 || strcmp (entry->d_name + len - 7, ".broker") != 0)
+            continue;
+        int n = snprintf (path, sizeof path, "%s/%s", dir, entry->d_name);
+        if (n > 0 && (size_t) n < sizeof path && tr_control_live (path)
+        &&  found++ == 0)
+            snprintf (buf, size, "ipc://%.*s", (int) (size > 7? size - 7: 0), path);
+    }
+    if (d)
+        closedir (d);
+    return found == 1;
+}
+
 static int
 s_parse (int argc, char **argv, const char *command, int allowed, int min_args,
          int max_args, const char *usage, s_opts_t *opts)
@@ -168,6 +195,9 @@ s_parse (int argc, char **argv, const char *command, int allowed, int min_args,
     }
     if (!opts->broker)
         opts->broker = getenv ("TROUPE_BROKER");
+    static char found [320];
+    if ((!opts->broker || !*opts->broker) && s_tree_broker (found, sizeof found))
+        opts->broker = found;
     if (!opts->broker || !*opts->broker)
         opts->broker = S_DEFAULT_BROKER;
     return 0;
@@ -304,8 +334,9 @@ s_dead_letters (s_client_t *client)
 //  send, ask, pub
 
 #define S_COMMON \
-    "  --broker ENDPOINT     the broker (default $TROUPE_BROKER, else\n" \
-    "                        " S_DEFAULT_BROKER ")\n"
+    "  --broker ENDPOINT     the broker (default $TROUPE_BROKER, else the\n" \
+    "                        embedded broker of the one 'troupe run' here,\n" \
+    "                        else " S_DEFAULT_BROKER ")\n"
 #define S_TIMEOUT_2S \
     "  --timeout DURATION    how long to wait for the broker (default 2s)\n"
 #define S_EXIT \

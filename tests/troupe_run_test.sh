@@ -197,6 +197,10 @@ wait_for new_pid && echo "ok: the killed process child was restarted" \
     || fail "sleeper was not restarted after SIGKILL"
 second=$(sleeper_pid)
 
+#   The client commands find the running tree's embedded broker.
+expect 0 "node +[0-9]" env -u TROUPE_BROKER "$troupe" nodes
+expect 0 '^0$' env -u TROUPE_BROKER "$troupe" ask tally 0
+
 #   A second tree of the same name is refused; the first goes on.
 expect 1 "a tree named 'live' is already running" "$troupe" run "$work/live.yaml" --for 1s
 expect 0 '^live' "$troupe" status
