@@ -50,6 +50,8 @@ typedef struct tr__timers tr__timers_t;
 #define TR__KIND_UNSUB  23              //  a prefix to give up
 #define TR__KIND_WATCH  24              //  an actor to tell a prefix's changes
 #define TR__KIND_UNWATCH 25             //  an actor that no longer wants them
+#define TR__KIND_REPLICA 26             //  a replica to keep (tr_remote.c)
+#define TR__KIND_UNREPLICA 27           //  a replica to let go
 
 //  Priority above TR_PRIO_HIGH, for runtime signals; and the number of
 //  queues a mailbox keeps (LOW, NORMAL, HIGH, SYSTEM).

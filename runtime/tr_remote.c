@@ -17,6 +17,7 @@
 
 #include "tr_internal.h"
 #include "tr_clock.h"
+#include "tr_curve.h"
 #include "tr_mbox.h"
 #include "tr_remote.h"
 #include "tr_event_int.h"
@@ -67,11 +68,85 @@ struct tr__call {
     tr__reply_t reply;                  //  the answer, once done
 };
 
-//  A scratchpad prefix watched for local actors.
+//  A scratchpad prefix watched for local actors and replicas.
 typedef struct {
     zlistx_t *actors;                   //  names (strings, owned)
+    size_t replicas;                    //  replicas of exactly this prefix
     uint64_t last;                      //  version of the last change delivered
 } s_watch_t;
+
+//  One key of a replica, or one change waiting for its snapshot.
+typedef struct {
+    char *key;
+    uint64_t version;
+    uint8_t *value;                     //  NULL: a deletion
+    size_t size;
+} s_entry_t;
+
+static void
+s_entry_destroy (void **item_p)
+{
+    s_entry_t *e = (s_entry_t *) *item_p;
+    *item_p = NULL;
+    if (e) {
+        free (e->key);
+        free (e->value);
+        free (e);
+    }
+}
+
+static s_entry_t *
+s_entry_new (const char *key, size_t key_len, uint64_t version, const void *value, size_t size)
+{
+    s_entry_t *e = (s_entry_t *) calloc (1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->key = strndup (key, key_len);
+    e->version = version;
+    e->size = size;
+    if (value && size) {
+        e->value = (uint8_t *) malloc (size);
+        if (e->value)
+            memcpy (e->value, value, size);
+    }
+    if (!e->key || (value && size && !e->value)) {
+        void *item = e;
+        s_entry_destroy (&item);
+        return NULL;
+    }
+    return e;
+}
+
+//  A live copy of a prefix (tr_scratch.h). The caller and the link each
+//  hold a reference.
+struct tr_replica {
+    atomic_int refs;
+    tr__remote_t *remote;
+    char *prefix;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    zhashx_t *entries;                  //  key -> s_entry_t (under lock)
+    uint64_t version;                   //  (under lock)
+    bool ready;                         //  first snapshot applied (under lock)
+    //  Link thread only.
+    uint64_t snap_seq;                  //  the snapshot asked for, 0: none
+    zlistx_t *buffer;                   //  s_entry_t changes meanwhile
+};
+
+static void
+s_replica_unref (tr_replica_t **self_p)
+{
+    tr_replica_t *self = *self_p;
+    *self_p = NULL;
+    if (self && atomic_fetch_sub (&self->refs, 1) == 1) {
+        zhashx_destroy (&self->entries);
+        zlistx_destroy (&self->buffer);
+        pthread_mutex_destroy (&self->lock);
+        pthread_cond_destroy (&self->cond);
+        free (self->prefix);
+        free (self);
+    }
+}
 
 static void
 s_watch_destroy (void **item_p)
@@ -96,6 +171,11 @@ struct tr__remote {
     char node_id [TR_NAME_MAX + 1];
     char reply_name [TR_NAME_MAX + 1]; //  "$node.ID": anonymous senders
     int heartbeat_ms;                   //  agreed with the broker
+    //  CURVE keys (Z85), read at start; curve false: none.
+    bool curve;
+    char curve_public [TR__CURVE_TXT];
+    char curve_secret [TR__CURVE_TXT];
+    char curve_server [TR__CURVE_TXT];
     tr__mbox_t *gateway;
     pthread_t thread;
     atomic_bool connected;
@@ -117,6 +197,7 @@ struct tr__remote {
     zlistx_t *unsent;                   //  tr__call_t waiting for the broker
     zhashx_t *prefixes;                 //  event prefix -> local subscriptions
     zhashx_t *watches;                  //  scratchpad prefix -> s_watch_t
+    zlistx_t *replicas;                 //  tr_replica_t (a reference each)
     atomic_uint_fast64_t call_seq;
     s_held_t *held_head, *held_tail;
     size_t held;
@@ -311,6 +392,14 @@ s_connect (tr__remote_t *self)
     zmq_setsockopt (self->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (self->curve
+    &&  (zmq_setsockopt (self->sock, ZMQ_CURVE_SERVERKEY, self->curve_server, 40)
+    ||   zmq_setsockopt (self->sock, ZMQ_CURVE_PUBLICKEY, self->curve_public, 40)
+    ||   zmq_setsockopt (self->sock, ZMQ_CURVE_SECRETKEY, self->curve_secret, 40))) {
+        tr_log (TR_LOG_ERROR, "remote: cannot set up CURVE: %s", zmq_strerror (errno));
+        s_disconnect (self, "CURVE failed");
+        return;
+    }
     if (zmq_connect (self->sock, self->endpoint)) {
         tr_log (TR_LOG_ERROR, "remote: cannot connect to %s: %s", self->endpoint,
                 zmq_strerror (errno));
@@ -364,27 +453,115 @@ s_watch_request (tr__remote_t *self, const char *prefix, uint64_t from)
     tr__wire_end (&out);
 }
 
+//  Asks for a replica's snapshot; the changes that arrive meanwhile wait
+//  in its buffer.
+static void
+s_replica_snapshot (tr__remote_t *self, tr_replica_t *r)
+{
+    zlistx_purge (r->buffer);
+    r->snap_seq = ++self->seq;
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_KV_SNAPSHOT, r->snap_seq, 1);
+    tr__wire_str (&out, r->prefix, strlen (r->prefix));
+    s_send (self, &out, NULL, 0);
+    tr__wire_end (&out);
+}
+
+//  Applies one change to a replica (lock held).
+static void
+s_replica_apply (tr_replica_t *r, s_entry_t *change)
+{
+    if (change->version <= r->version)
+        return;                         //  the snapshot had it
+    r->version = change->version;
+    if (!change->value)
+        zhashx_delete (r->entries, change->key);
+    else {
+        s_entry_t *copy = s_entry_new (change->key, strlen (change->key), change->version,
+                                       change->value, change->size);
+        if (copy)
+            zhashx_update (r->entries, change->key, copy);
+    }
+}
+
+//  The answer to a snapshot: ["OK", SEQ, AT, [[KEY, VERSION, VALUE]...]].
+//  Replaces the copy, then applies the changes that waited.
+static void
+s_replica_snapshot_done (tr__remote_t *self, tr_replica_t *r, tr__wire_cmd_t *cmd)
+{
+    (void) self;
+    uint64_t at;
+    uint32_t n;
+    if (tr__mp_uint (&cmd->args, &at) || tr__mp_array (&cmd->args, &n))
+        return;
+    zhashx_t *entries = zhashx_new ();
+    if (!entries)
+        return;
+    zhashx_set_destructor (entries, s_entry_destroy);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t three, key_len;
+        const char *key;
+        uint64_t version;
+        if (tr__mp_array (&cmd->args, &three) || three < 3
+        ||  tr__mp_str (&cmd->args, &key, &key_len) || tr__mp_uint (&cmd->args, &version)) {
+            zhashx_destroy (&entries);
+            return;
+        }
+        const uint8_t *value = cmd->args.p;
+        if (tr__mp_skip (&cmd->args, 33)) {
+            zhashx_destroy (&entries);
+            return;
+        }
+        for (uint32_t extra = 3; extra < three; extra++)
+            tr__mp_skip (&cmd->args, 33);
+        s_entry_t *e = s_entry_new (key, key_len, version, value, (size_t) (cmd->args.p - value));
+        if (e)
+            zhashx_update (entries, e->key, e);
+    }
+    pthread_mutex_lock (&r->lock);
+    zhashx_destroy (&r->entries);
+    r->entries = entries;
+    r->version = at;
+    for (s_entry_t *c = (s_entry_t *) zlistx_first (r->buffer); c;
+         c = (s_entry_t *) zlistx_next (r->buffer))
+        s_replica_apply (r, c);
+    r->ready = true;
+    pthread_cond_broadcast (&r->cond);
+    pthread_mutex_unlock (&r->lock);
+    zlistx_purge (r->buffer);
+    r->snap_seq = 0;
+}
+
 //  Adds or removes a local watcher of prefix; tells the broker on the
 //  first and the last.
+//  The watch of prefix, made (and asked of the broker) if there is none.
+static s_watch_t *
+s_watch_for (tr__remote_t *self, const char *prefix)
+{
+    s_watch_t *w = (s_watch_t *) zhashx_lookup (self->watches, prefix);
+    if (w)
+        return w;
+    w = (s_watch_t *) calloc (1, sizeof *w);
+    if (!w || !(w->actors = zlistx_new ())) {
+        free (w);
+        return NULL;
+    }
+    zlistx_set_destructor (w->actors, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_duplicator (w->actors, (zlistx_duplicator_fn *) strdup);
+    zlistx_set_comparator (w->actors, (zlistx_comparator_fn *) strcmp);
+    zhashx_insert (self->watches, prefix, w);
+    if (self->greeted)
+        s_watch_request (self, prefix, 0);
+    return w;
+}
+
 static void
 s_watcher (tr__remote_t *self, const char *prefix, const char *actor, bool on)
 {
     s_watch_t *w = (s_watch_t *) zhashx_lookup (self->watches, prefix);
     if (on) {
-        if (!w) {
-            w = (s_watch_t *) calloc (1, sizeof *w);
-            if (!w || !(w->actors = zlistx_new ())) {
-                free (w);
-                return;
-            }
-            zlistx_set_destructor (w->actors, (zlistx_destructor_fn *) zstr_free);
-            zlistx_set_duplicator (w->actors, (zlistx_duplicator_fn *) strdup);
-            zlistx_set_comparator (w->actors, (zlistx_comparator_fn *) strcmp);
-            zhashx_insert (self->watches, prefix, w);
-            if (self->greeted)
-                s_watch_request (self, prefix, 0);
-        }
-        if (!zlistx_find (w->actors, (void *) actor))
+        w = s_watch_for (self, prefix);
+        if (w && !zlistx_find (w->actors, (void *) actor))
             zlistx_add_end (w->actors, (void *) actor);
         return;
     }
@@ -393,11 +570,42 @@ s_watcher (tr__remote_t *self, const char *prefix, const char *actor, bool on)
     void *handle = zlistx_find (w->actors, (void *) actor);
     if (handle)
         zlistx_delete (w->actors, handle);
-    if (zlistx_size (w->actors) == 0) {
+    if (zlistx_size (w->actors) == 0 && w->replicas == 0) {
         if (self->greeted)
             s_name_request (self, TR__V_KV_UNWATCH, prefix);
         zhashx_delete (self->watches, prefix);
     }
+}
+
+//  Takes on or lets go of a replica (its prefix's watch counts it).
+static void
+s_replica (tr__remote_t *self, tr_replica_t *r, bool on)
+{
+    s_watch_t *w = (s_watch_t *) zhashx_lookup (self->watches, r->prefix);
+    if (on) {
+        w = s_watch_for (self, r->prefix);
+        if (!w) {
+            s_replica_unref (&r);
+            return;
+        }
+        w->replicas++;
+        zlistx_add_end (self->replicas, r);
+        if (self->greeted)
+            s_replica_snapshot (self, r);
+        return;
+    }
+    void *handle = zlistx_find (self->replicas, r);
+    if (!handle)
+        return;
+    zlistx_detach (self->replicas, handle);
+    if (w && w->replicas)
+        w->replicas--;
+    if (w && zlistx_size (w->actors) == 0 && w->replicas == 0) {
+        if (self->greeted)
+            s_name_request (self, TR__V_KV_UNWATCH, r->prefix);
+        zhashx_delete (self->watches, r->prefix);
+    }
+    s_replica_unref (&r);
 }
 
 //  Tells every local watcher of prefix one change or notice.
@@ -432,8 +640,8 @@ s_watch_tell (tr__remote_t *self, s_watch_t *w, const void *body, size_t size)
 static void
 s_on_change (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_t size)
 {
-    const char *prefix, *key;
-    uint32_t prefix_len, key_len;
+    const char *prefix, *key = "";
+    uint32_t prefix_len, key_len = 0;
     uint64_t version = 0;
     char copy [1025];
     if (tr__mp_str (&cmd->args, &prefix, &prefix_len) || prefix_len >= sizeof copy)
@@ -473,6 +681,28 @@ s_on_change (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_
     if (sb.data)
         s_watch_tell (self, w, sb.data, sb.size);
     msgpack_sbuffer_destroy (&sb);
+    //  And to the replicas of this prefix.
+    for (tr_replica_t *r = (tr_replica_t *) zlistx_first (self->replicas); r;
+         r = (tr_replica_t *) zlistx_next (self->replicas)) {
+        if (strcmp (r->prefix, copy) != 0)
+            continue;
+        if (cmd->verb == TR__V_KV_RESYNC) {
+            s_replica_snapshot (self, r);
+            continue;
+        }
+        s_entry_t *change = s_entry_new (key, key_len, version, size? data: NULL, size);
+        if (!change)
+            continue;
+        if (r->snap_seq)
+            zlistx_add_end (r->buffer, change);
+        else {
+            pthread_mutex_lock (&r->lock);
+            s_replica_apply (r, change);
+            pthread_mutex_unlock (&r->lock);
+            void *item = change;
+            s_entry_destroy (&item);
+        }
+    }
 }
 
 //  Counts a local subscription to prefix up or down; tells the broker on
@@ -527,6 +757,15 @@ s_greeted (tr__remote_t *self, tr__wire_cmd_t *cmd)
     s_name_request (self, TR__V_REGISTER, self->reply_name);
     for (void *n = zhashx_first (self->prefixes); n; n = zhashx_next (self->prefixes))
         s_name_request (self, TR__V_SUB, (const char *) zhashx_cursor (self->prefixes));
+    //  Replicas still waiting for a snapshot ask again.
+    for (tr_replica_t *r = (tr_replica_t *) zlistx_first (self->replicas); r;
+         r = (tr_replica_t *) zlistx_next (self->replicas)) {
+        pthread_mutex_lock (&r->lock);
+        bool ready = r->ready;
+        pthread_mutex_unlock (&r->lock);
+        if (!ready || r->snap_seq)
+            s_replica_snapshot (self, r);
+    }
     //  Watches resume after the last change delivered.
     for (s_watch_t *w = (s_watch_t *) zhashx_first (self->watches); w;
          w = (s_watch_t *) zhashx_next (self->watches))
@@ -695,6 +934,16 @@ s_on_gateway (tr__remote_t *self, tr_msg_t *msg)
             if (prefix_len < msg->size && msg->size >= prefix_len + 2
             &&  ((const char *) msg->body) [msg->size - 1] == 0)
                 s_watcher (self, prefix, actor, msg->kind == TR__KIND_WATCH);
+            tr__msg_free (msg);
+            return true;
+        }
+        case TR__KIND_REPLICA:
+        case TR__KIND_UNREPLICA: {
+            tr_replica_t *r = NULL;
+            if (msg->size == sizeof r)
+                memcpy (&r, msg->body, sizeof r);
+            if (r)
+                s_replica (self, r, msg->kind == TR__KIND_REPLICA);
             tr__msg_free (msg);
             return true;
         }
@@ -914,6 +1163,13 @@ s_on_broker (tr__remote_t *self)
             if (cmd.verb == TR__V_OK) {
                 if (!self->greeted && cmd.seq == self->hello_seq)
                     s_greeted (self, &cmd);
+                else
+                    for (tr_replica_t *r = (tr_replica_t *) zlistx_first (self->replicas); r;
+                         r = (tr_replica_t *) zlistx_next (self->replicas))
+                        if (r->snap_seq && r->snap_seq == cmd.seq) {
+                            s_replica_snapshot_done (self, r, &cmd);
+                            break;
+                        }
                 break;
             }
             int64_t code = 0;
@@ -1125,6 +1381,27 @@ s_run (void *arg)
 
 //  --------------------------------------------------------------------------
 
+//  Reads the CURVE keys of the options, if any (both files or neither).
+//  Returns TR_OK or the error of the file that failed (logged).
+static int
+s_curve_keys (tr__remote_t *self, const tr_node_opts_t *opts)
+{
+    if (!opts->curve_secret_file && !opts->curve_server_public_file)
+        return TR_OK;
+    if (!opts->curve_secret_file || !opts->curve_server_public_file) {
+        tr_log (TR_LOG_ERROR, "node: CURVE needs both this node's secret key file and the "
+                "broker's public key file");
+        return TR_EINVAL;
+    }
+    int rc = tr__curve_secret_load ("node", opts->curve_secret_file, self->curve_public,
+                                    self->curve_secret);
+    if (rc == TR_OK)
+        rc = tr__curve_public_load ("node", opts->curve_server_public_file,
+                                    self->curve_server);
+    self->curve = rc == TR_OK;
+    return rc;
+}
+
 int
 tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
 {
@@ -1149,6 +1426,11 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
         free (self);
         return TR_EINVAL;
     }
+    int rc = s_curve_keys (self, opts);
+    if (rc) {
+        free (self);
+        return rc;
+    }
     self->endpoint = strdup (opts->broker);
     self->names = zhashx_new ();
     self->pending = zhashx_new ();
@@ -1156,11 +1438,13 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
     self->unsent = zlistx_new ();
     self->prefixes = zhashx_new ();
     self->watches = zhashx_new ();
+    self->replicas = zlistx_new ();
     if (self->watches)
         zhashx_set_destructor (self->watches, s_watch_destroy);
     atomic_init (&self->call_seq, UINT64_C (1) << 62);
-    int rc = self->endpoint && self->names && self->pending && self->calls
-          && self->unsent && self->prefixes && self->watches? TR_OK: TR_ENOMEM;
+    rc = self->endpoint && self->names && self->pending && self->calls
+          && self->unsent && self->prefixes && self->watches && self->replicas?
+             TR_OK: TR_ENOMEM;
     if (rc == TR_OK) {
         zhashx_set_destructor (self->pending, s_pending_destroy);
         rc = tr__mbox_new (node, NULL, SIZE_MAX, TR_FULL_FAIL, &self->gateway);
@@ -1178,6 +1462,7 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
         zlistx_destroy (&self->unsent);
         zhashx_destroy (&self->prefixes);
         zhashx_destroy (&self->watches);
+        zlistx_destroy (&self->replicas);
         free (self->endpoint);
         free (self);
         return rc;
@@ -1221,8 +1506,124 @@ tr__remote_stop (tr__remote_t **self_p)
     zlistx_destroy (&self->unsent);
     zhashx_destroy (&self->prefixes);
     zhashx_destroy (&self->watches);
+    tr_replica_t *r;
+    while ((r = (tr_replica_t *) zlistx_detach (self->replicas, NULL)))
+        s_replica_unref (&r);
+    zlistx_destroy (&self->replicas);
     free (self->endpoint);
+    memset (self->curve_secret, 0, sizeof self->curve_secret);
     free (self);
+}
+
+void
+tr__remote_replica (tr__remote_t *self, tr_replica_t *replica, bool on)
+{
+    if (on)
+        atomic_fetch_add (&replica->refs, 1);   //  the link's, in the message
+    if (tr__post_raw (self->node, self->gateway, on? TR__KIND_REPLICA: TR__KIND_UNREPLICA,
+                      &replica, sizeof replica) && on)
+        atomic_fetch_sub (&replica->refs, 1);
+}
+
+int
+tr_replica_new (tr_node_t *node, const char *prefix, int timeout_ms, tr_replica_t **replica_p)
+{
+    if (!node || !node->remote || !prefix || strlen (prefix) > 1024 || !replica_p
+    ||  timeout_ms <= 0)
+        return TR_EINVAL;
+    tr_replica_t *r = (tr_replica_t *) calloc (1, sizeof *r);
+    if (!r)
+        return TR_ENOMEM;
+    atomic_init (&r->refs, 1);
+    r->remote = node->remote;
+    r->prefix = strdup (prefix);
+    r->entries = zhashx_new ();
+    r->buffer = zlistx_new ();
+    pthread_mutex_init (&r->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&r->cond, &attr);
+    pthread_condattr_destroy (&attr);
+    if (!r->prefix || !r->entries || !r->buffer) {
+        s_replica_unref (&r);
+        return TR_ENOMEM;
+    }
+    zhashx_set_destructor (r->entries, s_entry_destroy);
+    zlistx_set_destructor (r->buffer, s_entry_destroy);
+    tr__remote_replica (node->remote, r, true);
+    int64_t deadline = tr__deadline_after_ms (timeout_ms);
+    struct timespec at = tr__timespec_at (deadline, CLOCK_MONOTONIC);
+    pthread_mutex_lock (&r->lock);
+    while (!r->ready)
+        if (pthread_cond_timedwait (&r->cond, &r->lock, &at) == ETIMEDOUT)
+            break;
+    bool ready = r->ready;
+    pthread_mutex_unlock (&r->lock);
+    if (!ready) {
+        tr_replica_destroy (&r);
+        return TR_ETIMEDOUT;
+    }
+    *replica_p = r;
+    return TR_OK;
+}
+
+int
+tr_replica_get (tr_replica_t *self, const char *key, tr_scratch_value_t *value)
+{
+    if (value)
+        memset (value, 0, sizeof *value);
+    if (!self || !key || !value)
+        return TR_EINVAL;
+    int rc = TR_ENOTFOUND;
+    pthread_mutex_lock (&self->lock);
+    s_entry_t *e = (s_entry_t *) zhashx_lookup (self->entries, key);
+    if (e) {
+        value->data = (uint8_t *) malloc (e->size? e->size: 1);
+        if (value->data) {
+            memcpy (value->data, e->value, e->size);
+            value->size = e->size;
+            value->version = e->version;
+            rc = TR_OK;
+        }
+        else
+            rc = TR_ENOMEM;
+    }
+    pthread_mutex_unlock (&self->lock);
+    return rc;
+}
+
+uint64_t
+tr_replica_version (tr_replica_t *self)
+{
+    if (!self)
+        return 0;
+    pthread_mutex_lock (&self->lock);
+    uint64_t version = self->version;
+    pthread_mutex_unlock (&self->lock);
+    return version;
+}
+
+size_t
+tr_replica_size (tr_replica_t *self)
+{
+    if (!self)
+        return 0;
+    pthread_mutex_lock (&self->lock);
+    size_t size = zhashx_size (self->entries);
+    pthread_mutex_unlock (&self->lock);
+    return size;
+}
+
+void
+tr_replica_destroy (tr_replica_t **replica_p)
+{
+    if (!replica_p || !*replica_p)
+        return;
+    tr_replica_t *r = *replica_p;
+    *replica_p = NULL;
+    tr__remote_replica (r->remote, r, false);
+    s_replica_unref (&r);
 }
 
 void

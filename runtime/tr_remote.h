@@ -31,6 +31,7 @@
 
 #include "tr_internal.h"
 #include "tr_wire.h"
+#include "troupe/tr_scratch.h"
 
 typedef struct tr__remote tr__remote_t;
 
@@ -99,6 +100,13 @@ void
 //  Any thread; never blocks.
 void
     tr__remote_watch (tr__remote_t *self, const char *prefix, const char *actor, bool on);
+
+//  Replicas (tr_scratch.h): the link keeps each one up to date from its
+//  snapshot and the prefix's watch. tr__remote_replica hands it one
+//  (taking a reference) or takes it back. The replica's own functions
+//  are in tr_remote.c too, as they share its state with the link.
+void
+    tr__remote_replica (tr__remote_t *self, tr_replica_t *replica, bool on);
 
 //  Says goodbye to the broker, fails the asks still waiting for remote
 //  answers (TR_ESTOPPED), stops the thread, frees the link and sets

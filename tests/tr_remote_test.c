@@ -525,6 +525,77 @@ START_TEST (test_watch)
 }
 END_TEST
 
+//  Polls a replica until its version reaches `version`.
+static bool
+s_replica_at (tr_replica_t *r, uint64_t version)
+{
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    while (tr_replica_version (r) < version && tr_test_now_ms () < deadline)
+        usleep (2 * 1000);
+    return tr_replica_version (r) >= version;
+}
+
+START_TEST (test_replica)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    tr_body_t one = tr_test_pack_uint (1), two = tr_test_pack_uint (2);
+    uint64_t v = 0;
+    ck_assert_int_eq (tr_scratch_put (a, "r.1", one.data, one.size, 0, 2000, &v), TR_OK);
+    ck_assert_int_eq (tr_scratch_put (a, "r.2", two.data, two.size, 0, 2000, &v), TR_OK);
+    ck_assert_int_eq (tr_scratch_put (a, "s.1", two.data, two.size, 0, 2000, &v), TR_OK);
+    //  The snapshot: what was there, and nothing outside the prefix.
+    tr_replica_t *r = NULL;
+    ck_assert_int_eq (tr_replica_new (b, "r.", 5000, &r), TR_OK);
+    ck_assert_uint_ge (tr_replica_version (r), v);
+    ck_assert_uint_eq (tr_replica_size (r), 2);
+    tr_scratch_value_t value;
+    ck_assert_int_eq (tr_replica_get (r, "r.1", &value), TR_OK);
+    ck_assert_uint_eq (tr_test_unpack_uint (value.data, value.size), 1);
+    tr_scratch_value_free (&value);
+    ck_assert_int_eq (tr_replica_get (r, "s.1", &value), TR_ENOTFOUND);
+    //  Then the changes, numbered after it.
+    ck_assert_int_eq (tr_scratch_put (a, "r.3", two.data, two.size, 0, 2000, NULL), TR_OK);
+    ck_assert_int_eq (tr_scratch_put (a, "r.1", two.data, two.size, 0, 2000, NULL), TR_OK);
+    ck_assert_int_eq (tr_scratch_del (a, "r.2", 2000, &v), TR_OK);
+    ck_assert (s_replica_at (r, v));
+    ck_assert_uint_eq (tr_replica_size (r), 2);
+    ck_assert_int_eq (tr_replica_get (r, "r.1", &value), TR_OK);
+    ck_assert_uint_eq (tr_test_unpack_uint (value.data, value.size), 2);
+    tr_scratch_value_free (&value);
+    ck_assert_int_eq (tr_replica_get (r, "r.2", &value), TR_ENOTFOUND);
+    //  Many writes while a second replica starts: it misses none.
+    uint64_t last = 0;
+    tr_replica_t *r2 = NULL;
+    for (int i = 0; i < 200; i++) {
+        char key [32];
+        snprintf (key, sizeof key, "r.many.%d", i % 20);
+        tr_body_t body = tr_test_pack_uint ((uint64_t) i);
+        ck_assert_int_eq (tr_scratch_put (a, key, body.data, body.size, 0, 2000, &last), TR_OK);
+        if (i == 50)
+            ck_assert_int_eq (tr_replica_new (b, "r.", 5000, &r2), TR_OK);
+    }
+    ck_assert (s_replica_at (r2, last));
+    ck_assert (s_replica_at (r, last));
+    for (int k = 0; k < 20; k++) {
+        char key [32];
+        snprintf (key, sizeof key, "r.many.%d", k);
+        tr_scratch_value_t x, y;
+        ck_assert_int_eq (tr_replica_get (r, key, &x), TR_OK);
+        ck_assert_int_eq (tr_replica_get (r2, key, &y), TR_OK);
+        ck_assert_uint_eq (tr_test_unpack_uint (x.data, x.size), (uint64_t) (180 + k));
+        ck_assert_uint_eq (tr_test_unpack_uint (y.data, y.size), (uint64_t) (180 + k));
+        tr_scratch_value_free (&x);
+        tr_scratch_value_free (&y);
+    }
+    tr_replica_destroy (&r);
+    tr_replica_destroy (&r2);
+    ck_assert_ptr_null (r);
+    tr_node_destroy (&a);
+    tr_node_destroy (&b);
+}
+END_TEST
+
 int
 main (int argc, char **argv)
 {
@@ -545,6 +616,7 @@ main (int argc, char **argv)
     tcase_add_test (tc, test_events_cross);
     tcase_add_test (tc, test_peers);
     tcase_add_test (tc, test_watch);
+    tcase_add_test (tc, test_replica);
     suite_add_tcase (suite, tc);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);

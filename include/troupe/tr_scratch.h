@@ -93,6 +93,41 @@ TR_EXPORT int
 TR_EXPORT int
     tr_scratch_unwatch (tr_node_t *node, const char *prefix, const char *actor);
 
+//  A replica: a live local copy of the keys under a prefix, kept by the
+//  node's link to the broker from a snapshot plus the changes numbered
+//  after it (the ZeroMQ guide's Clone pattern), so that reads are local
+//  and never wait for the broker. Changes arrive in version order; if the
+//  broker could not keep up, the link takes a new snapshot by itself; after
+//  the node loses and regains its broker, the copy resumes after the last
+//  change it applied. Reads may run on any thread.
+typedef struct tr_replica tr_replica_t;
+
+//  Starts a replica of prefix ("" for everything) and waits up to
+//  timeout_ms for its first snapshot. TR_OK with *replica_p (the
+//  caller's); TR_ETIMEDOUT (no snapshot in time: nothing is kept),
+//  TR_EINVAL (no broker, bad prefix), TR_ENOMEM, TR_ESTOPPED.
+TR_EXPORT int
+    tr_replica_new (tr_node_t *node, const char *prefix, int timeout_ms,
+                    tr_replica_t **replica_p);
+
+//  Reads key from the local copy into *value (free it with
+//  tr_scratch_value_free; ttl_ms is 0: the copy does not track time
+//  left). TR_OK or TR_ENOTFOUND.
+TR_EXPORT int
+    tr_replica_get (tr_replica_t *self, const char *key, tr_scratch_value_t *value);
+
+//  The version of the last change the copy has applied (or of its
+//  snapshot), and the number of keys it holds.
+TR_EXPORT uint64_t
+    tr_replica_version (tr_replica_t *self);
+TR_EXPORT size_t
+    tr_replica_size (tr_replica_t *self);
+
+//  Stops keeping the copy and frees it; sets *replica_p to NULL. Accepts
+//  NULL.
+TR_EXPORT void
+    tr_replica_destroy (tr_replica_t **replica_p);
+
 //  The nodes and other clients joined to the broker: on TR_OK, *list_p
 //  holds a malloc'd msgpack array of maps {id, kind, names, age_ms}.
 TR_EXPORT int
