@@ -225,8 +225,8 @@ START_TEST (test_unsafe_folder)
 }
 END_TEST
 
-int
-main (void)
+static Suite *
+s_suite (void)
 {
     Suite *suite = suite_create ("tr_control");
     TCase *tc = tcase_create ("control");
@@ -237,9 +237,7 @@ main (void)
     tcase_add_test (tc, test_one_server_per_tree);
     tcase_add_test (tc, test_unsafe_folder);
     suite_add_tcase (suite, tc);
-    SRunner *runner = srunner_create (suite);
-    srunner_run_all (runner, CK_NORMAL);
-    int failed = srunner_ntests_failed (runner);
-    srunner_free (runner);
-    return failed? 1: 0;
+    return suite;
 }
+
+TR_TEST_MAIN (s_suite)

@@ -1132,8 +1132,8 @@ START_TEST (test_process_child_exit_status)
 }
 END_TEST
 
-int
-main (void)
+static Suite *
+s_suite (void)
 {
     Suite *suite = suite_create ("tr_sup");
     TCase *tc = tcase_create ("strategies");
@@ -1162,9 +1162,7 @@ main (void)
     tcase_add_test (tc, test_process_child_restarted);
     tcase_add_test (tc, test_process_child_exit_status);
     suite_add_tcase (suite, tc);
-    SRunner *runner = srunner_create (suite);
-    srunner_run_all (runner, CK_NORMAL);
-    int failed = srunner_ntests_failed (runner);
-    srunner_free (runner);
-    return failed? 1: 0;
+    return suite;
 }
+
+TR_TEST_MAIN (s_suite)
