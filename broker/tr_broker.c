@@ -54,6 +54,19 @@
     meanwhile its backlog grows, and once it passes its bound the store
     flags the watch: the broker sends KV_RESYNC (as soon as the client
     has room for it) and ends the watch.
+
+    CURVE (2.10): with a secret key file, the ROUTER is a CURVE server,
+    and the broker answers ZeroMQ's authentication requests (ZAP, RFC
+    27) itself, on a REP socket bound to inproc://zeromq.zap.01 in its
+    own context and polled by its own thread beside the router (czmq's
+    zauth is an actor, and would start czmq's signal handling in the
+    host process). The ZAP socket is bound before the router, so that no
+    handshake can find the handler missing (libzmq admits a CURVE client
+    when there is no handler); a client whose key is refused never
+    completes its handshake, so nothing it sends is ever read. Allowed:
+    the keys in the allow folder (read again at most once a second, as
+    handshakes come, so keys can be added or removed live; a folder that
+    can no longer be read admits nobody), and the broker's own key.
 */
 
 #include "troupe/tr_broker.h"
@@ -61,6 +74,7 @@
 #include "troupe/tr_error.h"
 #include "troupe/tr_log.h"
 #include "tr_clock.h"
+#include "tr_curve.h"
 #include "tr_kv.h"
 #include "tr_kvlog.h"
 #include "tr_wire.h"
@@ -117,6 +131,11 @@
 
 //  How often a watch stalled on a full client queue is tried again, ms.
 #define S_RETRY_MS      5
+
+//  How often, at most, the allow folder is read again, and a refused
+//  CURVE client is logged (a refused client retries every 100 ms).
+#define S_ALLOW_REREAD_NS   1000000000
+#define S_REFUSAL_LOG_NS    1000000000
 
 //  Bytes of a KV_ answer around its keys and values: the array and
 //  str headers, a version and a TTL per item (generous).
@@ -182,7 +201,7 @@ struct s_watch {
 #define S_STATS(X) \
     X (clients) X (names) X (joined) X (left) X (dead) X (routed) X (bounced) \
     X (events) X (events_dropped) X (malformed) X (refused) X (lost) \
-    X (kv_writes) X (kv_changes) X (kv_resyncs)
+    X (kv_writes) X (kv_changes) X (kv_resyncs) X (auth_allowed) X (auth_refused)
 
 #define S_ATOMIC_FIELD(name) _Atomic uint64_t name;
 typedef struct {
@@ -229,6 +248,18 @@ struct tr_broker {
     zmq_msg_t deliver;                  //  ["DELIVER", 0], copied per SEND
     zmq_msg_t heartbeat;                //  ["HEARTBEAT", 0]
     s_watch_t *stalled;                 //  watches waiting for room
+    //  CURVE (curve false: none of it). The keys are set before the
+    //  thread starts; the allow list is the thread's.
+    bool curve;
+    char public_txt [TR__CURVE_TXT];    //  the broker's key pair, Z85
+    char secret_txt [TR__CURVE_TXT];
+    uint8_t public_key [32];
+    void *zap;                          //  REP on inproc://zeromq.zap.01
+    char *allow_dir;                    //  NULL: own key only
+    tr__curve_keys_t *allow;            //  NULL while the folder is unreadable
+    int64_t allow_read_ns;
+    int64_t refusal_logged_ns;
+    uint64_t refusals_unlogged;
 };
 
 //  One message received: the routing id, and the first two frames after
@@ -1709,6 +1740,130 @@ s_heartbeats (tr_broker_t *self)
 }
 
 //  --------------------------------------------------------------------------
+//  CURVE: the ZAP handler (RFC 27)
+
+//  Reads the allow folder again if the last reading is a second old. A
+//  folder that cannot be read any more admits nobody until it can.
+static void
+s_allow_refresh (tr_broker_t *self)
+{
+    if (!self->allow_dir || self->now_ns - self->allow_read_ns < S_ALLOW_REREAD_NS)
+        return;
+    self->allow_read_ns = self->now_ns;
+    tr__curve_keys_t *keys = NULL;
+    int rc = tr__curve_keys_load (self->allow_dir, false, &keys);
+    if (rc && self->allow)
+        tr_log (TR_LOG_ERROR, "broker: cannot read the allow folder %s any more (%s): no "
+                "client is allowed in until it can be read", self->allow_dir,
+                tr_strerror (rc));
+    else
+    if (!rc && !self->allow)
+        tr_log (TR_LOG_INFO, "broker: the allow folder %s can be read again",
+                self->allow_dir);
+    tr__curve_keys_destroy (&self->allow);
+    self->allow = keys;
+}
+
+//  Logs a refused client, at most once a second (with how many were not
+//  logged since).
+static void
+s_refusal_log (tr_broker_t *self, zmq_msg_t *address, const uint8_t *key)
+{
+    if (self->refusal_logged_ns
+    &&  self->now_ns - self->refusal_logged_ns < S_REFUSAL_LOG_NS) {
+        self->refusals_unlogged++;
+        return;
+    }
+    char key_txt [TR__CURVE_TXT] = "(none)";
+    if (key)
+        zmq_z85_encode (key_txt, key, 32);
+    char more [64] = "";
+    if (self->refusals_unlogged)
+        snprintf (more, sizeof more, " (and %llu refusals since the last logged)",
+                  (unsigned long long) self->refusals_unlogged);
+    tr_log (TR_LOG_WARN, "broker: refused a CURVE client from %.*s, key %s: %s%s%s",
+            (int) zmq_msg_size (address), (const char *) zmq_msg_data (address), key_txt,
+            !key? "malformed request":
+            !self->allow_dir? "not the broker's own key (no allow folder)":
+            !self->allow? "the allow folder cannot be read": "not in the allow folder ",
+            key && self->allow_dir && self->allow? self->allow_dir: "", more);
+    self->refusal_logged_ns = self->now_ns;
+    self->refusals_unlogged = 0;
+}
+
+//  Sends one frame of a ZAP answer.
+static void
+s_zap_send (tr_broker_t *self, const void *data, size_t size, bool more)
+{
+    zmq_send (self->zap, data, size, more? ZMQ_SNDMORE: 0);
+}
+
+//  Answers one ZAP request: [version, request id, domain, address,
+//  routing id, mechanism, credentials...]; for CURVE the one credential
+//  is the client's 32-byte public key. Returns false when no request
+//  was waiting.
+static bool
+s_zap (tr_broker_t *self)
+{
+    enum { S_PARTS = 7 };
+    zmq_msg_t part [S_PARTS];
+    size_t n = 0;
+    bool more = true;
+    while (more) {
+        zmq_msg_t msg;
+        zmq_msg_init (&msg);
+        if (zmq_msg_recv (&msg, self->zap, n? 0: ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&msg);
+            if (n == 0)
+                return false;
+            break;
+        }
+        more = zmq_msg_more (&msg);
+        if (n < S_PARTS) {
+            zmq_msg_init (&part [n]);
+            zmq_msg_move (&part [n++], &msg);
+        }
+        else
+            n = S_PARTS + 1;            //  too many: malformed
+        zmq_msg_close (&msg);
+    }
+    size_t count = n < S_PARTS? n: S_PARTS;
+    bool wellformed = n == S_PARTS && zmq_msg_size (&part [0]) == 3
+                   && memcmp (zmq_msg_data (&part [0]), "1.0", 3) == 0
+                   && zmq_msg_size (&part [5]) == 5
+                   && memcmp (zmq_msg_data (&part [5]), "CURVE", 5) == 0
+                   && zmq_msg_size (&part [6]) == 32;
+    const uint8_t *key = wellformed? (const uint8_t *) zmq_msg_data (&part [6]): NULL;
+    if (key)
+        s_allow_refresh (self);
+    bool ok = key && (memcmp (key, self->public_key, 32) == 0
+                      || tr__curve_keys_has (self->allow, key));
+    char user [TR__CURVE_TXT] = "";
+    if (ok) {
+        zmq_z85_encode (user, key, 32);
+        S_ADD (self, auth_allowed, 1);
+    }
+    else {
+        zmq_msg_t none;
+        zmq_msg_init (&none);
+        s_refusal_log (self, count > 3? &part [3]: &none, key);
+        zmq_msg_close (&none);
+        S_ADD (self, auth_refused, 1);
+    }
+    s_zap_send (self, "1.0", 3, true);
+    s_zap_send (self, count > 1? zmq_msg_data (&part [1]): "",
+                count > 1? zmq_msg_size (&part [1]): 0, true);
+    s_zap_send (self, ok? "200": wellformed? "400": "500", 3, true);
+    const char *text = ok? "OK": wellformed? "key not allowed": "malformed request";
+    s_zap_send (self, text, strlen (text), true);
+    s_zap_send (self, user, strlen (user), true);
+    s_zap_send (self, "", 0, false);
+    for (size_t i = 0; i < count; i++)
+        zmq_msg_close (&part [i]);
+    return true;
+}
+
+//  --------------------------------------------------------------------------
 //  The thread
 
 static void *
@@ -1719,19 +1874,24 @@ s_thread (void *arg)
     int linger = 0;
     zmq_setsockopt (pipe, ZMQ_LINGER, &linger, sizeof linger);
     zmq_connect (pipe, self->pipe_endpoint);
-    zmq_pollitem_t items [2] = {
-        { self->router, 0, ZMQ_POLLIN, 0 }, { pipe, 0, ZMQ_POLLIN, 0 }
+    zmq_pollitem_t items [3] = {
+        { self->router, 0, ZMQ_POLLIN, 0 }, { pipe, 0, ZMQ_POLLIN, 0 },
+        { self->zap, 0, ZMQ_POLLIN, 0 }
     };
     self->now_ns = tr__now_ns ();
     long timeout = -1;
     while (true) {
-        if (zmq_poll (items, 2, timeout) < 0) {
+        if (zmq_poll (items, self->zap? 3: 2, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
         if (items [1].revents & ZMQ_POLLIN)
             break;                      //  tr_broker_stop
+        //  Handshakes first: each waits for its answer.
+        self->now_ns = tr__now_ns ();
+        for (int i = 0; self->zap && i < S_BATCH && s_zap (self); i++)
+            ;
         for (int i = 0; i < S_BATCH; i++) {
             s_in_t in;
             self->now_ns = tr__now_ns ();
@@ -1836,6 +1996,82 @@ s_kv_close (tr_broker_t *self)
     tr__kv_destroy (&self->kv);
 }
 
+//  Reads the broker's keys and its allow folder, and refuses an endpoint
+//  beyond loopback without them. Returns TR_OK or an error (logged).
+static int
+s_curve_open (tr_broker_t *self, const tr_broker_opts_t *opts)
+{
+    if (!opts->curve_secret_file) {
+        if (opts->curve_allow_dir) {
+            tr_log (TR_LOG_ERROR, "broker: an allow folder (%s) without a secret key file "
+                    "to run CURVE with", opts->curve_allow_dir);
+            return TR_EINVAL;
+        }
+        if (tr__curve_endpoint_local (opts->bind))
+            return TR_OK;
+        tr_log (TR_LOG_ERROR, "broker: refusing to listen on %s without CURVE: an "
+                "endpoint other than loopback (127.0.0.1, [::1], localhost), ipc:// or "
+                "inproc:// needs the broker's secret key file and an allow folder "
+                "(2-broker.md 2.10)", opts->bind);
+        return TR_EACCES;
+    }
+    if (!zmq_has ("curve")) {
+        tr_log (TR_LOG_ERROR, "broker: this libzmq was built without CURVE");
+        return TR_ESYS;
+    }
+    int rc = tr__curve_secret_load ("broker", opts->curve_secret_file, self->public_txt,
+                                    self->secret_txt);
+    if (rc)
+        return rc;
+    zmq_z85_decode (self->public_key, self->public_txt);
+    self->curve = true;
+    if (!opts->curve_allow_dir) {
+        tr_log (TR_LOG_INFO, "broker: CURVE on, public key %s; no allow folder: only "
+                "clients holding the broker's own key pair are allowed", self->public_txt);
+        return TR_OK;
+    }
+    self->allow_dir = strdup (opts->curve_allow_dir);
+    if (!self->allow_dir)
+        return TR_ENOMEM;
+    rc = tr__curve_keys_load (self->allow_dir, true, &self->allow);
+    if (rc)
+        return rc;
+    self->allow_read_ns = tr__now_ns ();
+    tr_log (TR_LOG_INFO, "broker: CURVE on, public key %s; %zu client keys allowed from %s",
+            self->public_txt, tr__curve_keys_count (self->allow), self->allow_dir);
+    return TR_OK;
+}
+
+static void
+s_curve_close (tr_broker_t *self)
+{
+    memset (self->secret_txt, 0, sizeof self->secret_txt);
+    tr__curve_keys_destroy (&self->allow);
+    free (self->allow_dir);
+    self->allow_dir = NULL;
+}
+
+//  Makes the router a CURVE server, with the ZAP handler bound first.
+//  Returns TR_OK or TR_ESYS (logged).
+static int
+s_curve_bind (tr_broker_t *self)
+{
+    int one = 1, linger = 0;
+    self->zap = zmq_socket (self->ctx, ZMQ_REP);
+    if (!self->zap)
+        return TR_ESYS;
+    zmq_setsockopt (self->zap, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind (self->zap, "inproc://zeromq.zap.01")
+    ||  zmq_setsockopt (self->router, ZMQ_CURVE_SERVER, &one, sizeof one)
+    ||  zmq_setsockopt (self->router, ZMQ_CURVE_SECRETKEY, self->secret_txt, 40)
+    ||  zmq_setsockopt (self->router, ZMQ_CURVE_PUBLICKEY, self->public_txt, 40)
+    ||  zmq_setsockopt (self->router, ZMQ_ZAP_DOMAIN, "troupe", 6)) {
+        tr_log (TR_LOG_ERROR, "broker: cannot set up CURVE: %s", zmq_strerror (errno));
+        return TR_ESYS;
+    }
+    return TR_OK;
+}
+
 //  Creates the router, sets its options and binds it. Returns TR_OK,
 //  TR_EINVAL (an endpoint ZeroMQ does not understand) or TR_ESYS.
 static int
@@ -1853,6 +2089,8 @@ s_bind (tr_broker_t *self, const char *endpoint)
     zmq_setsockopt (self->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->router, ZMQ_MAXMSGSIZE, &max, sizeof max);
     zmq_setsockopt (self->pipe, ZMQ_LINGER, &linger, sizeof linger);
+    if (self->curve && s_curve_bind (self))
+        return TR_ESYS;
     if (zmq_bind (self->router, endpoint)) {
         int err = errno;
         tr_log (TR_LOG_ERROR, "broker: cannot bind %s: %s", endpoint, zmq_strerror (err));
@@ -1919,6 +2157,8 @@ tr_broker_start (const tr_broker_opts_t *opts, tr_broker_t **self_p)
     self->tag = S_BROKER_TAG;
     int err = EINVAL;
     int rc = s_options (self, opts);
+    if (rc == TR_OK)
+        rc = s_curve_open (self, opts);
     if (rc)
         goto fail_options;
     static atomic_uint_fast64_t s_count;
@@ -1956,8 +2196,9 @@ tr_broker_start (const tr_broker_opts_t *opts, tr_broker_t **self_p)
     rc = TR_ESYS;
     if (pthread_create (&self->thread, NULL, s_thread, self))
         goto fail_bind;
-    tr_log (TR_LOG_INFO, "broker: %s listening on %s (heartbeat %lld ms)", self->id,
-            self->endpoint, (long long) self->heartbeat_ms);
+    tr_log (TR_LOG_INFO, "broker: %s listening on %s (heartbeat %lld ms, %s)", self->id,
+            self->endpoint, (long long) self->heartbeat_ms,
+            self->curve? "CURVE": "no CURVE: this host only");
     *self_p = self;
     return TR_OK;
 
@@ -1965,6 +2206,8 @@ fail_bind:
     err = errno;
     if (self->router)
         zmq_close (self->router);
+    if (self->zap)
+        zmq_close (self->zap);
     if (self->pipe)
         zmq_close (self->pipe);
     zmq_ctx_term (self->ctx);
@@ -1975,6 +2218,7 @@ fail_state:
     s_destroy_state (self);
     s_kv_close (self);
 fail_options:
+    s_curve_close (self);
     free (self);
     errno = err;
     return rc;
@@ -2016,12 +2260,15 @@ tr_broker_stop (tr_broker_t **self_p)
     zmq_send (self->pipe, "", 0, 0);
     pthread_join (self->thread, NULL);
     zmq_close (self->pipe);
-    zmq_close (self->router);
+    zmq_close (self->router);           //  before the ZAP handler
+    if (self->zap)
+        zmq_close (self->zap);
     zmq_ctx_term (self->ctx);
     zmq_msg_close (&self->deliver);
     zmq_msg_close (&self->heartbeat);
     s_destroy_state (self);
     s_kv_close (self);
+    s_curve_close (self);
     tr_log (TR_LOG_INFO, "broker: %s stopped", self->id);
     self->tag = S_DEAD_TAG;
     free (self);

@@ -11,8 +11,9 @@
     scratchpad (KV_GET / PUT / CAS / DEL / LIST / SNAPSHOT / WATCH /
     UNWATCH, TTL expiry pushed to watchers) are served, with persistence
     of the scratchpad in a data folder (an append-only log, fsync always,
-    everysec or no, compacted in the background, replayed on start).
-    CURVE security is specified but not served yet.
+    everysec or no, compacted in the background, replayed on start),
+    and CURVE security (2.10): required on any endpoint other than
+    loopback, ipc and inproc; optional on those.
 */
 #ifndef TR_BROKER_H_INCLUDED
 #define TR_BROKER_H_INCLUDED
@@ -74,6 +75,23 @@ typedef struct {
                                 //  scratchpad lives in memory only
     int fsync;                  //  tr_fsync_t, with data_dir; default
                                 //  TR_FSYNC_EVERYSEC
+    //  CURVE (2-broker.md 2.10). Key files are czmq's zcert format, as
+    //  `troupe keygen` writes them. NULL: no CURVE, which is allowed only
+    //  when bind is ipc://, inproc:// or tcp:// on 127.0.0.0/8, [::1] or
+    //  localhost (otherwise tr_broker_start refuses with TR_EACCES).
+    const char *curve_secret_file;
+                                //  the broker's own key pair; the file
+                                //  must be the user's with mode 0600 or
+                                //  0400 (anything else: TR_EACCES)
+    const char *curve_allow_dir;
+                                //  a folder of the public key files of
+                                //  the clients allowed in; read at start
+                                //  and again at most once a second as
+                                //  clients connect, so keys may be added
+                                //  and removed while the broker runs.
+                                //  NULL: only clients holding the
+                                //  broker's own key pair are allowed (the
+                                //  broker's own key is always allowed)
 } tr_broker_opts_t;
 
 //  What the broker has seen since it started. Every SEND is either routed
@@ -103,6 +121,9 @@ typedef struct {
     uint64_t kv_writes;         //  KV_PUT, KV_CAS and KV_DEL acknowledged
     uint64_t kv_changes;        //  KV_CHANGEs sent to watchers
     uint64_t kv_resyncs;        //  watches ended by KV_RESYNC (fell behind)
+    uint64_t auth_allowed;      //  CURVE handshakes with an allowed key
+    uint64_t auth_refused;      //  CURVE handshakes refused (key not
+                                //  allowed): nothing from them was read
 } tr_broker_stats_t;
 
 //  Binds and starts the broker on its own thread, with a ZeroMQ context
@@ -116,7 +137,12 @@ typedef struct {
 //  folder), TR_EACCES (the folder is not writable), TR_EEXIST (another
 //  broker uses the folder), TR_EMALFORMED (the log is damaged before its
 //  end, or is not a scratchpad log: the broker refuses to guess);
-//  TR_ENOMEM.
+//  TR_ENOMEM. For CURVE, each with the reason logged, before anything is
+//  bound: TR_EACCES (an endpoint other than loopback without
+//  curve_secret_file; a secret key file that others may read or write,
+//  or that is not the user's; an allow folder that cannot be read),
+//  TR_ENOTFOUND (no such key file or allow folder), TR_EMALFORMED (not a
+//  secret key file).
 TR_EXPORT int
     tr_broker_start (const tr_broker_opts_t *opts, tr_broker_t **self_p);
 

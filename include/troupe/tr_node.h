@@ -66,6 +66,21 @@ typedef struct {
     //  Heartbeat interval with the broker (default 1000 ms); a broker
     //  silent for three of them is taken for gone.
     int heartbeat_ms;
+    //  CURVE with the broker (protocols/2-broker.md 2.10): this node's
+    //  own key pair (a secret key file, which must be the user's with
+    //  mode 0600 or 0400) and the broker's public key (its public key
+    //  file; its secret file also does). Both or neither; files in
+    //  czmq's zcert format, as `troupe keygen` writes them. They are
+    //  read once, by tr_node_new, which fails with TR_EACCES (a secret
+    //  key file others may read or write, or not the user's),
+    //  TR_ENOTFOUND, TR_EMALFORMED (not a key file) or TR_EINVAL (only
+    //  one of the two), the reason logged. The broker must have this
+    //  node's public key in its allow folder: a refused node never gets
+    //  past the handshake, and sees the broker as silent. Ignored
+    //  without a broker. Not used after tr_node_new returns (tr_node_opts
+    //  gives back the pointers as they were passed).
+    const char *curve_secret_file;
+    const char *curve_server_public_file;
 } tr_node_opts_t;
 
 //  Counters of the whole node. Since creation:
