@@ -2007,7 +2007,8 @@ s_curve_open (tr_broker_t *self, const tr_broker_opts_t *opts)
                     "to run CURVE with", opts->curve_allow_dir);
             return TR_EINVAL;
         }
-        if (tr__curve_endpoint_local (opts->bind))
+        //  Not an endpoint at all: ZeroMQ's refusal (TR_EINVAL) says it.
+        if (tr__curve_endpoint_local (opts->bind) || !strstr (opts->bind, "://"))
             return TR_OK;
         tr_log (TR_LOG_ERROR, "broker: refusing to listen on %s without CURVE: an "
                 "endpoint other than loopback (127.0.0.1, [::1], localhost), ipc:// or "

@@ -29,6 +29,7 @@ extern const tr_cli_command_t tr_cli_breaker;
 extern const tr_cli_command_t tr_cli_add;
 extern const tr_cli_command_t tr_cli_types;
 extern const tr_cli_command_t tr_cli_broker;
+extern const tr_cli_command_t tr_cli_keygen;
 extern const tr_cli_command_t tr_cli_send, tr_cli_ask, tr_cli_pub, tr_cli_sub, tr_cli_nodes,
                               tr_cli_kv;
 

@@ -8,8 +8,10 @@
     closed) and exits 0. A bind that fails (the port is in use, no
     permission) or a data folder that cannot be used (missing, not
     writable, in use by another broker, a damaged log) exits 1 with the
-    reason; a usage error exits 2. CURVE security is specified but not
-    served yet: its options are refused rather than ignored.
+    reason; a usage error exits 2. With --curve and --allow the broker
+    runs CURVE (2-broker.md 2.10); an endpoint other than loopback, ipc
+    or inproc without them is refused (exit 1), as are a secret key file
+    that others may read and a missing allow folder.
 */
 
 #include "tr_cli.h"
@@ -25,7 +27,8 @@
 
 #define S_USAGE \
     "usage: troupe broker --bind ENDPOINT [--heartbeat DURATION]\n" \
-    "                     [--data DIR [--fsync always|everysec|no]]\n\n" \
+    "                     [--data DIR [--fsync always|everysec|no]]\n" \
+    "                     [--curve SECRET_FILE --allow DIR]\n\n" \
     "Runs a broker (protocols/2-broker.md) in the foreground, logging to\n" \
     "standard error, until SIGINT or SIGTERM (Ctrl-C). Nodes ('troupe run\n" \
     "... --broker ENDPOINT') and external actors connect to it to reach\n" \
@@ -44,26 +47,21 @@
     "  --fsync POLICY        when the log reaches the disk: always (before\n" \
     "                        each acknowledgement), everysec (the default: at\n" \
     "                        most a second of writes lost if the machine\n" \
-    "                        crashes) or no (when the system likes)\n\n" \
+    "                        crashes) or no (when the system likes)\n" \
+    "  --curve SECRET_FILE   CURVE security: the broker's key pair ('troupe\n" \
+    "                        keygen broker' writes broker.secret and\n" \
+    "                        broker.public; the secret file must be yours,\n" \
+    "                        mode 0600). Clients need broker.public\n" \
+    "  --allow DIR           with --curve: the folder of the public key files\n" \
+    "                        of the clients let in (read again as they\n" \
+    "                        connect, at most once a second)\n" \
+    "Without --curve the broker only listens on this host: tcp://127.0.0.1,\n" \
+    "[::1] or localhost, or ipc://; any other endpoint needs --curve and\n" \
+    "--allow.\n\n" \
     "The bound endpoint is printed first, as 'listening on ENDPOINT'.\n" \
-    "Exit status: 0 after a stop signal; 1 if the endpoint cannot be bound\n" \
-    "or the data folder cannot be used; 2 for a usage error.\n"
-
-//  Options of later steps, refused until they are served.
-static const char *s_later [] = {
-    "--curve", "--keys", "--allow", NULL
-};
-
-static bool
-s_later_option (const char *arg)
-{
-    for (int i = 0; s_later [i]; i++) {
-        size_t len = strlen (s_later [i]);
-        if (strncmp (arg, s_later [i], len) == 0 && (arg [len] == 0 || arg [len] == '='))
-            return true;
-    }
-    return false;
-}
+    "Exit status: 0 after a stop signal; 1 if the endpoint cannot be bound,\n" \
+    "the data folder or the keys cannot be used, or CURVE is missing where\n" \
+    "it is required; 2 for a usage error.\n"
 
 //  Parses the arguments into opts. Returns TR_CLI_OK or TR_CLI_USAGE
 //  (the reason printed).
@@ -119,10 +117,17 @@ s_parse (int argc, char **argv, tr_broker_opts_t *opts)
             fsync_given = true;
         }
         else
-        if (s_later_option (arg)) {
-            fprintf (stderr, "troupe broker: %s is not implemented yet (security comes "
-                     "later)\n", arg);
-            return TR_CLI_USAGE;
+        if (strcmp (arg, "--curve") == 0 || strcmp (arg, "--allow") == 0) {
+            if (i + 1 >= argc || !*argv [i + 1]) {
+                fprintf (stderr, "troupe broker: %s needs a %s\n", arg,
+                         arg [2] == 'c'? "secret key file (troupe keygen NAME makes one)"
+                                       : "folder of allowed public key files");
+                return TR_CLI_USAGE;
+            }
+            if (arg [2] == 'c')
+                opts->curve_secret_file = argv [++i];
+            else
+                opts->curve_allow_dir = argv [++i];
         }
         else {
             fprintf (stderr, "troupe broker: unexpected argument '%s'\n%s", arg, S_USAGE);
@@ -135,6 +140,10 @@ s_parse (int argc, char **argv, tr_broker_opts_t *opts)
     }
     if (fsync_given && !opts->data_dir) {
         fprintf (stderr, "troupe broker: --fsync applies to the log of --data DIR\n");
+        return TR_CLI_USAGE;
+    }
+    if (!opts->curve_secret_file != !opts->curve_allow_dir) {
+        fprintf (stderr, "troupe broker: --curve SECRET_FILE and --allow DIR go together\n");
         return TR_CLI_USAGE;
     }
     return TR_CLI_OK;
@@ -173,6 +182,17 @@ s_broker (int argc, char **argv)
             fprintf (stderr, "troupe broker: cannot listen on '%s': %s\n", opts.bind,
                      errno == EADDRINUSE? "the address is in use (another broker?)"
                                         : strerror (errno));
+        else
+        if (rc == TR_EACCES && !opts.curve_secret_file)
+            fprintf (stderr, "troupe broker: will not listen on '%s' without CURVE: an "
+                     "endpoint other than 127.0.0.1, [::1], localhost or ipc:// needs "
+                     "--curve SECRET_FILE --allow DIR\n", opts.bind);
+        else
+        if (opts.curve_secret_file && (rc == TR_ENOTFOUND || rc == TR_EACCES
+                                   ||  rc == TR_EMALFORMED || rc == TR_EEXIST))
+            fprintf (stderr, "troupe broker: cannot start on '%s': %s (%s; the line "
+                     "above says which file or folder, and why)\n", opts.bind,
+                     tr_strerror (rc), tr_errname (rc));
         else
         if (opts.data_dir && (rc == TR_ENOTFOUND || rc == TR_EACCES || rc == TR_EEXIST
                           ||  rc == TR_EMALFORMED))

@@ -15,9 +15,17 @@
     wait. The same round trip after a tell or a publish makes sure the
     broker has taken it before the command leaves, and a tell the broker
     sent back (a dead letter on this node) fails the command.
+
+    CURVE (2-broker.md 2.10): --curve SECRET_FILE (this client's key
+    pair) and --server-key PUBLIC_FILE (the broker's public key), else
+    $TROUPE_CURVE_SECRET and $TROUPE_SERVER_KEY (which `troupe run`
+    gives its process children). A broker that refuses the key never
+    answers: the handshake fails before any command is read, so the
+    message is the same as for a missing broker, with a hint.
 */
 
 #include "tr_cli.h"
+#include "tr_curve.h"
 #include "tr_json.h"
 
 #include <troupe.h>
@@ -48,6 +56,8 @@
 typedef struct {
     const char *command;            //  "send", "kv put": for messages
     const char *broker;
+    const char *curve;              //  this client's secret key file, or NULL
+    const char *server_key;         //  the broker's public key file
     int timeout_ms;                 //  0: the command's default
     int64_t ttl_ms;
     long count;                     //  0: no limit
@@ -146,6 +156,14 @@ s_parse (int argc, char **argv, const char *command, int allowed, int min_args,
             opts->broker = argv [++i];
         }
         else
+        if (options && (strcmp (arg, "--curve") == 0 || strcmp (arg, "--server-key") == 0)) {
+            if (!value || !*value) {
+                fprintf (stderr, "troupe %s: %s needs a key file\n", command, arg);
+                return TR_CLI_USAGE;
+            }
+            *(arg [2] == 'c'? &opts->curve: &opts->server_key) = argv [++i];
+        }
+        else
         if (options && strcmp (arg, "--timeout") == 0) {
             if (s_duration (opts, arg, value, INT32_MAX, &ms))
                 return TR_CLI_USAGE;
@@ -200,6 +218,16 @@ s_parse (int argc, char **argv, const char *command, int allowed, int min_args,
         opts->broker = found;
     if (!opts->broker || !*opts->broker)
         opts->broker = S_DEFAULT_BROKER;
+    if (!opts->curve && !opts->server_key) {
+        const char *a = getenv ("TROUPE_CURVE_SECRET"), *b = getenv ("TROUPE_SERVER_KEY");
+        opts->curve = a && *a? a: NULL;
+        opts->server_key = b && *b? b: NULL;
+    }
+    if (!opts->curve != !opts->server_key) {
+        fprintf (stderr, "troupe %s: CURVE takes both --curve SECRET_FILE and --server-key "
+                 "PUBLIC_FILE (or $TROUPE_CURVE_SECRET and $TROUPE_SERVER_KEY)\n", command);
+        return TR_CLI_USAGE;
+    }
     return 0;
 }
 
@@ -280,7 +308,8 @@ s_join (const s_opts_t *opts, s_client_t *client, uint8_t **peers_p, size_t *pee
     snprintf (client->id, sizeof client->id, "troupe-cli:%s:%d", host, (int) getpid ());
     tr_node_opts_t node_opts = {
         .max_actors = 64, .stop_timeout_ms = 2000,
-        .broker = opts->broker, .node_id = client->id
+        .broker = opts->broker, .node_id = client->id,
+        .curve_secret_file = opts->curve, .curve_server_public_file = opts->server_key
     };
     int rc = tr_node_new (&node_opts, &client->node);
     if (rc != TR_OK) {
@@ -293,9 +322,17 @@ s_join (const s_opts_t *opts, s_client_t *client, uint8_t **peers_p, size_t *pee
     rc = tr_node_peers (client->node, client->wait_ms, &peers, &size);
     if (rc != TR_OK) {
         char wait [32];
-        if (rc == TR_ETIMEDOUT)
+        if (rc == TR_ETIMEDOUT) {
             fprintf (stderr, "troupe %s: no broker answered at %s within %s\n", opts->command,
                      opts->broker, s_wait_text (client->wait_ms, wait, sizeof wait));
+            if (opts->curve)
+                fprintf (stderr, "(with CURVE, a broker that refuses this client's key, or "
+                         "a wrong --server-key, looks the same: see the broker's log)\n");
+            else
+            if (!tr__curve_endpoint_local (opts->broker))
+                fprintf (stderr, "(a broker beyond this host uses CURVE: it does not answer "
+                         "a client without --curve and --server-key)\n");
+        }
         else
             fprintf (stderr, "troupe %s: the broker at %s: %s (%s)\n", opts->command,
                      opts->broker, tr_strerror (rc), tr_errname (rc));
@@ -336,7 +373,12 @@ s_dead_letters (s_client_t *client)
 #define S_COMMON \
     "  --broker ENDPOINT     the broker (default $TROUPE_BROKER, else the\n" \
     "                        embedded broker of the one 'troupe run' here,\n" \
-    "                        else " S_DEFAULT_BROKER ")\n"
+    "                        else " S_DEFAULT_BROKER ")\n" \
+    "  --curve SECRET_FILE   CURVE: this client's key pair (troupe keygen;\n" \
+    "                        its public key in the broker's allow folder);\n" \
+    "                        default $TROUPE_CURVE_SECRET\n" \
+    "  --server-key FILE     with --curve: the broker's public key file;\n" \
+    "                        default $TROUPE_SERVER_KEY\n"
 #define S_TIMEOUT_2S \
     "  --timeout DURATION    how long to wait for the broker (default 2s)\n"
 #define S_EXIT \

@@ -14,6 +14,15 @@
     Process children never outlive the program (tr_sup.h): they are
     stopped with the tree, and killed if the program dies of a fatal
     signal.
+
+    CURVE (2-broker.md 2.10): the embedded broker takes --curve (its key
+    pair) and --allow (the folder of allowed client keys), and the
+    tree's own node joins it with the broker's own key pair, which the
+    broker always allows. Joining a broker elsewhere takes --curve (this
+    node's key pair) and --server-key (the broker's public key), or
+    $TROUPE_CURVE_SECRET and $TROUPE_SERVER_KEY. The files in use are
+    passed on to process children in those two variables, as absolute
+    paths, beside TROUPE_BROKER.
 */
 
 #include "tr_cli.h"
@@ -29,8 +38,10 @@
 #include <unistd.h>
 
 #define S_USAGE \
-    "usage: troupe run TREE.yaml [--for DURATION] [--bind ENDPOINT | --broker ENDPOINT |\n" \
-    "                  --no-broker] [--node-id ID]\n\n" \
+    "usage: troupe run TREE.yaml [--for DURATION] [--node-id ID]\n" \
+    "                  [[--bind ENDPOINT] [--curve SECRET_FILE --allow DIR] |\n" \
+    "                   --broker ENDPOINT [--curve SECRET_FILE --server-key PUBLIC_FILE] |\n" \
+    "                   --no-broker]\n\n" \
     "Runs the supervision tree described in TREE.yaml (see docs/tree-format.md)\n" \
     "in the foreground, logging to standard error, until SIGINT or SIGTERM\n" \
     "(Ctrl-C), or for DURATION (such as 30s, 2m) when --for is given; then\n" \
@@ -46,21 +57,85 @@
     "instead; --no-broker keeps the tree to itself. Process children find the\n" \
     "broker in the TROUPE_BROKER environment variable. --node-id names this\n" \
     "node at the broker (default HOST:PID).\n\n" \
+    "Security (CURVE; see 'troupe keygen'): the embedded broker uses CURVE with\n" \
+    "--curve SECRET_FILE (its key pair) and --allow DIR (the public key files\n" \
+    "of the clients let in); it must, on any --bind other than 127.0.0.1,\n" \
+    "[::1], localhost or ipc://. Joining a broker that uses CURVE takes\n" \
+    "--curve SECRET_FILE (this node's key pair, whose public key is in the\n" \
+    "broker's allow folder) and --server-key PUBLIC_FILE (the broker's public\n" \
+    "key), by default $TROUPE_CURVE_SECRET and $TROUPE_SERVER_KEY. Process\n" \
+    "children get the files in use in those two variables. A secret key file\n" \
+    "must be yours with mode 0600.\n\n" \
     "Exit status: 0 after an orderly stop; 1 if the tree could not start or\n" \
     "its root supervisor failed (the chain of reasons is printed); 2 for a\n" \
     "usage error.\n"
+
+//  Checks the CURVE options against the broker options, and for joining
+//  takes the defaults from the environment. Returns 0 or -1 (printed).
+static int
+s_curve_usage (const char *join, bool alone, const char **curve, const char *allow,
+               const char **server_key)
+{
+    if (alone && (*curve || allow || *server_key)) {
+        fprintf (stderr, "troupe run: --curve, --allow and --server-key need a broker\n");
+        return -1;
+    }
+    if (join) {
+        if (allow) {
+            fprintf (stderr, "troupe run: --allow is for the embedded broker; joining "
+                     "--broker takes --curve SECRET_FILE --server-key PUBLIC_FILE\n");
+            return -1;
+        }
+        if (!*curve && !*server_key) {
+            const char *a = getenv ("TROUPE_CURVE_SECRET"), *b = getenv ("TROUPE_SERVER_KEY");
+            *curve = a && *a? a: NULL;
+            *server_key = b && *b? b: NULL;
+        }
+        if (!*curve != !*server_key) {
+            fprintf (stderr, "troupe run: joining with CURVE takes both --curve SECRET_FILE "
+                     "and --server-key PUBLIC_FILE (or $TROUPE_CURVE_SECRET and "
+                     "$TROUPE_SERVER_KEY)\n");
+            return -1;
+        }
+        return 0;
+    }
+    if (*server_key) {
+        fprintf (stderr, "troupe run: --server-key is for joining a broker with --broker; "
+                 "the embedded broker takes --curve SECRET_FILE --allow DIR\n");
+        return -1;
+    }
+    if (!*curve != !allow) {
+        fprintf (stderr, "troupe run: the embedded broker takes --curve SECRET_FILE and "
+                 "--allow DIR together\n");
+        return -1;
+    }
+    return 0;
+}
+
+//  Passes a key file on to process children, as an absolute path.
+static void
+s_export_key (const char *name, const char *file)
+{
+    char *path = realpath (file, NULL);
+    setenv (name, path? path: file, 1);
+    free (path);
+}
 
 static int
 s_run (int argc, char **argv)
 {
     const char *file = NULL;
     const char *bind = NULL, *join = NULL, *node_id = NULL;
+    const char *curve = NULL, *allow = NULL, *server_key = NULL;
     bool alone = false;
     int64_t for_ms = -1;
     for (int i = 1; i < argc; i++) {
         const char **value = strcmp (argv [i], "--bind") == 0? &bind:
                              strcmp (argv [i], "--broker") == 0? &join:
-                             strcmp (argv [i], "--node-id") == 0? &node_id: NULL;
+                             strcmp (argv [i], "--node-id") == 0? &node_id:
+                             strcmp (argv [i], "--curve") == 0? &curve:
+                             strcmp (argv [i], "--allow") == 0? &allow:
+                             strcmp (argv [i], "--server-key") == 0? &server_key: NULL;
         if (value) {
             if (i + 1 >= argc || !*argv [i + 1]) {
                 fprintf (stderr, "troupe run: %s needs a value\n%s", argv [i], S_USAGE);
@@ -101,6 +176,8 @@ s_run (int argc, char **argv)
         fprintf (stderr, "troupe run: --bind, --broker and --no-broker exclude each other\n");
         return TR_CLI_USAGE;
     }
+    if (s_curve_usage (join, alone, &curve, allow, &server_key))
+        return TR_CLI_USAGE;
     //  Readable logs by default: what starts, fails and restarts.
     if (!getenv ("TROUPE_LOG") && tr_log_level () == TR_LOG_WARN)
         tr_log_set_level (TR_LOG_INFO);
@@ -148,19 +225,40 @@ s_run (int argc, char **argv)
             snprintf (endpoint, sizeof endpoint, "ipc://%s/%s.broker", dir, tree->name);
             bind = endpoint;
         }
-        tr_broker_opts_t bopts = { .bind = bind };
+        tr_broker_opts_t bopts = {
+            .bind = bind, .curve_secret_file = curve, .curve_allow_dir = allow
+        };
         rc = tr_broker_start (&bopts, &broker);
-        if (rc != TR_OK) {
-            fprintf (stderr, "troupe run: cannot start the embedded broker on %s: %s\n",
-                     bind, tr_strerror (rc));
+        if (rc == TR_EACCES && !curve) {
+            fprintf (stderr, "troupe run: will not start the embedded broker on %s without "
+                     "CURVE: an endpoint other than 127.0.0.1, [::1], localhost or ipc:// "
+                     "needs --curve SECRET_FILE --allow DIR\n", bind);
             goto done;
         }
+        if (rc != TR_OK) {
+            fprintf (stderr, "troupe run: cannot start the embedded broker on %s: %s%s\n",
+                     bind, tr_strerror (rc), curve? " (the line above says why)": "");
+            goto done;
+        }
+        //  The tree's own node holds the broker's key pair, always allowed.
+        server_key = curve;
         join = tr_broker_endpoint (broker);
         tr_log (TR_LOG_INFO, "embedded broker on %s", join);
     }
     if (join)
         setenv ("TROUPE_BROKER", join, 1);
-    tr_node_opts_t nopts = { .broker = join, .node_id = node_id };
+    if (join && curve) {
+        s_export_key ("TROUPE_CURVE_SECRET", curve);
+        s_export_key ("TROUPE_SERVER_KEY", server_key);
+    }
+    else {
+        unsetenv ("TROUPE_CURVE_SECRET");
+        unsetenv ("TROUPE_SERVER_KEY");
+    }
+    tr_node_opts_t nopts = {
+        .broker = join, .node_id = node_id,
+        .curve_secret_file = join? curve: NULL, .curve_server_public_file = join? server_key: NULL
+    };
     rc = tr_node_new (&nopts, &node);
     if (rc != TR_OK) {
         fprintf (stderr, "troupe run: cannot start a node: %s\n", tr_strerror (rc));

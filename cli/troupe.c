@@ -29,8 +29,9 @@ static const tr_cli_command_t s_cmd_help = {
 
 static const tr_cli_command_t *s_commands [] = {
     &tr_cli_run, &tr_cli_status, &tr_cli_restart, &tr_cli_stop, &tr_cli_start,
-    &tr_cli_breaker, &tr_cli_add, &tr_cli_types, &tr_cli_broker, &tr_cli_send, &tr_cli_ask,
-    &tr_cli_pub, &tr_cli_sub, &tr_cli_nodes, &tr_cli_kv, &tr_cli_demo, &s_cmd_help,
+    &tr_cli_breaker, &tr_cli_add, &tr_cli_types, &tr_cli_broker, &tr_cli_keygen,
+    &tr_cli_send, &tr_cli_ask, &tr_cli_pub, &tr_cli_sub, &tr_cli_nodes, &tr_cli_kv,
+    &tr_cli_demo, &s_cmd_help,
     &s_cmd_version
 };
 #define S_COMMANDS (sizeof s_commands / sizeof s_commands [0])

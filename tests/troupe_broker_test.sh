@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 #   troupe_broker_test.sh TROUPE - `troupe broker` as a user meets it: it
 #   prints the endpoint it bound (the real port for "*"), listens there,
-#   refuses a port in use (exit 1) and bad options (exit 2, the later
-#   steps' options named as not implemented), and stops on SIGTERM and
+#   refuses a port in use (exit 1) and bad options (exit 2; CURVE's are
+#   tested by troupe_curve_test), and stops on SIGTERM and
 #   SIGINT with status 0. With --data DIR it keeps the scratchpad's log
 #   there (--fsync taken and logged, the log replayed on the next start),
 #   and refuses with exit 1 a folder that is missing, in use by another
@@ -92,8 +92,8 @@ expect 2 '--fsync needs always, everysec or no' \
     "$troupe" broker --bind 'tcp://127.0.0.1:*' --data "$work" --fsync
 expect 2 '--fsync applies to the log of --data' \
     "$troupe" broker --bind 'tcp://127.0.0.1:*' --fsync always
-expect 2 '--curve is not implemented yet'  "$troupe" broker --bind 'tcp://127.0.0.1:*' --curve
-expect 2 '--keys is not implemented yet'   "$troupe" broker --bind 'tcp://127.0.0.1:*' --keys k
+expect 2 '--curve needs a secret key file' "$troupe" broker --bind 'tcp://127.0.0.1:*' --curve
+expect 2 "unexpected argument '--keys'"    "$troupe" broker --bind 'tcp://127.0.0.1:*' --keys k
 expect 2 "cannot listen on 'nonsense'"     "$troupe" broker --bind nonsense
 
 #   ---------------------------------------------------------------------
