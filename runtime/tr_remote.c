@@ -744,7 +744,7 @@ s_greeted (tr__remote_t *self, tr__wire_cmd_t *cmd)
         s_disconnect (self, "bad greeting");
         return;
     }
-    if (heartbeat >= 100 && heartbeat <= 60000)
+    if (heartbeat >= 10 && heartbeat <= 60000)     //  2-broker.md 2.5: from 10 ms
         self->heartbeat_ms = (int) heartbeat;
     self->greeted = true;
     self->backoff_ms = 0;
@@ -1181,6 +1181,14 @@ s_on_broker (tr__remote_t *self)
                 tr_log (TR_LOG_ERROR, "remote: the broker at %s refused node '%s': %.*s (%s)",
                         self->endpoint, self->node_id, (int) len, text, tr_errname ((int) code));
                 s_disconnect (self, "refused");
+            }
+            else
+            if (self->greeted && code == TR_EPROTO) {
+                //  The broker has forgotten this connection: greet again
+                //  (2-broker.md 2.3). It may have taken us for dead while
+                //  our messages were lost and its own still came; its
+                //  errors would then keep us "alive" but nameless for ever.
+                s_disconnect (self, "the broker no longer knows this node");
             }
             else
                 tr_log (TR_LOG_ERROR, "remote: the broker refused a request of node '%s': "

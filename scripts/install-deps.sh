@@ -6,10 +6,11 @@
 set -euo pipefail
 
 #   To build, run and test libtroupe and the troupe program (python3 reads
-#   the JSON the command line prints, in the tests).
+#   the JSON the command line prints, in the tests; iproute2's `ip netns`
+#   makes the two hosts of the multi-host test, troupe_netns_test.sh).
 packages=(gcc make cmake pkg-config
           libzmq3-dev libczmq-dev libmsgpack-dev libcurl4-openssl-dev
-          libyaml-dev check python3)
+          libyaml-dev check python3 iproute2)
 for arg in "$@"; do
     case $arg in
         #   libFuzzer targets: clang with its runtime libraries.

@@ -2,7 +2,14 @@
     (troupe_client_test.sh): joins a broker and hosts one actor of the
     built-in type `echo` (it answers an ask with its body).
 
-    usage: tr_echo_node ENDPOINT NAME
+    usage: tr_echo_node ENDPOINT NAME [--heartbeat MS]
+                        [--curve SECRET_FILE --server-key PUBLIC_FILE]
+
+    --heartbeat MS proposes that heartbeat interval to the broker
+    (tr_node_opts_t.heartbeat_ms; the broker's own interval wins, 2-broker.md
+    2.5); --curve and --server-key join a CURVE broker with this node's
+    secret key file and the broker's public key file (2.10).
+    troupe_netns_test.sh uses them for a broker on another "host".
 
     Prints "ready NAME" once the broker counts NAME among this node's
     names (so that asks to it from other nodes find it: the broker's list
@@ -57,13 +64,48 @@ s_listed (const uint8_t *list, size_t size, const char *id)
     return found;
 }
 
+//  Reads the options after ENDPOINT NAME into opts; false on a bad one.
+static bool
+s_options (int argc, char **argv, tr_node_opts_t *opts)
+{
+    if (argc < 3)
+        return false;
+    for (int i = 3; i < argc; i += 2) {
+        const char *value = i + 1 < argc? argv [i + 1]: NULL;
+        if (!value || !*value)
+            return false;
+        if (strcmp (argv [i], "--heartbeat") == 0) {
+            char *end;
+            long ms = strtol (value, &end, 10);
+            if (*end || ms < 10 || ms > 60000)
+                return false;
+            opts->heartbeat_ms = (int) ms;
+        }
+        else
+        if (strcmp (argv [i], "--curve") == 0)
+            opts->curve_secret_file = value;
+        else
+        if (strcmp (argv [i], "--server-key") == 0)
+            opts->curve_server_public_file = value;
+        else
+            return false;
+    }
+    return true;
+}
+
 int
 main (int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf (stderr, "usage: tr_echo_node ENDPOINT NAME\n");
+    char id [64];
+    snprintf (id, sizeof id, "echo-node-%d", (int) getpid ());
+    tr_node_opts_t opts = { .node_id = id };
+    if (!s_options (argc, argv, &opts)) {
+        fprintf (stderr, "usage: tr_echo_node ENDPOINT NAME [--heartbeat MS]\n"
+                 "                    [--curve SECRET_FILE --server-key PUBLIC_FILE]\n"
+                 "  MS from 10 to 60000\n");
         return 2;
     }
+    opts.broker = argv [1];
     const char *name = argv [2];
     sigset_t stops;
     sigemptyset (&stops);
@@ -71,9 +113,6 @@ main (int argc, char **argv)
     sigaddset (&stops, SIGTERM);
     pthread_sigmask (SIG_BLOCK, &stops, NULL);
 
-    char id [64];
-    snprintf (id, sizeof id, "echo-node-%d", (int) getpid ());
-    tr_node_opts_t opts = { .broker = argv [1], .node_id = id };
     tr_node_t *node = NULL;
     int rc = tr_node_new (&opts, &node);
     const tr_actor_type_t *echo = tr_actor_type_find ("echo");
