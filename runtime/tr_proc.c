@@ -1226,6 +1226,12 @@ tr__proc_destroy (tr__proc_t **self_p)
     *self_p = NULL;
     pthread_mutex_lock (&s_svc.lock);
     assert (self->reaped);
+    //  The exit callback runs once the process is reaped, and may still
+    //  be running: wait for it, so that whatever it was given (its arg)
+    //  may be freed as soon as this returns.
+    if (!s_on_service ())
+        while (!self->called)
+            pthread_cond_wait (&s_svc.changed, &s_svc.lock);
     self->abandoned = true;
     bool free_now = !self->listed;
     pthread_mutex_unlock (&s_svc.lock);

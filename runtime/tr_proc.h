@@ -80,8 +80,10 @@ pid_t
 int
     tr__proc_stop (tr__proc_t *self, int64_t timeout_ms);
 
-//  Frees the handle of an exited process (after its exit callback) and
-//  sets *self_p to NULL. Accepts NULL. Asserts that it has exited.
+//  Frees the handle of an exited process and sets *self_p to NULL. Waits
+//  for its exit callback to return first (unless called from that
+//  callback's own thread), so that the callback's argument may be freed
+//  right after. Accepts NULL. Asserts that it has exited.
 void
     tr__proc_destroy (tr__proc_t **self_p);
 
