@@ -25,23 +25,6 @@
 //  --------------------------------------------------------------------------
 //  Helpers
 
-//  A copy of len bytes in a buffer of exactly that size (the caller frees).
-static uint8_t *
-s_copy (const void *bytes, size_t len)
-{
-    uint8_t *copy = (uint8_t *) malloc (len? len: 1);
-    ck_assert_ptr_nonnull (copy);
-    if (len)
-        memcpy (copy, bytes, len);
-    return copy;
-}
-
-static bool
-s_same_bytes (const void *a, size_t a_len, const void *b, size_t b_len)
-{
-    return a_len == b_len && (a_len == 0 || memcmp (a, b, a_len) == 0);
-}
-
 //  Asserts that two envelopes hold the same fields.
 static void
 s_assert_same (const tr_envelope_t *got, const tr_envelope_t *want, const char *what)
@@ -56,11 +39,11 @@ s_assert_same (const tr_envelope_t *got, const tr_envelope_t *want, const char *
     ck_assert_msg (got->deadline_us == want->deadline_us, "%s: deadline", what);
     ck_assert_msg (got->error == want->error, "%s: error %d, want %d",
                    what, got->error, want->error);
-    ck_assert_msg (s_same_bytes (got->to, got->to_len, want->to, want->to_len),
+    ck_assert_msg (tr_test_same_bytes (got->to, got->to_len, want->to, want->to_len),
                    "%s: to", what);
-    ck_assert_msg (s_same_bytes (got->from, got->from_len, want->from, want->from_len),
+    ck_assert_msg (tr_test_same_bytes (got->from, got->from_len, want->from, want->from_len),
                    "%s: from", what);
-    ck_assert_msg (s_same_bytes (got->body, got->body_len, want->body, want->body_len),
+    ck_assert_msg (tr_test_same_bytes (got->body, got->body_len, want->body, want->body_len),
                    "%s: body", what);
 }
 
@@ -105,7 +88,7 @@ static void
 s_assert_mp_str (msgpack_object obj, const char *str, size_t len)
 {
     ck_assert_int_eq (obj.type, MSGPACK_OBJECT_STR);
-    ck_assert (s_same_bytes (obj.via.str.ptr, obj.via.str.size, str, len));
+    ck_assert (tr_test_same_bytes (obj.via.str.ptr, obj.via.str.size, str, len));
 }
 
 //  Asserts that msgpack-c's unpacker reads buf as one map holding the
@@ -155,7 +138,7 @@ s_assert_msgpack_c_agrees (const uint8_t *buf, size_t len, const tr_envelope_t *
                 msgpack_sbuffer a, b;
                 s_repack (val, &a);
                 s_repack (alone.data, &b);
-                ck_assert (s_same_bytes (a.data, a.size, b.data, b.size));
+                ck_assert (tr_test_same_bytes (a.data, a.size, b.data, b.size));
                 msgpack_sbuffer_destroy (&a);
                 msgpack_sbuffer_destroy (&b);
                 msgpack_unpacked_destroy (&alone);
@@ -187,7 +170,7 @@ s_round_trip (const tr_envelope_t *env, size_t *len_p, const char *what)
     ck_assert_ptr_nonnull (buf);
     s_assert_msgpack_c_agrees (buf, len, env);
 
-    uint8_t *exact = s_copy (buf, len);
+    uint8_t *exact = tr_test_copy (buf, len);
     tr_envelope_t back;
     tr_envelope_error_t err = { 0 };
     rc = tr_envelope_decode (exact, len, &back, &err);
@@ -198,7 +181,7 @@ s_round_trip (const tr_envelope_t *env, size_t *len_p, const char *what)
     uint8_t *again = NULL;
     size_t again_len = 0;
     ck_assert_int_eq (tr_envelope_encode (&back, &again, &again_len), TR_OK);
-    ck_assert_msg (s_same_bytes (again, again_len, buf, len), "%s: unstable", what);
+    ck_assert_msg (tr_test_same_bytes (again, again_len, buf, len), "%s: unstable", what);
     free (again);
     free (exact);
     *len_p = len;
@@ -211,7 +194,7 @@ s_round_trip (const tr_envelope_t *env, size_t *len_p, const char *what)
 static int
 s_decode_hostile (const uint8_t *bytes, size_t len, const char *what)
 {
-    uint8_t *buf = s_copy (bytes, len);
+    uint8_t *buf = tr_test_copy (bytes, len);
     tr_envelope_t env;
     tr_envelope_error_t err;
     memset (&err, 0, sizeof err);
@@ -283,23 +266,6 @@ s_result_code (const char *name)
             return codes [i];
     ck_abort_msg ("unknown result '%s' in the manifest", name);
     return 1;
-}
-
-static uint8_t *
-s_read_file (const char *path, size_t *len_p)
-{
-    FILE *file = fopen (path, "rb");
-    ck_assert_msg (file, "cannot open %s: %s", path, strerror (errno));
-    ck_assert_int_eq (fseek (file, 0, SEEK_END), 0);
-    long size = ftell (file);
-    ck_assert_int_ge (size, 0);
-    rewind (file);
-    uint8_t *data = (uint8_t *) malloc (size? (size_t) size: 1);
-    ck_assert_ptr_nonnull (data);
-    ck_assert_uint_eq (fread (data, 1, (size_t) size, file), (size_t) size);
-    fclose (file);
-    *len_p = (size_t) size;
-    return data;
 }
 
 //  Reads one key=value word of a TR_OK line into v.
@@ -387,7 +353,7 @@ s_load_vectors (void)
                        "line %d: fields go with TR_OK, and only there", line_no);
         char path [sizeof S_VECTORS_DIR + sizeof v->file + 1];
         snprintf (path, sizeof path, "%s/%s", S_VECTORS_DIR, v->file);
-        v->data = s_read_file (path, &v->len);
+        v->data = (uint8_t *) tr_test_read_file (path, &v->len);
     }
     free (line);
     fclose (file);
@@ -454,11 +420,11 @@ START_TEST (test_envelope_vectors)
         uint8_t *out = s_round_trip (&env, &len, v->file);
         if (v->canonical) {
             canonical++;
-            ck_assert_msg (s_same_bytes (out, len, v->data, v->len),
+            ck_assert_msg (tr_test_same_bytes (out, len, v->data, v->len),
                            "%s: the encoder does not reproduce the vector", v->file);
         }
         else
-            ck_assert_msg (!s_same_bytes (out, len, v->data, v->len),
+            ck_assert_msg (!tr_test_same_bytes (out, len, v->data, v->len),
                            "%s: marked non-canonical, but it is", v->file);
         free (out);
     }
@@ -618,7 +584,7 @@ START_TEST (test_envelope_example_bytes)
     uint8_t *buf;
     size_t len;
     ck_assert_int_eq (tr_envelope_encode (&env, &buf, &len), TR_OK);
-    ck_assert (s_same_bytes (buf, len, want, sizeof want));
+    ck_assert (tr_test_same_bytes (buf, len, want, sizeof want));
     free (buf);
 
     //  An anonymous sender: from is NULL with length 0, written as "".
@@ -879,7 +845,7 @@ START_TEST (test_envelope_every_truncation)
             const char *names [] = { "ok-reserved-11.bin", "ok-max-ids.bin",
                                      "ok-body-depth-32.bin" };
             const s_vector_t *v = s_find_vector (&all, names [i - 3]);
-            buf = s_copy (v->data, v->len);
+            buf = tr_test_copy (v->data, v->len);
             len = v->len;
         }
         for (size_t cut = 0; cut < len; cut++) {
@@ -900,7 +866,7 @@ START_TEST (test_envelope_every_mutation)
     for (int i = 0; i < 3; i++) {
         size_t len;
         uint8_t *buf = s_sample (i, &len);
-        uint8_t *mutant = s_copy (buf, len);
+        uint8_t *mutant = tr_test_copy (buf, len);
         for (size_t at = 0; at < len; at++) {
             for (int value = 0; value < 256; value++) {
                 if (value == buf [at])
@@ -966,16 +932,6 @@ START_TEST (test_envelope_deep_nesting)
 }
 END_TEST
 
-//  xorshift64*, so that every run tries the same inputs.
-static uint64_t
-s_random (uint64_t *state)
-{
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    return *state * 2685821657736338717u;
-}
-
 //  Appends one random value, biased towards what an envelope holds.
 static size_t
 s_random_value (uint64_t *state, uint8_t *out, size_t room)
@@ -991,7 +947,7 @@ s_random_value (uint64_t *state, uint8_t *out, size_t room)
         S_P ("\xdd\xff\xff\xff\xff"),
     };
 #   undef S_P
-    size_t i = (size_t) (s_random (state) % (sizeof pieces / sizeof pieces [0]));
+    size_t i = (size_t) (tr_test_random (state) % (sizeof pieces / sizeof pieces [0]));
     if (pieces [i].len > room)
         return 0;
     memcpy (out, pieces [i].bytes, pieces [i].len);
@@ -1005,12 +961,12 @@ START_TEST (test_envelope_random_bytes)
     int valid = 0;
     for (int round = 0; round < 300000; round++) {
         size_t len = 0;
-        uint64_t r = s_random (&state);
+        uint64_t r = tr_test_random (&state);
         if (r % 2) {
             //  Plain random bytes, often starting with a small map.
             len = (size_t) (r >> 8) % 64;
             for (size_t i = 0; i < len; i++)
-                bytes [i] = (uint8_t) s_random (&state);
+                bytes [i] = (uint8_t) tr_test_random (&state);
             if (len && r % 4 == 1)
                 bytes [0] = (uint8_t) (0x80 | (r >> 20) % 12);
         }
@@ -1024,7 +980,7 @@ START_TEST (test_envelope_random_bytes)
             size_t pairs = 4 + (size_t) (r >> 8) % 4;
             bytes [len++] = (uint8_t) (0x80 | pairs);
             for (size_t p = 0; p < pairs; p++) {
-                uint64_t k = s_random (&state);
+                uint64_t k = tr_test_random (&state);
                 if (p < 4 && k % 8) {
                     memcpy (bytes + len, required [p], required_len [p]);
                     len += required_len [p];

@@ -58,22 +58,6 @@ s_log_path (const char *folder)
     return path;
 }
 
-//  The file's bytes (the caller frees); *len_p its size.
-static uint8_t *
-s_read (const char *path, size_t *len_p)
-{
-    FILE *f = fopen (path, "rb");
-    ck_assert_ptr_nonnull (f);
-    fseek (f, 0, SEEK_END);
-    long len = ftell (f);
-    fseek (f, 0, SEEK_SET);
-    uint8_t *buf = (uint8_t *) malloc ((size_t) len + 1);
-    ck_assert_uint_eq (fread (buf, 1, (size_t) len, f), (size_t) len);
-    fclose (f);
-    *len_p = (size_t) len;
-    return buf;
-}
-
 static void
 s_write (const char *path, const void *buf, size_t len)
 {
@@ -317,7 +301,7 @@ START_TEST (test_torn_tail)
     s_five (folder, off);
     char *path = s_log_path (folder);
     size_t len;
-    uint8_t *bytes = s_read (path, &len);
+    uint8_t *bytes = (uint8_t *) tr_test_read_file (path, &len);
     ck_assert_uint_eq (len, off [5]);
     //  Every cut inside the last record: dropped, the four before kept.
     for (uint64_t cut = off [4]; cut < off [5]; cut++) {
@@ -377,7 +361,7 @@ START_TEST (test_middle_damage)
     s_five (folder, off);
     char *path = s_log_path (folder);
     size_t len;
-    uint8_t *bytes = s_read (path, &len);
+    uint8_t *bytes = (uint8_t *) tr_test_read_file (path, &len);
     //  A byte of the second record's value, of its length, of its
     //  checksum, of its op; a byte of the first record's key.
     uint64_t flips [] = { off [2] - 2, off [1], off [1] + 5, off [1] + 8, off [0] + 27 };

@@ -76,17 +76,6 @@ static const s_value_t s_values [] = {
 
 #define S_VALUES (sizeof s_values / sizeof s_values [0])
 
-//  A copy of len bytes in a buffer of exactly that size (the caller frees).
-static uint8_t *
-s_copy (const void *bytes, size_t len)
-{
-    uint8_t *copy = (uint8_t *) malloc (len? len: 1);
-    ck_assert_ptr_nonnull (copy);
-    if (len)
-        memcpy (copy, bytes, len);
-    return copy;
-}
-
 //  Checks the invariants every cursor keeps, whatever happened.
 static void
 s_assert_sane (const tr__mp_t *r)
@@ -116,7 +105,7 @@ START_TEST (test_mp_skip_every_family)
 {
     for (size_t i = 0; i < S_VALUES; i++) {
         const s_value_t *v = &s_values [i];
-        uint8_t *buf = s_copy (v->bytes, v->len);
+        uint8_t *buf = tr_test_copy (v->bytes, v->len);
         tr__mp_t r;
         tr__mp_init (&r, buf, v->len);
         ck_assert_uint_eq (tr__mp_remaining (&r), v->len);
@@ -164,7 +153,7 @@ START_TEST (test_mp_typed_readers)
     //  one without consuming anything.
     for (size_t i = 0; i < S_VALUES; i++) {
         const s_value_t *v = &s_values [i];
-        uint8_t *buf = s_copy (v->bytes, v->len);
+        uint8_t *buf = tr_test_copy (v->bytes, v->len);
         tr__mp_t r;
         uint64_t u;
         int64_t n;
@@ -215,7 +204,7 @@ START_TEST (test_mp_str_and_map_values)
     const char *str;
     uint32_t len, count;
     tr__mp_t r;
-    uint8_t *buf = s_copy ("\xda\x00\x05hello\x83", 9);
+    uint8_t *buf = tr_test_copy ("\xda\x00\x05hello\x83", 9);
     tr__mp_init (&r, buf, 8);
     ck_assert_int_eq (tr__mp_str (&r, &str, &len), 0);
     ck_assert_uint_eq (len, 5);
@@ -223,7 +212,7 @@ START_TEST (test_mp_str_and_map_values)
     ck_assert_ptr_eq (str, (const char *) buf + 3);
     free (buf);
 
-    buf = s_copy ("\xde\x00\x03\x00\x01\x02\x03\x04\x05", 9);
+    buf = tr_test_copy ("\xde\x00\x03\x00\x01\x02\x03\x04\x05", 9);
     tr__mp_init (&r, buf, 9);
     ck_assert_int_eq (tr__mp_map (&r, &count), 0);
     ck_assert_uint_eq (count, 3);
@@ -272,7 +261,7 @@ START_TEST (test_mp_uint_every_encoding)
         S_N ("\xd3\x7f\xff\xff\xff\xff\xff\xff\xff", INT64_MAX),
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
-        uint8_t *buf = s_copy (cases [i].bytes, cases [i].len);
+        uint8_t *buf = tr_test_copy (cases [i].bytes, cases [i].len);
         tr__mp_t r;
         uint64_t value = 12345;
         tr__mp_init (&r, buf, cases [i].len);
@@ -299,7 +288,7 @@ START_TEST (test_mp_uint_rejects_negative)
         S_N ("\xd3\x80\x00\x00\x00\x00\x00\x00\x00", 0),
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
-        uint8_t *buf = s_copy (cases [i].bytes, cases [i].len);
+        uint8_t *buf = tr_test_copy (cases [i].bytes, cases [i].len);
         tr__mp_t r;
         uint64_t value;
         tr__mp_init (&r, buf, cases [i].len);
@@ -331,7 +320,7 @@ START_TEST (test_mp_int_every_encoding)
         S_N ("\xcf\x7f\xff\xff\xff\xff\xff\xff\xff", INT64_MAX),
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
-        uint8_t *buf = s_copy (cases [i].bytes, cases [i].len);
+        uint8_t *buf = tr_test_copy (cases [i].bytes, cases [i].len);
         tr__mp_t r;
         int64_t value = 12345;
         tr__mp_init (&r, buf, cases [i].len);
@@ -351,7 +340,7 @@ START_TEST (test_mp_int_rejects_overflow)
         S_N ("\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 0),    //  2^64-1
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
-        uint8_t *buf = s_copy (cases [i].bytes, cases [i].len);
+        uint8_t *buf = tr_test_copy (cases [i].bytes, cases [i].len);
         tr__mp_t r;
         int64_t value;
         tr__mp_init (&r, buf, cases [i].len);
@@ -366,7 +355,7 @@ START_TEST (test_mp_int_rejects_non_integers)
     const char *others [] = { "\xc0", "\xc2", "\xc3", "\xc1", "\xa0", "\x90",
                               "\x80", "\xca", "\xcb", "\xc4", "\xd4", "\xd9" };
     for (size_t i = 0; i < sizeof others / sizeof others [0]; i++) {
-        uint8_t *buf = s_copy (others [i], 1);
+        uint8_t *buf = tr_test_copy (others [i], 1);
         tr__mp_t r;
         int64_t n;
         uint64_t u;
@@ -387,7 +376,7 @@ START_TEST (test_mp_every_prefix_fails)
     for (size_t i = 0; i < S_VALUES; i++) {
         const s_value_t *v = &s_values [i];
         for (size_t cut = 0; cut < v->len; cut++) {
-            uint8_t *buf = s_copy (v->bytes, cut);
+            uint8_t *buf = tr_test_copy (v->bytes, cut);
             tr__mp_t r;
             tr__mp_init (&r, buf, cut);
             ck_assert_msg (tr__mp_skip (&r, 32) == -1, "%s cut to %zu", v->name, cut);
@@ -428,7 +417,7 @@ END_TEST
 static void
 s_assert_skip_fails_at (const char *lit, size_t len, size_t at)
 {
-    uint8_t *buf = s_copy (lit, len);
+    uint8_t *buf = tr_test_copy (lit, len);
     tr__mp_t r;
     tr__mp_init (&r, buf, len);
     ck_assert_int_eq (tr__mp_skip (&r, 32), -1);
@@ -461,7 +450,7 @@ START_TEST (test_mp_counts_past_the_end)
     char exact [3 + 16];
     memset (exact, 0x01, sizeof exact);
     memcpy (exact, "\xdc\x00\x10", 3);
-    uint8_t *buf = s_copy (exact, sizeof exact);
+    uint8_t *buf = tr_test_copy (exact, sizeof exact);
     tr__mp_t r;
     tr__mp_init (&r, buf, sizeof exact);
     ck_assert_int_eq (tr__mp_skip (&r, 32), 0);
@@ -470,7 +459,7 @@ START_TEST (test_mp_counts_past_the_end)
     memcpy (exact, "\xdc\x00\x11", 3);
     s_assert_skip_fails_at (exact, sizeof exact, 3);
     memcpy (exact, "\xde\x00\x08", 3);
-    buf = s_copy (exact, sizeof exact);
+    buf = tr_test_copy (exact, sizeof exact);
     tr__mp_init (&r, buf, sizeof exact);
     ck_assert_int_eq (tr__mp_skip (&r, 32), 0);
     free (buf);
@@ -483,7 +472,7 @@ START_TEST (test_mp_map_count_past_the_end)
 {
     uint32_t count = 99;
     tr__mp_t r;
-    uint8_t *buf = s_copy ("\x83\x01\x01\x01\x01\x01\x01", 7);
+    uint8_t *buf = tr_test_copy ("\x83\x01\x01\x01\x01\x01\x01", 7);
     tr__mp_init (&r, buf, 7);
     ck_assert_int_eq (tr__mp_map (&r, &count), 0);
     ck_assert_uint_eq (count, 3);
@@ -493,14 +482,14 @@ START_TEST (test_mp_map_count_past_the_end)
     ck_assert_uint_eq (r.error_at, 1);
     free (buf);
 
-    buf = s_copy ("\xdf\xff\xff\xff\xff\x01\x02", 7);
+    buf = tr_test_copy ("\xdf\xff\xff\xff\xff\x01\x02", 7);
     tr__mp_init (&r, buf, 7);
     ck_assert_int_eq (tr__mp_map (&r, &count), -1);
     ck_assert_int_eq (r.error, TR_EMALFORMED);
     ck_assert_uint_eq (r.error_at, 5);
     free (buf);
 
-    buf = s_copy ("\xde\x00", 2);
+    buf = tr_test_copy ("\xde\x00", 2);
     tr__mp_init (&r, buf, 2);
     ck_assert_int_eq (tr__mp_map (&r, &count), -1);
     ck_assert_int_eq (r.error, TR_EMALFORMED);
@@ -589,7 +578,7 @@ START_TEST (test_mp_depth_scalars_and_empty)
     const char *scalars [] = { "\x01", "\xc0", "\xa1\x61", "\xc4\x01\x90" };
     const size_t lens [] = { 1, 1, 2, 3 };
     for (size_t i = 0; i < 4; i++) {
-        uint8_t *buf = s_copy (scalars [i], lens [i]);
+        uint8_t *buf = tr_test_copy (scalars [i], lens [i]);
         tr__mp_t r;
         tr__mp_init (&r, buf, lens [i]);
         ck_assert_int_eq (tr__mp_skip (&r, 0), 0);
@@ -598,7 +587,7 @@ START_TEST (test_mp_depth_scalars_and_empty)
     const char *empties [] = { "\x90", "\x80", "\xdc\x00\x00", "\xdf\x00\x00\x00\x00" };
     const size_t elens [] = { 1, 1, 3, 5 };
     for (size_t i = 0; i < 4; i++) {
-        uint8_t *buf = s_copy (empties [i], elens [i]);
+        uint8_t *buf = tr_test_copy (empties [i], elens [i]);
         tr__mp_t r;
         tr__mp_init (&r, buf, elens [i]);
         ck_assert_int_eq (tr__mp_skip (&r, 0), -1);
@@ -608,7 +597,7 @@ START_TEST (test_mp_depth_scalars_and_empty)
         free (buf);
     }
     //  A map's keys count too: {[]: 1} is depth 2.
-    uint8_t *buf = s_copy ("\x81\x90\x01", 3);
+    uint8_t *buf = tr_test_copy ("\x81\x90\x01", 3);
     tr__mp_t r;
     tr__mp_init (&r, buf, 3);
     ck_assert_int_eq (tr__mp_skip (&r, 1), -1);
@@ -625,7 +614,7 @@ END_TEST
 START_TEST (test_mp_error_offset)
 {
     //  0xc1 is reported where it starts.
-    uint8_t *buf = s_copy ("\x93\x01\x02\xc1", 4);
+    uint8_t *buf = tr_test_copy ("\x93\x01\x02\xc1", 4);
     tr__mp_t r;
     tr__mp_init (&r, buf, 4);
     ck_assert_int_eq (tr__mp_skip (&r, 32), -1);
@@ -635,7 +624,7 @@ START_TEST (test_mp_error_offset)
     free (buf);
 
     //  A truncated uint 32 inside a map: reported after its type byte.
-    buf = s_copy ("\x81\x01\xce\x00\x00", 5);
+    buf = tr_test_copy ("\x81\x01\xce\x00\x00", 5);
     tr__mp_init (&r, buf, 5);
     ck_assert_int_eq (tr__mp_skip (&r, 32), -1);
     ck_assert_int_eq (r.error, TR_EMALFORMED);
@@ -646,7 +635,7 @@ END_TEST
 
 START_TEST (test_mp_first_error_sticks)
 {
-    uint8_t *buf = s_copy ("\x01\xc0\x02", 3);
+    uint8_t *buf = tr_test_copy ("\x01\xc0\x02", 3);
     tr__mp_t r;
     uint64_t u;
     const char *str;
@@ -682,7 +671,7 @@ END_TEST
 
 START_TEST (test_mp_peek_nil_and_init)
 {
-    uint8_t *buf = s_copy ("\xc0\x01", 2);
+    uint8_t *buf = tr_test_copy ("\xc0\x01", 2);
     tr__mp_t r;
     tr__mp_init (&r, buf, 2);
     ck_assert (tr__mp_peek_nil (&r));
@@ -719,7 +708,7 @@ START_TEST (test_mp_never_reads_past_the_end)
             s = s * 6364136223846793005u + 1442695040888963407u;
             bytes [i] = (uint8_t) (s >> 56);
         }
-        uint8_t *buf = s_copy (bytes, len);
+        uint8_t *buf = tr_test_copy (bytes, len);
         tr__mp_t r;
         tr__mp_init (&r, buf, len);
         int rc = tr__mp_skip (&r, 8);
@@ -765,7 +754,7 @@ START_TEST (test_mp_msgpack_check)
     //  Every value of the table is one value; with a byte after it, not.
     for (size_t i = 0; i < S_VALUES; i++) {
         const s_value_t *v = &s_values [i];
-        uint8_t *buf = s_copy (v->bytes, v->len);
+        uint8_t *buf = tr_test_copy (v->bytes, v->len);
         ck_assert_int_eq (tr_msgpack_check (buf, v->len, 32, NULL), TR_OK);
         free (buf);
         uint8_t *more = (uint8_t *) malloc (v->len + 1);

@@ -71,6 +71,56 @@ tr_test_wait_until (bool (*cond) (void *), void *arg, int timeout_ms)
     return true;
 }
 
+//  A copy of len bytes in a buffer of exactly that size (at least one
+//  byte), so that a read past the end shows under AddressSanitizer. The
+//  caller frees it.
+static inline uint8_t *
+tr_test_copy (const void *bytes, size_t len)
+{
+    uint8_t *copy = (uint8_t *) malloc (len? len: 1);
+    ck_assert_ptr_nonnull (copy);
+    if (len)
+        memcpy (copy, bytes, len);
+    return copy;
+}
+
+static inline bool
+tr_test_same_bytes (const void *a, size_t a_len, const void *b, size_t b_len)
+{
+    return a_len == b_len && (a_len == 0 || memcmp (a, b, a_len) == 0);
+}
+
+//  A whole file in a malloc'd buffer with a NUL after its last byte (the
+//  caller frees); *len_p (if not NULL) its size. Asserts it could.
+static inline char *
+tr_test_read_file (const char *path, size_t *len_p)
+{
+    FILE *file = fopen (path, "rb");
+    ck_assert_msg (file != NULL, "cannot open %s", path);
+    ck_assert_int_eq (fseek (file, 0, SEEK_END), 0);
+    long size = ftell (file);
+    ck_assert_int_ge (size, 0);
+    rewind (file);
+    char *data = (char *) malloc ((size_t) size + 1);
+    ck_assert_ptr_nonnull (data);
+    ck_assert_uint_eq (fread (data, 1, (size_t) size, file), (size_t) size);
+    fclose (file);
+    data [size] = 0;
+    if (len_p)
+        *len_p = (size_t) size;
+    return data;
+}
+
+//  xorshift64*: the same inputs on every run from the same seed.
+static inline uint64_t
+tr_test_random (uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * UINT64_C (2685821657736338717);
+}
+
 //  Timeouts scale under sanitizers, which slow everything down.
 static inline int
 tr_test_slowdown (void)

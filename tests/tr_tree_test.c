@@ -25,25 +25,6 @@
 //  --------------------------------------------------------------------------
 //  Helpers
 
-//  Reads a whole file into a NUL-terminated malloc'd buffer; asserts.
-static char *
-s_slurp (const char *path, size_t *len_p)
-{
-    FILE *file = fopen (path, "rb");
-    ck_assert_msg (file != NULL, "%s: %s", path, strerror (errno));
-    ck_assert_int_eq (fseek (file, 0, SEEK_END), 0);
-    long size = ftell (file);
-    ck_assert (size >= 0);
-    rewind (file);
-    char *text = (char *) malloc ((size_t) size + 1);
-    ck_assert_uint_eq (fread (text, 1, (size_t) size, file), (size_t) size);
-    fclose (file);
-    text [size] = 0;
-    if (len_p)
-        *len_p = (size_t) size;
-    return text;
-}
-
 static void
 s_spit (const char *path, const char *text)
 {
@@ -162,7 +143,7 @@ START_TEST (test_bad_files)
     ck_assert_uint_ge (count, 90);
     for (size_t i = 0; i < count; i++) {
         const char *path = files [i].path;
-        char *text = s_slurp (path, NULL);
+        char *text = tr_test_read_file (path, NULL);
         int line, column, at = 0;
         ck_assert_msg (sscanf (text, "# error: %d:%d: %n", &line, &column, &at) == 2
                        && at > 0, "%s: no '# error: LINE:COLUMN: MESSAGE' line", path);
@@ -195,7 +176,7 @@ START_TEST (test_bad_files)
         //  The same text from memory gives the same error.
         size_t len;
         free (text);
-        text = s_slurp (path, &len);
+        text = tr_test_read_file (path, &len);
         tr_tree_error_t again;
         ck_assert_int_eq (tr_tree_parse (text, len, path, &tree, &again), TR_EMALFORMED);
         ck_assert (memcmp (&err, &again, sizeof err) == 0);
@@ -1135,7 +1116,7 @@ END_TEST
 static char *
 s_doc_example (void)
 {
-    char *doc = s_slurp (S_DOC, NULL);
+    char *doc = tr_test_read_file (S_DOC, NULL);
     char *start = strstr (doc, "```yaml\n");
     ck_assert_ptr_nonnull (start);
     start += strlen ("```yaml\n");
@@ -1214,7 +1195,7 @@ START_TEST (test_doc_errors)
           "shop.yaml:37:11: a child needs exactly one of actor, plugin, process, supervisor" },
     };
     char *example = s_doc_example ();
-    char *doc = s_slurp (S_DOC, NULL);
+    char *doc = tr_test_read_file (S_DOC, NULL);
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char *text = s_doc_edit (example, cases [i].line, cases [i].with);
         tr_tree_t *tree = NULL;

@@ -30,30 +30,13 @@
 //  --------------------------------------------------------------------------
 //  Helpers
 
-//  A copy of len bytes in a buffer of exactly that size (the caller frees).
-static uint8_t *
-s_copy (const void *bytes, size_t len)
-{
-    uint8_t *copy = (uint8_t *) malloc (len? len: 1);
-    ck_assert_ptr_nonnull (copy);
-    if (len)
-        memcpy (copy, bytes, len);
-    return copy;
-}
-
-static bool
-s_same_bytes (const void *a, size_t a_len, const void *b, size_t b_len)
-{
-    return a_len == b_len && (a_len == 0 || memcmp (a, b, a_len) == 0);
-}
-
 //  Parses and checks a copy of the bytes; returns the first failure's
 //  code or TR_OK, and the command in *cmd (pointing into *copy_p, which
 //  the caller frees).
 static int
 s_read (const void *bytes, size_t len, tr__wire_cmd_t *cmd, uint8_t **copy_p)
 {
-    *copy_p = s_copy (bytes, len);
+    *copy_p = tr_test_copy (bytes, len);
     int rc = tr__wire_parse (*copy_p, len, cmd);
     if (rc == TR_OK)
         rc = tr__wire_check (cmd);
@@ -146,12 +129,12 @@ s_assert_rewrite (const uint8_t *data, size_t len, const tr__wire_cmd_t *cmd,
                    tr_errname (rc), back.why);
     ck_assert_msg (back.verb == cmd->verb && back.seq == cmd->seq
                 && back.nargs == cmd->nargs
-                && s_same_bytes (back.word, back.word_len, cmd->word, cmd->word_len),
+                && tr_test_same_bytes (back.word, back.word_len, cmd->word, cmd->word_len),
                    "%s: the rewrite reads differently", what);
     s_rewrite (&back, &second);
-    ck_assert_msg (s_same_bytes (first.data, first.size, second.data, second.size),
+    ck_assert_msg (tr_test_same_bytes (first.data, first.size, second.data, second.size),
                    "%s: rewriting is not stable", what);
-    bool canonical = s_same_bytes (first.data, first.size, data, len);
+    bool canonical = tr_test_same_bytes (first.data, first.size, data, len);
     tr__wire_end (&first);
     tr__wire_end (&second);
     free (copy);
@@ -175,7 +158,7 @@ s_assert_msgpack_c_agrees (const tr__wire_out_t *out, const char *word,
     msgpack_object verb = u.data.via.array.ptr [0];
     msgpack_object seq_obj = u.data.via.array.ptr [1];
     ck_assert_int_eq (verb.type, MSGPACK_OBJECT_STR);
-    ck_assert (s_same_bytes (verb.via.str.ptr, verb.via.str.size, word, strlen (word)));
+    ck_assert (tr_test_same_bytes (verb.via.str.ptr, verb.via.str.size, word, strlen (word)));
     ck_assert_int_eq (seq_obj.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
     ck_assert_uint_eq (seq_obj.via.u64, seq);
     msgpack_unpacked_destroy (&u);
@@ -509,7 +492,7 @@ START_TEST (test_wire_round_trips)
         ck_assert_int_eq (cmd.verb, verb);
         ck_assert_uint_eq (cmd.seq, seq);
         ck_assert_uint_eq (cmd.nargs, nargs);
-        ck_assert (s_same_bytes (cmd.word, cmd.word_len, word, strlen (word)));
+        ck_assert (tr_test_same_bytes (cmd.word, cmd.word_len, word, strlen (word)));
         //  The writer writes the canonical form.
         ck_assert_msg (s_assert_rewrite (copy, out.size, &cmd, word),
                        "%s: the writer's frame is not canonical", word);
@@ -520,7 +503,7 @@ START_TEST (test_wire_round_trips)
             uint32_t key_len;
             uint64_t expected, ttl;
             ck_assert_int_eq (tr__mp_str (&r, &key, &key_len), 0);
-            ck_assert (s_same_bytes (key, key_len, "cfg/a", 5));
+            ck_assert (tr_test_same_bytes (key, key_len, "cfg/a", 5));
             ck_assert_int_eq (tr__mp_uint (&r, &expected), 0);
             ck_assert_int_eq (tr__mp_uint (&r, &ttl), 0);
             ck_assert_uint_eq (expected, UINT64_MAX);
@@ -562,23 +545,6 @@ s_result_code (const char *name, int line)
             return codes [i];
     ck_abort_msg ("line %d: unknown result '%s' in the manifest", line, name);
     return 1;
-}
-
-static uint8_t *
-s_read_file (const char *path, size_t *len_p)
-{
-    FILE *file = fopen (path, "rb");
-    ck_assert_msg (file, "cannot open %s: %s", path, strerror (errno));
-    ck_assert_int_eq (fseek (file, 0, SEEK_END), 0);
-    long size = ftell (file);
-    ck_assert_int_ge (size, 0);
-    rewind (file);
-    uint8_t *data = (uint8_t *) malloc (size? (size_t) size: 1);
-    ck_assert_ptr_nonnull (data);
-    ck_assert_uint_eq (fread (data, 1, (size_t) size, file), (size_t) size);
-    fclose (file);
-    *len_p = (size_t) size;
-    return data;
 }
 
 //  Reads one manifest line (comment cut off) into v.
@@ -643,7 +609,7 @@ s_load_vectors (void)
         s_parse_line (v, line);
         char path [sizeof S_VECTORS_DIR + sizeof v->file + 1];
         snprintf (path, sizeof path, "%s/%s", S_VECTORS_DIR, v->file);
-        v->data = s_read_file (path, &v->len);
+        v->data = (uint8_t *) tr_test_read_file (path, &v->len);
     }
     free (line);
     fclose (file);
@@ -748,10 +714,10 @@ START_TEST (test_wire_vector_details)
 
     //  An unknown verb is read: its word is there for the log.
     v = s_find_vector (&all, "/unknown-verb-args.bin");
-    copy = s_copy (v->data, v->len);
+    copy = tr_test_copy (v->data, v->len);
     ck_assert_int_eq (tr__wire_parse (copy, v->len, &cmd), TR_OK);
     ck_assert_int_eq (cmd.verb, TR__V_UNKNOWN);
-    ck_assert (s_same_bytes (cmd.word, cmd.word_len, "KV_INCR", 7));
+    ck_assert (tr_test_same_bytes (cmd.word, cmd.word_len, "KV_INCR", 7));
     ck_assert_uint_eq (cmd.seq, 5);
     ck_assert_uint_eq (cmd.nargs, 2);
     ck_assert_int_eq (tr__wire_check (&cmd), TR_EINVAL);
@@ -759,7 +725,7 @@ START_TEST (test_wire_vector_details)
 
     //  Trailing bytes are found by check, not parse.
     v = s_find_vector (&all, "/bad-trailing-byte.bin");
-    copy = s_copy (v->data, v->len);
+    copy = tr_test_copy (v->data, v->len);
     ck_assert_int_eq (tr__wire_parse (copy, v->len, &cmd), TR_OK);
     ck_assert_int_eq (tr__wire_check (&cmd), TR_EMALFORMED);
     free (copy);
@@ -824,7 +790,7 @@ START_TEST (test_wire_every_mutation)
         const s_vector_t *v = &all.items [i];
         if (v->len > 300)
             continue;
-        uint8_t *bytes = s_copy (v->data, v->len);
+        uint8_t *bytes = tr_test_copy (v->data, v->len);
         for (size_t at = 0; at < v->len; at++) {
             uint8_t was = bytes [at];
             for (size_t k = 0; k < sizeof values; k++) {
@@ -839,15 +805,6 @@ START_TEST (test_wire_every_mutation)
     s_free_vectors (&all);
 }
 END_TEST
-
-static uint64_t
-s_random (uint64_t *state)
-{
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    return *state * 2685821657736338717u;
-}
 
 START_TEST (test_wire_random_mutations)
 {
@@ -864,12 +821,12 @@ START_TEST (test_wire_random_mutations)
     int results [2] = { 0, 0 };
     int rounds = 200000 / tr_test_slowdown ();
     for (int round = 0; round < rounds; round++) {
-        const s_vector_t *v = valid [s_random (&state) % n_valid];
+        const s_vector_t *v = valid [tr_test_random (&state) % n_valid];
         size_t len = v->len;
         memcpy (bytes, v->data, len);
-        int edits = 1 + (int) (s_random (&state) % 4);
+        int edits = 1 + (int) (tr_test_random (&state) % 4);
         for (int e = 0; e < edits && len; e++) {
-            uint64_t r = s_random (&state);
+            uint64_t r = tr_test_random (&state);
             size_t at = (size_t) (r >> 8) % len;
             switch (r % 5) {
                 case 0:                 //  a random byte
