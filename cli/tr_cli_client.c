@@ -623,17 +623,12 @@ s_sub_wait (const s_opts_t *opts, s_sub_t *sub, const sigset_t *stops)
     }
 }
 
+//  sub and kv watch: joins, spawns an actor that prints what it is told
+//  (events or scratchpad changes, per sub->watch), has prefix followed
+//  for it, and prints until a stop signal, --count or --for.
 static int
-s_sub (int argc, char **argv)
+s_follow (s_opts_t *opts, const char *command, const char *prefix, s_sub_t *sub)
 {
-    s_opts_t opts;
-    int status = s_parse (argc, argv, "sub", S_OPT_COUNT | S_OPT_FOR, 1, 1, S_SUB_USAGE,
-                          &opts);
-    const char *prefix = status? NULL: opts.args [0];
-    if (prefix && *prefix && s_name_arg (&opts, "prefix", prefix))
-        status = TR_CLI_USAGE;
-    if (status)
-        return status;
     //  The stop signals are taken by this thread alone (sigtimedwait):
     //  blocked before the node's threads exist, so all inherit the mask.
     sigset_t stops, old_mask;
@@ -645,30 +640,47 @@ s_sub (int argc, char **argv)
     pthread_sigmask (SIG_BLOCK, &stops, &old_mask);
 
     s_client_t client;
-    status = s_join (&opts, &client, NULL, NULL);
+    int status = s_join (opts, &client, NULL, NULL);
     if (status) {
         pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
         return status;
     }
-    s_sub_t sub = { .count = opts.count };
-    atomic_init (&sub.done, false);
+    atomic_init (&sub->done, false);
     char name [64];
-    snprintf (name, sizeof name, "troupe-sub-%d", (int) getpid ());
-    int rc = tr_spawn (client.node, name, &s_sub_behaviour, &sub, NULL, NULL);
+    snprintf (name, sizeof name, "troupe-%s-%d", sub->watch? "watch": "sub", (int) getpid ());
+    int rc = tr_spawn (client.node, name, &s_sub_behaviour, sub, NULL, NULL);
     if (rc == TR_OK)
-        rc = tr_event_subscribe (client.node, prefix, name);
-    //  Once the broker has answered after the subscription, it has it.
+        rc = sub->watch? tr_scratch_watch (client.node, prefix, name):
+                         tr_event_subscribe (client.node, prefix, name);
+    //  Once the broker has answered after the subscription or watch, it
+    //  has it.
     if (rc == TR_OK)
         rc = s_sync (&client);
     if (rc == TR_OK) {
-        fprintf (stderr, "troupe sub: subscribed to '%s' at %s\n", prefix, client.endpoint);
-        s_sub_wait (&opts, &sub, &stops);
+        fprintf (stderr, "troupe %s: %s '%s' at %s\n", command,
+                 sub->watch? "watching": "subscribed to", prefix, client.endpoint);
+        s_sub_wait (opts, sub, &stops);
     }
     else
-        status = s_failed (&opts, &client, rc, "cannot subscribe");
+        status = s_failed (opts, &client, rc, sub->watch? "cannot watch": "cannot subscribe");
     tr_node_destroy (&client.node);
     pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
     return status;
+}
+
+static int
+s_sub (int argc, char **argv)
+{
+    s_opts_t opts;
+    int status = s_parse (argc, argv, "sub", S_OPT_COUNT | S_OPT_FOR, 1, 1, S_SUB_USAGE,
+                          &opts);
+    const char *prefix = status? NULL: opts.args [0];
+    if (prefix && *prefix && s_name_arg (&opts, "prefix", prefix))
+        status = TR_CLI_USAGE;
+    if (status)
+        return status;
+    s_sub_t sub = { .count = opts.count };
+    return s_follow (&opts, "sub", prefix, &sub);
 }
 
 //  --------------------------------------------------------------------------
@@ -971,39 +983,8 @@ s_kv_watch (int argc, char **argv)
         status = s_key_arg (&opts, opts.args [0], true);
     if (status)
         return status;
-    sigset_t stops, old_mask;
-    sigemptyset (&stops);
-    sigaddset (&stops, SIGINT);
-    sigaddset (&stops, SIGTERM);
-    sigaddset (&stops, SIGHUP);
-    sigaddset (&stops, SIGQUIT);
-    pthread_sigmask (SIG_BLOCK, &stops, &old_mask);
-    s_client_t client;
-    status = s_join (&opts, &client, NULL, NULL);
-    if (status) {
-        pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
-        return status;
-    }
     s_sub_t sub = { .watch = true, .count = opts.count };
-    atomic_init (&sub.done, false);
-    char name [64];
-    snprintf (name, sizeof name, "troupe-watch-%d", (int) getpid ());
-    int rc = tr_spawn (client.node, name, &s_sub_behaviour, &sub, NULL, NULL);
-    if (rc == TR_OK)
-        rc = tr_scratch_watch (client.node, opts.args [0], name);
-    //  Once the broker has answered after the watch, it has it.
-    if (rc == TR_OK)
-        rc = s_sync (&client);
-    if (rc == TR_OK) {
-        fprintf (stderr, "troupe kv watch: watching '%s' at %s\n", opts.args [0],
-                 client.endpoint);
-        s_sub_wait (&opts, &sub, &stops);
-    }
-    else
-        status = s_failed (&opts, &client, rc, "cannot watch");
-    tr_node_destroy (&client.node);
-    pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
-    return status;
+    return s_follow (&opts, "kv watch", opts.args [0], &sub);
 }
 
 static int
