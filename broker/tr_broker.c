@@ -1232,8 +1232,9 @@ static void
 s_kv_timers (tr_broker_t *self)
 {
     int64_t deadline = tr__kv_next_deadline (self->kv);
-    if (deadline && deadline <= s_wall_ms ())
-        tr__kv_expire (self->kv, s_wall_ms ());
+    int64_t now = deadline? s_wall_ms (): 0;
+    if (deadline && deadline <= now)
+        tr__kv_expire (self->kv, now);
     s_watch_t *watch = self->stalled;
     self->stalled = NULL;
     while (watch) {
@@ -1892,9 +1893,11 @@ s_thread (void *arg)
         self->now_ns = tr__now_ns ();
         for (int i = 0; self->zap && i < S_BATCH && s_zap (self); i++)
             ;
+        //  One clock read per batch: a batch is drained in far less time
+        //  than any heartbeat, and this read was 5-7% of the broker's CPU
+        //  when it was taken per message (bench/notes/broker_tell.md).
         for (int i = 0; i < S_BATCH; i++) {
             s_in_t in;
-            self->now_ns = tr__now_ns ();
             if (!s_receive (self, &in)) {
                 s_in_close (&in);
                 break;
