@@ -26,5 +26,6 @@
 #include "troupe/tr_event.h"
 #include "troupe/tr_envelope.h"
 #include "troupe/tr_broker.h"
+#include "troupe/tr_http.h"
 
 #endif

@@ -91,12 +91,15 @@ START_TEST (test_error_wire_codes)
     ck_assert_int_eq (TR_EPROTO, -25);
     ck_assert_int_eq (TR_ECONFLICT, -26);
     ck_assert_int_eq (TR_ENODE, -27);
+    ck_assert_int_eq (TR_EHTTP, -28);
+    ck_assert_int_eq (TR_ECANCELED, -29);
+    ck_assert_int_eq (TR_EOUTPUT, -30);
 }
 END_TEST
 
 START_TEST (test_error_unknown)
 {
-    const int unknown [] = { 1, 12, -28, -1000, -1001, 2147483647, -2147483647 - 1 };
+    const int unknown [] = { 1, 12, -31, -1000, -1001, 2147483647, -2147483647 - 1 };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown [0]; i++) {
         ck_assert_str_eq (tr_strerror (unknown [i]), "unknown error");
         ck_assert_str_eq (tr_errname (unknown [i]), "TR_EUNKNOWN");

@@ -44,7 +44,10 @@ extern "C" {
     X (EACCES,    -24, "not allowed: unsafe ownership or permissions")   \
     X (EPROTO,    -25, "protocol error: greeting missing or wrong")        \
     X (ECONFLICT, -26, "version conflict")                                  \
-    X (ENODE,     -27, "node down")
+    X (ENODE,     -27, "node down")                                       \
+    X (EHTTP,     -28, "HTTP request failed")                             \
+    X (ECANCELED, -29, "canceled")                                        \
+    X (EOUTPUT,   -30, "answer does not fit the declared output")
 
 #define TR__ERROR_ENUM(name, value, text) TR_##name = value,
 typedef enum {
