@@ -95,8 +95,9 @@ s_loop (tr_actor_t *self)
             rc = self->exit_reason;
         bool hung = atomic_exchange (&self->hung, false);
         s_record (mbox, rc || hung, tr__now_ns () - start);
-        //  A handling timeout was already counted by the watchdog.
-        if (!hung)
+        //  A handling timeout was already counted by the watchdog; a
+        //  deferred ask counts when it is answered (tr_send.c).
+        if (!hung && !(rc == 0 && self->deferred))
             tr__breaker_record (&mbox->breaker, rc == 0);
         if (rc)
             tr_log (TR_LOG_DEBUG, "actor '%s': handler failed (%d)", mbox->name, rc);

@@ -8,6 +8,7 @@
 #include "tr_internal.h"
 #include "tr_clock.h"
 #include "tr_mbox.h"
+#include "tr_breaker.h"
 #include "tr_remote.h"
 #include "troupe/tr_envelope.h"
 
@@ -453,6 +454,26 @@ tr__reply_error_from (tr__ctx_t *ctx, const tr_msg_t *request, int error)
 }
 
 //  Answers through the calling thread's own context.
+//  An ask answered after its handler returned (tr_defer) counts for the
+//  circuit breaker of the actor that took it, when it is answered: a
+//  reply is a success, an error a failure, except TR_EINVAL and
+//  TR_EMALFORMED, which say the asker sent a bad request, not that the
+//  actor or what it depends on is failing. The handler's own return was
+//  not counted (tr_actor.c), so an agent with many calls in flight opens
+//  its breaker on the failures of those calls, as a synchronous one does.
+static void
+s_deferred_outcome (const tr_msg_t *request, int error)
+{
+    if (!(request->flags & TR__MSG_DEFERRED) || !request->to)
+        return;
+    tr__mbox_t *mbox = tr__node_lookup (request->node, request->to, false);
+    if (!mbox)
+        return;
+    tr__breaker_record (&mbox->breaker,
+                        error == 0 || error == TR_EINVAL || error == TR_EMALFORMED);
+    tr__mbox_unref (&mbox);
+}
+
 static int
 s_reply (const tr_msg_t *request, int error, const void *body, size_t size)
 {
@@ -460,6 +481,7 @@ s_reply (const tr_msg_t *request, int error, const void *body, size_t size)
     int rc = tr__ctx_enter (request->node, &ctx);
     if (rc)
         return rc;
+    s_deferred_outcome (request, error);
     rc = s_answer (&ctx, request, error, body, size);
     return rc;
 }

@@ -102,6 +102,22 @@ s_body_is (const tr_msg_t *msg, const char *word)
         && len == strlen (word) && memcmp (text, word, len) == 0;
 }
 
+static void *
+s_answer_later (void *arg)
+{
+    tr_msg_t *msg = (tr_msg_t *) arg;
+    usleep (2000);
+    if (s_body_is (msg, "defer-ok")) {
+        tr_body_t body;
+        tr_body_uint (&body, 1);
+        tr_reply (msg, body.data, body.size);
+    }
+    else
+        tr_reply_error (msg, s_body_is (msg, "defer-bad")? TR_EINVAL: TR_EHTTP);
+    tr_msg_destroy (&msg);
+    return NULL;
+}
+
 static int
 s_rec_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
@@ -123,6 +139,16 @@ s_rec_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     }
     if (s_body_is (msg, "n"))
         rec->count++;
+    //  "defer-ok", "defer-fail", "defer-bad": answered after the handler
+    //  returns, from another thread, with a reply, TR_EHTTP or TR_EINVAL.
+    if (len > 6 && memcmp (text, "defer-", 6) == 0) {
+        tr_msg_t *later = tr_defer (msg);
+        ck_assert_ptr_nonnull (later);
+        pthread_t thread;
+        ck_assert_int_eq (pthread_create (&thread, NULL, s_answer_later, later), 0);
+        pthread_detach (thread);
+        return 0;
+    }
     if (tr_msg_kind (msg) != TR_KIND_ASK)
         return 0;
     tr_body_t body;
@@ -870,6 +896,33 @@ START_TEST (test_breaker_transitions)
 }
 END_TEST
 
+//  Asks answered after the handler returned count when they are answered:
+//  errors open the breaker, though every handler returned success; the
+//  asker's own mistakes (TR_EINVAL) do not count.
+START_TEST (test_breaker_counts_deferred_answers)
+{
+    s_start ("name: root\n"
+             "children:\n"
+             "  - name: br\n"
+             "    actor: rec\n"
+             "    backoff: {min: 0ms, max: 0ms}\n"
+             "    breaker: {failures: 3, reset_timeout: 10s}\n");
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq (s_ask ("br", "defer-bad", NULL), TR_EINVAL);
+    ck_assert_int_eq (s_ask ("br", "defer-fail", NULL), TR_EHTTP);
+    ck_assert_int_eq (s_ask ("br", "defer-fail", NULL), TR_EHTTP);
+    //  A success in between resets the count of failures in a row.
+    ck_assert_int_eq (s_ask ("br", "defer-ok", NULL), TR_OK);
+    ck_assert_int_eq (s_ask ("br", "defer-fail", NULL), TR_EHTTP);
+    ck_assert_int_eq (s_ask ("br", "defer-fail", NULL), TR_EHTTP);
+    s_expect_status ("br", "breaker.state", "closed");
+    ck_assert_int_eq (s_ask ("br", "defer-fail", NULL), TR_EHTTP);
+    s_expect_events ("sys.breaker.opened", "br", 1);
+    s_expect_status ("br", "breaker.state", "open");
+    ck_assert_int_eq (s_ask ("br", "defer-ok", NULL), TR_ECIRCUIT);
+}
+END_TEST
+
 START_TEST (test_breaker_half_open_trials)
 {
     s_start ("name: root\n"
@@ -1153,6 +1206,7 @@ s_suite (void)
     tcase_add_test (tc, test_failed_ask_answered);
     tcase_add_test (tc, test_handle_timeout);
     tcase_add_test (tc, test_breaker_transitions);
+    tcase_add_test (tc, test_breaker_counts_deferred_answers);
     tcase_add_test (tc, test_breaker_half_open_trials);
     tcase_add_test (tc, test_breaker_growth_capped_and_reset);
     tcase_add_test (tc, test_breaker_fallback);

@@ -96,7 +96,10 @@ TR_EXPORT int64_t
 //  the message is not an ask that is still unanswered, or is already
 //  deferred. Destroying a deferred ask that was never answered sends the
 //  asker a TR_ENOREPLY error, so that nobody waits for an answer that will
-//  not come.
+//  not come. A deferred ask counts for the actor's circuit breaker when it
+//  is answered, not when its handler returns: tr_reply is a success,
+//  tr_reply_error a failure (except TR_EINVAL and TR_EMALFORMED, the
+//  asker's own mistakes).
 TR_EXPORT tr_msg_t *
     tr_defer (const tr_msg_t *request);
 
