@@ -237,8 +237,8 @@ static int
 s_json_arg (const s_opts_t *opts, const char *what, const char *text, char **data_p,
             size_t *size_p)
 {
-    tr_json_error_t err;
-    if (tr_json_parse (text, strlen (text), data_p, size_p, &err) == 0)
+    tr__json_error_t err;
+    if (tr__json_parse (text, strlen (text), data_p, size_p, &err) == 0)
         return 0;
     fprintf (stderr, "troupe %s: %s is not valid JSON: %d:%d: %s\n", opts->command, what,
              err.line, err.column, err.message);
@@ -479,7 +479,7 @@ s_ask (int argc, char **argv)
     if (tr_msg_size (reply) == 0)
         puts ("null");
     else
-    if (tr_json_write_msgpack (stdout, tr_msg_body (reply), tr_msg_size (reply), 0)) {
+    if (tr__json_write_msgpack (stdout, tr_msg_body (reply), tr_msg_size (reply), 0)) {
         fprintf (stderr, "troupe ask: %s answered with bytes that are not one msgpack "
                  "value\n", opts.args [0]);
         status = TR_CLI_FAILED;
@@ -573,9 +573,9 @@ s_sub_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     const msgpack_object *item = parsed? event.data.via.array.ptr: NULL;
     if (parsed && !sub->watch && event.data.via.array.size == 2) {
         fputs ("{\"topic\":", stdout);
-        tr_json_write (stdout, &item [0], 0);
+        tr__json_write (stdout, &item [0], 0);
         fputs (",\"body\":", stdout);
-        tr_json_write (stdout, &item [1], 0);
+        tr__json_write (stdout, &item [1], 0);
         fputs ("}\n", stdout);
     }
     else
@@ -583,12 +583,12 @@ s_sub_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
         //  [KEY, VERSION, VALUE]; version 0 is the resync notice.
         bool resync = item [1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && item [1].via.u64 == 0;
         fputs (resync? "{\"resync\":": "{\"key\":", stdout);
-        tr_json_write (stdout, &item [0], 0);
+        tr__json_write (stdout, &item [0], 0);
         if (!resync) {
             fputs (",\"version\":", stdout);
-            tr_json_write (stdout, &item [1], 0);
+            tr__json_write (stdout, &item [1], 0);
             fputs (",\"value\":", stdout);
-            tr_json_write (stdout, &item [2], 0);
+            tr__json_write (stdout, &item [2], 0);
         }
         fputs ("}\n", stdout);
     }
@@ -793,7 +793,7 @@ s_nodes (int argc, char **argv)
                 s_nodes_row (peer);
         }
         if (opts.json)
-            tr_json_write_msgpack (stdout, sb.data, sb.size, 2);
+            tr__json_write_msgpack (stdout, sb.data, sb.size, 2);
         msgpack_sbuffer_destroy (&sb);
     }
     msgpack_unpacked_destroy (&list);
@@ -854,12 +854,12 @@ s_kv_get (s_opts_t *opts, s_client_t *client)
     else
     if (opts->meta) {
         fputs ("{\"value\":", stdout);
-        tr_json_write (stdout, &result.data, 0);
+        tr__json_write (stdout, &result.data, 0);
         printf (",\"version\":%" PRIu64 ",\"ttl_ms\":%" PRId64 "}\n", value.version,
                 value.ttl_ms);
     }
     else {
-        tr_json_write (stdout, &result.data, 0);
+        tr__json_write (stdout, &result.data, 0);
         fputc ('\n', stdout);
     }
     msgpack_unpacked_destroy (&result);
@@ -918,7 +918,7 @@ s_kv_ls (s_opts_t *opts, s_client_t *client)
     }
     else
     if (opts->json)
-        tr_json_write_msgpack (stdout, list, size, 0);
+        tr__json_write_msgpack (stdout, list, size, 0);
     else
         for (uint32_t i = 0; i < result.data.via.array.size; i++) {
             const msgpack_object *pair = &result.data.via.array.ptr [i];

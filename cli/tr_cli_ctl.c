@@ -237,7 +237,7 @@ s_status (int argc, char **argv)
         return TR_CLI_FAILED;
     }
     if (opts.json) {
-        tr_json_write (stdout, body, 2);
+        tr__json_write (stdout, body, 2);
         fputc ('\n', stdout);
     }
     else {

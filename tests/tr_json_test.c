@@ -1,4 +1,4 @@
-/*  tr_json_test.c - tests of the command line's JSON (cli/tr_json.c):
+/*  tr_json_test.c - tests of the JSON module (runtime/tr_json.c):
     JSON read into msgpack (every value, escape and limit, every error
     with its line and column), msgpack written as JSON, and round trips
     both ways.
@@ -16,8 +16,8 @@ s_check_bytes (const char *json, const void *expected, size_t expected_size)
 {
     char *data = NULL;
     size_t size = 0;
-    tr_json_error_t err;
-    int rc = tr_json_parse (json, strlen (json), &data, &size, &err);
+    tr__json_error_t err;
+    int rc = tr__json_parse (json, strlen (json), &data, &size, &err);
     ck_assert_msg (rc == 0, "'%s' failed at %d:%d: %s", json, err.line, err.column,
                    err.message);
     ck_assert_msg (size == expected_size && memcmp (data, expected, size) == 0,
@@ -54,8 +54,8 @@ s_check_error (const char *json, size_t len, int line, int column, const char *p
 {
     char *data = NULL;
     size_t size = 0;
-    tr_json_error_t err;
-    int rc = tr_json_parse (json, len, &data, &size, &err);
+    tr__json_error_t err;
+    int rc = tr__json_parse (json, len, &data, &size, &err);
     ck_assert_msg (rc == -1, "'%.*s' was accepted", (int) len, json);
     ck_assert_ptr_null (data);
     ck_assert_msg (err.line == line && err.column == column && strstr (err.message, part),
@@ -75,7 +75,7 @@ s_write (const void *data, size_t size, int indent)
     size_t len = 0;
     FILE *out = open_memstream (&text, &len);
     ck_assert_ptr_nonnull (out);
-    ck_assert_int_eq (tr_json_write_msgpack (out, data, size, indent), 0);
+    ck_assert_int_eq (tr__json_write_msgpack (out, data, size, indent), 0);
     fclose (out);
     return text;
 }
@@ -91,8 +91,8 @@ s_round_trip (const void *data, size_t size)
         json = s_write (data, size, indent);
         char *back = NULL;
         size_t back_size = 0;
-        tr_json_error_t err;
-        ck_assert_msg (tr_json_parse (json, strlen (json), &back, &back_size, &err) == 0,
+        tr__json_error_t err;
+        ck_assert_msg (tr__json_parse (json, strlen (json), &back, &back_size, &err) == 0,
                        "'%s' does not read back: %s", json, err.message);
         ck_assert_msg (back_size == size && memcmp (back, data, size) == 0,
                        "'%s' reads back as other bytes", json);
@@ -252,9 +252,9 @@ START_TEST (test_json_depth)
         json [len] = 0;
         char *data = NULL;
         size_t size = 0;
-        tr_json_error_t err;
-        int rc = tr_json_parse (json, len, &data, &size, &err);
-        if (depth <= TR_JSON_MAX_DEPTH) {
+        tr__json_error_t err;
+        int rc = tr__json_parse (json, len, &data, &size, &err);
+        if (depth <= TR__JSON_MAX_DEPTH) {
             ck_assert_msg (rc == 0, "depth %d: %s", depth, err.message);
             ck_assert_int_eq (tr_msgpack_check (data, size, TR_BODY_MAX_DEPTH, NULL), TR_OK);
             free (s_round_trip (data, size));
@@ -369,28 +369,28 @@ END_TEST
 
 START_TEST (test_json_size_limit)
 {
-    size_t len = (size_t) TR_JSON_MAX_SIZE + 1;
+    size_t len = (size_t) TR__JSON_MAX_SIZE + 1;
     char *json = (char *) malloc (len);
     ck_assert_ptr_nonnull (json);
     memset (json, ' ', len);
     json [0] = '1';
     char *data = NULL;
     size_t size = 0;
-    tr_json_error_t err;
-    ck_assert_int_eq (tr_json_parse (json, len, &data, &size, &err), -1);
+    tr__json_error_t err;
+    ck_assert_int_eq (tr__json_parse (json, len, &data, &size, &err), -1);
     ck_assert_ptr_null (data);
     ck_assert_int_eq (err.line, 1);
     ck_assert_int_eq (err.column, 1);
     ck_assert_ptr_nonnull (strstr (err.message, "at most 16777216"));
     //  At the limit it is read.
-    ck_assert_int_eq (tr_json_parse (json, len - 1, &data, &size, &err), 0);
+    ck_assert_int_eq (tr__json_parse (json, len - 1, &data, &size, &err), 0);
     ck_assert_uint_eq (size, 1);
     free (data);
     free (json);
     char buf [160];
-    tr_json_error_t e = { .line = 3, .column = 14 };
+    tr__json_error_t e = { .line = 3, .column = 14 };
     strcpy (e.message, "what went wrong");
-    ck_assert_str_eq (tr_json_error_format (&e, buf, sizeof buf), "3:14: what went wrong");
+    ck_assert_str_eq (tr__json_error_format (&e, buf, sizeof buf), "3:14: what went wrong");
 }
 END_TEST
 
@@ -416,8 +416,8 @@ START_TEST (test_json_round_trip_from_json)
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char *data = NULL;
         size_t size = 0;
-        tr_json_error_t err;
-        ck_assert_msg (tr_json_parse (cases [i].in, strlen (cases [i].in), &data, &size,
+        tr__json_error_t err;
+        ck_assert_msg (tr__json_parse (cases [i].in, strlen (cases [i].in), &data, &size,
                                       &err) == 0, "%s: %s", cases [i].in, err.message);
         char *json = s_round_trip (data, size);
         ck_assert_msg (strcmp (json, cases [i].out) == 0, "'%s' was written as '%s', not '%s'",
@@ -492,11 +492,38 @@ START_TEST (test_json_write_lossy)
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream (&text, &len);
-    ck_assert_int_eq (tr_json_write_msgpack (out, p.sb.data, p.sb.size - 1, 0), -1);
-    ck_assert_int_eq (tr_json_write_msgpack (out, "\x01\x02", 2, 0), -1);
+    ck_assert_int_eq (tr__json_write_msgpack (out, p.sb.data, p.sb.size - 1, 0), -1);
+    ck_assert_int_eq (tr__json_write_msgpack (out, "\x01\x02", 2, 0), -1);
     fclose (out);
     ck_assert_uint_eq (len, 0);
     free (text);
+    msgpack_sbuffer_destroy (&p.sb);
+}
+END_TEST
+
+//  The in-memory writer: one line, NUL-terminated, nothing allocated for
+//  bytes that are not one msgpack value.
+START_TEST (test_json_from_msgpack)
+{
+    s_pack_t p;
+    s_pack_init (&p);
+    msgpack_pack_map (&p.pk, 2);
+    msgpack_pack_str_with_body (&p.pk, "q", 1);
+    msgpack_pack_str_with_body (&p.pk, "a\nb", 3);
+    msgpack_pack_str_with_body (&p.pk, "n", 1);
+    msgpack_pack_array (&p.pk, 2);
+    msgpack_pack_int64 (&p.pk, -3);
+    msgpack_pack_nil (&p.pk);
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq (tr__json_from_msgpack (p.sb.data, p.sb.size, &text, &len), 0);
+    ck_assert_str_eq (text, "{\"q\":\"a\\nb\",\"n\":[-3,null]}");
+    ck_assert_uint_eq (len, strlen (text));
+    free (text);
+    text = NULL;
+    ck_assert_int_eq (tr__json_from_msgpack (p.sb.data, p.sb.size - 1, &text, &len), -1);
+    ck_assert_int_eq (tr__json_from_msgpack ("\xa1x\x01", 3, &text, &len), -1);
+    ck_assert_ptr_null (text);
     msgpack_sbuffer_destroy (&p.sb);
 }
 END_TEST
@@ -517,6 +544,7 @@ s_suite (void)
     tcase_add_test (tc, test_json_round_trip_from_json);
     tcase_add_test (tc, test_json_round_trip_from_msgpack);
     tcase_add_test (tc, test_json_write_lossy);
+    tcase_add_test (tc, test_json_from_msgpack);
     suite_add_tcase (s, tc);
     return s;
 }

@@ -219,14 +219,14 @@ s_value (FILE *out, const msgpack_object *obj, int indent, int depth)
 }
 
 int
-tr_json_write (FILE *out, const msgpack_object *obj, int indent)
+tr__json_write (FILE *out, const msgpack_object *obj, int indent)
 {
     s_value (out, obj, indent, 0);
     return ferror (out)? -1: 0;
 }
 
 int
-tr_json_write_msgpack (FILE *out, const void *data, size_t size, int indent)
+tr__json_write_msgpack (FILE *out, const void *data, size_t size, int indent)
 {
     msgpack_unpacked result;
     msgpack_unpacked_init (&result);
@@ -234,12 +234,42 @@ tr_json_write_msgpack (FILE *out, const void *data, size_t size, int indent)
     int rc = -1;
     if (msgpack_unpack_next (&result, (const char *) data, size, &offset) == MSGPACK_UNPACK_SUCCESS
     &&  offset == size) {
-        rc = tr_json_write (out, &result.data, indent);
+        rc = tr__json_write (out, &result.data, indent);
         fputc ('\n', out);
         if (ferror (out))
             rc = -1;
     }
     msgpack_unpacked_destroy (&result);
+    return rc;
+}
+
+int
+tr__json_from_msgpack (const void *data, size_t size, char **text_p, size_t *len_p)
+{
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    size_t offset = 0;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = -1;
+    if (msgpack_unpack_next (&result, (const char *) data, size, &offset) == MSGPACK_UNPACK_SUCCESS
+    &&  offset == size) {
+        FILE *out = open_memstream (&text, &len);
+        if (out) {
+            rc = tr__json_write (out, &result.data, 0);
+            if (fclose (out))
+                rc = -1;
+            if (rc) {
+                free (text);
+                text = NULL;
+            }
+        }
+    }
+    msgpack_unpacked_destroy (&result);
+    if (rc == 0) {
+        *text_p = text;
+        *len_p = len;
+    }
     return rc;
 }
 
@@ -273,7 +303,7 @@ typedef struct {
     size_t text_len, text_cap;
     s_key_t *keys;                  //  keys of the open objects, innermost last
     size_t nkeys, keys_cap;
-    tr_json_error_t *err;
+    tr__json_error_t *err;
 } s_parser_t;
 
 //  Records the problem at `at` (the first one only) and returns -1.
@@ -285,7 +315,7 @@ static int
 s_fail (s_parser_t *self, const unsigned char *at, const char *format, ...)
 {
     if (self->err && self->err->line == 0) {
-        tr_json_error_t *err = self->err;
+        tr__json_error_t *err = self->err;
         err->offset = (size_t) (at - self->start);
         err->line = 1;
         err->column = 1;
@@ -815,9 +845,9 @@ s_read_value (s_parser_t *self, int depth)
     if (self->p >= self->end)
         return s_unexpected (self, self->p, "a value");
     unsigned char c = *self->p;
-    if ((c == '[' || c == '{') && depth >= TR_JSON_MAX_DEPTH)
+    if ((c == '[' || c == '{') && depth >= TR__JSON_MAX_DEPTH)
         return s_fail (self, self->p, "nested deeper than %d arrays and objects",
-                       TR_JSON_MAX_DEPTH);
+                       TR__JSON_MAX_DEPTH);
     if (c == '[')
         return s_read_array (self, depth + 1);
     if (c == '{')
@@ -835,8 +865,8 @@ s_read_value (s_parser_t *self, int depth)
 }
 
 int
-tr_json_parse (const char *text, size_t len, char **data_p, size_t *size_p,
-               tr_json_error_t *err)
+tr__json_parse (const char *text, size_t len, char **data_p, size_t *size_p,
+               tr__json_error_t *err)
 {
     s_parser_t self = { 0 };
     self.start = self.p = (const unsigned char *) text;
@@ -844,9 +874,9 @@ tr_json_parse (const char *text, size_t len, char **data_p, size_t *size_p,
     self.err = err;
     if (err)
         memset (err, 0, sizeof *err);
-    if (len > TR_JSON_MAX_SIZE)
+    if (len > TR__JSON_MAX_SIZE)
         return s_fail (&self, self.start, "the input is %zu bytes; at most %u are read",
-                       len, TR_JSON_MAX_SIZE);
+                       len, TR__JSON_MAX_SIZE);
     msgpack_sbuffer_init (&self.out);
     msgpack_packer_init (&self.pk, &self.out, msgpack_sbuffer_write);
     int rc = s_read_value (&self, 0);
@@ -867,7 +897,7 @@ tr_json_parse (const char *text, size_t len, char **data_p, size_t *size_p,
 }
 
 const char *
-tr_json_error_format (const tr_json_error_t *err, char *buf, size_t size)
+tr__json_error_format (const tr__json_error_t *err, char *buf, size_t size)
 {
     snprintf (buf, size, "%d:%d: %s", err->line, err->column, err->message);
     return buf;

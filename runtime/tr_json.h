@@ -1,6 +1,10 @@
-/*  tr_json.h - JSON for the command line: msgpack values written as JSON
-    (for `--json` output and replies), and JSON text read into msgpack
-    (for bodies and values given as arguments).
+/*  tr_json.h - JSON and msgpack, both ways (internal): msgpack values
+    written as JSON (the command line's `--json` output and replies, the
+    bodies that built-in agents send to processes and HTTP endpoints),
+    and JSON text read into msgpack (bodies and values given as
+    arguments, answers of processes and HTTP endpoints). Compiled into
+    the library and into the troupe program (the library exports no
+    tr__ symbols).
 
     Writing. Maps become objects (keys that are not strings are written
     as JSON strings of their value), arrays arrays, strings strings
@@ -10,7 +14,7 @@
     JSON lacks, become null), nil null, binary data a base64 string,
     extension values null.
 
-    Reading. tr_json_parse takes exactly one JSON value (RFC 8259) and
+    Reading. tr__json_parse takes exactly one JSON value (RFC 8259) and
     nothing else but whitespace around it, and refuses anything the RFC
     does not allow: no comments, no trailing commas, no single quotes,
     no leading zeros, no NaN, strings of valid UTF-8 only, with control
@@ -18,7 +22,7 @@
     pairs. It also refuses what it could not carry faithfully: numbers
     beyond the range of a double, objects with the same key twice (also
     when spelled differently, "a" and "\u0061"), nesting deeper than
-    TR_JSON_MAX_DEPTH, input past TR_JSON_MAX_SIZE. The msgpack it makes:
+    TR__JSON_MAX_DEPTH, input past TR__JSON_MAX_SIZE. The msgpack it makes:
     objects maps with string keys, in the input's order; arrays arrays;
     integers (no fraction, no exponent) within uint64 or int64 as
     msgpack integers in their smallest form, -0 as 0; every other number
@@ -38,8 +42,8 @@
 
 //  Deepest nesting of arrays and objects (as for message bodies), and the
 //  largest input, in bytes.
-#define TR_JSON_MAX_DEPTH   32
-#define TR_JSON_MAX_SIZE    (16u * 1024u * 1024u)
+#define TR__JSON_MAX_DEPTH   32
+#define TR__JSON_MAX_SIZE    (16u * 1024u * 1024u)
 
 //  Where and why a parse failed.
 typedef struct {
@@ -47,30 +51,38 @@ typedef struct {
     int line;                       //  from 1
     int column;                     //  from 1, in characters of the line
     char message [128];             //  e.g. "expected ',' or ']' after an element"
-} tr_json_error_t;
+} tr__json_error_t;
 
 //  Writes one msgpack object as JSON to out, without a newline. `indent`
 //  > 0 pretty-prints with that many spaces per level; 0 writes one line.
 //  Returns 0, or -1 if writing failed.
 int
-    tr_json_write (FILE *out, const msgpack_object *obj, int indent);
+    tr__json_write (FILE *out, const msgpack_object *obj, int indent);
 
 //  Decodes `size` bytes holding exactly one msgpack value and writes it as
 //  JSON followed by a newline. Returns 0, or -1 if the bytes are not one
 //  whole msgpack value (nothing is written then) or writing failed.
 int
-    tr_json_write_msgpack (FILE *out, const void *data, size_t size, int indent);
+    tr__json_write_msgpack (FILE *out, const void *data, size_t size, int indent);
+
+//  Writes one msgpack value (exactly `size` bytes) as one line of JSON
+//  (no newline) into a malloc'd, NUL-terminated buffer owned by the
+//  caller: *text_p, its length (without the NUL) in *len_p. Returns 0, or
+//  -1 if the bytes are not one whole msgpack value or memory ran out
+//  (nothing is allocated then).
+int
+    tr__json_from_msgpack (const void *data, size_t size, char **text_p, size_t *len_p);
 
 //  Parses `len` bytes of text as one JSON value into msgpack. On success
 //  returns 0 and stores a malloc'd buffer, owned by the caller, in *data_p
 //  and its size in *size_p. On failure returns -1, allocates nothing, and
 //  fills *err (if not NULL) with the first problem found and its place.
 int
-    tr_json_parse (const char *text, size_t len, char **data_p, size_t *size_p,
-                   tr_json_error_t *err);
+    tr__json_parse (const char *text, size_t len, char **data_p, size_t *size_p,
+                   tr__json_error_t *err);
 
 //  Formats err as "LINE:COLUMN: MESSAGE" into buf; returns buf.
 const char *
-    tr_json_error_format (const tr_json_error_t *err, char *buf, size_t size);
+    tr__json_error_format (const tr__json_error_t *err, char *buf, size_t size);
 
 #endif
