@@ -174,6 +174,7 @@ struct s_client {
     char key [2 * 256 + 1];             //  the routing id in hex: key of peers
     char id [TR_NAME_MAX + 1];          //  NODE_ID
     s_kind_t kind;
+    int minor;                          //  the protocol's minor version spoken
     zhashx_t *names;                    //  name -> this client
     zhashx_t *subs;                     //  prefix -> s_subs_t * (not owned)
     zhashx_t *watches;                  //  KV_ prefix -> s_watch_t * (owned)
@@ -745,13 +746,13 @@ s_reap (tr_broker_t *self)
 //  Reads HELLO's NODE_ID and KIND (tr__wire_check has judged them and
 //  the rest). False if they cannot be read.
 static bool
-s_hello_read (s_args_t *args, char *node_id, s_kind_t *kind)
+s_hello_read (s_args_t *args, char *node_id, s_kind_t *kind, uint64_t *minor)
 {
     const char *text, *id;
     uint32_t len, id_len;
-    uint64_t major, minor;
+    uint64_t major;
     if (!s_arg_str (args, &text, &len) || !s_arg_uint (args, &major)
-    ||  !s_arg_uint (args, &minor) || !s_arg_str (args, &id, &id_len)
+    ||  !s_arg_uint (args, minor) || !s_arg_str (args, &id, &id_len)
     ||  !s_arg_str (args, &text, &len) || !s_name (id, id_len, false, node_id))
         return false;
     for (int k = 0; k < 3; k++)
@@ -771,14 +772,14 @@ s_welcome (tr_broker_t *self, s_client_t *client, uint64_t seq)
     tr__wire_begin (&out, TR__V_OK, seq, 6);
     tr__wire_str (&out, "TRP", 3);
     tr__wire_uint (&out, TR__WIRE_MAJOR);
-    tr__wire_uint (&out, TR__WIRE_MINOR);
+    tr__wire_uint (&out, (uint64_t) client->minor);
     tr__wire_str (&out, self->id, strlen (self->id));
     tr__wire_uint (&out, (uint64_t) self->heartbeat_ms);
     struct { const char *key; uint64_t value; } limits [] = {
         { "max_frame", self->max_frame }, { "max_names", self->max_names },
         { "max_subs", self->max_subs }, { "max_key", self->max_key },
         { "max_value", self->max_value }, { "max_list", self->max_list },
-        { "max_queue", self->max_queue }
+        { "max_queue", self->max_queue }, { "max_batch", TR__WIRE_MAX_BATCH }
     };
     size_t n = sizeof limits / sizeof limits [0];
     tr__wire_map (&out, (uint32_t) n);
@@ -790,7 +791,7 @@ s_welcome (tr_broker_t *self, s_client_t *client, uint64_t seq)
 }
 
 //  A HELLO from a peer that has not greeted. The minor version spoken is
-//  the lower of the two; this broker knows minor 0 only, so it is 0.
+//  the lower of the two: a client of 1.0 is never sent what 1.1 added.
 static void
 s_hello (tr_broker_t *self, s_in_t *in, tr__wire_cmd_t *cmd)
 {
@@ -798,7 +799,8 @@ s_hello (tr_broker_t *self, s_in_t *in, tr__wire_cmd_t *cmd)
     s_args_init (&args, cmd);
     char node_id [TR_NAME_MAX + 1];
     s_kind_t kind = S_KIND_NODE;
-    if (!s_hello_read (&args, node_id, &kind)) {
+    uint64_t minor = 0;
+    if (!s_hello_read (&args, node_id, &kind, &minor)) {
         s_error (self, NULL, in, cmd->seq, TR_EMALFORMED, "HELLO takes \"TRP\", MAJOR, "
                  "MINOR, NODE_ID, KIND and HEARTBEAT_MS");
         return;
@@ -815,6 +817,7 @@ s_hello (tr_broker_t *self, s_in_t *in, tr__wire_cmd_t *cmd)
     s_hex (client->rid, client->rid_len, client->key);
     memcpy (client->id, node_id, strlen (node_id) + 1);
     client->kind = kind;
+    client->minor = minor < TR__WIRE_MINOR? (int) minor: TR__WIRE_MINOR;
     client->names = zhashx_new ();
     client->subs = zhashx_new ();
     client->watches = zhashx_new ();
@@ -939,6 +942,171 @@ s_route (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
     if (rc != TR_OK) {
         S_SUB (self, routed, 1);
         s_bounce (self, client, to, to_len, rc, &in->payload);
+    }
+}
+
+//  One envelope of a SENDS: where it goes, and where it lies in the payload.
+typedef struct {
+    const char *to;
+    uint32_t to_len;
+    uint32_t size;
+    size_t offset;
+    s_client_t *target;                 //  NULL: nobody holds `to`
+} s_batched_t;
+
+//  A copy of bytes of a payload as a message of its own; false if out of
+//  memory.
+static bool
+s_slice (zmq_msg_t *payload, size_t offset, size_t size, zmq_msg_t *copy)
+{
+    if (zmq_msg_init_size (copy, size))
+        return false;
+    memcpy (zmq_msg_data (copy), (uint8_t *) zmq_msg_data (payload) + offset, size);
+    return true;
+}
+
+//  Bounces one envelope of a batch to its sender, as s_route would have.
+static void
+s_bounce_batched (tr_broker_t *self, s_client_t *sender, zmq_msg_t *payload,
+                  const s_batched_t *e, int code)
+{
+    zmq_msg_t copy;
+    if (!s_slice (payload, e->offset, e->size, &copy)) {
+        S_ADD (self, bounced, 1);
+        S_ADD (self, lost, 1);
+        return;
+    }
+    s_bounce (self, sender, e->to, e->to_len, code, &copy);
+    zmq_msg_close (&copy);
+}
+
+//  Delivers envelopes [first, last) of a batch, all held by one target:
+//  as one DELIVERS to a client that speaks 1.1 (the payload itself when
+//  they are all of it, else a copy of their bytes), as DELIVERs to one of
+//  1.0. What the target cannot take is bounced, envelope by envelope.
+static void
+s_deliver_run (tr_broker_t *self, s_client_t *sender, zmq_msg_t *payload,
+               const s_batched_t *e, size_t first, size_t last, size_t total)
+{
+    s_client_t *target = e [first].target;
+    size_t count = last - first;
+    if (target->minor >= 1 && count > 1) {
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_DELIVERS, 0, 1);
+        tr__wire_array (&out, (uint32_t) count);
+        size_t bytes = 0;
+        for (size_t i = first; i < last; i++) {
+            tr__wire_uint (&out, e [i].size);
+            bytes += e [i].size;
+        }
+        zmq_msg_t frame, copy;
+        zmq_msg_t *body = payload;
+        bool whole = count == total;
+        if (!whole) {
+            body = &copy;
+            if (!s_slice (payload, e [first].offset, bytes, &copy)) {
+                tr__wire_end (&out);
+                for (size_t i = first; i < last; i++)
+                    s_bounce_batched (self, sender, payload, &e [i], TR_ENOMEM);
+                return;
+            }
+        }
+        int rc = s_frame (&out, &frame)? TR_OK: TR_ENOMEM;
+        S_ADD (self, routed, count);
+        if (rc == TR_OK)
+            rc = s_send (self, target, &frame, body);
+        if (!whole)
+            zmq_msg_close (&copy);
+        if (rc != TR_OK) {
+            S_SUB (self, routed, count);
+            for (size_t i = first; i < last; i++)
+                s_bounce_batched (self, sender, payload, &e [i], rc);
+        }
+        return;
+    }
+    for (size_t i = first; i < last; i++) {
+        zmq_msg_t frame, copy;
+        zmq_msg_t *body = payload;
+        bool whole = total == 1;
+        if (!whole && !s_slice (payload, e [i].offset, e [i].size, body = &copy)) {
+            s_bounce_batched (self, sender, payload, &e [i], TR_ENOMEM);
+            continue;
+        }
+        zmq_msg_init (&frame);
+        zmq_msg_copy (&frame, &self->deliver);
+        S_ADD (self, routed, 1);
+        int rc = s_send (self, target, &frame, body);
+        if (!whole)
+            zmq_msg_close (&copy);
+        if (rc != TR_OK) {
+            S_SUB (self, routed, 1);
+            s_bounce_batched (self, sender, payload, &e [i], rc);
+        }
+    }
+}
+
+//  ["SENDS", 0, [TO...], [SIZE...]] + ENVELOPE... (1.1): each envelope is
+//  routed as SEND routes one. Consecutive envelopes for the same client
+//  travel on together, so that a burst costs the broker one message in
+//  and one out rather than one per envelope; messages from one client to
+//  one name keep their order, as with SEND.
+static void
+s_route_batch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    //  tr__wire_check has judged the forms and the names.
+    tr__mp_t r = cmd->args;
+    uint32_t n = 0, sizes = 0;
+    tr__mp_array (&r, &n);
+    s_batched_t e [TR__WIRE_MAX_BATCH];
+    const char *why = n == 0 || n > TR__WIRE_MAX_BATCH?
+                      "SENDS takes 1 to max_batch envelopes": NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *to;
+        uint32_t len;
+        tr__mp_str (&r, &to, &len);
+        if (i < TR__WIRE_MAX_BATCH) {
+            e [i].to = to;
+            e [i].to_len = len;
+        }
+    }
+    tr__mp_array (&r, &sizes);
+    size_t total = 0;
+    if (!why && sizes != n)
+        why = "SENDS needs as many sizes as names";
+    for (uint32_t i = 0; !why && i < n; i++) {
+        uint64_t size;
+        tr__mp_uint (&r, &size);
+        if (size > self->max_frame)
+            why = "an envelope larger than max_frame";
+        else {
+            e [i].size = (uint32_t) size;
+            e [i].offset = total;
+            total += size;
+        }
+    }
+    if (!why && (in->frames != 2 || total != zmq_msg_size (&in->payload)))
+        why = "SENDS's sizes must add up to its payload's";
+    if (why) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, why);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        char name [TR_NAME_MAX + 1];
+        memcpy (name, e [i].to, e [i].to_len);
+        name [e [i].to_len] = 0;
+        e [i].target = (s_client_t *) zhashx_lookup (self->names, name);
+    }
+    for (uint32_t i = 0; i < n; ) {
+        if (!e [i].target) {
+            s_bounce_batched (self, client, &in->payload, &e [i], TR_ENOACTOR);
+            i++;
+            continue;
+        }
+        uint32_t j = i + 1;
+        while (j < n && e [j].target == e [i].target)
+            j++;
+        s_deliver_run (self, client, &in->payload, e, i, j, n);
+        i = j;
     }
 }
 
@@ -1575,6 +1743,9 @@ s_dispatch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *c
             break;
         case TR__V_SEND:
             s_route (self, client, in, cmd);
+            break;
+        case TR__V_SENDS:
+            s_route_batch (self, client, in, cmd);
             break;
         case TR__V_NODES:
             s_nodes (self, client, in, cmd);

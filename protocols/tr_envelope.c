@@ -9,6 +9,7 @@
 #include "troupe/tr_error.h"
 #include "troupe/tr_msg.h"
 #include "tr_mp.h"
+#include "tr_wire.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -137,19 +138,23 @@ s_check_fields (const tr_envelope_t *env)
     return TR_OK;
 }
 
-int
-tr_envelope_encode (const tr_envelope_t *env, uint8_t **buf_p, size_t *len_p)
+//  Packs env at the end of sbuf; body_checked skips the walk of a body
+//  already known to be one well-formed msgpack value. On failure sbuf is
+//  as it was.
+static int
+s_pack (const tr_envelope_t *env, msgpack_sbuffer *sbuf, bool body_checked)
 {
-    if (!env || !buf_p || !len_p)
-        return TR_EINVAL;
-    int rc = s_check_fields (env);
+    tr_envelope_t fields = *env;
+    if (body_checked)
+        fields.body_len = 0;            //  judged by the caller
+    int rc = s_check_fields (&fields);
+    if (rc == TR_OK && env->body_len > TR_ENVELOPE_MAX)
+        rc = TR_ETOOBIG;
     if (rc)
         return rc;
-
-    msgpack_sbuffer sbuf;
+    size_t start = sbuf->size;
     msgpack_packer pk;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
     //  msgpack-c reports allocation failure through the write callback's
     //  result; collect every result so a failed write is never ignored.
     int bad = msgpack_pack_map (&pk, s_pair_count (env));
@@ -186,19 +191,39 @@ tr_envelope_encode (const tr_envelope_t *env, uint8_t **buf_p, size_t *len_p)
     if (env->body_len) {
         bad |= msgpack_pack_uint8 (&pk, K_BODY);
         //  The body is already msgpack: append it as it is.
-        bad |= msgpack_sbuffer_write (&sbuf, (const char *) env->body, env->body_len);
+        bad |= msgpack_sbuffer_write (sbuf, (const char *) env->body, env->body_len);
     }
-    if (bad) {
+    if (!bad && sbuf->size - start > TR_ENVELOPE_MAX)
+        rc = TR_ETOOBIG;
+    else
+    if (bad)
+        rc = TR_ENOMEM;
+    if (rc)
+        sbuf->size = start;
+    return rc;
+}
+
+int
+tr_envelope_encode (const tr_envelope_t *env, uint8_t **buf_p, size_t *len_p)
+{
+    if (!env || !buf_p || !len_p)
+        return TR_EINVAL;
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    int rc = s_pack (env, &sbuf, false);
+    if (rc) {
         msgpack_sbuffer_destroy (&sbuf);
-        return TR_ENOMEM;
-    }
-    if (sbuf.size > TR_ENVELOPE_MAX) {
-        msgpack_sbuffer_destroy (&sbuf);
-        return TR_ETOOBIG;
+        return rc;
     }
     *len_p = sbuf.size;
     *buf_p = (uint8_t *) msgpack_sbuffer_release (&sbuf);
     return TR_OK;
+}
+
+int
+tr__envelope_append (const tr_envelope_t *env, struct msgpack_sbuffer *sbuf)
+{
+    return env && sbuf? s_pack (env, sbuf, true): TR_EINVAL;
 }
 
 //  --------------------------------------------------------------------------

@@ -44,6 +44,8 @@ static const char *s_words [TR__V_COUNT] = {
     [TR__V_KV_UNWATCH]  = "KV_UNWATCH",
     [TR__V_KV_CHANGE]   = "KV_CHANGE",
     [TR__V_KV_RESYNC]   = "KV_RESYNC",
+    [TR__V_SENDS]       = "SENDS",
+    [TR__V_DELIVERS]    = "DELIVERS",
 };
 
 const char *
@@ -265,7 +267,8 @@ typedef enum {
     A_TOPIC,        //  an event topic: 1..255 bytes, the same alphabet
     A_PREFIX,       //  a SUB/UNSUB prefix: 0..255 bytes, the same alphabet
     A_KPREFIX,      //  a KV_ prefix: 0..1024 bytes, the same alphabet
-    A_NAMES,        //  an array of names (NODE_DOWN)
+    A_NAMES,        //  an array of names (NODE_DOWN, SENDS)
+    A_SIZES,        //  an array of uints, each 1 or more (SENDS, DELIVERS)
     A_KIND,         //  HELLO's KIND: "node", "actor" or "client"
     A_HEARTBEAT     //  HELLO's HEARTBEAT_MS: a uint, 100..60000
 } s_arg_t;
@@ -307,6 +310,8 @@ static const s_schema_t s_schemas [TR__V_COUNT] = {
     [TR__V_KV_UNWATCH]  = { 1, 1, { A_KPREFIX } },
     [TR__V_KV_CHANGE]   = { 3, 3, { A_KPREFIX, A_KEY, A_UINT } },
     [TR__V_KV_RESYNC]   = { 1, 1, { A_KPREFIX } },
+    [TR__V_SENDS]       = { 2, 2, { A_NAMES, A_SIZES } },
+    [TR__V_DELIVERS]    = { 1, 1, { A_SIZES } },
 };
 
 //  One argument as the form pass read it, for the value pass.
@@ -467,6 +472,15 @@ s_read_arg (tr__mp_t *r, int type, s_value_t *v)
                     return "expected an array of names (str)";
             return NULL;
         }
+        case A_SIZES: {
+            uint32_t n;
+            if (tr__mp_array (r, &n))
+                return "expected an array of sizes";
+            for (uint32_t i = 0; i < n; i++)
+                if (tr__mp_uint (r, &v->uint))
+                    return "expected an array of sizes (uint)";
+            return NULL;
+        }
         case A_ANY:
             return tr__mp_skip (r, TR__WIRE_ARG_DEPTH)? "bad argument": NULL;
         default:                        //  the str types
@@ -492,6 +506,23 @@ s_names_ok (const s_value_t *v, const uint8_t *end)
     return true;
 }
 
+//  True if every element of the array of sizes at v->at is 1 or more.
+static bool
+s_sizes_ok (const s_value_t *v, const uint8_t *end)
+{
+    tr__mp_t r;
+    uint32_t n;
+    tr__mp_init (&r, v->at, (size_t) (end - v->at));
+    tr__mp_array (&r, &n);              //  read before: cannot fail
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t size;
+        tr__mp_uint (&r, &size);
+        if (size == 0)
+            return false;
+    }
+    return true;
+}
+
 //  True if s is one of the KIND words of HELLO.
 static bool
 s_kind_ok (const char *s, uint32_t len)
@@ -511,6 +542,8 @@ s_judge_arg (int type, const s_value_t *v, const uint8_t *end)
             return tr_name_check (v->str, v->len)? "not a valid name": NULL;
         case A_NAMES:
             return s_names_ok (v, end)? NULL: "not a list of valid names";
+        case A_SIZES:
+            return s_sizes_ok (v, end)? NULL: "a size of 0 in a list of sizes";
         case A_KEY:
             return v->len >= 1 && v->len <= 1024 && s_alphabet_ok (v->str, v->len)?
                    NULL: "not a valid key (1 to 1024 bytes, no controls or spaces)";

@@ -24,6 +24,7 @@
 #define TR_WIRE_H_INCLUDED
 
 #include "tr_mp.h"
+#include "troupe/tr_envelope.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,13 +32,15 @@
 
 //  The protocol's version (2.3).
 #define TR__WIRE_MAJOR  1
-#define TR__WIRE_MINOR  0
+#define TR__WIRE_MINOR  1
 
 //  Largest frame a reader accepts (max_frame, 2.6: 17 MiB, as the
 //  envelope).
 #define TR__WIRE_MAX_FRAME  (17u * 1024u * 1024u)
 //  Longest verb a reader accepts, in bytes.
 #define TR__WIRE_VERB_MAX   32
+//  Most envelopes in one SENDS or DELIVERS (max_batch, 2.6).
+#define TR__WIRE_MAX_BATCH  256
 //  Deepest nesting inside one argument (the argument's own array or map
 //  is level 1): the deepest answer is KV_SNAPSHOT's [[KEY, VERSION,
 //  VALUE]...], two levels around a value that may nest 32 deep like an
@@ -56,6 +59,7 @@ typedef enum {
     TR__V_KV_GET, TR__V_KV_PUT, TR__V_KV_CAS, TR__V_KV_DEL, TR__V_KV_LIST,
     TR__V_KV_SNAPSHOT, TR__V_KV_WATCH, TR__V_KV_UNWATCH, TR__V_KV_CHANGE,
     TR__V_KV_RESYNC,
+    TR__V_SENDS, TR__V_DELIVERS,                    //  1.1
     TR__V_COUNT
 } tr__verb_t;
 
@@ -180,5 +184,18 @@ int
 //  or non-zero on a push passes.
 int
     tr__wire_check (tr__wire_cmd_t *cmd);
+
+//  --------------------------------------------------------------------------
+//  Envelopes for SEND and SENDS
+
+struct msgpack_sbuffer;
+
+//  Encodes env (tr_envelope.h) at the end of sbuf, as tr_envelope_encode
+//  would, for a batch of envelopes in one buffer. The body is taken as
+//  already checked (one msgpack value, bounded nesting: the node checked
+//  it when the message was made) and is not walked again. Returns TR_OK,
+//  TR_EINVAL (a field), TR_ETOOBIG, TR_ENOMEM; sbuf is unchanged on error.
+int
+    tr__envelope_append (const tr_envelope_t *env, struct msgpack_sbuffer *sbuf);
 
 #endif

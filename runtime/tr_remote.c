@@ -40,6 +40,12 @@
 #define S_HELD_MAX          10000
 //  How often expired asks are swept from the table.
 #define S_SWEEP_MS          100
+//  A batch of envelopes (SENDS, 2-broker.md 2.4.1) goes when it holds
+//  this many (or the broker's max_batch, if lower), or this many bytes,
+//  or when the gateway has nothing more queued: a burst travels in few
+//  messages, and a lone message is never held back.
+#define S_BATCH_MAX         128
+#define S_BATCH_BYTES       (256 * 1024)
 
 //  An ask sent to another node, waiting for its answer.
 typedef struct {
@@ -202,6 +208,16 @@ struct tr__remote {
     s_held_t *held_head, *held_tail;
     size_t held;
     bool stopping;
+    //  The batch being filled: its envelopes one after another in `buf`,
+    //  and for each its message (kept for a dead letter if the batch
+    //  cannot go) and, for an ask, its pending entry (entered once sent).
+    int minor;                          //  agreed with the broker
+    uint32_t batch_max;                 //  1: this broker takes SEND only
+    uint32_t batched;
+    msgpack_sbuffer buf;
+    tr_msg_t *batch_msg [S_BATCH_MAX];
+    s_pending_t *batch_pending [S_BATCH_MAX];
+    uint32_t batch_size [S_BATCH_MAX];
 };
 
 //  --------------------------------------------------------------------------
@@ -353,9 +369,13 @@ s_fail_pending (tr__remote_t *self, s_pending_t *p, int error)
 //  --------------------------------------------------------------------------
 //  The connection
 
+static void s_batch_flush (tr__remote_t *self);
+
 static void
 s_disconnect (tr__remote_t *self, const char *why)
 {
+    //  What is batched goes first, as it would have a moment later.
+    s_batch_flush (self);
     if (self->sock) {
         if (self->greeted)
             tr_log (TR_LOG_WARN, "remote: lost the broker at %s (%s); reconnecting",
@@ -746,6 +766,20 @@ s_greeted (tr__remote_t *self, tr__wire_cmd_t *cmd)
     }
     if (heartbeat >= 10 && heartbeat <= 60000)     //  2-broker.md 2.5: from 10 ms
         self->heartbeat_ms = (int) heartbeat;
+    //  SENDS from 1.1 on, up to the broker's max_batch (LIMITS).
+    self->minor = (int) (minor < TR__WIRE_MINOR? minor: TR__WIRE_MINOR);
+    self->batch_max = 1;
+    uint32_t pairs;
+    if (self->minor >= 1 && cmd->nargs >= 6 && tr__mp_map (a, &pairs) == 0)
+        for (uint32_t i = 0; i < pairs; i++) {
+            const char *key;
+            uint32_t key_len;
+            uint64_t value;
+            if (tr__mp_str (a, &key, &key_len) || tr__mp_uint (a, &value))
+                break;
+            if (key_len == 9 && memcmp (key, "max_batch", 9) == 0)
+                self->batch_max = value > S_BATCH_MAX? S_BATCH_MAX: value? (uint32_t) value: 1;
+        }
     self->greeted = true;
     self->backoff_ms = 0;
     atomic_store (&self->connected, true);
@@ -812,8 +846,96 @@ s_hold (tr__remote_t *self, tr_msg_t *msg)
     self->held++;
 }
 
-//  Encodes msg as an envelope and sends it; frees msg (its reply_to moves
-//  to the pending table for an ask).
+//  An ask leaving the node gets an entry in the pending table, under a
+//  wire id of its own; the asker's reference moves there. NULL if out of
+//  memory.
+static s_pending_t *
+s_pending_new (tr__remote_t *self, tr_msg_t *msg)
+{
+    s_pending_t *p = (s_pending_t *) calloc (1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->to = strdup (msg->to);
+    p->from = strdup (msg->from);
+    if (!p->to || !p->from) {
+        free (p->to);
+        free (p->from);
+        free (p);
+        return NULL;
+    }
+    p->wire_id = ++self->next_wire_id;
+    p->local_id = msg->id;
+    p->reply_to = msg->reply_to;        //  the reference moves here
+    msg->reply_to = NULL;
+    p->deadline_ns = msg->deadline_ns;
+    p->priority = msg->priority;
+    return p;
+}
+
+//  The end of a message sent (rc TR_OK: an ask's entry goes into the
+//  pending table) or not (its asker gets rc at once; a tell or an answer
+//  becomes a dead letter). Frees msg.
+static void
+s_sent (tr__remote_t *self, tr_msg_t *msg, s_pending_t *p, int rc)
+{
+    if (p && rc == TR_OK) {
+        char key [24];
+        s_key (p->wire_id, key, sizeof key);
+        zhashx_insert (self->pending, key, p);
+    }
+    else
+    if (p) {
+        s_fail_local (self, p->reply_to, p->local_id, p->priority, p->from, p->to, rc);
+        void *item = p;
+        s_pending_destroy (&item);
+    }
+    else
+    if (rc) {
+        if (msg->kind == TR_KIND_ASK && msg->reply_to)
+            s_fail_local (self, msg->reply_to, msg->id, msg->priority, msg->from, msg->to, rc);
+        else
+            tr__node_dead_letter (self->node, msg, rc);
+    }
+    tr__msg_free (msg);
+}
+
+//  Sends the batch: one SEND for a lone envelope, else one SENDS.
+static void
+s_batch_flush (tr__remote_t *self)
+{
+    uint32_t n = self->batched;
+    if (n == 0)
+        return;
+    tr__wire_out_t out;
+    if (n == 1) {
+        tr__wire_begin (&out, TR__V_SEND, 0, 1);
+        tr__wire_str (&out, self->batch_msg [0]->to, strlen (self->batch_msg [0]->to));
+    }
+    else {
+        tr__wire_begin (&out, TR__V_SENDS, 0, 2);
+        tr__wire_array (&out, n);
+        for (uint32_t i = 0; i < n; i++)
+            tr__wire_str (&out, self->batch_msg [i]->to, strlen (self->batch_msg [i]->to));
+        tr__wire_array (&out, n);
+        for (uint32_t i = 0; i < n; i++)
+            tr__wire_uint (&out, self->batch_size [i]);
+    }
+    int rc = s_send (self, &out, self->buf.data, self->buf.size)? TR_EFULL: TR_OK;
+    tr__wire_end (&out);
+    for (uint32_t i = 0; i < n; i++)
+        s_sent (self, self->batch_msg [i], self->batch_pending [i], rc);
+    self->batched = 0;
+    self->buf.size = 0;
+    //  A buffer grown by a large message is not kept at that size.
+    if (self->buf.alloc > 4 * S_BATCH_BYTES) {
+        msgpack_sbuffer_destroy (&self->buf);
+        msgpack_sbuffer_init (&self->buf);
+    }
+}
+
+//  Encodes msg as an envelope and sends it, in a batch when the broker
+//  takes them; frees msg (its reply_to moves to the pending table for an
+//  ask).
 static void
 s_send_message (tr__remote_t *self, tr_msg_t *msg)
 {
@@ -836,57 +958,34 @@ s_send_message (tr__remote_t *self, tr_msg_t *msg)
     env.from_len = strlen (env.from);
     s_pending_t *p = NULL;
     if (msg->kind == TR_KIND_ASK) {
-        p = (s_pending_t *) calloc (1, sizeof *p);
-        if (p) {
-            p->wire_id = ++self->next_wire_id;
-            p->local_id = msg->id;
-            p->reply_to = msg->reply_to;        //  the reference moves here
-            msg->reply_to = NULL;
-            p->deadline_ns = msg->deadline_ns;
-            p->priority = msg->priority;
-            p->to = strdup (msg->to);
-            p->from = strdup (msg->from);
-            env.id = p->wire_id;
+        p = s_pending_new (self, msg);
+        if (!p) {
+            s_sent (self, msg, NULL, TR_ENOMEM);
+            return;
         }
+        env.id = p->wire_id;
     }
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rc = (msg->kind == TR_KIND_ASK && !p)? TR_ENOMEM:
-             tr_envelope_encode (&env, &buf, &len);
-    if (rc == TR_OK) {
-        tr__wire_out_t out;
-        tr__wire_begin (&out, TR__V_SEND, 0, 1);
-        tr__wire_str (&out, msg->to, strlen (msg->to));
-        if (s_send (self, &out, buf, len))
-            rc = TR_EFULL;
-        tr__wire_end (&out);
-    }
-    free (buf);
-    if (p && rc == TR_OK) {
-        char key [24];
-        s_key (p->wire_id, key, sizeof key);
-        zhashx_insert (self->pending, key, p);
-    }
-    else
-    if (p) {
-        s_fail_local (self, p->reply_to, p->local_id, p->priority, p->from, p->to, rc);
-        void *item = p;
-        s_pending_destroy (&item);
-    }
-    else
+    size_t before = self->buf.size;
+    int rc = tr__envelope_append (&env, &self->buf);
     if (rc) {
-        if (msg->kind == TR_KIND_ASK && msg->reply_to)
-            s_fail_local (self, msg->reply_to, msg->id, msg->priority, msg->from, msg->to, rc);
-        else
-            tr__node_dead_letter (self->node, msg, rc);
+        s_sent (self, msg, p, rc);
+        return;
     }
-    tr__msg_free (msg);
+    uint32_t i = self->batched++;
+    self->batch_msg [i] = msg;
+    self->batch_pending [i] = p;
+    self->batch_size [i] = (uint32_t) (self->buf.size - before);
+    if (self->batched >= self->batch_max || self->buf.size >= S_BATCH_BYTES)
+        s_batch_flush (self);
 }
 
 //  One message from the gateway. Returns false on the stop signal.
 static bool
 s_on_gateway (tr__remote_t *self, tr_msg_t *msg)
 {
+    //  What is not a message goes after the messages before it.
+    if (self->batched && (msg->kind < TR_KIND_TELL || msg->kind > TR_KIND_ERROR))
+        s_batch_flush (self);
     switch (msg->kind) {
         case TR__KIND_STOP:
             tr__msg_free (msg);
@@ -1054,6 +1153,35 @@ s_deliver (tr__remote_t *self, const uint8_t *data, size_t size)
         atomic_fetch_add_explicit (&self->node->dead, 1, memory_order_relaxed);
 }
 
+//  Several envelopes for local names (DELIVERS [SIZE...], 1.1), one after
+//  another in the payload. A batch whose sizes do not add up to the
+//  payload is dropped whole: nothing in it can be trusted to be where it
+//  says.
+static void
+s_deliver_batch (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_t size)
+{
+    tr__mp_t sizes = cmd->args;
+    uint32_t n = 0;
+    uint64_t total = 0, each;
+    tr__mp_array (&sizes, &n);          //  judged by tr__wire_check
+    tr__mp_t walk = sizes;
+    for (uint32_t i = 0; i < n && total <= size; i++) {
+        tr__mp_uint (&walk, &each);
+        total = each > size - total? (uint64_t) size + 1: total + each;
+    }
+    if (total != size) {
+        tr_log (TR_LOG_WARN, "remote: dropped a batch of %u envelopes from the broker: "
+                "its sizes do not add up to its payload", n);
+        return;
+    }
+    size_t offset = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        tr__mp_uint (&sizes, &each);
+        s_deliver (self, data + offset, (size_t) each);
+        offset += (size_t) each;
+    }
+}
+
 //  A message sent back by the broker (BOUNCE TO CODE + envelope).
 static void
 s_bounce (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_t size)
@@ -1199,6 +1327,10 @@ s_on_broker (tr__remote_t *self)
             if (data)
                 s_deliver (self, data, size);
             break;
+        case TR__V_DELIVERS:
+            if (data)
+                s_deliver_batch (self, &cmd, data, size);
+            break;
         case TR__V_BOUNCE:
             if (data)
                 s_bounce (self, &cmd, data, size);
@@ -1337,6 +1469,7 @@ s_run (void *arg)
         tr_msg_t *msg;
         while (running && (msg = tr__mbox_take (self->gateway, tr__now_ns ())))
             running = s_on_gateway (self, msg);
+        s_batch_flush (self);
         if (!running)
             break;
         int timeout = s_tick (self);
@@ -1420,6 +1553,8 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
     if (!self)
         return TR_ENOMEM;
     self->node = node;
+    self->batch_max = 1;
+    msgpack_sbuffer_init (&self->buf);
     self->heartbeat_ms = opts->heartbeat_ms > 0? opts->heartbeat_ms: 1000;
     if (opts->node_id)
         snprintf (self->node_id, sizeof self->node_id, "%s", opts->node_id);
@@ -1518,6 +1653,7 @@ tr__remote_stop (tr__remote_t **self_p)
     while ((r = (tr_replica_t *) zlistx_detach (self->replicas, NULL)))
         s_replica_unref (&r);
     zlistx_destroy (&self->replicas);
+    msgpack_sbuffer_destroy (&self->buf);
     free (self->endpoint);
     memset (self->curve_secret, 0, sizeof self->curve_secret);
     free (self);

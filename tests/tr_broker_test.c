@@ -540,10 +540,10 @@ START_TEST (test_greeting)
     ck_assert_uint_eq (s_arg_uint (&got), 250);     //  the broker's setting wins
     uint32_t pairs;
     ck_assert_int_eq (tr__mp_map (&got.args, &pairs), 0);
-    ck_assert_uint_eq (pairs, 7);
+    ck_assert_uint_eq (pairs, 8);
     const char *keys [] = { "max_frame", "max_names", "max_subs", "max_key", "max_value",
-                            "max_list", "max_queue" };
-    uint64_t values [] = { 17825792, 100000, 10000, 1024, 1048576, 100000, 10000 };
+                            "max_list", "max_queue", "max_batch" };
+    uint64_t values [] = { 17825792, 100000, 10000, 1024, 1048576, 100000, 10000, 256 };
     for (uint32_t i = 0; i < pairs; i++) {
         s_arg_str (&got, text, sizeof text);
         ck_assert_str_eq (text, keys [i]);
@@ -607,7 +607,7 @@ START_TEST (test_greeting)
     ck_assert_int_eq (s_answer_got (peer, 13, &got), 0);
     s_arg_str (&got, text, sizeof text);
     ck_assert_uint_eq (s_arg_uint (&got), 1);
-    ck_assert_uint_eq (s_arg_uint (&got), 0);       //  the lower minor
+    ck_assert_uint_eq (s_arg_uint (&got), TR__WIRE_MINOR);   //  the lower minor
     s_got_close (&got);
     ck_assert_int_eq (s_call (peer, TR__V_REGISTER, 14, "b"), 0);
 
@@ -766,6 +766,249 @@ START_TEST (test_bounce)
     ck_assert_uint_eq (st.malformed, 1);
     ck_assert_uint_eq (st.refused, 1);
     zmq_close (a);
+    s_stop ();
+}
+END_TEST
+
+//  A client that speaks 1.1 (SENDS, DELIVERS): the answer's MINOR is 1.
+static void *
+s_greet_11 (void *sock, const char *id)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_HELLO, 1, 6);
+    tr__wire_str (&out, "TRP", 3);
+    tr__wire_uint (&out, 1);
+    tr__wire_uint (&out, 7);            //  a newer minor: the broker's (1) is spoken
+    tr__wire_str (&out, id, strlen (id));
+    tr__wire_str (&out, "node", 4);
+    tr__wire_uint (&out, 1000);
+    s_put (sock, &out, NULL, 0);
+    s_got_t got;
+    ck_assert_int_eq (s_answer_got (sock, 1, &got), 0);
+    char text [16];
+    s_arg_str (&got, text, sizeof text);
+    ck_assert_uint_eq (s_arg_uint (&got), 1);
+    ck_assert_uint_eq (s_arg_uint (&got), 1);
+    s_got_close (&got);
+    return sock;
+}
+
+static void *
+s_client_11 (const char *id)
+{
+    return s_greet_11 (s_dealer (), id);
+}
+
+//  A SENDS of the envelopes bufs [i] (sizes [i] bytes) to names [i].
+static void
+s_sends (void *sock, const char **names, uint8_t **bufs, const size_t *sizes, size_t n,
+         const size_t *wrong_size)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_SENDS, 0, 2);
+    tr__wire_array (&out, (uint32_t) n);
+    for (size_t i = 0; i < n; i++)
+        tr__wire_str (&out, names [i], strlen (names [i]));
+    tr__wire_array (&out, (uint32_t) n);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        tr__wire_uint (&out, wrong_size && i == 0? *wrong_size: sizes [i]);
+        total += sizes [i];
+    }
+    uint8_t *payload = (uint8_t *) malloc (total? total: 1);
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy (payload + at, bufs [i], sizes [i]);
+        at += sizes [i];
+    }
+    s_put (sock, &out, payload, total);
+    free (payload);
+}
+
+//  SENDS: each envelope routed as by its own SEND; a run for one client
+//  of 1.1 arrives as one DELIVERS, envelopes for a client of 1.0 as
+//  DELIVERs; a name nobody holds is bounced alone; a batch whose sizes
+//  or counts are wrong is refused whole.
+START_TEST (test_sends)
+{
+    s_start_default ();
+    void *a = s_client_11 ("A");
+    void *b = s_client_11 ("B");
+    void *c = s_client ("C", "node");   //  1.0
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 1, "b1"), 0);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 2, "b2"), 0);
+    ck_assert_int_eq (s_call (c, TR__V_REGISTER, 3, "c1"), 0);
+    enum { N = 6 };
+    const char *names [N] = { "b1", "b2", "b1", "c1", "nobody", "b2" };
+    uint8_t *bufs [N];
+    size_t sizes [N];
+    for (uint32_t i = 0; i < N; i++) {
+        bufs [i] = (uint8_t *) malloc (100000);
+        sizes [i] = s_make_payload (i == 2? 999: i, bufs [i]);
+    }
+    s_sends (a, names, bufs, sizes, N, NULL);
+    //  B: one DELIVERS of the first three, then a DELIVER of the last.
+    s_got_t got;
+    s_expect (b, &got, TR__V_DELIVERS);
+    uint32_t n;
+    ck_assert_int_eq (tr__mp_array (&got.args, &n), 0);
+    ck_assert_uint_eq (n, 3);
+    size_t at = 0;
+    for (uint32_t i = 0; i < 3; i++) {
+        ck_assert_uint_eq (s_arg_uint (&got), sizes [i]);
+        ck_assert_mem_eq ((uint8_t *) s_payload (&got) + at, bufs [i], sizes [i]);
+        at += sizes [i];
+    }
+    ck_assert_uint_eq (s_payload_size (&got), at);
+    s_got_close (&got);
+    s_expect (b, &got, TR__V_DELIVER);
+    ck_assert_uint_eq (s_payload_size (&got), sizes [5]);
+    ck_assert_mem_eq (s_payload (&got), bufs [5], sizes [5]);
+    s_got_close (&got);
+    //  C (1.0): a DELIVER.
+    s_expect (c, &got, TR__V_DELIVER);
+    ck_assert_uint_eq (s_payload_size (&got), sizes [3]);
+    ck_assert_mem_eq (s_payload (&got), bufs [3], sizes [3]);
+    s_got_close (&got);
+    //  A: the bounce of the one nobody holds, with its own bytes.
+    s_expect (a, &got, TR__V_BOUNCE);
+    char to [256];
+    s_arg_str (&got, to, sizeof to);
+    ck_assert_str_eq (to, "nobody");
+    ck_assert_int_eq (s_arg_int (&got), TR_ENOACTOR);
+    ck_assert_uint_eq (s_payload_size (&got), sizes [4]);
+    ck_assert_mem_eq (s_payload (&got), bufs [4], sizes [4]);
+    s_got_close (&got);
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.routed, 5);
+    ck_assert_uint_eq (st.bounced, 1);
+
+    //  A batch all for one client goes on as it came.
+    const char *same [3] = { "b2", "b2", "b2" };
+    s_sends (a, same, bufs, sizes, 3, NULL);
+    s_expect (b, &got, TR__V_DELIVERS);
+    ck_assert_uint_eq (s_payload_size (&got), sizes [0] + sizes [1] + sizes [2]);
+    s_got_close (&got);
+    //  Wrong batches: refused whole, nothing routed.
+    size_t wrong = sizes [0] + 1;
+    s_sends (a, names, bufs, sizes, 3, &wrong);
+    ck_assert_int_eq (s_answer (a, 0), TR_EMALFORMED);
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_SENDS, 0, 2);
+    tr__wire_array (&out, 2);
+    tr__wire_str (&out, "b1", 2);
+    tr__wire_str (&out, "b2", 2);
+    tr__wire_array (&out, 1);
+    tr__wire_uint (&out, 4);
+    s_put (a, &out, "abcd", 4);
+    ck_assert_int_eq (s_answer (a, 0), TR_EMALFORMED);
+    tr__wire_begin (&out, TR__V_SENDS, 0, 2);
+    tr__wire_array (&out, 257);
+    for (int i = 0; i < 257; i++)
+        tr__wire_str (&out, "b1", 2);
+    tr__wire_array (&out, 257);
+    for (int i = 0; i < 257; i++)
+        tr__wire_uint (&out, 1);
+    uint8_t ones [257] = { 0 };
+    s_put (a, &out, ones, sizeof ones);
+    ck_assert_int_eq (s_answer (a, 0), TR_EMALFORMED);
+    tr__wire_begin (&out, TR__V_SENDS, 0, 2);
+    tr__wire_array (&out, 1);
+    tr__wire_str (&out, "b1", 2);
+    tr__wire_array (&out, 1);
+    tr__wire_uint (&out, 4);
+    s_put (a, &out, NULL, 0);
+    ck_assert_int_eq (s_answer (a, 0), TR_EMALFORMED);
+    //  A client may not send DELIVERS.
+    tr__wire_begin (&out, TR__V_DELIVERS, 0, 1);
+    tr__wire_array (&out, 1);
+    tr__wire_uint (&out, 4);
+    s_put (a, &out, "abcd", 4);
+    ck_assert_int_eq (s_answer (a, 0), TR_EINVAL);
+    ck_assert (s_quiet (b, 50));
+    st = s_stats ();
+    ck_assert_uint_eq (st.routed, 8);
+    for (uint32_t i = 0; i < N; i++)
+        free (bufs [i]);
+    zmq_close (a);
+    zmq_close (b);
+    zmq_close (c);
+    s_stop ();
+}
+END_TEST
+
+//  A batch for a receiver that does not drain: every envelope that does
+//  not fit comes back as its own BOUNCE TR_EFULL.
+START_TEST (test_sends_full)
+{
+    //  _i: 0, B speaks 1.0 (DELIVERs); 1, B speaks 1.1 (DELIVERS).
+    s_start ((tr_broker_opts_t) { .max_queue = 10 });
+    void *a = s_client_11 ("A");
+    void *b = s_dealer_hwm (10);
+    if (_i)
+        s_greet_11 (b, "B");
+    else
+        ck_assert_int_eq (s_hello (b, "TRP", 1, "B", "node", 1000), 0);
+    ck_assert_int_eq (s_call (b, TR__V_REGISTER, 1, "b"), 0);
+    enum { ROUNDS = 200, N = 4, SIZE = 20000 };
+    const char *names [N] = { "b", "b", "b", "b" };
+    uint8_t *bufs [N];
+    size_t sizes [N];
+    for (uint32_t k = 0; k < N; k++) {
+        bufs [k] = (uint8_t *) calloc (1, SIZE);
+        sizes [k] = SIZE;
+    }
+    size_t bounced = 0, delivered = 0;
+    s_got_t got;
+    for (uint32_t r = 0; r < ROUNDS; r++) {
+        for (uint32_t k = 0; k < N; k++) {
+            uint32_t i = r * N + k;
+            memcpy (bufs [k], &i, 4);
+        }
+        s_sends (a, names, bufs, sizes, N, NULL);
+        while (s_get (a, &got, r % 4 == 3? 5: 0)) {
+            ck_assert_int_eq (got.cmd.verb, TR__V_BOUNCE);
+            s_arg_str (&got, (char [8]) { 0 }, 8);
+            ck_assert_int_eq (s_arg_int (&got), TR_EFULL);
+            ck_assert_uint_eq (s_payload_size (&got), SIZE);
+            bounced++;
+            s_got_close (&got);
+        }
+    }
+    while (s_get (a, &got, s_ms (200))) {
+        ck_assert_int_eq (got.cmd.verb, TR__V_BOUNCE);
+        bounced++;
+        s_got_close (&got);
+    }
+    //  In order, with gaps.
+    int64_t last = -1;
+    while (s_get (b, &got, s_ms (300))) {
+        uint32_t count = 1;
+        if (_i) {
+            ck_assert_int_eq (got.cmd.verb, TR__V_DELIVERS);
+            ck_assert_int_eq (tr__mp_array (&got.args, &count), 0);
+        }
+        else
+            ck_assert_int_eq (got.cmd.verb, TR__V_DELIVER);
+        for (uint32_t k = 0; k < count; k++) {
+            uint32_t i;
+            memcpy (&i, (uint8_t *) s_payload (&got) + k * SIZE, 4);
+            ck_assert_int_gt ((int64_t) i, last);
+            last = i;
+            delivered++;
+        }
+        s_got_close (&got);
+    }
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_gt (bounced, 0);
+    ck_assert_uint_gt (delivered, 0);
+    ck_assert_uint_eq (st.routed, delivered);
+    ck_assert_uint_eq (st.routed + st.bounced, ROUNDS * N);
+    ck_assert_uint_eq (st.bounced, bounced + st.lost);
+    for (uint32_t k = 0; k < N; k++)
+        free (bufs [k]);
+    zmq_close (a);
+    zmq_close (b);
     s_stop ();
 }
 END_TEST
@@ -1433,8 +1676,8 @@ START_TEST (test_kv_verbs)
     s_start ((tr_broker_opts_t) { .max_key = 16, .max_value = 64, .max_list = 3,
                                   .max_subs = 4 });
     void *a = s_dealer ();
-    uint64_t limits [7];
-    s_limits (a, "A", limits, 7);
+    uint64_t limits [8];
+    s_limits (a, "A", limits, 8);
     ck_assert_uint_eq (limits [3], 16);             //  max_key
     ck_assert_uint_eq (limits [4], 64);             //  max_value
     ck_assert_uint_eq (limits [5], 3);              //  max_list
@@ -2073,6 +2316,8 @@ s_suite (void)
     tcase_add_test (tc, test_send_order);
     tcase_add_test (tc, test_bounce);
     tcase_add_test (tc, test_full);
+    tcase_add_test (tc, test_sends);
+    tcase_add_loop_test (tc, test_sends_full, 0, 2);
     tcase_add_test (tc, test_nodes);
     tcase_add_test (tc, test_heartbeat);
     tcase_add_test (tc, test_closed);

@@ -150,15 +150,17 @@ def hello(*args):
 LIMITS = smap([("max_frame", uint(17825792)), ("max_names", uint(100000)),
                ("max_subs", uint(10000)), ("max_key", uint(1024)),
                ("max_value", uint(1048576)), ("max_list", uint(100000)),
-               ("max_queue", uint(10000))])
+               ("max_queue", uint(10000)), ("max_batch", uint(256))])
 
 #  (file name, verb, seq, args, comment): the canonical frames.
 CANONICAL = [
     ("hello", "HELLO", 1, hello(*HELLO),
      "a node greets: TRP 1.0, node id node-1, heartbeat 1000 ms"),
+    ("hello-1-1", "HELLO", 1, hello("TRP", 1, 1, "node-1", "node", 1000),
+     "a node greets: TRP 1.1 (SENDS, DELIVERS), node id node-1, heartbeat 1000 ms"),
     ("ok-welcome", "OK", 1,
-     [s("TRP"), uint(1), uint(0), s("broker-1"), uint(1000), LIMITS],
-     "the broker's answer to HELLO, with every limit of 2.6 at its default"),
+     [s("TRP"), uint(1), uint(1), s("broker-1"), uint(1000), LIMITS],
+     "the broker's answer to HELLO 1.1, with every limit of 2.6 at its default"),
     ("ok", "OK", 7, [], "a plain OK (REGISTER, UNREGISTER, SUB, ...)"),
     ("ok-version", "OK", 8, [uint(42)], "OK to KV_PUT, KV_CAS or KV_DEL: version 42"),
     ("ok-nodes", "OK", 9,
@@ -184,6 +186,13 @@ CANONICAL = [
     ("deliver", "DELIVER", 0, [], "the broker delivers the envelope in the payload"),
     ("bounce", "BOUNCE", 0, [s("pong"), sint(-3)],
      "the broker bounces an envelope: no client holds pong (TR_ENOACTOR)"),
+    ("sends", "SENDS", 0, [arr(s("pong"), s("ping"), s("pong")), arr(uint(40), uint(38), uint(41))],
+     "route three envelopes, one after another in the payload (40, 38 and 41 bytes), "
+     "to pong, ping and pong"),
+    ("sends-one", "SENDS", 0, [arr(s("pong")), arr(uint(300))],
+     "route one envelope of 300 bytes to pong"),
+    ("delivers", "DELIVERS", 0, [arr(uint(40), uint(41))],
+     "the broker delivers two envelopes (40 and 41 bytes) in the payload"),
     ("nodes", "NODES", 4, [], "list the connected clients"),
     ("heartbeat", "HEARTBEAT", 0, [], "a heartbeat"),
     ("bye", "BYE", 0, [], "the client leaves"),
@@ -441,6 +450,7 @@ KIND_OF = {"A_UINT": NOT_UINT, "A_STR": NOT_STR, "A_CODE": NOT_CODE}
 SCHEMA = {
     "ERROR": ["A_CODE", "A_STR"],
     "REGISTER": ["A_STR"], "UNREGISTER": ["A_STR"], "SEND": ["A_STR"],
+    "SENDS": ["A_NAMES", "A_SIZES"], "DELIVERS": ["A_SIZES"],
     "BOUNCE": ["A_STR", "A_CODE"],
     "NODE_DOWN": ["A_STR", "A_NAMES"],
     "SUB": ["A_STR"], "UNSUB": ["A_STR"], "PUB": ["A_STR"],
@@ -465,7 +475,7 @@ def vectors_types():
         seq, args = canonical_of(verb)
         slug = verb.lower().replace("_", "-")
         for i, t in enumerate(types):
-            if t == "A_NAMES":
+            if t in ("A_NAMES", "A_SIZES"):
                 continue
             for what, value in KIND_OF[t]:
                 wrong = list(args)
@@ -489,6 +499,21 @@ def vectors_types():
         frame("NODE_DOWN", 0, *nd, arr(arr(s("pong")))))
     bad("bad-type-node-down-names-bin", "NODE_DOWN's names holding a bin",
         frame("NODE_DOWN", 0, *nd, arr(bin8(b"pong"))))
+    names, sizes = arr(s("pong")), arr(uint(40))
+    bad("bad-type-sends-names-str", "SENDS's names as a str, not an array",
+        frame("SENDS", 0, s("pong"), sizes))
+    bad("bad-type-sends-names-int", "SENDS's names holding an integer",
+        frame("SENDS", 0, arr(uint(1)), sizes))
+    bad("bad-type-sends-sizes-uint", "SENDS's sizes as a uint, not an array",
+        frame("SENDS", 0, names, uint(40)))
+    bad("bad-type-sends-sizes-str", "SENDS's sizes holding a str",
+        frame("SENDS", 0, names, arr(s("40"))))
+    bad("bad-type-sends-sizes-negative", "SENDS's sizes holding -1",
+        frame("SENDS", 0, names, arr(b"\xff")))
+    bad("bad-type-delivers-sizes-map", "DELIVERS's sizes as a map",
+        frame("DELIVERS", 0, smap([("a", uint(1))])))
+    bad("bad-type-delivers-sizes-nil", "DELIVERS's sizes holding nil",
+        frame("DELIVERS", 0, arr(uint(3), NIL)))
     bad("bad-type-before-value", "KV_PUT with a bad key and TTL_MS a str: "
         "form is judged before values",
         frame("KV_PUT", 9, s("bad key"), s("0")))
@@ -594,6 +619,11 @@ def vectors_values():
           frame("KV_CHANGE", 0, s(""), s(b"k\xed\xbf\xbf"), uint(3)))
     inval("bad-key-change-empty", "KV_CHANGE the key \"\"",
           frame("KV_CHANGE", 0, s(""), s(""), uint(3)))
+    inval("bad-size-sends-0", "SENDS with a size of 0",
+          frame("SENDS", 0, arr(s("pong"), s("ping")), arr(uint(40), uint(0))))
+    inval("bad-size-delivers-0", "DELIVERS with a size of 0", frame("DELIVERS", 0, arr(uint(0))))
+    inval("bad-name-sends-space", "SENDS to a name with a space",
+          frame("SENDS", 0, arr(s("pong"), s("a b")), arr(uint(40), uint(41))))
     inval("bad-topic-empty", "PUB the topic \"\"", frame("PUB", 0, s("")))
     inval("bad-topic-256", "PUB a topic of 256 bytes", frame("PUB", 0, s("t" * 256)))
     inval("bad-topic-space", "PUB a topic with a space", frame("PUB", 0, s("a b")))
@@ -617,7 +647,7 @@ def vectors_values():
 #  Output
 
 HEADER = """\
-# Broker protocol test vectors (protocols/2-broker.md), TRP 1.0: command
+# Broker protocol test vectors (protocols/2-broker.md), TRP 1.1: command
 # frames (the first frame of a message).
 # Written by make_broker_vectors.py; do not edit by hand.
 #
