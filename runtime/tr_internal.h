@@ -30,6 +30,7 @@ typedef struct tr__link {
     _Atomic (struct tr__link *) next;
 } tr__link_t;
 typedef struct tr__timers tr__timers_t;
+typedef struct tr__http tr__http_t;
 
 //  Tags at the start of each object; checked at the API boundary and
 //  overwritten on destroy so that a stale handle fails an assert.
@@ -134,6 +135,8 @@ struct tr_node {
     atomic_uint_fast64_t retired_rejected;
     atomic_uint_fast64_t dead;          //  dead letters with no mailbox
     tr__timers_t *timers;
+    //  The HTTP engine (tr_http.c), started on first use; NULL until then.
+    _Atomic (tr__http_t *) http;
 };
 
 //  Actor states.
@@ -257,6 +260,16 @@ int
     tr__timers_start (tr_node_t *node, tr__timers_t **timers_p);
 void
     tr__timers_stop (tr__timers_t **timers_p);
+
+//  HTTP engine: stop ends every request still queued or in flight with
+//  TR_ECLOSED (their callbacks run before it returns) and joins the
+//  engine's thread; calls made after it are refused with TR_ECLOSED.
+//  destroy frees what is left, once no thread can call tr_http_* on the
+//  node any more. Both accept a node that never used HTTP.
+void
+    tr__http_stop (tr_node_t *node);
+void
+    tr__http_destroy (tr_node_t *node);
 
 //  Actors: stop every actor of the node that no supervisor looks after
 //  (destroy path). Returns the number that had to be abandoned.

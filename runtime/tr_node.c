@@ -205,6 +205,13 @@ tr_node_destroy (tr_node_t **self_p)
     *self_p = NULL;
     assert (self->tag == TR__NODE_TAG);
     atomic_store (&self->closing, true);
+    //  The HTTP engine before any actor: its callbacks (TR_ECLOSED for
+    //  every request still queued or in flight) carry pointers into their
+    //  actors' state and answer deferred asks, so they must run while
+    //  those actors are alive; actors that submit afterwards, while they
+    //  stop, are refused with TR_ECLOSED. Its memory stays until the
+    //  actors are gone, since they may still call into it.
+    tr__http_stop (self);
     //  Trees first, each in its order; then the other actors (their
     //  handlers may still set timers until they stop).
     tr__sup_stop_all (self);
@@ -224,6 +231,7 @@ tr_node_destroy (tr_node_t **self_p)
         return;
     }
     assert (zhashx_size (self->groups) == 0 && zhashx_size (self->names) == 0);
+    tr__http_destroy (self);
     tr__events_clear (self);
     zmq_ctx_term (self->ctx);
     zlistx_destroy (&self->ports);

@@ -36,6 +36,6 @@ LD_LIBRARY_PATH=$libdir "$scratch/consumer_pc"
 #   not support --static linking of czmq itself).
 cc -o "$scratch/consumer_pc_static" "$consumer/consumer.c" \
    $(pkg-config --cflags troupe) "$libdir/libtroupe.a" \
-   $(pkg-config --libs libzmq libczmq yaml-0.1) $(pkg-config --libs msgpack-c 2>/dev/null || pkg-config --libs msgpack) -lpthread -ldl
+   $(pkg-config --libs libzmq libczmq yaml-0.1 libcurl) $(pkg-config --libs msgpack-c 2>/dev/null || pkg-config --libs msgpack) -lpthread -ldl
 "$scratch/consumer_pc_static"
 echo "ok: pkg-config, shared and static"
