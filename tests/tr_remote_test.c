@@ -9,6 +9,9 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <zmq.h>
+
+#include "tr_wire.h"
 
 static tr_broker_t *s_broker;
 static char s_endpoint [128];
@@ -181,6 +184,144 @@ START_TEST (test_order)
     ck_assert (order.in_order);
     tr_node_destroy (&a);
     tr_node_destroy (&b);
+}
+END_TEST
+
+//  Bursts that leave a node in batches (SENDS) for several nodes and for
+//  a name nobody holds: each sink gets its own tells in order and all of
+//  them, each tell to nobody is a dead letter at the sender, and asks in
+//  the middle of the bursts are answered.
+START_TEST (test_batches_mixed)
+{
+    tr_node_t *a = s_node ("node-a");
+    tr_node_t *b = s_node ("node-b");
+    tr_node_t *c = s_node ("node-c");
+    s_order_t ob = { .lock = PTHREAD_MUTEX_INITIALIZER, .in_order = true };
+    s_order_t oc = { .lock = PTHREAD_MUTEX_INITIALIZER, .in_order = true };
+    tr_behaviour_t behaviour = { .handle = s_order_handle };
+    tr_spawn_opts_t spawn = { .capacity = 100000 };
+    ck_assert_int_eq (tr_spawn (b, "sink-b", &behaviour, &ob, &spawn, NULL), TR_OK);
+    ck_assert_int_eq (tr_spawn (c, "sink-c", &behaviour, &oc, &spawn, NULL), TR_OK);
+    ck_assert_int_eq (s_ask_until_ok (a, "sink-b", 0, NULL), TR_OK);
+    ck_assert_int_eq (s_ask_until_ok (a, "sink-c", 0, NULL), TR_OK);
+    tr_node_stats_t before;
+    ck_assert_int_eq (tr_node_stats (a, &before), TR_OK);
+    const uint64_t n = 3000;
+    uint64_t nb = 0, nc = 0, nobody = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        //  Runs of different lengths for each destination.
+        const char *to = (i / 7) % 3 == 0? "sink-c": i % 11 == 5? "nobody": "sink-b";
+        uint64_t *count = to [5] == 'c'? &nc: to [0] == 'n'? &nobody: &nb;
+        tr_body_t body = tr_test_pack_uint (*count);
+        ck_assert_int_eq (tr_tell (a, to, body.data, body.size, NULL), TR_OK);
+        (*count)++;
+    }
+    uint64_t seen = 0;
+    ck_assert_int_eq (s_ask_until_ok (a, "sink-b", 0, &seen), TR_OK);
+    ck_assert_uint_eq (seen, nb);
+    ck_assert_int_eq (s_ask_until_ok (a, "sink-c", 0, &seen), TR_OK);
+    ck_assert_uint_eq (seen, nc);
+    ck_assert (ob.in_order && oc.in_order);
+    ck_assert_uint_gt (nobody, 0);
+    //  The bounces come back after the answers at the latest.
+    tr_node_stats_t after;
+    int64_t deadline = tr_test_now_ms () + 2000 * tr_test_slowdown ();
+    do {
+        ck_assert_int_eq (tr_node_stats (a, &after), TR_OK);
+    } while (after.dead_letters - before.dead_letters < nobody && tr_test_now_ms () < deadline
+             && usleep (10000) == 0);
+    ck_assert_uint_eq (after.dead_letters - before.dead_letters, nobody);
+    tr_node_destroy (&a);
+    tr_node_destroy (&b);
+    tr_node_destroy (&c);
+}
+END_TEST
+
+//  A broker of 1.1 played by hand: a DELIVERS whose sizes do not add up
+//  is dropped whole (and the node keeps serving), a good one delivers
+//  every envelope in it.
+START_TEST (test_delivers_checked)
+{
+    tr_broker_stop (&s_broker);
+    void *ctx = zmq_ctx_new ();
+    void *router = zmq_socket (ctx, ZMQ_ROUTER);
+    ck_assert_int_eq (zmq_bind (router, "tcp://127.0.0.1:*"), 0);
+    size_t len = sizeof s_endpoint;
+    ck_assert_int_eq (zmq_getsockopt (router, ZMQ_LAST_ENDPOINT, s_endpoint, &len), 0);
+    tr_node_t *node = s_node ("node-x");
+    s_order_t order = { .lock = PTHREAD_MUTEX_INITIALIZER, .in_order = true };
+    tr_behaviour_t behaviour = { .handle = s_order_handle };
+    ck_assert_int_eq (tr_spawn (node, "sink", &behaviour, &order, NULL, NULL), TR_OK);
+    //  The HELLO, answered as a broker of 1.1 would.
+    zmq_msg_t rid, frame;
+    zmq_msg_init (&rid);
+    zmq_msg_init (&frame);
+    int timeout = 5000;
+    zmq_setsockopt (router, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    ck_assert_int_ge (zmq_msg_recv (&rid, router, 0), 0);
+    ck_assert_int_ge (zmq_msg_recv (&frame, router, 0), 0);
+    tr__wire_cmd_t cmd;
+    ck_assert_int_eq (tr__wire_parse (zmq_msg_data (&frame), zmq_msg_size (&frame), &cmd), TR_OK);
+    ck_assert_int_eq (cmd.verb, TR__V_HELLO);
+    uint64_t seq = cmd.seq;
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_OK, seq, 6);
+    tr__wire_str (&out, "TRP", 3);
+    tr__wire_uint (&out, 1);
+    tr__wire_uint (&out, 1);
+    tr__wire_str (&out, "fake", 4);
+    tr__wire_uint (&out, 1000);
+    tr__wire_map (&out, 1);
+    tr__wire_str (&out, "max_batch", 9);
+    tr__wire_uint (&out, 256);
+    zmq_send (router, zmq_msg_data (&rid), zmq_msg_size (&rid), ZMQ_SNDMORE);
+    zmq_send (router, out.data, out.size, 0);
+    tr__wire_end (&out);
+    //  Two tells for sink, as envelopes.
+    uint8_t *env [2];
+    size_t env_len [2];
+    for (int i = 0; i < 2; i++) {
+        tr_body_t body = tr_test_pack_uint ((uint64_t) i);
+        tr_envelope_t e = { .kind = TR_KIND_TELL, .id = (uint64_t) i + 1, .to = "sink",
+                            .to_len = 4, .from = "far", .from_len = 3,
+                            .body = (const uint8_t *) body.data, .body_len = body.size };
+        ck_assert_int_eq (tr_envelope_encode (&e, &env [i], &env_len [i]), TR_OK);
+    }
+    uint8_t payload [256];
+    memcpy (payload, env [0], env_len [0]);
+    memcpy (payload + env_len [0], env [1], env_len [1]);
+    size_t total = env_len [0] + env_len [1];
+    //  Wrong: the sizes add up to one byte less than the payload.
+    for (int good = 0; good < 2; good++) {
+        tr__wire_begin (&out, TR__V_DELIVERS, 0, 1);
+        tr__wire_array (&out, 2);
+        tr__wire_uint (&out, env_len [0]);
+        tr__wire_uint (&out, env_len [1] - (good? 0: 1));
+        zmq_send (router, zmq_msg_data (&rid), zmq_msg_size (&rid), ZMQ_SNDMORE);
+        zmq_send (router, out.data, out.size, ZMQ_SNDMORE);
+        zmq_send (router, payload, total, 0);
+        tr__wire_end (&out);
+    }
+    //  Only the good batch arrives: both tells, in order, once.
+    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
+    uint64_t next;
+    do {
+        pthread_mutex_lock (&order.lock);
+        next = order.next;
+        pthread_mutex_unlock (&order.lock);
+    } while (next < 2 && tr_test_now_ms () < deadline && usleep (5000) == 0);
+    usleep (100 * 1000);
+    pthread_mutex_lock (&order.lock);
+    ck_assert_uint_eq (order.next, 2);
+    ck_assert (order.in_order);
+    pthread_mutex_unlock (&order.lock);
+    free (env [0]);
+    free (env [1]);
+    zmq_msg_close (&rid);
+    zmq_msg_close (&frame);
+    tr_node_destroy (&node);
+    zmq_close (router);
+    zmq_ctx_term (ctx);
 }
 END_TEST
 
@@ -609,6 +750,8 @@ main (int argc, char **argv)
     tcase_add_test (tc, test_ask_both_ways);
     tcase_add_test (tc, test_errors_cross);
     tcase_add_test (tc, test_order);
+    tcase_add_test (tc, test_batches_mixed);
+    tcase_add_test (tc, test_delivers_checked);
     tcase_add_test (tc, test_node_leaves);
     tcase_add_test (tc, test_node_killed);
     tcase_add_test (tc, test_broker_restarts);
