@@ -323,4 +323,7 @@ void
 const tr_actor_type_t *const *
     tr__builtin_types (void);
 
+//  Built-in agents, each in its own file of actors/: port (tr_port.c).
+extern const tr_actor_type_t tr__port_type;
+
 #endif

@@ -72,6 +72,7 @@ typedef struct {
     char **paths;                       //  candidates for argv [0]
     char *store;                        //  their text
     char **envp;
+    bool pipe_in, pipe_out;             //  stdin, stdout for the owner
 } s_launch_t;
 
 struct tr__proc {
@@ -87,6 +88,7 @@ struct tr__proc {
     tr__proc_exit_t exit;
     s_stream_t out, err;                //  service thread only
     s_launch_t *launch;                 //  while starting
+    int owner_in, owner_out;            //  pipe ends for the owner, until handed over
     //  Under the lock
     int start_rc;
     bool started;                       //  start_rc is final
@@ -350,6 +352,8 @@ s_launch_new (const tr__proc_spec_t *spec, s_launch_t **self_p)
         return TR_ENOMEM;
     self->argv = (char *const *) spec->argv;
     self->cwd = spec->cwd;
+    self->pipe_in = spec->stdin_fd != NULL;
+    self->pipe_out = spec->stdout_fd != NULL;
     int rc = s_launch_paths (self, spec->argv [0]);
     if (rc == TR_OK)
         rc = s_launch_env (self, spec->env);
@@ -534,7 +538,8 @@ s_adopt (tr__proc_t *self, pid_t pid, int out, int err)
         waitpid (pid, NULL, 0);
         return TR_ESYS;
     }
-    fcntl (out, F_SETFL, fcntl (out, F_GETFL) | O_NONBLOCK);
+    if (out >= 0)
+        fcntl (out, F_SETFL, fcntl (out, F_GETFL) | O_NONBLOCK);
     fcntl (err, F_SETFL, fcntl (err, F_GETFL) | O_NONBLOCK);
     self->out.fd = out;
     self->err.fd = err;
@@ -542,8 +547,21 @@ s_adopt (tr__proc_t *self, pid_t pid, int out, int err)
     return TR_OK;
 }
 
+//  When the owner keeps the child's stdin and stdout: the stdin pipe, and
+//  the owner's ends made non-blocking (all close-on-exec). 0 or -1.
+static int
+s_owner_pipes (const s_launch_t *launch, int in [2], const int out [2])
+{
+    if (launch->pipe_in
+    &&  (pipe2 (in, O_CLOEXEC) || fcntl (in [1], F_SETFL, O_NONBLOCK)))
+        return -1;
+    if (launch->pipe_out && fcntl (out [0], F_SETFL, O_NONBLOCK))
+        return -1;
+    return 0;
+}
+
 //  Forks and execs the child (service thread). On TR_OK the record has
-//  its pid, pidfd, pipes and group slot.
+//  its pid, pidfd, pipes and group slot, and the owner's pipe ends.
 static int
 s_spawn (tr__proc_t *self, const s_launch_t *launch)
 {
@@ -556,14 +574,16 @@ s_spawn (tr__proc_t *self, const s_launch_t *launch)
         return TR_ELIMIT;
     }
     int out [2] = { -1, -1 }, err [2] = { -1, -1 }, status [2] = { -1, -1 };
+    int in [2] = { -1, -1 };
     int null = open ("/dev/null", O_RDONLY | O_CLOEXEC);
     struct rlimit files = { 1024, 1024 };
     getrlimit (RLIMIT_NOFILE, &files);
     int rc = TR_ESYS;
     pid_t pid = -1;
     if (null >= 0 && !pipe2 (out, O_CLOEXEC) && !pipe2 (err, O_CLOEXEC)
-    &&  !pipe2 (status, O_CLOEXEC)) {
-        s_child_fds_t fds = { status [1], null, out [1], err [1], getpid (),
+    &&  !pipe2 (status, O_CLOEXEC) && !s_owner_pipes (launch, in, out)) {
+        s_child_fds_t fds = { status [1], launch->pipe_in? in [0]: null, out [1], err [1],
+                              getpid (),
                               files.rlim_cur > 65536? 65536: (int) files.rlim_cur };
         pid = s_fork (launch, &fds);
     }
@@ -571,6 +591,7 @@ s_spawn (tr__proc_t *self, const s_launch_t *launch)
         tr_log (TR_LOG_ERROR, "%.*s: cannot start: %s", S_NAME_SHOWN, self->name,
                 s_errtext (errno));
     s_close (&null);
+    s_close (&in [0]);
     s_close (&out [1]);
     s_close (&err [1]);
     s_close (&status [1]);
@@ -580,14 +601,19 @@ s_spawn (tr__proc_t *self, const s_launch_t *launch)
         s_failure_t failure;
         ssize_t got = s_read_status (status [0], &failure);
         if (got == 0)
-            rc = s_adopt (self, pid, out [0], err [0]);
+            rc = s_adopt (self, pid, launch->pipe_out? -1: out [0], err [0]);
         else {
             waitpid (pid, NULL, 0);
             rc = s_failed (self, launch, got, &failure);
         }
     }
     s_close (&status [0]);
+    if (rc == TR_OK && launch->pipe_in)
+        self->owner_in = in [1];
+    if (rc == TR_OK && launch->pipe_out)
+        self->owner_out = out [0];
     if (rc) {
+        s_close (&in [1]);
         s_close (&out [0]);
         s_close (&err [0]);
         pthread_mutex_lock (&s_svc.lock);
@@ -1175,6 +1201,7 @@ tr__proc_start (tr_node_t *node, const tr__proc_spec_t *spec,
     self->on_exit = on_exit;
     self->arg = arg;
     self->pidfd = self->out.fd = self->err.fd = self->slot = -1;
+    self->owner_in = self->owner_out = -1;
     self->out.level = TR_LOG_INFO;
     self->err.level = TR_LOG_WARN;
     self->name = strdup (spec->name? spec->name: spec->argv [0]);
@@ -1186,6 +1213,12 @@ tr__proc_start (tr_node_t *node, const tr__proc_spec_t *spec,
         s_proc_free (self);
         return rc;
     }
+    //  The owner's pipe ends were set before the start was published.
+    if (spec->stdin_fd)
+        *spec->stdin_fd = self->owner_in;
+    if (spec->stdout_fd)
+        *spec->stdout_fd = self->owner_out;
+    self->owner_in = self->owner_out = -1;
     *proc_p = self;
     return TR_OK;
 }

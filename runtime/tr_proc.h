@@ -54,6 +54,14 @@ typedef struct {
     const char *const *argv;    //  NULL-terminated; argv [0] looked up on PATH
     const char *const *env;     //  extra "NAME=VALUE", NULL-terminated, or NULL
     const char *cwd;            //  or NULL
+    //  Standard input and output kept for the caller (a port agent talks
+    //  to its process through them): when not NULL, the child's stdin
+    //  (else /dev/null) or stdout (else logged) is a pipe, and on TR_OK
+    //  the caller's end is stored here: close-on-exec, non-blocking,
+    //  owned by the caller, who closes it (closing stdin is the child's
+    //  end of input). Standard error is always logged.
+    int *stdin_fd;
+    int *stdout_fd;
 } tr__proc_spec_t;
 
 //  Starts the node's process service if needed, then the process. On

@@ -1,0 +1,1023 @@
+/*  tr_port.c - the "port" actor type: an OS process as an agent.
+
+    Two modes, from the tree file's params:
+
+    per_message (the default): each message runs `command` once. The
+    message's body is the process's input: on its standard input, or in
+    place of `{input}` in any element of `command` (then stdin is empty).
+    Its standard output is the answer; an exit status other than 0, a
+    death by signal, output past `max_output` or a run past `timeout` is
+    a failure.
+
+    json_lines: one long-lived process, started with the actor (init) and
+    again with each restart, reads one JSON request per line on stdin and
+    writes one JSON response per line on stdout, in order. With
+    `id_field`, each request (a map) gets that field set to a sequence
+    number, and the response must carry it back. Its death, garbage on
+    stdout (a line that is not JSON, a response with the wrong id, output
+    nobody asked for), a line past `max_output` or no answer within
+    `timeout` is a failure of the agent: the asker gets an error, the
+    handler fails (so the supervisor restarts the actor, which starts the
+    process again, and breakers count it) and the process is stopped.
+
+    Input: a string body is given as its bytes; any other body as one line
+    of JSON (tr_json.h: maps as objects); an empty body as nothing. Reply:
+    the output as a string (`output: text`), or parsed as JSON into
+    msgpack (`output: json`, the default of json_lines). Standard error is
+    logged line by line under the actor's name, as for process children.
+
+    The actor's thread blocks while its process works (an actor handles
+    one message at a time anyway), within the configured timeout and the
+    ask's own deadline, whichever comes first. A wait cut short by the
+    ask's deadline is the asker's timeout, not the agent's failure: a
+    per_message process is stopped; a json_lines process still owes its
+    answer, which is read and dropped before the next request.
+
+    Processes are started by the runtime's process service (tr_proc.h):
+    fork and immediate exec on its thread, a process group each, a pidfd,
+    SIGTERM then SIGKILL (after `stop_timeout`) to the whole group.
+
+    Errors to the asker: TR_EINVAL (a body that cannot be an argument: it
+    holds a NUL byte), TR_ETIMEDOUT, TR_ETOOBIG (output past the limit),
+    TR_ECHILD (the process failed: exit status, signal, death, garbage),
+    TR_ENOTFOUND (the program cannot be run).
+
+    Known limit: a json_lines process that dies while the actor is idle
+    is found out by the next message, which then fails (TR_ECHILD) and
+    brings the restart.
+*/
+
+#include "tr_internal.h"
+#include "tr_clock.h"
+#include "tr_json.h"
+#include "tr_mp.h"
+#include "tr_proc.h"
+#include "troupe/tr_body.h"
+#include "troupe/tr_params.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define S_PER_MESSAGE   0
+#define S_JSON_LINES    1
+
+#define S_TIMEOUT_MS    10000
+#define S_STOP_MS       1000
+#define S_MAX_OUTPUT    (1024u * 1024u)
+#define S_OUTPUT_LIMIT  (TR_BODY_MAX - 16)  //  an answer must fit in a body
+
+typedef struct {
+    tr_actor_t *actor;
+    const char *name;                   //  the actor's (it outlives us)
+    //  Settings
+    int mode;
+    char **argv;                        //  NULL-terminated template
+    bool argv_input;                    //  some element holds {input}
+    char **env;                         //  "NAME=VALUE", NULL-terminated
+    char *cwd;
+    int64_t timeout_ms;
+    int64_t stop_ms;
+    size_t max_output;
+    bool json_out;
+    char *id_field;
+    //  The process and our ends of its pipes
+    tr__proc_t *proc;
+    int in_fd, out_fd;
+    int wake_fd;                        //  eventfd: the process ended
+    pthread_mutex_t lock;               //  guards exited and exit
+    bool exited;
+    tr__proc_exit_t exit;
+    //  Output read and not used yet; json_lines answers still owed
+    char *buf;
+    size_t len;
+    size_t owed;
+    uint64_t next_id;
+} s_port_t;
+
+static const tr_param_spec_t s_port_params [] = {
+    { "command", TR_PARAM_LIST, true, "the program and its arguments; {input} in one is the body" },
+    { "mode", TR_PARAM_STRING, false, "per_message (default) or json_lines" },
+    { "timeout", TR_PARAM_DURATION, false, "longest a message may take (default 10s)" },
+    { "max_output", TR_PARAM_INT, false, "most bytes of output per message or line (default 1 MiB)" },
+    { "output", TR_PARAM_STRING, false, "text (per_message default) or json (json_lines default)" },
+    { "id_field", TR_PARAM_STRING, false, "json_lines: field carrying a request id to match" },
+    { "env", TR_PARAM_MAP, false, "environment variables added for the process" },
+    { "cwd", TR_PARAM_STRING, false, "the process's working folder" },
+    { "stop_timeout", TR_PARAM_DURATION, false, "SIGTERM to SIGKILL when stopping it (default 1s)" },
+    { .key = NULL }
+};
+
+//  --------------------------------------------------------------------------
+//  Settings
+
+static void
+s_strv_free (char **strv)
+{
+    for (char **s = strv; s && *s; s++)
+        free (*s);
+    free (strv);
+}
+
+static void
+s_port_free (s_port_t *self)
+{
+    if (!self)
+        return;
+    s_strv_free (self->argv);
+    s_strv_free (self->env);
+    free (self->cwd);
+    free (self->id_field);
+    free (self->buf);
+    if (self->wake_fd >= 0)
+        close (self->wake_fd);
+    pthread_mutex_destroy (&self->lock);
+    free (self);
+}
+
+//  Refuses to start with a reason that the supervisor reports.
+static int __attribute__ ((format (printf, 2, 3)))
+s_refuse (s_port_t *self, const char *format, ...)
+{
+    char text [256];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (text, sizeof text, format, args);
+    va_end (args);
+    tr_log (TR_LOG_ERROR, "port '%s': %s", self->name, text);
+    tr_actor_exit (self->actor, TR_EINVAL, text);
+    return -1;
+}
+
+//  `command`: a non-empty list of strings, the first not empty.
+static int
+s_read_command (s_port_t *self, const tr_params_t *params)
+{
+    tr_params_t list;
+    tr__mp_t mp;
+    uint32_t count = 0;
+    tr_params_get (params, "command", &list);
+    tr__mp_init (&mp, list.data, list.size);
+    if (tr__mp_array (&mp, &count) || count == 0)
+        return s_refuse (self, "'command' must be a non-empty list of strings");
+    self->argv = (char **) calloc (count + 1, sizeof (char *));
+    if (!self->argv)
+        return -1;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *text;
+        uint32_t len;
+        if (tr__mp_str (&mp, &text, &len) || memchr (text, 0, len) || (i == 0 && len == 0))
+            return s_refuse (self, "'command' must be a list of strings without NUL bytes, "
+                             "the first not empty");
+        if (!(self->argv [i] = strndup (text, len)))
+            return -1;
+        if (strstr (self->argv [i], "{input}"))
+            self->argv_input = true;
+    }
+    return 0;
+}
+
+//  `env`: a map of names (no '=') to strings.
+static int
+s_read_env (s_port_t *self, const tr_params_t *params)
+{
+    tr_params_t map;
+    if (tr_params_get (params, "env", &map) != TR_OK)
+        return 0;
+    tr__mp_t mp;
+    uint32_t count = 0;
+    tr__mp_init (&mp, map.data, map.size);
+    if (tr__mp_map (&mp, &count))
+        return s_refuse (self, "'env' must be a map");
+    self->env = (char **) calloc (count + 1, sizeof (char *));
+    if (!self->env)
+        return -1;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *key, *value;
+        uint32_t key_len, value_len;
+        if (tr__mp_str (&mp, &key, &key_len) || tr__mp_str (&mp, &value, &value_len)
+        ||  key_len == 0 || memchr (key, '=', key_len) || memchr (key, 0, key_len)
+        ||  memchr (value, 0, value_len))
+            return s_refuse (self, "'env' must map names (without '=') to strings");
+        if (asprintf (&self->env [i], "%.*s=%.*s", (int) key_len, key,
+                      (int) value_len, value) < 0) {
+            self->env [i] = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+//  A string parameter as a new C string (NULL when absent). -1 on a NUL.
+static int
+s_read_str (s_port_t *self, const tr_params_t *params, const char *key, char **value)
+{
+    const char *text;
+    size_t len;
+    if (tr_params_str (params, key, &text, &len) != TR_OK)
+        return 0;
+    if (memchr (text, 0, len))
+        return s_refuse (self, "'%s' must not hold a NUL byte", key);
+    *value = strndup (text, len);
+    return *value? 0: -1;
+}
+
+//  The choices: mode and output.
+static int
+s_read_choices (s_port_t *self, const tr_params_t *params)
+{
+    char *mode = NULL, *output = NULL;
+    int rc = s_read_str (self, params, "mode", &mode);
+    if (rc == 0)
+        rc = s_read_str (self, params, "output", &output);
+    if (rc == 0 && mode && strcmp (mode, "per_message") && strcmp (mode, "json_lines"))
+        rc = s_refuse (self, "'mode' must be per_message or json_lines, not '%s'", mode);
+    if (rc == 0 && output && strcmp (output, "text") && strcmp (output, "json"))
+        rc = s_refuse (self, "'output' must be text or json, not '%s'", output);
+    if (rc == 0) {
+        self->mode = mode && !strcmp (mode, "json_lines")? S_JSON_LINES: S_PER_MESSAGE;
+        self->json_out = output? !strcmp (output, "json"): self->mode == S_JSON_LINES;
+    }
+    free (mode);
+    free (output);
+    return rc;
+}
+
+//  The numbers: timeouts and the output limit.
+static int
+s_read_numbers (s_port_t *self, const tr_params_t *params)
+{
+    int64_t max_output = S_MAX_OUTPUT;
+    self->timeout_ms = S_TIMEOUT_MS;
+    self->stop_ms = S_STOP_MS;
+    tr_params_duration (params, "timeout", &self->timeout_ms);
+    tr_params_duration (params, "stop_timeout", &self->stop_ms);
+    tr_params_int (params, "max_output", &max_output);
+    if (self->timeout_ms <= 0 || self->timeout_ms > INT32_MAX)
+        return s_refuse (self, "'timeout' must be more than 0");
+    if (self->stop_ms > INT32_MAX)
+        return s_refuse (self, "'stop_timeout' is too long");
+    if (max_output < 1 || max_output > (int64_t) S_OUTPUT_LIMIT)
+        return s_refuse (self, "'max_output' must be from 1 to 16777200");
+    self->max_output = (size_t) max_output;
+    return 0;
+}
+
+static int
+s_read_params (s_port_t *self, const tr_params_t *params)
+{
+    if (s_read_command (self, params) || s_read_env (self, params)
+    ||  s_read_str (self, params, "cwd", &self->cwd)
+    ||  s_read_str (self, params, "id_field", &self->id_field)
+    ||  s_read_choices (self, params) || s_read_numbers (self, params))
+        return -1;
+    if (self->mode == S_JSON_LINES && self->argv_input)
+        return s_refuse (self, "{input} in 'command' needs mode per_message");
+    if (self->id_field && self->mode != S_JSON_LINES)
+        return s_refuse (self, "'id_field' needs mode json_lines");
+    if (self->id_field && !self->json_out)
+        return s_refuse (self, "'id_field' needs output json");
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  The process
+
+//  Called by the process service once the process has ended.
+static void
+s_on_exit (tr__proc_t *proc, const tr__proc_exit_t *exit, void *arg)
+{
+    (void) proc;
+    s_port_t *self = (s_port_t *) arg;
+    pthread_mutex_lock (&self->lock);
+    self->exited = true;
+    self->exit = *exit;
+    pthread_mutex_unlock (&self->lock);
+    uint64_t one = 1;
+    ssize_t rc = write (self->wake_fd, &one, sizeof one);
+    (void) rc;
+}
+
+static bool
+s_exited (s_port_t *self, tr__proc_exit_t *exit)
+{
+    pthread_mutex_lock (&self->lock);
+    bool exited = self->exited;
+    if (exited && exit)
+        *exit = self->exit;
+    pthread_mutex_unlock (&self->lock);
+    return exited;
+}
+
+static void
+s_close (int *fd)
+{
+    if (*fd >= 0) {
+        close (*fd);
+        *fd = -1;
+    }
+}
+
+//  Starts the process with argv (the template, or one filled in).
+static int
+s_start (s_port_t *self, char *const *argv)
+{
+    uint64_t value;
+    while (read (self->wake_fd, &value, sizeof value) > 0)
+        ;
+    pthread_mutex_lock (&self->lock);
+    self->exited = false;
+    pthread_mutex_unlock (&self->lock);
+    self->len = 0;
+    self->owed = 0;
+    tr__proc_spec_t spec = {
+        .name = self->name, .argv = (const char *const *) argv,
+        .env = (const char *const *) self->env, .cwd = self->cwd,
+        .stdin_fd = &self->in_fd, .stdout_fd = &self->out_fd
+    };
+    int rc = tr__proc_start (tr_actor_node (self->actor), &spec, s_on_exit, self, &self->proc);
+    if (rc)
+        tr_log (TR_LOG_WARN, "port '%s': cannot start '%s': %s", self->name, argv [0],
+                tr_strerror (rc));
+    return rc;
+}
+
+//  Stops the process (SIGTERM, SIGKILL after stop_timeout, to its whole
+//  group) unless it is gone already, and forgets it.
+static void
+s_stop (s_port_t *self)
+{
+    s_close (&self->in_fd);
+    s_close (&self->out_fd);
+    if (self->proc) {
+        tr__proc_stop (self->proc, self->stop_ms);
+        tr__proc_destroy (&self->proc);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Pipes
+
+//  Writes to the process's stdin without dying of SIGPIPE when it has
+//  closed it: the signal is blocked on this thread for the write, and one
+//  raised by it is taken back. Returns write's result, errno kept.
+static ssize_t
+s_write (int fd, const void *data, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset (&pipe_set);
+    sigaddset (&pipe_set, SIGPIPE);
+    pthread_sigmask (SIG_BLOCK, &pipe_set, &old);
+    sigpending (&pending);
+    bool was_pending = sigismember (&pending, SIGPIPE);
+    ssize_t n = write (fd, data, len);
+    int error = errno;
+    if (n < 0 && error == EPIPE && !was_pending) {
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait (&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask (SIG_SETMASK, &old, NULL);
+    errno = error;
+    return n;
+}
+
+//  Milliseconds to wait in poll until deadline_ns (0 once it has passed).
+static int
+s_wait_ms (int64_t deadline_ns)
+{
+    int64_t left = deadline_ns - tr__now_ns ();
+    if (left <= 0)
+        return 0;
+    left = (left + 999999) / 1000000;
+    return left > INT32_MAX? INT32_MAX: (int) left;
+}
+
+//  Reads what stdout holds into the buffer, up to `limit` bytes in all.
+//  Returns 1 when something was read, 0 when nothing is there now, -1 at
+//  the end of the stream, TR_ETOOBIG past the limit.
+static int
+s_read_some (s_port_t *self, size_t limit)
+{
+    char chunk [16384];
+    size_t room = limit + 1 - self->len;
+    ssize_t n = read (self->out_fd, chunk, room < sizeof chunk? room: sizeof chunk);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR? 0: -1;
+    if (n == 0)
+        return -1;
+    memcpy (self->buf + self->len, chunk, (size_t) n);
+    self->len += (size_t) n;
+    return self->len > limit? TR_ETOOBIG: 1;
+}
+
+//  --------------------------------------------------------------------------
+//  Input and answers
+
+//  The body as the process's input: a string's bytes, or one line of
+//  JSON for any other value (with a newline on stdin), or nothing.
+//  *owned is what to free. TR_OK or TR_ENOMEM.
+static int
+s_input (const tr_msg_t *msg, bool newline, char **owned, const char **data, size_t *len)
+{
+    *owned = NULL;
+    *data = "";
+    *len = 0;
+    if (tr_msg_size (msg) == 0)
+        return TR_OK;
+    if (tr_msg_str (msg, data, len) == TR_OK)
+        return TR_OK;
+    if (tr__json_from_msgpack (tr_msg_body (msg), tr_msg_size (msg), owned, len))
+        return TR_ENOMEM;           //  bodies are checked msgpack: memory ran out
+    if (newline) {
+        char *grown = (char *) realloc (*owned, *len + 2);
+        if (!grown) {
+            free (*owned);
+            return TR_ENOMEM;
+        }
+        *owned = grown;
+        (*owned) [(*len)++] = '\n';
+        (*owned) [*len] = 0;
+    }
+    *data = *owned;
+    return TR_OK;
+}
+
+//  Answers an ask with the output: a string, or its JSON as msgpack.
+//  Returns TR_OK, or TR_ECHILD when JSON was wanted and it is not JSON.
+static int
+s_answer (s_port_t *self, const tr_msg_t *msg, const char *text, size_t len)
+{
+    if (self->json_out) {
+        char *data = NULL;
+        size_t size = 0;
+        tr__json_error_t err;
+        if (tr__json_parse (text, len, &data, &size, &err)) {
+            char where [160];
+            tr_log (TR_LOG_WARN, "port '%s': output is not JSON: %s", self->name,
+                    tr__json_error_format (&err, where, sizeof where));
+            return TR_ECHILD;
+        }
+        if (tr_msg_kind (msg) == TR_KIND_ASK)
+            tr_reply (msg, data, size);
+        free (data);
+        return TR_OK;
+    }
+    if (tr_msg_kind (msg) != TR_KIND_ASK)
+        return TR_OK;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_str_with_body (&pk, text, len);
+    int rc = sb.data? tr_reply (msg, sb.data, sb.size): TR_ENOMEM;
+    msgpack_sbuffer_destroy (&sb);
+    return rc == TR_ENOMEM? TR_ENOMEM: TR_OK;
+}
+
+//  A failure of the agent: the asker gets `error`, and the handler fails
+//  with the reason `text`, which a supervised actor's supervisor reports.
+static int
+s_fail (s_port_t *self, const tr_msg_t *msg, int error, const char *text)
+{
+    tr_log (TR_LOG_WARN, "port '%s': %s", self->name, text);
+    if (tr_msg_kind (msg) == TR_KIND_ASK)
+        tr_reply_error (msg, error);
+    if (self->actor->child)             //  supervised: this incarnation ends
+        tr_actor_exit (self->actor, error, text);
+    return error;
+}
+
+//  --------------------------------------------------------------------------
+//  per_message
+
+//  The command with {input} replaced by the input. NULL when out of memory.
+static char **
+s_fill (const s_port_t *self, const char *input, size_t input_len)
+{
+    size_t count = 0;
+    while (self->argv [count])
+        count++;
+    char **argv = (char **) calloc (count + 1, sizeof (char *));
+    for (size_t i = 0; argv && i < count; i++) {
+        const char *from = self->argv [i];
+        size_t size = strlen (from) + 1, at = 0;
+        for (const char *p = from; (p = strstr (p, "{input}")); p += 7)
+            size += input_len;
+        if (!(argv [i] = (char *) malloc (size))) {
+            s_strv_free (argv);
+            return NULL;
+        }
+        for (const char *p; (p = strstr (from, "{input}")); from = p + 7) {
+            memcpy (argv [i] + at, from, (size_t) (p - from));
+            at += (size_t) (p - from);
+            memcpy (argv [i] + at, input, input_len);
+            at += input_len;
+        }
+        memcpy (argv [i] + at, from, strlen (from) + 1);
+    }
+    return argv;
+}
+
+typedef struct {
+    const char *input;                  //  still to write
+    size_t left;
+    int64_t deadline_ns;
+    bool eof;                           //  stdout ended
+    int error;                          //  TR_ETIMEDOUT, TR_ETOOBIG
+} s_run_t;
+
+//  One turn of the run: writes what stdin takes, reads what stdout has.
+static void
+s_run_turn (s_port_t *self, s_run_t *run)
+{
+    struct pollfd fds [3] = {
+        { .fd = self->wake_fd, .events = POLLIN },
+        { .fd = self->out_fd, .events = POLLIN },
+        { .fd = self->in_fd, .events = POLLOUT }
+    };
+    int rc = poll (fds, self->in_fd >= 0? 3: 2, s_wait_ms (run->deadline_ns));
+    if (rc == 0 && s_wait_ms (run->deadline_ns) == 0)
+        run->error = TR_ETIMEDOUT;
+    if (rc <= 0)
+        return;
+    if (self->in_fd >= 0 && fds [2].revents) {
+        ssize_t n = run->left? s_write (self->in_fd, run->input, run->left): 0;
+        if (n > 0) {
+            run->input += n;
+            run->left -= (size_t) n;
+        }
+        if (run->left == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            s_close (&self->in_fd);     //  all written, or it stopped reading
+    }
+    if (fds [1].revents) {
+        int got = s_read_some (self, self->max_output);
+        if (got == TR_ETOOBIG)
+            run->error = TR_ETOOBIG;
+        else
+        if (got < 0)
+            run->eof = true;
+    }
+}
+
+//  Runs the process to its end: input written, output read to the end
+//  of the stream, exit. Once it has exited, what stdout still holds is
+//  read without waiting for the end of the stream (another process of
+//  its group may keep the pipe open). Returns TR_OK or the error.
+static int
+s_run (s_port_t *self, s_run_t *run)
+{
+    if (run->left == 0)
+        s_close (&self->in_fd);
+    while (!run->error) {
+        if (s_exited (self, NULL)) {
+            int got;
+            while ((got = s_read_some (self, self->max_output)) == 1)
+                ;
+            return got == TR_ETOOBIG? TR_ETOOBIG: TR_OK;
+        }
+        if (run->eof) {
+            //  Output is over: wait for the exit alone.
+            struct pollfd fd = { .fd = self->wake_fd, .events = POLLIN };
+            if (poll (&fd, 1, s_wait_ms (run->deadline_ns)) == 0
+            &&  s_wait_ms (run->deadline_ns) == 0)
+                run->error = TR_ETIMEDOUT;
+        }
+        else
+            s_run_turn (self, run);
+    }
+    return run->error;
+}
+
+//  What the ended run means: TR_OK for exit status 0, else a failure.
+static int
+s_run_outcome (s_port_t *self, const tr_msg_t *msg, int rc, bool cut_short)
+{
+    char text [192];
+    tr__proc_exit_t exit;
+    if (rc == TR_ETIMEDOUT && cut_short) {
+        //  The asker's deadline, not ours: not the agent's failure.
+        tr_log (TR_LOG_DEBUG, "port '%s': ask deadline passed; process stopped", self->name);
+        return TR_ETIMEDOUT;
+    }
+    if (rc == TR_ETIMEDOUT)
+        snprintf (text, sizeof text, "process still running after %lld ms; stopped",
+                  (long long) self->timeout_ms);
+    else
+    if (rc == TR_ETOOBIG)
+        snprintf (text, sizeof text, "process wrote more than %zu bytes; stopped",
+                  self->max_output);
+    else
+    if (s_exited (self, &exit) && !(exit.exited && exit.status == 0))
+        snprintf (text, sizeof text, "process %s", exit.reason);
+    else
+        return TR_OK;
+    return s_fail (self, msg, rc? rc: TR_ECHILD, text);
+}
+
+static int
+s_handle_once (s_port_t *self, const tr_msg_t *msg)
+{
+    char *owned;
+    const char *input;
+    size_t input_len;
+    if (s_input (msg, !self->argv_input, &owned, &input, &input_len))
+        return -1;
+    if (self->argv_input && memchr (input, 0, input_len)) {
+        free (owned);
+        tr_log (TR_LOG_INFO, "port '%s': a body with a NUL byte cannot be an argument",
+                self->name);
+        return tr_msg_kind (msg) == TR_KIND_ASK? (tr_reply_error (msg, TR_EINVAL), 0): 0;
+    }
+    char **argv = self->argv_input? s_fill (self, input, input_len): NULL;
+    if (self->argv_input && !argv) {
+        free (owned);
+        return -1;
+    }
+    int rc = s_start (self, argv? argv: self->argv);
+    s_strv_free (argv);
+    if (rc) {
+        free (owned);
+        return s_fail (self, msg, rc, "process could not be started");
+    }
+    int64_t ask_ms = tr_msg_remaining_ms (msg);
+    bool cut_short = ask_ms >= 0 && ask_ms < self->timeout_ms;
+    s_run_t run = {
+        .input = self->argv_input? "": input, .left = self->argv_input? 0: input_len,
+        .deadline_ns = tr__deadline_after_ms (cut_short? ask_ms: self->timeout_ms)
+    };
+    rc = s_run (self, &run);
+    free (owned);
+    s_stop (self);
+    rc = s_run_outcome (self, msg, rc, cut_short);
+    if (rc == TR_ETIMEDOUT && cut_short) {
+        if (tr_msg_kind (msg) == TR_KIND_ASK)
+            tr_reply_error (msg, TR_ETIMEDOUT);
+        return 0;
+    }
+    if (rc == TR_OK) {
+        rc = s_answer (self, msg, self->buf, self->len);
+        if (rc == TR_ECHILD)
+            rc = s_fail (self, msg, TR_ECHILD, "process output is not JSON");
+    }
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  json_lines
+
+//  Reads one line (without its newline) into the front of the buffer, by
+//  deadline_ns. Returns TR_OK with *line_len, TR_ETIMEDOUT, TR_ETOOBIG
+//  (no newline within max_output bytes) or TR_ECHILD (stdout ended or
+//  the process exited).
+static int
+s_read_line (s_port_t *self, int64_t deadline_ns, size_t *line_len)
+{
+    for (;;) {
+        char *newline = (char *) memchr (self->buf, '\n', self->len);
+        if (newline) {
+            *line_len = (size_t) (newline - self->buf);
+            return TR_OK;
+        }
+        if (self->len > self->max_output)
+            return TR_ETOOBIG;
+        struct pollfd fds [2] = {
+            { .fd = self->out_fd, .events = POLLIN },
+            { .fd = self->wake_fd, .events = POLLIN }
+        };
+        int rc = poll (fds, 2, s_wait_ms (deadline_ns));
+        if (rc == 0 && s_wait_ms (deadline_ns) == 0)
+            return TR_ETIMEDOUT;
+        if (rc > 0 && fds [0].revents) {
+            int got = s_read_some (self, self->max_output);
+            if (got == TR_ETOOBIG)
+                continue;               //  the newline may be in it
+            if (got < 0)
+                return TR_ECHILD;
+        }
+        else
+        if (rc > 0 && fds [1].revents && s_exited (self, NULL)) {
+            //  Gone: what it wrote last is still worth a look.
+            int got;
+            while ((got = s_read_some (self, self->max_output)) == 1)
+                ;
+            if (!memchr (self->buf, '\n', self->len))
+                return got == TR_ETOOBIG? TR_ETOOBIG: TR_ECHILD;
+        }
+    }
+}
+
+//  Drops the first line_len + 1 bytes of the buffer.
+static void
+s_consume (s_port_t *self, size_t line_len)
+{
+    size_t used = line_len + 1;
+    memmove (self->buf, self->buf + used, self->len - used);
+    self->len -= used;
+}
+
+//  Why a json_lines exchange failed, in words.
+static void
+s_lines_reason (s_port_t *self, int rc, char *text, size_t size)
+{
+    tr__proc_exit_t exit;
+    if (rc == TR_ETIMEDOUT)
+        snprintf (text, size, "process did not answer within %lld ms",
+                  (long long) self->timeout_ms);
+    else
+    if (rc == TR_ETOOBIG)
+        snprintf (text, size, "process wrote a line longer than %zu bytes",
+                  self->max_output);
+    else {
+        //  Its output ended: its exit, if it comes soon, says more.
+        struct pollfd fd = { .fd = self->wake_fd, .events = POLLIN };
+        if (!s_exited (self, NULL))
+            poll (&fd, 1, 200);
+        if (s_exited (self, &exit))
+            snprintf (text, size, "process %s", exit.reason);
+        else
+            snprintf (text, size, "process closed its output");
+    }
+}
+
+//  Reads and drops the answers owed to asks that gave up waiting.
+static int
+s_lines_settle (s_port_t *self)
+{
+    while (self->owed) {
+        size_t line_len;
+        int rc = s_read_line (self, tr__deadline_after_ms (self->timeout_ms), &line_len);
+        if (rc)
+            return rc;
+        s_consume (self, line_len);
+        self->owed--;
+    }
+    return TR_OK;
+}
+
+//  The request line: the body as JSON, with the id field set when there
+//  is one (the body must then be a map), and a newline. TR_OK,
+//  TR_EINVAL (not a map, with an id field) or TR_ENOMEM.
+static int
+s_lines_request (s_port_t *self, const tr_msg_t *msg, char **line, size_t *len)
+{
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    size_t offset = 0;
+    msgpack_object obj = { .type = MSGPACK_OBJECT_NIL };
+    if (tr_msg_size (msg)
+    &&  msgpack_unpack_next (&result, (const char *) tr_msg_body (msg), tr_msg_size (msg),
+                             &offset) == MSGPACK_UNPACK_SUCCESS)
+        obj = result.data;
+    int rc = TR_OK;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    if (self->id_field && obj.type != MSGPACK_OBJECT_MAP)
+        rc = TR_EINVAL;
+    else
+    if (self->id_field) {
+        //  The map without any id field of its own, then the id.
+        size_t key_len = strlen (self->id_field);
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < obj.via.map.size; i++) {
+            msgpack_object *key = &obj.via.map.ptr [i].key;
+            kept += !(key->type == MSGPACK_OBJECT_STR && key->via.str.size == key_len
+                      && !memcmp (key->via.str.ptr, self->id_field, key_len));
+        }
+        msgpack_pack_map (&pk, kept + 1);
+        for (uint32_t i = 0; i < obj.via.map.size; i++) {
+            msgpack_object *key = &obj.via.map.ptr [i].key;
+            if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == key_len
+            &&  !memcmp (key->via.str.ptr, self->id_field, key_len))
+                continue;
+            msgpack_pack_object (&pk, *key);
+            msgpack_pack_object (&pk, obj.via.map.ptr [i].val);
+        }
+        msgpack_pack_str_with_body (&pk, self->id_field, key_len);
+        msgpack_pack_uint64 (&pk, ++self->next_id);
+    }
+    else
+        msgpack_pack_object (&pk, obj);
+    msgpack_unpacked_destroy (&result);
+    if (rc == TR_OK && (!sb.data || tr__json_from_msgpack (sb.data, sb.size, line, len)))
+        rc = TR_ENOMEM;
+    msgpack_sbuffer_destroy (&sb);
+    if (rc == TR_OK) {
+        char *grown = (char *) realloc (*line, *len + 2);
+        if (!grown) {
+            free (*line);
+            return TR_ENOMEM;
+        }
+        *line = grown;
+        (*line) [(*len)++] = '\n';
+        (*line) [*len] = 0;
+    }
+    return rc;
+}
+
+//  Writes the whole request by deadline_ns. TR_OK, TR_ETIMEDOUT or
+//  TR_ECHILD (stdin closed).
+static int
+s_lines_send (s_port_t *self, const char *line, size_t len, int64_t deadline_ns)
+{
+    while (len) {
+        struct pollfd fd = { .fd = self->in_fd, .events = POLLOUT };
+        int rc = poll (&fd, 1, s_wait_ms (deadline_ns));
+        if (rc == 0 && s_wait_ms (deadline_ns) == 0)
+            return TR_ETIMEDOUT;
+        if (rc <= 0)
+            continue;
+        ssize_t n = s_write (self->in_fd, line, len);
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return TR_ECHILD;
+        if (n > 0) {
+            line += n;
+            len -= (size_t) n;
+        }
+    }
+    return TR_OK;
+}
+
+//  With an id field: the response must be a map that carries our id.
+static bool
+s_lines_id_matches (s_port_t *self, const char *data, size_t size)
+{
+    tr__mp_t mp;
+    uint32_t pairs;
+    size_t key_len = strlen (self->id_field);
+    tr__mp_init (&mp, data, size);
+    if (tr__mp_map (&mp, &pairs))
+        return false;
+    while (pairs--) {
+        const char *key;
+        uint32_t len;
+        uint64_t id;
+        if (tr__mp_str (&mp, &key, &len))
+            return false;
+        if (len == key_len && !memcmp (key, self->id_field, len))
+            return tr__mp_uint (&mp, &id) == 0 && id == self->next_id;
+        if (tr__mp_skip (&mp, TR__JSON_MAX_DEPTH))
+            return false;
+    }
+    return false;
+}
+
+//  Answers with the response line (checked as JSON, and its id).
+static int
+s_lines_answer (s_port_t *self, const tr_msg_t *msg, const char *text, size_t len)
+{
+    char *data = NULL;
+    size_t size = 0;
+    tr__json_error_t err;
+    if (tr__json_parse (text, len, &data, &size, &err)) {
+        char where [160], reason [256];
+        snprintf (reason, sizeof reason, "process wrote a line that is not JSON (%s)",
+                  tr__json_error_format (&err, where, sizeof where));
+        return s_fail (self, msg, TR_ECHILD, reason);
+    }
+    if (self->id_field && !s_lines_id_matches (self, data, size)) {
+        free (data);
+        return s_fail (self, msg, TR_ECHILD, "process answered without the request's id");
+    }
+    int rc = TR_OK;
+    if (tr_msg_kind (msg) == TR_KIND_ASK)
+        rc = self->json_out? tr_reply (msg, data, size): s_answer (self, msg, text, len);
+    free (data);
+    return rc == TR_ENOMEM? -1: 0;
+}
+
+static int
+s_handle_lines (s_port_t *self, const tr_msg_t *msg)
+{
+    char reason [192];
+    if (!self->proc && s_start (self, self->argv))  //  after a failure, unsupervised
+        return s_fail (self, msg, TR_ECHILD, "process could not be started");
+    int rc = s_lines_settle (self);
+    if (rc == TR_OK && !s_exited (self, NULL))
+        while (s_read_some (self, self->max_output) == 1)
+            ;                           //  what it wrote unasked, if anything
+    if (rc == TR_OK && self->len) {
+        s_stop (self);
+        return s_fail (self, msg, TR_ECHILD, "process wrote output nobody asked for");
+    }
+    char *line = NULL;
+    size_t len = 0;
+    if (rc == TR_OK) {
+        rc = s_lines_request (self, msg, &line, &len);
+        if (rc == TR_EINVAL) {
+            tr_log (TR_LOG_INFO, "port '%s': with id_field, a request must be a map",
+                    self->name);
+            if (tr_msg_kind (msg) == TR_KIND_ASK)
+                tr_reply_error (msg, TR_EINVAL);
+            return 0;
+        }
+        if (rc == TR_ENOMEM)
+            return -1;
+    }
+    int64_t ask_ms = tr_msg_remaining_ms (msg);
+    bool cut_short = ask_ms >= 0 && ask_ms < self->timeout_ms;
+    int64_t deadline = tr__deadline_after_ms (self->timeout_ms);
+    int64_t ask_deadline = tr__deadline_after_ms (cut_short? ask_ms: self->timeout_ms);
+    if (rc == TR_OK)
+        rc = s_lines_send (self, line, len, deadline);
+    free (line);
+    size_t line_len = 0;
+    if (rc == TR_OK)
+        rc = s_read_line (self, ask_deadline, &line_len);
+    if (rc == TR_ETIMEDOUT && cut_short && tr__now_ns () < deadline) {
+        self->owed++;                   //  the asker gave up; the answer still comes
+        if (tr_msg_kind (msg) == TR_KIND_ASK)
+            tr_reply_error (msg, TR_ETIMEDOUT);
+        return 0;
+    }
+    if (rc) {
+        s_lines_reason (self, rc, reason, sizeof reason);
+        s_stop (self);
+        return s_fail (self, msg, rc == TR_ECHILD? TR_ECHILD: rc, reason);
+    }
+    rc = s_lines_answer (self, msg, self->buf, line_len);
+    if (rc == TR_ECHILD)
+        s_stop (self);
+    else
+        s_consume (self, line_len);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  The behaviour
+
+static int
+s_port_init (tr_actor_t *actor, void *arg, void **state_p)
+{
+    const tr_params_t *params = (const tr_params_t *) arg;
+    s_port_t *self = (s_port_t *) calloc (1, sizeof *self);
+    if (!self)
+        return -1;
+    self->actor = actor;
+    self->name = tr_actor_name (actor);
+    self->in_fd = self->out_fd = -1;
+    pthread_mutex_init (&self->lock, NULL);
+    self->wake_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (self->wake_fd < 0 || !params) {
+        if (!params)
+            s_refuse (self, "needs params with a 'command'");
+        s_port_free (self);
+        return -1;
+    }
+    if (s_read_params (self, params)
+    ||  !(self->buf = (char *) malloc (self->max_output + 1))
+    ||  (self->mode == S_JSON_LINES && s_start (self, self->argv))) {
+        s_port_free (self);
+        return -1;
+    }
+    *state_p = self;
+    return 0;
+}
+
+static int
+s_port_handle (tr_actor_t *actor, const tr_msg_t *msg, void *state)
+{
+    (void) actor;
+    s_port_t *self = (s_port_t *) state;
+    int kind = tr_msg_kind (msg);
+    if (kind != TR_KIND_ASK && kind != TR_KIND_TELL)
+        return 0;                       //  stray replies: nothing to do
+    if (tr_msg_remaining_ms (msg) == 0) {
+        //  The asker has given up already: no process is bothered.
+        if (kind == TR_KIND_ASK)
+            tr_reply_error (msg, TR_ETIMEDOUT);
+        return 0;
+    }
+    int rc = self->mode == S_JSON_LINES? s_handle_lines (self, msg): s_handle_once (self, msg);
+    if (rc && kind == TR_KIND_TELL)
+        tr_log (TR_LOG_WARN, "port '%s': a tell failed: %s", self->name,
+                tr_strerror (rc < -1? rc: TR_EHANDLER));
+    return rc;
+}
+
+static void
+s_port_terminate (tr_actor_t *actor, int reason, void *state)
+{
+    (void) actor; (void) reason;
+    s_port_t *self = (s_port_t *) state;
+    s_stop (self);
+    s_port_free (self);
+}
+
+const tr_actor_type_t tr__port_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "port",
+    .summary = "runs a command per message, or talks JSON lines with a long-lived process",
+    .behaviour = { s_port_init, s_port_handle, s_port_terminate },
+    .params = s_port_params,
+};

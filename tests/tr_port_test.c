@@ -1,0 +1,542 @@
+/*  tr_port_test.c - the "port" actor type (actors/tr_port.c) against real
+    processes: cat, sh, and the small scripts in tests/ports/ that
+    misbehave in each way a port must survive (non-zero exit, hang with a
+    grandchild, a flood of output, a slow answer, stderr noise; and for
+    JSON lines: garbage, a hang, an exit mid-conversation, a huge line,
+    a wrong id, output nobody asked for). Every port runs in a real
+    supervision tree loaded from YAML, so that failures restart it and
+    breakers count them.
+*/
+
+#include "tr_test.h"
+#include "tr_json.h"
+
+#include <errno.h>
+#include <signal.h>
+
+#define S_PORTS TROUPE_SOURCE_DIR "/tests/ports"
+
+static tr_node_t *s_node;
+static tr_tree_t *s_tree;
+static tr_sup_t *s_sup;
+
+static void
+s_setup (void)
+{
+    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
+    s_tree = NULL;
+    s_sup = NULL;
+}
+
+static void
+s_teardown (void)
+{
+    tr_sup_stop (&s_sup);
+    tr_node_destroy (&s_node);
+    tr_tree_destroy (&s_tree);
+}
+
+//  Starts a tree from YAML; returns tr_sup_start's result and its reason
+//  (in *reason_p, to free, when not NULL).
+static int
+s_try_start (const char *yaml, char **reason_p)
+{
+    tr_tree_error_t err;
+    int rc = tr_tree_parse (yaml, strlen (yaml), "test.yaml", &s_tree, &err);
+    char text [600];
+    ck_assert_msg (rc == TR_OK, "%s", tr_tree_error_format (&err, text, sizeof text));
+    char *reason = NULL;
+    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
+    if (reason_p)
+        *reason_p = reason;
+    else
+        free (reason);
+    return rc;
+}
+
+static void
+s_start (const char *yaml)
+{
+    char *reason = NULL;
+    int rc = s_try_start (yaml, &reason);
+    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    free (reason);
+}
+
+//  Asks `to` with a body given as JSON (a JSON string gives a msgpack
+//  string). On TR_OK *answer_p (if not NULL) is the reply written as
+//  JSON, to free.
+static int
+s_ask (const char *to, const char *json, int timeout_ms, char **answer_p)
+{
+    char *body = NULL;
+    size_t size = 0;
+    ck_assert_int_eq (tr__json_parse (json, strlen (json), &body, &size, NULL), 0);
+    tr_msg_t *reply = NULL;
+    int rc = tr_ask (s_node, to, body, size, timeout_ms, &reply, NULL);
+    free (body);
+    if (rc == TR_OK) {
+        char *text = NULL;
+        size_t len;
+        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
+                                                 &text, &len), 0);
+        tr_msg_destroy (&reply);
+        if (answer_p)
+            *answer_p = text;
+        else
+            free (text);
+    }
+    return rc;
+}
+
+//  Asks and checks the answer, written as JSON, is `expected`.
+static void
+s_expect (const char *to, const char *json, const char *expected)
+{
+    char *answer = NULL;
+    int rc = s_ask (to, json, 5000 * tr_test_slowdown (), &answer);
+    ck_assert_msg (rc == TR_OK, "ask %s %s: %s", to, json, tr_errname (rc));
+    ck_assert_str_eq (answer, expected);
+    free (answer);
+}
+
+//  Asks and checks the error.
+static void
+s_expect_error (const char *to, const char *json, int expected)
+{
+    int rc = s_ask (to, json, 5000 * tr_test_slowdown (), NULL);
+    ck_assert_msg (rc == expected, "ask %s %s: %s, not %s", to, json, tr_errname (rc),
+                   tr_errname (expected));
+}
+
+//  The pid a lines.py port reports.
+static long
+s_pid (const char *to)
+{
+    char *answer = NULL;
+    int rc = s_ask (to, "{\"op\":\"pid\"}", 5000 * tr_test_slowdown (), &answer);
+    ck_assert_msg (rc == TR_OK, "pid: %s", tr_errname (rc));
+    const char *at = strstr (answer, "\"pid\":");
+    ck_assert_ptr_nonnull (at);
+    long pid = strtol (at + 6, NULL, 10);
+    free (answer);
+    return pid;
+}
+
+static bool
+s_gone (void *arg)
+{
+    return kill ((pid_t) (intptr_t) arg, 0) && errno == ESRCH;
+}
+
+//  Waits until no process has that pid (reaped, not a zombie).
+static void
+s_expect_gone (long pid)
+{
+    ck_assert_msg (tr_test_wait_until (s_gone, (void *) (intptr_t) pid,
+                                       5000 * tr_test_slowdown ()),
+                   "pid %ld is still there", pid);
+}
+
+typedef struct {
+    const char *name;
+    uint64_t failed;
+} s_failures_t;
+
+static bool
+s_failures_are (void *arg)
+{
+    s_failures_t *f = (s_failures_t *) arg;
+    tr_actor_stats_t stats;
+    return tr_actor_stats (s_node, f->name, &stats) == TR_OK && stats.failed == f->failed;
+}
+
+//  The actor's count of failed messages, once it reaches `expected` (a
+//  failure is counted after the handler has answered the asker), or
+//  what it is after a while.
+static uint64_t
+s_failed_n (const char *name, uint64_t expected)
+{
+    s_failures_t f = { name, expected };
+    tr_test_wait_until (s_failures_are, &f, 2000 * tr_test_slowdown ());
+    tr_actor_stats_t stats;
+    ck_assert_int_eq (tr_actor_stats (s_node, name, &stats), TR_OK);
+    return stats.failed;
+}
+
+//  --------------------------------------------------------------------------
+//  per_message
+
+//  cat: a string goes in as its bytes, a map as a line of JSON; the
+//  output comes back as a string.
+START_TEST (test_once_cat)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - {name: cat, actor: port, params: {command: [cat]}}\n");
+    s_expect ("cat", "\"hello\"", "\"hello\"");
+    s_expect ("cat", "{\"a\":[1,true,null],\"b\":\"x\\ny\"}",
+              "\"{\\\"a\\\":[1,true,null],\\\"b\\\":\\\"x\\\\ny\\\"}\\n\"");
+    s_expect ("cat", "\"\"", "\"\"");
+    s_expect ("cat", "12", "\"12\\n\"");
+    ck_assert_uint_eq (s_failed_n ("cat", 0), 0);
+}
+END_TEST
+
+//  {input} puts the body in an argument; stdin is then empty. A body with
+//  a NUL byte cannot be an argument: TR_EINVAL, not a failure.
+START_TEST (test_once_argument)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - name: arg\n"
+             "    actor: port\n"
+             "    params: {command: [sh, -c, 'printf \"<%s|%s>\" \"$1\" \"$(cat)\"', sh, \"x{input}y\"]}\n");
+    s_expect ("arg", "\"a b\"", "\"<xa by|>\"");
+    s_expect ("arg", "{\"k\":1}", "\"<x{\\\"k\\\":1}y|>\"");
+    s_expect_error ("arg", "\"a\\u0000b\"", TR_EINVAL);
+    s_expect ("arg", "\"again\"", "\"<xagainy|>\"");
+    ck_assert_uint_eq (s_failed_n ("arg", 0), 0);
+}
+END_TEST
+
+//  output: json parses the output; output that is not JSON is a failure.
+START_TEST (test_once_json_output)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - {name: js, actor: port, params: {command: [cat], output: json}}\n");
+    s_expect ("js", "{\"x\":[1,2.5,\"z\"]}", "{\"x\":[1,2.5,\"z\"]}");
+    s_expect_error ("js", "\"not json\"", TR_ECHILD);
+    s_expect ("js", "[true]", "[true]");
+}
+END_TEST
+
+//  A non-zero exit status fails the agent (its stderr is logged); the
+//  supervisor restarts it and it serves the next message.
+START_TEST (test_once_exit_status)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - {name: bad, actor: port, params: {command: [sh, " S_PORTS "/fail.sh]}}\n"
+             "  - {name: sig, actor: port, params: {command: [sh, -c, 'kill -9 $$']}}\n");
+    s_expect_error ("bad", "\"x\"", TR_ECHILD);
+    s_expect_error ("bad", "\"x\"", TR_ECHILD);
+    s_expect_error ("sig", "\"x\"", TR_ECHILD);
+    ck_assert_uint_eq (s_failed_n ("bad", 2), 2);
+    ck_assert_uint_eq (s_failed_n ("sig", 1), 1);
+}
+END_TEST
+
+//  A command that never ends is stopped at the timeout, with its whole
+//  process group (the grandchild too); the asker gets TR_ETIMEDOUT.
+START_TEST (test_once_hang)
+{
+    char path [] = "/tmp/tr_port_test_XXXXXX";
+    int fd = mkstemp (path);
+    ck_assert_int_ge (fd, 0);
+    close (fd);
+    unlink (path);
+    char yaml [1024];
+    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n"
+              "  - name: hang\n    actor: port\n"
+              "    params: {command: [sh, %s/hang.sh, %s], timeout: %dms, stop_timeout: 200ms}\n",
+              S_PORTS, path, 300 * tr_test_slowdown ());
+    s_start (yaml);
+    int64_t start = tr_test_now_ms ();
+    s_expect_error ("hang", "\"x\"", TR_ETIMEDOUT);
+    int64_t took = tr_test_now_ms () - start;
+    ck_assert_int_ge (took, 300 * tr_test_slowdown ());
+    ck_assert_int_lt (took, 3000 * tr_test_slowdown ());
+    char *pids = tr_test_read_file (path, NULL);
+    long grandchild = 0, child = 0;
+    ck_assert_int_eq (sscanf (pids, "%ld %ld", &grandchild, &child), 2);
+    free (pids);
+    unlink (path);
+    s_expect_gone (child);
+    s_expect_gone (grandchild);
+    ck_assert_uint_eq (s_failed_n ("hang", 1), 1);
+}
+END_TEST
+
+//  More output than max_output: TR_ETOOBIG, and the process is stopped.
+START_TEST (test_once_flood)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - name: flood\n    actor: port\n"
+             "    params: {command: [sh, " S_PORTS "/flood.sh], max_output: 100000}\n"
+             "  - name: fits\n    actor: port\n"
+             "    params: {command: [sh, -c, 'head -c 1000 /dev/zero | tr \"\\\\0\" y'], max_output: 1000}\n");
+    s_expect_error ("flood", "\"x\"", TR_ETOOBIG);
+    char *answer = NULL;
+    ck_assert_int_eq (s_ask ("fits", "\"x\"", 5000 * tr_test_slowdown (), &answer), TR_OK);
+    ck_assert_uint_eq (strlen (answer), 1002);
+    free (answer);
+}
+END_TEST
+
+//  A slow answer within the timeout is an answer; an ask whose own
+//  deadline is shorter gets TR_ETIMEDOUT, which is not the agent's
+//  failure.
+START_TEST (test_once_slow)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - {name: slow, actor: port, params: {command: [sh, " S_PORTS "/slow.sh], timeout: 20s}}\n");
+    int64_t start = tr_test_now_ms ();
+    s_expect ("slow", "\"x\"", "\"done\\n\"");
+    ck_assert_int_ge (tr_test_now_ms () - start, 300);
+    ck_assert_int_eq (s_ask ("slow", "\"x\"", 100, NULL), TR_ETIMEDOUT);
+    s_expect ("slow", "\"x\"", "\"done\\n\"");
+    ck_assert_uint_eq (s_failed_n ("slow", 0), 0);
+}
+END_TEST
+
+//  Lots of stderr (more than a pipe holds) is logged, not an error.
+START_TEST (test_once_stderr_noise)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - {name: noisy, actor: port, params: {command: [sh, " S_PORTS "/noisy.sh]}}\n");
+    s_expect ("noisy", "\"quiet please\"", "\"QUIET PLEASE\"");
+    ck_assert_uint_eq (s_failed_n ("noisy", 0), 0);
+}
+END_TEST
+
+//  A program that does not exist: TR_ENOTFOUND to the asker, a failure.
+START_TEST (test_once_missing_program)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - {name: none, actor: port, params: {command: [/nonexistent/troupe-port]}}\n");
+    s_expect_error ("none", "\"x\"", TR_ENOTFOUND);
+    ck_assert_uint_eq (s_failed_n ("none", 1), 1);
+}
+END_TEST
+
+//  Tells run the command too; a failed tell is counted as a failure.
+START_TEST (test_once_tells)
+{
+    char path [] = "/tmp/tr_port_tell_XXXXXX";
+    int fd = mkstemp (path);
+    ck_assert_int_ge (fd, 0);
+    close (fd);
+    char yaml [1024];
+    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n"
+              "  - {name: log, actor: port, params: {command: [sh, -c, 'cat >> %s']}}\n"
+              "  - {name: bad, actor: port, params: {command: [sh, " S_PORTS "/fail.sh]}}\n",
+              path);
+    s_start (yaml);
+    tr_body_t body = tr_test_pack_str ("one;");
+    ck_assert_int_eq (tr_tell (s_node, "log", body.data, body.size, NULL), TR_OK);
+    body = tr_test_pack_str ("two;");
+    ck_assert_int_eq (tr_tell (s_node, "log", body.data, body.size, NULL), TR_OK);
+    ck_assert_int_eq (tr_tell (s_node, "bad", body.data, body.size, NULL), TR_OK);
+    s_expect ("log", "\"\"", "\"\"");     //  after both tells
+    char *text = tr_test_read_file (path, NULL);
+    ck_assert_str_eq (text, "one;two;");
+    free (text);
+    unlink (path);
+    s_expect_error ("bad", "\"x\"", TR_ECHILD);
+    ck_assert_uint_eq (s_failed_n ("bad", 2), 2);
+}
+END_TEST
+
+//  --------------------------------------------------------------------------
+//  json_lines
+
+//  A JSON-lines echo in plain shell: answers in order, one process.
+START_TEST (test_lines_shell_echo)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - name: echo\n    actor: port\n"
+             "    params: {command: [sh, " S_PORTS "/lines_echo.sh], mode: json_lines}\n");
+    s_expect ("echo", "{\"q\":\"hi\",\"n\":[1,2]}", "{\"q\":\"hi\",\"n\":[1,2]}");
+    s_expect ("echo", "\"just a string\"", "\"just a string\"");
+    for (int i = 0; i < 50; i++) {
+        char json [64];
+        snprintf (json, sizeof json, "{\"i\":%d}", i);
+        s_expect ("echo", json, json);
+    }
+    ck_assert_uint_eq (s_failed_n ("echo", 0), 0);
+}
+END_TEST
+
+#define S_LINES_PY(name, extra)                                             \
+    "  - name: " name "\n    actor: port\n"                                 \
+    "    params: {command: [/usr/bin/python3, -u, " S_PORTS "/lines.py],"   \
+    " mode: json_lines, id_field: id" extra "}\n"
+
+//  Happy paths with an id field: echo, a slow answer, stderr noise; one
+//  process throughout.
+START_TEST (test_lines_python)
+{
+    s_start ("name: t\nchildren:\n" S_LINES_PY ("py", ""));
+    long pid = s_pid ("py");
+    s_expect ("py", "{\"op\":\"echo\",\"text\":\"a\"}", "{\"id\":2,\"echo\":\"a\"}");
+    s_expect ("py", "{\"op\":\"slow\",\"ms\":200,\"text\":\"b\"}", "{\"id\":3,\"echo\":\"b\"}");
+    s_expect ("py", "{\"op\":\"stderr\",\"text\":\"c\"}", "{\"id\":4,\"echo\":\"c\"}");
+    //  An id in the request is replaced by the port's own.
+    s_expect ("py", "{\"op\":\"echo\",\"id\":77,\"text\":\"d\"}", "{\"id\":5,\"echo\":\"d\"}");
+    //  With an id field, a request must be a map: the asker's mistake.
+    s_expect_error ("py", "\"not a map\"", TR_EINVAL);
+    ck_assert_int_eq (s_pid ("py"), pid);
+    ck_assert_uint_eq (s_failed_n ("py", 0), 0);
+}
+END_TEST
+
+//  Each misbehaviour fails the agent with its own error, stops the
+//  process and has the supervisor start a new one, which answers.
+static void
+s_misbehave (const char *request, int error)
+{
+    long before = s_pid ("py");
+    s_expect_error ("py", request, error);
+    s_expect_gone (before);
+    long after = s_pid ("py");
+    ck_assert_int_ne (after, before);
+}
+
+START_TEST (test_lines_misbehaviour)
+{
+    char yaml [1024];
+    snprintf (yaml, sizeof yaml, "name: t\n"
+              "defaults: {backoff: {min: 1ms, max: 5ms}, breaker: off}\n"
+              "intensity: {max_restarts: 100, period: 10s}\n"
+              "children:\n" S_LINES_PY ("py", ", timeout: %dms, max_output: 50000"),
+              1000 * tr_test_slowdown ());
+    s_start (yaml);
+    s_misbehave ("{\"op\":\"garbage\"}", TR_ECHILD);
+    s_misbehave ("{\"op\":\"hang\"}", TR_ETIMEDOUT);
+    s_misbehave ("{\"op\":\"exit\",\"code\":3}", TR_ECHILD);
+    s_misbehave ("{\"op\":\"huge\",\"size\":200000}", TR_ETOOBIG);
+    s_misbehave ("{\"op\":\"wrong_id\"}", TR_ECHILD);
+    //  A second line nobody asked for is found before the next request
+    //  (ids 1 and 2 went to s_misbehave's and this s_pid).
+    long before = s_pid ("py");
+    s_expect ("py", "{\"op\":\"extra\",\"text\":\"e\"}", "{\"id\":3,\"echo\":\"e\"}");
+    usleep (100 * 1000);
+    s_expect_error ("py", "{\"op\":\"echo\"}", TR_ECHILD);
+    s_expect_gone (before);
+    ck_assert_int_ne (s_pid ("py"), before);
+    ck_assert_uint_eq (s_failed_n ("py", 6), 6);
+    //  A line just under the limit is fine.
+    char *answer = NULL;
+    ck_assert_int_eq (s_ask ("py", "{\"op\":\"huge\",\"size\":49000}",
+                             5000 * tr_test_slowdown (), &answer), TR_OK);
+    free (answer);
+}
+END_TEST
+
+//  The process's exit while the actor is idle is found by the next
+//  message, which fails and brings the restart.
+START_TEST (test_lines_death_while_idle)
+{
+    s_start ("name: t\ndefaults: {backoff: {min: 1ms, max: 5ms}}\nchildren:\n"
+             S_LINES_PY ("py", ""));
+    long pid = s_pid ("py");
+    kill ((pid_t) pid, SIGKILL);
+    s_expect_gone (pid);
+    s_expect_error ("py", "{\"op\":\"echo\"}", TR_ECHILD);
+    ck_assert_int_ne (s_pid ("py"), pid);
+}
+END_TEST
+
+//  An ask that gives up first is not the agent's failure: its answer is
+//  read and dropped, and the next ask gets its own.
+START_TEST (test_lines_ask_deadline)
+{
+    s_start ("name: t\nchildren:\n" S_LINES_PY ("py", ", timeout: 20s"));
+    long pid = s_pid ("py");
+    ck_assert_int_eq (s_ask ("py", "{\"op\":\"slow\",\"ms\":400}", 100, NULL), TR_ETIMEDOUT);
+    s_expect ("py", "{\"op\":\"echo\",\"text\":\"next\"}", "{\"id\":3,\"echo\":\"next\"}");
+    ck_assert_int_eq (s_pid ("py"), pid);
+    ck_assert_uint_eq (s_failed_n ("py", 0), 0);
+}
+END_TEST
+
+//  Failures open the breaker: asks fail at once with TR_ECIRCUIT.
+START_TEST (test_lines_breaker)
+{
+    s_start ("name: t\n"
+             "defaults: {backoff: {min: 1ms, max: 5ms}}\n"
+             "intensity: {max_restarts: 100, period: 10s}\n"
+             "children:\n" S_LINES_PY ("py", "")
+             "    breaker: {failures: 2, reset_timeout: 10s}\n");
+    s_expect_error ("py", "{\"op\":\"garbage\"}", TR_ECHILD);
+    s_expect_error ("py", "{\"op\":\"exit\"}", TR_ECHILD);
+    s_expect_error ("py", "{\"op\":\"echo\"}", TR_ECIRCUIT);
+}
+END_TEST
+
+//  Parameters are checked when the actor starts, with a precise reason.
+START_TEST (test_bad_params)
+{
+    static const struct {
+        const char *params;
+        const char *reason;
+    } cases [] = {
+        { "{command: [cat], mode: streaming}", "'mode' must be per_message or json_lines, not 'streaming'" },
+        { "{command: []}", "'command' must be a non-empty list of strings" },
+        { "{command: [cat, 3]}", "'command' must be a list of strings" },
+        { "{command: [cat], output: xml}", "'output' must be text or json, not 'xml'" },
+        { "{command: [cat], timeout: 0}", "'timeout' must be more than 0" },
+        { "{command: [cat], max_output: 0}", "'max_output' must be from 1" },
+        { "{command: [cat], env: {A: 1}}", "'env' must map names" },
+        { "{command: [cat], id_field: id}", "'id_field' needs mode json_lines" },
+        { "{command: [cat, '{input}'], mode: json_lines}", "{input} in 'command' needs mode per_message" },
+        { "{command: [/nonexistent/x], mode: json_lines}", "init failed" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        char yaml [512];
+        snprintf (yaml, sizeof yaml, "name: t\nintensity: {max_restarts: 0, period: 1s}\n"
+                  "children:\n  - {name: p, actor: port, params: %s}\n", cases [i].params);
+        char *reason = NULL;
+        int rc = s_try_start (yaml, &reason);
+        ck_assert_msg (rc != TR_OK, "%s started", cases [i].params);
+        ck_assert_msg (reason && strstr (reason, cases [i].reason),
+                       "%s: reason '%s'", cases [i].params, reason? reason: "(none)");
+        free (reason);
+        tr_tree_destroy (&s_tree);
+    }
+}
+END_TEST
+
+//  env and cwd reach the process.
+START_TEST (test_env_cwd)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - name: e\n    actor: port\n"
+             "    params: {command: [sh, -c, 'printf \"%s %s\" \"$PORT_TEST_VAR\" \"$(pwd)\"'],"
+             " env: {PORT_TEST_VAR: 'v a l'}, cwd: /tmp}\n");
+    s_expect ("e", "\"\"", "\"v a l /tmp\"");
+}
+END_TEST
+
+static Suite *
+s_suite (void)
+{
+    Suite *s = suite_create ("tr_port");
+    TCase *tc = tcase_create ("per_message");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_set_timeout (tc, 60 * tr_test_slowdown ());
+    tcase_add_test (tc, test_once_cat);
+    tcase_add_test (tc, test_once_argument);
+    tcase_add_test (tc, test_once_json_output);
+    tcase_add_test (tc, test_once_exit_status);
+    tcase_add_test (tc, test_once_hang);
+    tcase_add_test (tc, test_once_flood);
+    tcase_add_test (tc, test_once_slow);
+    tcase_add_test (tc, test_once_stderr_noise);
+    tcase_add_test (tc, test_once_missing_program);
+    tcase_add_test (tc, test_once_tells);
+    tcase_add_test (tc, test_env_cwd);
+    tcase_add_test (tc, test_bad_params);
+    suite_add_tcase (s, tc);
+    tc = tcase_create ("json_lines");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_set_timeout (tc, 60 * tr_test_slowdown ());
+    tcase_add_test (tc, test_lines_shell_echo);
+    tcase_add_test (tc, test_lines_python);
+    tcase_add_test (tc, test_lines_misbehaviour);
+    tcase_add_test (tc, test_lines_death_while_idle);
+    tcase_add_test (tc, test_lines_ask_deadline);
+    tcase_add_test (tc, test_lines_breaker);
+    suite_add_tcase (s, tc);
+    return s;
+}
+
+TR_TEST_MAIN (s_suite)
