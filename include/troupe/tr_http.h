@@ -20,7 +20,26 @@
     live).
 
     The engine starts on first use and stops with the node: requests
-    still queued or in flight then complete with TR_ECLOSED.
+    still queued or in flight then complete with TR_ECLOSED. The node
+    stops it before any of its actors, so those callbacks run while the
+    actors they belong to are still alive.
+
+    What counts against the limits: every attempt (a retry too) counts
+    as one request per minute; a request's estimated tokens count once,
+    when its first attempt starts. The queue is strict: while its head
+    waits for a limit, nothing behind it starts. A request estimated at
+    more tokens than tokens_per_minute starts only when the window is
+    empty.
+
+    Retries: attempt k+1 waits a random time between 0 and
+    min(backoff_max_ms, backoff_initial_ms * 2^(k-1)) ("full jitter"),
+    and at least the server's Retry-After (seconds or an HTTP date; not
+    capped). Retried: 429, 5xx, and connections that failed or broke
+    before an answer (refused, reset, closed without a reply, a connect
+    timeout). Never retried: other statuses, an attempt that timed out
+    after connecting, an oversized response. When the wait would pass the
+    request's deadline, the request ends at once with the last attempt's
+    error (detail says so) instead of waiting for nothing.
 
     Threads: every function may be called from any thread. Completion
     callbacks run on the engine's thread, one at a time; they must not
@@ -132,7 +151,13 @@ TR_EXPORT int
 
 //  Cancels a request: its callback runs with TR_ECANCELED unless it has
 //  already run or is running. Returns TR_OK, or TR_ENOTFOUND if the
-//  request has already completed (or never existed).
+//  request has already completed (or never existed). Either way, when it
+//  returns the request's callback has run and returned (the engine's
+//  thread runs it, and the caller waits for that), so the caller may
+//  free what the callback's arg points to; called from a completion
+//  callback it acts at once, and a callback cancelling its own request
+//  gets TR_ENOTFOUND. Do not call it while holding a lock that a
+//  completion callback takes.
 TR_EXPORT int
     tr_http_cancel (tr_node_t *node, uint64_t id);
 
