@@ -180,6 +180,10 @@ struct s_client {
     zhashx_t *watches;                  //  KV_ prefix -> s_watch_t * (owned)
     uint64_t dropped;                   //  events lost since the last EVENT
     uint64_t event_mark;                //  the last event it was sent
+    //  The events of the PUBS at hand that go to this client (s_pub_batch).
+    uint64_t batch_mark;
+    uint32_t batch_count;
+    uint16_t batch_idx [TR__WIRE_MAX_BATCH];
     int64_t joined_ns;
     int64_t last_recv_ns;
     int64_t last_send_ns;
@@ -245,6 +249,8 @@ struct tr_broker {
     size_t prefix_lengths [TR_NAME_MAX + 1];
     s_list_t lists [S_LISTS];
     uint64_t event_seq;
+    s_client_t **touched;               //  s_pub_batch's subscribers at hand
+    size_t touched_room;
     int64_t now_ns;                     //  when the message at hand arrived
     zmq_msg_t deliver;                  //  ["DELIVER", 0], copied per SEND
     zmq_msg_t heartbeat;                //  ["HEARTBEAT", 0]
@@ -1203,6 +1209,199 @@ s_pub (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
     s_publish (self, topic, client->id, in->frames == 2? &in->payload: NULL, client);
 }
 
+//  Sends one client of 1.0 the events of a batch meant for it, as EVENTs
+//  (each a copy of its bytes).
+static void
+s_events_one_by_one (tr_broker_t *self, s_client_t *client, const char *from,
+                     const char *const *topics, const uint32_t *topic_lens,
+                     const uint32_t *sizes, const size_t *offsets, zmq_msg_t *payload)
+{
+    for (uint32_t k = 0; k < client->batch_count; k++) {
+        uint32_t i = client->batch_idx [k];
+        char topic [TR_NAME_MAX + 1];
+        memcpy (topic, topics [i], topic_lens [i]);
+        topic [topic_lens [i]] = 0;
+        tr__wire_out_t out;
+        tr__wire_begin (&out, TR__V_EVENT, 0, client->dropped? 3: 2);
+        tr__wire_str (&out, topic, topic_lens [i]);
+        tr__wire_str (&out, from, strlen (from));
+        if (client->dropped)
+            tr__wire_uint (&out, client->dropped);
+        zmq_msg_t cmd, body;
+        int rc = TR_ENOMEM;
+        if (s_frame (&out, &cmd)) {
+            if (s_slice (payload, offsets [i], sizes [i], &body)) {
+                rc = s_send (self, client, &cmd, &body);
+                zmq_msg_close (&body);
+            }
+            else
+                zmq_msg_close (&cmd);
+        }
+        if (rc == TR_OK)
+            client->dropped = 0;
+        else {
+            client->dropped++;
+            S_ADD (self, events_dropped, 1);
+        }
+    }
+}
+
+//  Sends one client of 1.1 the events of a batch meant for it, as one
+//  EVENTS (the payload itself when they are all of the batch).
+static void
+s_events_together (tr_broker_t *self, s_client_t *client, const char *from, uint32_t n,
+                   const char *const *topics, const uint32_t *topic_lens,
+                   const uint32_t *sizes, const size_t *offsets, zmq_msg_t *payload)
+{
+    uint32_t count = client->batch_count;
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_EVENTS, 0, client->dropped? 4: 3);
+    tr__wire_str (&out, from, strlen (from));
+    tr__wire_array (&out, count);
+    for (uint32_t k = 0; k < count; k++) {
+        uint32_t i = client->batch_idx [k];
+        tr__wire_str (&out, topics [i], topic_lens [i]);
+    }
+    tr__wire_array (&out, count);
+    size_t bytes = 0;
+    for (uint32_t k = 0; k < count; k++) {
+        tr__wire_uint (&out, sizes [client->batch_idx [k]]);
+        bytes += sizes [client->batch_idx [k]];
+    }
+    if (client->dropped)
+        tr__wire_uint (&out, client->dropped);
+    zmq_msg_t cmd, body;
+    int rc = TR_ENOMEM;
+    bool made = false;
+    if (count == n)
+        made = zmq_msg_init (&body) == 0 && zmq_msg_copy (&body, payload) == 0;
+    else
+    if (zmq_msg_init_size (&body, bytes) == 0) {
+        uint8_t *at = (uint8_t *) zmq_msg_data (&body);
+        for (uint32_t k = 0; k < count; k++) {
+            uint32_t i = client->batch_idx [k];
+            memcpy (at, (uint8_t *) zmq_msg_data (payload) + offsets [i], sizes [i]);
+            at += sizes [i];
+        }
+        made = true;
+    }
+    if (made && s_frame (&out, &cmd))
+        rc = s_send (self, client, &cmd, &body);
+    else
+        tr__wire_end (&out);
+    if (made)
+        zmq_msg_close (&body);
+    if (rc == TR_OK)
+        client->dropped = 0;
+    else {
+        client->dropped += count;
+        S_ADD (self, events_dropped, count);
+    }
+}
+
+//  ["PUBS", 0, [TOPIC...], [SIZE...]] + BODY... (1.1): each event as a
+//  PUB of its own, with the same rules; each subscriber gets the events
+//  of the batch that it is subscribed to, in order, in one EVENTS (or as
+//  EVENTs for a client of 1.0). A batch whose sizes or counts are wrong
+//  is dropped whole and counted as malformed: events are not answered.
+static void
+s_pub_batch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    tr__mp_t r = cmd->args;
+    uint32_t n = 0, count = 0;
+    tr__mp_array (&r, &n);              //  forms and topics judged by tr__wire_check
+    const char *topics [TR__WIRE_MAX_BATCH];
+    uint32_t topic_lens [TR__WIRE_MAX_BATCH], sizes [TR__WIRE_MAX_BATCH];
+    size_t offsets [TR__WIRE_MAX_BATCH];
+    bool bad = n == 0 || n > TR__WIRE_MAX_BATCH;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *topic;
+        uint32_t len;
+        tr__mp_str (&r, &topic, &len);
+        if (i < TR__WIRE_MAX_BATCH) {
+            topics [i] = topic;
+            topic_lens [i] = len;
+        }
+    }
+    tr__mp_array (&r, &count);
+    bad |= count != n;
+    size_t total = 0;
+    for (uint32_t i = 0; !bad && i < n; i++) {
+        uint64_t size;
+        tr__mp_uint (&r, &size);
+        bad = size > self->max_frame;
+        sizes [i] = (uint32_t) size;
+        offsets [i] = total;
+        total += size;
+    }
+    if (bad || in->frames != 2 || total != zmq_msg_size (&in->payload)) {
+        S_ADD (self, malformed, 1);
+        tr_log (TR_LOG_DEBUG, "broker: dropped a batch of events of '%s': its counts or "
+                "sizes are wrong", client->id);
+        return;
+    }
+    //  Which subscribers get which events: each client collects the
+    //  indices of its events (once each, never its own).
+    uint64_t batch = ++self->event_seq;
+    s_client_t **touched = self->touched;
+    size_t touched_count = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        char topic [TR_NAME_MAX + 1];
+        uint32_t len = topic_lens [i];
+        memcpy (topic, topics [i], len);
+        topic [len] = 0;
+        bool sys = len >= 4 && memcmp (topic, "sys.", 4) == 0;
+        if (sys && (client->kind != S_KIND_NODE || (len >= 9 && memcmp (topic, "sys.node.", 9) == 0))) {
+            S_ADD (self, refused, 1);
+            continue;
+        }
+        S_ADD (self, events, 1);
+        uint64_t mark = ++self->event_seq;
+        char kept;
+        for (size_t plen = 0; plen <= len; plen++) {
+            if (self->prefix_lengths [plen] == 0)
+                continue;
+            kept = topic [plen];
+            topic [plen] = 0;
+            s_subs_t *subs = (s_subs_t *) zhashx_lookup (self->subs, topic);
+            topic [plen] = kept;
+            for (size_t k = 0; subs && k < subs->count; k++) {
+                s_client_t *sub = subs->items [k];
+                if (sub->event_mark == mark || sub == client)
+                    continue;
+                sub->event_mark = mark;
+                if (sub->batch_mark != batch) {
+                    if (touched_count == self->touched_room) {
+                        size_t room = self->touched_room? 2 * self->touched_room: 64;
+                        s_client_t **grown = (s_client_t **) realloc (self->touched,
+                                                                     room * sizeof *grown);
+                        if (!grown) {
+                            S_ADD (self, events_dropped, 1);
+                            sub->dropped++;
+                            continue;
+                        }
+                        self->touched = touched = grown;
+                        self->touched_room = room;
+                    }
+                    touched [touched_count++] = sub;
+                    sub->batch_mark = batch;
+                    sub->batch_count = 0;
+                }
+                sub->batch_idx [sub->batch_count++] = (uint16_t) i;
+            }
+        }
+    }
+    for (size_t k = 0; k < touched_count; k++) {
+        s_client_t *sub = touched [k];
+        if (sub->minor >= 1 && sub->batch_count > 1)
+            s_events_together (self, sub, client->id, n, topics, topic_lens, sizes, offsets,
+                               &in->payload);
+        else
+            s_events_one_by_one (self, sub, client->id, topics, topic_lens, sizes, offsets,
+                                 &in->payload);
+    }
+}
+
 //  --------------------------------------------------------------------------
 //  The scratchpad: watches
 
@@ -1764,6 +1963,9 @@ s_dispatch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *c
         case TR__V_PUB:
             s_pub (self, client, in, cmd);
             break;
+        case TR__V_PUBS:
+            s_pub_batch (self, client, in, cmd);
+            break;
         case TR__V_KV_GET:
             s_kv_get (self, client, in, cmd);
             break;
@@ -1808,7 +2010,7 @@ s_dispatch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *c
 static void
 s_invalid (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
 {
-    if (cmd->verb == TR__V_PUB) {
+    if (cmd->verb == TR__V_PUB || cmd->verb == TR__V_PUBS) {
         S_ADD (self, refused, 1);
         tr_log (TR_LOG_DEBUG, "broker: dropped an event of '%s': %s", client->id, cmd->why);
     }
@@ -2319,6 +2521,9 @@ s_destroy_state (tr_broker_t *self)
     zhashx_destroy (&self->by_id);
     zhashx_destroy (&self->names);
     zhashx_destroy (&self->subs);
+    free (self->touched);
+    self->touched = NULL;
+    self->touched_room = 0;
 }
 
 int

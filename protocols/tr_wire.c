@@ -46,6 +46,8 @@ static const char *s_words [TR__V_COUNT] = {
     [TR__V_KV_RESYNC]   = "KV_RESYNC",
     [TR__V_SENDS]       = "SENDS",
     [TR__V_DELIVERS]    = "DELIVERS",
+    [TR__V_PUBS]        = "PUBS",
+    [TR__V_EVENTS]      = "EVENTS",
 };
 
 const char *
@@ -268,7 +270,8 @@ typedef enum {
     A_PREFIX,       //  a SUB/UNSUB prefix: 0..255 bytes, the same alphabet
     A_KPREFIX,      //  a KV_ prefix: 0..1024 bytes, the same alphabet
     A_NAMES,        //  an array of names (NODE_DOWN, SENDS)
-    A_SIZES,        //  an array of uints, each 1 or more (SENDS, DELIVERS)
+    A_SIZES,        //  an array of uints, each 1 or more (SENDS, DELIVERS, PUBS, EVENTS)
+    A_TOPICS,       //  an array of topics (PUBS, EVENTS)
     A_KIND,         //  HELLO's KIND: "node", "actor" or "client"
     A_HEARTBEAT     //  HELLO's HEARTBEAT_MS: a uint, 100..60000
 } s_arg_t;
@@ -312,6 +315,8 @@ static const s_schema_t s_schemas [TR__V_COUNT] = {
     [TR__V_KV_RESYNC]   = { 1, 1, { A_KPREFIX } },
     [TR__V_SENDS]       = { 2, 2, { A_NAMES, A_SIZES } },
     [TR__V_DELIVERS]    = { 1, 1, { A_SIZES } },
+    [TR__V_PUBS]        = { 2, 2, { A_TOPICS, A_SIZES } },
+    [TR__V_EVENTS]      = { 3, 4, { A_NAME, A_TOPICS, A_SIZES, A_UINT } },  //  DROPPED optional
 };
 
 //  One argument as the form pass read it, for the value pass.
@@ -463,13 +468,15 @@ s_read_arg (tr__mp_t *r, int type, s_value_t *v)
                 return "an error CODE must be a negative 32-bit int";
             return NULL;
         }
-        case A_NAMES: {
+        case A_NAMES:
+        case A_TOPICS: {
             uint32_t n;
             if (tr__mp_array (r, &n))
-                return "expected an array of names";
+                return type == A_NAMES? "expected an array of names": "expected an array of topics";
             for (uint32_t i = 0; i < n; i++)
                 if (tr__mp_str (r, &v->str, &v->len))
-                    return "expected an array of names (str)";
+                    return type == A_NAMES? "expected an array of names (str)":
+                                            "expected an array of topics (str)";
             return NULL;
         }
         case A_SIZES: {
@@ -501,6 +508,24 @@ s_names_ok (const s_value_t *v, const uint8_t *end)
         uint32_t len;
         tr__mp_str (&r, &name, &len);
         if (tr_name_check (name, len) != TR_OK)
+            return false;
+    }
+    return true;
+}
+
+//  True if every element of the array of topics at v->at is a topic.
+static bool
+s_topics_ok (const s_value_t *v, const uint8_t *end)
+{
+    tr__mp_t r;
+    uint32_t n;
+    tr__mp_init (&r, v->at, (size_t) (end - v->at));
+    tr__mp_array (&r, &n);              //  read before: cannot fail
+    for (uint32_t i = 0; i < n; i++) {
+        const char *topic;
+        uint32_t len;
+        tr__mp_str (&r, &topic, &len);
+        if (len < 1 || len > 255 || !s_alphabet_ok (topic, len))
             return false;
     }
     return true;
@@ -544,6 +569,8 @@ s_judge_arg (int type, const s_value_t *v, const uint8_t *end)
             return s_names_ok (v, end)? NULL: "not a list of valid names";
         case A_SIZES:
             return s_sizes_ok (v, end)? NULL: "a size of 0 in a list of sizes";
+        case A_TOPICS:
+            return s_topics_ok (v, end)? NULL: "not a list of valid topics";
         case A_KEY:
             return v->len >= 1 && v->len <= 1024 && s_alphabet_ok (v->str, v->len)?
                    NULL: "not a valid key (1 to 1024 bytes, no controls or spaces)";

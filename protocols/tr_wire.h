@@ -39,7 +39,8 @@
 #define TR__WIRE_MAX_FRAME  (17u * 1024u * 1024u)
 //  Longest verb a reader accepts, in bytes.
 #define TR__WIRE_VERB_MAX   32
-//  Most envelopes in one SENDS or DELIVERS (max_batch, 2.6).
+//  Most envelopes in one SENDS or DELIVERS, events in one PUBS or EVENTS
+//  (max_batch, 2.6).
 #define TR__WIRE_MAX_BATCH  256
 //  Deepest nesting inside one argument (the argument's own array or map
 //  is level 1): the deepest answer is KV_SNAPSHOT's [[KEY, VERSION,
@@ -59,7 +60,7 @@ typedef enum {
     TR__V_KV_GET, TR__V_KV_PUT, TR__V_KV_CAS, TR__V_KV_DEL, TR__V_KV_LIST,
     TR__V_KV_SNAPSHOT, TR__V_KV_WATCH, TR__V_KV_UNWATCH, TR__V_KV_CHANGE,
     TR__V_KV_RESYNC,
-    TR__V_SENDS, TR__V_DELIVERS,                    //  1.1
+    TR__V_SENDS, TR__V_DELIVERS, TR__V_PUBS, TR__V_EVENTS,     //  1.1
     TR__V_COUNT
 } tr__verb_t;
 

@@ -46,6 +46,7 @@
 //  messages, and a lone message is never held back.
 #define S_BATCH_MAX         128
 #define S_BATCH_BYTES       (256 * 1024)
+enum { S_BATCH_MESSAGES = 1, S_BATCH_EVENTS = 2 };
 
 //  An ask sent to another node, waiting for its answer.
 typedef struct {
@@ -213,8 +214,11 @@ struct tr__remote {
     //  cannot go) and, for an ask, its pending entry (entered once sent).
     int minor;                          //  agreed with the broker
     uint32_t batch_max;                 //  1: this broker takes SEND only
+    int batch_kind;                     //  S_BATCH_MESSAGES or S_BATCH_EVENTS
     uint32_t batched;
     msgpack_sbuffer buf;
+    //  Events (PUBS) are batched the same way: the message is the
+    //  gateway's TR__KIND_PUB, its body in `buf`.
     tr_msg_t *batch_msg [S_BATCH_MAX];
     s_pending_t *batch_pending [S_BATCH_MAX];
     uint32_t batch_size [S_BATCH_MAX];
@@ -899,13 +903,64 @@ s_sent (tr__remote_t *self, tr_msg_t *msg, s_pending_t *p, int rc)
     tr__msg_free (msg);
 }
 
-//  Sends the batch: one SEND for a lone envelope, else one SENDS.
+//  An event's topic, in the body of a gateway TR__KIND_PUB: topic, NUL,
+//  then the event's msgpack body (nothing for nil).
+static size_t
+s_pub_topic (const tr_msg_t *msg, const char **topic)
+{
+    *topic = (const char *) msg->body;
+    return msg->size? strnlen (*topic, msg->size): 0;
+}
+
+//  Sends a batch of events: one PUB for a lone one, else one PUBS (where
+//  a nil body is written as msgpack nil, so that no size is 0).
+static void
+s_batch_flush_events (tr__remote_t *self)
+{
+    uint32_t n = self->batched;
+    tr__wire_out_t out;
+    const char *topic;
+    if (n == 1) {
+        tr_msg_t *msg = self->batch_msg [0];
+        size_t len = s_pub_topic (msg, &topic);
+        size_t size = msg->size - len - 1;
+        tr__wire_begin (&out, TR__V_PUB, 0, 1);
+        tr__wire_str (&out, topic, len);
+        s_send (self, &out, size? (const uint8_t *) topic + len + 1: NULL, size);
+    }
+    else {
+        tr__wire_begin (&out, TR__V_PUBS, 0, 2);
+        tr__wire_array (&out, n);
+        for (uint32_t i = 0; i < n; i++) {
+            size_t len = s_pub_topic (self->batch_msg [i], &topic);
+            tr__wire_str (&out, topic, len);
+        }
+        tr__wire_array (&out, n);
+        for (uint32_t i = 0; i < n; i++)
+            tr__wire_uint (&out, self->batch_size [i]);
+        //  Not sent (a full socket): lost, as a PUB would be; the broker
+        //  counts what its subscribers miss.
+        s_send (self, &out, self->buf.data, self->buf.size);
+    }
+    tr__wire_end (&out);
+    for (uint32_t i = 0; i < n; i++)
+        tr__msg_free (self->batch_msg [i]);
+}
+
+//  Sends the batch: one SEND for a lone envelope, else one SENDS; or the
+//  events (s_batch_flush_events).
 static void
 s_batch_flush (tr__remote_t *self)
 {
     uint32_t n = self->batched;
     if (n == 0)
         return;
+    if (self->batch_kind == S_BATCH_EVENTS) {
+        s_batch_flush_events (self);
+        self->batched = 0;
+        self->buf.size = 0;
+        return;
+    }
     tr__wire_out_t out;
     if (n == 1) {
         tr__wire_begin (&out, TR__V_SEND, 0, 1);
@@ -965,6 +1020,9 @@ s_send_message (tr__remote_t *self, tr_msg_t *msg)
         }
         env.id = p->wire_id;
     }
+    if (self->batched && self->batch_kind != S_BATCH_MESSAGES)
+        s_batch_flush (self);
+    self->batch_kind = S_BATCH_MESSAGES;
     size_t before = self->buf.size;
     int rc = tr__envelope_append (&env, &self->buf);
     if (rc) {
@@ -983,8 +1041,9 @@ s_send_message (tr__remote_t *self, tr_msg_t *msg)
 static bool
 s_on_gateway (tr__remote_t *self, tr_msg_t *msg)
 {
-    //  What is not a message goes after the messages before it.
-    if (self->batched && (msg->kind < TR_KIND_TELL || msg->kind > TR_KIND_ERROR))
+    //  What is not batched goes after what is batched before it.
+    if (self->batched && (msg->kind < TR_KIND_TELL || msg->kind > TR_KIND_ERROR)
+    &&  msg->kind != TR__KIND_PUB)
         s_batch_flush (self);
     switch (msg->kind) {
         case TR__KIND_STOP:
@@ -1056,17 +1115,30 @@ s_on_gateway (tr__remote_t *self, tr_msg_t *msg)
         }
         case TR__KIND_PUB: {
             //  The body: topic, NUL, then the event's msgpack body.
-            const char *topic = (const char *) msg->body;
-            size_t topic_len = msg->size? strnlen (topic, msg->size): msg->size;
-            if (self->greeted && topic_len < msg->size) {
-                tr__wire_out_t out;
-                tr__wire_begin (&out, TR__V_PUB, 0, 1);
-                tr__wire_str (&out, topic, topic_len);
-                size_t size = msg->size - topic_len - 1;
-                s_send (self, &out, size? (const uint8_t *) topic + topic_len + 1: NULL, size);
-                tr__wire_end (&out);
+            const char *topic;
+            size_t topic_len = s_pub_topic (msg, &topic);
+            if (!self->greeted || topic_len >= msg->size) {
+                tr__msg_free (msg);
+                return true;
             }
-            tr__msg_free (msg);
+            if (self->batched && self->batch_kind != S_BATCH_EVENTS)
+                s_batch_flush (self);
+            self->batch_kind = S_BATCH_EVENTS;
+            size_t size = msg->size - topic_len - 1;
+            size_t before = self->buf.size;
+            static const char nil = (char) 0xc0;
+            if (msgpack_sbuffer_write (&self->buf, size? topic + topic_len + 1: &nil,
+                                       size? size: 1)) {
+                self->buf.size = before;        //  out of memory: lost, as unsent
+                tr__msg_free (msg);
+                return true;
+            }
+            uint32_t i = self->batched++;
+            self->batch_msg [i] = msg;
+            self->batch_pending [i] = NULL;
+            self->batch_size [i] = (uint32_t) (self->buf.size - before);
+            if (self->batched >= self->batch_max || self->buf.size >= S_BATCH_BYTES)
+                s_batch_flush (self);
             return true;
         }
         default:
@@ -1178,6 +1250,50 @@ s_deliver_batch (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, s
     for (uint32_t i = 0; i < n; i++) {
         tr__mp_uint (&sizes, &each);
         s_deliver (self, data + offset, (size_t) each);
+        offset += (size_t) each;
+    }
+}
+
+//  Several events from one publisher (EVENTS FROM [TOPIC...] [SIZE...],
+//  1.1), their bodies one after another in the payload; a body that is
+//  msgpack nil is delivered as an empty one, as after a PUB without a
+//  body. Dropped whole if the sizes do not add up.
+static void
+s_events (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_t size)
+{
+    tr__mp_t r = cmd->args;
+    const char *from;
+    uint32_t from_len, n = 0, count = 0;
+    tr__mp_str (&r, &from, &from_len);  //  forms judged by tr__wire_check
+    tr__mp_t topics = r;
+    tr__mp_skip (&r, TR__WIRE_ARG_DEPTH);
+    tr__mp_array (&topics, &n);
+    tr__mp_t sizes = r;
+    tr__mp_array (&sizes, &count);
+    tr__mp_t walk = sizes;
+    uint64_t total = 0, each;
+    for (uint32_t i = 0; i < count && total <= size; i++) {
+        tr__mp_uint (&walk, &each);
+        total = each > size - total? (uint64_t) size + 1: total + each;
+    }
+    if (count != n || total != size) {
+        tr_log (TR_LOG_WARN, "remote: dropped a batch of %u events from the broker: "
+                "its counts or sizes are wrong", n);
+        return;
+    }
+    size_t offset = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *topic;
+        uint32_t len;
+        tr__mp_str (&topics, &topic, &len);
+        tr__mp_uint (&sizes, &each);
+        char copy [TR_NAME_MAX + 1];
+        if (len <= TR_NAME_MAX) {
+            memcpy (copy, topic, len);
+            copy [len] = 0;
+            bool nil = each == 1 && data [offset] == 0xc0;
+            tr__events_deliver (self->node, copy, nil? NULL: data + offset, nil? 0: (size_t) each);
+        }
         offset += (size_t) each;
     }
 }
@@ -1341,6 +1457,9 @@ s_on_broker (tr__remote_t *self)
         case TR__V_KV_CHANGE:
         case TR__V_KV_RESYNC:
             s_on_change (self, &cmd, data, size);
+            break;
+        case TR__V_EVENTS:
+            s_events (self, &cmd, data, size);
             break;
         case TR__V_EVENT: {
             const char *topic;

@@ -937,6 +937,144 @@ START_TEST (test_sends)
 }
 END_TEST
 
+//  PUBS: each event published as by its own PUB; a subscriber of 1.1 gets
+//  the events of the batch it is subscribed to as one EVENTS (the payload
+//  as it came when it gets them all), one of 1.0 as EVENTs; reserved
+//  topics are refused one by one, a broken batch is dropped whole.
+static void
+s_pubs (void *sock, const char **topics, const char **bodies, size_t n, size_t wrong)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_PUBS, 0, 2);
+    tr__wire_array (&out, (uint32_t) n);
+    for (size_t i = 0; i < n; i++)
+        tr__wire_str (&out, topics [i], strlen (topics [i]));
+    tr__wire_array (&out, (uint32_t) n);
+    char payload [1024];
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen (bodies [i]);
+        tr__wire_uint (&out, len + (i == 0? wrong: 0));
+        memcpy (payload + at, bodies [i], len);
+        at += len;
+    }
+    s_put (sock, &out, payload, at);
+}
+
+START_TEST (test_pubs)
+{
+    s_start_default ();
+    void *p = s_client_11 ("P");
+    void *all = s_client_11 ("ALL");
+    void *some = s_client_11 ("SOME");
+    void *old = s_client ("OLD", "node");
+    ck_assert_int_eq (s_call (all, TR__V_SUB, 1, "app."), 0);
+    ck_assert_int_eq (s_call (all, TR__V_SUB, 2, ""), 0);     //  overlapping: once each
+    ck_assert_int_eq (s_call (some, TR__V_SUB, 3, "app.b"), 0);
+    ck_assert_int_eq (s_call (old, TR__V_SUB, 4, "app."), 0);
+    ck_assert_int_eq (s_call (p, TR__V_SUB, 5, "app."), 0);   //  never its own
+    //  Bodies are msgpack: fixstr "x1".., nil.
+    tr_broker_stats_t st0 = s_stats ();
+    const char *topics [4] = { "app.a", "app.b", "sys.actor.started", "app.b2" };
+    const char *bodies [4] = { "\xa2x1", "\xc0", "\xa2x3", "\xa2x4" };
+    s_pubs (p, topics, bodies, 4, 0);
+    //  ALL: three events (the sys. one is refused from... a node may
+    //  publish sys.actor.*: P is a node, so all four).
+    s_got_t got;
+    s_expect (all, &got, TR__V_EVENTS);
+    char from [64];
+    s_arg_str (&got, from, sizeof from);
+    ck_assert_str_eq (from, "P");
+    uint32_t n;
+    ck_assert_int_eq (tr__mp_array (&got.args, &n), 0);
+    ck_assert_uint_eq (n, 4);
+    for (uint32_t i = 0; i < n; i++) {
+        char topic [64];
+        s_arg_str (&got, topic, sizeof topic);
+        ck_assert_str_eq (topic, topics [i]);
+    }
+    ck_assert_uint_eq (s_payload_size (&got), 10);
+    ck_assert_mem_eq (s_payload (&got), "\xa2x1\xc0\xa2x3\xa2x4", 10);
+    s_got_close (&got);
+    //  SOME: app.b and app.b2 only, their bodies together.
+    s_expect (some, &got, TR__V_EVENTS);
+    s_arg_str (&got, from, sizeof from);
+    ck_assert_int_eq (tr__mp_array (&got.args, &n), 0);
+    ck_assert_uint_eq (n, 2);
+    char topic [64];
+    s_arg_str (&got, topic, sizeof topic);
+    ck_assert_str_eq (topic, "app.b");
+    s_arg_str (&got, topic, sizeof topic);
+    ck_assert_str_eq (topic, "app.b2");
+    ck_assert_int_eq (tr__mp_array (&got.args, &n), 0);
+    ck_assert_uint_eq (s_arg_uint (&got), 1);
+    ck_assert_uint_eq (s_arg_uint (&got), 3);
+    ck_assert_uint_eq (s_payload_size (&got), 4);
+    ck_assert_mem_eq (s_payload (&got), "\xc0\xa2x4", 4);
+    s_got_close (&got);
+    //  OLD (1.0): EVENTs of app.a, app.b, app.b2, each its own body.
+    const int mine [3] = { 0, 1, 3 };
+    for (int k = 0; k < 3; k++) {
+        s_expect (old, &got, TR__V_EVENT);
+        s_arg_str (&got, topic, sizeof topic);
+        ck_assert_str_eq (topic, topics [mine [k]]);
+        ck_assert_uint_eq (s_payload_size (&got), strlen (bodies [mine [k]]));
+        ck_assert_mem_eq (s_payload (&got), bodies [mine [k]], strlen (bodies [mine [k]]));
+        s_got_close (&got);
+    }
+    ck_assert (s_quiet (p, 50));
+    tr_broker_stats_t st = s_stats ();
+    ck_assert_uint_eq (st.events - st0.events, 4);
+    //  A client of kind "client" may not publish under sys.: that event
+    //  alone is refused.
+    void *c = s_dealer ();
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_HELLO, 1, 6);
+    tr__wire_str (&out, "TRP", 3);
+    tr__wire_uint (&out, 1);
+    tr__wire_uint (&out, 1);
+    tr__wire_str (&out, "C", 1);
+    tr__wire_str (&out, "client", 6);
+    tr__wire_uint (&out, 1000);
+    s_put (c, &out, NULL, 0);
+    ck_assert_int_eq (s_answer (c, 1), 0);
+    ck_assert (s_quiet (c, 50));        //  C's joining is an event too
+    st0 = s_stats ();
+    const char *two [2] = { "sys.actor.x", "app.b" };
+    s_pubs (c, two, bodies + 2, 2, 0);
+    void *subscribers [4] = { some, p, all, old };
+    for (int k = 0; k < 4; k++) {
+        //  One event: EVENT, not EVENTS (ALL, subscribed to everything,
+        //  has C's sys.node.joined first).
+        do {
+            s_expect (subscribers [k], &got, TR__V_EVENT);
+            s_arg_str (&got, topic, sizeof topic);
+            s_got_close (&got);
+        } while (subscribers [k] == all && strcmp (topic, "sys.node.joined") == 0);
+        ck_assert_str_eq (topic, "app.b");
+    }
+    st = s_stats ();
+    ck_assert_uint_eq (st.events - st0.events, 1);
+    ck_assert_uint_eq (st.refused - st0.refused, 1);
+    //  Broken batches: dropped whole, counted, not answered.
+    s_pubs (p, topics, bodies, 2, 1);
+    const char *bad_topic [2] = { "app.a", "app b" };
+    s_pubs (p, bad_topic, bodies, 2, 0);
+    ck_assert (s_quiet (p, 50));
+    ck_assert (s_quiet (all, 50));
+    st = s_stats ();
+    ck_assert_uint_eq (st.events - st0.events, 1);
+    ck_assert_uint_eq (st.malformed - st0.malformed, 1);
+    ck_assert_uint_eq (st.refused - st0.refused, 2);
+    zmq_close (p);
+    zmq_close (all);
+    zmq_close (some);
+    zmq_close (old);
+    zmq_close (c);
+    s_stop ();
+}
+END_TEST
+
 //  A batch for a receiver that does not drain: every envelope that does
 //  not fit comes back as its own BOUNCE TR_EFULL.
 START_TEST (test_sends_full)
@@ -2317,6 +2455,7 @@ s_suite (void)
     tcase_add_test (tc, test_bounce);
     tcase_add_test (tc, test_full);
     tcase_add_test (tc, test_sends);
+    tcase_add_test (tc, test_pubs);
     tcase_add_loop_test (tc, test_sends_full, 0, 2);
     tcase_add_test (tc, test_nodes);
     tcase_add_test (tc, test_heartbeat);

@@ -8,6 +8,7 @@
 #include "tr_test.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <zmq.h>
 
@@ -237,9 +238,20 @@ START_TEST (test_batches_mixed)
 }
 END_TEST
 
-//  A broker of 1.1 played by hand: a DELIVERS whose sizes do not add up
-//  is dropped whole (and the node keeps serving), a good one delivers
-//  every envelope in it.
+//  Counts the events it gets.
+static atomic_int s_events_seen;
+
+static int
+s_count_event (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) self; (void) msg; (void) state;
+    atomic_fetch_add (&s_events_seen, 1);
+    return 0;
+}
+
+//  A broker of 1.1 played by hand: a DELIVERS or EVENTS whose sizes do
+//  not add up is dropped whole (and the node keeps serving), a good one
+//  delivers every envelope or event in it.
 START_TEST (test_delivers_checked)
 {
     tr_broker_stop (&s_broker);
@@ -302,7 +314,29 @@ START_TEST (test_delivers_checked)
         zmq_send (router, payload, total, 0);
         tr__wire_end (&out);
     }
-    //  Only the good batch arrives: both tells, in order, once.
+    //  Events: the same, and a nil body as msgpack nil.
+    tr_behaviour_t counter = { .handle = s_count_event };
+    ck_assert_int_eq (tr_spawn (node, "watcher", &counter, NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (tr_event_subscribe (node, "app.", "watcher"), TR_OK);
+    atomic_store (&s_events_seen, 0);
+    for (int good = 0; good < 2; good++) {
+        tr__wire_begin (&out, TR__V_EVENTS, 0, 3);
+        tr__wire_str (&out, "far", 3);
+        tr__wire_array (&out, 3);
+        tr__wire_str (&out, "app.a", 5);
+        tr__wire_str (&out, "app.b", 5);
+        tr__wire_str (&out, "other", 5);
+        tr__wire_array (&out, 3);
+        tr__wire_uint (&out, 3);
+        tr__wire_uint (&out, 1);
+        tr__wire_uint (&out, good? 1: 2);
+        zmq_send (router, zmq_msg_data (&rid), zmq_msg_size (&rid), ZMQ_SNDMORE);
+        zmq_send (router, out.data, out.size, ZMQ_SNDMORE);
+        zmq_send (router, "\xa2hi\xc0\x01", 5, 0);
+        tr__wire_end (&out);
+    }
+    //  Only the good batches arrive: both tells, in order, once; and the
+    //  two events of the watched prefix.
     int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
     uint64_t next;
     do {
@@ -315,6 +349,11 @@ START_TEST (test_delivers_checked)
     ck_assert_uint_eq (order.next, 2);
     ck_assert (order.in_order);
     pthread_mutex_unlock (&order.lock);
+    deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
+    while (atomic_load (&s_events_seen) < 2 && tr_test_now_ms () < deadline)
+        usleep (5000);
+    usleep (50 * 1000);
+    ck_assert_int_eq (atomic_load (&s_events_seen), 2);
     free (env [0]);
     free (env [1]);
     zmq_msg_close (&rid);

@@ -184,7 +184,7 @@ START_TEST (test_wire_verb_names)
         "BOUNCE", "NODES", "HEARTBEAT", "BYE", "NODE_DOWN", "SUB", "UNSUB",
         "PUB", "EVENT", "KV_GET", "KV_PUT", "KV_CAS", "KV_DEL", "KV_LIST",
         "KV_SNAPSHOT", "KV_WATCH", "KV_UNWATCH", "KV_CHANGE", "KV_RESYNC",
-        "SENDS", "DELIVERS" };
+        "SENDS", "DELIVERS", "PUBS", "EVENTS" };
     ck_assert_int_eq (sizeof words / sizeof words [0], TR__V_COUNT);
     for (int verb = 1; verb < TR__V_COUNT; verb++) {
         ck_assert_str_eq (tr__wire_verb_name (verb), words [verb]);
@@ -482,6 +482,24 @@ START_TEST (test_wire_round_trips)
                 tr__wire_array (&out, 3);
                 for (int k = 0; k < 3; k++)
                     tr__wire_uint (&out, 40 + (uint64_t) k * 100);
+                break;
+            case TR__V_PUBS:
+                tr__wire_begin (&out, verb, seq, nargs = 2);
+                tr__wire_array (&out, 2);
+                tr__wire_str (&out, "a.b", 3);
+                tr__wire_str (&out, "a.c", 3);
+                tr__wire_array (&out, 2);
+                tr__wire_uint (&out, 1);
+                tr__wire_uint (&out, 300);
+                break;
+            case TR__V_EVENTS:
+                tr__wire_begin (&out, verb, seq, nargs = 4);
+                tr__wire_str (&out, "host:42", 7);
+                tr__wire_array (&out, 1);
+                tr__wire_str (&out, "a.b", 3);
+                tr__wire_array (&out, 1);
+                tr__wire_uint (&out, 9);
+                tr__wire_uint (&out, 3);
                 break;
             case TR__V_DELIVERS:
                 tr__wire_begin (&out, verb, seq, nargs = 1);

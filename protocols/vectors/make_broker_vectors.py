@@ -193,6 +193,13 @@ CANONICAL = [
      "route one envelope of 300 bytes to pong"),
     ("delivers", "DELIVERS", 0, [arr(uint(40), uint(41))],
      "the broker delivers two envelopes (40 and 41 bytes) in the payload"),
+    ("pubs", "PUBS", 0, [arr(s("app.order.placed"), s("app.order.paid")), arr(uint(12), uint(1))],
+     "publish two events: bodies of 12 bytes and of 1 byte (nil) one after another"),
+    ("events", "EVENTS", 0, [s("node-1"), arr(s("app.order.placed"), s("app.order.paid")),
+                             arr(uint(12), uint(1))],
+     "two events from node-1, bodies one after another in the payload"),
+    ("events-dropped", "EVENTS", 0, [s("node-1"), arr(s("app.a")), arr(uint(3)), uint(7)],
+     "one event from node-1, 7 events dropped before it (DROPPED)"),
     ("nodes", "NODES", 4, [], "list the connected clients"),
     ("heartbeat", "HEARTBEAT", 0, [], "a heartbeat"),
     ("bye", "BYE", 0, [], "the client leaves"),
@@ -451,6 +458,7 @@ SCHEMA = {
     "ERROR": ["A_CODE", "A_STR"],
     "REGISTER": ["A_STR"], "UNREGISTER": ["A_STR"], "SEND": ["A_STR"],
     "SENDS": ["A_NAMES", "A_SIZES"], "DELIVERS": ["A_SIZES"],
+    "PUBS": ["A_TOPICS", "A_SIZES"], "EVENTS": ["A_STR", "A_TOPICS", "A_SIZES", "A_UINT"],
     "BOUNCE": ["A_STR", "A_CODE"],
     "NODE_DOWN": ["A_STR", "A_NAMES"],
     "SUB": ["A_STR"], "UNSUB": ["A_STR"], "PUB": ["A_STR"],
@@ -475,7 +483,7 @@ def vectors_types():
         seq, args = canonical_of(verb)
         slug = verb.lower().replace("_", "-")
         for i, t in enumerate(types):
-            if t in ("A_NAMES", "A_SIZES"):
+            if t in ("A_NAMES", "A_SIZES", "A_TOPICS"):
                 continue
             for what, value in KIND_OF[t]:
                 wrong = list(args)
@@ -483,7 +491,7 @@ def vectors_types():
                 bad("bad-type-%s-arg%d-%s" % (slug, i + 1, what),
                     "%s with argument %d (%s) as %s" % (verb, i + 1, t[2:].lower(), what),
                     frame(verb, seq, *wrong))
-        required = len(types) - (1 if verb == "EVENT" else 0)
+        required = len(types) - (1 if verb in ("EVENT", "EVENTS") else 0)
         for n in range(required):
             bad("bad-missing-%s-%d" % (slug, n), "%s with %d of its %d arguments"
                 % (verb, n, required), frame(verb, seq, *args[:n]))
@@ -514,6 +522,12 @@ def vectors_types():
         frame("DELIVERS", 0, smap([("a", uint(1))])))
     bad("bad-type-delivers-sizes-nil", "DELIVERS's sizes holding nil",
         frame("DELIVERS", 0, arr(uint(3), NIL)))
+    bad("bad-type-pubs-topics-str", "PUBS's topics as a str, not an array",
+        frame("PUBS", 0, s("a.b"), sizes))
+    bad("bad-type-pubs-topics-bin", "PUBS's topics holding a bin",
+        frame("PUBS", 0, arr(bin8(b"a.b")), sizes))
+    bad("bad-type-events-sizes-str", "EVENTS's sizes holding a str",
+        frame("EVENTS", 0, s("node-1"), arr(s("a.b")), arr(s("3"))))
     bad("bad-type-before-value", "KV_PUT with a bad key and TTL_MS a str: "
         "form is judged before values",
         frame("KV_PUT", 9, s("bad key"), s("0")))
@@ -624,6 +638,14 @@ def vectors_values():
     inval("bad-size-delivers-0", "DELIVERS with a size of 0", frame("DELIVERS", 0, arr(uint(0))))
     inval("bad-name-sends-space", "SENDS to a name with a space",
           frame("SENDS", 0, arr(s("pong"), s("a b")), arr(uint(40), uint(41))))
+    inval("bad-topic-pubs-space", "PUBS a topic with a space",
+          frame("PUBS", 0, arr(s("a.b"), s("a b")), arr(uint(1), uint(1))))
+    inval("bad-topic-events-empty", "EVENTS the topic \"\"",
+          frame("EVENTS", 0, s("node-1"), arr(s("")), arr(uint(1))))
+    inval("bad-size-pubs-0", "PUBS with a size of 0",
+          frame("PUBS", 0, arr(s("a.b")), arr(uint(0))))
+    inval("bad-name-events-from", "EVENTS from a name with a space",
+          frame("EVENTS", 0, s("node 1"), arr(s("a.b")), arr(uint(1))))
     inval("bad-topic-empty", "PUB the topic \"\"", frame("PUB", 0, s("")))
     inval("bad-topic-256", "PUB a topic of 256 bytes", frame("PUB", 0, s("t" * 256)))
     inval("bad-topic-space", "PUB a topic with a space", frame("PUB", 0, s("a b")))
