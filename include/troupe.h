@@ -27,5 +27,6 @@
 #include "troupe/tr_envelope.h"
 #include "troupe/tr_broker.h"
 #include "troupe/tr_http.h"
+#include "troupe/tr_llm.h"
 
 #endif

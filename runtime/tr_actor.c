@@ -573,6 +573,97 @@ tr_actor_stats (tr_node_t *node, const char *name, tr_actor_stats_t *stats)
     return TR_OK;
 }
 
+//  --------------------------------------------------------------------------
+//  Named counters for status
+
+//  Adding a key is rare: one lock for the process keeps it simple.
+static pthread_mutex_t s_info_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const tr__info_t *
+tr__mbox_info (tr__mbox_t *mbox)
+{
+    return atomic_load_explicit (&mbox->info, memory_order_acquire);
+}
+
+//  The slot of key in info, or -1.
+static int
+s_info_find (const tr__info_t *info, const char *key, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (strcmp (info->items [i].key, key) == 0)
+            return i;
+    return -1;
+}
+
+int
+tr__mbox_info_update (tr__mbox_t *mbox, const char *key, int64_t value, bool add)
+{
+    if (!key || !*key || strlen (key) >= TR__INFO_KEY)
+        return TR_EINVAL;
+    tr__info_t *info = atomic_load_explicit (&mbox->info, memory_order_acquire);
+    int slot = info? s_info_find (info, key, atomic_load_explicit (&info->count,
+                                                                   memory_order_acquire)): -1;
+    if (slot < 0) {
+        pthread_mutex_lock (&s_info_lock);
+        info = atomic_load_explicit (&mbox->info, memory_order_acquire);
+        if (!info && (info = (tr__info_t *) calloc (1, sizeof *info)))
+            atomic_store_explicit (&mbox->info, info, memory_order_release);
+        int count = info? atomic_load (&info->count): 0;
+        slot = info? s_info_find (info, key, count): -1;
+        if (info && slot < 0 && count < TR__INFO_MAX) {
+            slot = count;
+            snprintf (info->items [slot].key, TR__INFO_KEY, "%s", key);
+            atomic_init (&info->items [slot].value, 0);
+            atomic_store_explicit (&info->count, count + 1, memory_order_release);
+        }
+        pthread_mutex_unlock (&s_info_lock);
+        if (!info)
+            return TR_ENOMEM;
+        if (slot < 0)
+            return TR_ELIMIT;
+    }
+    if (add)
+        atomic_fetch_add_explicit (&info->items [slot].value, value, memory_order_relaxed);
+    else
+        atomic_store_explicit (&info->items [slot].value, value, memory_order_relaxed);
+    return TR_OK;
+}
+
+int
+tr_actor_info_set (tr_actor_t *self, const char *key, int64_t value)
+{
+    if (!self)
+        return TR_EINVAL;
+    assert (self->tag == TR__ACTOR_TAG);
+    return tr__mbox_info_update (self->mbox, key, value, false);
+}
+
+int
+tr_actor_info_add (tr_actor_t *self, const char *key, int64_t delta)
+{
+    if (!self)
+        return TR_EINVAL;
+    assert (self->tag == TR__ACTOR_TAG);
+    return tr__mbox_info_update (self->mbox, key, delta, true);
+}
+
+int
+tr_actor_info_get (tr_node_t *node, const char *name, const char *key, int64_t *value)
+{
+    if (!node || !name || !key || !value)
+        return TR_EINVAL;
+    tr__mbox_t *mbox = tr__node_lookup (node, name, false);
+    if (!mbox)
+        return TR_ENOACTOR;
+    const tr__info_t *info = tr__mbox_info (mbox);
+    int slot = info? s_info_find (info, key, atomic_load_explicit (&info->count,
+                                                                   memory_order_acquire)): -1;
+    if (slot >= 0)
+        *value = atomic_load_explicit (&info->items [slot].value, memory_order_relaxed);
+    tr__mbox_unref (&mbox);
+    return slot >= 0? TR_OK: TR_ENOTFOUND;
+}
+
 const char *
 tr_actor_name (const tr_actor_t *self)
 {

@@ -318,6 +318,33 @@ bool
 void
     tr__groups_forget (tr_node_t *node, tr__mbox_t *mbox);
 
+//  An actor's named counters for status (tr_actor_info_set), kept in its
+//  mailbox. Keys are added under one process-wide lock and published by
+//  `count` (release); values are atomics, so readers need no lock.
+#define TR__INFO_MAX    16
+#define TR__INFO_KEY    32
+typedef struct tr__info {
+    atomic_int count;
+    struct {
+        char key [TR__INFO_KEY];
+        atomic_int_fast64_t value;
+    } items [TR__INFO_MAX];
+} tr__info_t;
+
+//  Sets (add false) or adds to (add true) a mailbox's counter `key`.
+//  Returns TR_OK, TR_EINVAL (key empty or too long), TR_ELIMIT (no room
+//  for another key), TR_ENOMEM.
+int
+    tr__mbox_info_update (tr__mbox_t *mbox, const char *key, int64_t value, bool add);
+#define tr__mbox_info_add(mbox, key, delta) tr__mbox_info_update (mbox, key, delta, true)
+
+//  The mailbox's counters, or NULL if it has none (read count, then items).
+const tr__info_t *
+    tr__mbox_info (tr__mbox_t *mbox);
+
+//  The LLM agent type (actors/tr_llm.c).
+extern const tr_actor_type_t tr__llm_type;
+
 //  The built-in actor types (actors/tr_builtin.c), NULL-terminated;
 //  tr_type.c registers them on first use of the registry.
 const tr_actor_type_t *const *

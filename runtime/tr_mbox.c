@@ -135,6 +135,7 @@ tr__mbox_unref (tr__mbox_t **self_p)
     if (atomic_fetch_sub_explicit (&self->refs, 1, memory_order_acq_rel) != 1)
         return;
     assert (!self->sock);       //  closed by its owner before the last ref
+    free (atomic_load (&self->info));
     pthread_cond_destroy (&self->room);
     pthread_mutex_destroy (&self->room_lock);
     tr__breaker_destroy (&self->breaker);

@@ -99,6 +99,10 @@ struct tr__mbox {
     atomic_uint_fast64_t dead;
     atomic_uint_fast64_t handle_ns_total;
     atomic_uint_fast64_t handle_ns_max;
+
+    //  Named counters the actor shows in status (tr_actor_info_set), made
+    //  on first use; freed with the mailbox.
+    _Atomic (struct tr__info *) info;
 };
 
 //  Creates a mailbox with its socket bound; the calling thread owns it

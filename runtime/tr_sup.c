@@ -1528,6 +1528,13 @@ s_pack_actor (msgpack_packer *pk, const tr__child_t *c)
     s_pack_str (pk, "state", mbox? tr__breaker_state_name (&mbox->breaker): "off");
     s_pack_int (pk, "failures", mbox? atomic_load (&mbox->breaker.consecutive): 0);
     s_pack_int (pk, "open_ms", mbox? tr__breaker_open_left_ms (&mbox->breaker): 0);
+    //  The actor's own counters (tr_actor_info_set), e.g. an agent's tokens.
+    const tr__info_t *info = mbox? tr__mbox_info (mbox): NULL;
+    int count = info? atomic_load_explicit (&info->count, memory_order_acquire): 0;
+    msgpack_pack_str_with_body (pk, "info", 4);
+    msgpack_pack_map (pk, (size_t) count);
+    for (int i = 0; i < count; i++)
+        s_pack_int (pk, info->items [i].key, atomic_load (&info->items [i].value));
 }
 
 static void
@@ -1535,7 +1542,7 @@ s_pack_child (msgpack_packer *pk, const tr__child_t *c, int64_t now)
 {
     int kind = c->spec->kind;
     bool actor = kind == TR_CHILD_ACTOR || kind == TR_CHILD_PLUGIN;
-    size_t fields = 6 + (actor? 6: 0) + (kind == TR_CHILD_PROCESS) + (kind == TR_CHILD_SUPERVISOR) * 7;
+    size_t fields = 6 + (actor? 7: 0) + (kind == TR_CHILD_PROCESS) + (kind == TR_CHILD_SUPERVISOR) * 8;
     msgpack_pack_map (pk, fields);
     s_pack_str (pk, "name", c->name);
     s_pack_str (pk, "kind", s_kind_names [kind]);

@@ -125,6 +125,24 @@ TR_EXPORT int
 TR_EXPORT int
     tr_actor_stats (tr_node_t *node, const char *name, tr_actor_stats_t *stats);
 
+//  Named counters an actor shows in status (`troupe status` prints them
+//  under the actor; tr_sup_status has them as its "info" map), such as
+//  the tokens an agent has used. They live in the mailbox, so they outlive
+//  restarts, and may be updated from any thread (an HTTP completion, say)
+//  while the actor exists. key: 1 to 31 bytes; at most 16 keys per actor.
+//  tr_actor_info_set stores a value, tr_actor_info_add adds to it (a new
+//  key starts at 0). Return TR_OK, TR_EINVAL (NULL or a bad key),
+//  TR_ELIMIT (16 keys already), TR_ENOMEM.
+TR_EXPORT int
+    tr_actor_info_set (tr_actor_t *self, const char *key, int64_t value);
+TR_EXPORT int
+    tr_actor_info_add (tr_actor_t *self, const char *key, int64_t delta);
+
+//  Reads the counter `key` of the actor named `name` into *value. Returns
+//  TR_OK, TR_ENOACTOR, TR_ENOTFOUND (no such key), TR_EINVAL.
+TR_EXPORT int
+    tr_actor_info_get (tr_node_t *node, const char *name, const char *key, int64_t *value);
+
 //  The actor's name (owned by the actor).
 TR_EXPORT const char *
     tr_actor_name (const tr_actor_t *self);

@@ -140,6 +140,8 @@ TR_EXPORT int
 //    actors:   depth, capacity, handled, failed (integers), type (string)
 //    breakers: breaker (map: state "closed"/"open"/"half-open"/"off",
 //              failures, open_ms: time left while open)
+//    actors and supervisors: info (map of the actor's own counters,
+//              tr_actor_info_set; empty for most)
 //    process:  pid (integer, 0 when not running)
 //    supervisors: strategy (string), children (array of maps)
 //  Returns TR_OK or TR_ENOMEM.
