@@ -975,8 +975,16 @@ s_port_init (tr_actor_t *actor, void *arg, void **state_p)
         return -1;
     }
     if (s_read_params (self, params)
-    ||  !(self->buf = (char *) malloc (self->max_output + 1))
-    ||  (self->mode == S_JSON_LINES && s_start (self, self->argv))) {
+    ||  !(self->buf = (char *) malloc (self->max_output + 1))) {
+        s_port_free (self);
+        return -1;
+    }
+    int rc = self->mode == S_JSON_LINES? s_start (self, self->argv): TR_OK;
+    if (rc) {
+        char text [192];
+        snprintf (text, sizeof text, "cannot start '%.100s': %s", self->argv [0],
+                  tr_strerror (rc));
+        tr_actor_exit (actor, rc, text);
         s_port_free (self);
         return -1;
     }

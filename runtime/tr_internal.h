@@ -350,7 +350,9 @@ extern const tr_actor_type_t tr__llm_type;
 const tr_actor_type_t *const *
     tr__builtin_types (void);
 
-//  Built-in agents, each in its own file of actors/: port (tr_port.c).
+//  Built-in agents, each in its own file of actors/: port (tr_port.c),
+//  http (tr_httptool.c).
 extern const tr_actor_type_t tr__port_type;
+extern const tr_actor_type_t tr__http_type;
 
 #endif

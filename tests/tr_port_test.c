@@ -12,6 +12,7 @@
 #include "tr_json.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <signal.h>
 
 #define S_PORTS TROUPE_SOURCE_DIR "/tests/ports"
@@ -20,10 +21,30 @@ static tr_node_t *s_node;
 static tr_tree_t *s_tree;
 static tr_sup_t *s_sup;
 
+//  A watcher of sys.breaker.opened events.
+static atomic_int s_breakers_opened;
+
+static int
+s_watch (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    atomic_fetch_add (&s_breakers_opened, 1);
+    return 0;
+}
+
+static bool
+s_breaker_opened (void *arg)
+{
+    return atomic_load (&s_breakers_opened) > 0;
+}
+
 static void
 s_setup (void)
 {
     ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
+    static const tr_behaviour_t watcher = { .handle = s_watch };
+    atomic_store (&s_breakers_opened, 0);
+    ck_assert_int_eq (tr_spawn (s_node, "watcher", &watcher, NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (tr_event_subscribe (s_node, "sys.breaker.opened", "watcher"), TR_OK);
     s_tree = NULL;
     s_sup = NULL;
 }
@@ -458,6 +479,8 @@ START_TEST (test_lines_breaker)
              "    breaker: {failures: 2, reset_timeout: 10s}\n");
     s_expect_error ("py", "{\"op\":\"garbage\"}", TR_ECHILD);
     s_expect_error ("py", "{\"op\":\"exit\"}", TR_ECHILD);
+    //  The asker has its error before the failure is counted.
+    ck_assert (tr_test_wait_until (s_breaker_opened, NULL, 5000 * tr_test_slowdown ()));
     s_expect_error ("py", "{\"op\":\"echo\"}", TR_ECIRCUIT);
 }
 END_TEST
@@ -478,7 +501,7 @@ START_TEST (test_bad_params)
         { "{command: [cat], env: {A: 1}}", "'env' must map names" },
         { "{command: [cat], id_field: id}", "'id_field' needs mode json_lines" },
         { "{command: [cat, '{input}'], mode: json_lines}", "{input} in 'command' needs mode per_message" },
-        { "{command: [/nonexistent/x], mode: json_lines}", "init failed" },
+        { "{command: [/nonexistent/x], mode: json_lines}", "cannot start '/nonexistent/x': not found" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char yaml [512];

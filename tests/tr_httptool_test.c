@@ -1,0 +1,566 @@
+/*  tr_httptool_test.c - the "http" actor type (actors/tr_httptool.c)
+    against the real local HTTP server (tests/tr_http_server.py, started
+    per test with a script of answers, on 127.0.0.1): URL templates and
+    their encoding, headers from the environment, bodies (the message and
+    templates), JSON and text replies, 404s, retried 500s, 429 with
+    Retry-After, hangs, oversized answers, refused connections, a breaker
+    that opens, the asker's mistakes, failed tells. What the agent sent is
+    checked in the server's own log (GET /_log, asked through another http
+    agent).
+*/
+
+#include "tr_test.h"
+#include "tr_json.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+extern char **environ;
+
+static tr_node_t *s_node;
+static tr_tree_t *s_tree;
+static tr_sup_t *s_sup;
+static pid_t s_server_pid;
+static int s_server_stdin = -1;
+static int s_port;
+static char s_script_path [64];
+
+//  --------------------------------------------------------------------------
+//  The server
+
+//  Starts tr_http_server.py with a script; it answers on s_port and dies
+//  when its stdin (our pipe) closes.
+static void
+s_server_start (const char *script)
+{
+    strcpy (s_script_path, "/tmp/tr_httptool_test_XXXXXX");
+    int fd = mkstemp (s_script_path);
+    ck_assert_int_ge (fd, 0);
+    ck_assert_int_eq (write (fd, script, strlen (script)), (ssize_t) strlen (script));
+    close (fd);
+    int in [2], out [2];
+    ck_assert_int_eq (pipe2 (in, O_CLOEXEC), 0);
+    ck_assert_int_eq (pipe2 (out, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, in [0], 0);
+    posix_spawn_file_actions_adddup2 (&actions, out [1], 1);
+    char *argv [] = { "/usr/bin/python3", TROUPE_SOURCE_DIR "/tests/tr_http_server.py",
+                      "--script", s_script_path, NULL };
+    ck_assert_int_eq (posix_spawn (&s_server_pid, argv [0], &actions, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy (&actions);
+    close (in [0]);
+    close (out [1]);
+    s_server_stdin = in [1];
+    FILE *from = fdopen (out [0], "r");
+    char line [64] = "";
+    ck_assert_ptr_nonnull (fgets (line, sizeof line, from));
+    fclose (from);
+    ck_assert_int_eq (sscanf (line, "PORT %d", &s_port), 1);
+}
+
+static void
+s_server_stop (void)
+{
+    if (s_server_stdin >= 0) {
+        close (s_server_stdin);
+        s_server_stdin = -1;
+        waitpid (s_server_pid, NULL, 0);
+        unlink (s_script_path);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Trees and asks
+
+static void
+s_setup (void)
+{
+    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
+    s_tree = NULL;
+    s_sup = NULL;
+}
+
+static void
+s_teardown (void)
+{
+    tr_sup_stop (&s_sup);
+    tr_node_destroy (&s_node);
+    tr_tree_destroy (&s_tree);
+    s_server_stop ();
+}
+
+//  The YAML with every "PORT" replaced by the server's port.
+static char *
+s_with_port (const char *yaml)
+{
+    char port [16];
+    snprintf (port, sizeof port, "%d", s_port);
+    size_t size = strlen (yaml) + 1;
+    for (const char *p = yaml; (p = strstr (p, "PORT")); p += 4)
+        size += strlen (port);
+    char *text = (char *) malloc (size), *at = text;
+    for (const char *p; (p = strstr (yaml, "PORT")); yaml = p + 4) {
+        memcpy (at, yaml, (size_t) (p - yaml));
+        at += p - yaml;
+        at = stpcpy (at, port);
+    }
+    strcpy (at, yaml);
+    return text;
+}
+
+static int
+s_try_start (const char *yaml, char **reason_p)
+{
+    char *text = s_with_port (yaml);
+    tr_tree_error_t err;
+    int rc = tr_tree_parse (text, strlen (text), "test.yaml", &s_tree, &err);
+    free (text);
+    char buf [600];
+    ck_assert_msg (rc == TR_OK, "%s", tr_tree_error_format (&err, buf, sizeof buf));
+    char *reason = NULL;
+    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
+    if (reason_p)
+        *reason_p = reason;
+    else
+        free (reason);
+    return rc;
+}
+
+//  Starts the server with `script`, then the tree (with a "log" agent
+//  that reads the server's log).
+static void
+s_start (const char *script, const char *children)
+{
+    s_server_start (script);
+    char yaml [4096];
+    snprintf (yaml, sizeof yaml, "name: t\n"
+              "intensity: {max_restarts: 100, period: 10s}\n"
+              "defaults: {backoff: {min: 1ms, max: 5ms}}\n"
+              "children:\n"
+              "  - {name: log, actor: http, params: {url: 'http://127.0.0.1:PORT/_log', response: json}}\n"
+              "%s", children);
+    char *reason = NULL;
+    int rc = s_try_start (yaml, &reason);
+    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    free (reason);
+}
+
+//  Asks `to` with a JSON body; on TR_OK *answer_p is the reply as JSON.
+static int
+s_ask (const char *to, const char *json, int timeout_ms, char **answer_p)
+{
+    char *body = NULL;
+    size_t size = 0;
+    ck_assert_int_eq (tr__json_parse (json, strlen (json), &body, &size, NULL), 0);
+    tr_msg_t *reply = NULL;
+    int rc = tr_ask (s_node, to, body, size, timeout_ms, &reply, NULL);
+    free (body);
+    if (rc == TR_OK) {
+        char *text = NULL;
+        size_t len;
+        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
+                                                 &text, &len), 0);
+        tr_msg_destroy (&reply);
+        if (answer_p)
+            *answer_p = text;
+        else
+            free (text);
+    }
+    return rc;
+}
+
+static void
+s_expect (const char *to, const char *json, const char *expected)
+{
+    char *answer = NULL;
+    int rc = s_ask (to, json, 10000 * tr_test_slowdown (), &answer);
+    ck_assert_msg (rc == TR_OK, "ask %s %s: %s", to, json, tr_errname (rc));
+    ck_assert_str_eq (answer, expected);
+    free (answer);
+}
+
+static void
+s_expect_error (const char *to, const char *json, int expected)
+{
+    int rc = s_ask (to, json, 10000 * tr_test_slowdown (), NULL);
+    ck_assert_msg (rc == expected, "ask %s %s: %s, not %s", to, json, tr_errname (rc),
+                   tr_errname (expected));
+}
+
+//  The server's log as JSON text (to free).
+static char *
+s_log (void)
+{
+    char *log = NULL;
+    int rc = s_ask ("log", "null", 10000 * tr_test_slowdown (), &log);
+    ck_assert_msg (rc == TR_OK, "log: %s", tr_errname (rc));
+    return log;
+}
+
+//  How many times `needle` occurs in the server's log.
+static int
+s_log_count (const char *needle)
+{
+    char *log = s_log ();
+    int count = 0;
+    for (const char *p = log; (p = strstr (p, needle)); p += strlen (needle))
+        count++;
+    free (log);
+    return count;
+}
+
+static void
+s_expect_logged (const char *needle)
+{
+    char *log = s_log ();
+    ck_assert_msg (strstr (log, needle), "'%s' not in the log: %s", needle, log);
+    free (log);
+}
+
+//  --------------------------------------------------------------------------
+//  Tests
+
+#define S_OK_ROUTE(path) \
+    "{\"method\":\"*\",\"path\":\"" path "\",\"responses\":[{\"json\":{\"ok\":true}}]}"
+
+//  {field}s are filled in from the message and percent-encoded.
+START_TEST (test_url_template)
+{
+    s_start ("{\"routes\":[" S_OK_ROUTE ("/items/*") "]}",
+             "  - name: get\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/items/{id}?q={q}&n={n}&f={f}&b={b}'}\n");
+    s_expect ("get", "{\"id\":\"a b/c\",\"q\":\"x&y=z~\\u00e9\",\"n\":-5,\"f\":1.5,\"b\":true}",
+              "{\"ok\":true}");
+    s_expect_logged ("\"method\":\"GET\",\"path\":\"/items/a%20b%2Fc?q=x%26y%3Dz~%C3%A9&n=-5&f=1.5&b=true\"");
+}
+END_TEST
+
+//  Headers, with ${NAME} from the environment; a variable that is not
+//  set refuses the start, naming it.
+START_TEST (test_headers_env)
+{
+    setenv ("TR_HTTPTOOL_TEST_TOKEN", "s3cret", 1);
+    unsetenv ("TR_HTTPTOOL_TEST_UNSET");
+    s_start ("{\"routes\":[" S_OK_ROUTE ("/h") "]}",
+             "  - name: h\n    actor: http\n"
+             "    params:\n"
+             "      url: 'http://127.0.0.1:PORT/h'\n"
+             "      headers: {Authorization: 'Bearer ${TR_HTTPTOOL_TEST_TOKEN}', X-Fixed: plain}\n");
+    s_expect ("h", "{}", "{\"ok\":true}");
+    s_expect_logged ("\"authorization\":\"Bearer s3cret\"");
+    s_expect_logged ("\"x-fixed\":\"plain\"");
+    tr_sup_stop (&s_sup);
+    tr_tree_destroy (&s_tree);
+    char *reason = NULL;
+    int rc = s_try_start ("name: u\nintensity: {max_restarts: 0, period: 1s}\nchildren:\n"
+                          "  - name: x\n    actor: http\n"
+                          "    params: {url: 'http://127.0.0.1:PORT/h', "
+                          "headers: {X-Key: '${TR_HTTPTOOL_TEST_UNSET}'}}\n", &reason);
+    ck_assert_int_ne (rc, TR_OK);
+    ck_assert_msg (reason && strstr (reason, "environment variable 'TR_HTTPTOOL_TEST_UNSET' is not set"),
+                   "reason: %s", reason? reason: "(none)");
+    free (reason);
+}
+END_TEST
+
+//  POST sends the message as JSON; a template fills fields in, typed when
+//  a string is exactly "{field}".
+START_TEST (test_body)
+{
+    s_start ("{\"routes\":[" S_OK_ROUTE ("/b") "]}",
+             "  - {name: whole, actor: http, params: {url: 'http://127.0.0.1:PORT/b', method: post}}\n"
+             "  - name: tpl\n    actor: http\n"
+             "    params:\n"
+             "      url: 'http://127.0.0.1:PORT/b'\n"
+             "      method: PUT\n"
+             "      body: {query: '{q}', opts: {n: '{n}', label: 'n={n}', lit: '{}'}, fixed: [1, two]}\n");
+    s_expect ("whole", "{\"a\":[1,null],\"s\":\"x\"}", "{\"ok\":true}");
+    s_expect_logged ("\"method\":\"POST\"");
+    s_expect_logged ("\"content-type\":\"application/json\"");
+    s_expect_logged ("\"body\":\"{\\\"a\\\":[1,null],\\\"s\\\":\\\"x\\\"}\"");
+    s_expect ("tpl", "{\"q\":\"what\",\"n\":5,\"other\":0}", "{\"ok\":true}");
+    s_expect_logged ("\"method\":\"PUT\"");
+    s_expect_logged ("\"body\":\"{\\\"query\\\":\\\"what\\\",\\\"opts\\\":{\\\"n\\\":5,"
+                     "\\\"label\\\":\\\"n=5\\\",\\\"lit\\\":\\\"{}\\\"},\\\"fixed\\\":[1,\\\"two\\\"]}\"");
+    //  A field the template needs and the message lacks: the asker's mistake.
+    s_expect_error ("tpl", "{\"q\":\"what\"}", TR_EINVAL);
+}
+END_TEST
+
+//  Replies: JSON as msgpack, text as a string, by Content-Type or as
+//  configured; a response that must be JSON and is not is TR_EHTTP.
+START_TEST (test_replies)
+{
+    s_start ("{\"routes\":["
+             "{\"path\":\"/json\",\"responses\":[{\"json\":{\"n\":[1,2.5,\"x\"]}}]},"
+             "{\"path\":\"/text\",\"responses\":[{\"body\":\"plain words\"}]},"
+             "{\"path\":\"/bad\",\"responses\":[{\"malformed\":true}]}]}",
+             "  - {name: js, actor: http, params: {url: 'http://127.0.0.1:PORT/json'}}\n"
+             "  - {name: jt, actor: http, params: {url: 'http://127.0.0.1:PORT/json', response: text}}\n"
+             "  - {name: tx, actor: http, params: {url: 'http://127.0.0.1:PORT/text'}}\n"
+             "  - {name: tj, actor: http, params: {url: 'http://127.0.0.1:PORT/text', response: json}}\n"
+             "  - {name: bad, actor: http, params: {url: 'http://127.0.0.1:PORT/bad'}}\n");
+    s_expect ("js", "null", "{\"n\":[1,2.5,\"x\"]}");
+    char *answer = NULL;
+    ck_assert_int_eq (s_ask ("jt", "null", 10000, &answer), TR_OK);
+    ck_assert_msg (answer [0] == '"' && strstr (answer, "\\\"n\\\""), "%s", answer);
+    free (answer);
+    s_expect ("tx", "null", "\"plain words\"");
+    s_expect_error ("tj", "null", TR_EHTTP);
+    s_expect_error ("bad", "null", TR_EHTTP);
+}
+END_TEST
+
+//  A 404 is an error at once (not retried).
+START_TEST (test_not_found)
+{
+    s_start ("{\"routes\":[]}",
+             "  - {name: nf, actor: http, params: {url: 'http://127.0.0.1:PORT/none', backoff_initial: 10ms}}\n");
+    s_expect_error ("nf", "null", TR_EHTTP);
+    ck_assert_int_eq (s_log_count ("\"path\":\"/none\""), 1);
+}
+END_TEST
+
+//  500s are retried; after the retries allowed, TR_EHTTP.
+START_TEST (test_server_errors_retried)
+{
+    s_start ("{\"routes\":["
+             "{\"path\":\"/flaky\",\"responses\":[{\"status\":500},{\"status\":503},{\"json\":1}]},"
+             "{\"path\":\"/down\",\"responses\":[{\"status\":500}]}]}",
+             "  - name: flaky\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/flaky', backoff_initial: 10ms, backoff_max: 50ms}\n"
+             "  - name: down\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/down', max_retries: 2, backoff_initial: 10ms}\n"
+             "  - name: once\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/down', max_retries: 0}\n");
+    s_expect ("flaky", "null", "1");
+    ck_assert_int_eq (s_log_count ("\"path\":\"/flaky\""), 3);
+    s_expect_error ("down", "null", TR_EHTTP);
+    ck_assert_int_eq (s_log_count ("\"path\":\"/down\""), 3);
+    s_expect_error ("once", "null", TR_EHTTP);
+    ck_assert_int_eq (s_log_count ("\"path\":\"/down\""), 4);
+}
+END_TEST
+
+//  429 with Retry-After: the retry waits at least that long.
+START_TEST (test_rate_limited)
+{
+    s_start ("{\"routes\":[{\"path\":\"/rl\",\"responses\":["
+             "{\"status\":429,\"retry_after\":1},{\"json\":\"fine\"}]}]}",
+             "  - name: rl\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/rl', backoff_initial: 10ms}\n");
+    int64_t start = tr_test_now_ms ();
+    s_expect ("rl", "null", "\"fine\"");
+    ck_assert_int_ge (tr_test_now_ms () - start, 1000);
+    ck_assert_int_eq (s_log_count ("\"path\":\"/rl\""), 2);
+}
+END_TEST
+
+//  A server that never answers: TR_ETIMEDOUT after the timeout.
+START_TEST (test_hang_timeout)
+{
+    s_start ("{\"routes\":[{\"path\":\"/hang\",\"responses\":[{\"hang\":true}]}]}",
+             "  - name: hang\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/hang', timeout: 300ms, max_retries: 0}\n");
+    int64_t start = tr_test_now_ms ();
+    s_expect_error ("hang", "null", TR_ETIMEDOUT);
+    int64_t took = tr_test_now_ms () - start;
+    ck_assert_int_ge (took, 300);
+    ck_assert_int_lt (took, 5000 * tr_test_slowdown ());
+}
+END_TEST
+
+//  A response past max_response: TR_ETOOBIG. One just under: fine.
+START_TEST (test_oversized)
+{
+    s_start ("{\"routes\":[{\"path\":\"/big\",\"responses\":[{\"body_bytes\":100000}]},"
+             "{\"path\":\"/small\",\"responses\":[{\"body_bytes\":1000}]}]}",
+             "  - name: big\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/big', max_response: 1000}\n"
+             "  - name: small\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/small', max_response: 1000}\n");
+    s_expect_error ("big", "null", TR_ETOOBIG);
+    char *answer = NULL;
+    ck_assert_int_eq (s_ask ("small", "null", 10000, &answer), TR_OK);
+    ck_assert_uint_eq (strlen (answer), 1002);
+    free (answer);
+}
+END_TEST
+
+//  Nothing listens: TR_EHTTP (status 0).
+START_TEST (test_connection_refused)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    socklen_t len = sizeof addr;
+    ck_assert_int_eq (bind (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    ck_assert_int_eq (getsockname (fd, (struct sockaddr *) &addr, &len), 0);
+    int closed_port = ntohs (addr.sin_port);
+    close (fd);                         //  bound, never listening: refused
+    char children [512];
+    snprintf (children, sizeof children, "  - name: nobody\n    actor: http\n"
+              "    params: {url: 'http://127.0.0.1:%d/x', max_retries: 1, backoff_initial: 10ms}\n",
+              closed_port);
+    s_start ("{\"routes\":[]}", children);
+    s_expect_error ("nobody", "null", TR_EHTTP);
+}
+END_TEST
+
+//  Failures open the agent's breaker: then TR_ECIRCUIT at once. The
+//  asker's own mistakes do not count.
+START_TEST (test_breaker)
+{
+    s_start ("{\"routes\":[{\"path\":\"/down\",\"responses\":[{\"status\":502}]}]}",
+             "  - name: down\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/down?k={k}', max_retries: 0}\n"
+             "    breaker: {failures: 2, reset_timeout: 10s}\n");
+    s_expect_error ("down", "{}", TR_EINVAL);
+    s_expect_error ("down", "{}", TR_EINVAL);
+    s_expect_error ("down", "{\"k\":1}", TR_EHTTP);
+    s_expect_error ("down", "{\"k\":2}", TR_EHTTP);
+    s_expect_error ("down", "{\"k\":3}", TR_ECIRCUIT);
+    ck_assert_int_eq (s_log_count ("\"path\":\"/down"), 2);
+}
+END_TEST
+
+//  The asker's mistakes: a missing field, a body that is not a map, a
+//  field with no text. TR_EINVAL, and nothing is sent.
+START_TEST (test_missing_field)
+{
+    s_start ("{\"routes\":[" S_OK_ROUTE ("/f/*") "]}",
+             "  - {name: f, actor: http, params: {url: 'http://127.0.0.1:PORT/f/{id}'}}\n");
+    s_expect_error ("f", "{\"other\":1}", TR_EINVAL);
+    s_expect_error ("f", "\"a string\"", TR_EINVAL);
+    s_expect_error ("f", "{\"id\":[1]}", TR_EINVAL);
+    s_expect_error ("f", "{\"id\":null}", TR_EINVAL);
+    ck_assert_int_eq (s_log_count ("\"path\":\"/f/"), 0);
+    s_expect ("f", "{\"id\":7}", "{\"ok\":true}");
+    ck_assert_int_eq (s_log_count ("\"path\":\"/f/7\""), 1);
+}
+END_TEST
+
+//  A tell makes the same call; a failed one is a dead letter on the node
+//  and a failure for the breaker.
+static bool
+s_dead_letters (void *arg)
+{
+    tr_node_stats_t stats;
+    tr_node_stats (s_node, &stats);
+    return stats.dead_letters >= *(uint64_t *) arg;
+}
+
+START_TEST (test_tells)
+{
+    s_start ("{\"routes\":[" S_OK_ROUTE ("/ok") "]}",
+             "  - {name: ok, actor: http, params: {url: 'http://127.0.0.1:PORT/ok', method: POST}}\n"
+             "  - name: nf\n    actor: http\n"
+             "    params: {url: 'http://127.0.0.1:PORT/nothing', max_retries: 0}\n"
+             "    breaker: {failures: 1, reset_timeout: 10s}\n");
+    tr_node_stats_t stats;
+    tr_node_stats (s_node, &stats);
+    uint64_t dead = stats.dead_letters + 1;
+    tr_body_t body = tr_test_pack_str ("told");
+    ck_assert_int_eq (tr_tell (s_node, "ok", body.data, body.size, NULL), TR_OK);
+    ck_assert_int_eq (tr_tell (s_node, "nf", body.data, body.size, NULL), TR_OK);
+    ck_assert (tr_test_wait_until (s_dead_letters, &dead, 5000 * tr_test_slowdown ()));
+    s_expect_error ("nf", "null", TR_ECIRCUIT);
+    s_expect_logged ("\"body\":\"\\\"told\\\"\"");
+}
+END_TEST
+
+//  Parameters are checked when the actor starts.
+START_TEST (test_bad_params)
+{
+    static const struct {
+        const char *params;
+        const char *reason;
+    } cases [] = {
+        { "{url: 'ftp://x/'}", "'url' must start with http:// or https://" },
+        { "{url: 'http://x/{id'}", "'url' has a '{' without a field name" },
+        { "{url: 'http://x/{}'}", "'url' has a '{' without a field name" },
+        { "{url: 'http://x/a b'}", "'url' must not hold spaces" },
+        { "{url: 'http://x/', method: 'GE T'}", "'method' must be letters only" },
+        { "{url: 'http://x/', body: sometimes}", "'body' must be message, none, or a map" },
+        { "{url: 'http://x/', response: xml}", "'response' must be auto, text or json" },
+        { "{url: 'http://x/', headers: {'Bad Name': x}}", "'Bad Name' is not a valid header name" },
+        { "{url: 'http://x/', backend: 'no spaces'}", "'backend' must be 1 to 63" },
+        { "{url: 'http://x/', max_response: 0}", "'max_response' must be from 1" },
+        { "{url: 'http://x/', max_retries: -2}", "'max_retries' must be from -1" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        char yaml [512];
+        snprintf (yaml, sizeof yaml, "name: t\nintensity: {max_restarts: 0, period: 1s}\n"
+                  "children:\n  - {name: p, actor: http, params: %s}\n", cases [i].params);
+        char *reason = NULL;
+        int rc = s_try_start (yaml, &reason);
+        ck_assert_msg (rc != TR_OK, "%s started", cases [i].params);
+        ck_assert_msg (reason && strstr (reason, cases [i].reason),
+                       "%s: reason '%s'", cases [i].params, reason? reason: "(none)");
+        free (reason);
+        tr_tree_destroy (&s_tree);
+    }
+}
+END_TEST
+
+//  Many asks at once are all in flight together (the actor's thread
+//  never waits for the network): 20 answers that take 300 ms each come
+//  back in far less than 20 x 300 ms.
+static void *
+s_ask_slow (void *arg)
+{
+    *(int *) arg = s_ask ("slow", "null", 10000 * tr_test_slowdown (), NULL);
+    return NULL;
+}
+
+START_TEST (test_concurrent)
+{
+    s_start ("{\"routes\":[{\"path\":\"/slow\",\"responses\":[{\"json\":\"late\",\"delay_ms\":300}]}]}",
+             "  - {name: slow, actor: http, params: {url: 'http://127.0.0.1:PORT/slow'}}\n");
+    pthread_t threads [20];
+    int results [20];
+    int64_t start = tr_test_now_ms ();
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq (pthread_create (&threads [i], NULL, s_ask_slow, &results [i]), 0);
+    for (int i = 0; i < 20; i++) {
+        pthread_join (threads [i], NULL);
+        ck_assert_int_eq (results [i], TR_OK);
+    }
+    int64_t took = tr_test_now_ms () - start;
+    ck_assert_int_ge (took, 300);
+    ck_assert_msg (took < 3000 * tr_test_slowdown (), "20 asks took %lld ms", (long long) took);
+}
+END_TEST
+
+static Suite *
+s_suite (void)
+{
+    Suite *s = suite_create ("tr_httptool");
+    TCase *tc = tcase_create ("http");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_set_timeout (tc, 60 * tr_test_slowdown ());
+    tcase_add_test (tc, test_url_template);
+    tcase_add_test (tc, test_headers_env);
+    tcase_add_test (tc, test_body);
+    tcase_add_test (tc, test_replies);
+    tcase_add_test (tc, test_not_found);
+    tcase_add_test (tc, test_server_errors_retried);
+    tcase_add_test (tc, test_rate_limited);
+    tcase_add_test (tc, test_hang_timeout);
+    tcase_add_test (tc, test_oversized);
+    tcase_add_test (tc, test_connection_refused);
+    tcase_add_test (tc, test_breaker);
+    tcase_add_test (tc, test_missing_field);
+    tcase_add_test (tc, test_tells);
+    tcase_add_test (tc, test_bad_params);
+    tcase_add_test (tc, test_concurrent);
+    suite_add_tcase (s, tc);
+    return s;
+}
+
+TR_TEST_MAIN (s_suite)
