@@ -203,6 +203,20 @@ s_status_row (const msgpack_object *node, int depth)
     printf ("%-24s %-10.*s %-10.*s %8lld  %-12s %-12s %-8s %.*s\n",
             indented, kind_len, kind, state_len, state, s_number (node, "restarts"),
             breaker, depth_text, uptime, failure_len, failure);
+    //  The actor's own counters (tr_actor_info_set), one line under it.
+    const msgpack_object *info = s_get (node, "info");
+    if (info && info->type == MSGPACK_OBJECT_MAP && info->via.map.size) {
+        printf ("%*s", depth * 2 + 2, "");
+        for (uint32_t i = 0; i < info->via.map.size; i++) {
+            const msgpack_object *k = &info->via.map.ptr [i].key;
+            if (k->type == MSGPACK_OBJECT_STR)
+                printf (" %.*s=%lld", (int) k->via.str.size, k->via.str.ptr,
+                        info->via.map.ptr [i].val.type == MSGPACK_OBJECT_NEGATIVE_INTEGER?
+                        (long long) info->via.map.ptr [i].val.via.i64:
+                        (long long) info->via.map.ptr [i].val.via.u64);
+        }
+        printf ("\n");
+    }
     const msgpack_object *children = s_get (node, "children");
     if (children && children->type == MSGPACK_OBJECT_ARRAY && depth < 32)
         for (uint32_t i = 0; i < children->via.array.size; i++)
@@ -213,7 +227,8 @@ s_status_row (const msgpack_object *node, int depth)
     "usage: troupe status [--json] [--tree NAME] [--timeout DURATION]\n\n" \
     "Shows the live tree of a running 'troupe run': for each supervisor and\n" \
     "child its kind, state, restarts, circuit breaker, mailbox depth (or\n" \
-    "pid), uptime and last failure. --json prints the same as one JSON\n" \
+    "pid), uptime and last failure, and under an actor the counters it\n" \
+    "keeps (an LLM agent's tokens, say). --json prints the same as one JSON\n" \
     "object (fields in docs/cli.md). --tree picks a tree when several run.\n"
 
 static int
