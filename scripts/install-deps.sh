@@ -8,9 +8,13 @@ set -euo pipefail
 #   To build, run and test libtroupe and the troupe program (python3 reads
 #   the JSON the command line prints, in the tests; iproute2's `ip netns`
 #   makes the two hosts of the multi-host test, troupe_netns_test.sh).
+#   The Python binding (bindings/python) and its tests: pyzmq, msgpack,
+#   pytest, and venv, setuptools and pip to install the binding offline.
 packages=(gcc make cmake pkg-config
           libzmq3-dev libczmq-dev libmsgpack-dev libcurl4-openssl-dev
-          libyaml-dev check python3 iproute2)
+          libyaml-dev check python3 iproute2
+          python3-zmq python3-msgpack python3-pytest python3-venv
+          python3-setuptools python3-pip)
 for arg in "$@"; do
     case $arg in
         #   libFuzzer targets: clang with its runtime libraries.
