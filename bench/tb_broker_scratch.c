@@ -24,12 +24,15 @@
       troupe_put_c50, troupe_get_c50       50 threads, memory only
       redis_set_c50, redis_get_c50         -c 50 -P 1, N = OPS
       troupe_put_c50_p16, troupe_get_c50_p16
-                                           troupe has no pipelined client
-                                           API: 800 threads (50 x 16)
-                                           with one call in flight each,
-                                           the same 800 requests in
-                                           flight as redis -c 50 -P 16,
-                                           not the same thing
+                                           50 threads, each keeping 16
+                                           calls in flight with the
+                                           asynchronous forms
+                                           (tr_scratch_put_async,
+                                           tr_scratch_get_async): each
+                                           answer's callback makes the
+                                           thread's next call, as a
+                                           pipelining client's event
+                                           loop does
       redis_set_c50_p16, redis_get_c50_p16 -c 50 -P 16, N = 8 x OPS
       troupe_put_c50_log, troupe_get_c50_log
                                            50 threads, the broker logging
@@ -45,6 +48,7 @@
 #include "tb_proc.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 
 #define S_KEYS          10000
@@ -61,13 +65,67 @@ typedef struct {
     unsigned seed;
     uint64_t failed;
     tb_body_t body;
+    int window;                         //  calls in flight (1: waiting calls)
+    atomic_uint_fast64_t issued;        //  asynchronous calls made so far
+    atomic_uint_fast64_t ended;         //  and answered
+    atomic_uint_fast64_t async_failed;
+    sem_t finished;                     //  posted when the last one ends
 } s_worker_t;
+
+static void s_done (const tr_scratch_result_t *result, void *arg);
+
+//  Makes the worker's next asynchronous call, if it has calls left.
+//  Returns false when it has none.
+static bool
+s_issue (s_worker_t *w)
+{
+    uint64_t i = atomic_fetch_add (&w->issued, 1);
+    if (i >= w->ops)
+        return false;
+    char key [32];
+    //  Keys spread over the 10,000 by a stride (the callbacks of several
+    //  calls may run while the worker still issues: no shared rand_r
+    //  state).
+    snprintf (key, sizeof key, "key:%012d", (int) ((i * 7919 + w->seed) % S_KEYS));
+    int rc = w->put? tr_scratch_put_async (w->node, key, w->body.data, w->body.size, 0,
+                                           10000, s_done, w):
+                     tr_scratch_get_async (w->node, key, 10000, s_done, w);
+    if (rc) {
+        //  Not made: counted as failed and as ended.
+        tr_scratch_result_t failed = { .rc = rc };
+        s_done (&failed, w);
+    }
+    return true;
+}
+
+//  An asynchronous call's end, on the node's link thread: the next call.
+static void
+s_done (const tr_scratch_result_t *result, void *arg)
+{
+    s_worker_t *w = (s_worker_t *) arg;
+    if (result->rc)
+        atomic_fetch_add (&w->async_failed, 1);
+    if (atomic_fetch_add (&w->ended, 1) + 1 == w->ops)
+        sem_post (&w->finished);
+    else
+        s_issue (w);
+}
 
 static void *
 s_worker (void *arg)
 {
     s_worker_t *w = (s_worker_t *) arg;
     pthread_barrier_wait (w->go);
+    if (w->window > 1) {
+        //  The first calls of the window; their answers make the rest.
+        for (int k = 0; k < w->window && s_issue (w); k++)
+            ;
+        if (w->ops)
+            while (sem_wait (&w->finished))
+                ;
+        w->failed = atomic_load (&w->async_failed);
+        return NULL;
+    }
     for (uint64_t i = 0; i < w->ops; i++) {
         char key [32];
         snprintf (key, sizeof key, "key:%012d", (int) (rand_r (&w->seed) % S_KEYS));
@@ -86,8 +144,9 @@ s_worker (void *arg)
     return NULL;
 }
 
-//  role scratch-client ENDPOINT THREADS: "fill" writes every key; "run
-//  put|get OPS" runs the threads; says "result OPS NS FAILED".
+//  role scratch-client ENDPOINT THREADS [WINDOW]: "fill" writes every
+//  key; "run put|get OPS" runs the threads, each with WINDOW calls in
+//  flight (default 1: waiting calls); says "result OPS NS FAILED".
 static int
 s_role_client (int argc, char **argv)
 {
@@ -95,6 +154,7 @@ s_role_client (int argc, char **argv)
     tr_node_t *node;
     tb_check (tr_node_new (&opts, &node), "node");
     int threads = (int) tb_arg (argc, argv, 1, 50);
+    int window = (int) tb_arg (argc, argv, 2, 1);
     if (threads > S_THREADS_MAX)
         threads = S_THREADS_MAX;
     tb_body_t body = tb_body_bin62 ();
@@ -129,8 +189,9 @@ s_role_client (int argc, char **argv)
             worker [i] = (s_worker_t) {
                 .node = node, .go = &go, .put = !strcmp (op, "put"), .body = body,
                 .ops = ops / (uint64_t) threads + ((uint64_t) i < ops % (uint64_t) threads),
-                .seed = (unsigned) (tb_now_ns () + i)
+                .seed = (unsigned) (tb_now_ns () + i), .window = window
             };
+            sem_init (&worker [i].finished, 0, 0);
             if (pthread_create (&thread [i], &attr, s_worker, &worker [i]))
                 tb_die ("scratch-client: thread %d: %s", i, strerror (errno));
         }
@@ -140,6 +201,7 @@ s_role_client (int argc, char **argv)
         for (int i = 0; i < threads; i++) {
             pthread_join (thread [i], NULL);
             failed += worker [i].failed;
+            sem_destroy (&worker [i].finished);
         }
         int64_t elapsed = tb_now_ns () - start;
         pthread_barrier_destroy (&go);
@@ -161,7 +223,7 @@ typedef struct {
 } s_troupe_t;
 
 static void
-s_troupe_start (s_troupe_t *t, const char *data_dir, const char *threads)
+s_troupe_start (s_troupe_t *t, const char *data_dir, const char *threads, const char *window)
 {
     char line [512], ep [512];
     if (data_dir)
@@ -169,7 +231,7 @@ s_troupe_start (s_troupe_t *t, const char *data_dir, const char *threads)
     else
         tb_child_start (&t->broker, "broker", NULL);
     snprintf (ep, sizeof ep, "%s", tb_child_expect (&t->broker, "ready", line, sizeof line));
-    tb_child_start (&t->client, "scratch-client", ep, threads, NULL);
+    tb_child_start (&t->client, "scratch-client", ep, threads, window, NULL);
     tb_child_expect (&t->client, "ready", line, sizeof line);
     tb_child_say (&t->client, "fill");
     tb_child_expect (&t->client, "filled", line, sizeof line);
@@ -268,10 +330,10 @@ main (int argc, char **argv)
         { .name = "troupe_put_c50_p16", .get_name = "troupe_get_c50_p16" },
         { .name = "troupe_put_c50_log", .get_name = "troupe_get_c50_log" }
     };
-    const char *threads [] = { "50", "800", "50" };
+    const char *windows [] = { "1", "16", "1" };
     for (int i = 0; i < 3; i++)
         if (s_wanted (only, &troupe [i]))
-            s_troupe_start (&troupe [i], i == 2? data_dir: NULL, threads [i]);
+            s_troupe_start (&troupe [i], i == 2? data_dir: NULL, "50", windows [i]);
     tb_child_t redis = { 0 };
     int port = 0;
     if (!only || !strncmp (only, "redis_", 6))

@@ -73,6 +73,11 @@ struct tr__call {
     uint8_t *payload;
     size_t payload_size;
     tr__reply_t reply;                  //  the answer, once done
+    //  An asynchronous call (tr__remote_call_async): its callback, and the
+    //  deadline the link enforces for it (a waiting caller enforces its own).
+    tr__call_fn *fn;
+    void *fn_arg;
+    int64_t deadline_ns;
 };
 
 //  A scratchpad prefix watched for local actors and replicas.
@@ -260,6 +265,24 @@ s_call_unref (tr__call_t **call_p)
 static void
 s_call_finish (tr__call_t *call, int rc, zmq_msg_t *frame, zmq_msg_t *payload)
 {
+    if (call->fn) {
+        //  Only the link holds it: the answer is read where it lies.
+        tr__reply_t view = { NULL, 0, NULL, 0 };
+        if (rc == TR_OK && frame) {
+            view.frame = (uint8_t *) zmq_msg_data (frame);
+            view.frame_size = zmq_msg_size (frame);
+            if (payload && zmq_msg_size (payload)) {
+                view.payload = (uint8_t *) zmq_msg_data (payload);
+                view.payload_size = zmq_msg_size (payload);
+            }
+        }
+        if (!call->done) {
+            call->done = true;
+            call->fn (rc, rc == TR_OK? &view: NULL, call->fn_arg);
+        }
+        s_call_unref (&call);
+        return;
+    }
     pthread_mutex_lock (&call->lock);
     if (!call->done) {
         call->rc = rc;
@@ -1484,6 +1507,14 @@ done:
 //  --------------------------------------------------------------------------
 //  Timers
 
+//  True if nobody waits for the call any more: its caller gave up (only
+//  the link holds it), or, for an asynchronous call, its deadline passed.
+static bool
+s_call_expired (tr__call_t *call, int64_t now)
+{
+    return call->fn? now > call->deadline_ns: atomic_load (&call->refs) == 1;
+}
+
 //  Forgets asks whose deadline has passed (their askers gave up already).
 static void
 s_sweep (tr__remote_t *self, int64_t now)
@@ -1497,11 +1528,12 @@ s_sweep (tr__remote_t *self, int64_t now)
          key = (const char *) zlistx_next (expired))
         zhashx_delete (self->pending, key);
     zlistx_destroy (&expired);
-    //  Calls whose callers gave up.
+    //  Calls whose callers gave up, and asynchronous calls past their
+    //  deadline.
     zlistx_t *dropped = zlistx_new ();
     for (tr__call_t *call = (tr__call_t *) zhashx_first (self->calls); call;
          call = (tr__call_t *) zhashx_next (self->calls))
-        if (atomic_load (&call->refs) == 1)
+        if (s_call_expired (call, now))
             zlistx_add_end (dropped, (void *) zhashx_cursor (self->calls));
     for (const char *key = (const char *) zlistx_first (dropped); key;
          key = (const char *) zlistx_next (dropped)) {
@@ -1513,7 +1545,7 @@ s_sweep (tr__remote_t *self, int64_t now)
     //  Requests still waiting for the broker, whose callers gave up.
     for (tr__call_t *call = (tr__call_t *) zlistx_first (self->unsent); call;
          call = (tr__call_t *) zlistx_next (self->unsent))
-        if (atomic_load (&call->refs) == 1) {
+        if (s_call_expired (call, now)) {
             zlistx_detach_cur (self->unsent);
             s_call_finish (call, TR_ETIMEDOUT, NULL, NULL);
         }
@@ -1909,17 +1941,17 @@ tr__remote_call_seq (tr__remote_t *self)
     return atomic_fetch_add (&self->call_seq, 1);
 }
 
-int
-tr__remote_call (tr__remote_t *self, const tr__wire_out_t *frame, const void *payload,
-                 size_t payload_size, int timeout_ms, tr__reply_t *reply_p)
+//  A call with copies of the request's frames; refs references. NULL if
+//  out of memory.
+static tr__call_t *
+s_call_new (const tr__wire_out_t *frame, const void *payload, size_t payload_size, int refs)
 {
-    memset (reply_p, 0, sizeof *reply_p);
     if (frame->failed)
-        return TR_ENOMEM;
+        return NULL;
     tr__call_t *call = (tr__call_t *) calloc (1, sizeof *call);
     if (!call)
-        return TR_ENOMEM;
-    atomic_init (&call->refs, 2);
+        return NULL;
+    atomic_init (&call->refs, refs);
     pthread_mutex_init (&call->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init (&attr);
@@ -1942,11 +1974,41 @@ tr__remote_call (tr__remote_t *self, const tr__wire_out_t *frame, const void *pa
     if (!call->frame || (payload && !call->payload)) {
         atomic_store (&call->refs, 1);
         s_call_unref (&call);
-        return TR_ENOMEM;
+        return NULL;
     }
     memcpy (call->frame, frame->data, frame->size);
     if (payload && payload_size)
         memcpy (call->payload, payload, payload_size);
+    return call;
+}
+
+int
+tr__remote_call_async (tr__remote_t *self, const tr__wire_out_t *frame,
+                       const void *payload, size_t payload_size, int timeout_ms,
+                       tr__call_fn *done, void *arg)
+{
+    tr__call_t *call = s_call_new (frame, payload, payload_size, 1);
+    if (!call)
+        return TR_ENOMEM;
+    call->fn = done;
+    call->fn_arg = arg;
+    call->deadline_ns = tr__deadline_after_ms (timeout_ms);
+    //  The link's (only) reference travels in the message.
+    if (tr__post_raw (self->node, self->gateway, TR__KIND_CALL, &call, sizeof call)) {
+        s_call_unref (&call);
+        return TR_ESTOPPED;
+    }
+    return TR_OK;
+}
+
+int
+tr__remote_call (tr__remote_t *self, const tr__wire_out_t *frame, const void *payload,
+                 size_t payload_size, int timeout_ms, tr__reply_t *reply_p)
+{
+    memset (reply_p, 0, sizeof *reply_p);
+    tr__call_t *call = s_call_new (frame, payload, payload_size, 2);
+    if (!call)
+        return TR_ENOMEM;
     //  The link's reference travels in the message.
     int rc = tr__post_raw (self->node, self->gateway, TR__KIND_CALL, &call, sizeof call);
     if (rc) {

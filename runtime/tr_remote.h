@@ -73,6 +73,17 @@ int
     tr__remote_call (tr__remote_t *self, const tr__wire_out_t *frame, const void *payload,
                      size_t payload_size, int timeout_ms, tr__reply_t *reply_p);
 
+//  As tr__remote_call, without waiting: `done` is called exactly once on
+//  the link's thread with the outcome (rc as tr__remote_call returns it;
+//  on TR_OK, reply points at the answer's frames, valid during the call
+//  only), by timeout_ms or at the first sweep after it. Returns TR_OK, or
+//  TR_ENOMEM / TR_ESTOPPED, in which case done is never called.
+typedef void (tr__call_fn) (int rc, const tr__reply_t *reply, void *arg);
+int
+    tr__remote_call_async (tr__remote_t *self, const tr__wire_out_t *frame,
+                           const void *payload, size_t payload_size, int timeout_ms,
+                           tr__call_fn *done, void *arg);
+
 //  The SEQ for a request frame that tr__remote_call will send (a range of
 //  its own, apart from the link's).
 uint64_t

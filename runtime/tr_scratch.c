@@ -70,24 +70,145 @@ s_copy_value (tr__mp_t *mp, uint8_t **data_p, size_t *size_p)
     return TR_OK;
 }
 
-//  A write that answers ["OK", SEQ, VERSION].
+//  The two shapes of answer of the calls that have asynchronous forms:
+//  a get's ["OK", SEQ, VALUE, VERSION, TTL_MS], a write's ["OK", SEQ,
+//  VERSION].
+typedef enum { S_GOT, S_WROTE } s_shape_t;
+
+//  Reads the results at the cursor into *result; a value points into the
+//  answer.
+static int
+s_read_result (tr__mp_t *results, int shape, tr_scratch_result_t *result)
+{
+    if (shape == S_GOT) {
+        const uint8_t *start = results->p;
+        if (tr__mp_skip (results, 34))
+            return TR_EMALFORMED;
+        result->data = start;
+        result->size = (size_t) (results->p - start);
+        return tr__mp_uint (results, &result->version) || tr__mp_int (results, &result->ttl_ms)?
+               TR_EMALFORMED: TR_OK;
+    }
+    return tr__mp_uint (results, &result->version)? TR_EMALFORMED: TR_OK;
+}
+
+//  Sends a request and waits for its answer of that shape; on TR_OK the
+//  caller frees reply (result may point into it).
+static int
+s_wait (tr_node_t *node, tr__wire_out_t *out, const void *payload, size_t size,
+        int timeout_ms, int shape, tr__reply_t *reply, tr_scratch_result_t *result)
+{
+    memset (result, 0, sizeof *result);
+    tr__mp_t results;
+    int rc = s_call (node, out, payload, size, timeout_ms, reply, &results);
+    if (rc == TR_OK && (rc = s_read_result (&results, shape, result)))
+        tr__remote_reply_free (reply);
+    return rc;
+}
+
+//  An asynchronous call in flight: the caller's callback.
+typedef struct {
+    tr_scratch_fn *fn;
+    void *arg;
+    int shape;
+} s_async_t;
+
+//  The link's callback: reads the answer and hands it to the caller's.
+static void
+s_async_done (int rc, const tr__reply_t *reply, void *arg)
+{
+    s_async_t *async = (s_async_t *) arg;
+    tr_scratch_result_t result = { .rc = rc };
+    if (rc == TR_OK) {
+        tr__wire_cmd_t cmd;
+        if (tr__wire_parse (reply->frame, reply->frame_size, &cmd) != TR_OK
+        ||  cmd.verb != TR__V_OK)
+            result.rc = TR_EMALFORMED;
+        else {
+            result.rc = s_read_result (&cmd.args, async->shape, &result);
+            if (result.rc) {
+                result.data = NULL;
+                result.size = 0;
+            }
+        }
+    }
+    async->fn (&result, async->arg);
+    free (async);
+}
+
+//  Sends a request without waiting; ends the writer.
+static int
+s_send_async (tr_node_t *node, tr__wire_out_t *out, const void *payload, size_t size,
+              int timeout_ms, int shape, tr_scratch_fn *fn, void *arg)
+{
+    s_async_t *async = timeout_ms > 0 && fn? (s_async_t *) malloc (sizeof *async): NULL;
+    int rc = timeout_ms <= 0 || !fn? TR_EINVAL: async? TR_OK: TR_ENOMEM;
+    if (rc == TR_OK) {
+        *async = (s_async_t) { fn, arg, shape };
+        rc = tr__remote_call_async (node->remote, out, payload, size, timeout_ms,
+                                    s_async_done, async);
+        if (rc)
+            free (async);
+    }
+    tr__wire_end (out);
+    return rc;
+}
+
+//  The request frames, one per operation, for the blocking and the
+//  asynchronous forms alike. Each judges its arguments first (TR_EINVAL,
+//  or the value's error) and begins out only when they are good.
+static int
+s_get_frame (tr_node_t *node, const char *key, tr__wire_out_t *out)
+{
+    if (!node || !node->remote || s_check_key (key, false))
+        return TR_EINVAL;
+    tr__wire_begin (out, TR__V_KV_GET, tr__remote_call_seq (node->remote), 1);
+    tr__wire_str (out, key, strlen (key));
+    return TR_OK;
+}
+
+static int
+s_put_frame (tr_node_t *node, const char *key, const uint64_t *expected,
+             const void *value, size_t size, int64_t ttl_ms, tr__wire_out_t *out)
+{
+    if (!node || !node->remote || s_check_key (key, false) || ttl_ms < 0)
+        return TR_EINVAL;
+    int rc = s_check_value (value, size);
+    if (rc)
+        return rc;
+    tr__wire_begin (out, expected? TR__V_KV_CAS: TR__V_KV_PUT,
+                    tr__remote_call_seq (node->remote), expected? 3: 2);
+    tr__wire_str (out, key, strlen (key));
+    if (expected)
+        tr__wire_uint (out, *expected);
+    tr__wire_uint (out, (uint64_t) ttl_ms);
+    return TR_OK;
+}
+
+static int
+s_del_frame (tr_node_t *node, const char *key, tr__wire_out_t *out)
+{
+    if (!node || !node->remote || s_check_key (key, false))
+        return TR_EINVAL;
+    tr__wire_begin (out, TR__V_KV_DEL, tr__remote_call_seq (node->remote), 1);
+    tr__wire_str (out, key, strlen (key));
+    return TR_OK;
+}
+
+//  A write that answers ["OK", SEQ, VERSION], waited for.
 static int
 s_versioned (tr_node_t *node, tr__wire_out_t *out, const void *payload, size_t size,
              int timeout_ms, uint64_t *version_p)
 {
     tr__reply_t reply;
-    tr__mp_t results;
-    int rc = s_call (node, out, payload, size, timeout_ms, &reply, &results);
+    tr_scratch_result_t result;
+    int rc = s_wait (node, out, payload, size, timeout_ms, S_WROTE, &reply, &result);
     if (rc)
         return rc;
-    uint64_t version = 0;
-    if (tr__mp_uint (&results, &version))
-        rc = TR_EMALFORMED;
-    else
     if (version_p)
-        *version_p = version;
+        *version_p = result.version;
     tr__remote_reply_free (&reply);
-    return rc;
+    return TR_OK;
 }
 
 void
@@ -104,41 +225,33 @@ tr_scratch_get (tr_node_t *node, const char *key, int timeout_ms, tr_scratch_val
 {
     if (value)
         memset (value, 0, sizeof *value);
-    if (!node || !node->remote || !value || s_check_key (key, false))
-        return TR_EINVAL;
     tr__wire_out_t out;
-    tr__wire_begin (&out, TR__V_KV_GET, tr__remote_call_seq (node->remote), 1);
-    tr__wire_str (&out, key, strlen (key));
-    tr__reply_t reply;
-    tr__mp_t results;
-    int rc = s_call (node, &out, NULL, 0, timeout_ms, &reply, &results);
+    int rc = value? s_get_frame (node, key, &out): TR_EINVAL;
     if (rc)
         return rc;
-    int64_t ttl = 0;
-    rc = s_copy_value (&results, &value->data, &value->size);
-    if (rc == TR_OK && (tr__mp_uint (&results, &value->version) || tr__mp_int (&results, &ttl))) {
-        tr_scratch_value_free (value);
-        rc = TR_EMALFORMED;
+    tr__reply_t reply;
+    tr_scratch_result_t result;
+    rc = s_wait (node, &out, NULL, 0, timeout_ms, S_GOT, &reply, &result);
+    if (rc)
+        return rc;
+    value->data = (uint8_t *) malloc (result.size? result.size: 1);
+    if (value->data) {
+        memcpy (value->data, result.data, result.size);
+        value->size = result.size;
+        value->version = result.version;
+        value->ttl_ms = result.ttl_ms;
     }
-    value->ttl_ms = ttl;
     tr__remote_reply_free (&reply);
-    return rc;
+    return value->data? TR_OK: TR_ENOMEM;
 }
 
 int
 tr_scratch_put (tr_node_t *node, const char *key, const void *value, size_t size,
                 int64_t ttl_ms, int timeout_ms, uint64_t *version_p)
 {
-    if (!node || !node->remote || s_check_key (key, false) || ttl_ms < 0)
-        return TR_EINVAL;
-    int rc = s_check_value (value, size);
-    if (rc)
-        return rc;
     tr__wire_out_t out;
-    tr__wire_begin (&out, TR__V_KV_PUT, tr__remote_call_seq (node->remote), 2);
-    tr__wire_str (&out, key, strlen (key));
-    tr__wire_uint (&out, (uint64_t) ttl_ms);
-    return s_versioned (node, &out, value, size, timeout_ms, version_p);
+    int rc = s_put_frame (node, key, NULL, value, size, ttl_ms, &out);
+    return rc? rc: s_versioned (node, &out, value, size, timeout_ms, version_p);
 }
 
 int
@@ -146,28 +259,54 @@ tr_scratch_cas (tr_node_t *node, const char *key, uint64_t expected,
                 const void *value, size_t size, int64_t ttl_ms, int timeout_ms,
                 uint64_t *version_p)
 {
-    if (!node || !node->remote || s_check_key (key, false) || ttl_ms < 0)
-        return TR_EINVAL;
-    int rc = s_check_value (value, size);
-    if (rc)
-        return rc;
     tr__wire_out_t out;
-    tr__wire_begin (&out, TR__V_KV_CAS, tr__remote_call_seq (node->remote), 3);
-    tr__wire_str (&out, key, strlen (key));
-    tr__wire_uint (&out, expected);
-    tr__wire_uint (&out, (uint64_t) ttl_ms);
-    return s_versioned (node, &out, value, size, timeout_ms, version_p);
+    int rc = s_put_frame (node, key, &expected, value, size, ttl_ms, &out);
+    return rc? rc: s_versioned (node, &out, value, size, timeout_ms, version_p);
 }
 
 int
 tr_scratch_del (tr_node_t *node, const char *key, int timeout_ms, uint64_t *version_p)
 {
-    if (!node || !node->remote || s_check_key (key, false))
-        return TR_EINVAL;
     tr__wire_out_t out;
-    tr__wire_begin (&out, TR__V_KV_DEL, tr__remote_call_seq (node->remote), 1);
-    tr__wire_str (&out, key, strlen (key));
-    return s_versioned (node, &out, NULL, 0, timeout_ms, version_p);
+    int rc = s_del_frame (node, key, &out);
+    return rc? rc: s_versioned (node, &out, NULL, 0, timeout_ms, version_p);
+}
+
+int
+tr_scratch_get_async (tr_node_t *node, const char *key, int timeout_ms,
+                      tr_scratch_fn *done, void *arg)
+{
+    tr__wire_out_t out;
+    int rc = s_get_frame (node, key, &out);
+    return rc? rc: s_send_async (node, &out, NULL, 0, timeout_ms, S_GOT, done, arg);
+}
+
+int
+tr_scratch_put_async (tr_node_t *node, const char *key, const void *value, size_t size,
+                      int64_t ttl_ms, int timeout_ms, tr_scratch_fn *done, void *arg)
+{
+    tr__wire_out_t out;
+    int rc = s_put_frame (node, key, NULL, value, size, ttl_ms, &out);
+    return rc? rc: s_send_async (node, &out, value, size, timeout_ms, S_WROTE, done, arg);
+}
+
+int
+tr_scratch_cas_async (tr_node_t *node, const char *key, uint64_t expected,
+                      const void *value, size_t size, int64_t ttl_ms, int timeout_ms,
+                      tr_scratch_fn *done, void *arg)
+{
+    tr__wire_out_t out;
+    int rc = s_put_frame (node, key, &expected, value, size, ttl_ms, &out);
+    return rc? rc: s_send_async (node, &out, value, size, timeout_ms, S_WROTE, done, arg);
+}
+
+int
+tr_scratch_del_async (tr_node_t *node, const char *key, int timeout_ms,
+                      tr_scratch_fn *done, void *arg)
+{
+    tr__wire_out_t out;
+    int rc = s_del_frame (node, key, &out);
+    return rc? rc: s_send_async (node, &out, NULL, 0, timeout_ms, S_WROTE, done, arg);
 }
 
 //  A request whose answer is ["OK", SEQ, ARRAY]: copies the array.

@@ -542,6 +542,166 @@ END_TEST
 
 //  Puts and gets from one client, one at a time: a rough rate, printed,
 //  with the scratchpad in memory and logged with each fsync policy.
+//  --------------------------------------------------------------------------
+//  Asynchronous calls
+
+//  What the callbacks saw, in order.
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    size_t count;
+    size_t expected;
+    int rc [2100];
+    uint64_t version [2100];
+    uint64_t value [2100];
+    pthread_t thread;                   //  where callbacks ran
+} s_seen_t;
+
+static void
+s_seen_init (s_seen_t *seen, size_t expected)
+{
+    memset (seen, 0, sizeof *seen);
+    pthread_mutex_init (&seen->lock, NULL);
+    pthread_cond_init (&seen->cond, NULL);
+    seen->expected = expected;
+}
+
+static void
+s_on_result (const tr_scratch_result_t *result, void *arg)
+{
+    s_seen_t *seen = (s_seen_t *) arg;
+    pthread_mutex_lock (&seen->lock);
+    size_t i = seen->count++;
+    if (i < 2100) {
+        seen->rc [i] = result->rc;
+        seen->version [i] = result->version;
+        seen->value [i] = result->rc == TR_OK && result->size?
+                          tr_test_unpack_uint (result->data, result->size): 0;
+    }
+    seen->thread = pthread_self ();
+    pthread_cond_broadcast (&seen->cond);
+    pthread_mutex_unlock (&seen->lock);
+}
+
+//  Waits until `expected` callbacks have run (or the time runs out), then
+//  a little more, so that a second call of one callback would be seen.
+static void
+s_seen_wait (s_seen_t *seen, int timeout_ms)
+{
+    int64_t deadline = tr_test_now_ms () + timeout_ms;
+    pthread_mutex_lock (&seen->lock);
+    while (seen->count < seen->expected && tr_test_now_ms () < deadline) {
+        pthread_mutex_unlock (&seen->lock);
+        usleep (2000);
+        pthread_mutex_lock (&seen->lock);
+    }
+    pthread_mutex_unlock (&seen->lock);
+    usleep (50 * 1000);
+    ck_assert_uint_eq (seen->count, seen->expected);
+}
+
+//  A thousand puts and then a thousand gets in flight from one thread:
+//  every callback once, in the order sent, with versions that grow; the
+//  errors come through the callback as the waiting calls return them.
+START_TEST (test_async)
+{
+    tr_node_t *node = s_node ("async");
+    static s_seen_t seen;
+    enum { N = 1000 };
+    s_seen_init (&seen, N);
+    for (uint64_t i = 0; i < N; i++) {
+        char key [32];
+        snprintf (key, sizeof key, "async/%llu", (unsigned long long) i);
+        tr_body_t body = tr_test_pack_uint (i * 3);
+        ck_assert_int_eq (tr_scratch_put_async (node, key, body.data, body.size, 0, s_timeout (),
+                                                s_on_result, &seen), TR_OK);
+    }
+    s_seen_wait (&seen, 2 * s_timeout ());
+    for (size_t i = 0; i < N; i++) {
+        ck_assert_int_eq (seen.rc [i], TR_OK);
+        if (i)
+            ck_assert_uint_gt (seen.version [i], seen.version [i - 1]);
+    }
+    ck_assert (!pthread_equal (seen.thread, pthread_self ()));
+    uint64_t last_put = seen.version [N - 1];
+    s_seen_init (&seen, N);
+    for (uint64_t i = 0; i < N; i++) {
+        char key [32];
+        snprintf (key, sizeof key, "async/%llu", (unsigned long long) i);
+        ck_assert_int_eq (tr_scratch_get_async (node, key, s_timeout (), s_on_result, &seen),
+                          TR_OK);
+    }
+    s_seen_wait (&seen, 2 * s_timeout ());
+    for (size_t i = 0; i < N; i++) {
+        ck_assert_int_eq (seen.rc [i], TR_OK);
+        ck_assert_uint_eq (seen.value [i], i * 3);
+        ck_assert_uint_le (seen.version [i], last_put);
+    }
+    //  Errors: no such key, a conflict, a deletion and its absence.
+    s_seen_init (&seen, 5);
+    tr_body_t body = tr_test_pack_uint (7);
+    ck_assert_int_eq (tr_scratch_get_async (node, "async/none", s_timeout (), s_on_result, &seen),
+                      TR_OK);
+    ck_assert_int_eq (tr_scratch_cas_async (node, "async/1", 1, body.data, body.size, 0,
+                                            s_timeout (), s_on_result, &seen), TR_OK);
+    ck_assert_int_eq (tr_scratch_cas_async (node, "async/new", 0, body.data, body.size, 0,
+                                            s_timeout (), s_on_result, &seen), TR_OK);
+    ck_assert_int_eq (tr_scratch_del_async (node, "async/1", s_timeout (), s_on_result, &seen),
+                      TR_OK);
+    ck_assert_int_eq (tr_scratch_del_async (node, "async/1", s_timeout (), s_on_result, &seen),
+                      TR_OK);
+    s_seen_wait (&seen, 2 * s_timeout ());
+    ck_assert_int_eq (seen.rc [0], TR_ENOTFOUND);
+    ck_assert_int_eq (seen.rc [1], TR_ECONFLICT);
+    ck_assert_int_eq (seen.rc [2], TR_OK);
+    ck_assert_int_eq (seen.rc [3], TR_OK);
+    ck_assert_uint_gt (seen.version [3], seen.version [2]);
+    ck_assert_int_eq (seen.rc [4], TR_ENOTFOUND);
+    //  Bad arguments: refused at once, the callback never called.
+    s_seen_init (&seen, 0);
+    ck_assert_int_eq (tr_scratch_get_async (node, "", s_timeout (), s_on_result, &seen), TR_EINVAL);
+    ck_assert_int_eq (tr_scratch_get_async (node, "k", 0, s_on_result, &seen), TR_EINVAL);
+    ck_assert_int_eq (tr_scratch_get_async (node, "k", 100, NULL, NULL), TR_EINVAL);
+    ck_assert_int_eq (tr_scratch_put_async (node, "k", "\xc1", 1, 0, 100, s_on_result, &seen),
+                      TR_EMALFORMED);
+    ck_assert_int_eq (tr_scratch_put_async (node, "k", body.data, body.size, -1, 100,
+                                            s_on_result, &seen), TR_EINVAL);
+    ck_assert_int_eq (tr_scratch_del_async (NULL, "k", 100, s_on_result, &seen), TR_EINVAL);
+    s_seen_wait (&seen, 0);
+    tr_node_destroy (&node);
+}
+END_TEST
+
+//  No broker: calls end with TR_ETIMEDOUT after their timeout; a node
+//  destroyed with calls in flight ends them with TR_ESTOPPED. Either way
+//  each callback runs once.
+START_TEST (test_async_unanswered)
+{
+    tr_broker_stop (&s_broker);
+    tr_node_t *node = s_node ("lonely");
+    static s_seen_t seen;
+    s_seen_init (&seen, 3);
+    int64_t start = tr_test_now_ms ();
+    tr_body_t body = tr_test_pack_uint (1);
+    ck_assert_int_eq (tr_scratch_get_async (node, "k", 200, s_on_result, &seen), TR_OK);
+    ck_assert_int_eq (tr_scratch_put_async (node, "k", body.data, body.size, 0, 300,
+                                            s_on_result, &seen), TR_OK);
+    ck_assert_int_eq (tr_scratch_del_async (node, "k", 250, s_on_result, &seen), TR_OK);
+    s_seen_wait (&seen, 5000 * tr_test_slowdown ());
+    int64_t took = tr_test_now_ms () - start;
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_int_eq (seen.rc [i], TR_ETIMEDOUT);
+    ck_assert_msg (took >= 300, "the calls ended after %lld ms", (long long) took);
+    s_seen_init (&seen, 2);
+    ck_assert_int_eq (tr_scratch_get_async (node, "k", 60000, s_on_result, &seen), TR_OK);
+    ck_assert_int_eq (tr_scratch_get_async (node, "k", 60000, s_on_result, &seen), TR_OK);
+    tr_node_destroy (&node);
+    ck_assert_uint_eq (seen.count, 2);
+    ck_assert_int_eq (seen.rc [0], TR_ESTOPPED);
+    ck_assert_int_eq (seen.rc [1], TR_ESTOPPED);
+}
+END_TEST
+
 START_TEST (test_rate)
 {
     tr_broker_stop (&s_broker);                     //  the fixture's
@@ -606,6 +766,8 @@ main (int argc, char **argv)
     tcase_add_test (tc, test_cas_processes);
     tcase_add_test (tc, test_durable_after_kill);
     tcase_add_test (tc, test_rate);
+    tcase_add_test (tc, test_async);
+    tcase_add_test (tc, test_async_unanswered);
     suite_add_tcase (suite, tc);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);

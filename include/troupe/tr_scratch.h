@@ -68,6 +68,44 @@ TR_EXPORT int
 TR_EXPORT int
     tr_scratch_del (tr_node_t *node, const char *key, int timeout_ms, uint64_t *version_p);
 
+//  Asynchronous forms of get, put, cas and del, for a thread that keeps
+//  many requests in flight (pipelining) rather than waiting for each:
+//  the request is sent at once, and `done` is called with its outcome.
+typedef struct {
+    //  What the waiting form returns (TR_OK, TR_ENOTFOUND, TR_ECONFLICT,
+    //  a common error; TR_ETIMEDOUT once timeout_ms has passed).
+    int rc;
+    uint64_t version;           //  get: the value's version; writes: the write's
+    const uint8_t *data;        //  get: the value, valid during the callback only
+    size_t size;
+    int64_t ttl_ms;             //  get: time left, 0 if it does not expire
+} tr_scratch_result_t;
+
+typedef void (tr_scratch_fn) (const tr_scratch_result_t *result, void *arg);
+
+//  Each returns TR_OK, after which done is called exactly once with the
+//  outcome: on the node's link thread, so it must not block (no waiting
+//  calls, no sleeping: copy what it needs, tell an actor, count). A
+//  request with no answer ends with TR_ETIMEDOUT at most about 100 ms
+//  after timeout_ms; the node stopping ends it with TR_ESTOPPED. Requests
+//  from one thread are sent in the order made and the broker answers them
+//  in that order. Or returns an error of the arguments as the waiting
+//  form does (timeout_ms must be positive and done not NULL: TR_EINVAL),
+//  TR_ENOMEM or TR_ESTOPPED, and done is never called.
+TR_EXPORT int
+    tr_scratch_get_async (tr_node_t *node, const char *key, int timeout_ms,
+                          tr_scratch_fn *done, void *arg);
+TR_EXPORT int
+    tr_scratch_put_async (tr_node_t *node, const char *key, const void *value, size_t size,
+                          int64_t ttl_ms, int timeout_ms, tr_scratch_fn *done, void *arg);
+TR_EXPORT int
+    tr_scratch_cas_async (tr_node_t *node, const char *key, uint64_t expected,
+                          const void *value, size_t size, int64_t ttl_ms, int timeout_ms,
+                          tr_scratch_fn *done, void *arg);
+TR_EXPORT int
+    tr_scratch_del_async (tr_node_t *node, const char *key, int timeout_ms,
+                          tr_scratch_fn *done, void *arg);
+
 //  Lists the keys under prefix ("" for all), in byte order: on TR_OK,
 //  *list_p holds a malloc'd msgpack array of [key, version] pairs, of
 //  *size_p bytes. TR_ELIMIT past the broker's max_list keys.
