@@ -85,7 +85,9 @@ typedef void (tr_scratch_fn) (const tr_scratch_result_t *result, void *arg);
 
 //  Each returns TR_OK, after which done is called exactly once with the
 //  outcome: on the node's link thread, so it must not block (no waiting
-//  calls, no sleeping: copy what it needs, tell an actor, count). A
+//  calls, no sleeping: copy what it needs, tell an actor, count, or make
+//  the next asynchronous call, which is how a pipelining client keeps
+//  its window full without waking a thread per answer). A
 //  request with no answer ends with TR_ETIMEDOUT at most about 100 ms
 //  after timeout_ms; the node stopping ends it with TR_ESTOPPED. Requests
 //  from one thread are sent in the order made and the broker answers them
