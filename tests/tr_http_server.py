@@ -64,11 +64,12 @@ Control (these paths are never routed, logged nor counted):
     POST /_script  a script JSON: replaces the script and resets every
                    route's position; a bad script gets 400 and changes
                    nothing
-    POST /_reset   clears the log and the counters (requests; max_in_flight
-                   falls to the requests in flight now)
-    GET  /_stats   {"requests": n, "in_flight": n, "max_in_flight": n}:
-                   requests received, requests being answered now (delayed
-                   or hanging ones included), the most at once
+    POST /_reset   clears the log and the counters (requests, connections;
+                   max_in_flight falls to the requests in flight now)
+    GET  /_stats   {"requests": n, "in_flight": n, "max_in_flight": n,
+                    "connections": n}: requests received, requests being
+                   answered now (delayed or hanging ones included), the
+                   most at once, connections accepted (control ones too)
 """
 
 import argparse
@@ -200,6 +201,7 @@ class Server:
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0
         self.chat_ids = 0
 
     def set_routes(self, routes):
@@ -289,6 +291,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        self.server.connections += 1
 
     def connection_lost(self, exc):
         self.closed = True
@@ -491,11 +494,13 @@ class Connection(asyncio.Protocol):
         if path == "/_stats" and m == "GET":
             return 200, {}, "application/json", json.dumps(
                 {"requests": srv.requests, "in_flight": srv.in_flight,
-                 "max_in_flight": srv.max_in_flight}).encode()
+                 "max_in_flight": srv.max_in_flight,
+                 "connections": srv.connections}).encode()
         if path == "/_reset" and m == "POST":
             srv.log = []
             srv.requests = 0
             srv.max_in_flight = srv.in_flight
+            srv.connections = 0
             return 200, {}, "application/json", b'{"ok": true}'
         if path == "/_script" and m == "POST":
             try:

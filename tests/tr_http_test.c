@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -1319,6 +1320,70 @@ START_TEST (test_connection_refused)
 }
 END_TEST
 
+//  Connections are kept alive between requests; past the engine's
+//  keep-alive limit (256 attempts running) each extra request takes a
+//  connection of its own: 600 at once all run at once and succeed.
+static atomic_int s_many_ok;
+static atomic_int s_many_done;
+
+static void
+s_many_cb (const tr_http_result_t *r, void *arg)
+{
+    if (r->error == TR_OK && r->status == 200)
+        atomic_fetch_add (&s_many_ok, 1);
+    atomic_fetch_add (&s_many_done, 1);
+}
+
+static bool
+s_many_all (void *arg)
+{
+    return atomic_load (&s_many_done) >= *(int *) arg;
+}
+
+START_TEST (test_keep_alive_and_many)
+{
+    s_server_t srv;
+    s_server_start (&srv, "{\"routes\": ["
+        "{\"path\": \"/ok\", \"responses\": [{\"json\": 1}]},"
+        "{\"path\": \"/slow\", \"responses\": [{\"delay_ms\": 300, \"json\": 1}]}]}");
+    tr_node_t *node = s_node ();
+    for (int i = 0; i < 5; i++) {
+        s_get_path (node, &srv, "/ok");
+        s_wait_results ((size_t) i + 1, 5000);
+    }
+    free (s_control (srv.port, "GET", "/_log", NULL));
+    //  Five requests, one connection (plus ours to /_stats and /_log).
+    ck_assert_int_eq (s_stat (srv.port, "connections"), 1 + 2);
+    free (s_control (srv.port, "POST", "/_reset", NULL));
+
+    s_backend (node, (tr_http_backend_opts_t) { .name = "default", .max_concurrent = 1000 });
+    int n = 600;
+    atomic_store (&s_many_ok, 0);
+    atomic_store (&s_many_done, 0);
+    int64_t start = tr_test_now_ms ();
+    for (int i = 0; i < n; i++) {
+        tr_http_request_t r = { .url = s_at (&srv, "/slow") };
+        ck_assert_int_eq (tr_http_submit (node, &r, s_many_cb, NULL, NULL), TR_OK);
+    }
+    ck_assert (tr_test_wait_until (s_many_all, &n, s_slow (20000)));
+    int64_t took = tr_test_now_ms () - start;
+    ck_assert_int_eq (atomic_load (&s_many_ok), n);
+    ck_assert_int_eq (s_stat (srv.port, "requests"), n);
+    //  All at once: the server held (nearly) all of them together.
+    ck_assert_int_ge (s_stat (srv.port, "max_in_flight"), n * 9 / 10);
+    ck_assert_int_lt (took, s_slow (5000));
+    //  Once they are done, the engine still reuses what it kept.
+    free (s_control (srv.port, "POST", "/_reset", NULL));
+    for (int i = 0; i < 3; i++) {
+        s_get_path (node, &srv, "/ok");
+        s_wait_results ((size_t) 5 + (size_t) i + 1, 5000);
+    }
+    ck_assert_int_eq (s_stat (srv.port, "connections"), 1 + 1);   //  and /_stats
+    tr_node_destroy (&node);
+    s_server_stop (&srv);
+}
+END_TEST
+
 static Suite *
 s_suite (void)
 {
@@ -1348,6 +1413,7 @@ s_suite (void)
     tcase_add_test (tc, test_unused);
     tcase_add_test (tc, test_unknown_backend);
     tcase_add_test (tc, test_connection_refused);
+    tcase_add_test (tc, test_keep_alive_and_many);
     suite_add_tcase (s, tc);
     TCase *slow = tcase_create ("windows");
     tcase_set_timeout (slow, 75 + 5 * tr_test_slowdown ());
