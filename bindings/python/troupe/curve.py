@@ -22,6 +22,7 @@ import stat
 from typing import Dict, Tuple
 
 import zmq
+from zmq.utils import z85
 
 from . import errors
 
@@ -99,7 +100,7 @@ def _parse(text: str, path: str) -> Dict[str, str]:
         if len(value) != 40:
             raise errors.InvalidArgument("%s: %s is not the Z85 text of a 32-byte key" % (path, name))
         try:
-            if len(zmq.utils.z85.decode(value)) != 32:
+            if len(z85.decode(value)) != 32:
                 raise ValueError
         except Exception:
             raise errors.InvalidArgument("%s: %s is not the Z85 text of a 32-byte key"
