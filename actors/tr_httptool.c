@@ -22,11 +22,13 @@
     response  "auto" (the default: JSON into msgpack when the response's
               Content-Type is JSON, else a string), "text" or "json".
 
-    The backend (limits, timeouts, retries, response size, cache) is the
-    one named `backend`, or one of the actor's own ("http-" and its name);
-    the params below set it when given, or when the backend does not exist
-    yet (then with the engine's defaults). Agents that share a backend
-    share its limits; the last one started sets them.
+    backend   a mapping, as the llm agent's: `name` (default "http-" and
+              the agent's name), and the engine's settings (limits,
+              timeouts, retries, response size, cache; tr_http.h), set
+              when any is given or when the backend does not exist yet
+              (then with the engine's defaults). Agents that share a
+              backend share its limits; the last one started sets them.
+              `max_retries: 0` means none.
 
     Asks are answered from the engine's callback (tr_defer): a 2xx answer
     is the reply; anything else is an error to the asker (TR_EHTTP for a
@@ -36,6 +38,10 @@
     The ask's remaining time is the request's deadline. Tells make the
     same call; a failed one is logged, counted as a dead letter on the
     node (with a sys.dead_letter event) and counted by the breaker too.
+
+    Counters in status (tr_actor_info_get): http.requests (submitted),
+    http.answered, http.failed (tells included), http.invalid (the
+    asker's mistakes, never sent).
 
     The handler never blocks on the network: the actor's thread builds
     and submits, and is free for the next message at once.
@@ -98,18 +104,8 @@ static const tr_param_spec_t s_http_params [] = {
     { "headers", TR_PARAM_MAP, false, "header names to values; ${NAME} reads the environment" },
     { "body", TR_PARAM_ANY, false, "message, none, or a template map or list" },
     { "response", TR_PARAM_STRING, false, "auto (default), text or json" },
-    { "backend", TR_PARAM_STRING, false, "the engine's backend (default: the agent's own)" },
+    { "backend", TR_PARAM_MAP, false, "HTTP backend: name, limits, timeouts, retries, response size, cache" },
     { "cacheable", TR_PARAM_BOOL, false, "answers may come from the backend's cache" },
-    { "timeout", TR_PARAM_DURATION, false, "one attempt (default 120s)" },
-    { "connect_timeout", TR_PARAM_DURATION, false, "connecting (default 10s)" },
-    { "max_retries", TR_PARAM_INT, false, "retries after the first attempt (default 3; -1 none)" },
-    { "backoff_initial", TR_PARAM_DURATION, false, "first retry's delay (default 500ms)" },
-    { "backoff_max", TR_PARAM_DURATION, false, "cap of the retry delay (default 30s)" },
-    { "max_concurrent", TR_PARAM_INT, false, "requests in flight at once (default 64)" },
-    { "requests_per_minute", TR_PARAM_INT, false, "rate limit (default none)" },
-    { "max_response", TR_PARAM_INT, false, "response body bytes (default 8 MiB)" },
-    { "cache_entries", TR_PARAM_INT, false, "cached responses (default 0: no cache)" },
-    { "cache_ttl", TR_PARAM_DURATION, false, "a cached response's life (default 5m)" },
     { .key = NULL }
 };
 
@@ -368,74 +364,141 @@ s_read_response (s_http_t *self, const tr_params_t *params)
     return rc;
 }
 
-//  A duration or integer parameter into an int field, checked.
+//  The keys a `backend` mapping may hold (as in the llm agent's).
+static const char *const s_backend_keys [] = {
+    "name", "max_concurrent", "requests_per_minute", "tokens_per_minute",
+    "connect_timeout", "timeout", "max_retries", "backoff_initial", "backoff_max",
+    "max_response", "cache_entries", "cache_ttl", NULL
+};
+
+//  Refuses a `backend` mapping with a key it does not know.
 static int
-s_read_int (s_http_t *self, const tr_params_t *params, const char *key, bool duration,
-            int64_t min, int64_t max, int64_t *value, bool *given)
+s_backend_keys_known (s_http_t *self, const tr_params_t *backend)
 {
-    int rc = duration? tr_params_duration (params, key, value): tr_params_int (params, key, value);
+    tr__mp_t mp;
+    uint32_t pairs;
+    tr__mp_init (&mp, backend->data, backend->size);
+    if (tr__mp_map (&mp, &pairs))
+        return s_refuse (self, "'backend' must be a mapping");
+    while (pairs--) {
+        const char *key;
+        uint32_t len;
+        if (tr__mp_str (&mp, &key, &len))
+            return s_refuse (self, "'backend' keys must be strings");
+        const char *const *known = s_backend_keys;
+        while (*known && !(strlen (*known) == len && !memcmp (*known, key, len)))
+            known++;
+        if (!*known)
+            return s_refuse (self, "unknown key 'backend.%.*s'; expected one of: name, "
+                             "max_concurrent, requests_per_minute, tokens_per_minute, "
+                             "connect_timeout, timeout, max_retries, backoff_initial, "
+                             "backoff_max, max_response, cache_entries, cache_ttl",
+                             (int) (len < 64? len: 64), key);
+        if (tr__mp_skip (&mp, TR_BODY_MAX_DEPTH))
+            return -1;
+    }
+    return 0;
+}
+
+//  One number of the `backend` mapping, checked; *value keeps its
+//  default (0: the engine's) when the key is absent.
+static int
+s_backend_int (s_http_t *self, const tr_params_t *backend, const char *key, bool duration,
+               int64_t min, int64_t max, int64_t *value)
+{
+    int rc = duration? tr_params_duration (backend, key, value): tr_params_int (backend, key, value);
     if (rc == TR_ENOTFOUND)
         return 0;
-    *given = true;
+    if (rc != TR_OK)
+        return s_refuse (self, "'backend.%s' must be %s", key,
+                         duration? "a duration such as 250ms or 2s": "an integer");
     if (*value < min || *value > max)
-        return s_refuse (self, "'%s' must be from %lld to %lld", key, (long long) min,
+        return s_refuse (self, "'backend.%s' must be from %lld to %lld", key, (long long) min,
                          (long long) max);
     return 0;
 }
 
-//  The backend: its name, and its settings when any are given or when it
-//  does not exist yet.
+//  The backend's name: backend.name, or "http-" and the agent's name with
+//  what a backend name cannot hold replaced by '_'.
+static int
+s_backend_name (s_http_t *self, const tr_params_t *backend)
+{
+    const char *name;
+    size_t len;
+    int rc = backend? tr_params_str (backend, "name", &name, &len): TR_ENOTFOUND;
+    if (rc == TR_EMALFORMED)
+        return s_refuse (self, "'backend.name' must be a string");
+    if (rc == TR_OK) {
+        if (len == 0 || len > S_BACKEND_MAX || memchr (name, 0, len))
+            return s_refuse (self, "'backend.name' must be 1 to 63 of A-Z a-z 0-9 . _ -");
+        memcpy (self->backend, name, len);
+        self->backend [len] = 0;
+        return 0;
+    }
+    snprintf (self->backend, sizeof self->backend, "http-%s", self->name);
+    for (char *c = self->backend; *c; c++)
+        if (!strchr ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *c))
+            *c = '_';
+    return 0;
+}
+
+//  The `backend` mapping: the engine's backend this agent uses, and its
+//  settings. They are set when the mapping gives any, or when the backend
+//  does not exist yet (then with the engine's defaults).
 static int
 s_read_backend (s_http_t *self, const tr_params_t *params)
 {
-    char *backend = NULL;
-    if (s_read_str (self, params, "backend", &backend))
+    tr_params_t backend = { NULL, 0 };
+    bool has = tr_params_get (params, "backend", &backend) == TR_OK;
+    if ((has && s_backend_keys_known (self, &backend)) || s_backend_name (self, has? &backend: NULL))
         return -1;
-    if (backend)
-        snprintf (self->backend, sizeof self->backend, "%s", backend);
-    else {
-        //  "http-" and the actor's name, with what a backend name cannot
-        //  hold replaced by '_'.
-        snprintf (self->backend, sizeof self->backend, "http-%s", self->name);
-        for (char *c = self->backend; *c; c++)
-            if (!strchr ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *c))
-                *c = '_';
-    }
-    free (backend);
-    int64_t v [10] = { 0 };
-    bool given = false, retries_given = false;
+    //  Settings, in s_backend_keys' order from max_concurrent on.
+    int64_t v [11] = { 0 };
     static const int64_t big = INT32_MAX;
-    if (s_read_int (self, params, "timeout", true, 1, big, &v [0], &given)
-    ||  s_read_int (self, params, "connect_timeout", true, 1, big, &v [1], &given)
-    ||  s_read_int (self, params, "max_retries", false, -1, 100, &v [2], &retries_given)
-    ||  s_read_int (self, params, "backoff_initial", true, 1, big, &v [3], &given)
-    ||  s_read_int (self, params, "backoff_max", true, 1, big, &v [4], &given)
-    ||  s_read_int (self, params, "max_concurrent", false, 1, big, &v [5], &given)
-    ||  s_read_int (self, params, "requests_per_minute", false, 0, big, &v [6], &given)
-    ||  s_read_int (self, params, "max_response", false, 1, S_RESPONSE_LIMIT, &v [7], &given)
-    ||  s_read_int (self, params, "cache_entries", false, 0, 1000000, &v [8], &given)
-    ||  s_read_int (self, params, "cache_ttl", true, 1, big, &v [9], &given))
+    v [6] = INT64_MIN;                  //  max_retries: absent
+    if (has
+    &&  (s_backend_int (self, &backend, "max_concurrent", false, 1, 1000000, &v [0])
+    ||   s_backend_int (self, &backend, "requests_per_minute", false, 0, big, &v [1])
+    ||   s_backend_int (self, &backend, "tokens_per_minute", false, 0, big, &v [2])
+    ||   s_backend_int (self, &backend, "connect_timeout", true, 1, big, &v [3])
+    ||   s_backend_int (self, &backend, "timeout", true, 1, big, &v [4])
+    ||   s_backend_int (self, &backend, "max_retries", false, -1, 100, &v [6])
+    ||   s_backend_int (self, &backend, "backoff_initial", true, 1, big, &v [7])
+    ||   s_backend_int (self, &backend, "backoff_max", true, 1, big, &v [8])
+    ||   s_backend_int (self, &backend, "max_response", false, 1, S_RESPONSE_LIMIT, &v [9])
+    ||   s_backend_int (self, &backend, "cache_entries", false, 0, 1000000, &v [10])
+    ||   s_backend_int (self, &backend, "cache_ttl", true, 1, big, &v [5])))
         return -1;
-    if (retries_given && v [2] == 0)
-        v [2] = -1;                     //  0 retries: none (0 is the engine's default)
-    given = given || retries_given;
+    //  0 retries means none here (0 is the engine's "default").
+    int retries = v [6] == INT64_MIN? 0: v [6] == 0? -1: (int) v [6];
+    const char *name;
+    size_t name_len;
+    bool named = has && tr_params_str (&backend, "name", &name, &name_len) == TR_OK;
+    uint32_t pairs = 0;
+    if (has) {
+        tr__mp_t mp;
+        tr__mp_init (&mp, backend.data, backend.size);
+        tr__mp_map (&mp, &pairs);
+    }
+    bool settings = pairs > (named? 1u: 0u);
     tr_http_stats_t stats;
-    if (!given && tr_http_stats (self->node, self->backend, &stats) == TR_OK)
-        return 0;                       //  exists, and nothing to change
+    if (!settings && tr_http_stats (self->node, self->backend, &stats) == TR_OK)
+        return 0;                       //  it exists, and nothing to change
     tr_http_backend_opts_t opts = {
         .name = self->backend,
-        .timeout_ms = (int) v [0], .connect_timeout_ms = (int) v [1],
-        .max_retries = (int) v [2], .backoff_initial_ms = (int) v [3],
-        .backoff_max_ms = (int) v [4], .max_concurrent = (int) v [5],
-        .requests_per_minute = (int) v [6], .max_response = (size_t) v [7],
-        .cache_entries = (size_t) v [8], .cache_ttl_ms = (int) v [9]
+        .max_concurrent = (int) v [0], .requests_per_minute = (int) v [1],
+        .tokens_per_minute = (int) v [2], .connect_timeout_ms = (int) v [3],
+        .timeout_ms = (int) v [4], .cache_ttl_ms = (int) v [5], .max_retries = retries,
+        .backoff_initial_ms = (int) v [7], .backoff_max_ms = (int) v [8],
+        .max_response = (size_t) v [9], .cache_entries = (size_t) v [10]
     };
     int rc = tr_http_backend_set (self->node, &opts);
     if (rc == TR_EINVAL)
-        return s_refuse (self, "'backend' must be 1 to 63 of A-Z a-z 0-9 . _ -, not '%s'",
+        return s_refuse (self, "'backend.name' must be 1 to 63 of A-Z a-z 0-9 . _ -, not '%s'",
                          self->backend);
     if (rc)
-        return s_refuse (self, "backend '%s': %s", self->backend, tr_strerror (rc));
+        return s_refuse (self, "backend '%s' could not be set up: %s", self->backend,
+                         tr_strerror (rc));
     return 0;
 }
 
@@ -714,6 +777,18 @@ s_answer_body (const s_call_t *call, const tr_http_result_t *result, char **data
     return TR_OK;
 }
 
+//  Adds 1 to the agent's counter `key` (shown in status), from any
+//  thread: through its mailbox, found by name, which outlives restarts.
+static void
+s_count (const s_call_t *call, const char *key)
+{
+    tr__mbox_t *mbox = tr__node_lookup (call->node, tr_msg_to (call->msg), false);
+    if (mbox) {
+        tr__mbox_info_add (mbox, key, 1);
+        tr__mbox_unref (&mbox);
+    }
+}
+
 //  A failed tell: logged, a dead letter on the node, a sys.dead_letter
 //  event, and a failure for the actor's breaker (a deferred ask's error
 //  counts there through tr_reply_error; a tell has no answer to count).
@@ -757,6 +832,7 @@ s_done (const tr_http_result_t *result, void *arg)
         tr_log (TR_LOG_INFO, "http %s: %s (status %ld, %d attempt%s)%s%s", call->what,
                 tr_strerror (error), result->status, result->attempts,
                 result->attempts == 1? "": "s", *result->detail? ": ": "", result->detail);
+    s_count (call, error? "http.failed": "http.answered");
     if (call->ask) {
         if (error == TR_OK && tr_reply (call->msg, data, size) != TR_OK)
             error = TR_ETOOBIG;         //  bodies are checked; only size can fail
@@ -817,6 +893,7 @@ static int
 s_refuse_call (s_http_t *self, const tr_msg_t *msg, int error, const char *why)
 {
     tr_log (TR_LOG_INFO, "http '%s': %s: %s", self->name, tr_strerror (error), why);
+    tr_actor_info_add (self->actor, error == TR_EINVAL? "http.invalid": "http.failed", 1);
     if (tr_msg_kind (msg) == TR_KIND_ASK)
         tr_reply_error (msg, error);
     return error == TR_EINVAL? 0: -1;
@@ -877,6 +954,7 @@ s_http_handle (tr_actor_t *actor, const tr_msg_t *msg, void *state)
         .cacheable = self->cacheable
     };
     call->msg = s_take (self, msg);
+    tr_actor_info_add (self->actor, "http.requests", 1);
     rc = tr_http_submit (self->node, &request, s_done, call, NULL);
     free (url);
     free (body);
@@ -884,6 +962,7 @@ s_http_handle (tr_actor_t *actor, const tr_msg_t *msg, void *state)
         //  The callback will not run: answer here.
         snprintf (why, sizeof why, "the request was refused");
         tr_log (TR_LOG_WARN, "http %s: %s", call->what, tr_strerror (rc));
+        s_count (call, "http.failed");
         if (call->ask)
             tr_reply_error (call->msg, rc);
         else

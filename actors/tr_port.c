@@ -20,6 +20,9 @@
     handler fails (so the supervisor restarts the actor, which starts the
     process again, and breakers count it) and the process is stopped.
 
+    `trim: true` drops trailing newlines (and CRLFs) from a per_message
+    text answer, as a shell's $(...) does.
+
     Input: a string body is given as its bytes; any other body as one line
     of JSON (tr_json.h: maps as objects); an empty body as nothing. Reply:
     the output as a string (`output: text`), or parsed as JSON into
@@ -41,6 +44,9 @@
     holds a NUL byte), TR_ETIMEDOUT, TR_ETOOBIG (output past the limit),
     TR_ECHILD (the process failed: exit status, signal, death, garbage),
     TR_ENOTFOUND (the program cannot be run).
+
+    Counters in status (tr_actor_info_get): port.messages (handled),
+    port.starts (processes started), port.failed (failures of the agent).
 
     Known limit: a json_lines process that dies while the actor is idle
     is found out by the next message, which then fails (TR_ECHILD) and
@@ -88,6 +94,7 @@ typedef struct {
     int64_t stop_ms;
     size_t max_output;
     bool json_out;
+    bool trim;                          //  per_message text: drop trailing newlines
     char *id_field;
     //  The process and our ends of its pipes
     tr__proc_t *proc;
@@ -113,6 +120,7 @@ static const tr_param_spec_t s_port_params [] = {
     { "env", TR_PARAM_MAP, false, "environment variables added for the process" },
     { "cwd", TR_PARAM_STRING, false, "the process's working folder" },
     { "stop_timeout", TR_PARAM_DURATION, false, "SIGTERM to SIGKILL when stopping it (default 1s)" },
+    { "trim", TR_PARAM_BOOL, false, "per_message text output: drop trailing newlines (default false)" },
     { .key = NULL }
 };
 
@@ -274,6 +282,7 @@ s_read_numbers (s_port_t *self, const tr_params_t *params)
 static int
 s_read_params (s_port_t *self, const tr_params_t *params)
 {
+    tr_params_bool (params, "trim", &self->trim);
     if (s_read_command (self, params) || s_read_env (self, params)
     ||  s_read_str (self, params, "cwd", &self->cwd)
     ||  s_read_str (self, params, "id_field", &self->id_field)
@@ -344,6 +353,8 @@ s_start (s_port_t *self, char *const *argv)
         .stdin_fd = &self->in_fd, .stdout_fd = &self->out_fd
     };
     int rc = tr__proc_start (tr_actor_node (self->actor), &spec, s_on_exit, self, &self->proc);
+    if (rc == TR_OK)
+        tr_actor_info_add (self->actor, "port.starts", 1);
     if (rc)
         tr_log (TR_LOG_WARN, "port '%s': cannot start '%s': %s", self->name, argv [0],
                 tr_strerror (rc));
@@ -489,6 +500,7 @@ static int
 s_fail (s_port_t *self, const tr_msg_t *msg, int error, const char *text)
 {
     tr_log (TR_LOG_WARN, "port '%s': %s", self->name, text);
+    tr_actor_info_add (self->actor, "port.failed", 1);
     if (tr_msg_kind (msg) == TR_KIND_ASK)
         tr_reply_error (msg, error);
     if (self->actor->child)             //  supervised: this incarnation ends
@@ -664,7 +676,10 @@ s_handle_once (s_port_t *self, const tr_msg_t *msg)
         return 0;
     }
     if (rc == TR_OK) {
-        rc = s_answer (self, msg, self->buf, self->len);
+        size_t len = self->len;
+        while (self->trim && !self->json_out && len && self->buf [len - 1] == '\n')
+            len -= len > 1 && self->buf [len - 2] == '\r'? 2: 1;
+        rc = s_answer (self, msg, self->buf, len);
         if (rc == TR_ECHILD)
             rc = s_fail (self, msg, TR_ECHILD, "process output is not JSON");
     }
@@ -1006,6 +1021,7 @@ s_port_handle (tr_actor_t *actor, const tr_msg_t *msg, void *state)
             tr_reply_error (msg, TR_ETIMEDOUT);
         return 0;
     }
+    tr_actor_info_add (self->actor, "port.messages", 1);
     int rc = self->mode == S_JSON_LINES? s_handle_lines (self, msg): s_handle_once (self, msg);
     if (rc && kind == TR_KIND_TELL)
         tr_log (TR_LOG_WARN, "port '%s': a tell failed: %s", self->name,

@@ -11,6 +11,7 @@
 
 #include "tr_test.h"
 #include "tr_json.h"
+#include "troupe/tr_http.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -321,7 +322,7 @@ END_TEST
 START_TEST (test_not_found)
 {
     s_start ("{\"routes\":[]}",
-             "  - {name: nf, actor: http, params: {url: 'http://127.0.0.1:PORT/none', backoff_initial: 10ms}}\n");
+             "  - {name: nf, actor: http, params: {url: 'http://127.0.0.1:PORT/none', backend: {backoff_initial: 10ms}}}\n");
     s_expect_error ("nf", "null", TR_EHTTP);
     ck_assert_int_eq (s_log_count ("\"path\":\"/none\""), 1);
 }
@@ -334,11 +335,11 @@ START_TEST (test_server_errors_retried)
              "{\"path\":\"/flaky\",\"responses\":[{\"status\":500},{\"status\":503},{\"json\":1}]},"
              "{\"path\":\"/down\",\"responses\":[{\"status\":500}]}]}",
              "  - name: flaky\n    actor: http\n"
-             "    params: {url: 'http://127.0.0.1:PORT/flaky', backoff_initial: 10ms, backoff_max: 50ms}\n"
+             "    params: {url: 'http://127.0.0.1:PORT/flaky', backend: {backoff_initial: 10ms, backoff_max: 50ms}}\n"
              "  - name: down\n    actor: http\n"
-             "    params: {url: 'http://127.0.0.1:PORT/down', max_retries: 2, backoff_initial: 10ms}\n"
+             "    params: {url: 'http://127.0.0.1:PORT/down', backend: {max_retries: 2, backoff_initial: 10ms}}\n"
              "  - name: once\n    actor: http\n"
-             "    params: {url: 'http://127.0.0.1:PORT/down', max_retries: 0}\n");
+             "    params: {url: 'http://127.0.0.1:PORT/down', backend: {max_retries: 0}}\n");
     s_expect ("flaky", "null", "1");
     ck_assert_int_eq (s_log_count ("\"path\":\"/flaky\""), 3);
     s_expect_error ("down", "null", TR_EHTTP);
@@ -354,7 +355,7 @@ START_TEST (test_rate_limited)
     s_start ("{\"routes\":[{\"path\":\"/rl\",\"responses\":["
              "{\"status\":429,\"retry_after\":1},{\"json\":\"fine\"}]}]}",
              "  - name: rl\n    actor: http\n"
-             "    params: {url: 'http://127.0.0.1:PORT/rl', backoff_initial: 10ms}\n");
+             "    params: {url: 'http://127.0.0.1:PORT/rl', backend: {backoff_initial: 10ms}}\n");
     int64_t start = tr_test_now_ms ();
     s_expect ("rl", "null", "\"fine\"");
     ck_assert_int_ge (tr_test_now_ms () - start, 1000);
@@ -367,7 +368,7 @@ START_TEST (test_hang_timeout)
 {
     s_start ("{\"routes\":[{\"path\":\"/hang\",\"responses\":[{\"hang\":true}]}]}",
              "  - name: hang\n    actor: http\n"
-             "    params: {url: 'http://127.0.0.1:PORT/hang', timeout: 300ms, max_retries: 0}\n");
+             "    params: {url: 'http://127.0.0.1:PORT/hang', backend: {timeout: 300ms, max_retries: 0}}\n");
     int64_t start = tr_test_now_ms ();
     s_expect_error ("hang", "null", TR_ETIMEDOUT);
     int64_t took = tr_test_now_ms () - start;
@@ -382,9 +383,9 @@ START_TEST (test_oversized)
     s_start ("{\"routes\":[{\"path\":\"/big\",\"responses\":[{\"body_bytes\":100000}]},"
              "{\"path\":\"/small\",\"responses\":[{\"body_bytes\":1000}]}]}",
              "  - name: big\n    actor: http\n"
-             "    params: {url: 'http://127.0.0.1:PORT/big', max_response: 1000}\n"
+             "    params: {url: 'http://127.0.0.1:PORT/big', backend: {max_response: 1000}}\n"
              "  - name: small\n    actor: http\n"
-             "    params: {url: 'http://127.0.0.1:PORT/small', max_response: 1000}\n");
+             "    params: {url: 'http://127.0.0.1:PORT/small', backend: {max_response: 1000}}\n");
     s_expect_error ("big", "null", TR_ETOOBIG);
     char *answer = NULL;
     ck_assert_int_eq (s_ask ("small", "null", 10000, &answer), TR_OK);
@@ -405,7 +406,7 @@ START_TEST (test_connection_refused)
     close (fd);                         //  bound, never listening: refused
     char children [512];
     snprintf (children, sizeof children, "  - name: nobody\n    actor: http\n"
-              "    params: {url: 'http://127.0.0.1:%d/x', max_retries: 1, backoff_initial: 10ms}\n",
+              "    params: {url: 'http://127.0.0.1:%d/x', backend: {max_retries: 1, backoff_initial: 10ms}}\n",
               closed_port);
     s_start ("{\"routes\":[]}", children);
     s_expect_error ("nobody", "null", TR_EHTTP);
@@ -418,7 +419,7 @@ START_TEST (test_breaker)
 {
     s_start ("{\"routes\":[{\"path\":\"/down\",\"responses\":[{\"status\":502}]}]}",
              "  - name: down\n    actor: http\n"
-             "    params: {url: 'http://127.0.0.1:PORT/down?k={k}', max_retries: 0}\n"
+             "    params: {url: 'http://127.0.0.1:PORT/down?k={k}', backend: {max_retries: 0}}\n"
              "    breaker: {failures: 2, reset_timeout: 10s}\n");
     s_expect_error ("down", "{}", TR_EINVAL);
     s_expect_error ("down", "{}", TR_EINVAL);
@@ -442,6 +443,13 @@ START_TEST (test_missing_field)
     ck_assert_int_eq (s_log_count ("\"path\":\"/f/"), 0);
     s_expect ("f", "{\"id\":7}", "{\"ok\":true}");
     ck_assert_int_eq (s_log_count ("\"path\":\"/f/7\""), 1);
+    int64_t value = 0;
+    ck_assert_int_eq (tr_actor_info_get (s_node, "f", "http.invalid", &value), TR_OK);
+    ck_assert_int_eq (value, 4);
+    ck_assert_int_eq (tr_actor_info_get (s_node, "f", "http.requests", &value), TR_OK);
+    ck_assert_int_eq (value, 1);
+    ck_assert_int_eq (tr_actor_info_get (s_node, "f", "http.answered", &value), TR_OK);
+    ck_assert_int_eq (value, 1);
 }
 END_TEST
 
@@ -460,7 +468,7 @@ START_TEST (test_tells)
     s_start ("{\"routes\":[" S_OK_ROUTE ("/ok") "]}",
              "  - {name: ok, actor: http, params: {url: 'http://127.0.0.1:PORT/ok', method: POST}}\n"
              "  - name: nf\n    actor: http\n"
-             "    params: {url: 'http://127.0.0.1:PORT/nothing', max_retries: 0}\n"
+             "    params: {url: 'http://127.0.0.1:PORT/nothing', backend: {max_retries: 0}}\n"
              "    breaker: {failures: 1, reset_timeout: 10s}\n");
     tr_node_stats_t stats;
     tr_node_stats (s_node, &stats);
@@ -471,6 +479,9 @@ START_TEST (test_tells)
     ck_assert (tr_test_wait_until (s_dead_letters, &dead, 5000 * tr_test_slowdown ()));
     s_expect_error ("nf", "null", TR_ECIRCUIT);
     s_expect_logged ("\"body\":\"\\\"told\\\"\"");
+    int64_t value = 0;
+    ck_assert_int_eq (tr_actor_info_get (s_node, "nf", "http.failed", &value), TR_OK);
+    ck_assert_int_eq (value, 1);
 }
 END_TEST
 
@@ -489,9 +500,11 @@ START_TEST (test_bad_params)
         { "{url: 'http://x/', body: sometimes}", "'body' must be message, none, or a map" },
         { "{url: 'http://x/', response: xml}", "'response' must be auto, text or json" },
         { "{url: 'http://x/', headers: {'Bad Name': x}}", "'Bad Name' is not a valid header name" },
-        { "{url: 'http://x/', backend: 'no spaces'}", "'backend' must be 1 to 63" },
-        { "{url: 'http://x/', max_response: 0}", "'max_response' must be from 1" },
-        { "{url: 'http://x/', max_retries: -2}", "'max_retries' must be from -1" },
+        { "{url: 'http://x/', backend: {name: 'no spaces'}}", "'backend.name' must be 1 to 63" },
+        { "{url: 'http://x/', backend: {max_response: 0}}", "'backend.max_response' must be from 1" },
+        { "{url: 'http://x/', backend: {max_retries: -2}}", "'backend.max_retries' must be from -1" },
+        { "{url: 'http://x/', backend: {timeout: soon}}", "'backend.timeout' must be a duration" },
+        { "{url: 'http://x/', backend: {retries: 3}}", "unknown key 'backend.retries'" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char yaml [512];
@@ -508,32 +521,84 @@ START_TEST (test_bad_params)
 }
 END_TEST
 
-//  Many asks at once are all in flight together (the actor's thread
-//  never waits for the network): 20 answers that take 300 ms each come
-//  back in far less than 20 x 300 ms.
+//  Asks `count` agents at once from threads of their own (names[i]) and
+//  returns how long the slowest took; each must succeed.
+typedef struct {
+    const char *to;
+    int rc;
+} s_asker_t;
+
 static void *
-s_ask_slow (void *arg)
+s_asker (void *arg)
 {
-    *(int *) arg = s_ask ("slow", "null", 10000 * tr_test_slowdown (), NULL);
+    s_asker_t *asker = (s_asker_t *) arg;
+    asker->rc = s_ask (asker->to, "null", 10000 * tr_test_slowdown (), NULL);
     return NULL;
 }
 
+static int64_t
+s_ask_together (const char *const *names, int count)
+{
+    pthread_t threads [32];
+    s_asker_t askers [32];
+    ck_assert_int_le (count, 32);
+    int64_t start = tr_test_now_ms ();
+    for (int i = 0; i < count; i++) {
+        askers [i].to = names [i];
+        ck_assert_int_eq (pthread_create (&threads [i], NULL, s_asker, &askers [i]), 0);
+    }
+    for (int i = 0; i < count; i++) {
+        pthread_join (threads [i], NULL);
+        ck_assert_msg (askers [i].rc == TR_OK, "ask %s: %s", names [i], tr_errname (askers [i].rc));
+    }
+    return tr_test_now_ms () - start;
+}
+
+#define S_SLOW_ROUTE \
+    "{\"path\":\"/slow\",\"responses\":[{\"json\":\"late\",\"delay_ms\":300}]}"
+
+//  Many asks at once are all in flight together (the actor's thread
+//  never waits for the network): 20 answers that take 300 ms each come
+//  back in far less than 20 x 300 ms.
 START_TEST (test_concurrent)
 {
-    s_start ("{\"routes\":[{\"path\":\"/slow\",\"responses\":[{\"json\":\"late\",\"delay_ms\":300}]}]}",
+    s_start ("{\"routes\":[" S_SLOW_ROUTE "]}",
              "  - {name: slow, actor: http, params: {url: 'http://127.0.0.1:PORT/slow'}}\n");
-    pthread_t threads [20];
-    int results [20];
-    int64_t start = tr_test_now_ms ();
+    const char *names [20];
     for (int i = 0; i < 20; i++)
-        ck_assert_int_eq (pthread_create (&threads [i], NULL, s_ask_slow, &results [i]), 0);
-    for (int i = 0; i < 20; i++) {
-        pthread_join (threads [i], NULL);
-        ck_assert_int_eq (results [i], TR_OK);
-    }
-    int64_t took = tr_test_now_ms () - start;
+        names [i] = "slow";
+    int64_t took = s_ask_together (names, 20);
     ck_assert_int_ge (took, 300);
     ck_assert_msg (took < 3000 * tr_test_slowdown (), "20 asks took %lld ms", (long long) took);
+}
+END_TEST
+
+//  The backend's settings apply: max_concurrent 1 makes asks wait their
+//  turn, also across agents that share the backend; a cache answers an
+//  identical request without the server.
+START_TEST (test_backend_settings)
+{
+    s_start ("{\"routes\":[" S_SLOW_ROUTE "," S_OK_ROUTE ("/c") "]}",
+             "  - {name: one, actor: http, params: {url: 'http://127.0.0.1:PORT/slow', "
+             "backend: {max_concurrent: 1}}}\n"
+             "  - {name: a, actor: http, params: {url: 'http://127.0.0.1:PORT/slow', "
+             "backend: {name: shared, max_concurrent: 1}}}\n"
+             "  - {name: b, actor: http, params: {url: 'http://127.0.0.1:PORT/slow', "
+             "backend: {name: shared}}}\n"
+             "  - {name: cached, actor: http, params: {url: 'http://127.0.0.1:PORT/c', "
+             "cacheable: true, backend: {cache_entries: 8, cache_ttl: 1m}}}\n");
+    const char *ones [] = { "one", "one", "one", "one" };
+    ck_assert_int_ge (s_ask_together (ones, 4), 4 * 300);
+    const char *shared [] = { "a", "b", "a", "b" };
+    ck_assert_int_ge (s_ask_together (shared, 4), 4 * 300);
+    s_expect ("cached", "null", "{\"ok\":true}");
+    s_expect ("cached", "null", "{\"ok\":true}");
+    ck_assert_int_eq (s_log_count ("\"path\":\"/c\""), 1);
+    tr_http_stats_t stats;
+    ck_assert_int_eq (tr_http_stats (s_node, "http-cached", &stats), TR_OK);
+    ck_assert_uint_eq (stats.cache_hits, 1);
+    ck_assert_int_eq (tr_http_stats (s_node, "shared", &stats), TR_OK);
+    ck_assert_uint_eq (stats.completed_ok, 4);
 }
 END_TEST
 
@@ -559,6 +624,7 @@ s_suite (void)
     tcase_add_test (tc, test_tells);
     tcase_add_test (tc, test_bad_params);
     tcase_add_test (tc, test_concurrent);
+    tcase_add_test (tc, test_backend_settings);
     suite_add_tcase (s, tc);
     return s;
 }

@@ -200,6 +200,13 @@ START_TEST (test_once_cat)
     s_expect ("cat", "\"\"", "\"\"");
     s_expect ("cat", "12", "\"12\\n\"");
     ck_assert_uint_eq (s_failed_n ("cat", 0), 0);
+    tr_sup_stop (&s_sup);
+    tr_tree_destroy (&s_tree);
+    s_start ("name: t\nchildren:\n"
+             "  - {name: trimmed, actor: port, params: {command: [cat], trim: true}}\n");
+    s_expect ("trimmed", "\"a\\nb\\n\\r\\n\\n\"", "\"a\\nb\"");
+    s_expect ("trimmed", "\"\\n\"", "\"\"");
+    s_expect ("trimmed", "\"x \"", "\"x \"");
 }
 END_TEST
 
@@ -242,6 +249,13 @@ START_TEST (test_once_exit_status)
     s_expect_error ("sig", "\"x\"", TR_ECHILD);
     ck_assert_uint_eq (s_failed_n ("bad", 2), 2);
     ck_assert_uint_eq (s_failed_n ("sig", 1), 1);
+    int64_t value = 0;
+    ck_assert_int_eq (tr_actor_info_get (s_node, "bad", "port.failed", &value), TR_OK);
+    ck_assert_int_eq (value, 2);
+    ck_assert_int_eq (tr_actor_info_get (s_node, "bad", "port.starts", &value), TR_OK);
+    ck_assert_int_eq (value, 2);
+    ck_assert_int_eq (tr_actor_info_get (s_node, "bad", "port.messages", &value), TR_OK);
+    ck_assert_int_eq (value, 2);
 }
 END_TEST
 
