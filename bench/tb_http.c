@@ -12,6 +12,10 @@
     process's threads while the requests were in flight. The first round
     opens N connections; later ones reuse those libcurl kept alive.
 
+    TB_HTTP_PORT=P in the environment uses a server already listening on
+    127.0.0.1:P (its script must answer POST /v1/chat/completions), for
+    instance one run under a profiler.
+
     Not in bench/run (the LLM-level benchmarks there belong to the
     agents); run it by hand from a build with -DTROUPE_BENCH=ON.
 */
@@ -164,9 +168,10 @@ main (int argc, char **argv)
     if (fd < 0 || write (fd, script, (size_t) len) != len)
         return 1;
     close (fd);
-    pid_t pid;
-    int server_in;
-    int port = s_server (script_path, &pid, &server_in);
+    pid_t pid = 0;
+    int server_in = -1;
+    int port = getenv ("TB_HTTP_PORT")? atoi (getenv ("TB_HTTP_PORT")):
+               s_server (script_path, &pid, &server_in);
     if (port <= 0) {
         fprintf (stderr, "tb_http: the server did not start\n");
         return 1;
@@ -222,8 +227,10 @@ main (int argc, char **argv)
     tb_sample ("http_inflight", "peak_rss_mib", (double) ru.ru_maxrss / 1024.0);
     tb_sample ("http_inflight", "threads", threads_max);
     tr_node_destroy (&node);
-    close (server_in);
-    waitpid (pid, NULL, 0);
+    if (pid) {
+        close (server_in);
+        waitpid (pid, NULL, 0);
+    }
     unlink (script_path);
     return 0;
 }

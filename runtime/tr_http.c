@@ -366,6 +366,7 @@ s_window_prune (s_window_t *w, int64_t now_ns)
 static int
 s_window_add (s_window_t *w, int64_t now_ns, int64_t amount)
 {
+    s_window_prune (w, now_ns);
     if (w->count == w->alloc) {
         size_t alloc = w->alloc? w->alloc * 2: 64;
         s_mark_t *marks = (s_mark_t *) malloc (alloc * sizeof *marks);
@@ -910,8 +911,10 @@ s_backoff_ms (tr__http_t *self, const s_req_t *req)
 
 //  After an attempt that may be retried: waits for the backoff (at least
 //  the server's Retry-After) and queues it again, or finishes it with
-//  the attempt's error when retries are spent or the wait would pass the
-//  deadline.
+//  the attempt's error when retries are spent, when the server asks for
+//  a longer wait than backoff_max_ms (waiting silently for minutes helps
+//  nobody; the caller hears why at once), or when the wait would pass
+//  the deadline.
 static void
 s_retry_or_fail (tr__http_t *self, s_req_t *req, int error, const char *why,
                  int64_t retry_after_s, int64_t now_ns)
@@ -925,8 +928,15 @@ s_retry_or_fail (tr__http_t *self, s_req_t *req, int error, const char *why,
         s_finish (self, req, error, detail);
         return;
     }
+    if (retry_after_s * 1000 > o->backoff_max_ms) {
+        snprintf (detail, sizeof detail, "%s (the server asks for a retry in %lld s, "
+                  "beyond backoff_max_ms %d)", why, (long long) retry_after_s,
+                  o->backoff_max_ms);
+        s_finish (self, req, error, detail);
+        return;
+    }
     int64_t delay_ms = s_backoff_ms (self, req);
-    if (retry_after_s > 0 && retry_after_s * 1000 > delay_ms)
+    if (retry_after_s * 1000 > delay_ms)
         delay_ms = retry_after_s * 1000;
     int64_t wake = now_ns + delay_ms * 1000000;
     if (req->deadline_ns && wake >= req->deadline_ns) {

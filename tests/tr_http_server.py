@@ -259,11 +259,11 @@ def _error(status, message, kind):
         {"error": {"message": message, "type": kind}}).encode()
 
 
+PHRASES = {s.value: s.phrase for s in http.HTTPStatus}
+
+
 def _head(status, headers, ctype, length, close):
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Status"
+    phrase = PHRASES.get(status, "Status")
     lines = [f"HTTP/1.1 {status} {phrase}"]
     names = {k.lower() for k in headers}
     if ctype and "content-type" not in names:

@@ -503,7 +503,7 @@ START_TEST (test_retry_after)
         "{\"path\": \"/s\", \"responses\": [{\"status\": 429, \"retry_after\": 1}, {\"json\": 1}]}]}");
     tr_node_t *node = s_node ();
     s_backend (node, (tr_http_backend_opts_t) { .name = "default", .backoff_initial_ms = 1,
-                                                .backoff_max_ms = 1 });
+                                                .backoff_max_ms = 3000 });
     uint64_t secs = s_get_path (node, &srv, "/s");
     s_wait_results (1, 5000);
     s_entry_t log [4];
@@ -538,6 +538,17 @@ START_TEST (test_retry_after)
     tr_http_stats (node, NULL, &stats);
     ck_assert_uint_eq (stats.retries, 2);
     ck_assert_uint_eq (stats.completed_ok, 2);
+    //  Longer than backoff_max_ms: no silent wait, the 429 at once.
+    free (s_control (srv.port, "POST", "/_script", "{\"routes\": [{\"path\": \"/l\", "
+        "\"responses\": [{\"status\": 429, \"retry_after\": 4}, {\"json\": 3}]}]}"));
+    uint64_t longer = s_get_path (node, &srv, "/l");
+    s_wait_results (3, 5000);
+    r = s_result (longer);
+    ck_assert_int_eq (r->error, TR_EHTTP);
+    ck_assert_int_eq (r->status, 429);
+    ck_assert_int_eq (r->attempts, 1);
+    ck_assert_ptr_nonnull (strstr (r->detail, "retry in 4 s"));
+    ck_assert_int_lt (r->elapsed_ms, s_slow (500));
     tr_node_destroy (&node);
     s_server_stop (&srv);
 }
@@ -1135,7 +1146,7 @@ START_TEST (test_node_destroy)
         s_get_path (node, &srv, "/h");
     tr_http_request_t busy = { .url = s_at (&srv, "/busy") };
     ck_assert_int_eq (tr_http_submit (node, &busy, s_closed_done, NULL, NULL), TR_OK);
-    s_backend (node, (tr_http_backend_opts_t) { .name = "other" });
+    s_backend (node, (tr_http_backend_opts_t) { .name = "other", .backoff_max_ms = 60000 });
     busy.backend = "other";
     ck_assert_int_eq (tr_http_submit (node, &busy, s_done, NULL, NULL), TR_OK);
     //  Five hanging at the server and four queued behind them on the

@@ -33,8 +33,9 @@
 
     Retries: attempt k+1 waits a random time between 0 and
     min(backoff_max_ms, backoff_initial_ms * 2^(k-1)) ("full jitter"),
-    and at least the server's Retry-After (seconds or an HTTP date; not
-    capped). Retried: 429, 5xx, and connections that failed or broke
+    and at least the server's Retry-After (seconds or an HTTP date); a
+    Retry-After longer than backoff_max_ms ends the request at once with
+    that answer (detail says so). Retried: 429, 5xx, and connections that failed or broke
     before an answer (refused, reset, closed without a reply, a connect
     timeout). Never retried: other statuses, an attempt that timed out
     after connecting, an oversized response. When the wait would pass the
@@ -43,7 +44,8 @@
 
     Threads: every function may be called from any thread. Completion
     callbacks run on the engine's thread, one at a time; they must not
-    block (no tr_ask, no sleeping): tell, reply, or hand the result on.
+    block (no tr_ask, no sleeping, no tr_node_destroy): tell, reply,
+    submit, or hand the result on.
 */
 #ifndef TR_HTTP_H_INCLUDED
 #define TR_HTTP_H_INCLUDED
