@@ -51,6 +51,8 @@ A response R is an object with:
     retry_after  a Retry-After header: seconds (a number), or a string sent
                  as it is (an HTTP date, or garbage to test parsers)
     malformed    true: an invalid JSON body sent as application/json
+    chunked      true: the body in 8 KiB chunks (Transfer-Encoding:
+                 chunked), without a Content-Length
 
 Control (these paths are never routed, logged nor counted):
     GET  /_log     JSON list of the requests received so far, oldest first:
@@ -87,7 +89,7 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 64 * 1024 * 1024
 RESPONSE_KEYS = {"status", "headers", "json", "body", "body_bytes", "chat",
                  "chat_echo", "delay_ms", "hang", "close", "retry_after",
-                 "malformed"}
+                 "malformed", "chunked"}
 BODY_KEYS = ("json", "body", "body_bytes", "chat", "chat_echo")
 ROUTE_KEYS = {"method", "path", "responses", "repeat"}
 
@@ -128,7 +130,7 @@ def _check_response(r, where):
     delay = r.get("delay_ms", 0)
     if type(delay) not in (int, float) or delay < 0:
         raise ScriptError(f"{where}: delay_ms must be a number >= 0")
-    for flag in ("hang", "close", "malformed"):
+    for flag in ("hang", "close", "malformed", "chunked"):
         if type(r.get(flag, False)) is not bool:
             raise ScriptError(f"{where}: {flag} must be true or false")
     if "retry_after" in r:
@@ -268,7 +270,10 @@ def _head(status, headers, ctype, length, close):
     names = {k.lower() for k in headers}
     if ctype and "content-type" not in names:
         lines.append(f"Content-Type: {ctype}")
-    lines.append(f"Content-Length: {length}")
+    if length is None:
+        lines.append("Transfer-Encoding: chunked")
+    else:
+        lines.append(f"Content-Length: {length}")
     if close:
         lines.append("Connection: close")
     for name, value in headers.items():
@@ -484,6 +489,8 @@ class Connection(asyncio.Protocol):
             body = json.dumps(self.server.chat(answer, req)).encode()
         if method.upper() == "HEAD":
             return status, headers, ctype, b"", len(body)
+        if resp.get("chunked"):
+            return status, headers, ctype, body, None
         return status, headers, ctype, body
 
     def control(self, method, path, body):
@@ -514,6 +521,11 @@ class Connection(asyncio.Protocol):
     def send(self, response, keep, counted=True):
         status, headers, ctype, body = response[:4]
         length = response[4] if len(response) > 4 else len(body)
+        if length is None:
+            step = 8192
+            body = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + step]),
+                                                body[i:i + step])
+                            for i in range(0, len(body), step)) + b"0\r\n\r\n"
         if not self.closed:
             self.transport.write(_head(status, headers, ctype, length,
                                        not keep) + body)

@@ -750,7 +750,9 @@ START_TEST (test_too_big)
     s_server_t srv;
     s_server_start (&srv, "{\"routes\": ["
         "{\"path\": \"/big\", \"responses\": [{\"body_bytes\": 100000}]},"
-        "{\"path\": \"/fits\", \"responses\": [{\"body_bytes\": 1000}]}]}");
+        "{\"path\": \"/fits\", \"responses\": [{\"body_bytes\": 1000}]},"
+        "{\"path\": \"/big-chunked\", \"responses\": [{\"body_bytes\": 100000, \"chunked\": true}]},"
+        "{\"path\": \"/fits-chunked\", \"responses\": [{\"body_bytes\": 1000, \"chunked\": true}]}]}");
     tr_node_t *node = s_node ();
     s_backend (node, (tr_http_backend_opts_t) { .name = "default", .max_response = 1000,
                                                 .backoff_initial_ms = 1 });
@@ -767,6 +769,18 @@ START_TEST (test_too_big)
     ck_assert_uint_eq (r->size, 1000);
     ck_assert_int_eq (r->body [999], 'x');
     ck_assert_int_eq (s_stat (srv.port, "requests"), 2);
+    //  Without a Content-Length, counted as it arrives.
+    big = s_get_path (node, &srv, "/big-chunked");
+    fits = s_get_path (node, &srv, "/fits-chunked");
+    s_wait_results (4, 5000);
+    r = s_result (big);
+    ck_assert_int_eq (r->error, TR_ETOOBIG);
+    ck_assert_uint_eq (r->size, 0);
+    ck_assert_int_eq (r->attempts, 1);
+    r = s_result (fits);
+    ck_assert_int_eq (r->error, TR_OK);
+    ck_assert_uint_eq (r->size, 1000);
+    ck_assert_int_eq (s_stat (srv.port, "requests"), 4);
     tr_node_destroy (&node);
     s_server_stop (&srv);
 }
