@@ -482,7 +482,7 @@ s_opt_int (s_parse_t *p, const msgpack_object *map, const char *key,
     const msgpack_object *o = s_get (map, key);
     char what [96];
     snprintf (what, sizeof what, "'%s%s'", where, key);
-    int64_t v;
+    int64_t v = 0;
     if (!o)
         return 0;
     if (s_want_int (p, o, what, min, max, &v))
@@ -498,7 +498,7 @@ s_opt_duration (s_parse_t *p, const msgpack_object *map, const char *key,
     const msgpack_object *o = s_get (map, key);
     char what [96];
     snprintf (what, sizeof what, "'%s%s'", where, key);
-    int64_t v;
+    int64_t v = 0;
     if (!o)
         return 0;
     if (s_want_duration (p, o, what, INT32_MAX, &v))
@@ -2310,8 +2310,9 @@ s_turns_run (s_call_t *call)
             return;
         }
         if (call->kind == S_SUMMARY) {
-            tr_log (TR_LOG_WARN, "llm '%s': summary could not start (%s): oldest "
-                    "messages dropped instead", agent->cfg.name, tr_strerror (rc));
+            tr_log (rc == TR_ESTOPPED? TR_LOG_INFO: TR_LOG_WARN, "llm '%s': summary could "
+                    "not start (%s): oldest messages dropped instead", agent->cfg.name,
+                    tr_strerror (rc));
             pthread_mutex_lock (&agent->lock);
             s_history_trim (agent);
             pthread_mutex_unlock (&agent->lock);
@@ -2453,7 +2454,10 @@ s_call_done (s_call_t *call, int error, long status, const char *body, size_t si
     msgpack_unpacked_init (&unpacked);
     char *mp = NULL;
     s_completion_t c = { 0 };
-    if (error == TR_ECANCELED && agent->closing)
+    pthread_mutex_lock (&agent->lock);
+    bool closing = agent->closing;
+    pthread_mutex_unlock (&agent->lock);
+    if (error == TR_ECANCELED && closing)
         error = TR_ESTOPPED;
     if (error) {
         snprintf (why, sizeof why, "%s%sHTTP status %ld", detail && *detail? detail: "",
@@ -2471,8 +2475,8 @@ s_call_done (s_call_t *call, int error, long status, const char *body, size_t si
     }
     if (error) {
         if (call->kind == S_SUMMARY) {
-            tr_log (TR_LOG_WARN, "llm '%s': summary failed (%s: %s): oldest messages "
-                    "dropped instead", agent->cfg.name, tr_strerror (error), why);
+            tr_log (closing? TR_LOG_INFO: TR_LOG_WARN, "llm '%s': summary failed (%s: %s): "
+                    "oldest messages dropped instead", agent->cfg.name, tr_strerror (error), why);
             s_count (agent, "llm.failed", 1);
             pthread_mutex_lock (&agent->lock);
             s_history_trim (agent);

@@ -573,6 +573,28 @@ START_TEST (test_history_drop)
 }
 END_TEST
 
+//  The bound in tokens: a turn (question and answer) is about 26
+//  estimated tokens here, so 40 keep one turn.
+START_TEST (test_history_tokens)
+{
+    s_start (
+        "name: t\n"
+        "children:\n"
+        "  - name: chat\n"
+        "    actor: llm\n"
+        "    params: {history: {max_messages: 100, max_tokens: 40}}\n");
+    for (int i = 1; i <= 5; i++) {
+        char prompt [32], *answer, expect [32];
+        snprintf (prompt, sizeof prompt, "message %d", i);
+        ck_assert_int_eq (s_ask ("chat", prompt, 2000, &answer), TR_OK);
+        snprintf (expect, sizeof expect, "[turn %d]", i < 2? i: 2);
+        ck_assert_msg (s_contains (answer, expect), "turn %d: %s", i, answer);
+        free (answer);
+    }
+    ck_assert_int_ge (s_info ("chat", "llm.history_dropped"), 3);
+}
+END_TEST
+
 START_TEST (test_history_summarize)
 {
     s_start (
@@ -1191,6 +1213,46 @@ START_TEST (test_http_history)
 }
 END_TEST
 
+static bool
+s_bot2_failed (void *arg)
+{
+    int64_t value = 0;
+    return tr_actor_info_get (s_node, "bot2", "llm.failed", &value) == TR_OK && value == 1;
+}
+
+//  A server that never answers: the backend's timeout ends the ask.
+START_TEST (test_http_timeout)
+{
+    s_server_t srv;
+    s_server_start (&srv, "{\"routes\": [{\"method\": \"POST\", \"path\": \"/v1/chat/completions\","
+                          " \"responses\": [{\"hang\": true}]}]}");
+    char yaml [512];
+    snprintf (yaml, sizeof yaml,
+        "name: t\nchildren:\n  - {name: bot, actor: llm, breaker: off, params: {base_url: '%s', "
+        "model: m, backend: {timeout: 300ms, max_retries: -1}}}\n", srv.base);
+    s_start (yaml);
+    int64_t t0 = tr_test_now_ms ();
+    ck_assert_int_eq (s_ask ("bot", "hello?", 10000, NULL), TR_ETIMEDOUT);
+    int64_t took = tr_test_now_ms () - t0;
+    ck_assert_int_ge (took, 290);
+    ck_assert_int_lt (took, 5000 * tr_test_slowdown ());
+    //  The ask's own deadline is the request's: it ends first here.
+    tr_sup_stop (&s_sup);
+    tr_tree_destroy (&s_tree);
+    snprintf (yaml, sizeof yaml,
+        "name: t2\nchildren:\n  - {name: bot2, actor: llm, params: {base_url: '%s', model: m}}\n",
+        srv.base);
+    s_start (yaml);
+    t0 = tr_test_now_ms ();
+    ck_assert_int_eq (s_ask ("bot2", "hello?", 400, NULL), TR_ETIMEDOUT);
+    //  The request ended with the deadline too (not at the backend's
+    //  120 s timeout): the agent counts the failure at once.
+    ck_assert (tr_test_wait_until (s_bot2_failed, NULL, 3000 * tr_test_slowdown ()));
+    ck_assert_int_lt (tr_test_now_ms () - t0, 5000 * tr_test_slowdown ());
+    s_server_stop (&srv);
+}
+END_TEST
+
 //  Stopping an agent cancels its requests in flight.
 START_TEST (test_http_stop)
 {
@@ -1238,6 +1300,7 @@ s_suite (void)
     tcase_add_test (tc, test_bad_bodies);
     tcase_add_test (tc, test_bad_params);
     tcase_add_test (tc, test_history_drop);
+    tcase_add_test (tc, test_history_tokens);
     tcase_add_test (tc, test_history_summarize);
     tcase_add_test (tc, test_concurrency);
     tcase_add_test (tc, test_stop_in_flight);
@@ -1252,6 +1315,7 @@ s_suite (void)
     tcase_add_test (tc, test_http_structured);
     tcase_add_test (tc, test_http_breaker);
     tcase_add_test (tc, test_http_history);
+    tcase_add_test (tc, test_http_timeout);
     tcase_add_test (tc, test_http_stop);
     suite_add_tcase (suite, tc);
     return suite;
