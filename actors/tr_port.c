@@ -48,9 +48,10 @@
     Counters in status (tr_actor_info_get): port.messages (handled),
     port.starts (processes started), port.failed (failures of the agent).
 
-    Known limit: a json_lines process that dies while the actor is idle
-    is found out by the next message, which then fails (TR_ECHILD) and
-    brings the restart.
+    A json_lines process that dies while the actor waits for messages
+    fails the actor at once (see s_on_exit), unless its mailbox is full or
+    its breaker open: then the next message finds out, and fails
+    (TR_ECHILD).
 */
 
 #include "tr_internal.h"
@@ -66,11 +67,13 @@
 #include <msgpack.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #define S_PER_MESSAGE   0
@@ -100,9 +103,11 @@ typedef struct {
     tr__proc_t *proc;
     int in_fd, out_fd;
     int wake_fd;                        //  eventfd: the process ended
-    pthread_mutex_t lock;               //  guards exited and exit
+    pthread_mutex_t lock;               //  guards exited, exit, notify, proc_id
     bool exited;
     tr__proc_exit_t exit;
+    bool notify;                        //  tell the actor if the process ends
+    uint64_t proc_id;                   //  the running process's, for notices
     //  Output read and not used yet; json_lines answers still owed
     char *buf;
     size_t len;
@@ -300,6 +305,49 @@ s_read_params (s_port_t *self, const tr_params_t *params)
 //  --------------------------------------------------------------------------
 //  The process
 
+//  A json_lines process that ends on its own while the actor waits for
+//  messages is a failure found at once: the exit callback tells the
+//  actor a notice, at high priority, which its handler fails on (so the
+//  supervisor restarts it, and the breaker counts it). A notice is a
+//  msgpack fixext 16 of type S_NOTICE_TYPE holding a secret drawn once
+//  per troupe process (no one outside can make one) and the id of the
+//  process that ended (a notice that comes after its process was dealt
+//  with, or to the next incarnation, is ignored).
+#define S_NOTICE_TYPE   0x50            //  'P'
+#define S_NOTICE_SIZE   18
+
+static uint64_t s_secret;
+static atomic_uint_fast64_t s_next_proc_id;
+static pthread_once_t s_secret_once = PTHREAD_ONCE_INIT;
+
+static void
+s_secret_init (void)
+{
+    if (getrandom (&s_secret, sizeof s_secret, 0) != sizeof s_secret)
+        s_secret = (uint64_t) tr__now_ns () * UINT64_C (0x9e3779b97f4a7c15) ^ (uint64_t) getpid ();
+}
+
+static void
+s_notice_pack (uint8_t *body, uint64_t proc_id)
+{
+    body [0] = 0xd8;
+    body [1] = S_NOTICE_TYPE;
+    memcpy (body + 2, &s_secret, 8);
+    memcpy (body + 10, &proc_id, 8);
+}
+
+//  True if the message is a notice; its process id in *proc_id.
+static bool
+s_notice_read (const tr_msg_t *msg, uint64_t *proc_id)
+{
+    const uint8_t *body = (const uint8_t *) tr_msg_body (msg);
+    if (tr_msg_kind (msg) != TR_KIND_TELL || tr_msg_size (msg) != S_NOTICE_SIZE
+    ||  body [0] != 0xd8 || body [1] != S_NOTICE_TYPE || memcmp (body + 2, &s_secret, 8))
+        return false;
+    memcpy (proc_id, body + 10, 8);
+    return true;
+}
+
 //  Called by the process service once the process has ended.
 static void
 s_on_exit (tr__proc_t *proc, const tr__proc_exit_t *exit, void *arg)
@@ -309,10 +357,20 @@ s_on_exit (tr__proc_t *proc, const tr__proc_exit_t *exit, void *arg)
     pthread_mutex_lock (&self->lock);
     self->exited = true;
     self->exit = *exit;
+    bool notify = self->notify;
+    uint64_t proc_id = self->proc_id;
     pthread_mutex_unlock (&self->lock);
     uint64_t one = 1;
     ssize_t rc = write (self->wake_fd, &one, sizeof one);
     (void) rc;
+    if (notify) {
+        //  Never wait here (the service thread serves every process): a
+        //  full mailbox or an open breaker leaves it to the next message.
+        uint8_t body [S_NOTICE_SIZE];
+        s_notice_pack (body, proc_id);
+        tr_send_opts_t opts = { .priority = TR_PRIO_HIGH, .timeout_ms = -1 };
+        tr_tell (tr_actor_node (self->actor), self->name, body, sizeof body, &opts);
+    }
 }
 
 static bool
@@ -344,6 +402,8 @@ s_start (s_port_t *self, char *const *argv)
         ;
     pthread_mutex_lock (&self->lock);
     self->exited = false;
+    self->notify = self->mode == S_JSON_LINES;
+    self->proc_id = atomic_fetch_add (&s_next_proc_id, 1) + 1;
     pthread_mutex_unlock (&self->lock);
     self->len = 0;
     self->owed = 0;
@@ -366,6 +426,9 @@ s_start (s_port_t *self, char *const *argv)
 static void
 s_stop (s_port_t *self)
 {
+    pthread_mutex_lock (&self->lock);
+    self->notify = false;               //  its end is ours: no notice
+    pthread_mutex_unlock (&self->lock);
     s_close (&self->in_fd);
     s_close (&self->out_fd);
     if (self->proc) {
@@ -971,10 +1034,29 @@ s_handle_lines (s_port_t *self, const tr_msg_t *msg)
 //  --------------------------------------------------------------------------
 //  The behaviour
 
+//  A notice that the process ended: a failure if it is about the process
+//  that runs now (not one already stopped or replaced).
+static int
+s_notice (s_port_t *self, const tr_msg_t *msg, uint64_t proc_id)
+{
+    tr__proc_exit_t exit;
+    pthread_mutex_lock (&self->lock);
+    bool current = self->proc && self->proc_id == proc_id && self->exited;
+    exit = self->exit;
+    pthread_mutex_unlock (&self->lock);
+    if (!current)
+        return 0;
+    char text [160];
+    snprintf (text, sizeof text, "process %s while waiting for requests", exit.reason);
+    s_stop (self);
+    return s_fail (self, msg, TR_ECHILD, text);
+}
+
 static int
 s_port_init (tr_actor_t *actor, void *arg, void **state_p)
 {
     const tr_params_t *params = (const tr_params_t *) arg;
+    pthread_once (&s_secret_once, s_secret_init);
     s_port_t *self = (s_port_t *) calloc (1, sizeof *self);
     if (!self)
         return -1;
@@ -1021,6 +1103,9 @@ s_port_handle (tr_actor_t *actor, const tr_msg_t *msg, void *state)
             tr_reply_error (msg, TR_ETIMEDOUT);
         return 0;
     }
+    uint64_t proc_id;
+    if (s_notice_read (msg, &proc_id))
+        return s_notice (self, msg, proc_id);
     tr_actor_info_add (self->actor, "port.messages", 1);
     int rc = self->mode == S_JSON_LINES? s_handle_lines (self, msg): s_handle_once (self, msg);
     if (rc && kind == TR_KIND_TELL)

@@ -456,8 +456,23 @@ START_TEST (test_lines_misbehaviour)
 }
 END_TEST
 
-//  The process's exit while the actor is idle is found by the next
-//  message, which fails and brings the restart.
+//  The process's exit while the actor waits for messages fails it at
+//  once: the supervisor starts a new process before anyone asks.
+typedef struct {
+    const char *name;
+    const char *key;
+    int64_t value;
+} s_info_t;
+
+static bool
+s_info_is (void *arg)
+{
+    s_info_t *info = (s_info_t *) arg;
+    int64_t value = 0;
+    return tr_actor_info_get (s_node, info->name, info->key, &value) == TR_OK
+        && value == info->value;
+}
+
 START_TEST (test_lines_death_while_idle)
 {
     s_start ("name: t\ndefaults: {backoff: {min: 1ms, max: 5ms}}\nchildren:\n"
@@ -465,8 +480,14 @@ START_TEST (test_lines_death_while_idle)
     long pid = s_pid ("py");
     kill ((pid_t) pid, SIGKILL);
     s_expect_gone (pid);
-    s_expect_error ("py", "{\"op\":\"echo\"}", TR_ECHILD);
-    ck_assert_int_ne (s_pid ("py"), pid);
+    s_info_t restarted = { "py", "port.starts", 2 };
+    ck_assert (tr_test_wait_until (s_info_is, &restarted, 5000 * tr_test_slowdown ()));
+    long again = s_pid ("py");
+    ck_assert_int_ne (again, pid);
+    ck_assert_uint_eq (s_failed_n ("py", 1), 1);
+    //  Stopping the agent stops its process.
+    tr_sup_stop (&s_sup);
+    s_expect_gone (again);
 }
 END_TEST
 
