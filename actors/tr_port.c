@@ -57,6 +57,7 @@
 #include "tr_internal.h"
 #include "tr_clock.h"
 #include "tr_json.h"
+#include "tr_mbox.h"
 #include "tr_mp.h"
 #include "tr_proc.h"
 #include "troupe/tr_body.h"
@@ -348,6 +349,20 @@ s_notice_read (const tr_msg_t *msg, uint64_t *proc_id)
     return true;
 }
 
+//  True if the actor's breaker lets tells through as they are: an open
+//  or half-open one would refuse the notice or send it to a fallback.
+static bool
+s_breaker_closed (s_port_t *self)
+{
+    tr__mbox_t *mbox = tr__node_lookup (tr_actor_node (self->actor), self->name, false);
+    if (!mbox)
+        return false;
+    const char *state = tr__breaker_state_name (&mbox->breaker);
+    bool closed = !strcmp (state, "off") || !strcmp (state, "closed");
+    tr__mbox_unref (&mbox);
+    return closed;
+}
+
 //  Called by the process service once the process has ended.
 static void
 s_on_exit (tr__proc_t *proc, const tr__proc_exit_t *exit, void *arg)
@@ -363,9 +378,9 @@ s_on_exit (tr__proc_t *proc, const tr__proc_exit_t *exit, void *arg)
     uint64_t one = 1;
     ssize_t rc = write (self->wake_fd, &one, sizeof one);
     (void) rc;
-    if (notify) {
+    if (notify && s_breaker_closed (self)) {
         //  Never wait here (the service thread serves every process): a
-        //  full mailbox or an open breaker leaves it to the next message.
+        //  full mailbox leaves it to the next message.
         uint8_t body [S_NOTICE_SIZE];
         s_notice_pack (body, proc_id);
         tr_send_opts_t opts = { .priority = TR_PRIO_HIGH, .timeout_ms = -1 };
