@@ -251,6 +251,13 @@ struct tr_broker {
     uint64_t event_seq;
     s_client_t **touched;               //  s_pub_batch's subscribers at hand
     size_t touched_room;
+    //  While a client's MULTI is handled: the answers to it, gathered to
+    //  go back as one MULTI (s_answer).
+    bool in_multi;
+    s_client_t *collecting;             //  NULL: answers go at once
+    msgpack_sbuffer collected;
+    uint32_t collected_sizes [TR__WIRE_MAX_BATCH];
+    uint32_t collected_count;
     int64_t now_ns;                     //  when the message at hand arrived
     zmq_msg_t deliver;                  //  ["DELIVER", 0], copied per SEND
     zmq_msg_t heartbeat;                //  ["HEARTBEAT", 0]
@@ -405,9 +412,21 @@ s_frame (tr__wire_out_t *out, zmq_msg_t *msg)
 
 //  Sends a written frame (no payload) to a client, or to the routing id
 //  of an incoming message when client is NULL. Ends the writer.
+static void s_collect_flush (tr_broker_t *self);
+
 static int
 s_answer (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_out_t *out)
 {
+    if (client && client == self->collecting && !out->failed) {
+        //  Answers to a MULTI go back together.
+        if (msgpack_sbuffer_write (&self->collected, (const char *) out->data, out->size) == 0) {
+            self->collected_sizes [self->collected_count++] = (uint32_t) out->size;
+            tr__wire_end (out);
+            if (self->collected_count == TR__WIRE_MAX_BATCH)
+                s_collect_flush (self);
+            return TR_OK;
+        }
+    }
     zmq_msg_t msg;
     if (!s_frame (out, &msg))
         return TR_ENOMEM;
@@ -419,6 +438,49 @@ s_answer (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_out_t *out
     if (rc == TR_EFULL)
         S_ADD (self, lost, 1);
     return rc;
+}
+
+//  Sends the answers gathered for the client whose MULTI is being handled:
+//  one alone as it is, several as one MULTI.
+static void
+s_collect_flush (tr_broker_t *self)
+{
+    s_client_t *client = self->collecting;
+    uint32_t n = self->collected_count;
+    if (!client || n == 0)
+        return;
+    tr__wire_out_t out;
+    zmq_msg_t frame, payload;
+    int rc = TR_ENOMEM;
+    if (n == 1) {
+        if (zmq_msg_init_size (&frame, self->collected.size) == 0) {
+            memcpy (zmq_msg_data (&frame), self->collected.data, self->collected.size);
+            rc = s_send (self, client, &frame, NULL);
+        }
+    }
+    else {
+        tr__wire_begin (&out, TR__V_MULTI, 0, 2);
+        tr__wire_array (&out, n);
+        for (uint32_t i = 0; i < n; i++)
+            tr__wire_uint (&out, self->collected_sizes [i]);
+        tr__wire_array (&out, n);
+        for (uint32_t i = 0; i < n; i++)
+            tr__wire_uint (&out, 0);
+        if (zmq_msg_init_size (&payload, self->collected.size) == 0) {
+            memcpy (zmq_msg_data (&payload), self->collected.data, self->collected.size);
+            if (s_frame (&out, &frame)) {
+                rc = s_send (self, client, &frame, &payload);
+                //  Sent, the payload was moved; not sent, it is closed here.
+            }
+            zmq_msg_close (&payload);
+        }
+        else
+            tr__wire_end (&out);
+    }
+    if (rc != TR_OK)
+        S_ADD (self, lost, n);
+    self->collected_count = 0;
+    self->collected.size = 0;
 }
 
 //  Answers ERROR with a code and text, and counts the refusal.
@@ -1402,6 +1464,93 @@ s_pub_batch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *
     }
 }
 
+//  ["MULTI", 0, [CMD_SIZE...], [PAYLOAD_SIZE...]] + MESSAGES (1.1): each
+//  message handled in order as if it had come alone; the answers to a
+//  client of 1.1 gathered into one MULTI. If the client leaves in the
+//  middle (a BYE inside), the rest is not carried out.
+static void s_handle (tr_broker_t *self, s_in_t *in);
+static void s_in_close (s_in_t *in);
+
+static void
+s_multi (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
+{
+    tr__mp_t r = cmd->args;
+    uint32_t n = 0, m = 0;
+    uint32_t cmd_sizes [TR__WIRE_MAX_BATCH], payload_sizes [TR__WIRE_MAX_BATCH];
+    tr__mp_array (&r, &n);              //  forms judged by tr__wire_check
+    bool bad = n == 0 || n > TR__WIRE_MAX_BATCH;
+    uint64_t total = 0, size;
+    for (uint32_t i = 0; i < n; i++) {
+        tr__mp_uint (&r, &size);
+        if (i < TR__WIRE_MAX_BATCH && size <= self->max_frame) {
+            cmd_sizes [i] = (uint32_t) size;
+            total += size;
+        }
+        else
+            bad = true;
+    }
+    tr__mp_array (&r, &m);
+    bad |= m != n;
+    for (uint32_t i = 0; !bad && i < n; i++) {
+        tr__mp_uint (&r, &size);
+        if (size <= self->max_frame) {
+            payload_sizes [i] = (uint32_t) size;
+            total += size;
+        }
+        else
+            bad = true;
+    }
+    if (bad || in->frames != 2 || total != zmq_msg_size (&in->payload)) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED,
+                 "MULTI's sizes must match its messages and add up to its payload");
+        return;
+    }
+    const uint8_t *at = (const uint8_t *) zmq_msg_data (&in->payload);
+    char key [2 * 256 + 1];
+    memcpy (key, client->key, sizeof key);
+    self->in_multi = true;
+    if (client->minor >= 1)
+        self->collecting = client;
+    for (uint32_t i = 0; i < n; i++) {
+        s_in_t sub;
+        zmq_msg_init (&sub.rid);
+        zmq_msg_copy (&sub.rid, &in->rid);
+        zmq_msg_init (&sub.payload);
+        sub.frames = payload_sizes [i]? 2: 1;
+        sub.oversized = false;
+        bool made = zmq_msg_init_size (&sub.cmd, cmd_sizes [i]) == 0;
+        if (made) {
+            memcpy (zmq_msg_data (&sub.cmd), at, cmd_sizes [i]);
+            if (payload_sizes [i]) {
+                zmq_msg_close (&sub.payload);
+                made = zmq_msg_init_size (&sub.payload, payload_sizes [i]) == 0;
+                if (made)
+                    memcpy (zmq_msg_data (&sub.payload), at + cmd_sizes [i], payload_sizes [i]);
+                else
+                    zmq_msg_init (&sub.payload);
+            }
+        }
+        else
+            zmq_msg_init (&sub.cmd);
+        at += cmd_sizes [i] + payload_sizes [i];
+        if (made)
+            s_handle (self, &sub);
+        else
+            s_error (self, client, in, 0, TR_ENOMEM, "out of memory");
+        s_in_close (&sub);
+        if (zhashx_lookup (self->peers, key) != client)
+            break;                      //  gone: nobody to answer
+    }
+    if (zhashx_lookup (self->peers, key) == client)
+        s_collect_flush (self);
+    else {
+        self->collected_count = 0;
+        self->collected.size = 0;
+    }
+    self->collecting = NULL;
+    self->in_multi = false;
+}
+
 //  --------------------------------------------------------------------------
 //  The scratchpad: watches
 
@@ -1966,6 +2115,9 @@ s_dispatch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *c
         case TR__V_PUBS:
             s_pub_batch (self, client, in, cmd);
             break;
+        case TR__V_MULTI:
+            s_multi (self, client, in, cmd);
+            break;
         case TR__V_KV_GET:
             s_kv_get (self, client, in, cmd);
             break;
@@ -2056,6 +2208,11 @@ s_handle (tr_broker_t *self, s_in_t *in)
     if (rc == TR_OK && client && cmd.verb == TR__V_HELLO) {
         rc = TR_EPROTO;
         cmd.why = "this connection has greeted already";
+    }
+    if (rc == TR_OK && cmd.verb == TR__V_MULTI && self->in_multi) {
+        rc = TR_EMALFORMED;
+        cmd.seq = 0;
+        cmd.why = "a MULTI inside a MULTI";
     }
     if (rc == TR_OK)
         rc = tr__wire_check (&cmd);
@@ -2524,6 +2681,7 @@ s_destroy_state (tr_broker_t *self)
     free (self->touched);
     self->touched = NULL;
     self->touched_room = 0;
+    msgpack_sbuffer_destroy (&self->collected);
 }
 
 int

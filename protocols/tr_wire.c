@@ -48,6 +48,7 @@ static const char *s_words [TR__V_COUNT] = {
     [TR__V_DELIVERS]    = "DELIVERS",
     [TR__V_PUBS]        = "PUBS",
     [TR__V_EVENTS]      = "EVENTS",
+    [TR__V_MULTI]       = "MULTI",
 };
 
 const char *
@@ -272,6 +273,7 @@ typedef enum {
     A_NAMES,        //  an array of names (NODE_DOWN, SENDS)
     A_SIZES,        //  an array of uints, each 1 or more (SENDS, DELIVERS, PUBS, EVENTS)
     A_TOPICS,       //  an array of topics (PUBS, EVENTS)
+    A_UINTS,        //  an array of uints, 0 allowed (MULTI's payload sizes)
     A_KIND,         //  HELLO's KIND: "node", "actor" or "client"
     A_HEARTBEAT     //  HELLO's HEARTBEAT_MS: a uint, 100..60000
 } s_arg_t;
@@ -317,6 +319,7 @@ static const s_schema_t s_schemas [TR__V_COUNT] = {
     [TR__V_DELIVERS]    = { 1, 1, { A_SIZES } },
     [TR__V_PUBS]        = { 2, 2, { A_TOPICS, A_SIZES } },
     [TR__V_EVENTS]      = { 3, 4, { A_NAME, A_TOPICS, A_SIZES, A_UINT } },  //  DROPPED optional
+    [TR__V_MULTI]       = { 2, 2, { A_SIZES, A_UINTS } },
 };
 
 //  One argument as the form pass read it, for the value pass.
@@ -479,7 +482,8 @@ s_read_arg (tr__mp_t *r, int type, s_value_t *v)
                                             "expected an array of topics (str)";
             return NULL;
         }
-        case A_SIZES: {
+        case A_SIZES:
+        case A_UINTS: {
             uint32_t n;
             if (tr__mp_array (r, &n))
                 return "expected an array of sizes";

@@ -61,6 +61,7 @@ typedef enum {
     TR__V_KV_SNAPSHOT, TR__V_KV_WATCH, TR__V_KV_UNWATCH, TR__V_KV_CHANGE,
     TR__V_KV_RESYNC,
     TR__V_SENDS, TR__V_DELIVERS, TR__V_PUBS, TR__V_EVENTS,     //  1.1
+    TR__V_MULTI,
     TR__V_COUNT
 } tr__verb_t;
 

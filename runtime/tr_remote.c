@@ -46,7 +46,7 @@
 //  messages, and a lone message is never held back.
 #define S_BATCH_MAX         128
 #define S_BATCH_BYTES       (256 * 1024)
-enum { S_BATCH_MESSAGES = 1, S_BATCH_EVENTS = 2 };
+enum { S_BATCH_MESSAGES = 1, S_BATCH_EVENTS = 2, S_BATCH_CALLS = 3 };
 
 //  An ask sent to another node, waiting for its answer.
 typedef struct {
@@ -227,6 +227,10 @@ struct tr__remote {
     tr_msg_t *batch_msg [S_BATCH_MAX];
     s_pending_t *batch_pending [S_BATCH_MAX];
     uint32_t batch_size [S_BATCH_MAX];
+    //  Requests to the broker (MULTI): each one's command frame and
+    //  payload, one after another in `buf`.
+    tr__call_t *batch_call [S_BATCH_MAX];
+    uint32_t batch_psize [S_BATCH_MAX];
 };
 
 //  --------------------------------------------------------------------------
@@ -470,9 +474,11 @@ s_connect (tr__remote_t *self)
 
 static void s_send_message (tr__remote_t *self, tr_msg_t *msg);
 
+static void s_batch_flush (tr__remote_t *self);
+
 //  Sends a request now (greeted) and remembers it for its answer.
 static void
-s_send_call (tr__remote_t *self, tr__call_t *call)
+s_send_call_now (tr__remote_t *self, tr__call_t *call)
 {
     int flags = call->payload? ZMQ_SNDMORE: 0;
     int rc = zmq_send (self->sock, call->frame, call->frame_size, flags | ZMQ_DONTWAIT);
@@ -486,6 +492,68 @@ s_send_call (tr__remote_t *self, tr__call_t *call)
     char key [24];
     s_key (call->seq, key, sizeof key);
     zhashx_update (self->calls, key, call);
+}
+
+//  Sends a request (greeted): in the batch of requests when the broker
+//  takes MULTI, else at once.
+static void
+s_send_call (tr__remote_t *self, tr__call_t *call)
+{
+    if (self->batch_max <= 1) {
+        s_send_call_now (self, call);
+        return;
+    }
+    if (self->batched && self->batch_kind != S_BATCH_CALLS)
+        s_batch_flush (self);
+    self->batch_kind = S_BATCH_CALLS;
+    size_t before = self->buf.size;
+    if (msgpack_sbuffer_write (&self->buf, (const char *) call->frame, call->frame_size)
+    ||  (call->payload_size
+         && msgpack_sbuffer_write (&self->buf, (const char *) call->payload,
+                                   call->payload_size))) {
+        //  Out of memory for the batch: what it holds goes, then this.
+        self->buf.size = before;
+        s_batch_flush (self);
+        s_send_call_now (self, call);
+        return;
+    }
+    uint32_t i = self->batched++;
+    self->batch_call [i] = call;
+    self->batch_size [i] = (uint32_t) call->frame_size;
+    self->batch_psize [i] = (uint32_t) call->payload_size;
+    if (self->batched >= self->batch_max || self->buf.size >= S_BATCH_BYTES)
+        s_batch_flush (self);
+}
+
+//  Sends the batch of requests: one alone as it is, several as one MULTI.
+static void
+s_batch_flush_calls (tr__remote_t *self)
+{
+    uint32_t n = self->batched;
+    if (n == 1) {
+        s_send_call_now (self, self->batch_call [0]);
+        return;
+    }
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_MULTI, 0, 2);
+    tr__wire_array (&out, n);
+    for (uint32_t i = 0; i < n; i++)
+        tr__wire_uint (&out, self->batch_size [i]);
+    tr__wire_array (&out, n);
+    for (uint32_t i = 0; i < n; i++)
+        tr__wire_uint (&out, self->batch_psize [i]);
+    int rc = s_send (self, &out, self->buf.data, self->buf.size);
+    tr__wire_end (&out);
+    for (uint32_t i = 0; i < n; i++) {
+        tr__call_t *call = self->batch_call [i];
+        if (rc) {
+            s_call_finish (call, TR_EFULL, NULL, NULL);
+            continue;
+        }
+        char key [24];
+        s_key (call->seq, key, sizeof key);
+        zhashx_update (self->calls, key, call);
+    }
 }
 
 //  Asks the broker to watch prefix from version `from`.
@@ -978,8 +1046,11 @@ s_batch_flush (tr__remote_t *self)
     uint32_t n = self->batched;
     if (n == 0)
         return;
-    if (self->batch_kind == S_BATCH_EVENTS) {
-        s_batch_flush_events (self);
+    if (self->batch_kind == S_BATCH_EVENTS || self->batch_kind == S_BATCH_CALLS) {
+        if (self->batch_kind == S_BATCH_EVENTS)
+            s_batch_flush_events (self);
+        else
+            s_batch_flush_calls (self);
         self->batched = 0;
         self->buf.size = 0;
         return;
@@ -1066,7 +1137,7 @@ s_on_gateway (tr__remote_t *self, tr_msg_t *msg)
 {
     //  What is not batched goes after what is batched before it.
     if (self->batched && (msg->kind < TR_KIND_TELL || msg->kind > TR_KIND_ERROR)
-    &&  msg->kind != TR__KIND_PUB)
+    &&  msg->kind != TR__KIND_PUB && msg->kind != TR__KIND_CALL)
         s_batch_flush (self);
     switch (msg->kind) {
         case TR__KIND_STOP:
@@ -1377,6 +1448,9 @@ s_node_down (tr__remote_t *self, tr__wire_cmd_t *cmd)
     zhashx_destroy (&gone);
 }
 
+static void s_on_message (tr__remote_t *self, zmq_msg_t *headp, zmq_msg_t *payloadp,
+                          bool inner);
+
 //  Reads one message from the broker (1 or 2 frames) and acts on it.
 //  Returns false when there was none.
 static bool
@@ -1405,9 +1479,76 @@ s_on_broker (tr__remote_t *self)
         }
     }
     self->last_heard_ns = tr__now_ns ();
+    if (extra)
+        tr_log (TR_LOG_WARN, "remote: dropped a malformed message from the broker");
+    else
+        s_on_message (self, &head, has_payload? &payload: NULL, false);
+    zmq_msg_close (&head);
+    zmq_msg_close (&payload);
+    return true;
+}
+
+//  The messages of a MULTI from the broker (1.1), each handled as if it
+//  had come alone; dropped whole if its sizes do not add up.
+static void
+s_on_multi (tr__remote_t *self, tr__wire_cmd_t *cmd, zmq_msg_t *payload)
+{
+    tr__mp_t r = cmd->args;
+    uint32_t n = 0, m = 0;
+    tr__mp_array (&r, &n);              //  forms judged by tr__wire_check
+    tr__mp_t cmd_sizes = r;
+    for (uint32_t i = 0; i < n; i++)
+        tr__mp_skip (&r, 1);
+    tr__mp_array (&r, &m);
+    tr__mp_t payload_sizes = r;
+    size_t size = payload? zmq_msg_size (payload): 0;
+    uint64_t total = 0, each;
+    tr__mp_t a = cmd_sizes, b = payload_sizes;
+    for (uint32_t i = 0; i < n && i < m && total <= size; i++) {
+        tr__mp_uint (&a, &each);
+        total = each > size - total? (uint64_t) size + 1: total + each;
+        tr__mp_uint (&b, &each);
+        total = total > size || each > size - total? (uint64_t) size + 1: total + each;
+    }
+    if (n != m || n == 0 || total != size) {
+        tr_log (TR_LOG_WARN, "remote: dropped a MULTI from the broker: its sizes do not "
+                "add up to its payload");
+        return;
+    }
+    uint8_t *at = (uint8_t *) zmq_msg_data (payload);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t cs, ps;
+        tr__mp_uint (&cmd_sizes, &cs);
+        tr__mp_uint (&payload_sizes, &ps);
+        //  Views into the MULTI's payload, which outlives them.
+        zmq_msg_t head, body;
+        zmq_msg_init_data (&head, at, (size_t) cs, NULL, NULL);
+        if (ps)
+            zmq_msg_init_data (&body, at + cs, (size_t) ps, NULL, NULL);
+        s_on_message (self, &head, ps? &body: NULL, true);
+        zmq_msg_close (&head);
+        if (ps)
+            zmq_msg_close (&body);
+        at += cs + ps;
+    }
+}
+
+//  One message from the broker: its command frame and its payload frame
+//  (NULL for none). inner: it came inside a MULTI.
+static void
+s_on_message (tr__remote_t *self, zmq_msg_t *headp, zmq_msg_t *payloadp, bool inner)
+{
+    zmq_msg_t head, payload;
+    //  The handlers below were written with the frames in hand.
+    zmq_msg_init (&head);
+    zmq_msg_init (&payload);
+    zmq_msg_move (&head, headp);
+    bool has_payload = payloadp != NULL;
+    if (payloadp)
+        zmq_msg_move (&payload, payloadp);
     tr__wire_cmd_t cmd;
-    if (extra || tr__wire_parse (zmq_msg_data (&head), zmq_msg_size (&head), &cmd) != TR_OK
-    ||  tr__wire_check (&cmd) != TR_OK) {
+    if (tr__wire_parse (zmq_msg_data (&head), zmq_msg_size (&head), &cmd) != TR_OK
+    ||  tr__wire_check (&cmd) != TR_OK || (inner && cmd.verb == TR__V_MULTI)) {
         tr_log (TR_LOG_WARN, "remote: dropped a malformed message from the broker");
         goto done;
     }
@@ -1484,6 +1625,9 @@ s_on_broker (tr__remote_t *self)
         case TR__V_EVENTS:
             s_events (self, &cmd, data, size);
             break;
+        case TR__V_MULTI:
+            s_on_multi (self, &cmd, has_payload? &payload: NULL);
+            break;
         case TR__V_EVENT: {
             const char *topic;
             uint32_t len;
@@ -1501,7 +1645,6 @@ s_on_broker (tr__remote_t *self)
 done:
     zmq_msg_close (&head);
     zmq_msg_close (&payload);
-    return true;
 }
 
 //  --------------------------------------------------------------------------

@@ -1075,6 +1075,141 @@ START_TEST (test_pubs)
 }
 END_TEST
 
+//  MULTI: one message carrying several; parts [i] is a command frame
+//  written with the wire writer and payloads [i] its payload ("" none).
+static void
+s_multi_put (void *sock, tr__wire_out_t *parts, const char **payloads, size_t n, size_t extra)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_MULTI, 0, 2);
+    tr__wire_array (&out, (uint32_t) n);
+    for (size_t i = 0; i < n; i++)
+        tr__wire_uint (&out, parts [i].size);
+    tr__wire_array (&out, (uint32_t) n);
+    for (size_t i = 0; i < n; i++)
+        tr__wire_uint (&out, strlen (payloads [i]));
+    char buf [2048];
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy (buf + at, parts [i].data, parts [i].size);
+        at += parts [i].size;
+        memcpy (buf + at, payloads [i], strlen (payloads [i]));
+        at += strlen (payloads [i]);
+        tr__wire_end (&parts [i]);
+    }
+    s_put (sock, &out, buf, at + extra);
+}
+
+//  Reads the answers of a MULTI back: a MULTI whose messages are command
+//  frames only; returns how many, each parsed into cmds [i] (pointing
+//  into got's payload).
+static uint32_t
+s_multi_answers (s_got_t *got, tr__wire_cmd_t *cmds, uint32_t max)
+{
+    uint32_t n, m;
+    ck_assert_int_eq (tr__mp_array (&got->args, &n), 0);
+    ck_assert_uint_le (n, max);
+    uint64_t sizes [16];
+    for (uint32_t i = 0; i < n; i++)
+        sizes [i] = s_arg_uint (got);
+    ck_assert_int_eq (tr__mp_array (&got->args, &m), 0);
+    ck_assert_uint_eq (m, n);
+    for (uint32_t i = 0; i < n; i++)
+        ck_assert_uint_eq (s_arg_uint (got), 0);
+    const uint8_t *at = (const uint8_t *) s_payload (got);
+    for (uint32_t i = 0; i < n; i++) {
+        ck_assert_int_eq (tr__wire_parse (at, sizes [i], &cmds [i]), TR_OK);
+        at += sizes [i];
+    }
+    ck_assert_uint_eq ((size_t) (at - (const uint8_t *) s_payload (got)), s_payload_size (got));
+    return n;
+}
+
+START_TEST (test_multi)
+{
+    s_start_default ();
+    void *a = s_client_11 ("A");
+    tr__wire_out_t parts [8];
+    const char *payloads [8];
+    //  A put, two gets, an unknown verb, a MULTI inside: five answers in
+    //  order, in one MULTI.
+    tr__wire_begin (&parts [0], TR__V_KV_PUT, 11, 2);
+    tr__wire_str (&parts [0], "m/k", 3);
+    tr__wire_uint (&parts [0], 0);
+    payloads [0] = "\xa3" "abc";
+    tr__wire_begin (&parts [1], TR__V_KV_GET, 12, 1);
+    tr__wire_str (&parts [1], "m/k", 3);
+    payloads [1] = "";
+    tr__wire_begin (&parts [2], TR__V_KV_GET, 13, 1);
+    tr__wire_str (&parts [2], "m/none", 6);
+    payloads [2] = "";
+    tr__wire_begin_word (&parts [3], "FROB", 4, 14, 0);
+    payloads [3] = "";
+    tr__wire_begin (&parts [4], TR__V_MULTI, 15, 2);
+    tr__wire_array (&parts [4], 0);
+    tr__wire_array (&parts [4], 0);
+    payloads [4] = "";
+    s_multi_put (a, parts, payloads, 5, 0);
+    s_got_t got;
+    s_expect (a, &got, TR__V_MULTI);
+    tr__wire_cmd_t cmds [16];
+    ck_assert_uint_eq (s_multi_answers (&got, cmds, 16), 5);
+    ck_assert_int_eq (cmds [0].verb, TR__V_OK);
+    ck_assert_uint_eq (cmds [0].seq, 11);
+    ck_assert_int_eq (cmds [1].verb, TR__V_OK);
+    ck_assert_uint_eq (cmds [1].seq, 12);
+    const char *text;
+    uint32_t len;
+    ck_assert_int_eq (tr__mp_str (&cmds [1].args, &text, &len), 0);
+    ck_assert (len == 3 && memcmp (text, "abc", 3) == 0);
+    int64_t code;
+    ck_assert_int_eq (cmds [2].verb, TR__V_ERROR);
+    ck_assert_uint_eq (cmds [2].seq, 13);
+    tr__mp_int (&cmds [2].args, &code);
+    ck_assert_int_eq (code, TR_ENOTFOUND);
+    ck_assert_int_eq (cmds [3].verb, TR__V_ERROR);
+    ck_assert_uint_eq (cmds [3].seq, 14);
+    tr__mp_int (&cmds [3].args, &code);
+    ck_assert_int_eq (code, TR_EINVAL);
+    ck_assert_int_eq (cmds [4].verb, TR__V_ERROR);
+    ck_assert_uint_eq (cmds [4].seq, 0);
+    tr__mp_int (&cmds [4].args, &code);
+    ck_assert_int_eq (code, TR_EMALFORMED);
+    s_got_close (&got);
+    //  A client of 1.0 gets its answers one by one.
+    void *b = s_client ("B", "node");
+    tr__wire_begin (&parts [0], TR__V_KV_GET, 21, 1);
+    tr__wire_str (&parts [0], "m/k", 3);
+    payloads [0] = "";
+    tr__wire_begin (&parts [1], TR__V_NODES, 22, 0);
+    payloads [1] = "";
+    s_multi_put (b, parts, payloads, 2, 0);
+    ck_assert_int_eq (s_answer (b, 21), 0);
+    ck_assert_int_eq (s_answer (b, 22), 0);
+    //  Sizes that do not add up: refused whole, nothing done.
+    tr__wire_begin (&parts [0], TR__V_KV_DEL, 31, 1);
+    tr__wire_str (&parts [0], "m/k", 3);
+    payloads [0] = "";
+    s_multi_put (a, parts, payloads, 1, 1);
+    ck_assert_int_eq (s_answer (a, 0), TR_EMALFORMED);
+    //  A BYE inside: what follows it is not done.
+    tr__wire_begin (&parts [0], TR__V_BYE, 0, 0);
+    payloads [0] = "";
+    tr__wire_begin (&parts [1], TR__V_KV_DEL, 32, 1);
+    tr__wire_str (&parts [1], "m/k", 3);
+    payloads [1] = "";
+    s_multi_put (a, parts, payloads, 2, 0);
+    ck_assert (s_quiet (a, 100));
+    s_expect (b, &got, TR__V_NODE_DOWN);        //  A left
+    s_got_close (&got);
+    s_kv_value_t value;
+    ck_assert_int_eq (s_kv_get (b, 40, "m/k", &value), TR_OK);
+    zmq_close (a);
+    zmq_close (b);
+    s_stop ();
+}
+END_TEST
+
 //  A batch for a receiver that does not drain: every envelope that does
 //  not fit comes back as its own BOUNCE TR_EFULL.
 START_TEST (test_sends_full)
@@ -2456,6 +2591,7 @@ s_suite (void)
     tcase_add_test (tc, test_full);
     tcase_add_test (tc, test_sends);
     tcase_add_test (tc, test_pubs);
+    tcase_add_test (tc, test_multi);
     tcase_add_loop_test (tc, test_sends_full, 0, 2);
     tcase_add_test (tc, test_nodes);
     tcase_add_test (tc, test_heartbeat);

@@ -184,7 +184,7 @@ START_TEST (test_wire_verb_names)
         "BOUNCE", "NODES", "HEARTBEAT", "BYE", "NODE_DOWN", "SUB", "UNSUB",
         "PUB", "EVENT", "KV_GET", "KV_PUT", "KV_CAS", "KV_DEL", "KV_LIST",
         "KV_SNAPSHOT", "KV_WATCH", "KV_UNWATCH", "KV_CHANGE", "KV_RESYNC",
-        "SENDS", "DELIVERS", "PUBS", "EVENTS" };
+        "SENDS", "DELIVERS", "PUBS", "EVENTS", "MULTI" };
     ck_assert_int_eq (sizeof words / sizeof words [0], TR__V_COUNT);
     for (int verb = 1; verb < TR__V_COUNT; verb++) {
         ck_assert_str_eq (tr__wire_verb_name (verb), words [verb]);
@@ -500,6 +500,15 @@ START_TEST (test_wire_round_trips)
                 tr__wire_array (&out, 1);
                 tr__wire_uint (&out, 9);
                 tr__wire_uint (&out, 3);
+                break;
+            case TR__V_MULTI:
+                tr__wire_begin (&out, verb, seq, nargs = 2);
+                tr__wire_array (&out, 2);
+                tr__wire_uint (&out, 12);
+                tr__wire_uint (&out, 9);
+                tr__wire_array (&out, 2);
+                tr__wire_uint (&out, 0);
+                tr__wire_uint (&out, 64);
                 break;
             case TR__V_DELIVERS:
                 tr__wire_begin (&out, verb, seq, nargs = 1);

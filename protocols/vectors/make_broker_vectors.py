@@ -200,6 +200,9 @@ CANONICAL = [
      "two events from node-1, bodies one after another in the payload"),
     ("events-dropped", "EVENTS", 0, [s("node-1"), arr(s("app.a")), arr(uint(3)), uint(7)],
      "one event from node-1, 7 events dropped before it (DROPPED)"),
+    ("multi", "MULTI", 0, [arr(uint(12), uint(18)), arr(uint(0), uint(64))],
+     "two messages in one: a command frame of 12 bytes without a payload, then one "
+     "of 18 bytes with a payload of 64"),
     ("nodes", "NODES", 4, [], "list the connected clients"),
     ("heartbeat", "HEARTBEAT", 0, [], "a heartbeat"),
     ("bye", "BYE", 0, [], "the client leaves"),
@@ -459,6 +462,7 @@ SCHEMA = {
     "REGISTER": ["A_STR"], "UNREGISTER": ["A_STR"], "SEND": ["A_STR"],
     "SENDS": ["A_NAMES", "A_SIZES"], "DELIVERS": ["A_SIZES"],
     "PUBS": ["A_TOPICS", "A_SIZES"], "EVENTS": ["A_STR", "A_TOPICS", "A_SIZES", "A_UINT"],
+    "MULTI": ["A_SIZES", "A_UINTS"],
     "BOUNCE": ["A_STR", "A_CODE"],
     "NODE_DOWN": ["A_STR", "A_NAMES"],
     "SUB": ["A_STR"], "UNSUB": ["A_STR"], "PUB": ["A_STR"],
@@ -483,7 +487,7 @@ def vectors_types():
         seq, args = canonical_of(verb)
         slug = verb.lower().replace("_", "-")
         for i, t in enumerate(types):
-            if t in ("A_NAMES", "A_SIZES", "A_TOPICS"):
+            if t in ("A_NAMES", "A_SIZES", "A_TOPICS", "A_UINTS"):
                 continue
             for what, value in KIND_OF[t]:
                 wrong = list(args)
@@ -528,6 +532,12 @@ def vectors_types():
         frame("PUBS", 0, arr(bin8(b"a.b")), sizes))
     bad("bad-type-events-sizes-str", "EVENTS's sizes holding a str",
         frame("EVENTS", 0, s("node-1"), arr(s("a.b")), arr(s("3"))))
+    bad("bad-type-multi-sizes-str", "MULTI's command sizes holding a str",
+        frame("MULTI", 0, arr(s("12")), arr(uint(0))))
+    bad("bad-type-multi-payloads-negative", "MULTI's payload sizes holding -1",
+        frame("MULTI", 0, arr(uint(12)), arr(b"\xff")))
+    bad("bad-type-multi-payloads-map", "MULTI's payload sizes as a map",
+        frame("MULTI", 0, arr(uint(12)), smap([("a", uint(0))])))
     bad("bad-type-before-value", "KV_PUT with a bad key and TTL_MS a str: "
         "form is judged before values",
         frame("KV_PUT", 9, s("bad key"), s("0")))
@@ -642,6 +652,8 @@ def vectors_values():
           frame("PUBS", 0, arr(s("a.b"), s("a b")), arr(uint(1), uint(1))))
     inval("bad-topic-events-empty", "EVENTS the topic \"\"",
           frame("EVENTS", 0, s("node-1"), arr(s("")), arr(uint(1))))
+    inval("bad-size-multi-0", "MULTI with a command frame of 0 bytes",
+          frame("MULTI", 0, arr(uint(12), uint(0)), arr(uint(0), uint(0))))
     inval("bad-size-pubs-0", "PUBS with a size of 0",
           frame("PUBS", 0, arr(s("a.b")), arr(uint(0))))
     inval("bad-name-events-from", "EVENTS from a name with a space",
