@@ -92,6 +92,15 @@ class Proc:
                 self.p.kill()
                 self.p.wait()
 
+    def assert_clean(self):
+        """The program ended by SIGTERM exited 0, and no sanitizer (ASan,
+        UBSan, TSan builds) reported anything."""
+        text = self.text()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer"):
+            assert marker not in text, "%s reported by %s:\n%s" % (marker, self.args[0], text)
+        assert self.p.returncode == 0, "%s exited %s:\n%s" % (self.args, self.p.returncode, text)
+
 
 class Broker(Proc):
     """`troupe broker --bind tcp://127.0.0.1:PORT [options]`, started and
@@ -111,6 +120,7 @@ def broker(tmp_path):
     b = Broker(tmp_path, "--heartbeat", "200ms")
     yield b
     b.stop()
+    b.assert_clean()
 
 
 class EchoNode(Proc):
@@ -136,12 +146,18 @@ def echo_node(tmp_path, broker):
     yield start
     for n in nodes:
         n.stop()
+    for n in nodes:
+        n.assert_clean()
 
 
 def cli(*args, timeout=20, env=None, check=False):
-    """Runs the troupe program; a CompletedProcess with text output."""
+    """Runs the troupe program; a CompletedProcess with text output. A
+    sanitizer's report fails the test whatever the exit status."""
     r = subprocess.run([TROUPE, *args], capture_output=True, text=True, timeout=slow(timeout),
                        env=env or clean_env(), stdin=subprocess.DEVNULL)
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer"):
+        assert marker not in r.stderr, "troupe %s: %s" % (" ".join(args), r.stderr)
     if check and r.returncode != 0:
         raise AssertionError("troupe %s: exit %d\n%s%s" % (" ".join(args), r.returncode,
                                                            r.stdout, r.stderr))

@@ -35,6 +35,7 @@ def curve_broker(tmp_path, keys):
                "--allow", str(allow))
     yield b
     b.stop()
+    b.assert_clean()
 
 
 def test_key_files(keys):
@@ -90,6 +91,7 @@ def test_allowed_client_works_with_a_c_node(tmp_path, keys, curve_broker):
             n.kv.put("secure/k", 1)
     finally:
         echo.stop()
+    echo.assert_clean()
     # The same keys from the environment, as troupe run hands them on.
     os.environ["TROUPE_CURVE_SECRET"] = str(d / "good.secret")
     os.environ["TROUPE_SERVER_KEY"] = str(d / "broker.public")

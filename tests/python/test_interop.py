@@ -313,6 +313,7 @@ def test_reconnects_and_registers_again(tmp_path):
             cli("pub", "again.x", "1", "--broker", b.endpoint, check=True)
     finally:
         b.stop()
+    b.assert_clean()
 
 
 def test_mailbox_bound(broker):

@@ -89,6 +89,7 @@ def test_process_child_killed_and_restarted(tmp_path, broker):
         assert "restarting 'worker'" in run.text() or "worker" in run.text()
     finally:
         run.stop()
+    run.assert_clean()
     # Stopping the tree stopped the child too: nothing outlives troupe run.
     assert wait_for(lambda: not _alive(pid2), slow(5))
 

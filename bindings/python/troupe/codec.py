@@ -610,7 +610,7 @@ def decode_envelope(data: bytes) -> Envelope:
 
 #  Argument types of 2.3 and 2.4.
 _A_ANY, _A_UINT, _A_CODE, _A_STR, _A_NAME, _A_KEY, _A_TOPIC, _A_PREFIX, _A_KPREFIX, \
-    _A_NAMES, _A_KIND, _A_HEARTBEAT, _A_SIZES, _A_TOPICS = range(14)
+    _A_NAMES, _A_KIND, _A_HEARTBEAT, _A_SIZES, _A_TOPICS, _A_UINTS = range(15)
 
 #: Each verb: (arguments required, the types of those this version reads).
 #: OK's results depend on the request, which the frame does not name.
@@ -627,6 +627,7 @@ VERBS = {
     "DELIVERS": (1, (_A_SIZES,)),                       # 1.1
     "PUBS": (2, (_A_TOPICS, _A_SIZES)),                 # 1.1
     "EVENTS": (3, (_A_NAME, _A_TOPICS, _A_SIZES, _A_UINT)),  # 1.1, DROPPED optional
+    "MULTI": (2, (_A_SIZES, _A_UINTS)),                 # 1.1: command and payload sizes
     "NODES": (0, ()),
     "HEARTBEAT": (0, ()),
     "BYE": (0, ()),
@@ -760,7 +761,7 @@ def _read_arg(raw: bytes, kind: int) -> Any:
                 raise _bad("expected an array of names (str)")
             out.append(s)
         return out
-    if kind == _A_SIZES:
+    if kind == _A_SIZES or kind == _A_UINTS:
         n, p = _read_container(raw, 0, end, False)
         if n is None:
             raise _bad("expected an array of sizes")
