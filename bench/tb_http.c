@@ -149,6 +149,11 @@ main (int argc, char **argv)
     long n = tb_arg (argc, argv, 1, 10000);
     long delay = tb_arg (argc, argv, 2, 100);
     long rounds = tb_arg (argc, argv, 3, 3);
+    //  127.0.0.1 directly, never through a proxy from the environment.
+    unsetenv ("http_proxy");
+    unsetenv ("HTTP_PROXY");
+    unsetenv ("all_proxy");
+    unsetenv ("ALL_PROXY");
     //  One descriptor per connection.
     struct rlimit rl;
     getrlimit (RLIMIT_NOFILE, &rl);

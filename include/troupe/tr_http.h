@@ -42,6 +42,13 @@
     request's deadline, the request ends at once with the last attempt's
     error (detail says so) instead of waiting for nothing.
 
+    Transfers are plain libcurl ones: redirects are not followed (a 3xx
+    is TR_EHTTP with its status), proxies named in the environment
+    (http_proxy, https_proxy, no_proxy...) are used, TLS certificates are
+    verified against the system's store. Past 256 attempts in flight
+    (all backends), an attempt opens a connection of its own and closes
+    it after; below that, connections are kept alive and reused.
+
     Threads: every function may be called from any thread. Completion
     callbacks run on the engine's thread, one at a time; they must not
     block (no tr_ask, no sleeping, no tr_node_destroy): tell, reply,
