@@ -42,6 +42,7 @@ struct tr__kv_value {
 //  the key's bytes follow them.
 typedef struct s_entry {
     tr__kv_value_t *value;
+    uint64_t hash;                      //  of the key, for the index
     uint64_t version;
     int64_t deadline;                   //  0: none
     size_t heap_at;                     //  index in the heap, or S_NO_HEAP
@@ -70,6 +71,11 @@ struct tr__kv {
     uint64_t version;
     s_entry_t *head;                    //  skiplist head, S_LEVELS levels
     int levels;                         //  levels in use
+    //  An index of the entries by key, for reads and writes of one key
+    //  (the skiplist serves order: lists, prefixes, snapshots). Open
+    //  addressing with linear probing, at most half full; NULL is empty.
+    s_entry_t **index;
+    size_t index_cap;                   //  a power of two, or 0
     uint64_t rng;                       //  xorshift state for levels
     size_t count;
     s_entry_t **heap;                   //  entries with a deadline
@@ -192,6 +198,88 @@ s_compare (const s_entry_t *e, const uint8_t *key, size_t len)
     return e->key_len < len? -1: e->key_len > len;
 }
 
+//  --------------------------------------------------------------------------
+//  The index by key
+
+//  FNV-1a over the key's bytes.
+static uint64_t
+s_hash (const uint8_t *key, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ key [i]) * 0x100000001b3ull;
+    return h;
+}
+
+//  The entry with exactly this key, through the index; NULL if none.
+static s_entry_t *
+s_lookup (tr__kv_t *self, const uint8_t *key, size_t len)
+{
+    if (!self->index_cap)
+        return NULL;
+    uint64_t h = s_hash (key, len);
+    size_t mask = self->index_cap - 1;
+    for (size_t i = (size_t) h & mask; self->index [i]; i = (i + 1) & mask) {
+        s_entry_t *e = self->index [i];
+        if (e->hash == h && e->key_len == len && memcmp (s_key (e), key, len) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void
+s_index_put (s_entry_t **index, size_t cap, s_entry_t *e)
+{
+    size_t mask = cap - 1;
+    size_t i = (size_t) e->hash & mask;
+    while (index [i])
+        i = (i + 1) & mask;
+    index [i] = e;
+}
+
+//  Makes room in the index for one more entry (it stays at most half
+//  full). TR_OK or TR_ENOMEM.
+static int
+s_index_reserve (tr__kv_t *self)
+{
+    if ((self->count + 1) * 2 <= self->index_cap)
+        return TR_OK;
+    size_t cap = self->index_cap? 2 * self->index_cap: 64;
+    s_entry_t **index = (s_entry_t **) calloc (cap, sizeof *index);
+    if (!index)
+        return TR_ENOMEM;
+    for (size_t i = 0; i < self->index_cap; i++)
+        if (self->index [i])
+            s_index_put (index, cap, self->index [i]);
+    free (self->index);
+    self->index = index;
+    self->index_cap = cap;
+    return TR_OK;
+}
+
+//  Takes e out of the index, moving back the entries of its run that
+//  would no longer be found (deletion in linear probing, no tombstones).
+static void
+s_index_remove (tr__kv_t *self, s_entry_t *e)
+{
+    size_t mask = self->index_cap - 1;
+    size_t i = (size_t) e->hash & mask;
+    while (self->index [i] != e)
+        i = (i + 1) & mask;
+    self->index [i] = NULL;
+    for (size_t j = (i + 1) & mask; self->index [j]; j = (j + 1) & mask) {
+        s_entry_t *x = self->index [j];
+        size_t home = (size_t) x->hash & mask;
+        //  x may stay unless the hole at i lies between its home and j.
+        bool stays = i <= j? (home > i && home <= j): (home > i || home <= j);
+        if (!stays) {
+            self->index [i] = x;
+            self->index [j] = NULL;
+            i = j;
+        }
+    }
+}
+
 //  A level for a new entry: each further level with probability 1/4.
 static int
 s_random_levels (tr__kv_t *self)
@@ -220,6 +308,7 @@ s_entry_new (int levels, const void *key, size_t key_len)
     e->heap_at = S_NO_HEAP;
     if (key_len)
         memcpy (s_key (e), key, key_len);
+    e->hash = s_hash ((const uint8_t *) key, key_len);
     return e;
 }
 
@@ -246,10 +335,12 @@ s_find (tr__kv_t *self, const void *key, size_t len, s_entry_t **update)
     return e && s_compare (e, (const uint8_t *) key, len) == 0? e: NULL;
 }
 
-//  Links e in after the update[] s_seek found for its key.
+//  Links e in after the update[] s_seek found for its key, and indexes
+//  it (the caller has reserved room: s_index_reserve).
 static void
 s_link (tr__kv_t *self, s_entry_t *e, s_entry_t **update)
 {
+    s_index_put (self->index, self->index_cap, e);
     for (int i = self->levels; i < e->levels; i++)
         update [i] = self->head;
     if (e->levels > self->levels)
@@ -264,6 +355,7 @@ s_link (tr__kv_t *self, s_entry_t *e, s_entry_t **update)
 static void
 s_unlink (tr__kv_t *self, s_entry_t *e, s_entry_t **update)
 {
+    s_index_remove (self, e);
     for (int i = 0; i < self->levels; i++)
         if (update [i]->next [i] == e)
             update [i]->next [i] = e->next [i];
@@ -594,15 +686,19 @@ s_write (tr__kv_t *self, const void *key, size_t key_len, bool cas,
 {
     s_expire_due (self, now);
     s_entry_t *update [S_LEVELS];
-    s_entry_t *e = s_find (self, key, key_len, update);
+    s_entry_t *e = s_lookup (self, (const uint8_t *) key, key_len);
     if (cas && (e? e->version: 0) != expected)
         return TR_ECONFLICT;
+    if (!e)
+        s_seek (self, (const uint8_t *) key, key_len, update);
     int64_t deadline = s_deadline (now, ttl_ms);
     //  Everything that can fail, before the journal sees the change.
     s_entry_t *fresh = e? NULL: s_entry_new (s_random_levels (self), key, key_len);
     tr__kv_change_t *c = s_change_new (self->version + 1, TR__KV_PUT, key, key_len,
                                        blob, deadline);
     int rc = (!e && !fresh) || !c? TR_ENOMEM: s_heap_reserve (self);
+    if (rc == TR_OK && fresh)
+        rc = s_index_reserve (self);
     if (rc == TR_OK)
         rc = s_journal (self, c);
     if (rc != TR_OK) {
@@ -781,6 +877,7 @@ tr__kv_destroy (tr__kv_t **self_p)
     while (self->hist_count)
         s_history_evict (self);
     free (self->hist);
+    free (self->index);
     free (self->heap);
     free (self->head);
     pthread_mutex_destroy (&self->lock);
@@ -829,7 +926,7 @@ tr__kv_get (tr__kv_t *self, const void *key, size_t key_len, int64_t now,
         return rc;
     pthread_mutex_lock (&self->lock);
     s_expire_due (self, now);
-    s_entry_t *e = s_find (self, key, key_len, NULL);
+    s_entry_t *e = s_lookup (self, (const uint8_t *) key, key_len);
     if (e) {
         if (value_p)
             *value_p = tr__kv_value_ref (e->value);
@@ -1107,7 +1204,8 @@ s_restore_put (tr__kv_t *self, const tr__kv_change_t *c)
     s_entry_t *e = s_find (self, c->key, c->key_len, update);
     tr__kv_value_t *blob = s_value_new (c->value, c->value_len);
     s_entry_t *fresh = e? NULL: s_entry_new (s_random_levels (self), c->key, c->key_len);
-    if (!blob || (!e && !fresh) || s_heap_reserve (self) != TR_OK) {
+    if (!blob || (!e && !fresh) || s_heap_reserve (self) != TR_OK
+    ||  (fresh && s_index_reserve (self) != TR_OK)) {
         tr__kv_value_unref (&blob);
         free (fresh);
         return TR_ENOMEM;

@@ -313,10 +313,22 @@ s_call_finish (tr__call_t *call, int rc, zmq_msg_t *frame, zmq_msg_t *payload)
     s_call_unref (&call);
 }
 
+//  The text key of a wire id or SEQ in the link's tables: its hex digits
+//  (written by hand: this runs for every ask and every request, twice).
 static void
 s_key (uint64_t id, char *key, size_t size)
 {
-    snprintf (key, size, "%llx", (unsigned long long) id);
+    static const char digits [] = "0123456789abcdef";
+    char text [17];
+    size_t n = 0;
+    do {
+        text [n++] = digits [id & 15];
+        id >>= 4;
+    } while (id);
+    size_t i = 0;
+    for (; i < n && i + 1 < size; i++)
+        key [i] = text [n - 1 - i];
+    key [i] = 0;
 }
 
 //  Sends a command frame, and a payload frame if `payload` is not NULL.

@@ -81,6 +81,64 @@ START_TEST (test_put_get)
 }
 END_TEST
 
+//  Random puts, deletions and expiries over a few thousand keys, checked
+//  against a plain array after every step: the index by key (open
+//  addressing, deletion by moving entries back) and the ordered list
+//  agree with what was written, through growth and heavy deletion.
+START_TEST (test_index_random)
+{
+    tr__kv_t *kv = tr__kv_new (NULL);
+    enum { KEYS = 3000, STEPS = 60000 };
+    static uint64_t model [KEYS];           //  value + 1, 0: absent
+    memset (model, 0, sizeof model);
+    uint64_t rng = 42;
+    int64_t now = S_T0;
+    for (int step = 0; step < STEPS; step++) {
+        uint64_t r = tr_test_random (&rng);
+        uint32_t k = (uint32_t) (r % KEYS);
+        char key [24];
+        snprintf (key, sizeof key, "k/%u", k);
+        if ((r >> 32) % 3 == 0) {
+            int rc = tr__kv_del (kv, key, strlen (key), now, NULL);
+            ck_assert_int_eq (rc, model [k]? TR_OK: TR_ENOTFOUND);
+            model [k] = 0;
+        }
+        else {
+            ck_assert_int_eq (s_put_uint (kv, key, (uint64_t) step, 0, now, NULL), TR_OK);
+            model [k] = (uint64_t) step + 1;
+        }
+        uint32_t probe = (uint32_t) ((r >> 40) % KEYS);
+        snprintf (key, sizeof key, "k/%u", probe);
+        uint64_t got = s_get_uint (kv, key, now, NULL);
+        ck_assert_uint_eq (got, model [probe]? model [probe] - 1: UINT64_MAX);
+    }
+    //  Every key, once more; and the list holds exactly the live ones.
+    size_t live = 0;
+    for (uint32_t k = 0; k < KEYS; k++) {
+        char key [24];
+        snprintf (key, sizeof key, "k/%u", k);
+        uint64_t got = s_get_uint (kv, key, now, NULL);
+        ck_assert_uint_eq (got, model [k]? model [k] - 1: UINT64_MAX);
+        live += model [k] != 0;
+    }
+    ck_assert_uint_eq (tr__kv_count (kv), live);
+    //  Short TTLs: expiry removes from the index too.
+    for (uint32_t k = 0; k < KEYS; k++) {
+        char key [24];
+        snprintf (key, sizeof key, "k/%u", k);
+        ck_assert_int_eq (s_put_uint (kv, key, k, 10 + k % 7, now, NULL), TR_OK);
+    }
+    now += 100;
+    for (uint32_t k = 0; k < KEYS; k += 7) {
+        char key [24];
+        snprintf (key, sizeof key, "k/%u", k);
+        ck_assert_uint_eq (s_get_uint (kv, key, now, NULL), UINT64_MAX);
+    }
+    ck_assert_uint_eq (tr__kv_count (kv), 0);
+    tr__kv_destroy (&kv);
+}
+END_TEST
+
 START_TEST (test_errors)
 {
     tr__kv_limits_t limits = { .max_value = 100 };
@@ -744,6 +802,7 @@ s_suite (void)
     TCase *tc = tcase_create ("kv");
     tcase_set_timeout (tc, 120);
     tcase_add_test (tc, test_put_get);
+    tcase_add_test (tc, test_index_random);
     tcase_add_test (tc, test_errors);
     tcase_add_test (tc, test_versions_increase);
     tcase_add_test (tc, test_cas);
