@@ -1033,12 +1033,17 @@ s_attempt_done (tr__http_t *self, s_req_t *req, CURLcode rc)
             s_finish (self, req, TR_ETIMEDOUT, "deadline passed");
             return;
         }
-        snprintf (why, sizeof why, "attempt timed out after %d ms: %s",
-                  req->attempt_timeout_ms, text);
-        if (connected_us == 0)          //  never connected: a connection failure
+        if (connected_us == 0) {        //  never connected: a connection failure
+            int limit = b->opts.connect_timeout_ms < req->attempt_timeout_ms?
+                        b->opts.connect_timeout_ms: req->attempt_timeout_ms;
+            snprintf (why, sizeof why, "no connection within %d ms: %s", limit, text);
             s_retry_or_fail (self, req, TR_ETIMEDOUT, why, 0, now);
-        else
+        }
+        else {
+            snprintf (why, sizeof why, "attempt timed out after %d ms: %s",
+                      req->attempt_timeout_ms, text);
             s_finish (self, req, TR_ETIMEDOUT, why);
+        }
         return;
     }
     snprintf (why, sizeof why, "%s", text);

@@ -1352,6 +1352,49 @@ START_TEST (test_connection_refused)
 }
 END_TEST
 
+//  A listener whose accept queue is full drops new connections' SYNs, so
+//  a connect never completes: the connect timeout ends each attempt, and
+//  as a connection failure it is retried.
+START_TEST (test_connect_timeout)
+{
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET };
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    ck_assert_int_eq (bind (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    ck_assert_int_eq (listen (fd, 0), 0);
+    socklen_t len = sizeof addr;
+    ck_assert_int_eq (getsockname (fd, (struct sockaddr *) &addr, &len), 0);
+    int fillers [3];
+    for (int i = 0; i < 3; i++) {
+        fillers [i] = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        connect (fillers [i], (struct sockaddr *) &addr, sizeof addr);
+    }
+    usleep (100 * 1000);
+    char url [64];
+    snprintf (url, sizeof url, "http://127.0.0.1:%d/x", ntohs (addr.sin_port));
+    tr_node_t *node = s_node ();
+    s_backend (node, (tr_http_backend_opts_t) { .name = "default", .connect_timeout_ms = 150,
+                                                .timeout_ms = 5000, .max_retries = 1,
+                                                .backoff_initial_ms = 10 });
+    tr_http_request_t r = { .url = url };
+    uint64_t id;
+    ck_assert_int_eq (tr_http_submit (node, &r, s_done, NULL, &id), TR_OK);
+    s_wait_results (1, 5000);
+    s_res_t *res = s_result (id);
+    ck_assert_int_eq (res->error, TR_ETIMEDOUT);
+    ck_assert_int_eq (res->status, 0);
+    ck_assert_int_eq (res->attempts, 2);
+    ck_assert_int_ge (res->elapsed_ms, 2 * 145);
+    ck_assert_int_lt (res->elapsed_ms, 300 + s_slow (600));
+    ck_assert_msg (strstr (res->detail, "no connection within 150 ms") != NULL
+                   && strstr (res->detail, "(2 attempts)") != NULL, "detail: %s", res->detail);
+    tr_node_destroy (&node);
+    for (int i = 0; i < 3; i++)
+        close (fillers [i]);
+    close (fd);
+}
+END_TEST
+
 //  Connections are kept alive between requests; past the engine's
 //  keep-alive limit (256 attempts running) each extra request takes a
 //  connection of its own: 600 at once all run at once and succeed.
@@ -1445,6 +1488,7 @@ s_suite (void)
     tcase_add_test (tc, test_unused);
     tcase_add_test (tc, test_unknown_backend);
     tcase_add_test (tc, test_connection_refused);
+    tcase_add_test (tc, test_connect_timeout);
     tcase_add_test (tc, test_keep_alive_and_many);
     suite_add_tcase (s, tc);
     TCase *slow = tcase_create ("windows");
