@@ -755,8 +755,10 @@ s_answer_body (const s_call_t *call, const tr_http_result_t *result, char **data
         type_len--;
     bool json_type = (type_len == 16 && !strncasecmp (type, "application/json", 16))
                   || (type_len > 5 && !strncasecmp (type + type_len - 5, "+json", 5));
+    //  An empty body (204 No Content, say) is no JSON: by Content-Type it
+    //  is an empty string.
     if (call->response == S_RESPONSE_JSON
-    ||  (call->response == S_RESPONSE_AUTO && json_type)) {
+    ||  (call->response == S_RESPONSE_AUTO && json_type && result->size)) {
         tr__json_error_t err;
         if (tr__json_parse (result->body, result->size, data, size, &err) == 0)
             return TR_OK;

@@ -301,12 +301,15 @@ START_TEST (test_replies)
     s_start ("{\"routes\":["
              "{\"path\":\"/json\",\"responses\":[{\"json\":{\"n\":[1,2.5,\"x\"]}}]},"
              "{\"path\":\"/text\",\"responses\":[{\"body\":\"plain words\"}]},"
-             "{\"path\":\"/bad\",\"responses\":[{\"malformed\":true}]}]}",
+             "{\"path\":\"/bad\",\"responses\":[{\"malformed\":true}]},"
+             "{\"path\":\"/empty\",\"responses\":[{\"status\":204,"
+             "\"headers\":{\"Content-Type\":\"application/json\"}}]}]}",
              "  - {name: js, actor: http, params: {url: 'http://127.0.0.1:PORT/json'}}\n"
              "  - {name: jt, actor: http, params: {url: 'http://127.0.0.1:PORT/json', response: text}}\n"
              "  - {name: tx, actor: http, params: {url: 'http://127.0.0.1:PORT/text'}}\n"
              "  - {name: tj, actor: http, params: {url: 'http://127.0.0.1:PORT/text', response: json}}\n"
-             "  - {name: bad, actor: http, params: {url: 'http://127.0.0.1:PORT/bad'}}\n");
+             "  - {name: bad, actor: http, params: {url: 'http://127.0.0.1:PORT/bad'}}\n"
+             "  - {name: empty, actor: http, params: {url: 'http://127.0.0.1:PORT/empty'}}\n");
     s_expect ("js", "null", "{\"n\":[1,2.5,\"x\"]}");
     char *answer = NULL;
     ck_assert_int_eq (s_ask ("jt", "null", 10000, &answer), TR_OK);
@@ -315,6 +318,7 @@ START_TEST (test_replies)
     s_expect ("tx", "null", "\"plain words\"");
     s_expect_error ("tj", "null", TR_EHTTP);
     s_expect_error ("bad", "null", TR_EHTTP);
+    s_expect ("empty", "null", "\"\"");
 }
 END_TEST
 
