@@ -2464,6 +2464,14 @@ s_call_done (s_call_t *call, int error, long status, const char *body, size_t si
                   detail && *detail? "; ": "", status);
         if (status == 0)
             snprintf (why, sizeof why, "%s", detail? detail: "");
+        else
+        if (body && size) {
+            //  What the server said (an API's error message, usually).
+            char quoted [S_QUOTE_MAX + 8];
+            s_quote (quoted, sizeof quoted, body, size);
+            size_t n = strlen (why);
+            snprintf (why + n, sizeof why - n, ": \"%.200s\"", quoted);
+        }
     }
     else
     if (s_completion_read (body, size, &unpacked, &mp, &c, why, sizeof why)) {
