@@ -553,6 +553,56 @@ START_TEST (test_bad_params)
 }
 END_TEST
 
+//  A body bigger than a pipe holds goes in while the output comes out:
+//  neither side waits on the other.
+START_TEST (test_once_big_input)
+{
+    s_start ("name: t\nchildren:\n"
+             "  - {name: cat, actor: port, params: {command: [cat], max_output: 3000000}}\n");
+    size_t size = 1000000;
+    char *json = (char *) malloc (size + 3);
+    json [0] = '"';
+    memset (json + 1, 'a', size);
+    json [size + 1] = '"';
+    json [size + 2] = 0;
+    char *answer = NULL;
+    ck_assert_int_eq (s_ask ("cat", json, 20000 * tr_test_slowdown (), &answer), TR_OK);
+    ck_assert_str_eq (answer, json);
+    free (answer);
+    free (json);
+}
+END_TEST
+
+//  A port spawned on its own (no supervisor): a failure does not end it;
+//  its next message starts a new process.
+START_TEST (test_lines_unsupervised)
+{
+    const char *json = "{\"command\":[\"/usr/bin/python3\",\"-u\",\"" S_PORTS "/lines.py\"],"
+                       "\"mode\":\"json_lines\",\"id_field\":\"id\"}";
+    char *data = NULL;
+    size_t size = 0;
+    ck_assert_int_eq (tr__json_parse (json, strlen (json), &data, &size, NULL), 0);
+    tr_params_t params = { (const uint8_t *) data, size };
+    const tr_actor_type_t *type = tr_actor_type_find ("port");
+    ck_assert_ptr_nonnull (type);
+    ck_assert_int_eq (tr_spawn (s_node, "solo", &type->behaviour, &params, NULL, NULL), TR_OK);
+    long first = s_pid ("solo");
+    s_expect_error ("solo", "{\"op\":\"garbage\"}", TR_ECHILD);
+    s_expect_gone (first);
+    long second = s_pid ("solo");
+    ck_assert_int_ne (second, first);
+    //  Its death while idle stops it too; the next ask starts another.
+    kill ((pid_t) second, SIGKILL);
+    s_info_t failed = { "solo", "port.failed", 2 };
+    ck_assert (tr_test_wait_until (s_info_is, &failed, 5000 * tr_test_slowdown ()));
+    long third = s_pid ("solo");
+    ck_assert_int_ne (third, second);
+    ck_assert_int_eq (tr_actor_stop (s_node, "solo", 5000), TR_OK);
+    s_expect_gone (third);
+    free (data);
+}
+END_TEST
+
 //  env and cwd reach the process.
 START_TEST (test_env_cwd)
 {
@@ -582,6 +632,7 @@ s_suite (void)
     tcase_add_test (tc, test_once_missing_program);
     tcase_add_test (tc, test_once_tells);
     tcase_add_test (tc, test_env_cwd);
+    tcase_add_test (tc, test_once_big_input);
     tcase_add_test (tc, test_bad_params);
     suite_add_tcase (s, tc);
     tc = tcase_create ("json_lines");
@@ -593,6 +644,7 @@ s_suite (void)
     tcase_add_test (tc, test_lines_death_while_idle);
     tcase_add_test (tc, test_lines_ask_deadline);
     tcase_add_test (tc, test_lines_breaker);
+    tcase_add_test (tc, test_lines_unsupervised);
     suite_add_tcase (s, tc);
     return s;
 }
