@@ -2707,6 +2707,79 @@ s_llm_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 }
 
 //  --------------------------------------------------------------------------
+//  The backends LLM agents use, per node, for status
+
+typedef struct s_use {
+    tr_node_t *node;
+    char *name;
+    int agents;
+    struct s_use *next;
+} s_use_t;
+
+static pthread_mutex_t s_uses_lock = PTHREAD_MUTEX_INITIALIZER;
+static s_use_t *s_uses;
+
+//  Counts one more agent on the backend (or one fewer: delta -1).
+static void
+s_use (tr_node_t *node, const char *name, int delta)
+{
+    pthread_mutex_lock (&s_uses_lock);
+    s_use_t **link = &s_uses;
+    while (*link && ((*link)->node != node || strcmp ((*link)->name, name)))
+        link = &(*link)->next;
+    s_use_t *use = *link;
+    if (!use && delta > 0 && (use = (s_use_t *) calloc (1, sizeof *use))) {
+        use->node = node;
+        if (!(use->name = strdup (name))) {
+            free (use);
+            use = NULL;
+        }
+        else {
+            use->next = s_uses;
+            s_uses = use;
+            link = &s_uses;
+        }
+    }
+    if (use && (use->agents += delta) <= 0) {
+        *link = use->next;
+        free (use->name);
+        free (use);
+    }
+    pthread_mutex_unlock (&s_uses_lock);
+}
+
+void
+tr__llm_backends_pack (tr_node_t *node, struct msgpack_packer *pk)
+{
+    pthread_mutex_lock (&s_uses_lock);
+    size_t count = 0;
+    for (s_use_t *use = s_uses; use; use = use->next)
+        count += use->node == node;
+    msgpack_pack_array (pk, count);
+    for (s_use_t *use = s_uses; use; use = use->next) {
+        if (use->node != node)
+            continue;
+        tr_http_stats_t st = { 0 };
+        tr_http_stats (node, use->name, &st);
+        struct { const char *key; uint64_t value; } fields [] = {
+            { "agents", (uint64_t) use->agents }, { "submitted", st.submitted },
+            { "completed_ok", st.completed_ok }, { "failed", st.failed },
+            { "retries", st.retries }, { "cache_hits", st.cache_hits },
+            { "tokens", st.tokens }, { "in_flight", st.in_flight }, { "queued", st.queued }
+        };
+        size_t n = sizeof fields / sizeof fields [0];
+        msgpack_pack_map (pk, n + 1);
+        s_pack_cstr (pk, "name");
+        s_pack_cstr (pk, use->name);
+        for (size_t i = 0; i < n; i++) {
+            s_pack_cstr (pk, fields [i].key);
+            msgpack_pack_uint64 (pk, fields [i].value);
+        }
+    }
+    pthread_mutex_unlock (&s_uses_lock);
+}
+
+//  --------------------------------------------------------------------------
 //  Start and stop
 
 static int
@@ -2754,6 +2827,8 @@ s_llm_init (tr_actor_t *self, void *arg, void **state_p)
     atomic_init (&agent->next_id, 0);
     agent->mbox = self->mbox;
     tr__mbox_ref (agent->mbox);
+    if (!agent->cfg.offline)
+        s_use (agent->node, agent->cfg.backend_name, 1);
     *state_p = agent;
     return 0;
 }
@@ -2805,6 +2880,8 @@ s_llm_terminate (tr_actor_t *self, int reason, void *state)
         }
         pthread_cond_timedwait (&agent->drained, &agent->lock, &ts);
     }
+    if (!agent->cfg.offline)
+        s_use (agent->node, agent->cfg.backend_name, -1);
     bool left = agent->ncalls > 0;
     if (left) {
         agent->orphaned = true;

@@ -223,12 +223,34 @@ s_status_row (const msgpack_object *node, int depth)
             s_status_row (&children->via.array.ptr [i], depth + 1);
 }
 
+//  The HTTP backends of the tree's LLM agents, if any: one line each.
+static void
+s_status_backends (const msgpack_object *root)
+{
+    const msgpack_object *list = s_get (root, "llm");
+    if (!list || list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
+        return;
+    printf ("\n%-24s %6s %9s %6s %9s %9s %7s %7s %10s %10s\n", "LLM BACKEND", "AGENTS",
+            "IN FLIGHT", "QUEUED", "REQUESTS", "OK", "FAILED", "RETRIES", "CACHE HITS", "TOKENS");
+    for (uint32_t i = 0; i < list->via.array.size; i++) {
+        const msgpack_object *b = &list->via.array.ptr [i];
+        const char *name;
+        int name_len = s_text (b, "name", &name);
+        printf ("%-24.*s %6lld %9lld %6lld %9lld %9lld %7lld %7lld %10lld %10lld\n",
+                name_len, name, s_number (b, "agents"), s_number (b, "in_flight"),
+                s_number (b, "queued"), s_number (b, "submitted"), s_number (b, "completed_ok"),
+                s_number (b, "failed"), s_number (b, "retries"), s_number (b, "cache_hits"),
+                s_number (b, "tokens"));
+    }
+}
+
 #define S_STATUS_USAGE \
     "usage: troupe status [--json] [--tree NAME] [--timeout DURATION]\n\n" \
     "Shows the live tree of a running 'troupe run': for each supervisor and\n" \
     "child its kind, state, restarts, circuit breaker, mailbox depth (or\n" \
     "pid), uptime and last failure, and under an actor the counters it\n" \
-    "keeps (an LLM agent's tokens, say). --json prints the same as one JSON\n" \
+    "keeps (an LLM agent's tokens, say); then the HTTP backends of the LLM\n" \
+    "agents, with their requests and tokens. --json prints the same as one JSON\n" \
     "object (fields in docs/cli.md). --tree picks a tree when several run.\n"
 
 static int
@@ -259,6 +281,7 @@ s_status (int argc, char **argv)
         printf ("%-24s %-10s %-10s %8s  %-12s %-12s %-8s %s\n", "NAME", "KIND", "STATE",
                 "RESTARTS", "BREAKER", "MAILBOX", "UPTIME", "LAST FAILURE");
         s_status_row (body, 0);
+        s_status_backends (body);
     }
     msgpack_unpacked_destroy (&reply);
     free (data);

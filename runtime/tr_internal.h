@@ -345,6 +345,12 @@ const tr__info_t *
 //  The LLM agent type (actors/tr_llm.c).
 extern const tr_actor_type_t tr__llm_type;
 
+//  Packs, for status, one map per HTTP backend that LLM agents of node
+//  use: its name, how many agents use it, and its counters (tr_http_stats).
+struct msgpack_packer;
+void
+    tr__llm_backends_pack (tr_node_t *node, struct msgpack_packer *pk);
+
 //  The built-in actor types (actors/tr_builtin.c), NULL-terminated;
 //  tr_type.c registers them on first use of the registry.
 const tr_actor_type_t *const *

@@ -1513,7 +1513,8 @@ s_pack_int (msgpack_packer *pk, const char *key, int64_t value)
     msgpack_pack_int64 (pk, value);
 }
 
-static void s_pack_child (msgpack_packer *pk, const tr__child_t *c, int64_t now);
+static void s_pack_child (msgpack_packer *pk, const tr__child_t *c, int64_t now,
+                          tr_node_t *root_of);
 
 static void
 s_pack_actor (msgpack_packer *pk, const tr__child_t *c)
@@ -1538,11 +1539,12 @@ s_pack_actor (msgpack_packer *pk, const tr__child_t *c)
 }
 
 static void
-s_pack_child (msgpack_packer *pk, const tr__child_t *c, int64_t now)
+s_pack_child (msgpack_packer *pk, const tr__child_t *c, int64_t now, tr_node_t *root_of)
 {
     int kind = c->spec->kind;
     bool actor = kind == TR_CHILD_ACTOR || kind == TR_CHILD_PLUGIN;
-    size_t fields = 6 + (actor? 7: 0) + (kind == TR_CHILD_PROCESS) + (kind == TR_CHILD_SUPERVISOR) * 8;
+    size_t fields = 6 + (actor? 7: 0) + (kind == TR_CHILD_PROCESS) + (kind == TR_CHILD_SUPERVISOR) * 8
+                  + (root_of != NULL);
     msgpack_pack_map (pk, fields);
     s_pack_str (pk, "name", c->name);
     s_pack_str (pk, "kind", s_kind_names [kind]);
@@ -1563,7 +1565,12 @@ s_pack_child (msgpack_packer *pk, const tr__child_t *c, int64_t now)
         msgpack_pack_str_with_body (pk, "children", 8);
         msgpack_pack_array (pk, st? st->count: 0);
         for (size_t i = 0; st && i < st->count; i++)
-            s_pack_child (pk, st->children [i], now);
+            s_pack_child (pk, st->children [i], now, NULL);
+    }
+    //  The root also shows the HTTP backends its node's LLM agents use.
+    if (root_of) {
+        msgpack_pack_str_with_body (pk, "llm", 3);
+        tr__llm_backends_pack (root_of, pk);
     }
 }
 
@@ -1578,7 +1585,7 @@ tr_sup_status (tr_sup_t *self, uint8_t **buf_p, size_t *len_p)
     msgpack_sbuffer_init (&sb);
     msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
     s_lock (&self->tree);
-    s_pack_child (&pk, self->root, tr__now_ns ());
+    s_pack_child (&pk, self->root, tr__now_ns (), self->node);
     s_unlock (&self->tree);
     if (!sb.data) {
         msgpack_sbuffer_destroy (&sb);

@@ -1061,6 +1061,24 @@ START_TEST (test_http_tokens_and_cache)
     char *st = s_server_get (&srv, "/_stats");
     ck_assert_msg (s_contains (st, "\"requests\": 1") || s_contains (st, "\"requests\":1"), "%s", st);
     free (st);
+    //  The tree's status has the backend, under "llm" at its root.
+    uint8_t *status;
+    size_t len;
+    ck_assert_int_eq (tr_sup_status (s_sup, &status, &len), TR_OK);
+    msgpack_unpacked u;
+    msgpack_unpacked_init (&u);
+    ck_assert_int_eq (msgpack_unpack_next (&u, (const char *) status, len, NULL), MSGPACK_UNPACK_SUCCESS);
+    const msgpack_object *backends = s_obj (&u.data, "llm");
+    ck_assert_ptr_nonnull (backends);
+    ck_assert_int_eq (backends->via.array.size, 1);
+    const msgpack_object *b = &backends->via.array.ptr [0];
+    ck_assert (s_str_is (s_obj (b, "name"), "shared"));
+    ck_assert_int_eq (s_obj (b, "agents")->via.u64, 1);
+    ck_assert_int_eq (s_obj (b, "tokens")->via.u64, 8);
+    ck_assert_int_eq (s_obj (b, "cache_hits")->via.u64, 1);
+    ck_assert_int_eq (s_obj (b, "completed_ok")->via.u64, 2);
+    msgpack_unpacked_destroy (&u);
+    free (status);
     s_server_stop (&srv);
 }
 END_TEST

@@ -142,6 +142,8 @@ TR_EXPORT int
 //              failures, open_ms: time left while open)
 //    actors and supervisors: info (map of the actor's own counters,
 //              tr_actor_info_set; empty for most)
+//    the root: llm (array of maps, one per HTTP backend the node's LLM
+//              agents use: name, agents, and tr_http_stats's counters)
 //    process:  pid (integer, 0 when not running)
 //    supervisors: strategy (string), children (array of maps)
 //  Returns TR_OK or TR_ENOMEM.
