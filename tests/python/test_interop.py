@@ -333,3 +333,45 @@ def test_mailbox_bound(broker):
         gate.set()
         first.join()
         second.join()
+
+
+def test_many_threads_asking_at_once(broker, echo_node):
+    # Each blocking asker serves the socket itself while it waits: eight
+    # of them at once, with an inline actor and a threaded one on the same
+    # node, every answer reaching its own asker.
+    echo_node("c-many")
+    with node(broker, "py-many") as n:
+        n.spawn("py-inline", lambda msg: ["inline", msg.body], inline=True)
+        n.spawn("py-threaded", lambda msg: ["threaded", msg.body])
+        errors_seen = []
+
+        def worker(k):
+            try:
+                for i in range(150):
+                    body = {"k": k, "i": i}
+                    assert n.ask("c-many", body, timeout=slow(10)) == body
+                    assert n.ask("py-inline", body, timeout=slow(10)) == ["inline", body]
+                    assert n.ask("py-threaded", body, timeout=slow(10)) == ["threaded", body]
+            except BaseException as e:                     # reported below
+                errors_seen.append(e)
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(slow(120))
+        assert not errors_seen, errors_seen[:3]
+        # A C client meanwhile sees the inline actor as any other.
+        r = cli("ask", "py-inline", "1", "--broker", broker.endpoint, check=True)
+        assert json.loads(r.stdout) == ["inline", 1]
+
+
+def test_inline_actor_cannot_wait_on_itself(broker):
+    with node(broker, "py-inline-dl") as n:
+        def asks_back(msg):
+            try:
+                n.ask("py-self", 1, timeout=1.0)
+            except troupe.WouldDeadlock:
+                return "refused"
+            return "waited"
+        n.spawn("py-self", asks_back, inline=True)
+        assert n.ask("py-self", 0, timeout=slow(5)) == "refused"

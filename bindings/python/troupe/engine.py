@@ -4,12 +4,20 @@ liveness, reconnection with jittered backoff, names, routing, events,
 the scratchpad). Both front-ends (troupe.Node, blocking, and
 troupe.aio.AsyncNode) drive the same engine.
 
-Threads. Only the engine's thread touches the socket and the tables
-below. Other threads hand it work with :meth:`Engine.post` (a deque and a
-byte on a pipe the thread polls beside the socket); the engine answers
-through completions (:class:`Completion`) that a waiting thread or an
-asyncio loop turns into results. Actors' handlers never run on the
-engine's thread unless spawned ``inline``.
+Threads. The socket and the tables below are used only under the
+engine's lock (:meth:`Engine.io`). The engine's thread waits, without
+the lock, on the socket's ZMQ_FD and on a pipe; other threads hand it
+work with :meth:`Engine.post` (a deque and a byte on that pipe), and the
+engine answers through completions (:class:`Completion`) that a waiting
+thread or an asyncio loop turns into results. A thread that asks and
+waits (troupe.Node.ask) serves the socket itself meanwhile
+(:meth:`Engine.serve_until`): it sends its ask and reads the answer
+without handing either to the engine's thread, which stops watching the
+socket while such a thread does (two thread wake-ups fewer per round
+trip). Whoever uses the socket reads it until it is empty before letting
+go of the lock, so that ZMQ_FD, which signals changes and not states,
+never hides a message. Actors' handlers never run under the lock unless
+spawned ``inline``.
 
 Behaviour, as 2-broker.md gives it and the C node (runtime/tr_remote.c)
 does it:
@@ -39,6 +47,7 @@ import itertools
 import logging
 import os
 import random
+import select
 import socket
 import threading
 import time
@@ -63,6 +72,8 @@ BACKOFF_MAX_MS = 5000
 HELD_MAX = 10000            # messages kept while the broker is away
 SWEEP_S = 0.1               # how often expired asks are forgotten
 PROTOCOL = (1, 0)           # the version this binding speaks
+#  ["DELIVER", 0] in canonical form: the frame that comes most often.
+_DELIVER = codec.encode_command("DELIVER", 0)
 
 
 def now_us() -> int:
@@ -107,6 +118,59 @@ class Waiter(Completion):
         if self.error is not None:
             raise self.error
         return self.value
+
+
+class _ThreadPipe:
+    """A pipe of one thread, on which completions wake it while it serves
+    the socket itself (Engine.serve_until); closed with the thread."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        os.set_blocking(self.w, False)
+
+    def __del__(self) -> None:
+        for fd in (self.r, self.w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+_pipes = threading.local()
+
+
+def _thread_pipe() -> _ThreadPipe:
+    pipe = getattr(_pipes, "pipe", None)
+    if pipe is None:
+        pipe = _pipes.pipe = _ThreadPipe()
+    return pipe
+
+
+class CallerWaiter(Completion):
+    """A Completion for a thread that serves the socket itself while it
+    waits (Engine.serve_until): done on another thread writes a byte to
+    the waiting thread's pipe."""
+
+    __slots__ = ("finished", "value", "error", "pipe", "owner")
+
+    def __init__(self) -> None:
+        self.finished = False
+        self.value: Any = None
+        self.error: Optional[BaseException] = None
+        self.pipe = _thread_pipe()
+        self.owner = threading.get_ident()
+
+    def done(self, value: Any, error: Optional[BaseException]) -> None:
+        if self.finished:
+            return
+        self.value, self.error = value, error
+        self.finished = True
+        if threading.get_ident() != self.owner:
+            try:
+                os.write(self.pipe.w, b"\0")
+            except BlockingIOError:
+                pass
 
 
 class _Call:
@@ -211,8 +275,10 @@ class Engine:
         self.last_sent = 0.0
         self.retry_at = 0.0
         self.backoff_ms = 0
-        self.poller = zmq.Poller()
-        self.poller.register(self._wake_r, zmq.POLLIN)
+        self.lock = threading.Lock()
+        self._inside = threading.local()        # .on: this thread holds the lock
+        self.callers = 0                        # threads serving the socket meanwhile
+        self._pollsets: Dict[Tuple[int, int, bool], Any] = {}
         self._seq = itertools.count(1)
         self._ids = itertools.count(1)
         #  What the node holds and waits for.
@@ -250,7 +316,7 @@ class Engine:
         if self._stopping:
             raise errors.Closed("the node is closed")
         self._posted.append(fn)
-        if not self.on_thread():
+        if not self.in_io():
             try:
                 os.write(self._wake_w, b"\0")
             except BlockingIOError:
@@ -267,7 +333,7 @@ class Engine:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
             pass
-        if self._thread and not self.on_thread():
+        if self._thread and not self.on_thread() and not self.in_io():
             self._thread.join(timeout)
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -277,33 +343,137 @@ class Engine:
         if self.sock is not None and self.greeted:
             self._send([codec.encode_command("BYE", 0)])
 
+    def in_io(self) -> bool:
+        """True on a thread that holds the engine's lock (the engine's own
+        thread serving the socket, a caller serving it meanwhile, an
+        inline actor's handler)."""
+        return getattr(self._inside, "on", False)
+
+    class _IO:
+        __slots__ = ("engine",)
+
+        def __init__(self, engine: "Engine") -> None:
+            self.engine = engine
+
+        def __enter__(self) -> "Engine":
+            self.engine.lock.acquire()
+            self.engine._inside.on = True
+            return self.engine
+
+        def __exit__(self, *exc: Any) -> None:
+            self.engine._inside.on = False
+            self.engine.lock.release()
+
+    def io(self) -> "Engine._IO":
+        """``with engine.io():`` holds the engine's lock (not reentrant)."""
+        return Engine._IO(self)
+
+    def pump(self) -> bool:
+        """Under the lock: runs what was posted and reads the socket until
+        it is empty, until neither has anything left. True if it stopped
+        at its bound with messages still waiting."""
+        for _ in range(100):
+            self._run_posted()
+            if self.sock is None or not self._drain():
+                if not self._posted:
+                    return False
+        return True
+
+    def _fds(self) -> Tuple[int, int]:
+        sock_fd = self.sock.getsockopt(zmq.FD) if self.sock is not None else -1
+        mon_fd = self.monitor.getsockopt(zmq.FD) if self.monitor is not None else -1
+        return sock_fd, mon_fd
+
+    def _pollset(self, sock_fd: int, mon_fd: int, watch: bool) -> Any:
+        key = (sock_fd, mon_fd, watch)
+        ps = self._pollsets.get(key)
+        if ps is None:
+            self._pollsets.clear()
+            ps = self._pollsets[key] = select.poll()
+            ps.register(self._wake_r, select.POLLIN)
+            if watch and sock_fd >= 0:
+                ps.register(sock_fd, select.POLLIN)
+            if mon_fd >= 0:
+                ps.register(mon_fd, select.POLLIN)
+        return ps
+
     def _run(self) -> None:
         try:
-            self._connect()
+            with self.io():
+                self._connect()
             while not self._stopping:
-                timeout = self._tick()
-                for sock, _ in self.poller.poll(timeout):
-                    if sock == self._wake_r:
-                        try:
-                            while os.read(self._wake_r, 4096):
-                                pass
-                        except BlockingIOError:
+                with self.io():
+                    try:
+                        while os.read(self._wake_r, 4096):
                             pass
-                    elif sock is self.monitor:
+                    except BlockingIOError:
+                        pass
+                    if self.monitor is not None:
                         self._on_monitor()
+                    busy = self.pump()
+                    timeout = self._tick()
+                    busy = self.pump() or busy
+                    sock_fd, mon_fd = self._fds()
+                    watch = self.callers == 0
+                #  While callers serve the socket, look again soon (2 ms)
+                #  in case the last of them leaves.
+                if busy:
+                    timeout = 0
+                elif not watch:
+                    timeout = min(timeout, 2)
+                self._pollset(sock_fd, mon_fd, watch).poll(timeout)
+            with self.io():
                 self._run_posted()
-                if self.sock is not None:
-                    self._drain()
-                    #  What the messages just handled posted (an inline
-                    #  actor's answer) goes out now, not at the next wake.
-                    self._run_posted()
-            self._run_posted()
         except Exception:                   # a bug: say so loudly, fail what waits
             log.exception("troupe: the node's I/O thread failed")
         finally:
             self._stopping = True
-            self._fail_all(errors.Closed("the node is closed"))
-            self._close_socket()
+            with self.io():
+                self._fail_all(errors.Closed("the node is closed"))
+                self._close_socket()
+
+    def serve_until(self, waiter: CallerWaiter, timeout: Optional[float]) -> bool:
+        """Serves the socket on this thread until waiter is done or timeout
+        seconds pass (None: no bound); the engine's thread stops watching
+        the socket meanwhile. Must be called without the lock. True if
+        the waiter is done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pipe = waiter.pipe
+        with self.io():
+            if waiter.finished:
+                return True
+            self.callers += 1
+        try:
+            while True:
+                with self.io():
+                    self.pump()
+                    if waiter.finished or self._stopping:
+                        return waiter.finished
+                    sock_fd = self.sock.getsockopt(zmq.FD) if self.sock is not None else -1
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                ps = select.poll()
+                ps.register(pipe.r, select.POLLIN)
+                if sock_fd >= 0:
+                    ps.register(sock_fd, select.POLLIN)
+                #  No socket (reconnecting): the engine's thread does that;
+                #  look again every 50 ms.
+                wait = left if left is not None else 1.0
+                if sock_fd < 0:
+                    wait = min(wait, 0.05)
+                ps.poll(max(0, int(wait * 1000 + 0.999)))
+                try:
+                    while os.read(pipe.r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+        finally:
+            with self.io():
+                self.callers -= 1
+                #  Whatever came meanwhile is read before the engine's
+                #  thread waits on ZMQ_FD again.
+                self.pump()
 
     def _run_posted(self) -> None:
         posted = self._posted
@@ -343,7 +513,6 @@ class Engine:
             events = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                       | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
             self.monitor = sock.get_monitor_socket(events)
-            self.poller.register(self.monitor, zmq.POLLIN)
         try:
             sock.connect(self.endpoint)
         except zmq.ZMQError as e:
@@ -354,7 +523,6 @@ class Engine:
             self._backoff()
             return
         self.sock = sock
-        self.poller.register(sock, zmq.POLLIN)
         self.hello_seq = next(self._seq)
         self._send([codec.encode_command("HELLO", self.hello_seq, "TRP", PROTOCOL[0], PROTOCOL[1],
                                          self.node_id, self.kind, self.proposed_heartbeat_ms)])
@@ -363,13 +531,11 @@ class Engine:
 
     def _forget_monitor(self) -> None:
         if self.monitor is not None:
-            self.poller.unregister(self.monitor)
             self.monitor.close(0)
             self.monitor = None
 
     def _close_socket(self) -> None:
         if self.sock is not None:
-            self.poller.unregister(self.sock)
             try:
                 self.sock.disable_monitor()
             except zmq.ZMQError:
@@ -464,19 +630,24 @@ class Engine:
     # ------------------------------------------------------------------
     # In: messages from the broker
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
+        """Reads the socket until it is empty (False) or 1,000 messages
+        were read (True)."""
         sock = self.sock
         for _ in range(1000):
             if sock is not self.sock:
-                return                          # reconnected meanwhile
+                return False                    # reconnected meanwhile
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
-                return
+                return False
             self.last_heard = time.monotonic()
             self.stats["received"] += 1
             if len(frames) > 2:
                 log.warning("troupe: dropped a message of %d frames from the broker", len(frames))
+                continue
+            if frames[0] == _DELIVER and len(frames) == 2:
+                self._on_envelope(frames[1])        # the common case, read at a glance
                 continue
             try:
                 cmd = codec.read_command(frames[0])
@@ -485,6 +656,7 @@ class Engine:
                 continue
             payload = frames[1] if len(frames) > 1 else None
             self._dispatch(cmd, payload)
+        return True
 
     def _dispatch(self, cmd: codec.Command, payload: Optional[bytes]) -> None:
         verb = cmd.verb

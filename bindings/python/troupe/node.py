@@ -32,7 +32,8 @@ import zmq
 
 from . import codec, curve, errors
 from .codec import ASK, ERROR, REPLY, TELL, Envelope
-from .engine import Completion, Engine, EventSink, Host, Waiter, WatchSink, default_node_id, now_us
+from .engine import (CallerWaiter, Completion, Engine, EventSink, Host, Waiter, WatchSink,
+                     default_node_id, now_us)
 
 log = logging.getLogger("troupe")
 
@@ -586,6 +587,9 @@ class _NodeBase:
         def send() -> None:
             env.id = eng.next_id()
             eng.route(env)
+        if eng.in_io():                         # an inline actor: no hand-off
+            send()
+            return
         try:
             eng.post(send)
         except errors.Closed:
@@ -750,29 +754,27 @@ class Node(_NodeBase):
                     trace: int = 0) -> Message:
         """As ask, returning the whole reply (sender, trace, raw_body)."""
         eng = self._engine
-        if eng.on_thread():
+        if eng.in_io():
             raise errors.WouldDeadlock("a blocking ask from an inline actor would wait on the "
                                        "thread that must answer it")
+        if self._closed.is_set() or eng.closed:
+            raise errors.Closed("the node is closed")
         env = self._envelope(ASK, to, body, sender, priority, trace, timeout)
-        waiter = Waiter()
-        ids: List[int] = []
-
-        def send() -> None:
+        #  This thread sends the ask and reads the answer itself
+        #  (Engine.serve_until): no hand-off to the engine's thread.
+        waiter = CallerWaiter()
+        with eng.io():
             env.id = eng.next_id()
-            ids.append(env.id)
             eng.route(env, waiter, timeout)
-        eng.post(send)
-        try:
-            reply = waiter.wait(timeout, "ask to '%s'" % to)
-        except errors.Timeout:
-            def forget() -> None:
-                if ids:
-                    eng.forget(ids[0])
-            try:
-                eng.post(forget)
-            except errors.Closed:
-                pass
-            raise
+            eng.pump()
+        if not eng.serve_until(waiter, timeout):
+            with eng.io():
+                eng.forget(env.id)
+            if not waiter.finished:
+                raise errors.Timeout("ask to '%s': no answer within %.3g s" % (to, timeout))
+        if waiter.error is not None:
+            raise waiter.error
+        reply = waiter.value
         return Message(reply, self, reply.to)
 
     # ------------------------------------------------------------------
@@ -817,7 +819,7 @@ class Node(_NodeBase):
 
     def _call(self, verb: str, args: Tuple[Any, ...], payload: Optional[bytes],
               timeout: float, parse: Callable[[codec.Command], Any]) -> Any:
-        if self._engine.on_thread():
+        if self._engine.in_io():
             raise errors.WouldDeadlock("a blocking request from an inline actor")
         waiter = Waiter()
         eng = self._engine
