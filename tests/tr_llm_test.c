@@ -719,6 +719,24 @@ START_TEST (test_stop_in_flight)
 }
 END_TEST
 
+//  At most 1024 turns wait for the conversation; past that, TR_EFULL.
+START_TEST (test_turns_full)
+{
+    tr_llm_opts_t opts = { .offline_latency_ms = 60000, .history_max_messages = 10 };
+    ck_assert_int_eq (tr_llm_spawn (s_node, "busy", &opts, NULL), TR_OK);
+    tr_body_t b = tr_test_pack_str ("a turn");
+    //  One turn under way, 1024 waiting (tells are turns too).
+    for (int i = 0; i < 1025; i++)
+        ck_assert_int_eq (tr_tell (s_node, "busy", b.data, b.size, NULL), TR_OK);
+    ck_assert_int_eq (s_ask ("busy", "one too many", 5000, NULL), TR_EFULL);
+    ck_assert_int_eq (s_info ("busy", "llm.failed"), 1);
+    //  Stopping fails them all, at once.
+    int64_t t0 = tr_test_now_ms ();
+    ck_assert_int_eq (tr_actor_stop (s_node, "busy", 5000), TR_OK);
+    ck_assert_int_lt (tr_test_now_ms () - t0, 3000 * tr_test_slowdown ());
+}
+END_TEST
+
 //  --------------------------------------------------------------------------
 //  Counters, tells, the C API
 
@@ -1271,6 +1289,23 @@ START_TEST (test_http_timeout)
 }
 END_TEST
 
+//  A response past the backend's max_response: TR_ETOOBIG.
+START_TEST (test_http_too_big)
+{
+    s_server_t srv;
+    s_server_start (&srv, "{\"routes\": [{\"method\": \"POST\", \"path\": \"/v1/chat/completions\","
+                          " \"responses\": [{\"body_bytes\": 5000}]}]}");
+    char yaml [512];
+    snprintf (yaml, sizeof yaml,
+        "name: t\nchildren:\n  - {name: bot, actor: llm, params: {base_url: '%s', model: m, "
+        "backend: {max_response: 1000}}}\n", srv.base);
+    s_start (yaml);
+    ck_assert_int_eq (s_ask ("bot", "hello", 5000, NULL), TR_ETOOBIG);
+    ck_assert_int_eq (s_info ("bot", "llm.failed"), 1);
+    s_server_stop (&srv);
+}
+END_TEST
+
 //  Stopping an agent cancels its requests in flight.
 START_TEST (test_http_stop)
 {
@@ -1322,6 +1357,7 @@ s_suite (void)
     tcase_add_test (tc, test_history_summarize);
     tcase_add_test (tc, test_concurrency);
     tcase_add_test (tc, test_stop_in_flight);
+    tcase_add_test (tc, test_turns_full);
     tcase_add_test (tc, test_counters_and_tells);
     tcase_add_test (tc, test_c_api);
     suite_add_tcase (suite, tc);
@@ -1334,6 +1370,7 @@ s_suite (void)
     tcase_add_test (tc, test_http_breaker);
     tcase_add_test (tc, test_http_history);
     tcase_add_test (tc, test_http_timeout);
+    tcase_add_test (tc, test_http_too_big);
     tcase_add_test (tc, test_http_stop);
     suite_add_tcase (suite, tc);
     return suite;
