@@ -232,6 +232,7 @@ typedef struct {
     tr_http_backend_opts_t backend;
     char *backend_name;
     bool cache;
+    bool backend_settings;              //  the backend map sets more than its name
     s_sig_t *sig;
     int output_retries;
     bool json_mode;
@@ -503,6 +504,9 @@ s_opt_duration (s_parse_t *p, const msgpack_object *map, const char *key,
         return 0;
     if (s_want_duration (p, o, what, INT32_MAX, &v))
         return -1;
+    //  0 would be the engine's "the default": refused rather than surprising.
+    if (v == 0)
+        return s_bad (p, "%s must be more than 0", what);
     *out = (int) v;
     return 0;
 }
@@ -650,10 +654,15 @@ s_parse_backend (s_parse_t *p, const msgpack_object *o, s_config_t *cfg)
     b->max_response = (size_t) max_response;
     b->cache_entries = (size_t) entries;
     cfg->cache = entries > 0;
-    return s_opt_int (p, o, "max_concurrent", "backend.", 0, 1000000, &b->max_concurrent)
+    cfg->backend_settings = o->via.map.size > (s_get (o, "name")? 1u: 0u);
+    //  max_retries: 0 means none here (0 is the engine's "the default").
+    b->max_retries = INT32_MIN;
+    int rc = s_opt_int (p, o, "max_retries", "backend.", -1, 100, &b->max_retries);
+    b->max_retries = b->max_retries == INT32_MIN? 0: b->max_retries == 0? -1: b->max_retries;
+    return rc
+        || s_opt_int (p, o, "max_concurrent", "backend.", 1, 1000000, &b->max_concurrent)
         || s_opt_int (p, o, "requests_per_minute", "backend.", 0, INT32_MAX, &b->requests_per_minute)
         || s_opt_int (p, o, "tokens_per_minute", "backend.", 0, INT32_MAX, &b->tokens_per_minute)
-        || s_opt_int (p, o, "max_retries", "backend.", -1, 100, &b->max_retries)
         || s_opt_duration (p, o, "connect_timeout", "backend.", &b->connect_timeout_ms)
         || s_opt_duration (p, o, "timeout", "backend.", &b->timeout_ms)
         || s_opt_duration (p, o, "backoff_initial", "backend.", &b->backoff_initial_ms)
@@ -2806,7 +2815,12 @@ s_llm_init (tr_actor_t *self, void *arg, void **state_p)
     if (rc == 0 && !(agent->cfg.name = strdup (tr_actor_name (self))))
         rc = s_bad (&parse, "out of memory");
     agent->node = tr_actor_node (self);
-    if (rc == 0 && !agent->cfg.offline) {
+    //  A backend that exists already keeps its settings when this agent
+    //  only names it (agents that share a backend set it up once).
+    tr_http_stats_t stats;
+    if (rc == 0 && !agent->cfg.offline
+    &&  (agent->cfg.backend_settings
+    ||   tr_http_stats (agent->node, agent->cfg.backend_name, &stats) != TR_OK)) {
         int http = tr_http_backend_set (agent->node, &agent->cfg.backend);
         if (http != TR_OK)
             rc = s_bad (&parse, "backend '%s' could not be set up: %s",
@@ -2958,7 +2972,9 @@ s_pack_backend (msgpack_packer *pk, const tr_llm_opts_t *o)
     struct { const char *key; int64_t value; } ints [] = {
         { "max_concurrent", b->max_concurrent }, { "requests_per_minute", b->requests_per_minute },
         { "tokens_per_minute", b->tokens_per_minute }, { "connect_timeout", b->connect_timeout_ms },
-        { "timeout", b->timeout_ms }, { "max_retries", b->max_retries },
+        { "timeout", b->timeout_ms },
+        //  As in tr_http_backend_opts_t: 0 the default (left out), -1 none.
+        { "max_retries", b->max_retries },
         { "backoff_initial", b->backoff_initial_ms }, { "backoff_max", b->backoff_max_ms },
         { "max_response", (int64_t) b->max_response },
         { "cache_entries", o->cache? (int64_t) (b->cache_entries? b->cache_entries: 256): 0 },

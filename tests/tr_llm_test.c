@@ -511,7 +511,8 @@ END_TEST
 START_TEST (test_bad_params)
 {
     struct { const char *params; const char *expected; } cases [] = {
-        { "{backend: {max_concurrent: -1}}", "'backend.max_concurrent' must be from 0 to 1000000, not -1" },
+        { "{backend: {max_concurrent: -1}}", "'backend.max_concurrent' must be from 1 to 1000000, not -1" },
+        { "{backend: {timeout: 0}}", "'backend.timeout' must be more than 0" },
         { "{backend: {timeout: 10 s}}", "'backend.timeout' must be a duration such as 250ms" },
         { "{backend: {colour: red}}", "unknown key 'colour' in 'backend'; expected one of: name," },
         { "{history: {max_messages: 1}}", "'history.max_messages' must be from 2 to 100000, not 1" },
@@ -1175,8 +1176,18 @@ START_TEST (test_http_breaker)
         "    params:\n"
         "      base_url: '%s'\n"
         "      model: m\n"
-        "      backend: {max_retries: 1, backoff_initial: 10ms, backoff_max: 20ms}\n", srv.base);
+        "      backend: {max_retries: 1, backoff_initial: 10ms, backoff_max: 20ms}\n"
+        "  - name: once\n"
+        "    actor: llm\n"
+        "    breaker: off\n"
+        "    params: {base_url: '%s', model: m, backend: {max_retries: 0}}\n", srv.base, srv.base);
     s_start (yaml);
+    //  max_retries: 0 is no retry at all.
+    ck_assert_int_eq (s_ask ("once", "hello", 5000, NULL), TR_EHTTP);
+    tr_http_stats_t once;
+    ck_assert_int_eq (tr_http_stats (s_node, "once", &once), TR_OK);
+    ck_assert_int_eq (once.retries, 0);
+    ck_assert_int_eq (once.failed, 1);
     ck_assert_int_eq (s_ask ("bot", "hello", 5000, NULL), TR_EHTTP);
     ck_assert_int_eq (s_ask ("bot", "hello", 5000, NULL), TR_EHTTP);
     ck_assert_int_eq (s_ask ("bot", "hello", 5000, NULL), TR_ECIRCUIT);
