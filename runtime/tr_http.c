@@ -1294,6 +1294,8 @@ s_main (void *arg)
         for (s_backend_t *b = self->backends; b; b = b->next)
             if (b->queue.count)
                 s_dispatch (self, b, now);
+            else
+                b->blocked_until_ns = 0;    //  nothing left to hold back
     }
     s_close_all (self);
     //  Whatever arrives from here on is refused by the callers themselves;

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -855,6 +856,42 @@ START_TEST (test_requests_per_minute)
 }
 END_TEST
 
+static int64_t
+s_cpu_ms (void)
+{
+    struct rusage ru;
+    getrusage (RUSAGE_SELF, &ru);
+    return (int64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000
+         + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+//  A request held back by a limit that goes away otherwise (its deadline
+//  passes, or it is cancelled) leaves the engine idle, not waking up for
+//  the limit it no longer waits for.
+START_TEST (test_limit_then_nothing)
+{
+    s_server_t srv;
+    s_server_start (&srv, "{\"routes\": [{\"path\": \"/r\", \"responses\": [{\"json\": 1}]}]}");
+    tr_node_t *node = s_node ();
+    s_backend (node, (tr_http_backend_opts_t) { .name = "default", .requests_per_minute = 1 });
+    s_get_path (node, &srv, "/r");
+    tr_http_request_t r = { .url = s_at (&srv, "/r"), .deadline_ms = 200 };
+    uint64_t expiring, cancelled;
+    ck_assert_int_eq (tr_http_submit (node, &r, s_done, NULL, &expiring), TR_OK);
+    s_wait_results (2, 3000);
+    ck_assert_int_eq (s_result (expiring)->error, TR_ETIMEDOUT);
+    r.deadline_ms = 0;
+    ck_assert_int_eq (tr_http_submit (node, &r, s_done, NULL, &cancelled), TR_OK);
+    usleep (100 * 1000);
+    ck_assert_int_eq (tr_http_cancel (node, cancelled), TR_OK);
+    int64_t cpu = s_cpu_ms ();
+    usleep (500 * 1000);
+    ck_assert_int_lt (s_cpu_ms () - cpu, 100);
+    tr_node_destroy (&node);
+    s_server_stop (&srv);
+}
+END_TEST
+
 //  Tokens per minute: 40 + 40 fit under 100, a third 40 does not until
 //  tr_http_charge says the first two used less.
 START_TEST (test_tokens_per_minute)
@@ -898,6 +935,15 @@ START_TEST (test_windows_release)
     s_server_t srv;
     s_server_start (&srv, "{\"routes\": [{\"path\": \"/w/*\", \"responses\": [{\"json\": 1}]}]}");
     tr_node_t *node = s_node ();
+    //  A third backend holds a request back until its deadline passes:
+    //  when its window would have released it, a minute later, the
+    //  engine must stay idle.
+    s_backend (node, (tr_http_backend_opts_t) { .name = "idle", .requests_per_minute = 1 });
+    tr_http_request_t idle = { .url = s_at (&srv, "/w/idle"), .backend = "idle" };
+    ck_assert_int_eq (tr_http_submit (node, &idle, s_done, NULL, NULL), TR_OK);
+    idle.deadline_ms = 200;
+    ck_assert_int_eq (tr_http_submit (node, &idle, s_done, NULL, NULL), TR_OK);
+    s_wait_results (2, 3000);
     s_backend (node, (tr_http_backend_opts_t) { .name = "rpm", .requests_per_minute = 2 });
     s_backend (node, (tr_http_backend_opts_t) { .name = "tpm", .tokens_per_minute = 100 });
     tr_http_request_t r = { .url = s_at (&srv, "/w/rpm"), .backend = "rpm" };
@@ -906,9 +952,18 @@ START_TEST (test_windows_release)
     tr_http_request_t t = { .url = s_at (&srv, "/w/tpm"), .backend = "tpm", .tokens = 60 };
     for (int i = 0; i < 2; i++)
         ck_assert_int_eq (tr_http_submit (node, &t, s_done, NULL, NULL), TR_OK);
-    s_wait_results (5, 70000);
-    s_entry_t log [8];
-    ck_assert_uint_eq (s_log (srv.port, log, 8, NULL), 5);
+    s_wait_results (7, 70000);
+    s_entry_t all [8], log [8];
+    ck_assert_uint_eq (s_log (srv.port, all, 8, NULL), 6);
+    int kept = 0;
+    for (int i = 0; i < 6; i++)
+        if (strcmp (all [i].path, "/w/idle"))
+            log [kept++] = all [i];
+    ck_assert_int_eq (kept, 5);
+    usleep (300 * 1000);
+    int64_t cpu = s_cpu_ms ();
+    usleep (500 * 1000);
+    ck_assert_int_lt (s_cpu_ms () - cpu, 100);
     //  The last of each kind started one minute after the first.
     double first_rpm = -1, first_tpm = -1, last_rpm = 0, last_tpm = 0;
     int rpm_count = 0;
@@ -1478,6 +1533,7 @@ s_suite (void)
     tcase_add_test (tc, test_concurrency_limit);
     tcase_add_test (tc, test_requests_per_minute);
     tcase_add_test (tc, test_tokens_per_minute);
+    tcase_add_test (tc, test_limit_then_nothing);
     tcase_add_test (tc, test_priorities);
     tcase_add_test (tc, test_cache);
     tcase_add_test (tc, test_cache_lru);
