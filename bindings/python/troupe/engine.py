@@ -128,6 +128,19 @@ class _ThreadPipe:
         self.r, self.w = os.pipe()
         os.set_blocking(self.r, False)
         os.set_blocking(self.w, False)
+        self._fd = -2
+        self._ps: Any = None
+
+    def pollset(self, sock_fd: int) -> Any:
+        """A select.poll of this pipe and sock_fd (-1: none), kept while
+        the socket stays the same."""
+        if sock_fd != self._fd:
+            self._ps = select.poll()
+            self._ps.register(self.r, select.POLLIN)
+            if sock_fd >= 0:
+                self._ps.register(sock_fd, select.POLLIN)
+            self._fd = sock_fd
+        return self._ps
 
     def __del__(self) -> None:
         for fd in (self.r, self.w):
@@ -453,21 +466,19 @@ class Engine:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                ps = select.poll()
-                ps.register(pipe.r, select.POLLIN)
-                if sock_fd >= 0:
-                    ps.register(sock_fd, select.POLLIN)
+                ps = pipe.pollset(sock_fd)
                 #  No socket (reconnecting): the engine's thread does that;
                 #  look again every 50 ms.
                 wait = left if left is not None else 1.0
                 if sock_fd < 0:
                     wait = min(wait, 0.05)
-                ps.poll(max(0, int(wait * 1000 + 0.999)))
-                try:
-                    while os.read(pipe.r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
+                for fd, _ in ps.poll(max(0, int(wait * 1000 + 0.999))):
+                    if fd == pipe.r:
+                        try:
+                            while os.read(pipe.r, 4096):
+                                pass
+                        except BlockingIOError:
+                            pass
         finally:
             with self.io():
                 self.callers -= 1
@@ -635,8 +646,9 @@ class Engine:
         were read (True)."""
         sock = self.sock
         for _ in range(1000):
-            if sock is not self.sock:
-                return False                    # reconnected meanwhile
+            #  Asking first is cheaper than pyzmq's exception for "nothing".
+            if sock is not self.sock or not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return False                    # empty, or reconnected meanwhile
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
