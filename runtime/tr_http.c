@@ -1678,12 +1678,23 @@ s_req_copy (const tr_http_request_t *r)
     }
     if (r->cacheable && s_make_key (req))
         goto fail;
-    //  No "Expect: 100-continue" round trip before large bodies (after the
-    //  key, which holds only the caller's headers).
+    //  No "Expect: 100-continue" round trip before large bodies; and no
+    //  Content-Type the caller did not give (libcurl would say the body
+    //  is a form). After the key, which holds only the caller's headers.
+    bool typed = false;
+    for (struct curl_slist *h = req->headers; h; h = h->next)
+        if (strncasecmp (h->data, "Content-Type:", 13) == 0)
+            typed = true;
     struct curl_slist *list = curl_slist_append (req->headers, "Expect:");
     if (!list)
         goto fail;
     req->headers = list;
+    if (r->body && !typed) {
+        list = curl_slist_append (req->headers, "Content-Type:");
+        if (!list)
+            goto fail;
+        req->headers = list;
+    }
     req->priority = r->priority;
     req->timeout_ms = r->timeout_ms;
     req->tokens = r->tokens;

@@ -410,10 +410,15 @@ START_TEST (test_success)
                                .body = chat, .body_size = strlen (chat) };
     uint64_t posted;
     ck_assert_int_eq (tr_http_submit (node, &post, s_done, NULL, &posted), TR_OK);
+    //  A body without a Content-Type goes without one (not as a form).
+    tr_http_request_t untyped = { .url = s_at (&srv, "/echo"), .body = chat,
+                                  .body_size = strlen (chat) };
+    uint64_t bare;
+    ck_assert_int_eq (tr_http_submit (node, &untyped, s_done, NULL, &bare), TR_OK);
     tr_http_request_t del = { .url = s_at (&srv, "/thing/7?force=1"), .method = "delete" };
     uint64_t deleted;
     ck_assert_int_eq (tr_http_submit (node, &del, s_done, NULL, &deleted), TR_OK);
-    s_wait_results (3, 5000);
+    s_wait_results (4, 5000);
 
     s_res_t *r = s_result (get);
     ck_assert_int_eq (r->error, TR_OK);
@@ -435,13 +440,23 @@ START_TEST (test_success)
     ck_assert_str_eq (r->body, "");
 
     //  What the server saw: methods, the body byte for byte, the headers.
-    s_entry_t log [8];
-    ck_assert_uint_eq (s_log (srv.port, log, 8, "x-trace"), 3);
-    for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq (s_result (bare)->error, TR_OK);
+    s_entry_t log [8], types [8];
+    ck_assert_uint_eq (s_log (srv.port, log, 8, "x-trace"), 4);
+    ck_assert_uint_eq (s_log (srv.port, types, 8, "content-type"), 4);
+    int echoes = 0;
+    for (int i = 0; i < 4; i++) {
         if (strcmp (log [i].path, "/echo") == 0) {
             ck_assert_str_eq (log [i].method, "POST");
             ck_assert_str_eq (log [i].body, chat);
-            ck_assert_str_eq (log [i].header, "abc 1");
+            //  The one with headers, and the bare one.
+            if (strcmp (log [i].header, "abc 1") == 0)
+                ck_assert_str_eq (types [i].header, "application/json");
+            else {
+                ck_assert_str_eq (log [i].header, "");
+                ck_assert_str_eq (types [i].header, "");
+            }
+            echoes++;
         }
         else
         if (strcmp (log [i].path, "/ok") == 0)
@@ -453,8 +468,9 @@ START_TEST (test_success)
     }
     tr_http_stats_t stats;
     ck_assert_int_eq (tr_http_stats (node, NULL, &stats), TR_OK);
-    ck_assert_uint_eq (stats.submitted, 3);
-    ck_assert_uint_eq (stats.completed_ok, 3);
+    ck_assert_int_eq (echoes, 2);
+    ck_assert_uint_eq (stats.submitted, 4);
+    ck_assert_uint_eq (stats.completed_ok, 4);
     ck_assert_uint_eq (stats.failed, 0);
     ck_assert_uint_eq (stats.retries, 0);
     ck_assert_uint_eq (stats.in_flight, 0);
