@@ -45,7 +45,9 @@
     Transfers are plain libcurl ones: redirects are not followed (a 3xx
     is TR_EHTTP with its status), proxies named in the environment
     (http_proxy, https_proxy, no_proxy...) are used, TLS certificates are
-    verified against the system's store. Past 256 attempts in flight
+    verified against the system's store, a body goes with the
+    Content-Type the caller's headers give (none if they give none), and
+    no "Expect: 100-continue" round trip is made. Past 256 attempts in flight
     (all backends), an attempt opens a connection of its own and closes
     it after; below that, connections are kept alive and reused.
 
