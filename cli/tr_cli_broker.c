@@ -226,6 +226,14 @@ s_broker (int argc, char **argv)
             (unsigned long long) stats.bounced, (unsigned long long) stats.events,
             (unsigned long long) stats.kv_writes, (unsigned long long) stats.kv_keys,
             (unsigned long long) stats.kv_version);
+    //  What it refused or could not deliver, for whoever reads the log
+    //  after an attack or an overload.
+    tr_log (TR_LOG_INFO, "broker: refused: %llu malformed, %llu other requests, %llu CURVE "
+            "handshakes; dropped: %llu event copies for slow subscribers, %llu answers or "
+            "bounces to full clients; %llu clients declared dead",
+            (unsigned long long) stats.malformed, (unsigned long long) stats.refused,
+            (unsigned long long) stats.auth_refused, (unsigned long long) stats.events_dropped,
+            (unsigned long long) stats.lost, (unsigned long long) stats.dead);
     tr_broker_stop (&broker);
     pthread_sigmask (SIG_SETMASK, &old_mask, NULL);
     return TR_CLI_OK;

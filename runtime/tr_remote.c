@@ -199,6 +199,7 @@ struct tr__remote {
     uint64_t hello_seq;
     uint64_t next_wire_id;
     int64_t last_heard_ns;              //  anything from the broker
+    int64_t last_polled_ns;             //  the link last looked at its socket
     int64_t last_sent_ns;               //  anything to the broker
     int64_t retry_at_ns;                //  next connection attempt
     int backoff_ms;
@@ -1730,6 +1731,16 @@ s_sweep (tr__remote_t *self, int64_t now)
 }
 
 //  Heartbeats and liveness; returns the poll timeout in ms.
+//  True if a message from the broker is waiting to be read.
+static bool
+s_readable (tr__remote_t *self)
+{
+    int events = 0;
+    size_t size = sizeof events;
+    return self->sock && zmq_getsockopt (self->sock, ZMQ_EVENTS, &events, &size) == 0
+        && (events & ZMQ_POLLIN);
+}
+
 static int
 s_tick (tr__remote_t *self)
 {
@@ -1737,7 +1748,11 @@ s_tick (tr__remote_t *self)
     int64_t h = (int64_t) self->heartbeat_ms * 1000000;
     if (!self->sock && now >= self->retry_at_ns)
         s_connect (self);
-    if (self->sock && now - self->last_heard_ns > 3 * h)
+    //  Silence is judged only by a link that has been looking: one whose
+    //  thread did not run for a while (a busy machine) may have the
+    //  broker's messages waiting unread, and reads them first.
+    if (self->sock && now - self->last_heard_ns > 3 * h && now - self->last_polled_ns < h
+    &&  !s_readable (self))
         s_disconnect (self, "silent for three heartbeats");
     if (self->sock && self->greeted && now - self->last_sent_ns >= h) {
         tr__wire_out_t out;
@@ -1786,6 +1801,7 @@ s_run (void *arg)
             { ring, 0, ZMQ_POLLIN, 0 }, { self->sock, 0, ZMQ_POLLIN, 0 }
         };
         int n = zmq_poll (items, self->sock? 2: 1, timeout);
+        self->last_polled_ns = tr__now_ns ();
         tr__mbox_poll_disarm (self->gateway);
         if (n > 0 && self->sock && (items [1].revents & ZMQ_POLLIN))
             for (int i = 0; i < 1000 && self->sock && s_on_broker (self); i++)
