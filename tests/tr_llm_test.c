@@ -772,6 +772,45 @@ START_TEST (test_counters_and_tells)
 }
 END_TEST
 
+//  tr_actor_info_set/add/get themselves (the counters the agent uses).
+static int
+s_info_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    int results [6];
+    results [0] = tr_actor_info_set (self, "a", 5);
+    results [1] = tr_actor_info_add (self, "a", -2);
+    results [2] = tr_actor_info_add (self, "", 1);
+    results [3] = tr_actor_info_set (self, "a-key-of-32-bytes-is-one-too-lon", 1);
+    for (int i = 1; i < 16; i++) {
+        char key [8];
+        snprintf (key, sizeof key, "k%d", i);
+        tr_actor_info_set (self, key, i);
+    }
+    results [4] = tr_actor_info_set (self, "seventeenth", 1);
+    results [5] = tr_actor_info_set (NULL, "a", 1);
+    bool ok = results [0] == TR_OK && results [1] == TR_OK && results [2] == TR_EINVAL
+           && results [3] == TR_EINVAL && results [4] == TR_ELIMIT && results [5] == TR_EINVAL;
+    tr_body_t b = tr_test_pack_uint (ok);
+    return tr_reply (msg, b.data, b.size);
+}
+
+START_TEST (test_actor_info)
+{
+    tr_behaviour_t behaviour = { .handle = s_info_handle };
+    ck_assert_int_eq (tr_spawn (s_node, "counts", &behaviour, NULL, NULL, NULL), TR_OK);
+    tr_msg_t *reply = NULL;
+    tr_body_t b = tr_test_pack_uint (1);
+    ck_assert_int_eq (tr_ask (s_node, "counts", b.data, b.size, 2000, &reply, NULL), TR_OK);
+    ck_assert_int_eq (tr_test_unpack_uint (tr_msg_body (reply), tr_msg_size (reply)), 1);
+    tr_msg_destroy (&reply);
+    ck_assert_int_eq (s_info ("counts", "a"), 3);
+    ck_assert_int_eq (s_info ("counts", "k15"), 15);
+    int64_t v;
+    ck_assert_int_eq (tr_actor_info_get (s_node, "counts", "seventeenth", &v), TR_ENOTFOUND);
+    ck_assert_int_eq (tr_actor_info_get (s_node, "counts", NULL, &v), TR_EINVAL);
+}
+END_TEST
+
 START_TEST (test_c_api)
 {
     static const char *const labels [] = { "spam", "ham", NULL };
@@ -1370,6 +1409,7 @@ s_suite (void)
     tcase_add_test (tc, test_stop_in_flight);
     tcase_add_test (tc, test_turns_full);
     tcase_add_test (tc, test_counters_and_tells);
+    tcase_add_test (tc, test_actor_info);
     tcase_add_test (tc, test_c_api);
     suite_add_tcase (suite, tc);
     tc = tcase_create ("http");
