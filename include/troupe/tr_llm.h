@@ -19,9 +19,11 @@
     can get: TR_EINVAL (a body the agent cannot take: not a string or a
     map, a missing or unknown input field), TR_EHTTP (the endpoint failed
     after its retries, or answered something that is not a chat
-    completion), TR_ETIMEDOUT, TR_EOUTPUT (the answer did not fit the
+    completion), TR_ETIMEDOUT, TR_ETOOBIG (a response past the backend's
+    max_response), TR_EOUTPUT (the answer did not fit the
     signature after the retries allowed; the reason is logged and
-    published as the event "llm.output_failed" {agent, reason, answer}),
+    published as the event "llm.output_failed" {agent, reason, attempts,
+    answer}),
     TR_EFULL (too many conversation turns waiting), TR_ESTOPPED (the
     agent stopped first).
 
