@@ -259,8 +259,10 @@ s_call_unref (tr__call_t **call_p)
         free (call->frame);
         free (call->payload);
         tr__remote_reply_free (&call->reply);
-        pthread_mutex_destroy (&call->lock);
-        pthread_cond_destroy (&call->cond);
+        if (!call->fn) {
+            pthread_mutex_destroy (&call->lock);
+            pthread_cond_destroy (&call->cond);
+        }
         free (call);
     }
 }
@@ -2112,10 +2114,12 @@ tr__remote_call_seq (tr__remote_t *self)
     return atomic_fetch_add (&self->call_seq, 1);
 }
 
-//  A call with copies of the request's frames; refs references. NULL if
-//  out of memory.
+//  A call with copies of the request's frames and refs references:
+//  asynchronous with fn (no lock: only the link touches it), waited for
+//  without. NULL if out of memory.
 static tr__call_t *
-s_call_new (const tr__wire_out_t *frame, const void *payload, size_t payload_size, int refs)
+s_call_new (const tr__wire_out_t *frame, const void *payload, size_t payload_size, int refs,
+            tr__call_fn *fn, void *arg)
 {
     if (frame->failed)
         return NULL;
@@ -2123,12 +2127,17 @@ s_call_new (const tr__wire_out_t *frame, const void *payload, size_t payload_siz
     if (!call)
         return NULL;
     atomic_init (&call->refs, refs);
-    pthread_mutex_init (&call->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init (&attr);
-    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
-    pthread_cond_init (&call->cond, &attr);
-    pthread_condattr_destroy (&attr);
+    call->fn = fn;
+    call->fn_arg = arg;
+    if (!fn) {
+        //  Only a waiting caller needs to be woken.
+        pthread_mutex_init (&call->lock, NULL);
+        pthread_condattr_t attr;
+        pthread_condattr_init (&attr);
+        pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+        pthread_cond_init (&call->cond, &attr);
+        pthread_condattr_destroy (&attr);
+    }
     tr__mp_t mp;
     uint32_t n;
     const char *verb;
@@ -2158,11 +2167,9 @@ tr__remote_call_async (tr__remote_t *self, const tr__wire_out_t *frame,
                        const void *payload, size_t payload_size, int timeout_ms,
                        tr__call_fn *done, void *arg)
 {
-    tr__call_t *call = s_call_new (frame, payload, payload_size, 1);
+    tr__call_t *call = s_call_new (frame, payload, payload_size, 1, done, arg);
     if (!call)
         return TR_ENOMEM;
-    call->fn = done;
-    call->fn_arg = arg;
     call->deadline_ns = tr__deadline_after_ms (timeout_ms);
     //  The link's (only) reference travels in the message.
     if (tr__post_raw (self->node, self->gateway, TR__KIND_CALL, &call, sizeof call)) {
@@ -2177,7 +2184,7 @@ tr__remote_call (tr__remote_t *self, const tr__wire_out_t *frame, const void *pa
                  size_t payload_size, int timeout_ms, tr__reply_t *reply_p)
 {
     memset (reply_p, 0, sizeof *reply_p);
-    tr__call_t *call = s_call_new (frame, payload, payload_size, 2);
+    tr__call_t *call = s_call_new (frame, payload, payload_size, 2, NULL, NULL);
     if (!call)
         return TR_ENOMEM;
     //  The link's reference travels in the message.
