@@ -1583,7 +1583,7 @@ s_words (const char *text, s_words_t *w)
 static void
 s_key_term (const s_words_t *w, char *out, size_t size)
 {
-    size_t best = 0, best_len = 0;
+    size_t best_len = 0;
     const char *best_at = "";
     for (size_t i = 0; i < w->count; i++) {
         const char *s = w->at [i];
@@ -1593,12 +1593,10 @@ s_key_term (const s_words_t *w, char *out, size_t size)
         while (len && ispunct ((unsigned char) s [len - 1]))
             len--;
         if (len > best_len) {
-            best = i;
             best_len = len;
             best_at = s;
         }
     }
-    (void) best;
     snprintf (out, size, "%.*s", (int) (best_len < size? best_len: size - 1), best_at);
 }
 
