@@ -3021,6 +3021,36 @@ s_pack_offline (msgpack_packer *pk, const tr_llm_opts_t *o)
     return TR_OK;
 }
 
+static int
+s_pack_signature (msgpack_packer *pk, const tr_llm_signature_t *sig)
+{
+    s_pack_cstr (pk, "signature");
+    msgpack_pack_map (pk, 3 + (sig->instructions != NULL));
+    if (sig->instructions)
+        s_pack_kv_str (pk, "instructions", sig->instructions);
+    s_pack_cstr (pk, "reasoning");
+    sig->reasoning? msgpack_pack_true (pk): msgpack_pack_false (pk);
+    s_pack_cstr (pk, "inputs");
+    int rc = s_pack_fields (pk, sig->inputs, sig->inputs? sig->input_count: 0);
+    s_pack_cstr (pk, "outputs");
+    if (rc == TR_OK)
+        rc = s_pack_fields (pk, sig->outputs, sig->outputs? sig->output_count: 0);
+    return rc;
+}
+
+static void
+s_pack_history (msgpack_packer *pk, const tr_llm_opts_t *o)
+{
+    s_pack_cstr (pk, "history");
+    msgpack_pack_map (pk, 2 + (o->history_max_tokens > 0) + (o->history_keep > 0));
+    s_pack_kv_int (pk, "max_messages", o->history_max_messages);
+    s_pack_kv_str (pk, "overflow", o->history_summarize? "summarize": "drop");
+    if (o->history_max_tokens > 0)
+        s_pack_kv_int (pk, "max_tokens", o->history_max_tokens);
+    if (o->history_keep > 0)
+        s_pack_kv_int (pk, "keep", o->history_keep);
+}
+
 int
 tr_llm_params_pack (const tr_llm_opts_t *o, tr_params_t *params)
 {
@@ -3067,36 +3097,16 @@ tr_llm_params_pack (const tr_llm_opts_t *o, tr_params_t *params)
     }
     s_pack_cstr (&pk, "backend");
     int rc = s_pack_backend (&pk, o);
-    if (sig) {
-        s_pack_cstr (&pk, "signature");
-        msgpack_pack_map (&pk, 3 + (sig->instructions != NULL));
-        if (sig->instructions)
-            s_pack_kv_str (&pk, "instructions", sig->instructions);
-        s_pack_cstr (&pk, "reasoning");
-        sig->reasoning? msgpack_pack_true (&pk): msgpack_pack_false (&pk);
-        s_pack_cstr (&pk, "inputs");
-        if (rc == TR_OK)
-            rc = s_pack_fields (&pk, sig->inputs, sig->inputs? sig->input_count: 0);
-        s_pack_cstr (&pk, "outputs");
-        if (rc == TR_OK)
-            rc = s_pack_fields (&pk, sig->outputs, sig->outputs? sig->output_count: 0);
-    }
+    if (sig && rc == TR_OK)
+        rc = s_pack_signature (&pk, sig);
     if (o->output_retries)
         s_pack_kv_int (&pk, "output_retries", o->output_retries < 0? 0: o->output_retries);
     if (o->no_json_mode) {
         s_pack_cstr (&pk, "json_mode");
         msgpack_pack_false (&pk);
     }
-    if (o->history_max_messages > 0) {
-        s_pack_cstr (&pk, "history");
-        msgpack_pack_map (&pk, 2 + (o->history_max_tokens > 0) + (o->history_keep > 0));
-        s_pack_kv_int (&pk, "max_messages", o->history_max_messages);
-        s_pack_kv_str (&pk, "overflow", o->history_summarize? "summarize": "drop");
-        if (o->history_max_tokens > 0)
-            s_pack_kv_int (&pk, "max_tokens", o->history_max_tokens);
-        if (o->history_keep > 0)
-            s_pack_kv_int (&pk, "keep", o->history_keep);
-    }
+    if (o->history_max_messages > 0)
+        s_pack_history (&pk, o);
     s_pack_cstr (&pk, "offline");
     if (rc == TR_OK)
         rc = s_pack_offline (&pk, o);
