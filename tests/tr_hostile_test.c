@@ -433,12 +433,16 @@ s_slow (void *arg)
     void *pub = s_socket ();
     s_hello (pub, "flooder", "client", 1, true);
     s_drain (pub, 200);
-    uint8_t body [200];
-    body [0] = 0xc4;
-    body [1] = sizeof body - 2;
-    memset (body + 2, 'e', sizeof body - 2);
+    //  Events of 4 KiB: the reader's socket buffers in the kernel fill
+    //  soon, then the broker's queue towards it (max_queue), then the
+    //  broker drops copies and counts them.
+    static uint8_t body [4096];
+    body [0] = 0xc5;
+    body [1] = (uint8_t) ((sizeof body - 3) >> 8);
+    body [2] = (uint8_t) (sizeof body - 3);
+    memset (body + 3, 'e', sizeof body - 3);
     while (!atomic_load (&s_stop)) {
-        for (int i = 0; i < 1000; i++) {
+        for (int i = 0; i < 200; i++) {
             tr__wire_begin (&out, TR__V_PUB, 0, 1);
             tr__wire_str (&out, "flood.e", 7);
             s_send_frame (pub, &out, body, sizeof body);
@@ -627,11 +631,16 @@ START_TEST (test_hostile)
                    (unsigned long long) good.asks_failed, (unsigned long long) good.kv_failed,
                    tr_errname (good.last_error));
     ck_assert_uint_gt (good.asks, 100);
-    //  Under the sanitizers the broker carries their shadow memory and
-    //  quarantine as well: the bound grows with the slowdown factor.
+    //  Under AddressSanitizer the broker carries its shadow memory and
+    //  quarantine as well: the bound grows with the slowdown factor. Under
+    //  ThreadSanitizer the shadow is several times the heap and grows with
+    //  every address ever touched: the bound means nothing there, and is
+    //  checked by the other builds.
+#if !defined (__SANITIZE_THREAD__)
     long bound_kb = S_RSS_BOUND_MB * 1024L * tr_test_slowdown ();
     ck_assert_msg (rss_max < bound_kb, "broker RSS reached %ld KiB (bound %ld)", rss_max,
                    bound_kb);
+#endif
     ck_assert_uint_gt (malformed, 0);
     ck_assert_uint_gt (refused, 0);
     ck_assert_uint_gt (dropped, 0);
