@@ -2,7 +2,7 @@
     answering every chat completion after DELAY ms).
 
     usage: tb_llm parallel REPS TASKS DELAY C...
-           tb_llm inflight REPS CALLS DELAY [AGENTS]
+           tb_llm inflight REPS CALLS DELAY [AGENTS [offline]]
 
     parallel (llm_parallel): the parallel-agents measurement. C agents
     (type "llm", each with its own worker thread asking it) take TASKS
@@ -20,7 +20,9 @@
     ideal when all are in flight at once. Series: total_ms (troupe),
     ideal_ms (reference), peak_rss_kib and threads (the process's, at the
     peak of the round). The first round opens the connections and is
-    reported apart (NOTE); REPS rounds follow.
+    reported apart (NOTE); REPS rounds follow. With "offline", the agents
+    use the offline backend with DELAY as its latency: no server, no HTTP,
+    what troupe's own path costs (series total_ms_offline, ideal_ms_offline).
 
     Both start the server themselves, from the source tree.
 */
@@ -155,11 +157,13 @@ s_server_stop (s_server_t *srv)
 
 //  Spawns an agent on the server, on the backend "bench" (no limit on
 //  concurrency that the runs could reach, no retries, no cache).
+//  base NULL: the offline backend, answering after `latency` ms.
 static void
-s_agent (tr_node_t *node, const char *name, const char *base, size_t capacity)
+s_agent (tr_node_t *node, const char *name, const char *base, size_t capacity, long latency)
 {
     tr_llm_opts_t opts = {
         .base_url = base,
+        .offline_latency_ms = base? 0: latency,
         .model = "bench",
         .system = "Answer in a few words.",
         .backend = { .name = "bench", .max_concurrent = 100000, .timeout_ms = 120000,
@@ -265,7 +269,7 @@ s_parallel (int argc, char **argv)
         for (; spawned < c; spawned++) {
             char name [32];
             snprintf (name, sizeof name, "agent%ld", spawned);
-            s_agent (node, name, srv.base, 0);
+            s_agent (node, name, srv.base, 0, 0);
         }
         long failed = 0;
         s_parallel_round (node, tasks, c, &failed);        //  warm-up
@@ -387,6 +391,9 @@ s_inflight (int argc, char **argv)
     s_round.calls = tb_arg (argc, argv, 3, 10000);
     long delay = tb_arg (argc, argv, 4, 100);
     s_round.agents = tb_arg (argc, argv, 5, 4);
+    //  "offline": the same asks answered by the offline backend after the
+    //  delay, without HTTP: what troupe's own path costs.
+    bool offline = argc > 6 && strcmp (argv [6], "offline") == 0;
     //  One descriptor per connection, and some.
     struct rlimit rl;
     getrlimit (RLIMIT_NOFILE, &rl);
@@ -397,14 +404,15 @@ s_inflight (int argc, char **argv)
                  (long) rl.rlim_cur, s_round.calls + 200);
         return 1;
     }
-    s_server_t srv;
-    s_server_start (&srv, delay);
+    s_server_t srv = { .pid = 0 };
+    if (!offline)
+        s_server_start (&srv, delay);
     tr_node_t *node;
     tb_check (tr_node_new (NULL, &node), "tr_node_new");
     for (long i = 0; i < s_round.agents; i++) {
         char name [32];
         snprintf (name, sizeof name, "agent%ld", i);
-        s_agent (node, name, srv.base, (size_t) s_round.calls + 16);
+        s_agent (node, name, offline? NULL: srv.base, (size_t) s_round.calls + 16, delay);
     }
     tr_behaviour_t asker = { .handle = s_asker_handle };
     tr_spawn_opts_t big = { .capacity = (size_t) s_round.calls + 16 };
@@ -416,33 +424,44 @@ s_inflight (int argc, char **argv)
         snprintf (total_series, sizeof total_series, "total_ms_d%ld", delay);
         snprintf (ideal_series, sizeof ideal_series, "ideal_ms_d%ld", delay);
     }
-    s_server_peak (&srv);
+    if (offline) {
+        snprintf (total_series, sizeof total_series, "total_ms_offline");
+        snprintf (ideal_series, sizeof ideal_series, "ideal_ms_offline");
+    }
+    const char *what = offline? "offline": "delay";
+    if (!offline)
+        s_server_peak (&srv);
     for (long r = 0; r <= reps; r++) {
         long threads_round = 0;
         double ms = s_inflight_round (node, &threads_round);
         if (threads_round > threads)
             threads = threads_round;
-        long peak = s_server_peak (&srv);
+        long peak = offline? s_round.calls: s_server_peak (&srv);
         if (peak < peak_min)
             peak_min = peak;
         fprintf (stderr, "llm_inflight: round %ld: %ld calls in %.1f ms (%.2f x %ld ms), "
                  "%ld threads, server peak in flight %ld, %ld failed\n", r, s_round.calls, ms,
                  ms / (double) delay, delay, threads_round, peak, atomic_load (&s_round.failed));
         if (r == 0) {
-            printf ("NOTE llm_inflight delay %ld ms: first round (connections opened): %ld "
-                    "calls in %.0f ms (%.2f x the ideal)\n", delay, s_round.calls, ms,
+            printf ("NOTE llm_inflight %s %ld ms: first round: %ld "
+                    "calls in %.0f ms (%.2f x the ideal)\n", what, delay, s_round.calls, ms,
                     ms / (double) delay);
             continue;
         }
         tb_sample ("llm_inflight", total_series, ms);
         tb_sample ("llm_inflight", ideal_series, (double) delay);
     }
-    if (delay == 100)
+    if (delay == 100 && !offline)
         tb_sample ("llm_inflight", "peak_rss_kib", (double) s_status_field ("VmHWM"));
-    printf ("NOTE llm_inflight delay %ld ms: the server held at least %ld requests at once "
-            "in every round (its own count)\n", delay, peak_min);
-    printf ("NOTE llm_inflight delay %ld ms: threads at the peak: %ld (%ld agents, the asker, "
-            "the HTTP engine, the node's services); %ld asks failed\n", delay, threads, s_round.agents,
+    if (offline)
+        printf ("NOTE llm_inflight offline %ld ms: peak resident memory %ld KiB\n", delay,
+                s_status_field ("VmHWM"));
+    else
+        printf ("NOTE llm_inflight delay %ld ms: the server held at least %ld requests at "
+                "once in every round (its own count)\n", delay, peak_min);
+    printf ("NOTE llm_inflight %s %ld ms: threads at the peak: %ld (%ld agents, the asker, "
+            "the HTTP engine or the offline delay threads, the node's services); %ld asks "
+            "failed\n", what, delay, threads, s_round.agents,
             atomic_load (&s_round.failed));
     int64_t prompt = 0, completion = 0, v;
     for (long i = 0; i < s_round.agents; i++) {
@@ -453,17 +472,18 @@ s_inflight (int argc, char **argv)
         if (tr_actor_info_get (node, name, "llm.completion_tokens", &v) == TR_OK)
             completion += v;
     }
-    printf ("NOTE llm_inflight delay %ld ms: tokens counted from usage: %lld prompt, "
-            "%lld completion\n", delay, (long long) prompt, (long long) completion);
+    printf ("NOTE llm_inflight %s %ld ms: tokens counted from usage: %lld prompt, "
+            "%lld completion\n", what, delay, (long long) prompt, (long long) completion);
     fflush (stdout);
     tr_node_destroy (&node);
-    s_server_stop (&srv);
+    if (!offline)
+        s_server_stop (&srv);
     //  Where the CPU went: this process (agents, engine) and the server.
     struct rusage self, server;
     getrusage (RUSAGE_SELF, &self);
     getrusage (RUSAGE_CHILDREN, &server);
-    printf ("NOTE llm_inflight delay %ld ms: CPU over all %ld rounds: this process %.2f s user + %.2f s "
-            "system, the Python server %.2f s user + %.2f s system\n", delay, reps + 1,
+    printf ("NOTE llm_inflight %s %ld ms: CPU over all %ld rounds: this process %.2f s user + %.2f s "
+            "system, the Python server %.2f s user + %.2f s system\n", what, delay, reps + 1,
             (double) self.ru_utime.tv_sec + self.ru_utime.tv_usec / 1e6,
             (double) self.ru_stime.tv_sec + self.ru_stime.tv_usec / 1e6,
             (double) server.ru_utime.tv_sec + server.ru_utime.tv_usec / 1e6,
@@ -480,6 +500,6 @@ main (int argc, char **argv)
     if (argc >= 2 && strcmp (argv [1], "inflight") == 0)
         return s_inflight (argc, argv);
     fprintf (stderr, "usage: tb_llm parallel REPS TASKS DELAY C...\n"
-                     "       tb_llm inflight REPS CALLS DELAY [AGENTS]\n");
+                     "       tb_llm inflight REPS CALLS DELAY [AGENTS [offline]]\n");
     return 2;
 }

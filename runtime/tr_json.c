@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -256,6 +257,8 @@ tr__json_from_msgpack (const void *data, size_t size, char **text_p, size_t *len
     &&  offset == size) {
         FILE *out = open_memstream (&text, &len);
         if (out) {
+            //  The stream is this call's own: no locking per character.
+            __fsetlocking (out, FSETLOCKING_BYCALLER);
             rc = tr__json_write (out, &result.data, 0);
             if (fclose (out))
                 rc = -1;
