@@ -44,6 +44,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -739,6 +740,22 @@ s_on_data (char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+//  Connections close with a reset rather than a FIN: the engine closes a
+//  connection only when it has its whole answer (or gives up on it), and
+//  a FIN would leave the port in TIME_WAIT for a minute on our side. Past
+//  S_KEEP_ALIVE in flight every attempt closes its connection, and
+//  libcurl trims its cache by closing idle ones; at thousands of requests
+//  a second to one server, TIME_WAIT would use up the local ports (about
+//  28,000) within seconds (loopback hides it: tcp_tw_reuse).
+static int
+s_on_sockopt (void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    struct linger abort_on_close = { .l_onoff = 1, .l_linger = 0 };
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        setsockopt (fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    return CURL_SOCKOPT_OK;
+}
+
 //  Sets up one attempt's easy handle; `reuse` lets it take and leave a
 //  kept-alive connection. Returns 0 or -1 (out of memory).
 static int
@@ -771,6 +788,7 @@ s_easy_setup (s_req_t *req, bool reuse, int64_t now_ns)
         curl_easy_setopt (easy, CURLOPT_FRESH_CONNECT, 1L);
         curl_easy_setopt (easy, CURLOPT_FORBID_REUSE, 1L);
     }
+    curl_easy_setopt (easy, CURLOPT_SOCKOPTFUNCTION, s_on_sockopt);
     if (strcmp (req->method, "HEAD") == 0)
         curl_easy_setopt (easy, CURLOPT_NOBODY, 1L);
     else

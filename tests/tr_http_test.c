@@ -1469,6 +1469,24 @@ END_TEST
 //  Connections are kept alive between requests; past the engine's
 //  keep-alive limit (256 attempts running) each extra request takes a
 //  connection of its own: 600 at once all run at once and succeed.
+//  Sockets in TIME_WAIT toward 127.0.0.1:port (/proc/net/tcp).
+static int
+s_time_waits (int port)
+{
+    FILE *f = fopen ("/proc/net/tcp", "r");
+    ck_assert_ptr_nonnull (f);
+    char line [512];
+    int count = 0;
+    while (fgets (line, sizeof line, f)) {
+        unsigned rport, state;
+        if (sscanf (line, " %*d: %*x:%*x %*x:%x %x", &rport, &state) == 2
+        &&  (int) rport == port && state == 0x06)
+            count++;
+    }
+    fclose (f);
+    return count;
+}
+
 static atomic_int s_many_ok;
 static atomic_int s_many_done;
 
@@ -1518,6 +1536,9 @@ START_TEST (test_keep_alive_and_many)
     //  All at once: the server held (nearly) all of them together.
     ck_assert_int_ge (s_stat (srv.port, "max_in_flight"), n * 9 / 10);
     ck_assert_int_lt (took, s_slow (5000));
+    //  The connections closed (used once, or trimmed from libcurl's cache)
+    //  were reset, not left in TIME_WAIT.
+    ck_assert_int_eq (s_time_waits (srv.port), 0);
     //  Once they are done, the engine still reuses what it kept.
     free (s_control (srv.port, "POST", "/_reset", NULL));
     for (int i = 0; i < 3; i++) {
@@ -1526,6 +1547,8 @@ START_TEST (test_keep_alive_and_many)
     }
     ck_assert_int_eq (s_stat (srv.port, "connections"), 1 + 1);   //  and /_stats
     tr_node_destroy (&node);
+    //  Nor those kept alive, closed with the node.
+    ck_assert_int_eq (s_time_waits (srv.port), 0);
     s_server_stop (&srv);
 }
 END_TEST

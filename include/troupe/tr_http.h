@@ -49,7 +49,9 @@
     Content-Type the caller's headers give (none if they give none), and
     no "Expect: 100-continue" round trip is made. Past 256 attempts in flight
     (all backends), an attempt opens a connection of its own and closes
-    it after; below that, connections are kept alive and reused.
+    it after; below that, connections are kept alive and reused. The
+    engine closes connections with a reset, not a FIN, so that churning
+    thousands of them leaves no local port in TIME_WAIT.
 
     Threads: every function may be called from any thread. Completion
     callbacks run on the engine's thread, one at a time; they must not
