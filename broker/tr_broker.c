@@ -1122,41 +1122,25 @@ static void
 s_route_batch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
 {
     //  tr__wire_check has judged the forms and the names.
-    tr__mp_t r = cmd->args;
-    uint32_t n = 0, sizes = 0;
+    tr__mp_t r = cmd->args, names;
+    uint32_t n = 0;
     tr__mp_array (&r, &n);
-    s_batched_t e [TR__WIRE_MAX_BATCH];
-    const char *why = n == 0 || n > TR__WIRE_MAX_BATCH?
-                      "SENDS takes 1 to max_batch envelopes": NULL;
-    for (uint32_t i = 0; i < n; i++) {
-        const char *to;
-        uint32_t len;
-        tr__mp_str (&r, &to, &len);
-        if (i < TR__WIRE_MAX_BATCH) {
-            e [i].to = to;
-            e [i].to_len = len;
-        }
-    }
-    tr__mp_array (&r, &sizes);
-    size_t total = 0;
-    if (!why && sizes != n)
-        why = "SENDS needs as many sizes as names";
-    for (uint32_t i = 0; !why && i < n; i++) {
-        uint64_t size;
-        tr__mp_uint (&r, &size);
-        if (size > self->max_frame)
-            why = "an envelope larger than max_frame";
-        else {
-            e [i].size = (uint32_t) size;
-            e [i].offset = total;
-            total += size;
-        }
-    }
-    if (!why && (in->frames != 2 || total != zmq_msg_size (&in->payload)))
-        why = "SENDS's sizes must add up to its payload's";
-    if (why) {
+    names = r;
+    for (uint32_t i = 0; i < n; i++)
+        tr__mp_skip (&r, 1);
+    tr__wire_batch_t batch;
+    const char *why = "SENDS takes its envelopes in a second frame";
+    if (in->frames != 2
+    ||  tr__wire_batch (&r, false, zmq_msg_size (&in->payload), &batch, &why) != TR_OK
+    ||  (batch.count != n && (why = "SENDS needs as many sizes as names"))) {
         s_error (self, client, in, cmd->seq, TR_EMALFORMED, why);
         return;
+    }
+    s_batched_t e [TR__WIRE_MAX_BATCH];
+    for (uint32_t i = 0; i < n; i++) {
+        tr__mp_str (&names, &e [i].to, &e [i].to_len);
+        e [i].size = batch.size [i];
+        e [i].offset = batch.offset [i];
     }
     for (uint32_t i = 0; i < n; i++) {
         char name [TR_NAME_MAX + 1];
@@ -1370,41 +1354,30 @@ static void
 s_pub_batch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
 {
     tr__mp_t r = cmd->args;
-    uint32_t n = 0, count = 0;
+    uint32_t n = 0;
     tr__mp_array (&r, &n);              //  forms and topics judged by tr__wire_check
-    const char *topics [TR__WIRE_MAX_BATCH];
-    uint32_t topic_lens [TR__WIRE_MAX_BATCH], sizes [TR__WIRE_MAX_BATCH];
-    size_t offsets [TR__WIRE_MAX_BATCH];
-    bool bad = n == 0 || n > TR__WIRE_MAX_BATCH;
-    for (uint32_t i = 0; i < n; i++) {
-        const char *topic;
-        uint32_t len;
-        tr__mp_str (&r, &topic, &len);
-        if (i < TR__WIRE_MAX_BATCH) {
-            topics [i] = topic;
-            topic_lens [i] = len;
-        }
-    }
-    tr__mp_array (&r, &count);
-    bad |= count != n;
-    size_t total = 0;
-    for (uint32_t i = 0; !bad && i < n; i++) {
-        uint64_t size;
-        tr__mp_uint (&r, &size);
-        bad = size > self->max_frame;
-        sizes [i] = (uint32_t) size;
-        offsets [i] = total;
-        total += size;
-    }
-    if (bad || in->frames != 2 || total != zmq_msg_size (&in->payload)) {
+    tr__mp_t topic_list = r;
+    for (uint32_t i = 0; i < n; i++)
+        tr__mp_skip (&r, 1);
+    tr__wire_batch_t batch;
+    const char *why;
+    if (in->frames != 2
+    ||  tr__wire_batch (&r, false, zmq_msg_size (&in->payload), &batch, &why) != TR_OK
+    ||  batch.count != n) {
         S_ADD (self, malformed, 1);
         tr_log (TR_LOG_DEBUG, "broker: dropped a batch of events of '%s': its counts or "
                 "sizes are wrong", client->id);
         return;
     }
+    const char *topics [TR__WIRE_MAX_BATCH];
+    uint32_t topic_lens [TR__WIRE_MAX_BATCH];
+    for (uint32_t i = 0; i < n; i++)
+        tr__mp_str (&topic_list, &topics [i], &topic_lens [i]);
+    const uint32_t *sizes = batch.size;
+    const size_t *offsets = batch.offset;
     //  Which subscribers get which events: each client collects the
     //  indices of its events (once each, never its own).
-    uint64_t batch = ++self->event_seq;
+    uint64_t round = ++self->event_seq;
     s_client_t **touched = self->touched;
     size_t touched_count = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -1432,7 +1405,7 @@ s_pub_batch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *
                 if (sub->event_mark == mark || sub == client)
                     continue;
                 sub->event_mark = mark;
-                if (sub->batch_mark != batch) {
+                if (sub->batch_mark != round) {
                     if (touched_count == self->touched_room) {
                         size_t room = self->touched_room? 2 * self->touched_room: 64;
                         s_client_t **grown = (s_client_t **) realloc (self->touched,
@@ -1446,7 +1419,7 @@ s_pub_batch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *
                         self->touched_room = room;
                     }
                     touched [touched_count++] = sub;
-                    sub->batch_mark = batch;
+                    sub->batch_mark = round;
                     sub->batch_count = 0;
                 }
                 sub->batch_idx [sub->batch_count++] = (uint16_t) i;
@@ -1475,36 +1448,15 @@ static void
 s_multi (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
 {
     tr__mp_t r = cmd->args;
-    uint32_t n = 0, m = 0;
-    uint32_t cmd_sizes [TR__WIRE_MAX_BATCH], payload_sizes [TR__WIRE_MAX_BATCH];
-    tr__mp_array (&r, &n);              //  forms judged by tr__wire_check
-    bool bad = n == 0 || n > TR__WIRE_MAX_BATCH;
-    uint64_t total = 0, size;
-    for (uint32_t i = 0; i < n; i++) {
-        tr__mp_uint (&r, &size);
-        if (i < TR__WIRE_MAX_BATCH && size <= self->max_frame) {
-            cmd_sizes [i] = (uint32_t) size;
-            total += size;
-        }
-        else
-            bad = true;
-    }
-    tr__mp_array (&r, &m);
-    bad |= m != n;
-    for (uint32_t i = 0; !bad && i < n; i++) {
-        tr__mp_uint (&r, &size);
-        if (size <= self->max_frame) {
-            payload_sizes [i] = (uint32_t) size;
-            total += size;
-        }
-        else
-            bad = true;
-    }
-    if (bad || in->frames != 2 || total != zmq_msg_size (&in->payload)) {
-        s_error (self, client, in, cmd->seq, TR_EMALFORMED,
-                 "MULTI's sizes must match its messages and add up to its payload");
+    tr__wire_batch_t batch;
+    const char *why = "MULTI takes its messages in a second frame";
+    if (in->frames != 2
+    ||  tr__wire_batch (&r, true, zmq_msg_size (&in->payload), &batch, &why) != TR_OK) {
+        s_error (self, client, in, cmd->seq, TR_EMALFORMED, why);
         return;
     }
+    uint32_t n = batch.count;
+    const uint32_t *cmd_sizes = batch.size, *payload_sizes = batch.size2;
     const uint8_t *at = (const uint8_t *) zmq_msg_data (&in->payload);
     char key [2 * 256 + 1];
     memcpy (key, client->key, sizeof key);

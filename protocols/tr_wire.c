@@ -629,3 +629,52 @@ tr__wire_check (tr__wire_cmd_t *cmd)
     }
     return TR_OK;
 }
+
+//  --------------------------------------------------------------------------
+//  Batches
+
+//  Reads one array of sizes into sizes[], adding them to *total; false if
+//  it is not an array of uints of `min` or more, of 1 to
+//  TR__WIRE_MAX_BATCH items (or of `count` items, if not 0), or its sum
+//  passes limit.
+static bool
+s_sizes (tr__mp_t *r, uint64_t min, uint32_t *count, uint32_t *sizes, uint64_t *total,
+         uint64_t limit)
+{
+    uint32_t n;
+    if (tr__mp_array (r, &n) || n == 0 || n > TR__WIRE_MAX_BATCH || (*count && n != *count))
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t size;
+        if (tr__mp_uint (r, &size) || size < min || size > limit - *total)
+            return false;
+        sizes [i] = (uint32_t) size;
+        *total += size;
+    }
+    *count = n;
+    return true;
+}
+
+int
+tr__wire_batch (tr__mp_t *r, bool pairs, size_t payload_size, tr__wire_batch_t *batch,
+                const char **why)
+{
+    batch->count = 0;
+    uint64_t total = 0;
+    if (!s_sizes (r, 1, &batch->count, batch->size, &total, payload_size)
+    ||  (pairs && !s_sizes (r, 0, &batch->count, batch->size2, &total, payload_size))) {
+        *why = "a batch needs 1 to max_batch sizes (as many in each list) "
+               "that add up to its payload";
+        return TR_EMALFORMED;
+    }
+    if (total != payload_size) {
+        *why = "a batch's sizes must add up to its payload";
+        return TR_EMALFORMED;
+    }
+    size_t at = 0;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        batch->offset [i] = at;
+        at += batch->size [i] + (pairs? batch->size2 [i]: 0);
+    }
+    return TR_OK;
+}

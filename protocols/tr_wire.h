@@ -188,6 +188,28 @@ int
     tr__wire_check (tr__wire_cmd_t *cmd);
 
 //  --------------------------------------------------------------------------
+//  Batches (1.1: SENDS, DELIVERS, PUBS, EVENTS, MULTI)
+
+//  Where the parts of a batch lie in its payload frame.
+typedef struct {
+    uint32_t count;                             //  items, 1..TR__WIRE_MAX_BATCH
+    uint32_t size [TR__WIRE_MAX_BATCH];         //  each item's first part
+    uint32_t size2 [TR__WIRE_MAX_BATCH];        //  MULTI: each item's payload
+    size_t offset [TR__WIRE_MAX_BATCH];         //  where each item starts
+} tr__wire_batch_t;
+
+//  Reads a batch's sizes at r (which moves past them): one array of
+//  sizes, each at least 1, or with `pairs` (MULTI) two arrays, the first
+//  of sizes at least 1, the second of sizes from 0, of the same length.
+//  The count must be 1 to TR__WIRE_MAX_BATCH and the sizes must add up to
+//  payload_size exactly. Returns TR_OK with *batch filled, or
+//  TR_EMALFORMED with *why saying what was wrong. Never reads past r's
+//  end; does not look at the payload itself.
+int
+    tr__wire_batch (tr__mp_t *r, bool pairs, size_t payload_size, tr__wire_batch_t *batch,
+                    const char **why);
+
+//  --------------------------------------------------------------------------
 //  Envelopes for SEND and SENDS
 
 struct msgpack_sbuffer;

@@ -1341,26 +1341,15 @@ s_deliver (tr__remote_t *self, const uint8_t *data, size_t size)
 static void
 s_deliver_batch (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_t size)
 {
-    tr__mp_t sizes = cmd->args;
-    uint32_t n = 0;
-    uint64_t total = 0, each;
-    tr__mp_array (&sizes, &n);          //  judged by tr__wire_check
-    tr__mp_t walk = sizes;
-    for (uint32_t i = 0; i < n && total <= size; i++) {
-        tr__mp_uint (&walk, &each);
-        total = each > size - total? (uint64_t) size + 1: total + each;
-    }
-    if (total != size) {
-        tr_log (TR_LOG_WARN, "remote: dropped a batch of %u envelopes from the broker: "
-                "its sizes do not add up to its payload", n);
+    tr__mp_t r = cmd->args;
+    tr__wire_batch_t batch;
+    const char *why;
+    if (tr__wire_batch (&r, false, size, &batch, &why) != TR_OK) {
+        tr_log (TR_LOG_WARN, "remote: dropped a DELIVERS from the broker: %s", why);
         return;
     }
-    size_t offset = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        tr__mp_uint (&sizes, &each);
-        s_deliver (self, data + offset, (size_t) each);
-        offset += (size_t) each;
-    }
+    for (uint32_t i = 0; i < batch.count; i++)
+        s_deliver (self, data + batch.offset [i], batch.size [i]);
 }
 
 //  Several events from one publisher (EVENTS FROM [TOPIC...] [SIZE...],
@@ -1372,38 +1361,29 @@ s_events (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_t s
 {
     tr__mp_t r = cmd->args;
     const char *from;
-    uint32_t from_len, n = 0, count = 0;
+    uint32_t from_len, n = 0;
     tr__mp_str (&r, &from, &from_len);  //  forms judged by tr__wire_check
     tr__mp_t topics = r;
     tr__mp_skip (&r, TR__WIRE_ARG_DEPTH);
     tr__mp_array (&topics, &n);
-    tr__mp_t sizes = r;
-    tr__mp_array (&sizes, &count);
-    tr__mp_t walk = sizes;
-    uint64_t total = 0, each;
-    for (uint32_t i = 0; i < count && total <= size; i++) {
-        tr__mp_uint (&walk, &each);
-        total = each > size - total? (uint64_t) size + 1: total + each;
-    }
-    if (count != n || total != size) {
-        tr_log (TR_LOG_WARN, "remote: dropped a batch of %u events from the broker: "
-                "its counts or sizes are wrong", n);
+    tr__wire_batch_t batch;
+    const char *why = "as many sizes as topics";
+    if (tr__wire_batch (&r, false, size, &batch, &why) != TR_OK || batch.count != n) {
+        tr_log (TR_LOG_WARN, "remote: dropped an EVENTS from the broker: %s", why);
         return;
     }
-    size_t offset = 0;
     for (uint32_t i = 0; i < n; i++) {
         const char *topic;
         uint32_t len;
         tr__mp_str (&topics, &topic, &len);
-        tr__mp_uint (&sizes, &each);
         char copy [TR_NAME_MAX + 1];
         if (len <= TR_NAME_MAX) {
             memcpy (copy, topic, len);
             copy [len] = 0;
-            bool nil = each == 1 && data [offset] == 0xc0;
-            tr__events_deliver (self->node, copy, nil? NULL: data + offset, nil? 0: (size_t) each);
+            const uint8_t *body = data + batch.offset [i];
+            bool nil = batch.size [i] == 1 && body [0] == 0xc0;
+            tr__events_deliver (self->node, copy, nil? NULL: body, nil? 0: batch.size [i]);
         }
-        offset += (size_t) each;
     }
 }
 
@@ -1509,32 +1489,16 @@ static void
 s_on_multi (tr__remote_t *self, tr__wire_cmd_t *cmd, zmq_msg_t *payload)
 {
     tr__mp_t r = cmd->args;
-    uint32_t n = 0, m = 0;
-    tr__mp_array (&r, &n);              //  forms judged by tr__wire_check
-    tr__mp_t cmd_sizes = r;
-    for (uint32_t i = 0; i < n; i++)
-        tr__mp_skip (&r, 1);
-    tr__mp_array (&r, &m);
-    tr__mp_t payload_sizes = r;
-    size_t size = payload? zmq_msg_size (payload): 0;
-    uint64_t total = 0, each;
-    tr__mp_t a = cmd_sizes, b = payload_sizes;
-    for (uint32_t i = 0; i < n && i < m && total <= size; i++) {
-        tr__mp_uint (&a, &each);
-        total = each > size - total? (uint64_t) size + 1: total + each;
-        tr__mp_uint (&b, &each);
-        total = total > size || each > size - total? (uint64_t) size + 1: total + each;
-    }
-    if (n != m || n == 0 || total != size) {
-        tr_log (TR_LOG_WARN, "remote: dropped a MULTI from the broker: its sizes do not "
-                "add up to its payload");
+    tr__wire_batch_t batch;
+    const char *why;
+    if (!payload || tr__wire_batch (&r, true, zmq_msg_size (payload), &batch, &why) != TR_OK) {
+        tr_log (TR_LOG_WARN, "remote: dropped a MULTI from the broker: %s",
+                payload? why: "no payload");
         return;
     }
     uint8_t *at = (uint8_t *) zmq_msg_data (payload);
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t cs, ps;
-        tr__mp_uint (&cmd_sizes, &cs);
-        tr__mp_uint (&payload_sizes, &ps);
+    for (uint32_t i = 0; i < batch.count; i++) {
+        uint64_t cs = batch.size [i], ps = batch.size2 [i];
         //  Views into the MULTI's payload, which outlives them.
         zmq_msg_t head, body;
         zmq_msg_init_data (&head, at, (size_t) cs, NULL, NULL);

@@ -175,6 +175,71 @@ s_assert_hex (const tr__wire_out_t *out, const char *hex, const char *what)
 }
 
 //  --------------------------------------------------------------------------
+//  Batches
+
+//  Writes lists of sizes (n of them, then m if pairs) and reads them back.
+static int
+s_batch (const uint64_t *a, uint32_t n, const uint64_t *b, uint32_t m, size_t payload,
+         tr__wire_batch_t *batch)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_MULTI, 0, b? 2: 1);
+    tr__wire_array (&out, n);
+    for (uint32_t i = 0; i < n; i++)
+        tr__wire_uint (&out, a [i]);
+    if (b) {
+        tr__wire_array (&out, m);
+        for (uint32_t i = 0; i < m; i++)
+            tr__wire_uint (&out, b [i]);
+    }
+    tr__wire_cmd_t cmd;
+    ck_assert_int_eq (tr__wire_parse (out.data, out.size, &cmd), TR_OK);
+    const char *why = NULL;
+    int rc = tr__wire_batch (&cmd.args, b != NULL, payload, batch, &why);
+    ck_assert (rc == TR_OK || (why && why [0]));
+    tr__wire_end (&out);
+    return rc;
+}
+
+START_TEST (test_wire_batch)
+{
+    static tr__wire_batch_t batch;
+    const uint64_t three [] = { 40, 1, 300 };
+    ck_assert_int_eq (s_batch (three, 3, NULL, 0, 341, &batch), TR_OK);
+    ck_assert_uint_eq (batch.count, 3);
+    ck_assert_uint_eq (batch.offset [0], 0);
+    ck_assert_uint_eq (batch.offset [1], 40);
+    ck_assert_uint_eq (batch.offset [2], 41);
+    ck_assert_uint_eq (batch.size [2], 300);
+    //  The sizes must fill the payload exactly.
+    ck_assert_int_eq (s_batch (three, 3, NULL, 0, 340, &batch), TR_EMALFORMED);
+    ck_assert_int_eq (s_batch (three, 3, NULL, 0, 342, &batch), TR_EMALFORMED);
+    //  No part of 0 bytes, no empty batch, none past max_batch.
+    const uint64_t zero [] = { 40, 0 };
+    ck_assert_int_eq (s_batch (zero, 2, NULL, 0, 40, &batch), TR_EMALFORMED);
+    ck_assert_int_eq (s_batch (three, 0, NULL, 0, 0, &batch), TR_EMALFORMED);
+    static uint64_t many [TR__WIRE_MAX_BATCH + 1];
+    for (int i = 0; i <= TR__WIRE_MAX_BATCH; i++)
+        many [i] = 1;
+    ck_assert_int_eq (s_batch (many, TR__WIRE_MAX_BATCH, NULL, 0, TR__WIRE_MAX_BATCH, &batch),
+                      TR_OK);
+    ck_assert_int_eq (s_batch (many, TR__WIRE_MAX_BATCH + 1, NULL, 0, TR__WIRE_MAX_BATCH + 1,
+                               &batch), TR_EMALFORMED);
+    //  Sizes whose sum wraps around are refused, not added up.
+    const uint64_t huge [] = { UINT64_MAX, 2 };
+    ck_assert_int_eq (s_batch (huge, 2, NULL, 0, 1, &batch), TR_EMALFORMED);
+    //  Pairs (MULTI): the second list may hold 0s, and must be as long.
+    const uint64_t payloads [] = { 0, 64, 0 };
+    ck_assert_int_eq (s_batch (three, 3, payloads, 3, 405, &batch), TR_OK);
+    ck_assert_uint_eq (batch.offset [1], 40);
+    ck_assert_uint_eq (batch.offset [2], 105);
+    ck_assert_uint_eq (batch.size2 [1], 64);
+    ck_assert_int_eq (s_batch (three, 3, payloads, 2, 405, &batch), TR_EMALFORMED);
+    ck_assert_int_eq (s_batch (three, 3, payloads, 3, 404, &batch), TR_EMALFORMED);
+}
+END_TEST
+
+//  --------------------------------------------------------------------------
 //  Verbs
 
 START_TEST (test_wire_verb_names)
@@ -972,6 +1037,7 @@ s_suite (void)
     TCase *tc = tcase_create ("codec");
     tcase_set_timeout (tc, 60 * k);
     tcase_add_test (tc, test_wire_verb_names);
+    tcase_add_test (tc, test_wire_batch);
     tcase_add_test (tc, test_wire_exact_bytes);
     tcase_add_test (tc, test_wire_shortest_forms);
     tcase_add_test (tc, test_wire_failed_sticks);

@@ -8,8 +8,10 @@
     form), it reads and checks as the same command, and rewriting that
     gives the same bytes again. The input is also tried as a name, a key
     and a topic, where the codec's alphabet must agree with
-    tr_name_check. Any disagreement aborts, so that libFuzzer keeps the
-    input.
+    tr_name_check. The input is also read as a batch's sizes
+    (tr__wire_batch, one list and two), against payloads of several
+    lengths: what it accepts must lie inside the payload, end to end.
+    Any disagreement aborts, so that libFuzzer keeps the input.
 
     Build and run: tests/fuzz/run.sh SECONDS [BUILD_DIR]
 */
@@ -155,9 +157,44 @@ s_as_argument (int verb, const uint8_t *data, size_t size, int want)
     tr__wire_end (&out);
 }
 
+//  The input as a batch's lists of sizes, for a payload of payload_size.
+static void
+s_as_batch (const uint8_t *data, size_t size, bool pairs, size_t payload_size)
+{
+    static tr__wire_batch_t batch;
+    tr__mp_t r;
+    tr__mp_init (&r, data, size);
+    const char *why = NULL;
+    int rc = tr__wire_batch (&r, pairs, payload_size, &batch, &why);
+    if (rc != TR_OK) {
+        if (rc != TR_EMALFORMED || !why || !why [0])
+            s_fail ("a batch refused without TR_EMALFORMED and a reason");
+        return;
+    }
+    if (batch.count == 0 || batch.count > TR__WIRE_MAX_BATCH)
+        s_fail ("a batch of a count out of bounds");
+    size_t at = 0;
+    for (uint32_t i = 0; i < batch.count; i++) {
+        if (batch.offset [i] != at || batch.size [i] == 0)
+            s_fail ("a batch's parts do not follow one another");
+        at += batch.size [i] + (pairs? batch.size2 [i]: 0);
+        if (at > payload_size)
+            s_fail ("a batch's part ends past its payload");
+    }
+    if (at != payload_size)
+        s_fail ("a batch's parts do not fill its payload");
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
+    //  Batches: payloads of no, a little, and much data; and the length
+    //  the input's first bytes say.
+    size_t lengths [] = { 0, 1, 100, 65536, size? (size_t) data [0] * 257: 7 };
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths [0]; k++) {
+        s_as_batch (data, size, false, lengths [k]);
+        s_as_batch (data, size, true, lengths [k]);
+    }
     tr__wire_cmd_t cmd;
     int rc = s_read (data, size, &cmd);
     if (rc == TR_OK) {
