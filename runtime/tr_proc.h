@@ -1,4 +1,6 @@
-/*  tr_proc.h - OS processes as children (internal).
+/*  tr_proc.h - OS processes as children (internal): process children of
+    supervisors (tr_sup.c), and the processes of port agents
+    (actors/tr_port.c), which keep their child's stdin and stdout.
 
     A process child is started in a process group of its own, with its
     standard output (at level info) and standard error (at level warn)

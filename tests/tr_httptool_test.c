@@ -378,6 +378,11 @@ START_TEST (test_hang_timeout)
     int64_t took = tr_test_now_ms () - start;
     ck_assert_int_ge (took, 300);
     ck_assert_int_lt (took, 5000 * tr_test_slowdown ());
+    //  Requests still in flight when the node goes (a tell here): their
+    //  completion comes with TR_ECLOSED, during the shutdown.
+    tr_body_t body = tr_test_pack_str ("left behind");
+    ck_assert_int_eq (tr_tell (s_node, "hang", body.data, body.size, NULL), TR_OK);
+    ck_assert_int_eq (tr_tell (s_node, "hang", body.data, body.size, NULL), TR_OK);
 }
 END_TEST
 
