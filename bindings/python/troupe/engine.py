@@ -281,6 +281,7 @@ class Engine:
         self.closed = False
         #  Connection state (engine thread only from here on).
         self.sock: Optional[zmq.Socket] = None
+        self.sock_fd = -1                       # its ZMQ_FD, -1 without a socket
         self.monitor: Optional[zmq.Socket] = None
         self.greeted = False
         self.hello_seq = 0
@@ -393,7 +394,7 @@ class Engine:
         return True
 
     def _fds(self) -> Tuple[int, int]:
-        sock_fd = self.sock.getsockopt(zmq.FD) if self.sock is not None else -1
+        sock_fd = self.sock_fd
         mon_fd = self.monitor.getsockopt(zmq.FD) if self.monitor is not None else -1
         return sock_fd, mon_fd
 
@@ -414,18 +415,22 @@ class Engine:
         try:
             with self.io():
                 self._connect()
+            woken = True
             while not self._stopping:
                 with self.io():
-                    try:
-                        while os.read(self._wake_r, 4096):
+                    if woken:
+                        try:
+                            while os.read(self._wake_r, 4096):
+                                pass
+                        except BlockingIOError:
                             pass
-                    except BlockingIOError:
-                        pass
                     if self.monitor is not None:
                         self._on_monitor()
                     busy = self.pump()
+                    sock, sent = self.sock, self.last_sent
                     timeout = self._tick()
-                    busy = self.pump() or busy
+                    if self.sock is not sock or self.last_sent != sent:
+                        busy = self.pump() or busy  # the tick used the socket
                     sock_fd, mon_fd = self._fds()
                     watch = self.callers == 0
                 #  While callers serve the socket, look again soon (2 ms)
@@ -434,7 +439,9 @@ class Engine:
                     timeout = 0
                 elif not watch:
                     timeout = min(timeout, 2)
-                self._pollset(sock_fd, mon_fd, watch).poll(timeout)
+                woken = False
+                for fd, _ in self._pollset(sock_fd, mon_fd, watch).poll(timeout):
+                    woken = woken or fd == self._wake_r
             with self.io():
                 self._run_posted()
         except Exception:                   # a bug: say so loudly, fail what waits
@@ -453,16 +460,16 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         pipe = waiter.pipe
         with self.io():
-            if waiter.finished:
-                return True
             self.callers += 1
+        pumped = False
         try:
             while True:
                 with self.io():
                     self.pump()
+                    pumped = True
                     if waiter.finished or self._stopping:
                         return waiter.finished
-                    sock_fd = self.sock.getsockopt(zmq.FD) if self.sock is not None else -1
+                    sock_fd = self.sock_fd
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -472,6 +479,7 @@ class Engine:
                 wait = left if left is not None else 1.0
                 if sock_fd < 0:
                     wait = min(wait, 0.05)
+                pumped = False
                 for fd, _ in ps.poll(max(0, int(wait * 1000 + 0.999))):
                     if fd == pipe.r:
                         try:
@@ -482,9 +490,10 @@ class Engine:
         finally:
             with self.io():
                 self.callers -= 1
-                #  Whatever came meanwhile is read before the engine's
-                #  thread waits on ZMQ_FD again.
-                self.pump()
+                #  Whatever came since the last read is read before the
+                #  engine's thread waits on ZMQ_FD again.
+                if not pumped:
+                    self.pump()
 
     def _run_posted(self) -> None:
         posted = self._posted
@@ -534,6 +543,7 @@ class Engine:
             self._backoff()
             return
         self.sock = sock
+        self.sock_fd = sock.getsockopt(zmq.FD)
         self.hello_seq = next(self._seq)
         self._send([codec.encode_command("HELLO", self.hello_seq, "TRP", PROTOCOL[0], PROTOCOL[1],
                                          self.node_id, self.kind, self.proposed_heartbeat_ms)])
@@ -553,6 +563,7 @@ class Engine:
                 pass
             self.sock.close(0)
             self.sock = None
+            self.sock_fd = -1
         self._forget_monitor()
 
     def _backoff(self) -> None:

@@ -766,7 +766,6 @@ class Node(_NodeBase):
         with eng.io():
             env.id = eng.next_id()
             eng.route(env, waiter, timeout)
-            eng.pump()
         if not eng.serve_until(waiter, timeout):
             with eng.io():
                 eng.forget(env.id)
