@@ -110,8 +110,8 @@ typedef struct {
     bool notify;                        //  tell the actor if the process ends
     uint64_t proc_id;                   //  the running process's, for notices
     //  Output read and not used yet; json_lines answers still owed
-    char *buf;
-    size_t len;
+    char *buf;                          //  grows to max_output + 1 at most
+    size_t len, cap;
     size_t owed;
     uint64_t next_id;
 } s_port_t;
@@ -491,19 +491,29 @@ s_wait_ms (int64_t deadline_ns)
 }
 
 //  Reads what stdout holds into the buffer, up to `limit` bytes in all.
-//  Returns 1 when something was read, 0 when nothing is there now, -1 at
-//  the end of the stream, TR_ETOOBIG past the limit.
+//  The buffer grows as output comes, so that an idle port costs little
+//  whatever its max_output. Returns 1 when something was read, 0 when
+//  nothing is there now, -1 at the end of the stream, TR_ETOOBIG past
+//  the limit, TR_ENOMEM.
 static int
 s_read_some (s_port_t *self, size_t limit)
 {
-    char chunk [16384];
     size_t room = limit + 1 - self->len;
-    ssize_t n = read (self->out_fd, chunk, room < sizeof chunk? room: sizeof chunk);
+    size_t want = room < 65536? room: 65536;
+    if (self->len + want > self->cap) {
+        size_t cap = self->cap * 2 > self->len + want? self->cap * 2: self->len + want;
+        cap = cap < limit + 1? cap: limit + 1;
+        char *grown = (char *) realloc (self->buf, cap);
+        if (!grown)
+            return TR_ENOMEM;
+        self->buf = grown;
+        self->cap = cap;
+    }
+    ssize_t n = read (self->out_fd, self->buf + self->len, want);
     if (n < 0)
         return errno == EAGAIN || errno == EINTR? 0: -1;
     if (n == 0)
         return -1;
-    memcpy (self->buf + self->len, chunk, (size_t) n);
     self->len += (size_t) n;
     return self->len > limit? TR_ETOOBIG: 1;
 }
@@ -622,7 +632,7 @@ typedef struct {
     size_t left;
     int64_t deadline_ns;
     bool eof;                           //  stdout ended
-    int error;                          //  TR_ETIMEDOUT, TR_ETOOBIG
+    int error;                          //  TR_ETIMEDOUT, TR_ETOOBIG, TR_ENOMEM
 } s_run_t;
 
 //  One turn of the run: writes what stdin takes, reads what stdout has.
@@ -650,8 +660,8 @@ s_run_turn (s_port_t *self, s_run_t *run)
     }
     if (fds [1].revents) {
         int got = s_read_some (self, self->max_output);
-        if (got == TR_ETOOBIG)
-            run->error = TR_ETOOBIG;
+        if (got == TR_ETOOBIG || got == TR_ENOMEM)
+            run->error = got;
         else
         if (got < 0)
             run->eof = true;
@@ -672,7 +682,7 @@ s_run (s_port_t *self, s_run_t *run)
             int got;
             while ((got = s_read_some (self, self->max_output)) == 1)
                 ;
-            return got == TR_ETOOBIG? TR_ETOOBIG: TR_OK;
+            return got == TR_ETOOBIG || got == TR_ENOMEM? got: TR_OK;
         }
         if (run->eof) {
             //  Output is over: wait for the exit alone.
@@ -705,6 +715,9 @@ s_run_outcome (s_port_t *self, const tr_msg_t *msg, int rc, bool cut_short)
     if (rc == TR_ETOOBIG)
         snprintf (text, sizeof text, "process wrote more than %zu bytes; stopped",
                   self->max_output);
+    else
+    if (rc == TR_ENOMEM)
+        snprintf (text, sizeof text, "out of memory for the process's output; stopped");
     else
     if (s_exited (self, &exit) && !(exit.exited && exit.status == 0))
         snprintf (text, sizeof text, "process %s", exit.reason);
@@ -793,6 +806,8 @@ s_read_line (s_port_t *self, int64_t deadline_ns, size_t *line_len)
             int got = s_read_some (self, self->max_output);
             if (got == TR_ETOOBIG)
                 continue;               //  the newline may be in it
+            if (got == TR_ENOMEM)
+                return TR_ENOMEM;
             if (got < 0)
                 return TR_ECHILD;
         }
@@ -803,7 +818,7 @@ s_read_line (s_port_t *self, int64_t deadline_ns, size_t *line_len)
             while ((got = s_read_some (self, self->max_output)) == 1)
                 ;
             if (!memchr (self->buf, '\n', self->len))
-                return got == TR_ETOOBIG? TR_ETOOBIG: TR_ECHILD;
+                return got == TR_ETOOBIG || got == TR_ENOMEM? got: TR_ECHILD;
         }
     }
 }
@@ -829,6 +844,9 @@ s_lines_reason (s_port_t *self, int rc, char *text, size_t size)
     if (rc == TR_ETOOBIG)
         snprintf (text, size, "process wrote a line longer than %zu bytes",
                   self->max_output);
+    else
+    if (rc == TR_ENOMEM)
+        snprintf (text, size, "out of memory for the process's output");
     else {
         //  Its output ended: its exit, if it comes soon, says more.
         struct pollfd fd = { .fd = self->wake_fd, .events = POLLIN };
@@ -1086,8 +1104,12 @@ s_port_init (tr_actor_t *actor, void *arg, void **state_p)
         s_port_free (self);
         return -1;
     }
-    if (s_read_params (self, params)
-    ||  !(self->buf = (char *) malloc (self->max_output + 1))) {
+    if (s_read_params (self, params)) {
+        s_port_free (self);
+        return -1;
+    }
+    self->cap = self->max_output < 4096? self->max_output + 1: 4096;
+    if (!(self->buf = (char *) malloc (self->cap))) {
         s_port_free (self);
         return -1;
     }
