@@ -72,6 +72,10 @@ BACKOFF_MAX_MS = 5000
 HELD_MAX = 10000            # messages kept while the broker is away
 SWEEP_S = 0.1               # how often expired asks are forgotten
 PROTOCOL = (1, 0)           # the version this binding speaks
+#  pyzmq's constants as plain ints: its enums cost an object per "&".
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
 #  ["DELIVER", 0] in canonical form: the frame that comes most often.
 _DELIVER = codec.encode_command("DELIVER", 0)
 
@@ -608,7 +612,7 @@ class Engine:
     def _send(self, frames: List[bytes]) -> bool:
         """Sends one message now; False if the socket would not take it."""
         try:
-            self.sock.send_multipart(frames, zmq.NOBLOCK, copy=len(frames[-1]) < 65536)
+            self.sock.send_multipart(frames, _NOBLOCK, copy=len(frames[-1]) < 65536)
         except zmq.ZMQError:
             return False
         self.last_sent = time.monotonic()
@@ -658,10 +662,10 @@ class Engine:
         sock = self.sock
         for _ in range(1000):
             #  Asking first is cheaper than pyzmq's exception for "nothing".
-            if sock is not self.sock or not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if sock is not self.sock or not sock.getsockopt(_EVENTS) & _POLLIN:
                 return False                    # empty, or reconnected meanwhile
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = sock.recv_multipart(_NOBLOCK, copy=True)
             except zmq.Again:
                 return False
             self.last_heard = time.monotonic()
