@@ -3,6 +3,7 @@ command line: C asks Python and Python asks C, errors with their codes,
 the scratchpad and the event bus across languages, reconnection."""
 
 import json
+import logging
 import queue
 import signal
 import subprocess
@@ -375,3 +376,27 @@ def test_inline_actor_cannot_wait_on_itself(broker):
             return "waited"
         n.spawn("py-self", asks_back, inline=True)
         assert n.ask("py-self", 0, timeout=slow(5)) == "refused"
+
+
+def test_broker_that_forgot_us_is_greeted_again(tmp_path, caplog):
+    # The broker restarts faster than three heartbeats: ZeroMQ reconnects
+    # the socket by itself and the new broker has never seen this client.
+    # Its next message is answered TR_EPROTO (2.3), and the node greets
+    # again and registers its names again at once.
+    caplog.set_level(logging.WARNING, logger="troupe")
+    b = Broker(tmp_path, "--heartbeat", "1s")
+    port = b.port
+    try:
+        with troupe.Node(b.endpoint, "py-forgotten", heartbeat_ms=1000) as n:
+            n.spawn("py-forgotten-actor", lambda msg: "still here")
+            greetings = n.stats["greetings"]
+            b.stop(signal.SIGKILL)
+            b = Broker(tmp_path, "--heartbeat", "1s", port=port, name="broker2")
+            assert wait_for(lambda: n.stats.get("greetings", 0) > greetings, slow(8)), \
+                b.text()
+            r = cli("ask", "py-forgotten-actor", "1", "--broker", b.endpoint, check=True)
+            assert r.stdout.strip() == '"still here"'
+            assert "no longer knows this node" in caplog.text
+    finally:
+        b.stop()
+    b.assert_clean()
