@@ -579,7 +579,11 @@ class _NodeBase:
     @property
     def stats(self) -> Dict[str, int]:
         """Counters: sent, received, dead_letters, disconnects, greetings..."""
-        return dict(self._engine.stats)
+        eng = self._engine
+        if eng.in_io():
+            return dict(eng.stats)
+        with eng.io():                          # the engine changes them under its lock
+            return dict(eng.stats)
 
     def _send_answer(self, env: Envelope) -> None:
         eng = self._engine
