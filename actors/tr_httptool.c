@@ -901,6 +901,69 @@ s_refuse_call (s_http_t *self, const tr_msg_t *msg, int error, const char *why)
     return error == TR_EINVAL? 0: -1;
 }
 
+//  Builds the request's URL and body from the message. TR_OK, or the
+//  error with why it failed in `why` (TR_EINVAL: the asker's mistake).
+static int
+s_build (s_http_t *self, const tr_msg_t *msg, char **url, char **body, size_t *body_len,
+         char *why, size_t why_size)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    msgpack_object map;
+    s_message_map (msg, &unpacked, &map);
+    char missing [128] = "";
+    int rc = s_url (self, &map, url, missing, sizeof missing);
+    if (rc == TR_OK)
+        rc = s_body (self, msg, &map, body, body_len, missing, sizeof missing);
+    msgpack_unpacked_destroy (&unpacked);
+    if (rc == TR_EINVAL)
+        snprintf (why, why_size, map.type == MSGPACK_OBJECT_MAP?
+                  "field '%s' is missing, or has no text":
+                  "the message is not a map (needed for field '%s')", missing);
+    else
+    if (rc)
+        snprintf (why, why_size, "out of memory");
+    if (rc) {
+        free (*url);
+        *url = NULL;
+    }
+    return rc;
+}
+
+//  Hands the request to the engine with a call record that takes the
+//  message over; the answer comes from s_done. If the engine refuses it,
+//  the answer is given here, as s_done would.
+static void
+s_submit (s_http_t *self, s_call_t *call, const tr_msg_t *msg, const char *url,
+          const char *body, size_t body_len, int64_t left)
+{
+    call->node = self->node;
+    call->ask = tr_msg_kind (msg) == TR_KIND_ASK;
+    call->response = self->response;
+    snprintf (call->what, sizeof call->what, "'%s' %s %s", self->name, self->method, url);
+    tr_http_request_t request = {
+        .backend = self->backend, .method = self->method, .url = url,
+        .headers = (const char *const *) self->headers,
+        .body = body, .body_size = body_len,
+        .priority = tr_msg_priority (msg),
+        .deadline_ms = left < 0? 0: left > INT32_MAX? INT32_MAX: (int) left,
+        .cacheable = self->cacheable
+    };
+    call->msg = s_take (self, msg);
+    tr_actor_info_add (self->actor, "http.requests", 1);
+    int rc = tr_http_submit (self->node, &request, s_done, call, NULL);
+    if (rc) {
+        tr_log (TR_LOG_WARN, "http %s: %s", call->what, tr_strerror (rc));
+        s_count (call, "http.failed");
+        if (call->ask)
+            tr_reply_error (call->msg, rc);
+        else
+            s_tell_failed (call, rc, "the request was refused");
+        tr_msg_destroy (&call->msg);
+        free (call);
+    }
+}
+
 static int
 s_http_handle (tr_actor_t *actor, const tr_msg_t *msg, void *state)
 {
@@ -916,63 +979,18 @@ s_http_handle (tr_actor_t *actor, const tr_msg_t *msg, void *state)
             tr_reply_error (msg, TR_ETIMEDOUT);
         return 0;
     }
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    msgpack_object map;
-    s_message_map (msg, &unpacked, &map);
-    char missing [128] = "", why [192];
+    char why [192];
     char *url = NULL, *body = NULL;
     size_t body_len = 0;
-    int rc = s_url (self, &map, &url, missing, sizeof missing);
-    if (rc == TR_OK)
-        rc = s_body (self, msg, &map, &body, &body_len, missing, sizeof missing);
-    msgpack_unpacked_destroy (&unpacked);
-    if (rc) {
-        free (url);
-        if (rc == TR_EINVAL)
-            snprintf (why, sizeof why, map.type == MSGPACK_OBJECT_MAP?
-                      "field '%s' is missing, or has no text": "the message is not a map "
-                      "(needed for field '%s')", missing);
-        else
-            snprintf (why, sizeof why, "out of memory");
+    int rc = s_build (self, msg, &url, &body, &body_len, why, sizeof why);
+    if (rc)
         return s_refuse_call (self, msg, rc, why);
-    }
     s_call_t *call = (s_call_t *) calloc (1, sizeof *call);
-    if (!call) {
-        free (url);
-        free (body);
-        return s_refuse_call (self, msg, TR_ENOMEM, "out of memory");
-    }
-    call->node = self->node;
-    call->ask = kind == TR_KIND_ASK;
-    call->response = self->response;
-    snprintf (call->what, sizeof call->what, "'%s' %s %s", self->name, self->method, url);
-    tr_http_request_t request = {
-        .backend = self->backend, .method = self->method, .url = url,
-        .headers = (const char *const *) self->headers,
-        .body = body, .body_size = body_len,
-        .priority = tr_msg_priority (msg),
-        .deadline_ms = left < 0? 0: left > INT32_MAX? INT32_MAX: (int) left,
-        .cacheable = self->cacheable
-    };
-    call->msg = s_take (self, msg);
-    tr_actor_info_add (self->actor, "http.requests", 1);
-    rc = tr_http_submit (self->node, &request, s_done, call, NULL);
+    if (call)
+        s_submit (self, call, msg, url, body, body_len, left);
     free (url);
     free (body);
-    if (rc) {
-        //  The callback will not run: answer here.
-        snprintf (why, sizeof why, "the request was refused");
-        tr_log (TR_LOG_WARN, "http %s: %s", call->what, tr_strerror (rc));
-        s_count (call, "http.failed");
-        if (call->ask)
-            tr_reply_error (call->msg, rc);
-        else
-            s_tell_failed (call, rc, why);
-        tr_msg_destroy (&call->msg);
-        free (call);
-    }
-    return 0;
+    return call? 0: s_refuse_call (self, msg, TR_ENOMEM, "out of memory");
 }
 
 static void

@@ -1007,42 +1007,43 @@ s_lines_answer (s_port_t *self, const tr_msg_t *msg, const char *text, size_t le
     return rc == TR_ENOMEM? -1: 0;
 }
 
+//  Before a request: a process (a new one after a failure of an actor
+//  without supervisor), the answers still owed read and dropped, and
+//  nothing written that nobody asked for. TR_OK, or the failure's
+//  handler result (the asker has been answered).
 static int
-s_handle_lines (s_port_t *self, const tr_msg_t *msg)
+s_lines_ready (s_port_t *self, const tr_msg_t *msg)
 {
     char reason [192];
-    if (!self->proc && s_start (self, self->argv))  //  after a failure, unsupervised
+    if (!self->proc && s_start (self, self->argv))
         return s_fail (self, msg, TR_ECHILD, "process could not be started");
     int rc = s_lines_settle (self);
-    if (rc == TR_OK && !s_exited (self, NULL))
+    if (rc) {
+        s_lines_reason (self, rc, reason, sizeof reason);
+        s_stop (self);
+        return s_fail (self, msg, rc, reason);
+    }
+    if (!s_exited (self, NULL))
         while (s_read_some (self, self->max_output) == 1)
             ;                           //  what it wrote unasked, if anything
-    if (rc == TR_OK && self->len) {
+    if (self->len) {
         s_stop (self);
         return s_fail (self, msg, TR_ECHILD, "process wrote output nobody asked for");
     }
-    char *line = NULL;
-    size_t len = 0;
-    if (rc == TR_OK) {
-        rc = s_lines_request (self, msg, &line, &len);
-        if (rc == TR_EINVAL) {
-            tr_log (TR_LOG_INFO, "port '%s': with id_field, a request must be a map",
-                    self->name);
-            if (tr_msg_kind (msg) == TR_KIND_ASK)
-                tr_reply_error (msg, TR_EINVAL);
-            return 0;
-        }
-        if (rc == TR_ENOMEM)
-            return -1;
-    }
+    return TR_OK;
+}
+
+//  One request and its answer, within the timeout; the ask's deadline
+//  may cut the wait short (then the answer is owed, not a failure).
+static int
+s_lines_exchange (s_port_t *self, const tr_msg_t *msg, const char *line, size_t len)
+{
     int64_t ask_ms = tr_msg_remaining_ms (msg);
     bool cut_short = ask_ms >= 0 && ask_ms < self->timeout_ms;
     int64_t deadline = tr__deadline_after_ms (self->timeout_ms);
     int64_t ask_deadline = tr__deadline_after_ms (cut_short? ask_ms: self->timeout_ms);
-    if (rc == TR_OK)
-        rc = s_lines_send (self, line, len, deadline);
-    free (line);
     size_t line_len = 0;
+    int rc = s_lines_send (self, line, len, deadline);
     if (rc == TR_OK)
         rc = s_read_line (self, ask_deadline, &line_len);
     if (rc == TR_ETIMEDOUT && cut_short && tr__now_ns () < deadline) {
@@ -1052,15 +1053,38 @@ s_handle_lines (s_port_t *self, const tr_msg_t *msg)
         return 0;
     }
     if (rc) {
+        char reason [192];
         s_lines_reason (self, rc, reason, sizeof reason);
         s_stop (self);
-        return s_fail (self, msg, rc == TR_ECHILD? TR_ECHILD: rc, reason);
+        return s_fail (self, msg, rc, reason);
     }
     rc = s_lines_answer (self, msg, self->buf, line_len);
     if (rc == TR_ECHILD)
         s_stop (self);
     else
         s_consume (self, line_len);
+    return rc;
+}
+
+static int
+s_handle_lines (s_port_t *self, const tr_msg_t *msg)
+{
+    int rc = s_lines_ready (self, msg);
+    if (rc)
+        return rc;
+    char *line = NULL;
+    size_t len = 0;
+    rc = s_lines_request (self, msg, &line, &len);
+    if (rc == TR_EINVAL) {
+        tr_log (TR_LOG_INFO, "port '%s': with id_field, a request must be a map", self->name);
+        if (tr_msg_kind (msg) == TR_KIND_ASK)
+            tr_reply_error (msg, TR_EINVAL);
+        return 0;
+    }
+    if (rc)
+        return -1;                      //  out of memory
+    rc = s_lines_exchange (self, msg, line, len);
+    free (line);
     return rc;
 }
 
