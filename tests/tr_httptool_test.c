@@ -267,6 +267,17 @@ START_TEST (test_headers_env)
     ck_assert_msg (reason && strstr (reason, "environment variable 'TR_HTTPTOOL_TEST_UNSET' is not set"),
                    "reason: %s", reason? reason: "(none)");
     free (reason);
+    //  A value that would split the header in two is refused.
+    tr_tree_destroy (&s_tree);
+    setenv ("TR_HTTPTOOL_TEST_SPLIT", "ok\r\nX-Injected: 1", 1);
+    rc = s_try_start ("name: u\nintensity: {max_restarts: 0, period: 1s}\nchildren:\n"
+                      "  - name: x\n    actor: http\n"
+                      "    params: {url: 'http://127.0.0.1:PORT/h', "
+                      "headers: {X-Key: '${TR_HTTPTOOL_TEST_SPLIT}'}}\n", &reason);
+    ck_assert_int_ne (rc, TR_OK);
+    ck_assert_msg (reason && strstr (reason, "header 'X-Key': the value must not hold a line break"),
+                   "reason: %s", reason? reason: "(none)");
+    free (reason);
 }
 END_TEST
 
@@ -280,7 +291,8 @@ START_TEST (test_body)
              "    params:\n"
              "      url: 'http://127.0.0.1:PORT/b'\n"
              "      method: PUT\n"
-             "      body: {query: '{q}', opts: {n: '{n}', label: 'n={n}', lit: '{}'}, fixed: [1, two]}\n");
+             "      body: {query: '{q}', opts: {n: '{n}', label: 'n={n}', lit: '{}'}, fixed: [1, two]}\n"
+             "  - {name: empty, actor: http, params: {url: 'http://127.0.0.1:PORT/b', method: DELETE, body: none}}\n");
     s_expect ("whole", "{\"a\":[1,null],\"s\":\"x\"}", "{\"ok\":true}");
     s_expect_logged ("\"method\":\"POST\"");
     s_expect_logged ("\"content-type\":\"application/json\"");
@@ -291,6 +303,14 @@ START_TEST (test_body)
                      "\\\"label\\\":\\\"n=5\\\",\\\"lit\\\":\\\"{}\\\"},\\\"fixed\\\":[1,\\\"two\\\"]}\"");
     //  A field the template needs and the message lacks: the asker's mistake.
     s_expect_error ("tpl", "{\"q\":\"what\"}", TR_EINVAL);
+    //  body: none sends none, whatever the method.
+    s_expect ("empty", "{\"q\":1}", "{\"ok\":true}");
+    s_expect_logged ("\"method\":\"DELETE\",\"path\":\"/b\"");
+    char *log = s_log ();
+    const char *deleted = strstr (log, "\"method\":\"DELETE\"");
+    ck_assert_ptr_nonnull (deleted);
+    ck_assert_ptr_nonnull (strstr (deleted, "\"body\":\"\""));
+    free (log);
 }
 END_TEST
 
