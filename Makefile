@@ -9,6 +9,7 @@
 #   make test SANITIZE=thread BUILD=build-tsan
 #   make fuzz [FUZZ_SECONDS=60]  short libFuzzer run of every target (clang)
 #   make bench                the benchmarks and bench/RESULTS.md
+#   make reliability          the long reliability runs and tests/RELIABILITY.md
 #   make install [PREFIX=/usr/local]
 
 BUILD ?= build
@@ -25,7 +26,7 @@ ifneq ($(SANITIZE),)
     CTEST_ARGS = -LE install --timeout 1800
 endif
 
-.PHONY: run test deps build configure fuzz bench install clean
+.PHONY: run test deps build configure fuzz bench reliability install clean
 
 #   The main job: the example tree for 20 seconds (Ctrl-C stops it sooner).
 run: build
@@ -49,6 +50,9 @@ fuzz:
 
 bench:
 	bench/run
+
+reliability: build
+	BUILD=$(BUILD) scripts/reliability.sh
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
