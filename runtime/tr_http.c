@@ -865,8 +865,10 @@ s_start (tr__http_t *self, s_req_t *req, int64_t now_ns)
 static void
 s_enqueue (tr__http_t *self, s_req_t *req, int64_t now_ns)
 {
+    //  A new request has waited since its submission (on the command
+    //  list too); a retry, since its backoff ended.
+    req->queued_since_ns = req->state == S_NEW? req->submitted_ns: now_ns;
     req->state = S_QUEUED;
-    req->queued_since_ns = now_ns;
     if (s_heap_push (&req->backend->queue, req)) {
         s_finish (self, req, TR_ENOMEM, "out of memory queueing");
         return;
