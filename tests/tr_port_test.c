@@ -614,6 +614,23 @@ START_TEST (test_env_cwd)
 }
 END_TEST
 
+//  examples/tools.yaml loads, starts and answers.
+START_TEST (test_example_tree)
+{
+    tr_tree_error_t err;
+    char text [600];
+    int rc = tr_tree_load (TROUPE_SOURCE_DIR "/examples/tools.yaml", &s_tree, &err);
+    ck_assert_msg (rc == TR_OK, "%s", tr_tree_error_format (&err, text, sizeof text));
+    char *reason = NULL;
+    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
+    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    free (reason);
+    s_expect ("words", "\"one two three\"", "\"3\"");
+    s_expect ("shout", "\"hi\"", "\"HI!\"");
+    s_expect ("echo", "{\"a\":[1,2]}", "{\"a\":[1,2]}");
+}
+END_TEST
+
 static Suite *
 s_suite (void)
 {
@@ -633,6 +650,7 @@ s_suite (void)
     tcase_add_test (tc, test_once_tells);
     tcase_add_test (tc, test_env_cwd);
     tcase_add_test (tc, test_once_big_input);
+    tcase_add_test (tc, test_example_tree);
     tcase_add_test (tc, test_bad_params);
     suite_add_tcase (s, tc);
     tc = tcase_create ("json_lines");
