@@ -39,9 +39,15 @@
     same call; a failed one is logged, counted as a dead letter on the
     node (with a sys.dead_letter event) and counted by the breaker too.
 
+    max_pending bounds the requests of the agent in the engine (sent, not
+    yet answered; 1024 by default): since the handler returns at once,
+    its mailbox's bound no longer bounds its work. Past it an ask gets
+    TR_EFULL and a tell is a dead letter, neither sent.
+
     Counters in status (tr_actor_info_get): http.requests (submitted),
     http.answered, http.failed (tells included), http.invalid (the
-    asker's mistakes, never sent).
+    asker's mistakes, never sent), http.pending (in the engine now),
+    http.refused (past max_pending).
 
     The handler never blocks on the network: the actor's thread builds
     and submits, and is free for the next message at once.
@@ -71,6 +77,7 @@
 #define S_RESPONSE_JSON 2
 
 #define S_HEADERS_MAX   64
+#define S_MAX_PENDING   1024
 #define S_BACKEND_MAX   63
 #define S_RESPONSE_LIMIT (TR_BODY_MAX - 16)     //  an answer must fit in a body
 
@@ -86,6 +93,7 @@ typedef struct {
     int response;                       //  S_RESPONSE_*
     char backend [S_BACKEND_MAX + 1];
     bool cacheable;
+    int64_t max_pending;                //  requests in the engine at once
 } s_http_t;
 
 //  One call in flight: everything the completion needs, since the actor
@@ -106,6 +114,7 @@ static const tr_param_spec_t s_http_params [] = {
     { "response", TR_PARAM_STRING, false, "auto (default), text or json" },
     { "backend", TR_PARAM_MAP, false, "HTTP backend: name, limits, timeouts, retries, response size, cache" },
     { "cacheable", TR_PARAM_BOOL, false, "answers may come from the backend's cache" },
+    { "max_pending", TR_PARAM_INT, false, "requests sent and not yet answered, at most (default 1024)" },
     { .key = NULL }
 };
 
@@ -502,6 +511,17 @@ s_read_backend (s_http_t *self, const tr_params_t *params)
     return 0;
 }
 
+//  `max_pending`: from 1 to 1000000, 1024 by default.
+static int
+s_read_max_pending (s_http_t *self, const tr_params_t *params)
+{
+    self->max_pending = S_MAX_PENDING;
+    tr_params_int (params, "max_pending", &self->max_pending);
+    if (self->max_pending < 1 || self->max_pending > 1000000)
+        return s_refuse (self, "'max_pending' must be from 1 to 1000000");
+    return 0;
+}
+
 static int
 s_read_params (s_http_t *self, const tr_params_t *params)
 {
@@ -512,6 +532,7 @@ s_read_params (s_http_t *self, const tr_params_t *params)
     ||  s_read_headers (self, params, &content_type)
     ||  s_read_body (self, params, content_type) || s_read_response (self, params)
     ||  tr_params_bool (params, "cacheable", &self->cacheable) == TR_EMALFORMED
+    ||  s_read_max_pending (self, params)
     ||  s_read_backend (self, params))
         return -1;
     return 0;
@@ -779,16 +800,22 @@ s_answer_body (const s_call_t *call, const tr_http_result_t *result, char **data
     return TR_OK;
 }
 
-//  Adds 1 to the agent's counter `key` (shown in status), from any
+//  Adds delta to the agent's counter `key` (shown in status), from any
 //  thread: through its mailbox, found by name, which outlives restarts.
 static void
-s_count (const s_call_t *call, const char *key)
+s_count_add (const s_call_t *call, const char *key, int64_t delta)
 {
     tr__mbox_t *mbox = tr__node_lookup (call->node, tr_msg_to (call->msg), false);
     if (mbox) {
-        tr__mbox_info_add (mbox, key, 1);
+        tr__mbox_info_add (mbox, key, delta);
         tr__mbox_unref (&mbox);
     }
+}
+
+static void
+s_count (const s_call_t *call, const char *key)
+{
+    s_count_add (call, key, 1);
 }
 
 //  A failed tell: logged, a dead letter on the node, a sys.dead_letter
@@ -834,6 +861,7 @@ s_done (const tr_http_result_t *result, void *arg)
         tr_log (TR_LOG_INFO, "http %s: %s (status %ld, %d attempt%s)%s%s", call->what,
                 tr_strerror (error), result->status, result->attempts,
                 result->attempts == 1? "": "s", *result->detail? ": ": "", result->detail);
+    s_count_add (call, "http.pending", -1);
     s_count (call, error? "http.failed": "http.answered");
     if (call->ask) {
         if (error == TR_OK && tr_reply (call->msg, data, size) != TR_OK)
@@ -951,9 +979,11 @@ s_submit (s_http_t *self, s_call_t *call, const tr_msg_t *msg, const char *url,
     };
     call->msg = s_take (self, msg);
     tr_actor_info_add (self->actor, "http.requests", 1);
+    tr_actor_info_add (self->actor, "http.pending", 1);
     int rc = tr_http_submit (self->node, &request, s_done, call, NULL);
     if (rc) {
         tr_log (TR_LOG_WARN, "http %s: %s", call->what, tr_strerror (rc));
+        s_count_add (call, "http.pending", -1);
         s_count (call, "http.failed");
         if (call->ask)
             tr_reply_error (call->msg, rc);
@@ -962,6 +992,33 @@ s_submit (s_http_t *self, s_call_t *call, const tr_msg_t *msg, const char *url,
         tr_msg_destroy (&call->msg);
         free (call);
     }
+}
+
+//  True when max_pending requests are in the engine. Only this thread
+//  adds to the count (completions take from it), so the answer cannot
+//  go stale the wrong way between here and the submission.
+static bool
+s_full (s_http_t *self)
+{
+    int64_t pending = 0;
+    tr_actor_info_get (self->node, self->name, "http.pending", &pending);
+    return pending >= self->max_pending;
+}
+
+//  Past max_pending: an ask gets TR_EFULL, a tell is a dead letter;
+//  neither is sent. Not a failure of the endpoint.
+static int
+s_refuse_full (s_http_t *self, const tr_msg_t *msg)
+{
+    tr_actor_info_add (self->actor, "http.refused", 1);
+    if (tr_msg_kind (msg) == TR_KIND_ASK)
+        return tr_reply_error (msg, TR_EFULL) == TR_OK? 0: -1;
+    char reason [96];
+    snprintf (reason, sizeof reason, "%lld requests pending", (long long) self->max_pending);
+    tr_log (TR_LOG_WARN, "http '%s': a tell dropped: %s", self->name, reason);
+    tr__node_dead_letter (self->node, msg, TR_EFULL);
+    tr__ev_dead_letter (self->node, msg, reason);
+    return 0;
 }
 
 static int
@@ -979,6 +1036,8 @@ s_http_handle (tr_actor_t *actor, const tr_msg_t *msg, void *state)
             tr_reply_error (msg, TR_ETIMEDOUT);
         return 0;
     }
+    if (s_full (self))
+        return s_refuse_full (self, msg);
     char why [192];
     char *url = NULL, *body = NULL;
     size_t body_len = 0;

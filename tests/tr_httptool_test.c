@@ -534,6 +534,7 @@ START_TEST (test_bad_params)
         { "{url: 'http://x/', backend: {max_retries: -2}}", "'backend.max_retries' must be from -1" },
         { "{url: 'http://x/', backend: {timeout: soon}}", "'backend.timeout' must be a duration" },
         { "{url: 'http://x/', backend: {retries: 3}}", "unknown key 'backend.retries'" },
+        { "{url: 'http://x/', max_pending: 0}", "'max_pending' must be from 1 to 1000000" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char yaml [512];
@@ -631,6 +632,44 @@ START_TEST (test_backend_settings)
 }
 END_TEST
 
+//  max_pending bounds the requests in the engine: past it, an ask gets
+//  TR_EFULL at once and a tell is a dead letter; as answers come back,
+//  room comes back.
+static bool
+s_pending_is (void *arg)
+{
+    int64_t value = -1;
+    tr_actor_info_get (s_node, "busy", "http.pending", &value);
+    return value == *(int64_t *) arg;
+}
+
+START_TEST (test_max_pending)
+{
+    s_start ("{\"routes\":[{\"path\":\"/slow\",\"responses\":[{\"json\":1,\"delay_ms\":600}]}]}",
+             "  - {name: busy, actor: http, params: {url: 'http://127.0.0.1:PORT/slow', max_pending: 2}}\n");
+    tr_body_t body = tr_test_pack_str ("t");
+    tr_node_stats_t stats;
+    tr_node_stats (s_node, &stats);
+    uint64_t dead = stats.dead_letters + 1;
+    ck_assert_int_eq (tr_tell (s_node, "busy", body.data, body.size, NULL), TR_OK);
+    ck_assert_int_eq (tr_tell (s_node, "busy", body.data, body.size, NULL), TR_OK);
+    ck_assert_int_eq (tr_tell (s_node, "busy", body.data, body.size, NULL), TR_OK);
+    int64_t start = tr_test_now_ms ();
+    s_expect_error ("busy", "null", TR_EFULL);
+    ck_assert_int_lt (tr_test_now_ms () - start, 500);
+    ck_assert (tr_test_wait_until (s_dead_letters, &dead, 5000 * tr_test_slowdown ()));
+    int64_t none = 0;
+    ck_assert (tr_test_wait_until (s_pending_is, &none, 5000 * tr_test_slowdown ()));
+    s_expect ("busy", "null", "1");
+    int64_t value = 0;
+    ck_assert_int_eq (tr_actor_info_get (s_node, "busy", "http.refused", &value), TR_OK);
+    ck_assert_int_eq (value, 2);
+    ck_assert_int_eq (tr_actor_info_get (s_node, "busy", "http.answered", &value), TR_OK);
+    ck_assert_int_eq (value, 3);
+    ck_assert_int_eq (s_log_count ("\"path\":\"/slow\""), 3);
+}
+END_TEST
+
 static Suite *
 s_suite (void)
 {
@@ -654,6 +693,7 @@ s_suite (void)
     tcase_add_test (tc, test_bad_params);
     tcase_add_test (tc, test_concurrent);
     tcase_add_test (tc, test_backend_settings);
+    tcase_add_test (tc, test_max_pending);
     suite_add_tcase (s, tc);
     return s;
 }
