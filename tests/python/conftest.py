@@ -73,12 +73,12 @@ def wait_for(pred, timeout, step=0.02):
 class Proc:
     """A child process whose standard error is kept in a file."""
 
-    def __init__(self, args, tmp_path, name, env=None, stdout=None):
+    def __init__(self, args, tmp_path, name, env=None, stdout=None, cwd=None):
         self.log = tmp_path / (name + ".log")
         self.args = args
         self.p = subprocess.Popen(args, stdout=stdout or subprocess.DEVNULL,
                                   stderr=open(self.log, "wb"), stdin=subprocess.DEVNULL,
-                                  env=env or clean_env(), text=stdout is not None)
+                                  env=env or clean_env(), text=stdout is not None, cwd=cwd)
 
     def text(self):
         return self.log.read_text(errors="replace")
