@@ -113,6 +113,7 @@ typedef struct {
     char *buf;                          //  grows to max_output + 1 at most
     size_t len, cap;
     size_t owed;
+    int64_t owed_by_ns;                 //  when the last one owed is due
     uint64_t next_id;
 } s_port_t;
 
@@ -859,13 +860,15 @@ s_lines_reason (s_port_t *self, int rc, char *text, size_t size)
     }
 }
 
-//  Reads and drops the answers owed to asks that gave up waiting.
+//  Reads and drops the answers owed to asks that gave up waiting. They
+//  come in order, so all are due by the last one's deadline (its send
+//  plus the timeout); past that the process is hung.
 static int
 s_lines_settle (s_port_t *self)
 {
     while (self->owed) {
         size_t line_len;
-        int rc = s_read_line (self, tr__deadline_after_ms (self->timeout_ms), &line_len);
+        int rc = s_read_line (self, self->owed_by_ns, &line_len);
         if (rc)
             return rc;
         s_consume (self, line_len);
@@ -1048,6 +1051,7 @@ s_lines_exchange (s_port_t *self, const tr_msg_t *msg, const char *line, size_t 
         rc = s_read_line (self, ask_deadline, &line_len);
     if (rc == TR_ETIMEDOUT && cut_short && tr__now_ns () < deadline) {
         self->owed++;                   //  the asker gave up; the answer still comes
+        self->owed_by_ns = deadline;
         if (tr_msg_kind (msg) == TR_KIND_ASK)
             tr_reply_error (msg, TR_ETIMEDOUT);
         return 0;

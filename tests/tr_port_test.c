@@ -504,6 +504,25 @@ START_TEST (test_lines_ask_deadline)
 }
 END_TEST
 
+//  A process that never answers a request whose asker gave up is still
+//  hung: the next request finds out when that answer is due.
+START_TEST (test_lines_owed_hang)
+{
+    char yaml [512];
+    snprintf (yaml, sizeof yaml, "name: t\ndefaults: {backoff: {min: 1ms, max: 5ms}}\n"
+              "children:\n" S_LINES_PY ("py", ", timeout: %dms"), 500 * tr_test_slowdown ());
+    s_start (yaml);
+    long pid = s_pid ("py");
+    ck_assert_int_eq (s_ask ("py", "{\"op\":\"hang\"}", 100, NULL), TR_ETIMEDOUT);
+    int64_t start = tr_test_now_ms ();
+    s_expect_error ("py", "{\"op\":\"echo\"}", TR_ETIMEDOUT);
+    ck_assert_int_lt (tr_test_now_ms () - start, 500 * tr_test_slowdown ());
+    s_expect_gone (pid);
+    ck_assert_int_ne (s_pid ("py"), pid);
+    ck_assert_uint_eq (s_failed_n ("py", 1), 1);
+}
+END_TEST
+
 //  Failures open the breaker: asks fail at once with TR_ECIRCUIT.
 START_TEST (test_lines_breaker)
 {
@@ -661,6 +680,7 @@ s_suite (void)
     tcase_add_test (tc, test_lines_misbehaviour);
     tcase_add_test (tc, test_lines_death_while_idle);
     tcase_add_test (tc, test_lines_ask_deadline);
+    tcase_add_test (tc, test_lines_owed_hang);
     tcase_add_test (tc, test_lines_breaker);
     tcase_add_test (tc, test_lines_unsupervised);
     suite_add_tcase (s, tc);
