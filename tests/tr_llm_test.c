@@ -248,6 +248,15 @@ START_TEST (test_offline_derived)
     ck_assert_int_ge (openers, 3);
     for (int j = 0; j < openers; j++)
         free ((void *) seen [j]);
+    //  An empty prompt, and bytes that are not UTF-8 (the JSON between
+    //  the backend and the agent carries them as U+FFFD): still answered.
+    char *odd;
+    ck_assert_int_eq (s_ask ("b", "", 2000, &odd), TR_OK);
+    ck_assert (s_contains (odd, "0 words"));
+    free (odd);
+    ck_assert_int_eq (s_ask ("b", "caf\xe9 \xff\xfe ok", 2000, &odd), TR_OK);
+    ck_assert (s_contains (odd, "caf\xef\xbf\xbd"));
+    free (odd);
     //  The same seed answers the same; another seed may phrase it otherwise.
     char *c, *d;
     ck_assert_int_eq (s_ask ("c", "Tell me about troupe", 2000, &c), TR_OK);
