@@ -94,7 +94,7 @@ typedef struct {
 static void
 s_buf_add (s_buf_t *b, const char *text, size_t len)
 {
-    if (b->oom)
+    if (b->oom || len == 0)
         return;
     if (b->len + len + 1 > b->cap) {
         size_t cap = b->cap? b->cap * 2: 256;
@@ -111,6 +111,21 @@ s_buf_add (s_buf_t *b, const char *text, size_t len)
     memcpy (b->data + b->len, text, len);
     b->len += len;
     b->data [b->len] = 0;
+}
+
+//  True if len bytes at text hold a NUL (an empty string's text may be
+//  NULL, as msgpack-c gives it).
+static bool
+s_has_nul (const char *text, size_t len)
+{
+    return len && memchr (text, 0, len);
+}
+
+//  A copy of len bytes as a C string (text may be NULL when len is 0).
+static char *
+s_copy (const char *text, size_t len)
+{
+    return len? strndup (text, len): strdup ("");
 }
 
 static void
@@ -388,10 +403,10 @@ s_want_str (s_parse_t *p, const msgpack_object *o, const char *what, char **out)
 {
     if (o->type != MSGPACK_OBJECT_STR)
         return s_bad (p, "%s must be a string, not %s", what, s_kind_words (o));
-    if (memchr (o->via.str.ptr, 0, o->via.str.size))
+    if (s_has_nul (o->via.str.ptr, o->via.str.size))
         return s_bad (p, "%s must not hold a NUL byte", what);
     free (*out);
-    *out = strndup (o->via.str.ptr, o->via.str.size);
+    *out = s_copy (o->via.str.ptr, o->via.str.size);
     return *out? 0: s_bad (p, "out of memory");
 }
 
@@ -1007,7 +1022,7 @@ s_msgs_add (s_msgs_t *list, const char *role, const char *content, size_t len)
         list->items = items;
         list->cap = cap;
     }
-    char *copy = strndup (content, len);
+    char *copy = s_copy (content, len);
     if (!copy)
         return -1;
     list->items [list->count].role = role;
@@ -1368,7 +1383,7 @@ s_completion_read (const char *body, size_t size, msgpack_unpacked *unpacked, ch
         snprintf (why, why_size, "the response's first choice has no message content");
         return -1;
     }
-    out->content = content->via.str.ptr;
+    out->content = content->via.str.size? content->via.str.ptr: "";
     out->len = content->via.str.size;
     const msgpack_object *usage = s_get (root, "usage");
     out->prompt_tokens = out->completion_tokens = -1;
@@ -2552,7 +2567,7 @@ s_render_inputs (const s_sig_t *sig, const msgpack_object *map, char **text_p,
         }
         s_buf_printf (&b, "%s: ", sig->inputs [j].name);
         if (v->type == MSGPACK_OBJECT_STR) {
-            if (memchr (v->via.str.ptr, 0, v->via.str.size)) {
+            if (s_has_nul (v->via.str.ptr, v->via.str.size)) {
                 snprintf (why, why_size, "input field '%s' holds a NUL byte", sig->inputs [j].name);
                 free (b.data);
                 return TR_EINVAL;
@@ -2607,7 +2622,7 @@ s_call_from_body (s_agent_t *agent, const tr_msg_t *msg, s_call_t **call_p,
             snprintf (why, why_size, "a string ask needs a signature of one input; "
                       "this one has %zu: ask with a map", cfg->sig->ninputs);
         else
-        if (o->type == MSGPACK_OBJECT_STR && memchr (o->via.str.ptr, 0, o->via.str.size))
+        if (o->type == MSGPACK_OBJECT_STR && s_has_nul (o->via.str.ptr, o->via.str.size))
             snprintf (why, why_size, "the prompt holds a NUL byte");
         else
         if (o->type == MSGPACK_OBJECT_STR && cfg->sig) {
@@ -2620,7 +2635,7 @@ s_call_from_body (s_agent_t *agent, const tr_msg_t *msg, s_call_t **call_p,
         }
         else
         if (o->type == MSGPACK_OBJECT_STR) {
-            input = strndup (o->via.str.ptr, o->via.str.size);
+            input = s_copy (o->via.str.ptr, o->via.str.size);
             rc = input? TR_OK: TR_ENOMEM;
         }
         else

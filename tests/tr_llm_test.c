@@ -1348,6 +1348,27 @@ START_TEST (test_http_timeout)
 }
 END_TEST
 
+//  An empty answer is an answer (and a turn of the conversation).
+START_TEST (test_http_empty_answer)
+{
+    s_server_t srv;
+    s_server_start (&srv, "{\"routes\": [{\"method\": \"POST\", \"path\": \"/v1/chat/completions\","
+                          " \"responses\": [{\"chat\": \"\"}]}]}");
+    char yaml [512];
+    snprintf (yaml, sizeof yaml,
+        "name: t\nchildren:\n  - {name: bot, actor: llm, params: {base_url: '%s', model: m, "
+        "history: {max_messages: 4}}}\n", srv.base);
+    s_start (yaml);
+    char *answer;
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq (s_ask ("bot", "", 5000, &answer), TR_OK);
+        ck_assert_str_eq (answer, "");
+        free (answer);
+    }
+    s_server_stop (&srv);
+}
+END_TEST
+
 //  A response past the backend's max_response: TR_ETOOBIG.
 START_TEST (test_http_too_big)
 {
@@ -1430,6 +1451,7 @@ s_suite (void)
     tcase_add_test (tc, test_http_breaker);
     tcase_add_test (tc, test_http_history);
     tcase_add_test (tc, test_http_timeout);
+    tcase_add_test (tc, test_http_empty_answer);
     tcase_add_test (tc, test_http_too_big);
     tcase_add_test (tc, test_http_stop);
     suite_add_tcase (suite, tc);
