@@ -93,7 +93,7 @@ def test_errors_as_exceptions(broker, echo_node):
         t = time.monotonic()
         with pytest.raises(troupe.NoSuchActor) as info:
             n.ask("nobody-here", 1, timeout=slow(5))
-        assert time.monotonic() - t < slow(2)           # bounced at once, not timed out
+        assert time.monotonic() - t < slow(3)           # bounced at once, not timed out
         assert info.value.code == -3 and info.value.name == "TR_ENOACTOR"
         assert isinstance(info.value, troupe.TroupeError)
 
@@ -101,7 +101,7 @@ def test_errors_as_exceptions(broker, echo_node):
         t = time.monotonic()
         with pytest.raises(troupe.Timeout) as info:
             n.ask("py-sleepy", 1.0, timeout=0.3)
-        assert 0.25 < time.monotonic() - t < slow(1.5)
+        assert 0.25 < time.monotonic() - t < slow(3)
         assert isinstance(info.value, TimeoutError) and info.value.code == -6
 
         with pytest.raises(troupe.NameTaken):           # held by the C node
