@@ -201,13 +201,20 @@ s_compare (const s_entry_t *e, const uint8_t *key, size_t len)
 //  --------------------------------------------------------------------------
 //  The index by key
 
-//  FNV-1a over the key's bytes.
+//  FNV-1a over the key's bytes, then mixed (MurmurHash3's finalizer):
+//  keys that differ in their last bytes only ("key:000000001234") must
+//  not land next to one another, where linear probing would make runs.
 static uint64_t
 s_hash (const uint8_t *key, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < len; i++)
         h = (h ^ key [i]) * 0x100000001b3ull;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
     return h;
 }
 

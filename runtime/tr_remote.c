@@ -1773,7 +1773,9 @@ s_run (void *arg)
             for (int i = 0; i < 1000 && self->sock && s_on_broker (self); i++)
                 ;
     }
-    //  Leaving: say so, fail what still waits, close up.
+    //  Leaving: say so, fail what still waits, close up. Callbacks run
+    //  from here on cannot make new calls.
+    self->stopping = true;
     if (self->sock && self->greeted) {
         tr__wire_out_t out;
         tr__wire_begin (&out, TR__V_BYE, 0, 0);
@@ -2135,6 +2137,20 @@ tr__remote_call_async (tr__remote_t *self, const tr__wire_out_t *frame,
     if (!call)
         return TR_ENOMEM;
     call->deadline_ns = tr__deadline_after_ms (timeout_ms);
+    //  Made by a callback on the link's own thread (a pipelining client
+    //  making its next call): into the batch at once, not round through
+    //  the gateway.
+    if (pthread_equal (pthread_self (), self->thread)) {
+        if (self->stopping) {
+            s_call_unref (&call);       //  a callback while the link stops
+            return TR_ESTOPPED;
+        }
+        if (self->greeted)
+            s_send_call (self, call);
+        else
+            zlistx_add_end (self->unsent, call);
+        return TR_OK;
+    }
     //  The link's (only) reference travels in the message.
     if (tr__post_raw (self->node, self->gateway, TR__KIND_CALL, &call, sizeof call)) {
         s_call_unref (&call);

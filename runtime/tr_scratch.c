@@ -137,6 +137,14 @@ s_async_done (int rc, const tr__reply_t *reply, void *arg)
 }
 
 //  Sends a request without waiting; ends the writer.
+//  A node that is closing has let go of its link: calls are refused as
+//  stopped, not as invalid (a callback may be making one).
+static int
+s_no_link (tr_node_t *node)
+{
+    return node && atomic_load (&node->closing)? TR_ESTOPPED: TR_EINVAL;
+}
+
 static int
 s_send_async (tr_node_t *node, tr__wire_out_t *out, const void *payload, size_t size,
               int timeout_ms, int shape, tr_scratch_fn *fn, void *arg)
@@ -160,7 +168,9 @@ s_send_async (tr_node_t *node, tr__wire_out_t *out, const void *payload, size_t 
 static int
 s_get_frame (tr_node_t *node, const char *key, tr__wire_out_t *out)
 {
-    if (!node || !node->remote || s_check_key (key, false))
+    if (!node || !node->remote)
+        return s_no_link (node);
+    if (s_check_key (key, false))
         return TR_EINVAL;
     tr__wire_begin (out, TR__V_KV_GET, tr__remote_call_seq (node->remote), 1);
     tr__wire_str (out, key, strlen (key));
@@ -171,7 +181,9 @@ static int
 s_put_frame (tr_node_t *node, const char *key, const uint64_t *expected,
              const void *value, size_t size, int64_t ttl_ms, tr__wire_out_t *out)
 {
-    if (!node || !node->remote || s_check_key (key, false) || ttl_ms < 0)
+    if (!node || !node->remote)
+        return s_no_link (node);
+    if (s_check_key (key, false) || ttl_ms < 0)
         return TR_EINVAL;
     int rc = s_check_value (value, size);
     if (rc)
@@ -188,7 +200,9 @@ s_put_frame (tr_node_t *node, const char *key, const uint64_t *expected,
 static int
 s_del_frame (tr_node_t *node, const char *key, tr__wire_out_t *out)
 {
-    if (!node || !node->remote || s_check_key (key, false))
+    if (!node || !node->remote)
+        return s_no_link (node);
+    if (s_check_key (key, false))
         return TR_EINVAL;
     tr__wire_begin (out, TR__V_KV_DEL, tr__remote_call_seq (node->remote), 1);
     tr__wire_str (out, key, strlen (key));

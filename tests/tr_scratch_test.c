@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -702,6 +703,66 @@ START_TEST (test_async_unanswered)
 }
 END_TEST
 
+//  A callback that makes the next call (on the link's thread), as a
+//  pipelining client does: chains of calls run to their end; once the
+//  node stops, a callback's new call is refused with TR_ESTOPPED and its
+//  callback never runs.
+typedef struct {
+    tr_node_t *node;
+    atomic_int done, left, refused_stopped, other;
+} s_chain_t;
+
+static void
+s_chain_next (const tr_scratch_result_t *result, void *arg)
+{
+    s_chain_t *chain = (s_chain_t *) arg;
+    atomic_fetch_add (&chain->done, 1);
+    if (result->rc != TR_OK && result->rc != TR_ESTOPPED && result->rc != TR_ENOTFOUND)
+        atomic_fetch_add (&chain->other, 1);
+    if (atomic_fetch_sub (&chain->left, 1) <= 0)
+        return;
+    int rc = tr_scratch_get_async (chain->node, "chain/k", 60000, s_chain_next, chain);
+    if (rc == TR_ESTOPPED)
+        atomic_fetch_add (&chain->refused_stopped, 1);
+    else
+    if (rc != TR_OK)
+        atomic_fetch_add (&chain->other, 1);
+}
+
+START_TEST (test_async_chained)
+{
+    static s_chain_t chain;
+    chain.node = s_node ("chain");
+    tr_body_t body = tr_test_pack_uint (5);
+    ck_assert_int_eq (tr_scratch_put (chain.node, "chain/k", body.data, body.size, 0,
+                                      s_timeout (), NULL), TR_OK);
+    //  Eight chains of 500 calls each.
+    atomic_store (&chain.left, 4000 - 8);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq (tr_scratch_get_async (chain.node, "chain/k", s_timeout (),
+                                                s_chain_next, &chain), TR_OK);
+    int64_t deadline = tr_test_now_ms () + 2 * s_timeout ();
+    while (atomic_load (&chain.done) < 4000 && tr_test_now_ms () < deadline)
+        usleep (2000);
+    ck_assert_int_eq (atomic_load (&chain.done), 4000);
+    ck_assert_int_eq (atomic_load (&chain.other), 0);
+    //  Endless chains, then the node stops under them.
+    atomic_store (&chain.left, 1 << 30);
+    atomic_store (&chain.done, 0);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq (tr_scratch_get_async (chain.node, "chain/k", s_timeout (),
+                                                s_chain_next, &chain), TR_OK);
+    usleep (100 * 1000);
+    //  tr_node_destroy clears the pointer it is given at once; the
+    //  callbacks keep theirs.
+    tr_node_t *node = chain.node;
+    tr_node_destroy (&node);
+    ck_assert_int_gt (atomic_load (&chain.done), 8);
+    ck_assert_int_eq (atomic_load (&chain.other), 0);
+    ck_assert_int_ge (atomic_load (&chain.refused_stopped), 1);
+}
+END_TEST
+
 START_TEST (test_rate)
 {
     tr_broker_stop (&s_broker);                     //  the fixture's
@@ -768,6 +829,7 @@ main (int argc, char **argv)
     tcase_add_test (tc, test_rate);
     tcase_add_test (tc, test_async);
     tcase_add_test (tc, test_async_unanswered);
+    tcase_add_test (tc, test_async_chained);
     suite_add_tcase (suite, tc);
     SRunner *runner = srunner_create (suite);
     srunner_run_all (runner, CK_NORMAL);
