@@ -565,7 +565,8 @@ class Engine:
                 self.sock.disable_monitor()
             except zmq.ZMQError:
                 pass
-            self.sock.close(0)
+            #  Leaving: give the BYE a moment to go out; otherwise drop all.
+            self.sock.close(200 if self._stopping else 0)
             self.sock = None
             self.sock_fd = -1
         self._forget_monitor()
