@@ -22,6 +22,7 @@
 
 #include "tr_internal.h"
 #include "tr_mp.h"
+#include "tr_json.h"
 #include "troupe/tr_body.h"
 #include "troupe/tr_params.h"
 #include "troupe/tr_timer.h"
@@ -333,9 +334,21 @@ s_driver_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
         if (tr_msg_uint (reply, &number) == TR_OK)
             tr_log (TR_LOG_INFO, "%s: %s \"%.*s\" -> %llu", tr_actor_name (self),
                     driver->target, (int) len, text, (unsigned long long) number);
-        else
-            tr_log (TR_LOG_INFO, "%s: %s \"%.*s\" -> %zu bytes", tr_actor_name (self),
-                    driver->target, (int) len, text, tr_msg_size (reply));
+        else {
+            //  Anything else (a map from a signature, a process's JSON) as
+            //  one line of JSON, cut short in the log past 300 bytes.
+            char *json = NULL;
+            size_t json_len = 0;
+            if (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply), &json,
+                                       &json_len) == 0)
+                tr_log (TR_LOG_INFO, "%s: %s \"%.*s\" -> %.*s%s", tr_actor_name (self),
+                        driver->target, (int) len, text, (int) (json_len > 300? 300: json_len),
+                        json, json_len > 300? "...": "");
+            else
+                tr_log (TR_LOG_INFO, "%s: %s \"%.*s\" -> %zu bytes", tr_actor_name (self),
+                        driver->target, (int) len, text, tr_msg_size (reply));
+            free (json);
+        }
         tr_msg_destroy (&reply);
     }
     else

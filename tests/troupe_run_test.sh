@@ -312,6 +312,34 @@ chmod 755 "$TROUPE_CONTROL_DIR"
 expect 1 'refusing the control folder' "$troupe" status
 chmod 700 "$TROUPE_CONTROL_DIR"
 
+#   ---------------------------------------------------------------------
+#   The main job (examples/main.yaml, what `make run` runs), for a few
+#   seconds: its agents answer, its supervisors and breakers act as its
+#   comment says, and it stops in order. And every example loads.
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+"$troupe" run "$src/examples/main.yaml" --for 9s >"$work/main.log" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] && echo "ok: the main job ran and stopped" || fail "the main job exited $rc"
+for pattern in \
+    'intake: triage "I want a refund for order 42" -> \{"category":"billing","urgency":3' \
+    "llm 'triage': answer does not fit" \
+    'drafter: writer "Reply to a customer asking for a refund" -> "' \
+    "breaker of 'primary' opened" \
+    'cashier: primary "quote cake" -> "backup: ' \
+    "breaker of 'primary' closed" \
+    'clerk: orders "A-17" -> \{"order":"A-17","status":"shipped"\}' \
+    "supervisor 'desk': restarting 'orders'" \
+    "supervisor 'back': restarting 'db'" \
+    'ticker: tick 1' \
+    'ran for'; do
+    grep -Eq -- "$pattern" "$work/main.log" && echo "ok: main job: /$pattern/" \
+        || { fail "the main job's log lacks /$pattern/:"; tail -40 "$work/main.log"; }
+done
+for example in "$src"/examples/*.yaml; do
+    expect 0 "ran for" "$troupe" run "$example" --for 300ms
+done
+
 if [ "$failures" -ne 0 ]; then
     echo "$failures check(s) failed"
     exit 1
