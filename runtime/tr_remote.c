@@ -2084,7 +2084,7 @@ tr__remote_call_seq (tr__remote_t *self)
 //  asynchronous with fn (no lock: only the link touches it), waited for
 //  without. NULL if out of memory.
 static tr__call_t *
-s_call_new (const tr__wire_out_t *frame, const void *payload, size_t payload_size, int refs,
+s_call_new (tr__wire_out_t *frame, const void *payload, size_t payload_size, int refs,
             tr__call_fn *fn, void *arg)
 {
     if (frame->failed)
@@ -2111,8 +2111,12 @@ s_call_new (const tr__wire_out_t *frame, const void *payload, size_t payload_siz
     tr__mp_init (&mp, frame->data, frame->size);
     if (tr__mp_array (&mp, &n) == 0 && tr__mp_str (&mp, &verb, &verb_len) == 0)
         tr__mp_uint (&mp, &call->seq);
-    call->frame = (uint8_t *) malloc (frame->size);
+    //  An asynchronous call takes the writer's buffer as it is; a waiting
+    //  caller keeps its writer (it ends it) and the call gets a copy.
+    call->frame = fn? frame->data: (uint8_t *) malloc (frame->size);
     call->frame_size = frame->size;
+    if (fn)
+        *frame = (tr__wire_out_t) { NULL, 0, 0, false };
     if (payload) {
         call->payload = (uint8_t *) malloc (payload_size? payload_size: 1);
         call->payload_size = payload_size;
@@ -2122,14 +2126,15 @@ s_call_new (const tr__wire_out_t *frame, const void *payload, size_t payload_siz
         s_call_unref (&call);
         return NULL;
     }
-    memcpy (call->frame, frame->data, frame->size);
+    if (!fn)
+        memcpy (call->frame, frame->data, frame->size);
     if (payload && payload_size)
         memcpy (call->payload, payload, payload_size);
     return call;
 }
 
 int
-tr__remote_call_async (tr__remote_t *self, const tr__wire_out_t *frame,
+tr__remote_call_async (tr__remote_t *self, tr__wire_out_t *frame,
                        const void *payload, size_t payload_size, int timeout_ms,
                        tr__call_fn *done, void *arg)
 {
@@ -2164,7 +2169,7 @@ tr__remote_call (tr__remote_t *self, const tr__wire_out_t *frame, const void *pa
                  size_t payload_size, int timeout_ms, tr__reply_t *reply_p)
 {
     memset (reply_p, 0, sizeof *reply_p);
-    tr__call_t *call = s_call_new (frame, payload, payload_size, 2, NULL, NULL);
+    tr__call_t *call = s_call_new ((tr__wire_out_t *) frame, payload, payload_size, 2, NULL, NULL);
     if (!call)
         return TR_ENOMEM;
     //  The link's reference travels in the message.

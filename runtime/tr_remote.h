@@ -76,11 +76,13 @@ int
 //  As tr__remote_call, without waiting: `done` is called exactly once on
 //  the link's thread with the outcome (rc as tr__remote_call returns it;
 //  on TR_OK, reply points at the answer's frames, valid during the call
-//  only), by timeout_ms or at the first sweep after it. Returns TR_OK, or
-//  TR_ENOMEM / TR_ESTOPPED, in which case done is never called.
+//  only), by timeout_ms or at the first sweep after it. Takes the frame's
+//  buffer (the writer is left empty, as if ended) unless the frame failed.
+//  Returns TR_OK, or TR_ENOMEM / TR_ESTOPPED, in which case done is never
+//  called.
 typedef void (tr__call_fn) (int rc, const tr__reply_t *reply, void *arg);
 int
-    tr__remote_call_async (tr__remote_t *self, const tr__wire_out_t *frame,
+    tr__remote_call_async (tr__remote_t *self, tr__wire_out_t *frame,
                            const void *payload, size_t payload_size, int timeout_ms,
                            tr__call_fn *done, void *arg);
 
