@@ -361,4 +361,7 @@ const tr_actor_type_t *const *
 extern const tr_actor_type_t tr__port_type;
 extern const tr_actor_type_t tr__http_type;
 
+//  Composition actors (actors/tr_pool.c; shared helpers in tr_compose.c).
+extern const tr_actor_type_t tr__pool_type;
+
 #endif

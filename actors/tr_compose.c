@@ -1,0 +1,344 @@
+/*  tr_compose.c - what the composition actors share (see tr_compose.h).
+*/
+
+#include "tr_compose.h"
+#include "tr_internal.h"
+#include "tr_mp.h"
+#include "troupe/tr_envelope.h"
+#include "troupe/tr_log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  --------------------------------------------------------------------------
+//  Parameters
+
+int
+tr__cfg_open (tr__cfg_t *cfg, const char *type, const char *actor,
+              const tr_params_t *params)
+{
+    memset (cfg, 0, sizeof *cfg);
+    cfg->type = type;
+    cfg->actor = actor;
+    msgpack_unpacked_init (&cfg->unpacked);
+    if (!params || !params->data || params->size == 0)
+        return 0;
+    if (msgpack_unpack_next (&cfg->unpacked, (const char *) params->data, params->size, NULL)
+        != MSGPACK_UNPACK_SUCCESS
+    ||  cfg->unpacked.data.type != MSGPACK_OBJECT_MAP)
+        return tr__cfg_bad (cfg, "parameters are not one msgpack map");
+    cfg->root = &cfg->unpacked.data;
+    return 0;
+}
+
+void
+tr__cfg_close (tr__cfg_t *cfg)
+{
+    msgpack_unpacked_destroy (&cfg->unpacked);
+    cfg->root = NULL;
+}
+
+int
+tr__cfg_bad (tr__cfg_t *cfg, const char *format, ...)
+{
+    char what [TR__CFG_ERROR - 300];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (what, sizeof what, format, args);
+    va_end (args);
+    snprintf (cfg->error, sizeof cfg->error, "%s '%.255s': %s", cfg->type, cfg->actor, what);
+    return -1;
+}
+
+static bool
+s_key_is (const msgpack_object *key, const char *name)
+{
+    return key->type == MSGPACK_OBJECT_STR
+        && key->via.str.size == strlen (name)
+        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
+}
+
+const msgpack_object *
+tr__cfg_get (tr__cfg_t *cfg, const msgpack_object *map, const char *key)
+{
+    if (!map)
+        map = cfg->root;
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (s_key_is (&map->via.map.ptr [i].key, key))
+            return &map->via.map.ptr [i].val;
+    return NULL;
+}
+
+//  The kind of a value, in words.
+static const char *
+s_kind_words (const msgpack_object *o)
+{
+    switch (o->type) {
+        case MSGPACK_OBJECT_NIL: return "null";
+        case MSGPACK_OBJECT_BOOLEAN: return "a boolean";
+        case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "an integer";
+        case MSGPACK_OBJECT_FLOAT32:
+        case MSGPACK_OBJECT_FLOAT64: return "a number";
+        case MSGPACK_OBJECT_STR: return "a string";
+        case MSGPACK_OBJECT_ARRAY: return "a list";
+        case MSGPACK_OBJECT_MAP: return "a mapping";
+        default: return "binary data";
+    }
+}
+
+int
+tr__cfg_int (tr__cfg_t *cfg, const char *key, int64_t min, int64_t max, int64_t *out)
+{
+    const msgpack_object *o = tr__cfg_get (cfg, NULL, key);
+    if (!o)
+        return 0;
+    int64_t v;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        v = (int64_t) o->via.u64;
+    else
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        v = o->via.i64;
+    else
+        return tr__cfg_bad (cfg, "'%s' must be an integer, not %s", key, s_kind_words (o));
+    if (v < min || v > max)
+        return tr__cfg_bad (cfg, "'%s' must be from %lld to %lld, not %lld", key,
+                            (long long) min, (long long) max, (long long) v);
+    *out = v;
+    return 0;
+}
+
+int
+tr__cfg_number (tr__cfg_t *cfg, const char *key, double min, double max, double *out)
+{
+    const msgpack_object *o = tr__cfg_get (cfg, NULL, key);
+    if (!o)
+        return 0;
+    double v;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        v = (double) o->via.u64;
+    else
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        v = (double) o->via.i64;
+    else
+    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
+        v = o->via.f64;
+    else
+        return tr__cfg_bad (cfg, "'%s' must be a number, not %s", key, s_kind_words (o));
+    if (!(v >= min && v <= max))
+        return tr__cfg_bad (cfg, "'%s' must be from %g to %g, not %g", key, min, max, v);
+    *out = v;
+    return 0;
+}
+
+int
+tr__cfg_bool (tr__cfg_t *cfg, const char *key, bool *out)
+{
+    const msgpack_object *o = tr__cfg_get (cfg, NULL, key);
+    if (!o)
+        return 0;
+    if (o->type != MSGPACK_OBJECT_BOOLEAN)
+        return tr__cfg_bad (cfg, "'%s' must be true or false, not %s", key, s_kind_words (o));
+    *out = o->via.boolean;
+    return 0;
+}
+
+int
+tr__cfg_duration (tr__cfg_t *cfg, const char *key, int64_t min, int64_t max, int64_t *out)
+{
+    const msgpack_object *o = tr__cfg_get (cfg, NULL, key);
+    if (!o)
+        return 0;
+    int64_t ms;
+    if (o->type == MSGPACK_OBJECT_STR) {
+        if (tr_duration_parse (o->via.str.ptr, o->via.str.size, &ms) != TR_OK)
+            return tr__cfg_bad (cfg, "'%s' must be a duration such as 250ms, 1.5s or 2m, "
+                                "not '%.*s'", key, (int) o->via.str.size, o->via.str.ptr);
+    }
+    else
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        ms = (int64_t) o->via.u64;
+    else
+        return tr__cfg_bad (cfg, "'%s' must be a duration, not %s", key, s_kind_words (o));
+    if (ms < min || ms > max)
+        return tr__cfg_bad (cfg, "'%s' must be from %lld ms to %lld ms, not %lld ms", key,
+                            (long long) min, (long long) max, (long long) ms);
+    *out = ms;
+    return 0;
+}
+
+int
+tr__cfg_str (tr__cfg_t *cfg, const char *key, char **out)
+{
+    const msgpack_object *o = tr__cfg_get (cfg, NULL, key);
+    if (!o)
+        return 0;
+    if (o->type != MSGPACK_OBJECT_STR)
+        return tr__cfg_bad (cfg, "'%s' must be a string, not %s", key, s_kind_words (o));
+    if (o->via.str.size == 0 || memchr (o->via.str.ptr, 0, o->via.str.size))
+        return tr__cfg_bad (cfg, "'%s' must be a non-empty string without NUL bytes", key);
+    char *copy = strndup (o->via.str.ptr, o->via.str.size);
+    if (!copy)
+        return tr__cfg_bad (cfg, "out of memory");
+    free (*out);
+    *out = copy;
+    return 0;
+}
+
+int
+tr__cfg_choice (tr__cfg_t *cfg, const char *key, const char *const *choices, int *out)
+{
+    const msgpack_object *o = tr__cfg_get (cfg, NULL, key);
+    if (!o)
+        return 0;
+    for (int i = 0; choices [i]; i++)
+        if (s_key_is (o, choices [i])) {
+            *out = i;
+            return 0;
+        }
+    char list [256] = "";
+    for (int i = 0; choices [i]; i++) {
+        strncat (list, i? ", ": "", sizeof list - strlen (list) - 1);
+        strncat (list, choices [i], sizeof list - strlen (list) - 1);
+    }
+    if (o->type != MSGPACK_OBJECT_STR)
+        return tr__cfg_bad (cfg, "'%s' must be one of %s, not %s", key, list, s_kind_words (o));
+    return tr__cfg_bad (cfg, "'%s' must be one of %s, not '%.*s'", key, list,
+                        (int) (o->via.str.size > 100? 100: o->via.str.size), o->via.str.ptr);
+}
+
+int
+tr__cfg_names (tr__cfg_t *cfg, const msgpack_object *list, const char *what,
+               char ***names_p, size_t *count_p)
+{
+    if (!list || list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
+        return tr__cfg_bad (cfg, "'%s' must be a list of at least one actor name", what);
+    size_t count = list->via.array.size;
+    char **names = (char **) calloc (count, sizeof *names);
+    if (!names)
+        return tr__cfg_bad (cfg, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        const msgpack_object *o = &list->via.array.ptr [i];
+        if (o->type != MSGPACK_OBJECT_STR) {
+            tr__names_free (names, count);
+            return tr__cfg_bad (cfg, "'%s' item %zu must be an actor name, not %s",
+                                what, i + 1, s_kind_words (o));
+        }
+        if (tr_name_check (o->via.str.ptr, o->via.str.size) || o->via.str.ptr [0] == '$') {
+            tr__names_free (names, count);
+            return tr__cfg_bad (cfg, "'%s' item %zu is not a valid actor name: '%.*s'",
+                                what, i + 1, (int) (o->via.str.size > 100? 100: o->via.str.size),
+                                o->via.str.ptr);
+        }
+        names [i] = strndup (o->via.str.ptr, o->via.str.size);
+        if (!names [i]) {
+            tr__names_free (names, count);
+            return tr__cfg_bad (cfg, "out of memory");
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp (names [j], names [i]) == 0) {
+                tr__cfg_bad (cfg, "'%s' names '%s' twice (items %zu and %zu)",
+                             what, names [i], j + 1, i + 1);
+                tr__names_free (names, count);
+                return -1;
+            }
+    }
+    *names_p = names;
+    *count_p = count;
+    return 0;
+}
+
+void
+tr__names_free (char **names, size_t count)
+{
+    if (!names)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free (names [i]);
+    free (names);
+}
+
+void
+tr__cfg_refuse (tr_actor_t *self, tr__cfg_t *cfg)
+{
+    tr_log (TR_LOG_ERROR, "%s", cfg->error);
+    tr_actor_exit (self, TR_EINVAL, cfg->error);
+}
+
+//  --------------------------------------------------------------------------
+//  Timer messages
+
+void
+tr__tick_pack (uint8_t buf [TR__TICK_SIZE], uint64_t id)
+{
+    buf [0] = 0xd7;                     //  fixext 8
+    buf [1] = 'T';
+    for (int i = 0; i < 8; i++)
+        buf [2 + i] = (uint8_t) (id >> (56 - 8 * i));
+}
+
+bool
+tr__tick_read (const tr_msg_t *msg, uint64_t *id)
+{
+    const uint8_t *body = (const uint8_t *) tr_msg_body (msg);
+    if (tr_msg_kind (msg) != TR_KIND_TELL || tr_msg_from (msg) [0] != '\0'
+    ||  tr_msg_size (msg) != TR__TICK_SIZE || body [0] != 0xd7 || body [1] != 'T')
+        return false;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | body [2 + i];
+    *id = v;
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Message fields and hashing
+
+int
+tr__body_field (const void *body, size_t size, const char *field,
+                const uint8_t **value, size_t *value_size)
+{
+    tr__mp_t mp;
+    uint32_t pairs;
+    size_t field_len = strlen (field);
+    tr__mp_init (&mp, body, size);
+    if (!body || tr__mp_map (&mp, &pairs) != 0)
+        return -1;
+    for (uint32_t i = 0; i < pairs; i++) {
+        const char *key;
+        uint32_t key_len;
+        if (tr__mp_str (&mp, &key, &key_len) != 0)
+            return -1;
+        const uint8_t *start = mp.p;
+        if (tr__mp_skip (&mp, TR_BODY_MAX_DEPTH) != 0)
+            return -1;
+        if (key_len == field_len && memcmp (key, field, key_len) == 0) {
+            *value = start;
+            *value_size = (size_t) (mp.p - start);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+uint64_t
+tr__hash (const void *data, size_t size, uint64_t seed)
+{
+    const uint8_t *p = (const uint8_t *) data;
+    uint64_t h = UINT64_C (14695981039346656037) ^ seed;
+    for (size_t i = 0; i < size; i++) {
+        h ^= p [i];
+        h *= UINT64_C (1099511628211);
+    }
+    //  The finaliser of MurmurHash3: every input bit reaches every output bit.
+    h ^= h >> 33;
+    h *= UINT64_C (0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h *= UINT64_C (0xc4ceb9e53a87ec4d);
+    h ^= h >> 33;
+    return h;
+}

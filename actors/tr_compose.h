@@ -1,0 +1,125 @@
+/*  tr_compose.h - what the composition actors share (internal).
+
+    The composition actors (pool, and the router and chain to come) read
+    their parameters the same way, mark their own timer messages the same
+    way, and pick fields out of message maps the same way. One copy of each
+    lives here.
+
+    Parameters: the tree loader has already checked each top-level key's
+    kind against the type's tr_param_spec_t (with file, line and column).
+    What it cannot check (a strategy's spelling, a range, the shape inside
+    a list) is checked here when the actor starts; a problem is written
+    into tr__cfg_t.error as "TYPE 'NAME': what was wrong", which the actor
+    logs and gives to tr_actor_exit, so that its supervisor reports it and
+    the tree does not start.
+*/
+#ifndef TR_COMPOSE_H_INCLUDED
+#define TR_COMPOSE_H_INCLUDED
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe/tr_actor.h"
+#include "troupe/tr_msg.h"
+#include "troupe/tr_params.h"
+
+#define TR__CFG_ERROR 1024
+
+//  A parameter reader: the msgpack map of an actor's params, unpacked.
+typedef struct {
+    const char *type;                   //  "pool", for messages
+    const char *actor;                  //  the actor's name
+    msgpack_unpacked unpacked;
+    const msgpack_object *root;         //  the params map, or NULL for none
+    char error [TR__CFG_ERROR];
+} tr__cfg_t;
+
+//  Unpacks params (may be NULL: no parameters). Returns 0, or -1 with
+//  cfg->error set. tr__cfg_close must follow either way.
+int
+    tr__cfg_open (tr__cfg_t *cfg, const char *type, const char *actor,
+                  const tr_params_t *params);
+
+//  Frees what tr__cfg_open unpacked (values found through it go too).
+void
+    tr__cfg_close (tr__cfg_t *cfg);
+
+//  Records a problem in cfg->error ("TYPE 'NAME': ...") and returns -1.
+int
+    tr__cfg_bad (tr__cfg_t *cfg, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+//  The value under key in the params map (or in `map` if not NULL), or
+//  NULL when absent.
+const msgpack_object *
+    tr__cfg_get (tr__cfg_t *cfg, const msgpack_object *map, const char *key);
+
+//  Optional settings of the params map: each leaves *out alone when the key
+//  is absent and returns 0; -1 with cfg->error for a value of the wrong
+//  kind or out of [min, max].
+int
+    tr__cfg_int (tr__cfg_t *cfg, const char *key, int64_t min, int64_t max,
+                 int64_t *out);
+int
+    tr__cfg_number (tr__cfg_t *cfg, const char *key, double min, double max,
+                    double *out);
+int
+    tr__cfg_bool (tr__cfg_t *cfg, const char *key, bool *out);
+int
+    tr__cfg_duration (tr__cfg_t *cfg, const char *key, int64_t min, int64_t max,
+                      int64_t *out);
+
+//  An optional string setting as a new C string (free it), refusing an
+//  empty one and one with a NUL byte.
+int
+    tr__cfg_str (tr__cfg_t *cfg, const char *key, char **out);
+
+//  An optional string setting that must be one of `choices` (NULL-ended);
+//  *out is its index.
+int
+    tr__cfg_choice (tr__cfg_t *cfg, const char *key, const char *const *choices,
+                    int *out);
+
+//  A list of actor names (`what` names it in messages): at least one, each
+//  a valid actor name, none twice. On 0, *names_p is a new array of new
+//  strings (tr__names_free) and *count_p its length.
+int
+    tr__cfg_names (tr__cfg_t *cfg, const msgpack_object *list, const char *what,
+                   char ***names_p, size_t *count_p);
+
+//  Frees an array from tr__cfg_names. Accepts NULL.
+void
+    tr__names_free (char **names, size_t count);
+
+//  Logs cfg->error and ends the actor's start with it (init then returns
+//  -1, which its supervisor reports with this text).
+void
+    tr__cfg_refuse (tr_actor_t *self, tr__cfg_t *cfg);
+
+//  Timer messages. An actor that waits for answers to tr_request keeps a
+//  timer per request; the timer's body is a msgpack ext value (type 'T',
+//  8 bytes: the request's id), which no tree file or JSON can produce, so
+//  it cannot be mistaken for a message from a user. tr__tick_pack writes
+//  the 10 bytes into buf; tr__tick_read returns true and the id if msg is
+//  such a timer message (a tell from no actor).
+#define TR__TICK_SIZE 10
+void
+    tr__tick_pack (uint8_t buf [TR__TICK_SIZE], uint64_t id);
+bool
+    tr__tick_read (const tr_msg_t *msg, uint64_t *id);
+
+//  Finds the value of `field` in a message body that is a map with string
+//  keys. On 0, *value and *size are the value's own msgpack bytes (inside
+//  body). Returns -1 if the body is not such a map or has no such key.
+int
+    tr__body_field (const void *body, size_t size, const char *field,
+                    const uint8_t **value, size_t *value_size);
+
+//  FNV-1a over bytes from a seed, with a final mix so that close inputs
+//  land far apart (for hash rings).
+uint64_t
+    tr__hash (const void *data, size_t size, uint64_t seed);
+
+#endif
