@@ -200,6 +200,8 @@ struct tr__remote {
     uint64_t next_wire_id;
     int64_t last_heard_ns;              //  anything from the broker
     int64_t last_polled_ns;             //  the link last looked at its socket
+    int64_t stalled_ns;                 //  a poll last came back late (a stall)
+    int64_t rejoin_ns;                  //  greet again then (after a long stall), 0: no
     int64_t last_sent_ns;               //  anything to the broker
     int64_t retry_at_ns;                //  next connection attempt
     int backoff_ms;
@@ -430,6 +432,7 @@ s_disconnect (tr__remote_t *self, const char *why)
         self->sock = NULL;
     }
     self->greeted = false;
+    self->rejoin_ns = 0;
     atomic_store (&self->connected, false);
     //  Requests sent and not answered: whether the broker carried them out
     //  is unknown (2-broker.md 2.2).
@@ -1103,7 +1106,7 @@ s_batch_flush (tr__remote_t *self)
 static void
 s_send_message (tr__remote_t *self, tr_msg_t *msg)
 {
-    if (!self->greeted) {
+    if (!self->greeted || self->rejoin_ns) {
         s_hold (self, msg);
         return;
     }
@@ -1184,7 +1187,7 @@ s_on_gateway (tr__remote_t *self, tr_msg_t *msg)
             tr__call_t *call = NULL;
             if (msg->size == sizeof call)
                 memcpy (&call, msg->body, sizeof call);
-            if (call && self->greeted)
+            if (call && self->greeted && !self->rejoin_ns)
                 s_send_call (self, call);
             else
             if (call)
@@ -1715,11 +1718,19 @@ s_tick (tr__remote_t *self)
     if (!self->sock && now >= self->retry_at_ns)
         s_connect (self);
     //  Silence is judged only by a link that has been looking: one whose
-    //  thread did not run for a while (a busy machine) may have the
-    //  broker's messages waiting unread, and reads them first.
+    //  thread did not run for a while (a busy machine, a stopped process)
+    //  may have the broker's messages waiting unread, and reads them
+    //  first. After such a stall it waits a heartbeat more, for ZeroMQ's
+    //  I/O thread, stalled too, to hand over what came meanwhile: a poll
+    //  that came back at once on its timeout would find nothing yet, and
+    //  closing the socket then would drop those messages unread.
     if (self->sock && now - self->last_heard_ns > 3 * h && now - self->last_polled_ns < h
-    &&  !s_readable (self))
+    &&  now - self->stalled_ns >= h && !s_readable (self))
         s_disconnect (self, "silent for three heartbeats");
+    //  After a stall longer than the broker waits, greet again once what
+    //  was waiting has been read (see s_run).
+    if (self->sock && self->rejoin_ns && now >= self->rejoin_ns && !s_readable (self))
+        s_disconnect (self, "this node was silent longer than the broker waits");
     if (self->sock && self->greeted && now - self->last_sent_ns >= h) {
         tr__wire_out_t out;
         tr__wire_begin (&out, TR__V_HEARTBEAT, 0, 0);
@@ -1733,6 +1744,10 @@ s_tick (tr__remote_t *self)
     if (self->sock) {
         int64_t beat = self->last_sent_ns + h;
         int64_t dead = self->last_heard_ns + 3 * h + 1000000;
+        if (dead < self->stalled_ns + h + 1000000)
+            dead = self->stalled_ns + h + 1000000;
+        if (self->rejoin_ns && self->rejoin_ns < dead)
+            dead = self->rejoin_ns;
         next = beat < next? beat: next;
         next = dead < next? dead: next;
     }
@@ -1766,8 +1781,22 @@ s_run (void *arg)
         zmq_pollitem_t items [2] = {
             { ring, 0, ZMQ_POLLIN, 0 }, { self->sock, 0, ZMQ_POLLIN, 0 }
         };
+        int64_t due = tr__now_ns () + (int64_t) timeout * 1000000;
         int n = zmq_poll (items, self->sock? 2: 1, timeout);
         self->last_polled_ns = tr__now_ns ();
+        int64_t h = (int64_t) self->heartbeat_ms * 1000000;
+        if (self->last_polled_ns - due > h) {
+            //  A stall (the process stopped, or starved of CPU). If this
+            //  node sent nothing for longer than three heartbeats, the
+            //  broker has taken it for dead (2-broker.md 2.5) and would
+            //  refuse what it sends now with TR_EPROTO, envelopes and all,
+            //  before the node heard of it: so it holds what it sends,
+            //  reads what came meanwhile for a heartbeat, then greets
+            //  again and sends what it held.
+            self->stalled_ns = self->last_polled_ns;
+            if (self->sock && self->greeted && self->last_polled_ns - self->last_sent_ns > 3 * h)
+                self->rejoin_ns = self->last_polled_ns + h;
+        }
         tr__mbox_poll_disarm (self->gateway);
         if (n > 0 && self->sock && (items [1].revents & ZMQ_POLLIN))
             for (int i = 0; i < 1000 && self->sock && s_on_broker (self); i++)
@@ -1929,9 +1958,12 @@ tr__remote_stop (tr__remote_t **self_p)
     if (!self_p || !*self_p)
         return;
     tr__remote_t *self = *self_p;
-    *self_p = NULL;
     tr__post_raw (self->node, self->gateway, TR__KIND_STOP, NULL, 0);
     pthread_join (self->thread, NULL);
+    //  Cleared only now: the link's last callbacks (calls ended with
+    //  TR_ESTOPPED) run on its thread and may still read it, to make a
+    //  call that is then refused.
+    *self_p = NULL;
     tr__mbox_unref (&self->gateway);
     zhashx_destroy (&self->names);
     zhashx_destroy (&self->pending);
@@ -2150,7 +2182,7 @@ tr__remote_call_async (tr__remote_t *self, tr__wire_out_t *frame,
             s_call_unref (&call);       //  a callback while the link stops
             return TR_ESTOPPED;
         }
-        if (self->greeted)
+        if (self->greeted && !self->rejoin_ns)
             s_send_call (self, call);
         else
             zlistx_add_end (self->unsent, call);
