@@ -174,18 +174,63 @@ tr__cfg_duration (tr__cfg_t *cfg, const char *key, int64_t min, int64_t max, int
 int
 tr__cfg_str (tr__cfg_t *cfg, const char *key, char **out)
 {
-    const msgpack_object *o = tr__cfg_get (cfg, NULL, key);
+    return tr__cfg_str_in (cfg, NULL, key, key, out);
+}
+
+int
+tr__cfg_str_in (tr__cfg_t *cfg, const msgpack_object *map, const char *key,
+                const char *what, char **out)
+{
+    const msgpack_object *o = tr__cfg_get (cfg, map, key);
     if (!o)
         return 0;
     if (o->type != MSGPACK_OBJECT_STR)
-        return tr__cfg_bad (cfg, "'%s' must be a string, not %s", key, s_kind_words (o));
+        return tr__cfg_bad (cfg, "'%s' must be a string, not %s", what, s_kind_words (o));
     if (o->via.str.size == 0 || memchr (o->via.str.ptr, 0, o->via.str.size))
-        return tr__cfg_bad (cfg, "'%s' must be a non-empty string without NUL bytes", key);
+        return tr__cfg_bad (cfg, "'%s' must be a non-empty string without NUL bytes", what);
     char *copy = strndup (o->via.str.ptr, o->via.str.size);
     if (!copy)
         return tr__cfg_bad (cfg, "out of memory");
     free (*out);
     *out = copy;
+    return 0;
+}
+
+int
+tr__cfg_name_in (tr__cfg_t *cfg, const msgpack_object *map, const char *key,
+                 const char *what, char **out)
+{
+    if (tr__cfg_str_in (cfg, map, key, what, out))
+        return -1;
+    if (*out && (tr_name_check (*out, strlen (*out)) || (*out) [0] == '$'))
+        return tr__cfg_bad (cfg, "'%s' is not a valid actor name: '%.100s'", what, *out);
+    return 0;
+}
+
+int
+tr__cfg_keys (tr__cfg_t *cfg, const msgpack_object *map, const char *what,
+              const char *const *keys)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return tr__cfg_bad (cfg, "%s must be a mapping, not %s", what,
+                            map? s_kind_words (map): "nothing");
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *key = &map->via.map.ptr [i].key;
+        bool known = false;
+        for (size_t k = 0; keys [k] && !known; k++)
+            known = s_key_is (key, keys [k]);
+        if (!known) {
+            char list [256] = "";
+            for (size_t k = 0; keys [k]; k++) {
+                strncat (list, k? ", ": "", sizeof list - strlen (list) - 1);
+                strncat (list, keys [k], sizeof list - strlen (list) - 1);
+            }
+            return tr__cfg_bad (cfg, "unknown key '%.*s' in %s; expected one of: %s",
+                                key->type == MSGPACK_OBJECT_STR? (int) key->via.str.size: 1,
+                                key->type == MSGPACK_OBJECT_STR? key->via.str.ptr: "?",
+                                what, list);
+        }
+    }
     return 0;
 }
 
@@ -209,6 +254,12 @@ tr__cfg_choice (tr__cfg_t *cfg, const char *key, const char *const *choices, int
         return tr__cfg_bad (cfg, "'%s' must be one of %s, not %s", key, list, s_kind_words (o));
     return tr__cfg_bad (cfg, "'%s' must be one of %s, not '%.*s'", key, list,
                         (int) (o->via.str.size > 100? 100: o->via.str.size), o->via.str.ptr);
+}
+
+const char *
+tr__cfg_kind (const msgpack_object *o)
+{
+    return s_kind_words (o);
 }
 
 int

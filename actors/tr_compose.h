@@ -76,6 +76,27 @@ int
 int
     tr__cfg_str (tr__cfg_t *cfg, const char *key, char **out);
 
+//  The same for key in a nested map (NULL: the params map); `what` names
+//  the setting in messages ("routes item 2 'to'").
+int
+    tr__cfg_str_in (tr__cfg_t *cfg, const msgpack_object *map, const char *key,
+                    const char *what, char **out);
+
+//  The same, and the string must be a valid actor name.
+int
+    tr__cfg_name_in (tr__cfg_t *cfg, const msgpack_object *map, const char *key,
+                     const char *what, char **out);
+
+//  Checks that map (named `what`) is a mapping whose keys are all among
+//  `keys` (NULL-ended).
+int
+    tr__cfg_keys (tr__cfg_t *cfg, const msgpack_object *map, const char *what,
+                  const char *const *keys);
+
+//  The kind of a value in words ("a string", "a list"...).
+const char *
+    tr__cfg_kind (const msgpack_object *o);
+
 //  An optional string setting that must be one of `choices` (NULL-ended);
 //  *out is its index.
 int

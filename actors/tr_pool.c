@@ -563,7 +563,12 @@ s_leg_send (s_pool_t *pool, s_call_t *call, size_t index, int member, int timeou
     return TR_OK;
 }
 
-//  Answers the asker with a list of what each member said (broadcast).
+static void s_pump (s_pool_t *pool);
+static void s_call_finish (s_pool_t *pool, s_call_t *call, int error, const void *body,
+                           size_t size);
+
+//  Answers the asker with a list of what each member said (broadcast),
+//  and ends the call.
 static void
 s_broadcast_answer (s_pool_t *pool, s_call_t *call)
 {
@@ -593,16 +598,9 @@ s_broadcast_answer (s_pool_t *pool, s_call_t *call)
                 msgpack_pack_nil (&pk);
         }
     }
-    int rc = tr_reply (call->ask, buffer.data, buffer.size);
-    if (rc != TR_OK) {
-        tr_log (TR_LOG_WARN, "pool '%s': broadcast answer: %s",
-                tr_actor_name (pool->self), tr_strerror (rc));
-        tr_reply_error (call->ask, rc);
-    }
+    s_call_finish (pool, call, TR_OK, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }
-
-static void s_pump (s_pool_t *pool);
 
 //  Takes a finished call out of the in-flight list, frees its slot and
 //  starts queued asks in it.
@@ -620,12 +618,24 @@ s_call_done (s_pool_t *pool, s_call_t *call)
     s_info (pool);
 }
 
-//  Fails the ask with error.
+//  Ends a call with its answer (body, size) or its error: counted, and
+//  its slot freed, before the asker hears, so that an asker who looks at
+//  the counters next sees them.
 static void
-s_call_fail (s_pool_t *pool, s_call_t *call, int error)
+s_call_finish (s_pool_t *pool, s_call_t *call, int error, const void *body, size_t size)
 {
-    tr_reply_error (call->ask, error);
-    tr_actor_info_add (pool->self, "pool.failed", 1);
+    tr_actor_info_add (pool->self, error? "pool.failed": "pool.answered", 1);
+    tr_msg_t *ask = call->ask;
+    call->ask = NULL;
+    s_call_done (pool, call);
+    int rc = error? error: tr_reply (ask, body, size);
+    if (rc != TR_OK) {
+        if (!error)
+            tr_log (TR_LOG_WARN, "pool '%s': answer: %s", tr_actor_name (pool->self),
+                    tr_strerror (rc));
+        tr_reply_error (ask, rc);
+    }
+    tr_msg_destroy (&ask);
 }
 
 //  Sends the call's next attempt to a member not tried yet. Members that
@@ -685,17 +695,13 @@ s_call_start (s_pool_t *pool, s_call_t *call)
             if (s_leg_send (pool, call, i, (int) i, timeout_ms) != TR_OK)
                 s_sample (pool, call, (int) i, call->legs [i].sent_ns, call->legs [i].error);
         }
-        if (call->legs_open == 0) {
+        if (call->legs_open == 0)
             s_broadcast_answer (pool, call);
-            s_call_done (pool, call);
-        }
         return;
     }
     int rc = s_attempt (pool, call, TR_ENOACTOR);
-    if (rc != TR_OK) {
-        s_call_fail (pool, call, rc);
-        s_call_done (pool, call);
-    }
+    if (rc != TR_OK)
+        s_call_finish (pool, call, rc, NULL, 0);
 }
 
 //  Starts queued asks while there are free slots.
@@ -758,28 +764,19 @@ s_leg_end (s_pool_t *pool, s_call_t *call, s_leg_t *leg, const tr_msg_t *reply, 
             else
                 leg->error = TR_ENOMEM;
         }
-        if (call->legs_open == 0) {
+        if (call->legs_open == 0)
             s_broadcast_answer (pool, call);
-            tr_actor_info_add (pool->self, "pool.answered", 1);
-            s_call_done (pool, call);
-        }
         return;
     }
     if (!error) {
-        int rc = tr_reply (call->ask, tr_msg_body (reply), tr_msg_size (reply));
-        if (rc != TR_OK)
-            tr_reply_error (call->ask, rc);
-        tr_actor_info_add (pool->self, "pool.answered", 1);
-        s_call_done (pool, call);
+        s_call_finish (pool, call, TR_OK, tr_msg_body (reply), tr_msg_size (reply));
         return;
     }
     tr_log (TR_LOG_INFO, "pool '%s': member '%s' failed an ask: %s", tr_actor_name (pool->self),
             pool->members [leg->member].name, tr_strerror (error));
     int rc = s_member_failed (error)? s_attempt (pool, call, error): error;
-    if (rc != TR_OK) {
-        s_call_fail (pool, call, rc);
-        s_call_done (pool, call);
-    }
+    if (rc != TR_OK)
+        s_call_finish (pool, call, rc, NULL, 0);
 }
 
 //  --------------------------------------------------------------------------

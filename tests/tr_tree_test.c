@@ -531,7 +531,7 @@ START_TEST (test_first_error_wins)
                    "  - {name: a, actor: echo}\n",
                    "first.yaml", 3, 22,
                    "unknown actor type 'nope'; registered types: counter, "
-                   "driver, echo, flaky, http, llm, pool, port");
+                   "driver, echo, flaky, http, llm, pool, port, router");
     //  But a YAML error anywhere comes before any meaning is checked.
     s_parse_fails ("name: r\n"
                    "children:\n"
@@ -992,7 +992,7 @@ START_TEST (test_yaml_corners)
     //  Columns count characters, not bytes.
     s_parse_fails ("name: магазин\nchildren:\n  - {name: 注文, actor: nope}\n", NULL,
                    3, 23, "unknown actor type 'nope'; registered types: counter, "
-                   "driver, echo, flaky, http, llm, pool, port");
+                   "driver, echo, flaky, http, llm, pool, port, router");
     //  UTF-16 is not UTF-8.
     s_parse_fails ("\xff\xfen\0a\0", NULL, 1, 1, "invalid YAML: invalid leading UTF-8 octet");
     //  A NUL byte inside the text is a YAML error at its position.
@@ -1185,7 +1185,7 @@ START_TEST (test_doc_errors)
           "shop.yaml:16:11: the name 'orders' is already used at line 14" },
         { 15, "    actor: counterr",
           "shop.yaml:15:12: unknown actor type 'counterr'; registered types: counter, "
-          "driver, echo, flaky, http, llm, pool, port" },
+          "driver, echo, flaky, http, llm, pool, port, router" },
         { 22, "    params: {fail_every: \"3\"}",
           "shop.yaml:22:26: parameter 'fail_every' of actor type 'flaky' must be an "
           "integer, not the string '3'" },

@@ -1,0 +1,503 @@
+/*  tr_router_test.c - tests of the router (actors/tr_router.c), started
+    from tree files on a node joined to a real broker on 127.0.0.1 (the
+    scratchpad rule needs one).
+
+    Rules in priority order (the first that matches wins), a field of a
+    map body, the default route, a clear TR_ENOTFOUND with no default;
+    scratchpad values (read asynchronously: the router keeps answering
+    while a read is out); the least loaded of a set; classifier agents
+    (llm agents on the offline backend: a plain answer, and a signature
+    whose output field names the route; an answer naming no route falls
+    through; a failing classifier is the asker's error); tells; a route
+    that fails or times out; a route on another node; bad parameters.
+*/
+
+#include "tr_test.h"
+
+#include <pthread.h>
+
+static tr_broker_t *s_broker;
+static char s_endpoint [128];
+static tr_node_t *s_node;
+static tr_tree_t *s_tree;
+static tr_sup_t *s_sup;
+
+//  The test member: answers an ask with its own name after `delay`, or
+//  fails with `fail: true`; counts what it gets ("got").
+typedef struct {
+    int64_t delay_ms;
+    bool fail;
+} s_member_t;
+
+static const tr_param_spec_t s_member_params [] = {
+    { "delay", TR_PARAM_DURATION, false, "time each answer takes" },
+    { "fail", TR_PARAM_BOOL, false, "fail every message" },
+    { .key = NULL }
+};
+
+static int
+s_member_init (tr_actor_t *self, void *arg, void **state_p)
+{
+    (void) self;
+    const tr_params_t *params = (const tr_params_t *) arg;
+    s_member_t *m = (s_member_t *) calloc (1, sizeof *m);
+    if (params) {
+        tr_params_duration (params, "delay", &m->delay_ms);
+        tr_params_bool (params, "fail", &m->fail);
+    }
+    *state_p = m;
+    return 0;
+}
+
+static int
+s_member_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    s_member_t *m = (s_member_t *) state;
+    tr_actor_info_add (self, "got", 1);
+    if (m->delay_ms)
+        usleep ((useconds_t) m->delay_ms * 1000);
+    if (m->fail)
+        return -1;
+    if (tr_msg_kind (msg) != TR_KIND_ASK)
+        return 0;
+    tr_body_t body;
+    tr_body_str (&body, tr_actor_name (self), strlen (tr_actor_name (self)));
+    return tr_reply (msg, body.data, body.size);
+}
+
+static void
+s_member_terminate (tr_actor_t *self, int reason, void *state)
+{
+    (void) self; (void) reason;
+    free (state);
+}
+
+static const tr_actor_type_t s_member_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "member",
+    .summary = "answers with its name (router tests)",
+    .behaviour = { s_member_init, s_member_handle, s_member_terminate },
+    .params = s_member_params,
+};
+
+static tr_node_t *
+s_node_new (const char *id)
+{
+    tr_node_opts_t opts = { .broker = s_endpoint, .node_id = id, .heartbeat_ms = 100 };
+    tr_node_t *node = NULL;
+    ck_assert_int_eq (tr_node_new (&opts, &node), TR_OK);
+    return node;
+}
+
+static void
+s_setup (void)
+{
+    tr_log_set_level (TR_LOG_ERROR);
+    int rc = tr_actor_type_register (&s_member_type);
+    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    tr_broker_opts_t opts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
+    ck_assert_int_eq (tr_broker_start (&opts, &s_broker), TR_OK);
+    snprintf (s_endpoint, sizeof s_endpoint, "%s", tr_broker_endpoint (s_broker));
+    s_node = s_node_new ("node-a");
+}
+
+static void
+s_teardown (void)
+{
+    tr_sup_stop (&s_sup);
+    tr_tree_destroy (&s_tree);
+    tr_node_destroy (&s_node);
+    tr_broker_stop (&s_broker);
+}
+
+static void
+s_start (const char *yaml)
+{
+    tr_tree_error_t err;
+    char buf [600];
+    int rc = tr_tree_parse (yaml, strlen (yaml), "router.yaml", &s_tree, &err);
+    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
+    char *reason = NULL;
+    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
+    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+}
+
+#define S_LENIENT "name: t\n" \
+                  "intensity: {max_restarts: 1000000, period: 1s}\n" \
+                  "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
+                  "children:\n"
+
+//  Asks with a body; on TR_OK *answer (if not NULL) is the string answer.
+static int
+s_ask_body (const char *to, const void *body, size_t size, int timeout_ms, char **answer)
+{
+    tr_msg_t *reply = NULL;
+    int rc = tr_ask (s_node, to, body, size, timeout_ms, &reply, NULL);
+    if (rc == TR_OK && answer) {
+        const char *s = "";
+        size_t len = 0;
+        ck_assert_int_eq (tr_msg_str (reply, &s, &len), TR_OK);
+        *answer = strndup (s, len);
+    }
+    tr_msg_destroy (&reply);
+    return rc;
+}
+
+static int
+s_ask (const char *to, const char *text, char **answer)
+{
+    tr_body_t body;
+    tr_body_str (&body, text, strlen (text));
+    return s_ask_body (to, body.data, body.size, 5000 * tr_test_slowdown (), answer);
+}
+
+//  Asks the router and checks which actor answered.
+static void
+s_expect_route (const char *router, const char *text, const char *expect)
+{
+    char *who = NULL;
+    int rc = s_ask (router, text, &who);
+    ck_assert_msg (rc == TR_OK, "'%s': %s", text, tr_errname (rc));
+    ck_assert_msg (strcmp (who, expect) == 0, "'%s' went to %s, not %s", text, who, expect);
+    free (who);
+}
+
+static int64_t
+s_info (const char *actor, const char *key)
+{
+    int64_t value = 0;
+    int rc = tr_actor_info_get (s_node, actor, key, &value);
+    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
+    return value;
+}
+
+//  A map {topic: TOPIC, text: TEXT}.
+static void
+s_map (tr_body_t *body, const char *topic, const char *text)
+{
+    size_t a = strlen (topic), b = strlen (text);
+    ck_assert (a < 31 && b < 31);
+    char *p = (char *) body->data;
+    *p++ = (char) 0x82;
+    *p++ = (char) 0xa5; memcpy (p, "topic", 5); p += 5;
+    *p++ = (char) (0xa0 | a); memcpy (p, topic, a); p += a;
+    *p++ = (char) 0xa4; memcpy (p, "text", 4); p += 4;
+    *p++ = (char) (0xa0 | b); memcpy (p, text, b); p += b;
+    body->size = (size_t) (p - (char *) body->data);
+}
+
+//  --------------------------------------------------------------------------
+
+START_TEST (test_priority_and_default)
+{
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: billing, actor: member}\n"
+             "  - {name: dev, actor: member}\n"
+             "  - {name: topics, actor: member}\n"
+             "  - {name: general, actor: member}\n"
+             "  - name: r\n"
+             "    actor: router\n"
+             "    params:\n"
+             "      routes:\n"
+             "        - {match: refund, to: billing}\n"
+             "        - {regex: '^(bug|crash) #[0-9]+', to: dev}\n"
+             "        - {match: sales, field: topic, to: topics}\n"
+             "      default: general\n"
+             "  - name: strict\n"
+             "    actor: router\n"
+             "    params: {routes: [{match: refund, to: billing}]}\n");
+    s_expect_route ("r", "I want a refund", "billing");
+    s_expect_route ("r", "bug #12: it crashes", "dev");
+    //  Both rules match: the first in the list wins.
+    s_expect_route ("r", "bug #7 in the refund form", "billing");
+    //  The regex is anchored: not a match.
+    s_expect_route ("r", "a bug #7", "general");
+    //  A field of a map body; a map where a rule wants the string body
+    //  does not match that rule.
+    tr_body_t body;
+    s_map (&body, "sales", "refund please");
+    char *who = NULL;
+    ck_assert_int_eq (s_ask_body ("r", body.data, body.size, 5000, &who), TR_OK);
+    ck_assert_str_eq (who, "topics");
+    free (who);
+    s_map (&body, "support", "hello");
+    ck_assert_int_eq (s_ask_body ("r", body.data, body.size, 5000, &who), TR_OK);
+    ck_assert_str_eq (who, "general");
+    free (who);
+    ck_assert_int_eq (s_info ("r", "router.routed"), 4);
+    ck_assert_int_eq (s_info ("r", "router.defaulted"), 2);
+    //  No rule and no default: a clear error, at once.
+    int64_t start = tr_test_now_ms ();
+    ck_assert_int_eq (s_ask ("strict", "hello", NULL), TR_ENOTFOUND);
+    ck_assert_int_lt (tr_test_now_ms () - start, 1000 * tr_test_slowdown ());
+    ck_assert_int_eq (s_info ("strict", "router.unrouted"), 1);
+    s_expect_route ("strict", "refund", "billing");
+    //  Tells are routed too.
+    ck_assert_int_eq (tr_tell (s_node, "r", "\xa6refund", 7, NULL), TR_OK);
+    ck_assert_int_eq (tr_tell (s_node, "strict", "\xa5hello", 6, NULL), TR_OK);
+    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
+    while ((s_info ("billing", "got") < 4 || s_info ("strict", "router.unrouted") < 2)
+    &&     tr_test_now_ms () < deadline)
+        usleep (5000);
+    ck_assert_int_eq (s_info ("billing", "got"), 4);
+    ck_assert_int_eq (s_info ("strict", "router.unrouted"), 2);
+}
+END_TEST
+
+START_TEST (test_scratchpad)
+{
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: maint, actor: member}\n"
+             "  - {name: normal, actor: member}\n"
+             "  - {name: slowdown, actor: member}\n"
+             "  - name: r\n"
+             "    actor: router\n"
+             "    params:\n"
+             "      routes:\n"
+             "        - {scratch: {key: mode, equals: maintenance}, to: maint}\n"
+             "        - {scratch: {key: level, equals: 3}, to: slowdown}\n"
+             "      default: normal\n");
+    //  No key: no match.
+    s_expect_route ("r", "x", "normal");
+    tr_body_t value;
+    tr_body_str (&value, "maintenance", 11);
+    ck_assert_int_eq (tr_scratch_put (s_node, "mode", value.data, value.size, 0, 2000, NULL),
+                      TR_OK);
+    s_expect_route ("r", "x", "maint");
+    tr_body_str (&value, "open", 4);
+    ck_assert_int_eq (tr_scratch_put (s_node, "mode", value.data, value.size, 0, 2000, NULL),
+                      TR_OK);
+    tr_body_uint (&value, 3);
+    ck_assert_int_eq (tr_scratch_put (s_node, "level", value.data, value.size, 0, 2000, NULL),
+                      TR_OK);
+    s_expect_route ("r", "x", "slowdown");
+    //  Many asks at once, each reading the scratchpad: the router does not
+    //  wait on its thread for a read, so they all go through.
+    for (int i = 0; i < 50; i++)
+        ck_assert_int_eq (tr_tell (s_node, "r", "\xa1x", 2, NULL), TR_OK);
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    while (s_info ("slowdown", "got") < 51 && tr_test_now_ms () < deadline)
+        usleep (5000);
+    ck_assert_int_eq (s_info ("slowdown", "got"), 51);
+}
+END_TEST
+
+//  An ask on a thread of its own.
+typedef struct {
+    const char *to;
+    int rc;
+    char *answer;
+    pthread_t thread;
+} s_asker_t;
+
+static void *
+s_asker_run (void *arg)
+{
+    s_asker_t *a = (s_asker_t *) arg;
+    a->rc = s_ask (a->to, "x", &a->answer);
+    return NULL;
+}
+
+START_TEST (test_least_loaded)
+{
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: w1, actor: member, params: {delay: 300ms}}\n"
+             "  - {name: w2, actor: member, params: {delay: 300ms}}\n"
+             "  - {name: w3, actor: member, params: {delay: 300ms}}\n"
+             "  - name: r\n"
+             "    actor: router\n"
+             "    params: {routes: [{least_loaded: [w1, w2, w3]}]}\n");
+    s_asker_t askers [3];
+    for (int i = 0; i < 3; i++) {
+        memset (&askers [i], 0, sizeof askers [i]);
+        askers [i].to = "r";
+        ck_assert_int_eq (pthread_create (&askers [i].thread, NULL, s_asker_run, &askers [i]), 0);
+        usleep (30 * 1000);
+    }
+    bool seen [3] = { false };
+    for (int i = 0; i < 3; i++) {
+        pthread_join (askers [i].thread, NULL);
+        ck_assert_int_eq (askers [i].rc, TR_OK);
+        seen [askers [i].answer [1] - '1'] = true;
+        free (askers [i].answer);
+    }
+    //  Each went to an idle member, none to a busy one.
+    ck_assert (seen [0] && seen [1] && seen [2]);
+}
+END_TEST
+
+START_TEST (test_classifier)
+{
+    s_start (S_LENIENT
+             "  - {name: billing, actor: member}\n"
+             "  - {name: dev, actor: member}\n"
+             "  - {name: general, actor: member}\n"
+             "  - {name: urgent, actor: member}\n"
+             "  - name: triage\n"
+             "    actor: llm\n"
+             "    params:\n"
+             "      signature:\n"
+             "        instructions: Classify the ticket.\n"
+             "        inputs: [{name: ticket}]\n"
+             "        outputs: [{name: category, type: enum, values: [billing, bug, other]}]\n"
+             "      offline:\n"
+             "        rules:\n"
+             "          - {match: refund, answer: {category: billing}}\n"
+             "          - {match: crash, answer: {category: bug}}\n"
+             "          - {match: outage, error: fail}\n"
+             "          - {match: '', answer: {category: other}}\n"
+             "  - name: alarm\n"
+             "    actor: llm\n"
+             "    params:\n"
+             "      offline:\n"
+             "        rules:\n"
+             "          - {match: fire, answer: ' URGENT '}\n"
+             "          - {match: '', answer: calm}\n"
+             "  - name: r\n"
+             "    actor: router\n"
+             "    params:\n"
+             "      routes:\n"
+             "        - {classifier: alarm, routes: {urgent: urgent}}\n"
+             "        - classifier: triage\n"
+             "          output: category\n"
+             "          routes: {billing: billing, bug: dev}\n"
+             "      default: general\n");
+    //  The first classifier's plain answer, trimmed and without case.
+    s_expect_route ("r", "the server room is on fire", "urgent");
+    //  It names no route: the next rule, the signature's output field.
+    s_expect_route ("r", "please refund my order", "billing");
+    s_expect_route ("r", "the app crashes at start", "dev");
+    //  Neither names a route: the default.
+    s_expect_route ("r", "what are your hours?", "general");
+    //  A classifier that fails is the asker's error, not a silent default.
+    ck_assert_int_eq (s_ask ("r", "total outage", NULL), TR_EHTTP);
+    ck_assert_int_eq (s_info ("r", "router.failed"), 1);
+}
+END_TEST
+
+START_TEST (test_route_failures)
+{
+    s_start (S_LENIENT
+             "  - {name: bad, actor: member, params: {fail: true}}\n"
+             "  - {name: hung, actor: member, params: {delay: 2s}}\n"
+             "  - name: r\n"
+             "    actor: router\n"
+             "    params:\n"
+             "      timeout: 200ms\n"
+             "      routes:\n"
+             "        - {match: bad, to: bad}\n"
+             "        - {match: hung, to: hung}\n"
+             "        - {match: gone, to: nobody}\n");
+    ck_assert_int_eq (s_ask ("r", "bad", NULL), TR_EHANDLER);
+    int64_t start = tr_test_now_ms ();
+    ck_assert_int_eq (s_ask ("r", "hung", NULL), TR_ETIMEDOUT);
+    int64_t took = tr_test_now_ms () - start;
+    ck_assert_msg (took >= 190 && took < 1500 * tr_test_slowdown (), "took %lld ms",
+                   (long long) took);
+    ck_assert_int_eq (s_ask ("r", "gone", NULL), TR_ENOACTOR);
+    ck_assert_int_eq (s_info ("r", "router.failed"), 3);
+    ck_assert_int_eq (s_info ("r", "router.inflight"), 0);
+}
+END_TEST
+
+START_TEST (test_remote_route)
+{
+    tr_node_t *b = s_node_new ("node-b");
+    ck_assert_int_eq (tr_spawn (b, "far", &s_member_type.behaviour, NULL, NULL, NULL), TR_OK);
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: near, actor: member}\n"
+             "  - name: r\n"
+             "    actor: router\n"
+             "    params: {routes: [{match: far, to: far}], default: near}\n");
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    char *who = NULL;
+    int rc;
+    while ((rc = s_ask ("r", "far away", &who)) != TR_OK && tr_test_now_ms () < deadline)
+        usleep (20 * 1000);
+    ck_assert_int_eq (rc, TR_OK);
+    ck_assert_str_eq (who, "far");
+    free (who);
+    s_expect_route ("r", "close by", "near");
+    tr_node_destroy (&b);
+}
+END_TEST
+
+static void
+s_expect_error (const char *params, const char *expect)
+{
+    char yaml [800];
+    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - {name: a, actor: member}\n"
+                                 "  - name: r\n    actor: router\n    params: %s\n", params);
+    tr_tree_error_t err;
+    char buf [800];
+    char *error = NULL;
+    int rc = tr_tree_parse (yaml, strlen (yaml), "router.yaml", &s_tree, &err);
+    if (rc != TR_OK)
+        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
+    else {
+        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
+        ck_assert_int_eq (rc, TR_ECHILD);
+        tr_tree_destroy (&s_tree);
+    }
+    ck_assert_msg (error && strstr (error, expect), "params %s: got '%s', expected '%s'",
+                   params, error? error: "(none)", expect);
+    free (error);
+}
+
+START_TEST (test_bad_params)
+{
+    s_expect_error ("{routes: {match: x}}",
+                    "router.yaml:6:22: parameter 'routes' of actor type 'router' must be a sequence");
+    s_expect_error ("{routes: [{match: x, to: a}], default: 3}",
+                    "router.yaml:6:52: parameter 'default' of actor type 'router' must be a string");
+    s_expect_error ("{rules: []}", "router.yaml:6:14: unknown parameter 'rules'");
+    s_expect_error ("{routes: []}", "router 'r': 'routes' must be a list of at least one route");
+    s_expect_error ("{routes: [{to: a}]}",
+                    "router 'r': routes item 1 needs exactly one of match, regex, scratch, "
+                    "least_loaded, classifier");
+    s_expect_error ("{routes: [{match: x, regex: y, to: a}]}", "routes item 1 needs exactly one");
+    s_expect_error ("{routes: [{match: x}]}", "router 'r': routes item 1 needs 'to'");
+    s_expect_error ("{routes: [{match: x, to: a}, {match: y, to: a, when: 1}]}",
+                    "router 'r': unknown key 'when' in routes item 2; expected one of: to, field");
+    s_expect_error ("{routes: [{regex: '(', to: a}]}",
+                    "router 'r': routes item 1 'regex' '(' does not compile");
+    s_expect_error ("{routes: [{least_loaded: [a], to: a}]}",
+                    "'to' is not for least_loaded");
+    s_expect_error ("{routes: [{least_loaded: []}]}", "routes item 1 least_loaded' must be a list");
+    s_expect_error ("{routes: [{scratch: {key: k}, to: a}]}",
+                    "routes item 1 'scratch' needs 'key' and 'equals'");
+    s_expect_error ("{routes: [{scratch: {key: k, equals: 1, when: 2}, to: a}]}",
+                    "unknown key 'when' in routes item 1 'scratch'");
+    s_expect_error ("{routes: [{classifier: a}]}", "routes item 1 'classifier' needs 'routes'");
+    s_expect_error ("{routes: [{classifier: a, routes: {x: 'b c'}}]}",
+                    "routes item 1 routes 'x' is not a valid actor name: 'b c'");
+    s_expect_error ("{routes: [{match: x, to: a, output: y}]}",
+                    "'output' and 'routes' are only for classifier");
+    s_expect_error ("{routes: [{match: x, to: a}], default: '$x'}",
+                    "router 'r': 'default' is not a valid actor name");
+}
+END_TEST
+
+static Suite *
+s_suite (void)
+{
+    Suite *suite = suite_create ("tr_router");
+    TCase *tc = tcase_create ("router");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_set_timeout (tc, 120);
+    tcase_add_test (tc, test_priority_and_default);
+    tcase_add_test (tc, test_scratchpad);
+    tcase_add_test (tc, test_least_loaded);
+    tcase_add_test (tc, test_classifier);
+    tcase_add_test (tc, test_route_failures);
+    tcase_add_test (tc, test_remote_route);
+    tcase_add_test (tc, test_bad_params);
+    suite_add_tcase (suite, tc);
+    return suite;
+}
+
+TR_TEST_MAIN (s_suite)
