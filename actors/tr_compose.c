@@ -6,6 +6,7 @@
 #include "tr_mp.h"
 #include "troupe/tr_envelope.h"
 #include "troupe/tr_log.h"
+#include "troupe/tr_timer.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -392,4 +393,98 @@ tr__hash (const void *data, size_t size, uint64_t seed)
     h *= UINT64_C (0xc4ceb9e53a87ec4d);
     h ^= h >> 33;
     return h;
+}
+
+//  --------------------------------------------------------------------------
+//  Asks with a timer
+
+int
+tr__request_timed (tr_actor_t *self, const char *to, const void *body, size_t size,
+                   int timeout_ms, uint64_t *id_p, uint64_t *timer_p)
+{
+    tr_node_t *node = tr_actor_node (self);
+    uint64_t id = 0;
+    int rc = tr_request (node, to, body, size, timeout_ms, &id, NULL);
+    if (rc != TR_OK)
+        return rc;
+    uint8_t tick [TR__TICK_SIZE];
+    tr__tick_pack (tick, id);
+    rc = tr_timer_after (node, tr_actor_name (self), timeout_ms + 5, tick, sizeof tick, timer_p);
+    if (rc != TR_OK)
+        return rc;      //  the answer, if any, then finds nobody waiting
+    *id_p = id;
+    return TR_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Text rules
+
+int
+tr__text_rule_parse (tr__cfg_t *cfg, const msgpack_object *map, const char *where,
+                     tr__text_rule_t *rule)
+{
+    char what [160];
+    snprintf (what, sizeof what, "%s 'field'", where);
+    if (tr__cfg_str_in (cfg, map, "field", what, &rule->field))
+        return -1;
+    if (tr__cfg_get (cfg, map, "match")) {
+        snprintf (what, sizeof what, "%s 'match'", where);
+        return tr__cfg_str_in (cfg, map, "match", what, &rule->match);
+    }
+    char *re = NULL;
+    snprintf (what, sizeof what, "%s 'regex'", where);
+    if (tr__cfg_str_in (cfg, map, "regex", what, &re))
+        return -1;
+    if (!re)
+        return tr__cfg_bad (cfg, "%s needs 'match' or 'regex'", where);
+    int rc = regcomp (&rule->regex, re, REG_EXTENDED | REG_NOSUB);
+    if (rc) {
+        char why [128];
+        regerror (rc, &rule->regex, why, sizeof why);
+        tr__cfg_bad (cfg, "%s 'regex' '%.100s' does not compile: %s", where, re, why);
+        free (re);
+        return -1;
+    }
+    free (re);
+    rule->has_regex = true;
+    return 0;
+}
+
+bool
+tr__text_rule_text (const tr__text_rule_t *rule, const void *body, size_t size,
+                    const char **text, uint32_t *len)
+{
+    const uint8_t *value = (const uint8_t *) body;
+    if (rule->field && tr__body_field (value, size, rule->field, &value, &size))
+        return false;
+    tr__mp_t mp;
+    tr__mp_init (&mp, value, size);
+    return value && size > 0 && tr__mp_str (&mp, text, len) == 0;
+}
+
+bool
+tr__text_rule_test (const tr__text_rule_t *rule, const void *body, size_t size)
+{
+    const char *text;
+    uint32_t len;
+    if (!tr__text_rule_text (rule, body, size, &text, &len))
+        return false;
+    if (rule->match)
+        return memmem (text, len, rule->match, strlen (rule->match)) != NULL;
+    if (memchr (text, 0, len))
+        return false;                   //  regexec sees C strings only
+    char *copy = strndup (text, len);
+    bool hit = copy && regexec (&rule->regex, copy, 0, NULL, 0) == 0;
+    free (copy);
+    return hit;
+}
+
+void
+tr__text_rule_free (tr__text_rule_t *rule)
+{
+    free (rule->field);
+    free (rule->match);
+    if (rule->has_regex)
+        regfree (&rule->regex);
+    memset (rule, 0, sizeof *rule);
 }

@@ -17,6 +17,7 @@
 #define TR_COMPOSE_H_INCLUDED
 
 #include <msgpack.h>
+#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -130,6 +131,45 @@ void
     tr__tick_pack (uint8_t buf [TR__TICK_SIZE], uint64_t id);
 bool
     tr__tick_read (const tr_msg_t *msg, uint64_t *id);
+
+//  Forwards body to `to` with tr_request (the answer comes to the calling
+//  actor's handler) and starts its timer: a tick (above) with the
+//  request's id, due a little after the request's own deadline, so that
+//  an answer given just in time wins. On TR_OK, *id_p and *timer_p are
+//  set; otherwise nothing is in flight and the send's error is returned.
+//  Must be called on self's thread.
+int
+    tr__request_timed (tr_actor_t *self, const char *to, const void *body, size_t size,
+                       int timeout_ms, uint64_t *id_p, uint64_t *timer_p);
+
+//  A text rule, as routers and gates write it: `match: TEXT` (a
+//  substring) or `regex: RE` (POSIX extended), on the body when it is a
+//  string or, with `field: NAME`, on the string under NAME in a map body.
+typedef struct {
+    char *field;
+    char *match;
+    regex_t regex;
+    bool has_regex;
+} tr__text_rule_t;
+
+//  Reads `match` or `regex` (whichever map has; `field` too) into rule.
+//  `where` names the map in messages. Returns 0, or -1 with cfg->error.
+int
+    tr__text_rule_parse (tr__cfg_t *cfg, const msgpack_object *map, const char *where,
+                         tr__text_rule_t *rule);
+
+//  True if the rule matches a body (false when there is no such text).
+bool
+    tr__text_rule_test (const tr__text_rule_t *rule, const void *body, size_t size);
+
+//  The text a rule looks at, pointing into body. False if there is none.
+bool
+    tr__text_rule_text (const tr__text_rule_t *rule, const void *body, size_t size,
+                        const char **text, uint32_t *len);
+
+//  Frees what the rule holds (not the rule itself).
+void
+    tr__text_rule_free (tr__text_rule_t *rule);
 
 //  Finds the value of `field` in a message body that is a map with string
 //  keys. On 0, *value and *size are the value's own msgpack bytes (inside

@@ -537,23 +537,14 @@ s_leg_send (s_pool_t *pool, s_call_t *call, size_t index, int member, int timeou
     memset (leg, 0, sizeof *leg);
     leg->member = member;
     call->tried [member] = true;
-    int rc = tr_request (pool->node, pool->members [member].name, tr_msg_body (call->ask),
-                         tr_msg_size (call->ask), timeout_ms, &leg->request, NULL);
     leg->sent_ns = tr__now_ns ();
+    int rc = tr__request_timed (pool->self, pool->members [member].name,
+                                tr_msg_body (call->ask), tr_msg_size (call->ask), timeout_ms,
+                                &leg->request, &leg->timer);
     if (rc != TR_OK) {
-        leg->request = 0;
-        leg->error = rc;
-        return rc;
-    }
-    //  The timer goes off a little after the member's own deadline, so an
-    //  answer given just in time still wins.
-    uint8_t tick [TR__TICK_SIZE];
-    tr__tick_pack (tick, leg->request);
-    rc = tr_timer_after (pool->node, tr_actor_name (pool->self), timeout_ms + 5,
-                         tick, sizeof tick, &leg->timer);
-    if (rc != TR_OK) {
-        //  Without a timer a silent member would hold the slot for ever:
-        //  the leg fails now (its answer, if any, is then ignored).
+        //  (Without a timer a silent member would hold the slot for ever:
+        //  tr__request_timed fails then too, and a late answer finds
+        //  nobody.)
         leg->request = 0;
         leg->error = rc;
         return rc;

@@ -52,7 +52,6 @@
 #include "troupe/tr_timer.h"
 
 #include <ctype.h>
-#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -62,10 +61,7 @@ typedef enum { S_MATCH, S_REGEX, S_SCRATCH, S_LOAD, S_CLASSIFIER } s_rule_kind_t
 typedef struct {
     int kind;
     char *to;                   //  match, regex, scratch
-    char *field;                //  the text's field, or NULL: the body
-    char *match;
-    regex_t regex;
-    bool has_regex;
+    tr__text_rule_t text;       //  match, regex; its field for classifier
     char *key;                  //  scratch
     uint8_t *equals;
     size_t equals_size;
@@ -121,10 +117,7 @@ static void
 s_rule_free (s_rule_t *rule)
 {
     free (rule->to);
-    free (rule->field);
-    free (rule->match);
-    if (rule->has_regex)
-        regfree (&rule->regex);
+    tr__text_rule_free (&rule->text);
     free (rule->key);
     free (rule->equals);
     tr__names_free (rule->set, rule->set_count);
@@ -245,7 +238,7 @@ s_rule_parse (tr__cfg_t *cfg, const msgpack_object *o, size_t index, s_rule_t *r
     if (tr__cfg_name_in (cfg, o, "to", what, &rule->to))
         return -1;
     snprintf (what, sizeof what, "%s 'field'", where);
-    if (tr__cfg_str_in (cfg, o, "field", what, &rule->field))
+    if (tr__cfg_str_in (cfg, o, "field", what, &rule->text.field))
         return -1;
     bool wants_to = rule->kind == S_MATCH || rule->kind == S_REGEX || rule->kind == S_SCRATCH;
     if (wants_to && !rule->to)
@@ -253,32 +246,15 @@ s_rule_parse (tr__cfg_t *cfg, const msgpack_object *o, size_t index, s_rule_t *r
     if (!wants_to && rule->to)
         return tr__cfg_bad (cfg, "%s: 'to' is not for %s (it chooses the actor itself)",
                             where, kinds [rule->kind]);
-    if (rule->field && (rule->kind == S_SCRATCH || rule->kind == S_LOAD))
+    if (rule->text.field && (rule->kind == S_SCRATCH || rule->kind == S_LOAD))
         return tr__cfg_bad (cfg, "%s: 'field' is only for match, regex and classifier", where);
     if (rule->kind != S_CLASSIFIER && (tr__cfg_get (cfg, o, "output")
                                    ||  tr__cfg_get (cfg, o, "routes")))
         return tr__cfg_bad (cfg, "%s: 'output' and 'routes' are only for classifier", where);
     switch (rule->kind) {
         case S_MATCH:
-            snprintf (what, sizeof what, "%s 'match'", where);
-            return tr__cfg_str_in (cfg, o, "match", what, &rule->match);
-        case S_REGEX: {
-            snprintf (what, sizeof what, "%s 'regex'", where);
-            char *re = NULL;
-            if (tr__cfg_str_in (cfg, o, "regex", what, &re))
-                return -1;
-            int rc = regcomp (&rule->regex, re, REG_EXTENDED | REG_NOSUB);
-            if (rc) {
-                char why [128];
-                regerror (rc, &rule->regex, why, sizeof why);
-                tr__cfg_bad (cfg, "%s 'regex' '%.100s' does not compile: %s", where, re, why);
-                free (re);
-                return -1;
-            }
-            free (re);
-            rule->has_regex = true;
-            return 0;
-        }
+        case S_REGEX:
+            return tr__text_rule_parse (cfg, o, where, &rule->text);
         case S_SCRATCH:
             return s_rule_scratch (cfg, tr__cfg_get (cfg, o, "scratch"), where, rule);
         case S_LOAD:
@@ -416,17 +392,10 @@ s_request (s_router_t *router, s_route_t *route, const char *to, const void *bod
     int ms = s_step_ms (router, route);
     if (ms <= 0)
         return TR_ETIMEDOUT;
-    int rc = tr_request (router->node, to, body, size, ms, &route->wait, NULL);
+    int rc = tr__request_timed (router->self, to, body, size, ms, &route->wait,
+                                &route->timer);
     if (rc != TR_OK)
         return rc;
-    uint8_t tick [TR__TICK_SIZE];
-    tr__tick_pack (tick, route->wait);
-    rc = tr_timer_after (router->node, tr_actor_name (router->self), ms + 5, tick,
-                         sizeof tick, &route->timer);
-    if (rc != TR_OK) {
-        route->wait = 0;
-        return rc;
-    }
     route->stage = stage;
     return TR_OK;
 }
@@ -455,36 +424,6 @@ s_forward (s_router_t *router, s_route_t *route, const char *target, bool defaul
         snprintf (why, sizeof why, "route '%s' could not be asked", target);
         s_route_fail (router, route, rc, why);
     }
-}
-
-//  The text a rule looks at: the body if it is a string, or the string
-//  under the rule's field in a map body. False if there is none.
-static bool
-s_text (const s_rule_t *rule, const s_route_t *route, const char **text, uint32_t *len)
-{
-    const uint8_t *value = (const uint8_t *) s_body (route);
-    size_t size = s_size (route);
-    if (rule->field && tr__body_field (value, size, rule->field, &value, &size))
-        return false;
-    tr__mp_t mp;
-    tr__mp_init (&mp, value, size);
-    return size > 0 && tr__mp_str (&mp, text, len) == 0;
-}
-
-static bool
-s_matches (const s_rule_t *rule, const s_route_t *route)
-{
-    const char *text;
-    uint32_t len;
-    if (!s_text (rule, route, &text, &len))
-        return false;
-    if (rule->kind == S_MATCH)
-        return memmem (text, len, rule->match, strlen (rule->match)) != NULL;
-    char *copy = strndup (text, len);   //  regexec needs a C string
-    bool hit = copy && memchr (text, 0, len) == NULL
-            && regexec (&rule->regex, copy, 0, NULL, 0) == 0;
-    free (copy);
-    return hit;
 }
 
 //  The least loaded of a least_loaded rule's set.
@@ -575,7 +514,7 @@ s_evaluate (s_router_t *router, s_route_t *route)
     for (; route->rule < router->count; route->rule++) {
         s_rule_t *rule = &router->rules [route->rule];
         if (rule->kind == S_MATCH || rule->kind == S_REGEX) {
-            if (s_matches (rule, route)) {
+            if (tr__text_rule_test (&rule->text, s_body (route), s_size (route))) {
                 s_forward (router, route, rule->to, false);
                 return;
             }
@@ -617,13 +556,14 @@ s_evaluate (s_router_t *router, s_route_t *route)
             tr_body_t small;
             const void *body = s_body (route);
             size_t size = s_size (route);
-            if (rule->field && s_text (rule, route, &text, &len)
+            if (rule->text.field
+            &&  tr__text_rule_text (&rule->text, s_body (route), s_size (route), &text, &len)
             &&  tr_body_str (&small, text, len) == TR_OK) {
                 body = small.data;
                 size = small.size;
             }
             else
-            if (rule->field) {
+            if (rule->text.field) {
                 //  No field to classify: this rule does not match.
                 continue;
             }
