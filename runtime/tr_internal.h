@@ -361,9 +361,10 @@ const tr_actor_type_t *const *
 extern const tr_actor_type_t tr__port_type;
 extern const tr_actor_type_t tr__http_type;
 
-//  Composition actors (actors/tr_pool.c, tr_router.c; shared helpers in
-//  tr_compose.c).
+//  Composition actors (actors/tr_pool.c, tr_router.c, tr_chain.c; shared
+//  helpers in tr_compose.c).
 extern const tr_actor_type_t tr__pool_type;
 extern const tr_actor_type_t tr__router_type;
+extern const tr_actor_type_t tr__chain_type;
 
 #endif

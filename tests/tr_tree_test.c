@@ -530,7 +530,7 @@ START_TEST (test_first_error_wins)
                    "  - {name: b, actor: echo, restart: never}\n"
                    "  - {name: a, actor: echo}\n",
                    "first.yaml", 3, 22,
-                   "unknown actor type 'nope'; registered types: counter, "
+                   "unknown actor type 'nope'; registered types: chain, counter, "
                    "driver, echo, flaky, http, llm, pool, port, router");
     //  But a YAML error anywhere comes before any meaning is checked.
     s_parse_fails ("name: r\n"
@@ -991,7 +991,7 @@ START_TEST (test_yaml_corners)
     tr_tree_destroy (&tree);
     //  Columns count characters, not bytes.
     s_parse_fails ("name: магазин\nchildren:\n  - {name: 注文, actor: nope}\n", NULL,
-                   3, 23, "unknown actor type 'nope'; registered types: counter, "
+                   3, 23, "unknown actor type 'nope'; registered types: chain, counter, "
                    "driver, echo, flaky, http, llm, pool, port, router");
     //  UTF-16 is not UTF-8.
     s_parse_fails ("\xff\xfen\0a\0", NULL, 1, 1, "invalid YAML: invalid leading UTF-8 octet");
@@ -1184,7 +1184,7 @@ START_TEST (test_doc_errors)
         { 16, "  - name: orders",
           "shop.yaml:16:11: the name 'orders' is already used at line 14" },
         { 15, "    actor: counterr",
-          "shop.yaml:15:12: unknown actor type 'counterr'; registered types: counter, "
+          "shop.yaml:15:12: unknown actor type 'counterr'; registered types: chain, counter, "
           "driver, echo, flaky, http, llm, pool, port, router" },
         { 22, "    params: {fail_every: \"3\"}",
           "shop.yaml:22:26: parameter 'fail_every' of actor type 'flaky' must be an "
