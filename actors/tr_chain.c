@@ -338,9 +338,11 @@ s_pack_failure (s_chain_t *chain, s_run_t *run, msgpack_packer *pk, bool with_na
 static void
 s_run_failed (s_chain_t *chain, s_run_t *run)
 {
-    tr_log (TR_LOG_WARN, "chain '%s': step %zu '%s' failed (%s) for %s from '%s'; "
+    bool gated = run->error == TR_EOUTPUT && chain->steps [run->failed].gate != S_GATE_NONE;
+    tr_log (TR_LOG_WARN, "chain '%s': step %zu '%s' %s%s%s for %s from '%s'; "
             "compensation %s", tr_actor_name (chain->self), run->failed + 1,
-            chain->steps [run->failed].actor, tr_strerror (run->error),
+            chain->steps [run->failed].actor, gated? "did not pass its gate": "failed (",
+            gated? "": tr_strerror (run->error), gated? "": ")",
             run->ask? "an ask": "a tell", run->ask? tr_msg_from (run->ask): run->from,
             run->compensated? "succeeded": "FAILED");
     msgpack_sbuffer buffer;
