@@ -21,6 +21,7 @@
 */
 
 #include "tr_kv.h"
+#include "tr_u64map.h"
 #include "troupe/tr_error.h"
 #include "troupe/tr_envelope.h"
 #include "troupe/tr_send.h"
@@ -42,7 +43,8 @@ struct tr__kv_value {
 //  the key's bytes follow them.
 typedef struct s_entry {
     tr__kv_value_t *value;
-    uint64_t hash;                      //  of the key, for the index
+    uint64_t hash;                      //  of the key (never 0), for the index
+    struct s_entry *same_hash;          //  the next entry whose key has it
     uint64_t version;
     int64_t deadline;                   //  0: none
     size_t heap_at;                     //  index in the heap, or S_NO_HEAP
@@ -71,11 +73,10 @@ struct tr__kv {
     uint64_t version;
     s_entry_t *head;                    //  skiplist head, S_LEVELS levels
     int levels;                         //  levels in use
-    //  An index of the entries by key, for reads and writes of one key
-    //  (the skiplist serves order: lists, prefixes, snapshots). Open
-    //  addressing with linear probing, at most half full; NULL is empty.
-    s_entry_t **index;
-    size_t index_cap;                   //  a power of two, or 0
+    //  An index of the entries by the hash of their key, for reads and
+    //  writes of one key (the skiplist serves order: lists, prefixes,
+    //  snapshots): hash -> the entries with that hash, chained.
+    tr__u64map_t index;
     uint64_t rng;                       //  xorshift state for levels
     size_t count;
     s_entry_t **heap;                   //  entries with a deadline
@@ -201,90 +202,60 @@ s_compare (const s_entry_t *e, const uint8_t *key, size_t len)
 //  --------------------------------------------------------------------------
 //  The index by key
 
-//  FNV-1a over the key's bytes, then mixed (MurmurHash3's finalizer):
-//  keys that differ in their last bytes only ("key:000000001234") must
-//  not land next to one another, where linear probing would make runs.
+//  FNV-1a over the key's bytes (the index mixes it further).
 static uint64_t
 s_hash (const uint8_t *key, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < len; i++)
         h = (h ^ key [i]) * 0x100000001b3ull;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    return h? h: 1;                     //  0 is not a key of the index
 }
 
 //  The entry with exactly this key, through the index; NULL if none.
 static s_entry_t *
 s_lookup (tr__kv_t *self, const uint8_t *key, size_t len)
 {
-    if (!self->index_cap)
-        return NULL;
     uint64_t h = s_hash (key, len);
-    size_t mask = self->index_cap - 1;
-    for (size_t i = (size_t) h & mask; self->index [i]; i = (i + 1) & mask) {
-        s_entry_t *e = self->index [i];
-        if (e->hash == h && e->key_len == len && memcmp (s_key (e), key, len) == 0)
+    for (s_entry_t *e = (s_entry_t *) tr__u64map_get (&self->index, h); e; e = e->same_hash)
+        if (e->key_len == len && memcmp (s_key (e), key, len) == 0)
             return e;
-    }
     return NULL;
 }
 
-static void
-s_index_put (s_entry_t **index, size_t cap, s_entry_t *e)
-{
-    size_t mask = cap - 1;
-    size_t i = (size_t) e->hash & mask;
-    while (index [i])
-        i = (i + 1) & mask;
-    index [i] = e;
-}
-
-//  Makes room in the index for one more entry (it stays at most half
-//  full). TR_OK or TR_ENOMEM.
+//  Makes room in the index for one more entry. TR_OK or TR_ENOMEM.
 static int
 s_index_reserve (tr__kv_t *self)
 {
-    if ((self->count + 1) * 2 <= self->index_cap)
-        return TR_OK;
-    size_t cap = self->index_cap? 2 * self->index_cap: 64;
-    s_entry_t **index = (s_entry_t **) calloc (cap, sizeof *index);
-    if (!index)
-        return TR_ENOMEM;
-    for (size_t i = 0; i < self->index_cap; i++)
-        if (self->index [i])
-            s_index_put (index, cap, self->index [i]);
-    free (self->index);
-    self->index = index;
-    self->index_cap = cap;
-    return TR_OK;
+    return tr__u64map_reserve (&self->index, 1)? TR_ENOMEM: TR_OK;
 }
 
-//  Takes e out of the index, moving back the entries of its run that
-//  would no longer be found (deletion in linear probing, no tombstones).
+//  Indexes e (room reserved: cannot fail).
+static void
+s_index_put (tr__kv_t *self, s_entry_t *e)
+{
+    e->same_hash = (s_entry_t *) tr__u64map_get (&self->index, e->hash);
+    tr__u64map_put (&self->index, e->hash, e);
+}
+
+//  Takes e out of the index.
 static void
 s_index_remove (tr__kv_t *self, s_entry_t *e)
 {
-    size_t mask = self->index_cap - 1;
-    size_t i = (size_t) e->hash & mask;
-    while (self->index [i] != e)
-        i = (i + 1) & mask;
-    self->index [i] = NULL;
-    for (size_t j = (i + 1) & mask; self->index [j]; j = (j + 1) & mask) {
-        s_entry_t *x = self->index [j];
-        size_t home = (size_t) x->hash & mask;
-        //  x may stay unless the hole at i lies between its home and j.
-        bool stays = i <= j? (home > i && home <= j): (home > i || home <= j);
-        if (!stays) {
-            self->index [i] = x;
-            self->index [j] = NULL;
-            i = j;
-        }
+    s_entry_t *head = (s_entry_t *) tr__u64map_get (&self->index, e->hash);
+    if (head == e) {
+        if (e->same_hash)
+            tr__u64map_put (&self->index, e->hash, e->same_hash);
+        else
+            tr__u64map_take (&self->index, e->hash);
     }
+    else {
+        while (head && head->same_hash != e)
+            head = head->same_hash;
+        if (head)
+            head->same_hash = e->same_hash;
+    }
+    e->same_hash = NULL;
 }
 
 //  A level for a new entry: each further level with probability 1/4.
@@ -347,7 +318,7 @@ s_find (tr__kv_t *self, const void *key, size_t len, s_entry_t **update)
 static void
 s_link (tr__kv_t *self, s_entry_t *e, s_entry_t **update)
 {
-    s_index_put (self->index, self->index_cap, e);
+    s_index_put (self, e);
     for (int i = self->levels; i < e->levels; i++)
         update [i] = self->head;
     if (e->levels > self->levels)
@@ -884,7 +855,7 @@ tr__kv_destroy (tr__kv_t **self_p)
     while (self->hist_count)
         s_history_evict (self);
     free (self->hist);
-    free (self->index);
+    tr__u64map_clear (&self->index);
     free (self->heap);
     free (self->head);
     pthread_mutex_destroy (&self->lock);

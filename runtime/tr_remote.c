@@ -22,6 +22,7 @@
 #include "tr_remote.h"
 #include "tr_event_int.h"
 #include "tr_wire.h"
+#include "tr_u64map.h"
 #include "troupe/tr_envelope.h"
 
 #include <errno.h>
@@ -207,8 +208,8 @@ struct tr__remote {
     int backoff_ms;
     int64_t sweep_at_ns;
     zhashx_t *names;                    //  local names to hold at the broker
-    zhashx_t *pending;                  //  wire id (as text) -> s_pending_t
-    zhashx_t *calls;                    //  seq (as text) -> tr__call_t, sent
+    tr__u64map_t pending;               //  wire id -> s_pending_t (owned)
+    tr__u64map_t calls;                 //  seq -> tr__call_t, sent
     zlistx_t *unsent;                   //  tr__call_t waiting for the broker
     zhashx_t *prefixes;                 //  event prefix -> local subscriptions
     zhashx_t *watches;                  //  scratchpad prefix -> s_watch_t
@@ -318,23 +319,47 @@ s_call_finish (tr__call_t *call, int rc, zmq_msg_t *frame, zmq_msg_t *payload)
     s_call_unref (&call);
 }
 
-//  The text key of a wire id or SEQ in the link's tables: its hex digits
-//  (written by hand: this runs for every ask and every request, twice).
+//  A request sent, waiting for its answer. Out of memory for the table:
+//  it ends now (the broker may still carry it out, as after a timeout).
 static void
-s_key (uint64_t id, char *key, size_t size)
+s_call_sent (tr__remote_t *self, tr__call_t *call)
 {
-    static const char digits [] = "0123456789abcdef";
-    char text [17];
-    size_t n = 0;
-    do {
-        text [n++] = digits [id & 15];
-        id >>= 4;
-    } while (id);
-    size_t i = 0;
-    for (; i < n && i + 1 < size; i++)
-        key [i] = text [n - 1 - i];
-    key [i] = 0;
+    if (tr__u64map_put (&self->calls, call->seq, call))
+        s_call_finish (call, TR_ENOMEM, NULL, NULL);
 }
+
+//  Ends every request sent and not answered, with rc.
+static void
+s_calls_end (tr__remote_t *self, int rc)
+{
+    size_t cursor = 0;
+    uint64_t seq;
+    void *call;
+    while (tr__u64map_next (&self->calls, &cursor, &seq, &call))
+        s_call_finish ((tr__call_t *) call, rc, NULL, NULL);
+    tr__u64map_clear (&self->calls);
+}
+
+//  A growing list of ids, to change a table after walking it.
+typedef struct {
+    uint64_t *ids;
+    size_t count, room;
+} s_ids_t;
+
+static void
+s_ids_add (s_ids_t *list, uint64_t id)
+{
+    if (list->count == list->room) {
+        size_t room = list->room? 2 * list->room: 16;
+        uint64_t *ids = (uint64_t *) realloc (list->ids, room * sizeof *ids);
+        if (!ids)
+            return;                     //  left for the next sweep
+        list->ids = ids;
+        list->room = room;
+    }
+    list->ids [list->count++] = id;
+}
+
 
 //  Sends a command frame, and a payload frame if `payload` is not NULL.
 //  Returns 0, or -1 if the socket would not take it.
@@ -409,9 +434,8 @@ static void
 s_fail_pending (tr__remote_t *self, s_pending_t *p, int error)
 {
     s_fail_local (self, p->reply_to, p->local_id, p->priority, p->from, p->to, error);
-    char key [24];
-    s_key (p->wire_id, key, sizeof key);
-    zhashx_delete (self->pending, key);
+    void *item = tr__u64map_take (&self->pending, p->wire_id);
+    s_pending_destroy (&item);
 }
 
 //  --------------------------------------------------------------------------
@@ -436,10 +460,7 @@ s_disconnect (tr__remote_t *self, const char *why)
     atomic_store (&self->connected, false);
     //  Requests sent and not answered: whether the broker carried them out
     //  is unknown (2-broker.md 2.2).
-    for (tr__call_t *call = (tr__call_t *) zhashx_first (self->calls); call;
-         call = (tr__call_t *) zhashx_next (self->calls))
-        s_call_finish (call, TR_ETIMEDOUT, NULL, NULL);
-    zhashx_purge (self->calls);
+    s_calls_end (self, TR_ETIMEDOUT);
     //  Jittered exponential backoff: +/- 20%.
     int base = self->backoff_ms? self->backoff_ms: S_BACKOFF_MIN_MS;
     int jitter = base / 5;
@@ -507,9 +528,7 @@ s_send_call_now (tr__remote_t *self, tr__call_t *call)
         return;
     }
     self->last_sent_ns = tr__now_ns ();
-    char key [24];
-    s_key (call->seq, key, sizeof key);
-    zhashx_update (self->calls, key, call);
+    s_call_sent (self, call);
 }
 
 //  Sends a request (greeted): in the batch of requests when the broker
@@ -568,9 +587,7 @@ s_batch_flush_calls (tr__remote_t *self)
             s_call_finish (call, TR_EFULL, NULL, NULL);
             continue;
         }
-        char key [24];
-        s_key (call->seq, key, sizeof key);
-        zhashx_update (self->calls, key, call);
+        s_call_sent (self, call);
     }
 }
 
@@ -991,11 +1008,10 @@ s_pending_new (tr__remote_t *self, tr_msg_t *msg)
 static void
 s_sent (tr__remote_t *self, tr_msg_t *msg, s_pending_t *p, int rc)
 {
-    if (p && rc == TR_OK) {
-        char key [24];
-        s_key (p->wire_id, key, sizeof key);
-        zhashx_insert (self->pending, key, p);
-    }
+    if (p && rc == TR_OK && tr__u64map_put (&self->pending, p->wire_id, p))
+        rc = TR_ENOMEM;
+    if (p && rc == TR_OK)
+        ;                               //  waits for its answer
     else
     if (p) {
         s_fail_local (self, p->reply_to, p->local_id, p->priority, p->from, p->to, rc);
@@ -1277,9 +1293,7 @@ s_deliver (tr__remote_t *self, const uint8_t *data, size_t size)
     snprintf (to, sizeof to, "%.*s", (int) env.to_len, env.to);
     snprintf (from, sizeof from, "%.*s", (int) env.from_len, env.from);
     if (env.kind == TR_KIND_REPLY || env.kind == TR_KIND_ERROR) {
-        char key [24];
-        s_key (env.corr, key, sizeof key);
-        s_pending_t *p = (s_pending_t *) zhashx_lookup (self->pending, key);
+        s_pending_t *p = (s_pending_t *) tr__u64map_get (&self->pending, env.corr);
         tr_msg_t *msg = p? tr__msg_new (self->node, env.kind, env.priority, p->from, from,
                                         env.body, env.body_len): NULL;
         if (!msg) {
@@ -1294,7 +1308,8 @@ s_deliver (tr__remote_t *self, const uint8_t *data, size_t size)
             tr__node_dead_letter (self->node, msg, TR_ENOACTOR);
             tr__msg_free (msg);
         }
-        zhashx_delete (self->pending, key);
+        void *item = tr__u64map_take (&self->pending, env.corr);
+        s_pending_destroy (&item);
         return;
     }
     if (env.kind != TR_KIND_TELL && env.kind != TR_KIND_ASK)
@@ -1403,9 +1418,7 @@ s_bounce (tr__remote_t *self, tr__wire_cmd_t *cmd, const uint8_t *data, size_t s
     if (tr_envelope_decode (data, size, &env, NULL) != TR_OK)
         return;
     if (env.kind == TR_KIND_ASK) {
-        char key [24];
-        s_key (env.id, key, sizeof key);
-        s_pending_t *p = (s_pending_t *) zhashx_lookup (self->pending, key);
+        s_pending_t *p = (s_pending_t *) tr__u64map_get (&self->pending, env.id);
         if (p)
             s_fail_pending (self, p, (int) code);
     }
@@ -1435,10 +1448,12 @@ s_node_down (tr__remote_t *self, tr__wire_cmd_t *cmd)
     }
     //  Collect first: failing one changes the table.
     zlistx_t *doomed = zlistx_new ();
-    for (s_pending_t *p = (s_pending_t *) zhashx_first (self->pending); p;
-         p = (s_pending_t *) zhashx_next (self->pending))
-        if (zhashx_lookup (gone, p->to))
-            zlistx_add_end (doomed, p);
+    size_t at = 0;
+    uint64_t wire_id;
+    void *item;
+    while (tr__u64map_next (&self->pending, &at, &wire_id, &item))
+        if (zhashx_lookup (gone, ((s_pending_t *) item)->to))
+            zlistx_add_end (doomed, item);
     for (s_pending_t *p = (s_pending_t *) zlistx_first (doomed); p;
          p = (s_pending_t *) zlistx_next (doomed))
         s_fail_pending (self, p, TR_ENODE);
@@ -1539,14 +1554,11 @@ s_on_message (tr__remote_t *self, zmq_msg_t *headp, zmq_msg_t *payloadp, bool in
     switch (cmd.verb) {
         case TR__V_OK:
         case TR__V_ERROR: {
-            char key [24];
-            s_key (cmd.seq, key, sizeof key);
-            tr__call_t *call = (tr__call_t *) zhashx_lookup (self->calls, key);
+            tr__call_t *call = (tr__call_t *) tr__u64map_take (&self->calls, cmd.seq);
             if (call) {
                 int64_t code = TR_OK;
                 if (cmd.verb == TR__V_ERROR)
                     tr__mp_int (&cmd.args, &code);
-                zhashx_delete (self->calls, key);
                 s_call_finish (call, (int) code, &head, has_payload? &payload: NULL);
                 break;
             }
@@ -1644,29 +1656,33 @@ s_call_expired (tr__call_t *call, int64_t now)
 static void
 s_sweep (tr__remote_t *self, int64_t now)
 {
-    zlistx_t *expired = zlistx_new ();
-    for (s_pending_t *p = (s_pending_t *) zhashx_first (self->pending); p;
-         p = (s_pending_t *) zhashx_next (self->pending))
+    //  Collect first, then forget: the table must not change while walked.
+    s_ids_t expired = { 0 };
+    size_t cursor = 0;
+    uint64_t id;
+    void *item;
+    while (tr__u64map_next (&self->pending, &cursor, &id, &item)) {
+        s_pending_t *p = (s_pending_t *) item;
         if (p->deadline_ns && now > p->deadline_ns)
-            zlistx_add_end (expired, (void *) zhashx_cursor (self->pending));
-    for (const char *key = (const char *) zlistx_first (expired); key;
-         key = (const char *) zlistx_next (expired))
-        zhashx_delete (self->pending, key);
-    zlistx_destroy (&expired);
+            s_ids_add (&expired, id);
+    }
+    for (size_t i = 0; i < expired.count; i++) {
+        item = tr__u64map_take (&self->pending, expired.ids [i]);
+        s_pending_destroy (&item);
+    }
+    free (expired.ids);
     //  Calls whose callers gave up, and asynchronous calls past their
     //  deadline.
-    zlistx_t *dropped = zlistx_new ();
-    for (tr__call_t *call = (tr__call_t *) zhashx_first (self->calls); call;
-         call = (tr__call_t *) zhashx_next (self->calls))
-        if (s_call_expired (call, now))
-            zlistx_add_end (dropped, (void *) zhashx_cursor (self->calls));
-    for (const char *key = (const char *) zlistx_first (dropped); key;
-         key = (const char *) zlistx_next (dropped)) {
-        tr__call_t *call = (tr__call_t *) zhashx_lookup (self->calls, key);
-        zhashx_delete (self->calls, key);
+    s_ids_t dropped = { 0 };
+    cursor = 0;
+    while (tr__u64map_next (&self->calls, &cursor, &id, &item))
+        if (s_call_expired ((tr__call_t *) item, now))
+            s_ids_add (&dropped, id);
+    for (size_t i = 0; i < dropped.count; i++) {
+        tr__call_t *call = (tr__call_t *) tr__u64map_take (&self->calls, dropped.ids [i]);
         s_call_finish (call, TR_ETIMEDOUT, NULL, NULL);
     }
-    zlistx_destroy (&dropped);
+    free (dropped.ids);
     //  Requests still waiting for the broker, whose callers gave up.
     for (tr__call_t *call = (tr__call_t *) zlistx_first (self->unsent); call;
          call = (tr__call_t *) zlistx_next (self->unsent))
@@ -1811,14 +1827,16 @@ s_run (void *arg)
         s_send (self, &out, NULL, 0);
         tr__wire_end (&out);
     }
-    for (s_pending_t *p = (s_pending_t *) zhashx_first (self->pending); p;
-         p = (s_pending_t *) zhashx_next (self->pending))
+    size_t cursor = 0;
+    uint64_t id;
+    void *item;
+    while (tr__u64map_next (&self->pending, &cursor, &id, &item)) {
+        s_pending_t *p = (s_pending_t *) item;
         s_fail_local (self, p->reply_to, p->local_id, p->priority, p->from, p->to, TR_ESTOPPED);
-    zhashx_purge (self->pending);
-    for (tr__call_t *call = (tr__call_t *) zhashx_first (self->calls); call;
-         call = (tr__call_t *) zhashx_next (self->calls))
-        s_call_finish (call, TR_ESTOPPED, NULL, NULL);
-    zhashx_purge (self->calls);
+        s_pending_destroy (&item);
+    }
+    tr__u64map_clear (&self->pending);
+    s_calls_end (self, TR_ESTOPPED);
     tr__call_t *call;
     while ((call = (tr__call_t *) zlistx_detach (self->unsent, NULL)))
         s_call_finish (call, TR_ESTOPPED, NULL, NULL);
@@ -1895,8 +1913,6 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
     }
     self->endpoint = strdup (opts->broker);
     self->names = zhashx_new ();
-    self->pending = zhashx_new ();
-    self->calls = zhashx_new ();
     self->unsent = zlistx_new ();
     self->prefixes = zhashx_new ();
     self->watches = zhashx_new ();
@@ -1904,11 +1920,10 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
     if (self->watches)
         zhashx_set_destructor (self->watches, s_watch_destroy);
     atomic_init (&self->call_seq, UINT64_C (1) << 62);
-    rc = self->endpoint && self->names && self->pending && self->calls
+    rc = self->endpoint && self->names
           && self->unsent && self->prefixes && self->watches && self->replicas?
              TR_OK: TR_ENOMEM;
     if (rc == TR_OK) {
-        zhashx_set_destructor (self->pending, s_pending_destroy);
         rc = tr__mbox_new (node, NULL, SIZE_MAX, TR_FULL_FAIL, &self->gateway);
     }
     if (rc == TR_OK && pthread_create (&self->thread, NULL, s_run, self))
@@ -1919,8 +1934,6 @@ tr__remote_start (tr_node_t *node, tr__remote_t **self_p)
             tr__mbox_unref (&self->gateway);
         }
         zhashx_destroy (&self->names);
-        zhashx_destroy (&self->pending);
-        zhashx_destroy (&self->calls);
         zlistx_destroy (&self->unsent);
         zhashx_destroy (&self->prefixes);
         zhashx_destroy (&self->watches);
@@ -1966,8 +1979,8 @@ tr__remote_stop (tr__remote_t **self_p)
     *self_p = NULL;
     tr__mbox_unref (&self->gateway);
     zhashx_destroy (&self->names);
-    zhashx_destroy (&self->pending);
-    zhashx_destroy (&self->calls);
+    tr__u64map_clear (&self->pending);
+    tr__u64map_clear (&self->calls);
     zlistx_destroy (&self->unsent);
     zhashx_destroy (&self->prefixes);
     zhashx_destroy (&self->watches);
