@@ -842,6 +842,8 @@ s_pool_ask (s_pool_t *pool, const tr_msg_t *msg)
             pool->queue_head = call;
         pool->queue_tail = call;
         pool->queued++;
+        //  An adaptive limit may have grown since the last slot was freed.
+        s_pump (pool);
     }
     s_info (pool);
     return 0;

@@ -479,10 +479,11 @@ END_TEST
 
 START_TEST (test_performance)
 {
+    //  fast answers in 10 ms, slow in 40 ms; flip at once, but fails while
+    //  the test says so.
     s_start (S_LENIENT
-
-             "  - {name: fast, actor: member}\n"
-             "  - {name: slow, actor: member, params: {delay: 30ms}}\n"
+             "  - {name: fast, actor: member, params: {delay: 10ms}}\n"
+             "  - {name: slow, actor: member, params: {delay: 40ms}}\n"
              "  - {name: flip, actor: member, params: {switch: true}}\n"
              "  - name: p\n"
              "    actor: pool\n"
@@ -503,21 +504,21 @@ START_TEST (test_performance)
         free (who);
     }
     //  explore 0.3 over 3 members: about 15 asks each at random; the rest
-    //  go to the cheapest, `fast`.
+    //  go to the cheapest that works, fast.
     ck_assert_msg (counts [0] > 90, "fast answered %d of 150", counts [0]);
     ck_assert_msg (counts [1] < 45, "slow answered %d of 150", counts [1]);
     ck_assert_msg (errors < 40, "flip failed %d of 150", errors);
     ck_assert_int_eq (counts [2], 0);
-    //  flip recovers: exploration finds it healthy again, and, as cheap
-    //  as fast, it gets a good share of the asks.
+    //  flip recovers: exploration finds it healthy again and, the
+    //  quickest now, it gets most of the asks.
     atomic_store (&s_switch, false);
     int flip = 0;
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < 200; i++) {
         char *who = s_who ("p", "x");
-        flip += i >= 200 && strcmp (who, "flip") == 0;
+        flip += i >= 100 && strcmp (who, "flip") == 0;
         free (who);
     }
-    ck_assert_msg (flip > 15, "flip answered %d of the last 100 after recovering", flip);
+    ck_assert_msg (flip > 50, "flip answered %d of the last 100 after recovering", flip);
 }
 END_TEST
 
