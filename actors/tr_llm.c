@@ -315,8 +315,14 @@ s_config_free (s_config_t *cfg)
 //  Where a parameter problem is reported: the agent's name, the key path.
 typedef struct {
     const char *agent;
+    bool checking;                      //  for the tree loader: no name in messages
     char error [TR__EXIT_TEXT];
+    //  Where, for the tree loader (tr_param_error_t's path): set by the
+    //  caller of s_bad when it knows, else read from the message.
+    char path [256];
 } s_parse_t;
+
+static void s_path_from (s_parse_t *p, const char *message);
 
 static int
 s_bad (s_parse_t *p, const char *format, ...)
@@ -330,8 +336,62 @@ s_bad (s_parse_t *p, const char *format, ...)
     va_start (args, format);
     vsnprintf (what, sizeof what, format, args);
     va_end (args);
-    snprintf (p->error, sizeof p->error, "llm '%s': %s", p->agent, what);
+    if (!p->checking)
+        snprintf (p->error, sizeof p->error, "llm '%s': %s", p->agent, what);
+    else
+        snprintf (p->error, sizeof p->error, "%s", what);
+    if (!p->path [0])
+        s_path_from (p, what);
     return -1;
+}
+
+//  If word (len bytes, of the path's letters) names one of the agent's
+//  parameters and what lies under it ('signature.outputs[2]',
+//  'backend.timeout'), writes it as p's path, list positions as parts of
+//  their own ("signature.outputs.2"), and returns true.
+static bool
+s_path_word (s_parse_t *p, const char *word, size_t len)
+{
+    static const char *const tops [] = {
+        "base_url", "model", "api_key_env", "system", "temperature", "max_tokens",
+        "extra", "backend", "history", "signature", "output_retries", "offline", NULL
+    };
+    size_t top = 0;
+    while (top < len && word [top] != '.' && word [top] != '[')
+        top++;
+    bool known = false;
+    for (size_t k = 0; tops [k] && !known; k++)
+        known = top <= len && strlen (tops [k]) == top && memcmp (tops [k], word, top) == 0;
+    if (!known)
+        return false;
+    size_t out = 0;
+    for (size_t i = 0; i < len && out + 2 < sizeof p->path; i++) {
+        if (word [i] == '[')
+            p->path [out++] = '.';
+        else
+        if (word [i] != ']')
+            p->path [out++] = word [i];
+    }
+    p->path [out] = 0;
+    return true;
+}
+
+//  The path of a problem, read from its message: its first word (as in
+//  "signature.outputs[2]: ..."), or else the first quoted word, that
+//  names a parameter.
+static void
+s_path_from (s_parse_t *p, const char *message)
+{
+    static const char letters [] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789_.[]";
+    size_t len = strspn (message, letters);
+    if ((message [len] == ':' || message [len] == ' ') && s_path_word (p, message, len))
+        return;
+    for (const char *q = strchr (message, '\''); q; q = strchr (q + 1, '\'')) {
+        len = strspn (q + 1, letters);
+        if (q [1 + len] == '\'' && s_path_word (p, q + 1, len))
+            return;
+    }
 }
 
 //  The type of a value, in words.
@@ -388,6 +448,17 @@ s_keys_known (s_parse_t *p, const msgpack_object *map, const char *where,
                 strncat (list, k? ", ": "", sizeof list - strlen (list) - 1);
                 strncat (list, keys [k], sizeof list - strlen (list) - 1);
             }
+            //  The unknown key itself is where the mistake is.
+            char within [200];
+            snprintf (within, sizeof within, "%s", where);
+            size_t wl = strlen (within);
+            if (wl >= 2 && within [0] == '\'' && within [wl - 1] == '\'') {
+                memmove (within, within + 1, wl - 2);
+                within [wl - 2] = 0;
+            }
+            snprintf (p->path, sizeof p->path, "%s%s%.*s", within, within [0]? ".": "",
+                      key->type == MSGPACK_OBJECT_STR? (int) key->via.str.size: 0,
+                      key->type == MSGPACK_OBJECT_STR? key->via.str.ptr: "");
             return s_bad (p, "unknown key '%.*s' in %s; expected one of: %s",
                           key->type == MSGPACK_OBJECT_STR? (int) key->via.str.size: 1,
                           key->type == MSGPACK_OBJECT_STR? key->via.str.ptr: "?",
@@ -2920,12 +2991,44 @@ s_llm_terminate (tr_actor_t *self, int reason, void *state)
         s_agent_free (agent);
 }
 
+//  The tree loader's check: the whole configuration read as the agent's
+//  init would read it, so that a mistake deep in `signature`, `backend`,
+//  `history` or `offline` is reported with its file, line and column.
+static int
+s_llm_check (const tr_params_t *params, tr_param_error_t *error)
+{
+    //  The agent's own name is not known here; the loader names the child.
+    s_parse_t parse = { .agent = "llm", .checking = true };
+    s_config_t cfg;
+    memset (&cfg, 0, sizeof cfg);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const msgpack_object *root = NULL;
+    int rc = 0;
+    if (params && params->data && params->size) {
+        if (msgpack_unpack_next (&unpacked, (const char *) params->data, params->size, NULL)
+            != MSGPACK_UNPACK_SUCCESS)
+            rc = s_bad (&parse, "parameters are not one msgpack value");
+        root = &unpacked.data;
+    }
+    if (rc == 0)
+        rc = s_config_parse (&parse, root, &cfg);
+    msgpack_unpacked_destroy (&unpacked);
+    s_config_free (&cfg);
+    if (rc) {
+        snprintf (error->message, sizeof error->message, "%.500s", parse.error);
+        snprintf (error->path, sizeof error->path, "%s", parse.path);
+    }
+    return rc? -1: 0;
+}
+
 const tr_actor_type_t tr__llm_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "llm",
     .summary = "answers prompts with a language model (OpenAI-compatible, or offline)",
     .behaviour = { s_llm_init, s_llm_handle, s_llm_terminate },
     .params = s_llm_params,
+    .check = s_llm_check,
 };
 
 const tr_actor_type_t *

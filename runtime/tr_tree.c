@@ -1215,6 +1215,52 @@ s_params_pack (s_load_t *self, const s_node_t *params, tr_params_t *out)
     return rc;
 }
 
+//  The node a type's check points at: the path's parts (keys, and list
+//  positions from 1), followed from the params mapping as far as they
+//  go.
+static const s_node_t *
+s_params_at (const s_node_t *params, const char *path)
+{
+    const s_node_t *node = params;
+    while (*path && node && node->kind != S_SCALAR) {
+        size_t len = strcspn (path, ".");
+        const s_node_t *next = NULL;
+        if (node->kind == S_MAPPING) {
+            for (const s_node_t *k = node->first; k && !next; k = k->next->next)
+                if (k->len == len && memcmp (k->text, path, len) == 0)
+                    next = k->next;
+        }
+        else {
+            char *end;
+            unsigned long n = strtoul (path, &end, 10);
+            const s_node_t *item = node->first;
+            for (unsigned long i = 1; item && end == path + len && i < n; i++)
+                item = item->next;
+            if (end == path + len && n >= 1)
+                next = item;
+        }
+        if (!next)
+            break;
+        node = next;
+        path += len + (path [len] == '.');
+    }
+    return node;
+}
+
+//  Runs the type's check of its parameters (ABI 2), and reports what it
+//  finds where the path points in the file.
+static int
+s_params_deep_check (s_load_t *self, const tr_child_spec_t *child, const s_node_t *params)
+{
+    tr_param_error_t error;
+    memset (&error, 0, sizeof error);
+    if (child->type->check (&child->params, &error) == 0)
+        return TR_OK;
+    const s_node_t *at = params->kind == S_MAPPING? s_params_at (params, error.path): params;
+    return s_fail (self, at, "%s: %s", child->name,
+                   error.message [0]? error.message: "parameters refused by the actor type");
+}
+
 //  The params of an actor or plugin child; `kind_value` is blamed for a
 //  missing parameter when there is no params mapping.
 static int
@@ -1230,6 +1276,8 @@ s_params (s_load_t *self, const s_node_t *map, const s_node_t *kind_value,
                                 params? params: kind_value);
     if (rc == TR_OK && params)
         rc = s_params_pack (self, params, &child->params);
+    if (rc == TR_OK && child->type->abi >= 2 && child->type->check)
+        rc = s_params_deep_check (self, child, params? params: kind_value);
     return rc;
 }
 
@@ -1318,9 +1366,9 @@ s_plugin_open (s_load_t *self, const s_node_t *node, const char *library,
 static int
 s_plugin_type (s_load_t *self, const s_node_t *node, const tr_actor_type_t *type)
 {
-    if (type->abi != TR_ACTOR_TYPE_ABI)
+    if (type->abi != 1 && type->abi != TR_ACTOR_TYPE_ABI)
         return s_fail (self, node, "plugin type %s was built for actor type "
-                       "ABI %d; this troupe needs ABI %d", s_what (node).text,
+                       "ABI %d; this troupe takes ABI 1 or %d", s_what (node).text,
                        type->abi, TR_ACTOR_TYPE_ABI);
     if (!type->name || !type->behaviour.handle)
         return s_fail (self, node, "plugin type %s has no name or no handle "

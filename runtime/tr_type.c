@@ -71,7 +71,7 @@ s_params_valid (const tr_param_spec_t *params)
 static bool
 s_type_valid (const tr_actor_type_t *type)
 {
-    return type && type->abi == TR_ACTOR_TYPE_ABI && type->name
+    return type && (type->abi == 1 || type->abi == TR_ACTOR_TYPE_ABI) && type->name
         && tr_name_check (type->name, strlen (type->name)) == TR_OK
         && type->name [0] != '$' && type->behaviour.handle
         && s_params_valid (type->params);

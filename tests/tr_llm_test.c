@@ -66,21 +66,6 @@ s_start (const char *yaml)
     ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
 }
 
-//  Starts a tree that must fail to start; returns the reason (malloc'd).
-static char *
-s_start_fails (const char *yaml)
-{
-    tr_tree_error_t err;
-    char buf [600];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "llm.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_int_eq (rc, TR_ECHILD);
-    ck_assert_ptr_nonnull (reason);
-    tr_tree_destroy (&s_tree);
-    return reason;
-}
 
 //  Asks `name` with a string; on TR_OK *answer_p is the string reply
 //  (malloc'd).
@@ -515,8 +500,9 @@ END_TEST
 //  --------------------------------------------------------------------------
 //  Parameters
 
-//  Nested parameters are checked by the agent's init: the child does not
-//  start, and the reason names the key and what was expected.
+//  Nested parameters are checked when the tree file is loaded (the type's
+//  check): the file is refused, the error names the line (and column)
+//  of the value at fault, the key and what was expected.
 START_TEST (test_bad_params)
 {
     struct { const char *params; const char *expected; } cases [] = {
@@ -549,12 +535,34 @@ START_TEST (test_bad_params)
         snprintf (yaml, sizeof yaml,
                   "name: t%zu\nchildren:\n  - {name: bad, actor: llm, params: %s}\n",
                   i, cases [i].params);
-        char *reason = s_start_fails (yaml);
-        ck_assert_msg (s_contains (reason, "llm 'bad': ")
-                    && s_contains (reason, cases [i].expected),
-                       "case %zu: %s\n  got: %s", i, cases [i].params, reason);
-        free (reason);
+        tr_tree_t *tree = NULL;
+        tr_tree_error_t err;
+        int rc = tr_tree_parse (yaml, strlen (yaml), "llm.yaml", &tree, &err);
+        ck_assert_msg (rc == TR_EMALFORMED && err.line == 3 && err.column >= 37
+                    && s_contains (err.message, "bad: ")
+                    && s_contains (err.message, cases [i].expected),
+                       "case %zu: %s\n  got: %s at %d:%d", i, cases [i].params,
+                       err.message, err.line, err.column);
+        tr_tree_destroy (&tree);
     }
+    //  A mistake deep down is reported where it is written.
+    const char *deep =
+        "name: deep\n"
+        "children:\n"
+        "  - name: bad\n"
+        "    actor: llm\n"
+        "    params:\n"
+        "      signature:\n"
+        "        inputs: [{name: q}]\n"
+        "        outputs:\n"
+        "          - {name: a}\n"
+        "          - {name: b, type: integr}\n";
+    tr_tree_t *tree = NULL;
+    tr_tree_error_t err;
+    ck_assert_int_eq (tr_tree_parse (deep, strlen (deep), "llm.yaml", &tree, &err), TR_EMALFORMED);
+    ck_assert_int_eq (err.line, 10);
+    ck_assert_int_eq (err.column, 13);
+    ck_assert_msg (s_contains (err.message, "field 'b' has type 'integr'"), "%s", err.message);
 }
 END_TEST
 

@@ -834,7 +834,7 @@ START_TEST (test_plugin_errors)
                    "no symbol 'report_type' in plugin library 'libreports.so'");
     s_plugin_tree (text, sizeof text, "libreports.so", "reports_type_abi99", "{}");
     snprintf (message, sizeof message, "plugin type 'reports_type_abi99' was built "
-              "for actor type ABI 99; this troupe needs ABI %d", TR_ACTOR_TYPE_ABI);
+              "for actor type ABI 99; this troupe takes ABI 1 or %d", TR_ACTOR_TYPE_ABI);
     s_parse_fails (text, path, 4, 46, message);
     s_plugin_tree (text, sizeof text, "libreports.so", "reports_type_no_handle", "{}");
     s_parse_fails (text, path, 4, 46, "plugin type 'reports_type_no_handle' has no "

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 
 #include "tr_actor.h"
+#include "tr_params.h"
 #include "tr_export.h"
 
 #ifdef __cplusplus
@@ -24,8 +25,9 @@ extern "C" {
 #endif
 
 //  Bump when tr_actor_type_t changes shape; plugins carry the value they
-//  were built with and the loader refuses any other.
-#define TR_ACTOR_TYPE_ABI 1
+//  were built with. The loader takes types of ABI 1 (without `check`) and
+//  2, and refuses any other.
+#define TR_ACTOR_TYPE_ABI 2
 
 typedef enum {
     TR_PARAM_INT,               //  integer
@@ -46,6 +48,16 @@ typedef struct {
     const char *help;           //  one line, for error messages and docs
 } tr_param_spec_t;
 
+//  What a type's check found wrong with its parameters.
+typedef struct {
+    //  Where: the keys and list positions from the params mapping down to
+    //  the value at fault, joined by dots, lists counted from 1
+    //  ("signature.outputs.2.type"); "" for the mapping itself. The loader
+    //  reports the position of the deepest part of the path it finds.
+    char path [256];
+    char message [512];         //  what is wrong, in words
+} tr_param_error_t;
+
 typedef struct {
     int abi;                    //  TR_ACTOR_TYPE_ABI
     const char *name;           //  what tree files write after `actor:`
@@ -55,6 +67,12 @@ typedef struct {
     //  parameter that is not listed, one of the wrong type, and a
     //  missing required one, naming file, line and column.
     const tr_param_spec_t *params;
+    //  Checks the parameters more deeply than their declared keys and
+    //  types (nested mappings, values that depend on one another) when a
+    //  tree file is loaded, so that a mistake is reported with its file,
+    //  line and column before anything starts, not when the actor starts.
+    //  Returns 0, or -1 with *error filled in. May be NULL. (ABI 2.)
+    int (*check) (const tr_params_t *params, tr_param_error_t *error);
 } tr_actor_type_t;
 
 //  Registers a type for the whole process. The type must stay valid
