@@ -1,9 +1,9 @@
 /*  tr_compose.h - what the composition actors share (internal).
 
-    The composition actors (pool, and the router and chain to come) read
-    their parameters the same way, mark their own timer messages the same
-    way, and pick fields out of message maps the same way. One copy of each
-    lives here.
+    The composition actors (pool, router, chain) read their parameters
+    the same way, forward asks with a timer and mark their timer messages
+    the same way, match text and pick fields out of message maps the same
+    way. One copy of each lives here.
 
     Parameters: the tree loader has already checked each top-level key's
     kind against the type's tr_param_spec_t (with file, line and column).
