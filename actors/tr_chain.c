@@ -126,6 +126,7 @@ s_gate_parse (tr__cfg_t *cfg, const msgpack_object *o, const char *where, s_step
     static const char *const keys [] = { "actor", "output", "match", "regex", "field", NULL };
     char what [128];
     snprintf (what, sizeof what, "%s 'gate'", where);
+    tr__cfg_enter_sub (cfg, "gate");
     if (tr__cfg_keys (cfg, o, what, keys))
         return -1;
     int kinds = (tr__cfg_get (cfg, o, "actor") != NULL) + (tr__cfg_get (cfg, o, "match") != NULL)
@@ -134,12 +135,12 @@ s_gate_parse (tr__cfg_t *cfg, const msgpack_object *o, const char *where, s_step
         return tr__cfg_bad (cfg, "%s needs exactly one of actor, match, regex", what);
     if (!tr__cfg_get (cfg, o, "actor")) {
         if (tr__cfg_get (cfg, o, "output"))
-            return tr__cfg_bad (cfg, "%s: 'output' is only for a gate actor", what);
+            return tr__cfg_bad_at (cfg, "output", "%s: 'output' is only for a gate actor", what);
         step->gate = S_GATE_TEXT;
         return tr__text_rule_parse (cfg, o, what, &step->gate_text);
     }
     if (tr__cfg_get (cfg, o, "field"))
-        return tr__cfg_bad (cfg, "%s: 'field' is only for match and regex (a gate actor "
+        return tr__cfg_bad_at (cfg, "field", "%s: 'field' is only for match and regex (a gate actor "
                             "gets the whole answer)", what);
     step->gate = S_GATE_ACTOR;
     char sub [160];
@@ -157,6 +158,7 @@ s_step_parse (tr__cfg_t *cfg, const msgpack_object *o, size_t index, s_step_t *s
     static const char *const keys [] = { "actor", "gate", "compensate", NULL };
     char where [48], what [96];
     snprintf (where, sizeof where, "steps item %zu", index + 1);
+    tr__cfg_enter (cfg, "steps.%zu", index + 1);
     if (o->type == MSGPACK_OBJECT_STR) {
         //  A bare name: read it as the map {actor: NAME}.
         msgpack_object_kv kv = { .key = { .type = MSGPACK_OBJECT_STR,
@@ -194,7 +196,7 @@ s_chain_configure (s_chain_t *chain, tr__cfg_t *cfg)
     chain->report = on_failure == 1;
     const msgpack_object *steps = tr__cfg_get (cfg, NULL, "steps");
     if (!steps || steps->type != MSGPACK_OBJECT_ARRAY || steps->via.array.size == 0)
-        return tr__cfg_bad (cfg, "'steps' must be a list of at least one step");
+        return tr__cfg_bad_at (cfg, "steps", "'steps' must be a list of at least one step");
     chain->steps = (s_step_t *) calloc (steps->via.array.size, sizeof *chain->steps);
     if (!chain->steps)
         return tr__cfg_bad (cfg, "out of memory");
@@ -204,6 +206,26 @@ s_chain_configure (s_chain_t *chain, tr__cfg_t *cfg)
             return -1;
     }
     return 0;
+}
+
+static int
+s_chain_configure_any (void *chain, tr__cfg_t *cfg)
+{
+    return s_chain_configure ((s_chain_t *) chain, cfg);
+}
+
+static void
+s_chain_free_any (void *chain)
+{
+    s_chain_free ((s_chain_t *) chain);
+}
+
+//  The tree loader's check: the same reading as init's, with positions.
+static int
+s_chain_check (const tr_params_t *params, tr_param_error_t *error)
+{
+    return tr__cfg_check ("chain", params, sizeof (s_chain_t), s_chain_configure_any,
+                          s_chain_free_any, error);
 }
 
 static int
@@ -649,4 +671,5 @@ const tr_actor_type_t tr__chain_type = {
     .summary = "steps in order, with validation gates and compensation in reverse (a saga)",
     .behaviour = { s_chain_init, s_chain_handle, s_chain_terminate },
     .params = s_chain_params,
+    .check = s_chain_check,
 };

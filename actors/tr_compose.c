@@ -16,6 +16,7 @@
 //  --------------------------------------------------------------------------
 //  Parameters
 
+
 int
 tr__cfg_open (tr__cfg_t *cfg, const char *type, const char *actor,
               const tr_params_t *params)
@@ -49,8 +50,75 @@ tr__cfg_bad (tr__cfg_t *cfg, const char *format, ...)
     va_start (args, format);
     vsnprintf (what, sizeof what, format, args);
     va_end (args);
-    snprintf (cfg->error, sizeof cfg->error, "%s '%.255s': %s", cfg->type, cfg->actor, what);
+    if (cfg->actor)
+        snprintf (cfg->error, sizeof cfg->error, "%s '%.255s': %s", cfg->type, cfg->actor, what);
+    else
+        snprintf (cfg->error, sizeof cfg->error, "%s", what);
+    if (!cfg->path [0])
+        snprintf (cfg->path, sizeof cfg->path, "%s", cfg->at);
     return -1;
+}
+
+int
+tr__cfg_bad_at (tr__cfg_t *cfg, const char *key, const char *format, ...)
+{
+    char what [TR__CFG_ERROR - 300];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (what, sizeof what, format, args);
+    va_end (args);
+    tr__cfg_blame (cfg, key);
+    return tr__cfg_bad (cfg, "%s", what);
+}
+
+void
+tr__cfg_enter (tr__cfg_t *cfg, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (cfg->at, sizeof cfg->at, format, args);
+    va_end (args);
+}
+
+void
+tr__cfg_enter_sub (tr__cfg_t *cfg, const char *key)
+{
+    //  A path cut short only blames a shallower value: still a position.
+    size_t len = strlen (cfg->at);
+    if (len + 1 + strlen (key) < sizeof cfg->at) {
+        if (len)
+            cfg->at [len++] = '.';
+        memcpy (cfg->at + len, key, strlen (key) + 1);
+    }
+}
+
+void
+tr__cfg_blame (tr__cfg_t *cfg, const char *key)
+{
+    snprintf (cfg->path, sizeof cfg->path, "%s%s%s", cfg->at, cfg->at [0]? ".": "", key);
+}
+
+int
+tr__cfg_check (const char *type, const tr_params_t *params, size_t state_size,
+               int (*configure) (void *state, tr__cfg_t *cfg),
+               void (*release) (void *state), tr_param_error_t *error)
+{
+    tr__cfg_t cfg;
+    void *state = calloc (1, state_size);
+    int rc = tr__cfg_open (&cfg, type, NULL, params);
+    if (rc == 0 && !state)
+        rc = tr__cfg_bad (&cfg, "out of memory");
+    if (rc == 0)
+        rc = configure (state, &cfg);
+    if (rc) {
+        snprintf (error->path, sizeof error->path, "%s", cfg.path);
+        snprintf (error->message, sizeof error->message, "%.*s",
+                  (int) sizeof error->message - 1, cfg.error);
+    }
+    tr__cfg_close (&cfg);
+    if (state)
+        release (state);
+    return rc? -1: 0;
 }
 
 static bool
@@ -105,9 +173,9 @@ tr__cfg_int (tr__cfg_t *cfg, const char *key, int64_t min, int64_t max, int64_t 
     if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         v = o->via.i64;
     else
-        return tr__cfg_bad (cfg, "'%s' must be an integer, not %s", key, s_kind_words (o));
+        return tr__cfg_bad_at (cfg, key, "'%s' must be an integer, not %s", key, s_kind_words (o));
     if (v < min || v > max)
-        return tr__cfg_bad (cfg, "'%s' must be from %lld to %lld, not %lld", key,
+        return tr__cfg_bad_at (cfg, key, "'%s' must be from %lld to %lld, not %lld", key,
                             (long long) min, (long long) max, (long long) v);
     *out = v;
     return 0;
@@ -129,9 +197,9 @@ tr__cfg_number (tr__cfg_t *cfg, const char *key, double min, double max, double 
     if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
         v = o->via.f64;
     else
-        return tr__cfg_bad (cfg, "'%s' must be a number, not %s", key, s_kind_words (o));
+        return tr__cfg_bad_at (cfg, key, "'%s' must be a number, not %s", key, s_kind_words (o));
     if (!(v >= min && v <= max))
-        return tr__cfg_bad (cfg, "'%s' must be from %g to %g, not %g", key, min, max, v);
+        return tr__cfg_bad_at (cfg, key, "'%s' must be from %g to %g, not %g", key, min, max, v);
     *out = v;
     return 0;
 }
@@ -143,7 +211,7 @@ tr__cfg_bool (tr__cfg_t *cfg, const char *key, bool *out)
     if (!o)
         return 0;
     if (o->type != MSGPACK_OBJECT_BOOLEAN)
-        return tr__cfg_bad (cfg, "'%s' must be true or false, not %s", key, s_kind_words (o));
+        return tr__cfg_bad_at (cfg, key, "'%s' must be true or false, not %s", key, s_kind_words (o));
     *out = o->via.boolean;
     return 0;
 }
@@ -157,16 +225,16 @@ tr__cfg_duration (tr__cfg_t *cfg, const char *key, int64_t min, int64_t max, int
     int64_t ms;
     if (o->type == MSGPACK_OBJECT_STR) {
         if (tr_duration_parse (o->via.str.ptr, o->via.str.size, &ms) != TR_OK)
-            return tr__cfg_bad (cfg, "'%s' must be a duration such as 250ms, 1.5s or 2m, "
+            return tr__cfg_bad_at (cfg, key, "'%s' must be a duration such as 250ms, 1.5s or 2m, "
                                 "not '%.*s'", key, (int) o->via.str.size, o->via.str.ptr);
     }
     else
     if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
         ms = (int64_t) o->via.u64;
     else
-        return tr__cfg_bad (cfg, "'%s' must be a duration, not %s", key, s_kind_words (o));
+        return tr__cfg_bad_at (cfg, key, "'%s' must be a duration, not %s", key, s_kind_words (o));
     if (ms < min || ms > max)
-        return tr__cfg_bad (cfg, "'%s' must be from %lld ms to %lld ms, not %lld ms", key,
+        return tr__cfg_bad_at (cfg, key, "'%s' must be from %lld ms to %lld ms, not %lld ms", key,
                             (long long) min, (long long) max, (long long) ms);
     *out = ms;
     return 0;
@@ -186,12 +254,12 @@ tr__cfg_str_in (tr__cfg_t *cfg, const msgpack_object *map, const char *key,
     if (!o)
         return 0;
     if (o->type != MSGPACK_OBJECT_STR)
-        return tr__cfg_bad (cfg, "'%s' must be a string, not %s", what, s_kind_words (o));
+        return tr__cfg_bad_at (cfg, key, "'%s' must be a string, not %s", what, s_kind_words (o));
     if (o->via.str.size == 0 || memchr (o->via.str.ptr, 0, o->via.str.size))
-        return tr__cfg_bad (cfg, "'%s' must be a non-empty string without NUL bytes", what);
+        return tr__cfg_bad_at (cfg, key, "'%s' must be a non-empty string without NUL bytes", what);
     char *copy = strndup (o->via.str.ptr, o->via.str.size);
     if (!copy)
-        return tr__cfg_bad (cfg, "out of memory");
+        return tr__cfg_bad_at (cfg, key, "out of memory");
     free (*out);
     *out = copy;
     return 0;
@@ -204,7 +272,7 @@ tr__cfg_name_in (tr__cfg_t *cfg, const msgpack_object *map, const char *key,
     if (tr__cfg_str_in (cfg, map, key, what, out))
         return -1;
     if (*out && (tr_name_check (*out, strlen (*out)) || (*out) [0] == '$'))
-        return tr__cfg_bad (cfg, "'%s' is not a valid actor name: '%.100s'", what, *out);
+        return tr__cfg_bad_at (cfg, key, "'%s' is not a valid actor name: '%.100s'", what, *out);
     return 0;
 }
 
@@ -221,6 +289,12 @@ tr__cfg_keys (tr__cfg_t *cfg, const msgpack_object *map, const char *what,
         for (size_t k = 0; keys [k] && !known; k++)
             known = s_key_is (key, keys [k]);
         if (!known) {
+            if (key->type == MSGPACK_OBJECT_STR) {
+                char name [64];
+                snprintf (name, sizeof name, "%.*s", (int) (key->via.str.size < 63?
+                          key->via.str.size: 63), key->via.str.ptr);
+                tr__cfg_blame (cfg, name);
+            }
             char list [256] = "";
             for (size_t k = 0; keys [k]; k++) {
                 strncat (list, k? ", ": "", sizeof list - strlen (list) - 1);
@@ -252,8 +326,8 @@ tr__cfg_choice (tr__cfg_t *cfg, const char *key, const char *const *choices, int
         strncat (list, choices [i], sizeof list - strlen (list) - 1);
     }
     if (o->type != MSGPACK_OBJECT_STR)
-        return tr__cfg_bad (cfg, "'%s' must be one of %s, not %s", key, list, s_kind_words (o));
-    return tr__cfg_bad (cfg, "'%s' must be one of %s, not '%.*s'", key, list,
+        return tr__cfg_bad_at (cfg, key, "'%s' must be one of %s, not %s", key, list, s_kind_words (o));
+    return tr__cfg_bad_at (cfg, key, "'%s' must be one of %s, not '%.*s'", key, list,
                         (int) (o->via.str.size > 100? 100: o->via.str.size), o->via.str.ptr);
 }
 
@@ -275,14 +349,16 @@ tr__cfg_names (tr__cfg_t *cfg, const msgpack_object *list, const char *what,
         return tr__cfg_bad (cfg, "out of memory");
     for (size_t i = 0; i < count; i++) {
         const msgpack_object *o = &list->via.array.ptr [i];
+        char item [24];
+        snprintf (item, sizeof item, "%zu", i + 1);
         if (o->type != MSGPACK_OBJECT_STR) {
             tr__names_free (names, count);
-            return tr__cfg_bad (cfg, "'%s' item %zu must be an actor name, not %s",
+            return tr__cfg_bad_at (cfg, item, "'%s' item %zu must be an actor name, not %s",
                                 what, i + 1, s_kind_words (o));
         }
         if (tr_name_check (o->via.str.ptr, o->via.str.size) || o->via.str.ptr [0] == '$') {
             tr__names_free (names, count);
-            return tr__cfg_bad (cfg, "'%s' item %zu is not a valid actor name: '%.*s'",
+            return tr__cfg_bad_at (cfg, item, "'%s' item %zu is not a valid actor name: '%.*s'",
                                 what, i + 1, (int) (o->via.str.size > 100? 100: o->via.str.size),
                                 o->via.str.ptr);
         }
@@ -293,7 +369,7 @@ tr__cfg_names (tr__cfg_t *cfg, const msgpack_object *list, const char *what,
         }
         for (size_t j = 0; j < i; j++)
             if (strcmp (names [j], names [i]) == 0) {
-                tr__cfg_bad (cfg, "'%s' names '%s' twice (items %zu and %zu)",
+                tr__cfg_bad_at (cfg, item, "'%s' names '%s' twice (items %zu and %zu)",
                              what, names [i], j + 1, i + 1);
                 tr__names_free (names, count);
                 return -1;
@@ -441,7 +517,7 @@ tr__text_rule_parse (tr__cfg_t *cfg, const msgpack_object *map, const char *wher
     if (rc) {
         char why [128];
         regerror (rc, &rule->regex, why, sizeof why);
-        tr__cfg_bad (cfg, "%s 'regex' '%.100s' does not compile: %s", where, re, why);
+        tr__cfg_bad_at (cfg, "regex", "%s 'regex' '%.100s' does not compile: %s", where, re, why);
         free (re);
         return -1;
     }

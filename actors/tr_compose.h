@@ -25,15 +25,22 @@
 #include "troupe/tr_actor.h"
 #include "troupe/tr_msg.h"
 #include "troupe/tr_params.h"
+#include "troupe/tr_type.h"
 
 #define TR__CFG_ERROR 1024
 
 //  A parameter reader: the msgpack map of an actor's params, unpacked.
+//  The same reading serves the tree loader (tr_actor_type_t.check, with
+//  no actor yet: messages then carry no "TYPE 'NAME': ", and `path` says
+//  where the problem is, so that the loader can name its line and
+//  column) and the actor's start.
 typedef struct {
     const char *type;                   //  "pool", for messages
-    const char *actor;                  //  the actor's name
+    const char *actor;                  //  the actor's name, or NULL when checking
     msgpack_unpacked unpacked;
     const msgpack_object *root;         //  the params map, or NULL for none
+    char at [128];                      //  the nested value being read ("routes.2")
+    char path [256];                    //  where the problem is (tr_param_error_t)
     char error [TR__CFG_ERROR];
 } tr__cfg_t;
 
@@ -43,6 +50,29 @@ int
     tr__cfg_open (tr__cfg_t *cfg, const char *type, const char *actor,
                   const tr_params_t *params);
 
+//  Sets the nested value being read (printf-style; "" for the params
+//  map), which problems found without a path of their own are blamed on.
+void
+    tr__cfg_enter (tr__cfg_t *cfg, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+//  Goes down into key under the nested value being read.
+void
+    tr__cfg_enter_sub (tr__cfg_t *cfg, const char *key);
+
+//  Blames the next problem on key under the nested value being read.
+void
+    tr__cfg_blame (tr__cfg_t *cfg, const char *key);
+
+//  A type's check for the tree loader: runs configure on a zeroed state of
+//  state_size bytes over params, as the actor's init will, then release
+//  (which frees what configure allocated, and the state). Returns 0, or
+//  -1 with *error filled in (message and path).
+int
+    tr__cfg_check (const char *type, const tr_params_t *params, size_t state_size,
+                   int (*configure) (void *state, tr__cfg_t *cfg),
+                   void (*release) (void *state), tr_param_error_t *error);
+
 //  Frees what tr__cfg_open unpacked (values found through it go too).
 void
     tr__cfg_close (tr__cfg_t *cfg);
@@ -51,6 +81,11 @@ void
 int
     tr__cfg_bad (tr__cfg_t *cfg, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
+
+//  tr__cfg_bad for the value under key (of the nested value being read).
+int
+    tr__cfg_bad_at (tr__cfg_t *cfg, const char *key, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 //  The value under key in the params map (or in `map` if not NULL), or
 //  NULL when absent.

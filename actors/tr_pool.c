@@ -233,8 +233,10 @@ s_pool_configure (s_pool_t *pool, tr__cfg_t *cfg)
     pool->explore = 0.1;
     pool->decay = 0.2;
     size_t count = 0;
+    tr__cfg_enter (cfg, "members");
     if (tr__cfg_names (cfg, tr__cfg_get (cfg, NULL, "members"), "members", &names, &count))
         return -1;
+    tr__cfg_enter (cfg, "%s", "");
     pool->members = (s_member_t *) calloc (count, sizeof *pool->members);
     if (!pool->members) {
         tr__names_free (names, count);
@@ -262,27 +264,54 @@ s_pool_configure (s_pool_t *pool, tr__cfg_t *cfg)
     //  Settings that only mean something with another one are refused
     //  without it rather than ignored.
     if (pool->hash_key && pool->strategy != S_HASH)
-        return tr__cfg_bad (cfg, "'hash_key' is only for strategy consistent_hash");
-    if (!pool->adaptive && (tr__cfg_get (cfg, NULL, "limit_min")
-                        ||  tr__cfg_get (cfg, NULL, "latency_target")))
-        return tr__cfg_bad (cfg, "'limit_min' and 'latency_target' need 'adaptive: true'");
+        return tr__cfg_bad_at (cfg, "hash_key",
+                               "'hash_key' is only for strategy consistent_hash");
+    const char *adaptive_key = tr__cfg_get (cfg, NULL, "limit_min")? "limit_min":
+                               tr__cfg_get (cfg, NULL, "latency_target")? "latency_target": NULL;
+    if (!pool->adaptive && adaptive_key)
+        return tr__cfg_bad_at (cfg, adaptive_key,
+                               "'limit_min' and 'latency_target' need 'adaptive: true'");
     if (pool->adaptive && pool->limit_min > pool->limit_max)
-        return tr__cfg_bad (cfg, "'limit_min' (%lld) must not be above 'limit' (%lld)",
-                            (long long) pool->limit_min, (long long) pool->limit_max);
-    if (pool->strategy != S_PERFORMANCE && (tr__cfg_get (cfg, NULL, "explore")
-                                        ||  tr__cfg_get (cfg, NULL, "decay")))
-        return tr__cfg_bad (cfg, "'explore' and 'decay' are only for strategy performance");
+        return tr__cfg_bad_at (cfg, "limit_min",
+                               "'limit_min' (%lld) must not be above 'limit' (%lld)",
+                               (long long) pool->limit_min, (long long) pool->limit_max);
+    const char *performance_key = tr__cfg_get (cfg, NULL, "explore")? "explore":
+                                  tr__cfg_get (cfg, NULL, "decay")? "decay": NULL;
+    if (pool->strategy != S_PERFORMANCE && performance_key)
+        return tr__cfg_bad_at (cfg, performance_key,
+                               "'explore' and 'decay' are only for strategy performance");
     if (pool->strategy == S_BROADCAST && pool->retries > 0)
-        return tr__cfg_bad (cfg, "'retries' does not apply to strategy broadcast "
-                            "(every member is asked already)");
+        return tr__cfg_bad_at (cfg, "retries", "'retries' does not apply to strategy "
+                               "broadcast (every member is asked already)");
     if (pool->strategy == S_HASH && s_ring_build (pool))
         return tr__cfg_bad (cfg, "out of memory");
     pool->limit = (double) (pool->adaptive? pool->limit_min: pool->limit_max);
     pool->rng = seed? (uint64_t) seed: (uint64_t) tr__now_ns ();
-    pool->rng ^= tr__hash (cfg->actor, strlen (cfg->actor), 0);
+    if (cfg->actor)
+        pool->rng ^= tr__hash (cfg->actor, strlen (cfg->actor), 0);
     if (!pool->rng)
         pool->rng = 1;
     return 0;
+}
+
+static int
+s_pool_configure_any (void *pool, tr__cfg_t *cfg)
+{
+    return s_pool_configure ((s_pool_t *) pool, cfg);
+}
+
+static void
+s_pool_free_any (void *pool)
+{
+    s_pool_free ((s_pool_t *) pool);
+}
+
+//  The tree loader's check: the same reading as init's, with positions.
+static int
+s_pool_check (const tr_params_t *params, tr_param_error_t *error)
+{
+    return tr__cfg_check ("pool", params, sizeof (s_pool_t), s_pool_configure_any,
+                          s_pool_free_any, error);
 }
 
 static int
@@ -910,4 +939,5 @@ const tr_actor_type_t tr__pool_type = {
     .summary = "forwards to members by strategy, with a concurrency limit and retries",
     .behaviour = { s_pool_init, s_pool_handle, s_pool_terminate },
     .params = s_pool_params,
+    .check = s_pool_check,
 };

@@ -146,6 +146,7 @@ s_rule_scratch (tr__cfg_t *cfg, const msgpack_object *o, const char *where, s_ru
     static const char *const keys [] = { "key", "equals", NULL };
     char what [128];
     snprintf (what, sizeof what, "%s 'scratch'", where);
+    tr__cfg_enter_sub (cfg, "scratch");
     if (tr__cfg_keys (cfg, o, what, keys))
         return -1;
     snprintf (what, sizeof what, "%s scratch 'key'", where);
@@ -183,6 +184,7 @@ s_rule_classifier (tr__cfg_t *cfg, const msgpack_object *o, const char *where, s
         return tr__cfg_bad (cfg, "%s 'classifier' needs 'routes', a mapping of labels to "
                             "actor names", where);
     size_t n = routes->via.map.size;
+    tr__cfg_enter_sub (cfg, "routes");
     rule->labels = (char **) calloc (n, sizeof *rule->labels);
     rule->targets = (char **) calloc (n, sizeof *rule->targets);
     if (!rule->labels || !rule->targets)
@@ -196,6 +198,7 @@ s_rule_classifier (tr__cfg_t *cfg, const msgpack_object *o, const char *where, s
         if (!rule->labels [i])
             return tr__cfg_bad (cfg, "out of memory");
         snprintf (what, sizeof what, "%s routes '%.40s'", where, rule->labels [i]);
+        tr__cfg_blame (cfg, rule->labels [i]);
         if (kv->val.type != MSGPACK_OBJECT_STR)
             return tr__cfg_bad (cfg, "%s must be an actor name, not %s", what,
                                 tr__cfg_kind (&kv->val));
@@ -221,6 +224,7 @@ s_rule_parse (tr__cfg_t *cfg, const msgpack_object *o, size_t index, s_rule_t *r
     };
     char where [48], what [128];
     snprintf (where, sizeof where, "routes item %zu", index + 1);
+    tr__cfg_enter (cfg, "routes.%zu", index + 1);
     if (tr__cfg_keys (cfg, o, where, keys))
         return -1;
     static const char *const kinds [] = { "match", "regex", "scratch", "least_loaded",
@@ -244,13 +248,14 @@ s_rule_parse (tr__cfg_t *cfg, const msgpack_object *o, size_t index, s_rule_t *r
     if (wants_to && !rule->to)
         return tr__cfg_bad (cfg, "%s needs 'to', the actor it routes to", where);
     if (!wants_to && rule->to)
-        return tr__cfg_bad (cfg, "%s: 'to' is not for %s (it chooses the actor itself)",
+        return tr__cfg_bad_at (cfg, "to", "%s: 'to' is not for %s (it chooses the actor itself)",
                             where, kinds [rule->kind]);
     if (rule->text.field && (rule->kind == S_SCRATCH || rule->kind == S_LOAD))
-        return tr__cfg_bad (cfg, "%s: 'field' is only for match, regex and classifier", where);
+        return tr__cfg_bad_at (cfg, "field", "%s: 'field' is only for match, regex and classifier", where);
     if (rule->kind != S_CLASSIFIER && (tr__cfg_get (cfg, o, "output")
                                    ||  tr__cfg_get (cfg, o, "routes")))
-        return tr__cfg_bad (cfg, "%s: 'output' and 'routes' are only for classifier", where);
+        return tr__cfg_bad_at (cfg, tr__cfg_get (cfg, o, "output")? "output": "routes",
+                               "%s: 'output' and 'routes' are only for classifier", where);
     switch (rule->kind) {
         case S_MATCH:
         case S_REGEX:
@@ -259,6 +264,7 @@ s_rule_parse (tr__cfg_t *cfg, const msgpack_object *o, size_t index, s_rule_t *r
             return s_rule_scratch (cfg, tr__cfg_get (cfg, o, "scratch"), where, rule);
         case S_LOAD:
             snprintf (what, sizeof what, "%s least_loaded", where);
+            tr__cfg_enter_sub (cfg, "least_loaded");
             return tr__cfg_names (cfg, tr__cfg_get (cfg, o, "least_loaded"), what,
                                   &rule->set, &rule->set_count);
         default:
@@ -275,7 +281,7 @@ s_router_configure (s_router_t *router, tr__cfg_t *cfg)
         return -1;
     const msgpack_object *routes = tr__cfg_get (cfg, NULL, "routes");
     if (!routes || routes->type != MSGPACK_OBJECT_ARRAY || routes->via.array.size == 0)
-        return tr__cfg_bad (cfg, "'routes' must be a list of at least one route");
+        return tr__cfg_bad_at (cfg, "routes", "'routes' must be a list of at least one route");
     router->rules = (s_rule_t *) calloc (routes->via.array.size, sizeof *router->rules);
     if (!router->rules)
         return tr__cfg_bad (cfg, "out of memory");
@@ -285,6 +291,26 @@ s_router_configure (s_router_t *router, tr__cfg_t *cfg)
             return -1;
     }
     return 0;
+}
+
+static int
+s_router_configure_any (void *router, tr__cfg_t *cfg)
+{
+    return s_router_configure ((s_router_t *) router, cfg);
+}
+
+static void
+s_router_free_any (void *router)
+{
+    s_router_free ((s_router_t *) router);
+}
+
+//  The tree loader's check: the same reading as init's, with positions.
+static int
+s_router_check (const tr_params_t *params, tr_param_error_t *error)
+{
+    return tr__cfg_check ("router", params, sizeof (s_router_t), s_router_configure_any,
+                          s_router_free_any, error);
 }
 
 static int
@@ -768,4 +794,5 @@ const tr_actor_type_t tr__router_type = {
     .summary = "routes by rules in priority order: text, scratchpad, load, a classifier agent",
     .behaviour = { s_router_init, s_router_handle, s_router_terminate },
     .params = s_router_params,
+    .check = s_router_check,
 };

@@ -606,13 +606,13 @@ START_TEST (test_bad_params)
                     "chain.yaml:6:35: parameter 'timeout' of actor type 'chain' must be a duration");
     s_expect_error ("{step: [a]}", "chain.yaml:6:14: unknown parameter 'step'");
     s_expect_error ("{timeout: 1s}", "missing parameter 'steps' of actor type 'chain'");
-    s_expect_error ("{steps: []}", "chain 'c': 'steps' must be a list of at least one step");
+    s_expect_error ("{steps: []}", "c: 'steps' must be a list of at least one step");
     s_expect_error ("{steps: [a, 3]}",
-                    "chain 'c': steps item 2 must be an actor name or a mapping, not an integer");
-    s_expect_error ("{steps: ['a b']}", "chain 'c': 'steps item 1' is not a valid actor name");
-    s_expect_error ("{steps: [{compensate: a}]}", "chain 'c': steps item 1 needs 'actor'");
+                    "c: steps item 2 must be an actor name or a mapping, not an integer");
+    s_expect_error ("{steps: ['a b']}", "c: 'steps item 1' is not a valid actor name");
+    s_expect_error ("{steps: [{compensate: a}]}", "c: steps item 1 needs 'actor'");
     s_expect_error ("{steps: [{actor: a, undo: a}]}",
-                    "chain 'c': unknown key 'undo' in steps item 1; expected one of: actor, "
+                    "c: unknown key 'undo' in steps item 1; expected one of: actor, "
                     "gate, compensate");
     s_expect_error ("{steps: [{actor: a, gate: {}}]}",
                     "steps item 1 'gate' needs exactly one of actor, match, regex");
@@ -626,7 +626,24 @@ START_TEST (test_bad_params)
                     "'field' is only for match and regex");
     s_expect_error ("{steps: [{actor: a, gate: yes}]}", "steps item 1 'gate' must be a mapping");
     s_expect_error ("{steps: [a], on_failure: shrug}",
-                    "chain 'c': 'on_failure' must be one of error, report, not 'shrug'");
+                    "c: 'on_failure' must be one of error, report, not 'shrug'");
+    //  Found when the file is loaded, at the value's own line and column.
+    const char *yaml = "name: t\n"
+                    "children:\n"
+                    "  - {name: a, actor: step}\n"
+                    "  - name: c\n"
+                    "    actor: chain\n"
+                    "    params:\n"
+                    "      steps:\n"
+                    "        - a\n"
+                    "        - actor: a\n"
+                    "          gate: {regex: \"[\"}\n";
+    tr_tree_error_t err;
+    char buf [800];
+    ck_assert_int_eq (tr_tree_parse (yaml, strlen (yaml), "chain.yaml", &s_tree, &err),
+                      TR_EMALFORMED);
+    tr_tree_error_format (&err, buf, sizeof buf);
+    ck_assert_msg (strstr (buf, "chain.yaml:10:25: c: steps item 2 'gate' 'regex' '[' does not compile"), "%s", buf);
 }
 END_TEST
 

@@ -784,27 +784,48 @@ START_TEST (test_bad_params)
     s_expect_error ("{members: [a], timeout: 5 s}", "pool.yaml:6:");
     //  Values: the pool, when it starts.
     s_expect_error ("{members: [a], strategy: fastest}",
-                    "pool 'p': 'strategy' must be one of round_robin, least_busy, random, "
+                    "p: 'strategy' must be one of round_robin, least_busy, random, "
                     "consistent_hash, broadcast, performance, not 'fastest'");
-    s_expect_error ("{members: []}", "pool 'p': 'members' must be a list of at least one");
-    s_expect_error ("{members: [a, 3]}", "pool 'p': 'members' item 2 must be an actor name");
-    s_expect_error ("{members: [a, \"b c\"]}", "pool 'p': 'members' item 2 is not a valid");
-    s_expect_error ("{members: [a, a]}", "pool 'p': 'members' names 'a' twice");
-    s_expect_error ("{members: [a], limit: 0}", "pool 'p': 'limit' must be from 1");
-    s_expect_error ("{members: [a], queue: -1}", "pool 'p': 'queue' must be from 0");
+    s_expect_error ("{members: []}", "p: 'members' must be a list of at least one");
+    s_expect_error ("{members: [a, 3]}", "p: 'members' item 2 must be an actor name");
+    s_expect_error ("{members: [a, \"b c\"]}", "p: 'members' item 2 is not a valid");
+    s_expect_error ("{members: [a, a]}", "p: 'members' names 'a' twice");
+    s_expect_error ("{members: [a], limit: 0}", "p: 'limit' must be from 1");
+    s_expect_error ("{members: [a], queue: -1}", "p: 'queue' must be from 0");
     s_expect_error ("{members: [a], hash_key: user}",
-                    "pool 'p': 'hash_key' is only for strategy consistent_hash");
+                    "p: 'hash_key' is only for strategy consistent_hash");
     s_expect_error ("{members: [a], limit_min: 2}",
-                    "pool 'p': 'limit_min' and 'latency_target' need 'adaptive: true'");
+                    "p: 'limit_min' and 'latency_target' need 'adaptive: true'");
     s_expect_error ("{members: [a], adaptive: true, limit: 2, limit_min: 4}",
-                    "pool 'p': 'limit_min' (4) must not be above 'limit' (2)");
+                    "p: 'limit_min' (4) must not be above 'limit' (2)");
     s_expect_error ("{members: [a], explore: 0.5}",
-                    "pool 'p': 'explore' and 'decay' are only for strategy performance");
+                    "p: 'explore' and 'decay' are only for strategy performance");
     s_expect_error ("{members: [a], strategy: performance, explore: 1.5}",
-                    "pool 'p': 'explore' must be from 0 to 1, not 1.5");
+                    "p: 'explore' must be from 0 to 1, not 1.5");
     s_expect_error ("{members: [a], strategy: broadcast, retries: 1}",
-                    "pool 'p': 'retries' does not apply to strategy broadcast");
-    s_expect_error ("{members: [a], timeout: 0}", "pool 'p': 'timeout' must be from 1 ms");
+                    "p: 'retries' does not apply to strategy broadcast");
+    s_expect_error ("{members: [a], timeout: 0}", "p: 'timeout' must be from 1 ms");
+    //  Found when the file is loaded, at the value's own line and column.
+    char *error = s_tree_error ("name: t\n"
+                                "children:\n"
+                                "  - {name: a, actor: member}\n"
+                                "  - name: p\n"
+                                "    actor: pool\n"
+                                "    params:\n"
+                                "      members: [a, a]\n");
+    ck_assert_str_eq (error, "pool.yaml:7:20: p: 'members' names 'a' twice (items 1 and 2)");
+    free (error);
+    //  Spawned from C with parameters of its own, the pool checks them
+    //  when it starts: {members: []} is refused.
+    static const uint8_t packed [] = { 0x81, 0xa7, 'm', 'e', 'm', 'b', 'e', 'r', 's', 0x90 };
+    tr_params_t params = { packed, sizeof packed };
+    const tr_actor_type_t *type = tr_actor_type_find ("pool");
+    ck_assert_ptr_nonnull (type);
+    ck_assert_int_eq (tr_spawn (s_node, "raw", &type->behaviour, &params, NULL, NULL), TR_EINIT);
+    static const uint8_t good [] = { 0x81, 0xa7, 'm', 'e', 'm', 'b', 'e', 'r', 's', 0x91,
+                                     0xa1, 'a' };
+    params = (tr_params_t) { good, sizeof good };
+    ck_assert_int_eq (tr_spawn (s_node, "raw", &type->behaviour, &params, NULL, NULL), TR_OK);
 }
 END_TEST
 

@@ -455,16 +455,16 @@ START_TEST (test_bad_params)
     s_expect_error ("{routes: [{match: x, to: a}], default: 3}",
                     "router.yaml:6:52: parameter 'default' of actor type 'router' must be a string");
     s_expect_error ("{rules: []}", "router.yaml:6:14: unknown parameter 'rules'");
-    s_expect_error ("{routes: []}", "router 'r': 'routes' must be a list of at least one route");
+    s_expect_error ("{routes: []}", "r: 'routes' must be a list of at least one route");
     s_expect_error ("{routes: [{to: a}]}",
-                    "router 'r': routes item 1 needs exactly one of match, regex, scratch, "
+                    "r: routes item 1 needs exactly one of match, regex, scratch, "
                     "least_loaded, classifier");
     s_expect_error ("{routes: [{match: x, regex: y, to: a}]}", "routes item 1 needs exactly one");
-    s_expect_error ("{routes: [{match: x}]}", "router 'r': routes item 1 needs 'to'");
+    s_expect_error ("{routes: [{match: x}]}", "r: routes item 1 needs 'to'");
     s_expect_error ("{routes: [{match: x, to: a}, {match: y, to: a, when: 1}]}",
-                    "router 'r': unknown key 'when' in routes item 2; expected one of: to, field");
+                    "r: unknown key 'when' in routes item 2; expected one of: to, field");
     s_expect_error ("{routes: [{regex: '(', to: a}]}",
-                    "router 'r': routes item 1 'regex' '(' does not compile");
+                    "r: routes item 1 'regex' '(' does not compile");
     s_expect_error ("{routes: [{least_loaded: [a], to: a}]}",
                     "'to' is not for least_loaded");
     s_expect_error ("{routes: [{least_loaded: []}]}", "routes item 1 least_loaded' must be a list");
@@ -478,7 +478,24 @@ START_TEST (test_bad_params)
     s_expect_error ("{routes: [{match: x, to: a, output: y}]}",
                     "'output' and 'routes' are only for classifier");
     s_expect_error ("{routes: [{match: x, to: a}], default: '$x'}",
-                    "router 'r': 'default' is not a valid actor name");
+                    "r: 'default' is not a valid actor name");
+    //  Found when the file is loaded, at the value's own line and column.
+    const char *yaml = "name: t\n"
+                    "children:\n"
+                    "  - {name: a, actor: member}\n"
+                    "  - name: r\n"
+                    "    actor: router\n"
+                    "    params:\n"
+                    "      routes:\n"
+                    "        - {match: x, to: a}\n"
+                    "        - classifier: a\n"
+                    "          routes: {billing: \"b c\"}\n";
+    tr_tree_error_t err;
+    char buf [800];
+    ck_assert_int_eq (tr_tree_parse (yaml, strlen (yaml), "router.yaml", &s_tree, &err),
+                      TR_EMALFORMED);
+    tr_tree_error_format (&err, buf, sizeof buf);
+    ck_assert_msg (strstr (buf, "router.yaml:10:29: r: routes item 2 routes 'billing' is not a valid actor name: 'b c'"), "%s", buf);
 }
 END_TEST
 
