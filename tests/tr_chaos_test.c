@@ -687,6 +687,22 @@ s_kill_all (void)
     }
 }
 
+//  After a test that passed: the namespace goes (also done at exit, for
+//  a test that failed) and the run's folder (kept after a failure, for
+//  its broker log and data).
+static void
+s_cleanup (void)
+{
+    char command [600];
+    if (s_netns [0]) {
+        snprintf (command, sizeof command, "ip netns del %s 2>/dev/null", s_netns);
+        if (system (command)) {}
+        s_netns [0] = 0;
+    }
+    snprintf (command, sizeof command, "rm -rf '%s'", s_work);
+    if (s_work [0] && system (command)) {}
+}
+
 //  A free TCP port on 127.0.0.1 (the broker binds it again at each start).
 static int
 s_free_port (void)
@@ -999,6 +1015,8 @@ s_setup (int nodes)
     ck_assert_int_eq (mkdir (data, 0700), 0);
     if (!s_endpoint [0])
         snprintf (s_endpoint, sizeof s_endpoint, "tcp://127.0.0.1:%d", s_free_port ());
+    printf ("chaos: work folder %s (kept if the test fails)\n", s_work);
+    fflush (stdout);
     s_t0 = s_now_ms ();
     s_broker_start ();
     s_node_count = nodes;
@@ -1563,6 +1581,7 @@ START_TEST (test_chaos)
                    (unsigned long long) missing);
     ck_assert_msg (tree_rc == 0, "the tree: %d of %d children running", running, children);
     ck_assert_int_gt (restarts, 0);
+    s_cleanup ();
 }
 END_TEST
 
@@ -1629,6 +1648,7 @@ START_TEST (test_stall)
                    (unsigned long long) t.lost);
     ck_assert_uint_eq (s_asks_late, 0);
     ck_assert_uint_eq (s_asks_ok + s_asks_failed, s_asks);
+    s_cleanup ();
 }
 END_TEST
 
@@ -1743,6 +1763,7 @@ START_TEST (test_soak)
     ck_assert_msg (tree_rc == 0,
                    "soak: the tree has %d of %d children running", running, children);
     ck_assert_msg (flat, "soak: memory or descriptors grew:%s", figures);
+    s_cleanup ();
 }
 END_TEST
 
