@@ -49,7 +49,7 @@
     heartbeats (3 s: the broker declares it dead and it comes back);
     SIGKILL of the broker, restarted on the same port and folder 0 to
     1 s later; SIGSTOP of the tree's process; and, as root with `ip netns`,
-    a node in a network namespace of its own whose veth link is cut for
+    a TELL node in a network namespace of its own whose veth link is cut for
     0.5 to 4.1 s (skipped, and said so, otherwise). The heartbeat is the
     default, 1 s: with --fsync always on this machine's disk a single
     fsync has been seen to take over 0.5 s, and a broker stalled in its
@@ -783,7 +783,7 @@ s_node_start (int index)
     snprintf (server, sizeof server, "%s/keys/broker.public", s_work);
     char *argv [16];
     int a = 0;
-    bool in_ns = s_netns [0] && index == s_node_count - 1;
+    bool in_ns = s_netns [0] && index == s_node_count - 2;
     if (in_ns) {
         argv [a++] = "/usr/sbin/ip";
         argv [a++] = "netns";
@@ -1323,9 +1323,10 @@ s_wall_ms (void)
 }
 
 //  --------------------------------------------------------------------------
-//  Network namespaces (root only): the last node runs in a namespace of
-//  its own, joined to this one by a veth pair; the broker listens on this
-//  end's address (with CURVE, as beyond loopback it must).
+//  Network namespaces (root only): the last TELL node (NODES - 2) runs in
+//  a namespace of its own, joined to this one by a veth pair, so that the
+//  cuts test the accounting of tells; the broker listens on this end's
+//  address (with CURVE, as beyond loopback it must).
 
 static bool
 s_netns_setup (void)
@@ -1480,7 +1481,7 @@ START_TEST (test_chaos)
                 s_fault_add (kind, -2, t, s_now_ms ());
                 break;
             case F_LINK_CUT:
-                node = nodes - 1;
+                node = nodes - 2;
                 s_link (false);
                 s_sleep_ms (300 + hold);
                 s_link (true);
