@@ -17,7 +17,8 @@
 #     - every fuzz target for FUZZ_SECONDS each (default 600), from the
 #       repository's seed corpora.
 #   ONLY="chaos soak" (say) runs those parts alone; the page takes the
-#   others' figures from the logs an earlier pass left in $BUILD/reliability.
+#   others' figures from the logs an earlier pass left in $BUILD/reliability
+#   (ONLY=none runs nothing and writes the page again).
 #   `make test` runs the short versions of the same tests (15 s, 4 x 250,
 #   100,000, 20 s of chaos and 12 s of soak, and 60 s of fuzzing in CI).
 #   Exits non-zero if any fails; RELIABILITY.md is written either way,
@@ -98,7 +99,9 @@ k=$LOGS/soak.log
     echo
     echo "Written by \`make reliability\` (scripts/reliability.sh) on $(date -u +%Y-%m-%d),"
     echo "$(nproc) cores, $(uname -sr). The short versions of these tests run in"
-    echo "\`make test\`; this page holds the long ones. Failed: ${failed[*]:-none}."
+    echo "\`make test\`; this page holds the long ones. Parts run in this pass:"
+    echo "$ONLY (the others' figures come from the logs an earlier pass left, if"
+    echo "any). Failed in this pass: ${failed[*]:-none}."
     echo
     echo "## Hostile clients against a running broker"
     echo
