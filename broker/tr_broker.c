@@ -250,7 +250,7 @@ struct tr_broker {
     s_list_t lists [S_LISTS];
     uint64_t event_seq;
     s_client_t **touched;               //  s_pub_batch's subscribers at hand
-    size_t touched_room;
+    size_t touched_count, touched_room;
     //  While a client's MULTI is handled: the answers to it, gathered to
     //  go back as one MULTI (s_answer).
     bool in_multi;
@@ -580,16 +580,80 @@ s_event_frame (zmq_msg_t *common, const char *topic, const char *from, uint64_t 
     return s_frame (&out, cmd);
 }
 
+//  Nodes forward their own sys.actor.*, sys.breaker.* and sys.dead_letter;
+//  sys.node.* is the broker's alone; other clients publish outside sys.
+static bool
+s_may_publish (const s_client_t *client, const char *topic, size_t len)
+{
+    bool sys = len >= 4 && memcmp (topic, "sys.", 4) == 0;
+    return !sys || (client->kind == S_KIND_NODE
+                    && !(len >= 9 && memcmp (topic, "sys.node.", 9) == 0));
+}
+
 //  Sends an event to every client subscribed to a prefix of topic, once
 //  each, except its publisher (which delivers to its own subscribers
 //  itself; NULL for the broker's own events). body may be NULL (sent as
 //  an empty frame, meaning nil); it stays the caller's.
+//  Calls fn for every client subscribed to a prefix of topic (len
+//  bytes, NUL-terminated), once each, except publisher.
+typedef void (s_subscriber_fn) (tr_broker_t *self, s_client_t *client, void *arg);
+
+static void
+s_subscribers (tr_broker_t *self, char *topic, size_t len, const s_client_t *publisher,
+               s_subscriber_fn *fn, void *arg)
+{
+    uint64_t mark = ++self->event_seq;
+    for (size_t plen = 0; plen <= len; plen++) {
+        if (self->prefix_lengths [plen] == 0)
+            continue;
+        char kept = topic [plen];
+        topic [plen] = 0;
+        s_subs_t *subs = (s_subs_t *) zhashx_lookup (self->subs, topic);
+        topic [plen] = kept;
+        for (size_t i = 0; subs && i < subs->count; i++) {
+            s_client_t *client = subs->items [i];
+            if (client->event_mark == mark || client == publisher)
+                continue;
+            client->event_mark = mark;
+            fn (self, client, arg);
+        }
+    }
+}
+
+//  One EVENT to one subscriber (s_publish).
+typedef struct {
+    zmq_msg_t *frame;
+    const char *topic, *from;
+    zmq_msg_t *body;
+} s_one_event_t;
+
+static void
+s_send_event (tr_broker_t *self, s_client_t *client, void *arg)
+{
+    s_one_event_t *e = (s_one_event_t *) arg;
+    zmq_msg_t cmd, copy;
+    int rc = TR_ENOMEM;
+    if (s_event_frame (e->frame, e->topic, e->from, client->dropped, &cmd)) {
+        zmq_msg_init (&copy);
+        if (e->body)
+            zmq_msg_copy (&copy, e->body);
+        rc = s_send (self, client, &cmd, &copy);
+        if (rc)
+            zmq_msg_close (&copy);
+    }
+    if (rc == TR_OK)
+        client->dropped = 0;
+    else {
+        client->dropped++;
+        S_ADD (self, events_dropped, 1);
+    }
+}
+
 static void
 s_publish (tr_broker_t *self, const char *topic, const char *from, zmq_msg_t *body,
            const s_client_t *publisher)
 {
     S_ADD (self, events, 1);
-    uint64_t mark = ++self->event_seq;
     size_t topic_len = strlen (topic);
     tr__wire_out_t out;
     tr__wire_begin (&out, TR__V_EVENT, 0, 2);
@@ -600,36 +664,8 @@ s_publish (tr_broker_t *self, const char *topic, const char *from, zmq_msg_t *bo
         return;
     char prefix [TR_NAME_MAX + 1];
     memcpy (prefix, topic, topic_len + 1);
-    for (size_t len = 0; len <= topic_len; len++) {
-        if (self->prefix_lengths [len] == 0)
-            continue;
-        char kept = prefix [len];
-        prefix [len] = 0;
-        s_subs_t *subs = (s_subs_t *) zhashx_lookup (self->subs, prefix);
-        prefix [len] = kept;
-        for (size_t i = 0; subs && i < subs->count; i++) {
-            s_client_t *client = subs->items [i];
-            if (client->event_mark == mark || client == publisher)
-                continue;
-            client->event_mark = mark;
-            zmq_msg_t cmd, copy;
-            int rc = TR_ENOMEM;
-            if (s_event_frame (&frame, topic, from, client->dropped, &cmd)) {
-                zmq_msg_init (&copy);
-                if (body)
-                    zmq_msg_copy (&copy, body);
-                rc = s_send (self, client, &cmd, &copy);
-                if (rc)
-                    zmq_msg_close (&copy);
-            }
-            if (rc == TR_OK)
-                client->dropped = 0;
-            else {
-                client->dropped++;
-                S_ADD (self, events_dropped, 1);
-            }
-        }
-    }
+    s_one_event_t event = { &frame, topic, from, body };
+    s_subscribers (self, prefix, topic_len, publisher, s_send_event, &event);
     zmq_msg_close (&frame);
 }
 
@@ -1243,10 +1279,7 @@ s_pub (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd)
         s_error (self, client, in, cmd->seq, TR_EMALFORMED, "PUB takes a TOPIC");
         return;
     }
-    //  Nodes forward their own sys.actor.*, sys.breaker.* and
-    //  sys.dead_letter; sys.node.* is the broker's alone.
-    bool sys = len >= 4 && memcmp (text, "sys.", 4) == 0;
-    if (sys && (client->kind != S_KIND_NODE || (len >= 9 && memcmp (text, "sys.node.", 9) == 0))) {
+    if (!s_may_publish (client, text, len)) {
         S_ADD (self, refused, 1);
         tr_log (TR_LOG_DEBUG, "broker: dropped an event of '%s': the topic %s is reserved",
                 client->id, topic);
@@ -1345,6 +1378,36 @@ s_events_together (tr_broker_t *self, s_client_t *client, const char *from, uint
     }
 }
 
+//  Notes event `index` of the PUBS at hand for one subscriber (the
+//  subscribers touched by the batch are listed in self->touched).
+typedef struct {
+    uint64_t round;
+    uint32_t index;
+} s_batching_t;
+
+static void
+s_batch_event (tr_broker_t *self, s_client_t *sub, void *arg)
+{
+    s_batching_t *b = (s_batching_t *) arg;
+    if (sub->batch_mark != b->round) {
+        if (self->touched_count == self->touched_room) {
+            size_t room = self->touched_room? 2 * self->touched_room: 64;
+            s_client_t **grown = (s_client_t **) realloc (self->touched, room * sizeof *grown);
+            if (!grown) {
+                S_ADD (self, events_dropped, 1);
+                sub->dropped++;
+                return;
+            }
+            self->touched = grown;
+            self->touched_room = room;
+        }
+        self->touched [self->touched_count++] = sub;
+        sub->batch_mark = b->round;
+        sub->batch_count = 0;
+    }
+    sub->batch_idx [sub->batch_count++] = (uint16_t) b->index;
+}
+
 //  ["PUBS", 0, [TOPIC...], [SIZE...]] + BODY... (1.1): each event as a
 //  PUB of its own, with the same rules; each subscriber gets the events
 //  of the batch that it is subscribed to, in order, in one EVENTS (or as
@@ -1378,54 +1441,22 @@ s_pub_batch (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *
     //  Which subscribers get which events: each client collects the
     //  indices of its events (once each, never its own).
     uint64_t round = ++self->event_seq;
-    s_client_t **touched = self->touched;
-    size_t touched_count = 0;
+    self->touched_count = 0;
     for (uint32_t i = 0; i < n; i++) {
         char topic [TR_NAME_MAX + 1];
         uint32_t len = topic_lens [i];
         memcpy (topic, topics [i], len);
         topic [len] = 0;
-        bool sys = len >= 4 && memcmp (topic, "sys.", 4) == 0;
-        if (sys && (client->kind != S_KIND_NODE || (len >= 9 && memcmp (topic, "sys.node.", 9) == 0))) {
+        if (!s_may_publish (client, topic, len)) {
             S_ADD (self, refused, 1);
             continue;
         }
         S_ADD (self, events, 1);
-        uint64_t mark = ++self->event_seq;
-        char kept;
-        for (size_t plen = 0; plen <= len; plen++) {
-            if (self->prefix_lengths [plen] == 0)
-                continue;
-            kept = topic [plen];
-            topic [plen] = 0;
-            s_subs_t *subs = (s_subs_t *) zhashx_lookup (self->subs, topic);
-            topic [plen] = kept;
-            for (size_t k = 0; subs && k < subs->count; k++) {
-                s_client_t *sub = subs->items [k];
-                if (sub->event_mark == mark || sub == client)
-                    continue;
-                sub->event_mark = mark;
-                if (sub->batch_mark != round) {
-                    if (touched_count == self->touched_room) {
-                        size_t room = self->touched_room? 2 * self->touched_room: 64;
-                        s_client_t **grown = (s_client_t **) realloc (self->touched,
-                                                                     room * sizeof *grown);
-                        if (!grown) {
-                            S_ADD (self, events_dropped, 1);
-                            sub->dropped++;
-                            continue;
-                        }
-                        self->touched = touched = grown;
-                        self->touched_room = room;
-                    }
-                    touched [touched_count++] = sub;
-                    sub->batch_mark = round;
-                    sub->batch_count = 0;
-                }
-                sub->batch_idx [sub->batch_count++] = (uint16_t) i;
-            }
-        }
+        s_batching_t batching = { round, i };
+        s_subscribers (self, topic, len, client, s_batch_event, &batching);
     }
+    s_client_t **touched = self->touched;
+    size_t touched_count = self->touched_count;
     for (size_t k = 0; k < touched_count; k++) {
         s_client_t *sub = touched [k];
         if (sub->minor >= 1 && sub->batch_count > 1)
