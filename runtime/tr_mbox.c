@@ -283,16 +283,31 @@ s_pending (const tr__mbox_t *self)
 
 //  Rings dst's socket from src's, connecting on first use. An empty
 //  frame: it only wakes the owner, who then reads the queue.
+//
+//  The ring comes after the push, so dst may be closing meanwhile: it
+//  can take the message, see its count fall to zero, and close its
+//  socket while we are here. Our pipe to it then dies, and libzmq
+//  answers EHOSTUNREACH just as it does for a peer we never connected
+//  to; but the old pipe stays in our socket's table until the close is
+//  acknowledged, and connecting again under the same routing id would
+//  abort libzmq (router.cpp: !has_out_pipe). dst raises its closed bit
+//  before it touches its socket, so a pipe that died for that reason
+//  always shows the bit here: then there is nobody left to wake.
 static void
 s_ring (tr__mbox_t *src, tr__mbox_t *dst)
 {
+    bool connected = false;
     while (zmq_send (src->sock, dst->rid, TR__RID_LEN, ZMQ_SNDMORE) != TR__RID_LEN) {
-        if (zmq_errno () != EHOSTUNREACH
+        if (zmq_errno () == EHOSTUNREACH
+        &&  atomic_load (&dst->depth) & TR__MBOX_CLOSED)
+            return;
+        if (zmq_errno () != EHOSTUNREACH || connected
         ||  zmq_setsockopt (src->sock, ZMQ_CONNECT_ROUTING_ID, dst->rid, TR__RID_LEN)
         ||  zmq_connect (src->sock, dst->endpoint)) {
             s_socket_error ("ring");
             return;
         }
+        connected = true;
     }
     if (zmq_send (src->sock, "", 0, 0) != 0)
         s_socket_error ("ring");
@@ -634,8 +649,8 @@ tr__mbox_shut (tr__mbox_t *self, int reason)
             break;
         s_await (self, tr__now_ns () + 100 * 1000000);
     }
-    //  Nobody can be about to connect now (no reservation is left), so
-    //  the endpoint can go. Unbinding here, before zmq_close, matters:
+    //  No reservation is left, so the endpoint can go: a sender still
+    //  ringing us sees the closed bit and does not connect (s_ring). Unbinding here, before zmq_close, matters:
     //  libzmq's close walks every endpoint still bound in the context, so
     //  closing many mailboxes is quadratic unless they were unbound first.
     zmq_unbind (self->sock, self->endpoint);

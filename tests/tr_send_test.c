@@ -3,6 +3,8 @@
 
 #include "tr_test.h"
 
+#include <stdatomic.h>
+
 static tr_node_t *s_node;
 static tr_probe_t *s_probe;
 
@@ -635,6 +637,94 @@ START_TEST (test_sender_stops_after_sending)
 END_TEST
 
 //  --------------------------------------------------------------------------
+//  Senders that keep telling a name whose actor stops and starts again:
+//  a sender rings a mailbox that may be closing under it (its pipe to the
+//  old socket dying), and must neither crash nor lose count. Every tell
+//  that was accepted is either handled or a dead letter.
+
+#define S_CHURN_SENDERS     2
+#define S_CHURN_ROUNDS      2000
+
+static atomic_bool s_churn_stop;
+static tr_node_t *s_churn_node;
+static uint64_t s_churn_accepted [S_CHURN_SENDERS];
+
+static int
+s_count_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) self;
+    atomic_fetch_add ((atomic_uint_fast64_t *) state, 1);
+    return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply (msg, NULL, 0): 0;
+}
+
+static void *
+s_churn_sender (void *arg)
+{
+    uint64_t *accepted = arg;
+    while (!atomic_load (&s_churn_stop)) {
+        //  The first sender tells; the second asks, so that its own
+        //  socket is read often and learns early of a dying pipe.
+        int rc;
+        if (accepted == s_churn_accepted) {
+            rc = tr_test_tell (s_churn_node, "target", *accepted, NULL);
+            usleep (20);            //  the target falls asleep between tells
+        }
+        else {
+            tr_msg_t *reply = NULL;
+            rc = tr_ask (s_churn_node, "target", NULL, 0, 5000, &reply, NULL);
+            tr_msg_destroy (&reply);
+            if (rc == TR_ESTOPPED)
+                rc = TR_OK;         //  accepted, then a dead letter
+        }
+        if (rc == TR_OK)
+            (*accepted)++;
+        else
+        if (rc != TR_ENOACTOR)
+            return (void *) 1;
+    }
+    return NULL;
+}
+
+START_TEST (test_target_stops_under_senders)
+{
+    tr_behaviour_t b = { .handle = s_count_handle };
+    tr_spawn_opts_t opts = { .capacity = 100000 };
+    atomic_uint_fast64_t handled = 0;
+    atomic_store (&s_churn_stop, false);
+    //  No spinning: the target sleeps in ZeroMQ whenever it is idle, so
+    //  that every tell rings it.
+    tr_node_opts_t nopts = { .spin_us = -1 };
+    ck_assert_int_eq (tr_node_new (&nopts, &s_churn_node), TR_OK);
+    tr_node_stats_t before, after;
+    ck_assert_int_eq (tr_node_stats (s_churn_node, &before), TR_OK);
+    pthread_t threads [S_CHURN_SENDERS];
+    uint64_t *accepted = s_churn_accepted;
+    for (int i = 0; i < S_CHURN_SENDERS; i++) {
+        accepted [i] = 0;
+        pthread_create (&threads [i], NULL, s_churn_sender, &accepted [i]);
+    }
+    for (int round = 0; round < S_CHURN_ROUNDS; round++) {
+        ck_assert_int_eq (tr_spawn (s_churn_node, "target", &b, &handled, &opts, NULL), TR_OK);
+        usleep (round % 7 * 50);
+        ck_assert_int_eq (tr_actor_stop (s_churn_node, "target", 5000), TR_OK);
+    }
+    atomic_store (&s_churn_stop, true);
+    uint64_t total = 0;
+    for (int i = 0; i < S_CHURN_SENDERS; i++) {
+        void *failed;
+        pthread_join (threads [i], &failed);
+        ck_assert_ptr_null (failed);
+        total += accepted [i];
+    }
+    ck_assert_uint_gt (total, 0);
+    ck_assert_int_eq (tr_node_stats (s_churn_node, &after), TR_OK);
+    ck_assert_uint_eq (atomic_load (&handled) + after.dead_letters - before.dead_letters,
+                       total);
+    tr_node_destroy (&s_churn_node);
+}
+END_TEST
+
+//  --------------------------------------------------------------------------
 
 static Suite *
 s_suite (void)
@@ -663,6 +753,7 @@ s_suite (void)
     tcase_add_test (tc, test_name_moves);
     tcase_add_test (tc, test_many_senders);
     tcase_add_test (tc, test_sender_stops_after_sending);
+    tcase_add_test (tc, test_target_stops_under_senders);
     suite_add_tcase (s, tc);
     return s;
 }
