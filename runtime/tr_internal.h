@@ -367,4 +367,18 @@ extern const tr_actor_type_t tr__pool_type;
 extern const tr_actor_type_t tr__router_type;
 extern const tr_actor_type_t tr__chain_type;
 
+//  Standard error's status line (runtime/tr_log.c): one line kept at the
+//  bottom of a terminal (the batch's progress bar) that log lines scroll
+//  above instead of running into. tr__log_status shows text (no newline,
+//  no escapes; cut at TR__LOG_STATUS_MAX bytes) as the status line for
+//  owner, and redraws it; text NULL (or len 0) erases it, if owner set
+//  it. tr__log_write writes a whole line (ending in a newline) to
+//  standard error as tr_log does: under the same lock, and, while a
+//  status line shows, erasing it first and drawing it again after.
+#define TR__LOG_STATUS_MAX 256
+void
+    tr__log_status (const void *owner, const char *text, size_t len);
+void
+    tr__log_write (const char *line, size_t len);
+
 #endif
