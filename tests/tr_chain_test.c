@@ -12,7 +12,7 @@
 */
 
 #include "tr_test.h"
-#include "tr_json.h"
+#include "tr_test_tree.h"
 
 #include <pthread.h>
 
@@ -155,21 +155,14 @@ s_setup (void)
 static void
 s_teardown (void)
 {
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
+    tr_test_tree_stop (&s_tree, &s_sup);
     tr_node_destroy (&s_node);
 }
 
 static void
 s_start_on (tr_node_t *node, const char *yaml)
 {
-    tr_tree_error_t err;
-    char buf [600];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "chain.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    tr_test_tree_start (node, yaml, "chain.yaml", &s_tree, &s_sup);
 }
 
 static void
@@ -178,33 +171,10 @@ s_start (const char *yaml)
     s_start_on (s_node, yaml);
 }
 
-#define S_LENIENT "name: t\n" \
-                  "intensity: {max_restarts: 1000000, period: 1s}\n" \
-                  "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
-                  "children:\n"
-
-//  Asks `to` with a string; on TR_OK, *answer (if not NULL) is the answer
-//  as JSON (malloc'd).
-static int
-s_ask_on (tr_node_t *node, const char *to, const char *text, int timeout_ms, char **answer)
-{
-    tr_body_t body;
-    tr_body_str (&body, text, strlen (text));
-    tr_msg_t *reply = NULL;
-    int rc = tr_ask (node, to, body.data, body.size, timeout_ms, &reply, NULL);
-    if (rc == TR_OK && answer) {
-        size_t len;
-        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
-                                                 answer, &len), 0);
-    }
-    tr_msg_destroy (&reply);
-    return rc;
-}
-
 static int
 s_ask (const char *to, const char *text, char **answer)
 {
-    return s_ask_on (s_node, to, text, 5000 * tr_test_slowdown (), answer);
+    return tr_test_ask_json (s_node, to, text, 5000 * tr_test_slowdown (), answer);
 }
 
 static void
@@ -277,7 +247,7 @@ END_TEST
 
 START_TEST (test_step_fails_compensation_in_reverse)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: a, actor: step}\n"
              "  - {name: b, actor: step}\n"
              "  - {name: c, actor: step}\n"
@@ -322,7 +292,7 @@ END_TEST
 
 START_TEST (test_compensation_fails)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: a, actor: step}\n"
              "  - {name: b, actor: step}\n"
              "  - {name: bad, actor: step, params: {fail: true}}\n"
@@ -398,7 +368,7 @@ START_TEST (test_llm_gate)
     //  A writer (offline llm) and a reviewer with a signature whose
     //  boolean output `approved` is the gate; the reviewer turns down
     //  drafts that mention "rumour".
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: writer, actor: llm, params: {offline: {latency: 10ms}}}\n"
              "  - name: reviewer\n"
              "    actor: llm\n"
@@ -449,7 +419,7 @@ END_TEST
 
 START_TEST (test_timeout)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: a, actor: step}\n"
              "  - {name: slow, actor: step, params: {delay: 2s}}\n"
              "  - {name: undo-a, actor: ledger}\n"
@@ -512,7 +482,7 @@ END_TEST
 
 START_TEST (test_tells_and_event)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: a, actor: step}\n"
              "  - {name: bad, actor: step, params: {fail: true}}\n"
              "  - {name: undo-a, actor: ledger}\n"
@@ -563,7 +533,7 @@ START_TEST (test_remote_step)
     int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
     char *answer = NULL;
     int rc;
-    while ((rc = s_ask_on (a, "c", "r", 1000, &answer)) != TR_OK && tr_test_now_ms () < deadline)
+    while ((rc = tr_test_ask_json (a, "c", "r", 1000, &answer)) != TR_OK && tr_test_now_ms () < deadline)
         usleep (20 * 1000);
     ck_assert_int_eq (rc, TR_OK);
     ck_assert_str_eq (answer, "\"r-near-far-near\"");

@@ -14,6 +14,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tree.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,91 +23,21 @@ static tr_node_t *s_node;
 static tr_tree_t *s_tree;
 static tr_sup_t *s_sup;
 
-//  While set, members with `switch: true` fail.
-static atomic_bool s_switch;
-
 //  --------------------------------------------------------------------------
-//  The test member: answers an ask with its own name after `delay`, or
-//  fails (`fail: true`, or `switch: true` while s_switch is set). Counts
-//  what it gets in its info counter "got".
-
-typedef struct {
-    int64_t delay_ms;
-    bool fail;
-    bool switched;
-} s_member_t;
-
-static const tr_param_spec_t s_member_params [] = {
-    { "delay", TR_PARAM_DURATION, false, "time each answer takes" },
-    { "fail", TR_PARAM_BOOL, false, "fail every message" },
-    { "switch", TR_PARAM_BOOL, false, "fail while the test says so" },
-    { .key = NULL }
-};
-
-static int
-s_member_init (tr_actor_t *self, void *arg, void **state_p)
-{
-    (void) self;
-    const tr_params_t *params = (const tr_params_t *) arg;
-    s_member_t *m = (s_member_t *) calloc (1, sizeof *m);
-    if (params) {
-        tr_params_duration (params, "delay", &m->delay_ms);
-        tr_params_bool (params, "fail", &m->fail);
-        tr_params_bool (params, "switch", &m->switched);
-    }
-    *state_p = m;
-    return 0;
-}
-
-static int
-s_member_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
-{
-    s_member_t *m = (s_member_t *) state;
-    tr_actor_info_add (self, "got", 1);
-    if (m->delay_ms)
-        usleep ((useconds_t) m->delay_ms * 1000);
-    if (m->fail || (m->switched && atomic_load (&s_switch)))
-        return -1;
-    if (tr_msg_kind (msg) != TR_KIND_ASK)
-        return 0;
-    tr_body_t body;
-    tr_body_str (&body, tr_actor_name (self), strlen (tr_actor_name (self)));
-    return tr_reply (msg, body.data, body.size);
-}
-
-static void
-s_member_terminate (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
-static const tr_actor_type_t s_member_type = {
-    .abi = TR_ACTOR_TYPE_ABI,
-    .name = "member",
-    .summary = "answers with its name (pool tests)",
-    .behaviour = { s_member_init, s_member_handle, s_member_terminate },
-    .params = s_member_params,
-};
-
-//  --------------------------------------------------------------------------
-//  Helpers
+//  Helpers (the member type, trees and asks: tr_test_tree.h)
 
 static void
 s_setup (void)
 {
     tr_log_set_level (TR_LOG_ERROR);
-    int rc = tr_actor_type_register (&s_member_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    atomic_store (&s_switch, false);
+    tr_test_member_register ();
     ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
 static void
 s_teardown (void)
 {
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
+    tr_test_tree_stop (&s_tree, &s_sup);
     tr_node_destroy (&s_node);
 }
 
@@ -114,13 +45,7 @@ s_teardown (void)
 static void
 s_start_on (tr_node_t *node, const char *yaml)
 {
-    tr_tree_error_t err;
-    char buf [600];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "pool.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    tr_test_tree_start (node, yaml, "pool.yaml", &s_tree, &s_sup);
 }
 
 static void
@@ -129,37 +54,10 @@ s_start (const char *yaml)
     s_start_on (s_node, yaml);
 }
 
-//  The top of a tree whose members fail on purpose: restarts are cheap
-//  and unlimited, and no breaker opens, so that what the pool sees is the
-//  members' own answers.
-#define S_LENIENT "name: t\n" \
-                  "intensity: {max_restarts: 1000000, period: 1s}\n" \
-                  "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
-                  "children:\n"
-
-//  Asks `to` with a string; on TR_OK, *answer (if not NULL) is the string
-//  answer (malloc'd).
-static int
-s_ask_on (tr_node_t *node, const char *to, const char *text, int timeout_ms, char **answer)
-{
-    tr_body_t body;
-    tr_body_str (&body, text, strlen (text));
-    tr_msg_t *reply = NULL;
-    int rc = tr_ask (node, to, body.data, body.size, timeout_ms, &reply, NULL);
-    if (rc == TR_OK && answer) {
-        const char *s = "";
-        size_t len = 0;
-        ck_assert_int_eq (tr_msg_str (reply, &s, &len), TR_OK);
-        *answer = strndup (s, len);
-    }
-    tr_msg_destroy (&reply);
-    return rc;
-}
-
 static int
 s_ask (const char *to, const char *text, char **answer)
 {
-    return s_ask_on (s_node, to, text, 5000 * tr_test_slowdown (), answer);
+    return tr_test_ask_str (s_node, to, text, 5000 * tr_test_slowdown (), answer);
 }
 
 //  Asks the pool, expects an answer, returns it (malloc'd).
@@ -197,7 +95,7 @@ static void *
 s_asker_run (void *arg)
 {
     s_asker_t *a = (s_asker_t *) arg;
-    a->rc = s_ask_on (a->node, a->to, a->text, a->timeout_ms, &a->answer);
+    a->rc = tr_test_ask_str (a->node, a->to, a->text, a->timeout_ms, &a->answer);
     a->done_ms = tr_test_now_ms ();
     return NULL;
 }
@@ -434,7 +332,7 @@ s_read_broadcast (tr_msg_t *reply, char who [][16], char what [][32])
 
 START_TEST (test_broadcast)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
 
              "  - {name: a, actor: member}\n"
              "  - {name: bad, actor: member, params: {fail: true}}\n"
@@ -481,7 +379,7 @@ START_TEST (test_performance)
 {
     //  fast answers in 10 ms, slow in 40 ms; flip at once, but fails while
     //  the test says so.
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: fast, actor: member, params: {delay: 10ms}}\n"
              "  - {name: slow, actor: member, params: {delay: 40ms}}\n"
              "  - {name: flip, actor: member, params: {switch: true}}\n"
@@ -489,7 +387,7 @@ START_TEST (test_performance)
              "    actor: pool\n"
              "    params: {members: [fast, slow, flip], strategy: performance,\n"
              "             explore: 0.3, decay: 0.5, seed: 3, timeout: 1s}\n");
-    atomic_store (&s_switch, true);
+    atomic_store (&tr_test_member_switch, true);
     int counts [3] = { 0 };
     int errors = 0;
     for (int i = 0; i < 150; i++) {
@@ -511,7 +409,7 @@ START_TEST (test_performance)
     ck_assert_int_eq (counts [2], 0);
     //  flip recovers: exploration finds it healthy again and, the
     //  quickest now, it gets most of the asks.
-    atomic_store (&s_switch, false);
+    atomic_store (&tr_test_member_switch, false);
     int flip = 0;
     for (int i = 0; i < 200; i++) {
         char *who = s_who ("p", "x");
@@ -573,7 +471,7 @@ END_TEST
 
 START_TEST (test_adaptive)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
 
              "  - {name: m, actor: member, params: {switch: true}}\n"
              "  - name: p\n"
@@ -587,14 +485,14 @@ START_TEST (test_adaptive)
     int64_t grown = s_info ("p", "pool.limit");
     ck_assert_msg (grown >= 8 && grown <= 16, "limit %lld after 60 good answers", (long long) grown);
     //  Failures: each round halves it, down to limit_min.
-    atomic_store (&s_switch, true);
+    atomic_store (&tr_test_member_switch, true);
     ck_assert_int_eq (s_ask ("p", "x", NULL), TR_EHANDLER);
     ck_assert_int_eq (s_info ("p", "pool.limit"), grown / 2);
     for (int i = 0; i < 6; i++)
         ck_assert_int_eq (s_ask ("p", "x", NULL), TR_EHANDLER);
     ck_assert_int_eq (s_info ("p", "pool.limit"), 1);
     //  And grows again once the member is well.
-    atomic_store (&s_switch, false);
+    atomic_store (&tr_test_member_switch, false);
     for (int i = 0; i < 20; i++)
         free (s_who ("p", "x"));
     ck_assert_int_gt (s_info ("p", "pool.limit"), 3);
@@ -606,7 +504,7 @@ END_TEST
 
 START_TEST (test_failures_and_retries)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
 
              "  - {name: bad, actor: member, params: {fail: true}}\n"
              "  - {name: hung, actor: member, params: {delay: 3s}}\n"
@@ -640,7 +538,7 @@ START_TEST (test_failures_and_retries)
     ck_assert_int_eq (s_info ("short", "pool.failed"), 1);
     //  The asker's own deadline bounds the attempt: the slot is free again
     //  soon after it, not after the pool's timeout of 5 s.
-    ck_assert_int_eq (s_ask_on (s_node, "stuck", "x", 100, NULL), TR_ETIMEDOUT);
+    ck_assert_int_eq (tr_test_ask_str (s_node, "stuck", "x", 100, NULL), TR_ETIMEDOUT);
     ck_assert_int_eq (s_info ("stuck", "pool.inflight"), 1);
     int64_t deadline = tr_test_now_ms () + 1000 * tr_test_slowdown ();
     while (s_info ("stuck", "pool.inflight") > 0 && tr_test_now_ms () < deadline)
@@ -688,7 +586,7 @@ START_TEST (test_remote_member)
     tr_node_t *a = NULL, *b = NULL;
     ck_assert_int_eq (tr_node_new (&a_opts, &a), TR_OK);
     ck_assert_int_eq (tr_node_new (&b_opts, &b), TR_OK);
-    ck_assert_int_eq (tr_spawn (b, "far", &s_member_type.behaviour, NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (tr_spawn (b, "far", &tr_test_member_type.behaviour, NULL, NULL, NULL), TR_OK);
     //  The pool and one member on node a; the other member on node b.
     s_start_on (a, "name: t\n"
                    "children:\n"
@@ -699,13 +597,13 @@ START_TEST (test_remote_member)
     //  Wait for far's name to reach the broker.
     int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
     int rc;
-    while ((rc = s_ask_on (a, "far", "x", 1000, NULL)) != TR_OK && tr_test_now_ms () < deadline)
+    while ((rc = tr_test_ask_str (a, "far", "x", 1000, NULL)) != TR_OK && tr_test_now_ms () < deadline)
         usleep (20 * 1000);
     ck_assert_int_eq (rc, TR_OK);
     int near = 0, far = 0;
     for (int i = 0; i < 10; i++) {
         char *who = NULL;
-        ck_assert_int_eq (s_ask_on (a, "p", "x", 5000, &who), TR_OK);
+        ck_assert_int_eq (tr_test_ask_str (a, "p", "x", 5000, &who), TR_OK);
         near += strcmp (who, "near") == 0;
         far += strcmp (who, "far") == 0;
         free (who);
@@ -726,7 +624,7 @@ START_TEST (test_remote_member)
     tr_node_destroy (&b);
     for (int i = 0; i < 4; i++) {
         char *answer = NULL;
-        rc = s_ask_on (a, "p", "x", 5000, &answer);
+        rc = tr_test_ask_str (a, "p", "x", 5000, &answer);
         ck_assert_msg (rc == TR_OK || rc == TR_ENOACTOR || rc == TR_ENODE,
                        "ask %d: %s", i, tr_errname (rc));
         if (rc == TR_OK)

@@ -13,6 +13,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tree.h"
 
 #include <pthread.h>
 
@@ -21,64 +22,6 @@ static char s_endpoint [128];
 static tr_node_t *s_node;
 static tr_tree_t *s_tree;
 static tr_sup_t *s_sup;
-
-//  The test member: answers an ask with its own name after `delay`, or
-//  fails with `fail: true`; counts what it gets ("got").
-typedef struct {
-    int64_t delay_ms;
-    bool fail;
-} s_member_t;
-
-static const tr_param_spec_t s_member_params [] = {
-    { "delay", TR_PARAM_DURATION, false, "time each answer takes" },
-    { "fail", TR_PARAM_BOOL, false, "fail every message" },
-    { .key = NULL }
-};
-
-static int
-s_member_init (tr_actor_t *self, void *arg, void **state_p)
-{
-    (void) self;
-    const tr_params_t *params = (const tr_params_t *) arg;
-    s_member_t *m = (s_member_t *) calloc (1, sizeof *m);
-    if (params) {
-        tr_params_duration (params, "delay", &m->delay_ms);
-        tr_params_bool (params, "fail", &m->fail);
-    }
-    *state_p = m;
-    return 0;
-}
-
-static int
-s_member_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
-{
-    s_member_t *m = (s_member_t *) state;
-    tr_actor_info_add (self, "got", 1);
-    if (m->delay_ms)
-        usleep ((useconds_t) m->delay_ms * 1000);
-    if (m->fail)
-        return -1;
-    if (tr_msg_kind (msg) != TR_KIND_ASK)
-        return 0;
-    tr_body_t body;
-    tr_body_str (&body, tr_actor_name (self), strlen (tr_actor_name (self)));
-    return tr_reply (msg, body.data, body.size);
-}
-
-static void
-s_member_terminate (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
-static const tr_actor_type_t s_member_type = {
-    .abi = TR_ACTOR_TYPE_ABI,
-    .name = "member",
-    .summary = "answers with its name (router tests)",
-    .behaviour = { s_member_init, s_member_handle, s_member_terminate },
-    .params = s_member_params,
-};
 
 static tr_node_t *
 s_node_new (const char *id)
@@ -93,8 +36,7 @@ static void
 s_setup (void)
 {
     tr_log_set_level (TR_LOG_ERROR);
-    int rc = tr_actor_type_register (&s_member_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    tr_test_member_register ();
     tr_broker_opts_t opts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
     ck_assert_int_eq (tr_broker_start (&opts, &s_broker), TR_OK);
     snprintf (s_endpoint, sizeof s_endpoint, "%s", tr_broker_endpoint (s_broker));
@@ -104,8 +46,7 @@ s_setup (void)
 static void
 s_teardown (void)
 {
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
+    tr_test_tree_stop (&s_tree, &s_sup);
     tr_node_destroy (&s_node);
     tr_broker_stop (&s_broker);
 }
@@ -113,42 +54,13 @@ s_teardown (void)
 static void
 s_start (const char *yaml)
 {
-    tr_tree_error_t err;
-    char buf [600];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "router.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
-}
-
-#define S_LENIENT "name: t\n" \
-                  "intensity: {max_restarts: 1000000, period: 1s}\n" \
-                  "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
-                  "children:\n"
-
-//  Asks with a body; on TR_OK *answer (if not NULL) is the string answer.
-static int
-s_ask_body (const char *to, const void *body, size_t size, int timeout_ms, char **answer)
-{
-    tr_msg_t *reply = NULL;
-    int rc = tr_ask (s_node, to, body, size, timeout_ms, &reply, NULL);
-    if (rc == TR_OK && answer) {
-        const char *s = "";
-        size_t len = 0;
-        ck_assert_int_eq (tr_msg_str (reply, &s, &len), TR_OK);
-        *answer = strndup (s, len);
-    }
-    tr_msg_destroy (&reply);
-    return rc;
+    tr_test_tree_start (s_node, yaml, "router.yaml", &s_tree, &s_sup);
 }
 
 static int
 s_ask (const char *to, const char *text, char **answer)
 {
-    tr_body_t body;
-    tr_body_str (&body, text, strlen (text));
-    return s_ask_body (to, body.data, body.size, 5000 * tr_test_slowdown (), answer);
+    return tr_test_ask_str (s_node, to, text, 5000 * tr_test_slowdown (), answer);
 }
 
 //  Asks the router and checks which actor answered.
@@ -218,11 +130,11 @@ START_TEST (test_priority_and_default)
     tr_body_t body;
     s_map (&body, "sales", "refund please");
     char *who = NULL;
-    ck_assert_int_eq (s_ask_body ("r", body.data, body.size, 5000, &who), TR_OK);
+    ck_assert_int_eq (tr_test_ask_body_str (s_node, "r", body.data, body.size, 5000, &who), TR_OK);
     ck_assert_str_eq (who, "topics");
     free (who);
     s_map (&body, "support", "hello");
-    ck_assert_int_eq (s_ask_body ("r", body.data, body.size, 5000, &who), TR_OK);
+    ck_assert_int_eq (tr_test_ask_body_str (s_node, "r", body.data, body.size, 5000, &who), TR_OK);
     ck_assert_str_eq (who, "general");
     free (who);
     ck_assert_int_eq (s_info ("r", "router.routed"), 4);
@@ -331,7 +243,7 @@ END_TEST
 
 START_TEST (test_classifier)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: billing, actor: member}\n"
              "  - {name: dev, actor: member}\n"
              "  - {name: general, actor: member}\n"
@@ -380,7 +292,7 @@ END_TEST
 
 START_TEST (test_route_failures)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: bad, actor: member, params: {fail: true}}\n"
              "  - {name: hung, actor: member, params: {delay: 2s}}\n"
              "  - name: r\n"
@@ -406,7 +318,7 @@ END_TEST
 START_TEST (test_remote_route)
 {
     tr_node_t *b = s_node_new ("node-b");
-    ck_assert_int_eq (tr_spawn (b, "far", &s_member_type.behaviour, NULL, NULL, NULL), TR_OK);
+    ck_assert_int_eq (tr_spawn (b, "far", &tr_test_member_type.behaviour, NULL, NULL, NULL), TR_OK);
     s_start ("name: t\n"
              "children:\n"
              "  - {name: near, actor: member}\n"
