@@ -10,6 +10,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tree.h"
 #include "tr_json.h"
 #include "troupe/tr_http.h"
 
@@ -152,46 +153,22 @@ s_start (const char *script, const char *children)
     free (reason);
 }
 
-//  Asks `to` with a JSON body; on TR_OK *answer_p is the reply as JSON.
 static int
 s_ask (const char *to, const char *json, int timeout_ms, char **answer_p)
 {
-    char *body = NULL;
-    size_t size = 0;
-    ck_assert_int_eq (tr__json_parse (json, strlen (json), &body, &size, NULL), 0);
-    tr_msg_t *reply = NULL;
-    int rc = tr_ask (s_node, to, body, size, timeout_ms, &reply, NULL);
-    free (body);
-    if (rc == TR_OK) {
-        char *text = NULL;
-        size_t len;
-        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
-                                                 &text, &len), 0);
-        tr_msg_destroy (&reply);
-        if (answer_p)
-            *answer_p = text;
-        else
-            free (text);
-    }
-    return rc;
+    return tr_test_ask_jj (s_node, to, json, timeout_ms, answer_p);
 }
 
 static void
 s_expect (const char *to, const char *json, const char *expected)
 {
-    char *answer = NULL;
-    int rc = s_ask (to, json, 10000 * tr_test_slowdown (), &answer);
-    ck_assert_msg (rc == TR_OK, "ask %s %s: %s", to, json, tr_errname (rc));
-    ck_assert_str_eq (answer, expected);
-    free (answer);
+    tr_test_expect_jj (s_node, to, json, 10000 * tr_test_slowdown (), expected);
 }
 
 static void
 s_expect_error (const char *to, const char *json, int expected)
 {
-    int rc = s_ask (to, json, 10000 * tr_test_slowdown (), NULL);
-    ck_assert_msg (rc == expected, "ask %s %s: %s, not %s", to, json, tr_errname (rc),
-                   tr_errname (expected));
+    tr_test_expect_error (s_node, to, json, 10000 * tr_test_slowdown (), expected);
 }
 
 //  The server's log as JSON text (to free).

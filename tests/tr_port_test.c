@@ -9,6 +9,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tree.h"
 #include "tr_json.h"
 
 #include <errno.h>
@@ -84,50 +85,22 @@ s_start (const char *yaml)
     free (reason);
 }
 
-//  Asks `to` with a body given as JSON (a JSON string gives a msgpack
-//  string). On TR_OK *answer_p (if not NULL) is the reply written as
-//  JSON, to free.
 static int
 s_ask (const char *to, const char *json, int timeout_ms, char **answer_p)
 {
-    char *body = NULL;
-    size_t size = 0;
-    ck_assert_int_eq (tr__json_parse (json, strlen (json), &body, &size, NULL), 0);
-    tr_msg_t *reply = NULL;
-    int rc = tr_ask (s_node, to, body, size, timeout_ms, &reply, NULL);
-    free (body);
-    if (rc == TR_OK) {
-        char *text = NULL;
-        size_t len;
-        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
-                                                 &text, &len), 0);
-        tr_msg_destroy (&reply);
-        if (answer_p)
-            *answer_p = text;
-        else
-            free (text);
-    }
-    return rc;
+    return tr_test_ask_jj (s_node, to, json, timeout_ms, answer_p);
 }
 
-//  Asks and checks the answer, written as JSON, is `expected`.
 static void
 s_expect (const char *to, const char *json, const char *expected)
 {
-    char *answer = NULL;
-    int rc = s_ask (to, json, 5000 * tr_test_slowdown (), &answer);
-    ck_assert_msg (rc == TR_OK, "ask %s %s: %s", to, json, tr_errname (rc));
-    ck_assert_str_eq (answer, expected);
-    free (answer);
+    tr_test_expect_jj (s_node, to, json, 5000 * tr_test_slowdown (), expected);
 }
 
-//  Asks and checks the error.
 static void
 s_expect_error (const char *to, const char *json, int expected)
 {
-    int rc = s_ask (to, json, 5000 * tr_test_slowdown (), NULL);
-    ck_assert_msg (rc == expected, "ask %s %s: %s, not %s", to, json, tr_errname (rc),
-                   tr_errname (expected));
+    tr_test_expect_error (s_node, to, json, 5000 * tr_test_slowdown (), expected);
 }
 
 //  The pid a lines.py port reports.

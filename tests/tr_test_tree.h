@@ -6,7 +6,9 @@
       (restarts cheap and unlimited, no breaker), so that what a
       composition actor sees is its members' own answers.
     - tr_test_ask_str / tr_test_ask_json: an ask with a string body whose
-      answer comes back as a C string (a string answer) or as JSON (any).
+      answer comes back as a C string (a string answer) or as JSON (any);
+      tr_test_ask_jj with a body given as JSON, and tr_test_expect_jj /
+      tr_test_expect_error to check its answer or its error.
     - The "member" actor type: answers an ask with its own name after
       `delay`, or fails (`fail: true`, or `switch: true` while
       tr_test_member_switch is set); counts what it gets in its info
@@ -95,6 +97,56 @@ tr_test_ask_json (tr_node_t *node, const char *to, const char *text, int timeout
     }
     tr_msg_destroy (&reply);
     return rc;
+}
+
+//  Asks `to` with a body given as JSON (a JSON string gives a msgpack
+//  string). On TR_OK *answer_p (if not NULL) is the reply written as
+//  JSON, to free.
+static inline int
+tr_test_ask_jj (tr_node_t *node, const char *to, const char *json, int timeout_ms,
+                char **answer_p)
+{
+    char *body = NULL;
+    size_t size = 0;
+    ck_assert_int_eq (tr__json_parse (json, strlen (json), &body, &size, NULL), 0);
+    tr_msg_t *reply = NULL;
+    int rc = tr_ask (node, to, body, size, timeout_ms, &reply, NULL);
+    free (body);
+    if (rc == TR_OK) {
+        char *text = NULL;
+        size_t len;
+        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
+                                                 &text, &len), 0);
+        tr_msg_destroy (&reply);
+        if (answer_p)
+            *answer_p = text;
+        else
+            free (text);
+    }
+    return rc;
+}
+
+//  Asks with a JSON body and checks that the answer, written as JSON, is
+//  `expected`.
+static inline void
+tr_test_expect_jj (tr_node_t *node, const char *to, const char *json, int timeout_ms,
+                   const char *expected)
+{
+    char *answer = NULL;
+    int rc = tr_test_ask_jj (node, to, json, timeout_ms, &answer);
+    ck_assert_msg (rc == TR_OK, "ask %s %s: %s", to, json, tr_errname (rc));
+    ck_assert_str_eq (answer, expected);
+    free (answer);
+}
+
+//  Asks with a JSON body and checks the error.
+static inline void
+tr_test_expect_error (tr_node_t *node, const char *to, const char *json, int timeout_ms,
+                      int expected)
+{
+    int rc = tr_test_ask_jj (node, to, json, timeout_ms, NULL);
+    ck_assert_msg (rc == expected, "ask %s %s: %s, not %s", to, json, tr_errname (rc),
+                   tr_errname (expected));
 }
 
 //  --------------------------------------------------------------------------
