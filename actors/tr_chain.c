@@ -208,25 +208,8 @@ s_chain_configure (s_chain_t *chain, tr__cfg_t *cfg)
     return 0;
 }
 
-static int
-s_chain_configure_any (void *chain, tr__cfg_t *cfg)
-{
-    return s_chain_configure ((s_chain_t *) chain, cfg);
-}
-
-static void
-s_chain_free_any (void *chain)
-{
-    s_chain_free ((s_chain_t *) chain);
-}
-
 //  The tree loader's check: the same reading as init's, with positions.
-static int
-s_chain_check (const tr_params_t *params, tr_param_error_t *error)
-{
-    return tr__cfg_check ("chain", params, sizeof (s_chain_t), s_chain_configure_any,
-                          s_chain_free_any, error);
-}
+TR__CFG_CHECK_DEFINE (s_chain_check, "chain", s_chain_t, s_chain_configure, s_chain_free)
 
 static int
 s_chain_init (tr_actor_t *self, void *arg, void **state_p)

@@ -73,6 +73,30 @@ int
                    int (*configure) (void *state, tr__cfg_t *cfg),
                    void (*release) (void *state), tr_param_error_t *error);
 
+//  Defines `static int FN (const tr_params_t *, tr_param_error_t *)`, a
+//  type's check for the tree loader (tr_actor_type_t.check), from the
+//  type's own configure (int configure (STATE_T *, tr__cfg_t *)) and
+//  release (void release (STATE_T *)), through tr__cfg_check: the same
+//  reading as the actor's init, with positions. TYPE_NAME names the type
+//  in messages.
+#define TR__CFG_CHECK_DEFINE(FN, TYPE_NAME, STATE_T, CONFIGURE, RELEASE)      \
+    static int                                                              \
+    FN##_configure (void *state, tr__cfg_t *cfg)                            \
+    {                                                                       \
+        return CONFIGURE ((STATE_T *) state, cfg);                          \
+    }                                                                       \
+    static void                                                             \
+    FN##_release (void *state)                                              \
+    {                                                                       \
+        RELEASE ((STATE_T *) state);                                        \
+    }                                                                       \
+    static int                                                              \
+    FN (const tr_params_t *params, tr_param_error_t *error)                 \
+    {                                                                       \
+        return tr__cfg_check (TYPE_NAME, params, sizeof (STATE_T),          \
+                              FN##_configure, FN##_release, error);         \
+    }
+
 //  Frees what tr__cfg_open unpacked (values found through it go too).
 void
     tr__cfg_close (tr__cfg_t *cfg);

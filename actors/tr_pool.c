@@ -294,25 +294,8 @@ s_pool_configure (s_pool_t *pool, tr__cfg_t *cfg)
     return 0;
 }
 
-static int
-s_pool_configure_any (void *pool, tr__cfg_t *cfg)
-{
-    return s_pool_configure ((s_pool_t *) pool, cfg);
-}
-
-static void
-s_pool_free_any (void *pool)
-{
-    s_pool_free ((s_pool_t *) pool);
-}
-
 //  The tree loader's check: the same reading as init's, with positions.
-static int
-s_pool_check (const tr_params_t *params, tr_param_error_t *error)
-{
-    return tr__cfg_check ("pool", params, sizeof (s_pool_t), s_pool_configure_any,
-                          s_pool_free_any, error);
-}
+TR__CFG_CHECK_DEFINE (s_pool_check, "pool", s_pool_t, s_pool_configure, s_pool_free)
 
 static int
 s_pool_init (tr_actor_t *self, void *arg, void **state_p)

@@ -293,25 +293,8 @@ s_router_configure (s_router_t *router, tr__cfg_t *cfg)
     return 0;
 }
 
-static int
-s_router_configure_any (void *router, tr__cfg_t *cfg)
-{
-    return s_router_configure ((s_router_t *) router, cfg);
-}
-
-static void
-s_router_free_any (void *router)
-{
-    s_router_free ((s_router_t *) router);
-}
-
 //  The tree loader's check: the same reading as init's, with positions.
-static int
-s_router_check (const tr_params_t *params, tr_param_error_t *error)
-{
-    return tr__cfg_check ("router", params, sizeof (s_router_t), s_router_configure_any,
-                          s_router_free_any, error);
-}
+TR__CFG_CHECK_DEFINE (s_router_check, "router", s_router_t, s_router_configure, s_router_free)
 
 static int
 s_router_init (tr_actor_t *self, void *arg, void **state_p)
