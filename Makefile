@@ -30,7 +30,7 @@ endif
 
 #   The main job: the example tree for 20 seconds (Ctrl-C stops it sooner).
 run: build
-	$(BUILD)/troupe run examples/main.yaml --for 20s
+	$(BUILD)/troupe run examples/main.yaml --for 20s --status
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)

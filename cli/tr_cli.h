@@ -33,6 +33,13 @@ extern const tr_cli_command_t tr_cli_keygen;
 extern const tr_cli_command_t tr_cli_send, tr_cli_ask, tr_cli_pub, tr_cli_sub, tr_cli_nodes,
                               tr_cli_kv;
 
+//  Prints a tree's status (the map tr_sup_status gives, unpacked) as the
+//  table `troupe status` shows: a header, a row per supervisor and child
+//  with its counters under it, then the LLM backends if any.
+struct msgpack_object;
+void
+    tr_cli_status_print (const struct msgpack_object *status);
+
 //  Parses a positive integer option value; returns 0 and sets *value, or
 //  prints an error naming the option and returns -1.
 int

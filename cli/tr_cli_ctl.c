@@ -244,6 +244,15 @@ s_status_backends (const msgpack_object *root)
     }
 }
 
+void
+tr_cli_status_print (const msgpack_object *status)
+{
+    printf ("%-24s %-10s %-10s %8s  %-12s %-12s %-8s %s\n", "NAME", "KIND", "STATE",
+            "RESTARTS", "BREAKER", "MAILBOX", "UPTIME", "LAST FAILURE");
+    s_status_row (status, 0);
+    s_status_backends (status);
+}
+
 #define S_STATUS_USAGE \
     "usage: troupe status [--json] [--tree NAME] [--timeout DURATION]\n\n" \
     "Shows the live tree of a running 'troupe run': for each supervisor and\n" \
@@ -277,12 +286,8 @@ s_status (int argc, char **argv)
         tr__json_write (stdout, body, 2);
         fputc ('\n', stdout);
     }
-    else {
-        printf ("%-24s %-10s %-10s %8s  %-12s %-12s %-8s %s\n", "NAME", "KIND", "STATE",
-                "RESTARTS", "BREAKER", "MAILBOX", "UPTIME", "LAST FAILURE");
-        s_status_row (body, 0);
-        s_status_backends (body);
-    }
+    else
+        tr_cli_status_print (body);
     msgpack_unpacked_destroy (&reply);
     free (data);
     return fflush (stdout) == 0? TR_CLI_OK: TR_CLI_FAILED;

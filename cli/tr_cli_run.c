@@ -30,6 +30,7 @@
 #include <troupe.h>
 
 #include <errno.h>
+#include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@
 #include <unistd.h>
 
 #define S_USAGE \
-    "usage: troupe run TREE.yaml [--for DURATION] [--node-id ID]\n" \
+    "usage: troupe run TREE.yaml [--for DURATION] [--status] [--node-id ID]\n" \
     "                  [[--bind ENDPOINT] [--curve SECRET_FILE --allow DIR] |\n" \
     "                   --broker ENDPOINT [--curve SECRET_FILE --server-key PUBLIC_FILE] |\n" \
     "                   --no-broker]\n\n" \
@@ -46,7 +47,9 @@
     "in the foreground, logging to standard error, until SIGINT or SIGTERM\n" \
     "(Ctrl-C), or for DURATION (such as 30s, 2m) when --for is given; then\n" \
     "stops it in order. Another terminal can watch and steer it with\n" \
-    "'troupe status', 'troupe restart NAME' and the like.\n\n" \
+    "'troupe status', 'troupe restart NAME' and the like. --status prints the\n" \
+    "tree's status as 'troupe status' shows it, on standard output, when the\n" \
+    "tree is about to stop (or has failed).\n\n" \
     "The whole file is checked first; a problem is reported as\n" \
     "FILE:LINE:COLUMN: what was wrong, and nothing starts (exit 1).\n" \
     "The tree's node joins a broker, so that processes and hosts can reach\n" \
@@ -121,13 +124,40 @@ s_export_key (const char *name, const char *file)
     free (path);
 }
 
+//  --status: the tree's status, as `troupe status` prints it, taken
+//  while the tree still runs (children stopped by a failure show so).
+static void
+s_report (tr_sup_t *sup)
+{
+    uint8_t *status = NULL;
+    size_t len = 0;
+    int rc = tr_sup_status (sup, &status, &len);
+    if (rc != TR_OK) {
+        fprintf (stderr, "troupe run: the tree could not report its status: %s\n",
+                 tr_strerror (rc));
+        return;
+    }
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    if (msgpack_unpack_next (&unpacked, (const char *) status, len, NULL)
+        == MSGPACK_UNPACK_SUCCESS && unpacked.data.type == MSGPACK_OBJECT_MAP) {
+        printf ("\n");
+        tr_cli_status_print (&unpacked.data);
+        fflush (stdout);
+    }
+    else
+        fprintf (stderr, "troupe run: the tree's status could not be read\n");
+    msgpack_unpacked_destroy (&unpacked);
+    free (status);
+}
+
 static int
 s_run (int argc, char **argv)
 {
     const char *file = NULL;
     const char *bind = NULL, *join = NULL, *node_id = NULL;
     const char *curve = NULL, *allow = NULL, *server_key = NULL;
-    bool alone = false;
+    bool alone = false, report = false;
     int64_t for_ms = -1;
     for (int i = 1; i < argc; i++) {
         const char **value = strcmp (argv [i], "--bind") == 0? &bind:
@@ -146,6 +176,9 @@ s_run (int argc, char **argv)
         else
         if (strcmp (argv [i], "--no-broker") == 0)
             alone = true;
+        else
+        if (strcmp (argv [i], "--status") == 0)
+            report = true;
         else
         if (strcmp (argv [i], "--for") == 0) {
             const char *text = i + 1 < argc? argv [++i]: "";
@@ -308,6 +341,8 @@ s_run (int argc, char **argv)
             }
         }
     }
+    if (report && sup)
+        s_report (sup);
 done:
     tr_control_stop (&ctl);
     if (sup && tr_sup_stop (&sup) != TR_OK)

@@ -318,7 +318,7 @@ chmod 700 "$TROUPE_CONTROL_DIR"
 #   comment says, and it stops in order. And every example loads.
 
 src=$(cd "$(dirname "$0")/.." && pwd)
-"$troupe" run "$src/examples/main.yaml" --for 9s >"$work/main.log" 2>&1
+"$troupe" run "$src/examples/main.yaml" --for 9s --status >"$work/main.log" 2>&1
 rc=$?
 [ "$rc" -eq 0 ] && echo "ok: the main job ran and stopped" || fail "the main job exited $rc"
 for pattern in \
@@ -332,7 +332,10 @@ for pattern in \
     "supervisor 'desk': restarting 'orders'" \
     "supervisor 'back': restarting 'db'" \
     'ticker: tick 1' \
-    'ran for'; do
+    'ran for' \
+    '^NAME +KIND +STATE +RESTARTS' \
+    '^main +supervisor +running' \
+    '^    orders +actor +running +[1-9]'; do
     grep -Eq -- "$pattern" "$work/main.log" && echo "ok: main job: /$pattern/" \
         || { fail "the main job's log lacks /$pattern/:"; tail -40 "$work/main.log"; }
 done
