@@ -1,0 +1,842 @@
+/*  tr_orchestrator_test.c - tests of the orchestrator (actors/
+    tr_orchestrator.c), started from tree files.
+
+    A scripted planner (a decision per round) pins the semantics: what the
+    planner is asked each round (task, round, max_rounds, every result so
+    far in order), done and its result, the round bound (TR_ELIMIT, the
+    rounds used, the report), subtasks running at once (start and end
+    times measured in the workers, which must overlap), the concurrency
+    limit (the most workers busy at once), unknown workers and malformed
+    subtasks reported back to the planner, failing, slow and missing
+    workers given to the planner as results, decisions that are not one,
+    a failing planner, tells, events; then one run through llm agents on
+    the offline backend; bad parameters at their file, line and column.
+*/
+
+#include "tr_test.h"
+#include "tr_test_tree.h"
+
+#include <msgpack.h>
+#include <pthread.h>
+
+static tr_node_t *s_node;
+static tr_tree_t *s_tree;
+static tr_sup_t *s_sup;
+
+//  What the recording actors saw, in order: "NAME JSON" lines.
+static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+static char s_ledger [32768];
+
+//  When each worker ran (ms on the test's clock), and how many were busy
+//  at once.
+typedef struct {
+    char name [32];
+    int64_t start;
+    int64_t end;
+} s_span_t;
+
+static s_span_t s_spans [64];
+static size_t s_nspans;
+static int s_busy;
+static int s_busy_max;
+
+//  --------------------------------------------------------------------------
+//  Test actors
+
+static void
+s_record (const char *name, const void *body, size_t size)
+{
+    char *json = NULL;
+    size_t len = 0;
+    ck_assert_int_eq (tr__json_from_msgpack (body, size, &json, &len), 0);
+    pthread_mutex_lock (&s_lock);
+    size_t used = strlen (s_ledger);
+    snprintf (s_ledger + used, sizeof s_ledger - used, "%s %.*s\n", name, (int) len, json);
+    pthread_mutex_unlock (&s_lock);
+    free (json);
+}
+
+//  planner: records each ask and answers it with `decisions` item N for
+//  round N (the last one for later rounds); the item "fail" fails the
+//  handler instead.
+typedef struct {
+    msgpack_unpacked decisions;
+} s_planner_t;
+
+static int
+s_planner_init (tr_actor_t *self, void *arg, void **state_p)
+{
+    (void) self;
+    s_planner_t *planner = (s_planner_t *) calloc (1, sizeof *planner);
+    tr_params_t list;
+    msgpack_unpacked_init (&planner->decisions);
+    ck_assert_int_eq (tr_params_get ((const tr_params_t *) arg, "decisions", &list), TR_OK);
+    ck_assert_int_eq (msgpack_unpack_next (&planner->decisions, (const char *) list.data,
+                                           list.size, NULL), MSGPACK_UNPACK_SUCCESS);
+    *state_p = planner;
+    return 0;
+}
+
+static int
+s_planner_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    s_planner_t *planner = (s_planner_t *) state;
+    s_record (tr_actor_name (self), tr_msg_body (msg), tr_msg_size (msg));
+    msgpack_unpacked ask;
+    msgpack_unpacked_init (&ask);
+    ck_assert_int_eq (msgpack_unpack_next (&ask, (const char *) tr_msg_body (msg),
+                                           tr_msg_size (msg), NULL), MSGPACK_UNPACK_SUCCESS);
+    uint64_t round = 0;
+    for (uint32_t i = 0; i < ask.data.via.map.size; i++)
+        if (memcmp (ask.data.via.map.ptr [i].key.via.str.ptr, "round", 5) == 0
+        &&  ask.data.via.map.ptr [i].key.via.str.size == 5)
+            round = ask.data.via.map.ptr [i].val.via.u64;
+    msgpack_unpacked_destroy (&ask);
+    const msgpack_object_array *list = &planner->decisions.data.via.array;
+    ck_assert (round >= 1);
+    const msgpack_object *decision = &list->ptr [round <= list->size? round - 1: list->size - 1];
+    if (decision->type == MSGPACK_OBJECT_STR && decision->via.str.size == 4
+    &&  memcmp (decision->via.str.ptr, "fail", 4) == 0)
+        return -1;
+    msgpack_sbuffer buffer;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_object (&pk, *decision);
+    int rc = tr_reply (msg, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    return rc;
+}
+
+static void
+s_planner_terminate (tr_actor_t *self, int reason, void *state)
+{
+    (void) self; (void) reason;
+    s_planner_t *planner = (s_planner_t *) state;
+    msgpack_unpacked_destroy (&planner->decisions);
+    free (planner);
+}
+
+static const tr_param_spec_t s_planner_params [] = {
+    { "decisions", TR_PARAM_LIST, true, "the answer for each round" },
+    { .key = NULL }
+};
+
+static const tr_actor_type_t s_planner_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "planner",
+    .summary = "answers a scripted decision per round (orchestrator tests)",
+    .behaviour = { s_planner_init, s_planner_handle, s_planner_terminate },
+    .params = s_planner_params,
+};
+
+//  worker: takes `delay` on each task, records when it ran, and answers
+//  "NAME:TASK"; with `fail: true` it fails instead.
+typedef struct {
+    int64_t delay_ms;
+    bool fail;
+} s_worker_t;
+
+static const tr_param_spec_t s_worker_params [] = {
+    { "delay", TR_PARAM_DURATION, false, "time each task takes" },
+    { "fail", TR_PARAM_BOOL, false, "fail every task" },
+    { .key = NULL }
+};
+
+static int
+s_worker_init (tr_actor_t *self, void *arg, void **state_p)
+{
+    (void) self;
+    s_worker_t *worker = (s_worker_t *) calloc (1, sizeof *worker);
+    if (arg) {
+        tr_params_duration ((const tr_params_t *) arg, "delay", &worker->delay_ms);
+        tr_params_bool ((const tr_params_t *) arg, "fail", &worker->fail);
+    }
+    *state_p = worker;
+    return 0;
+}
+
+static int
+s_worker_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    s_worker_t *worker = (s_worker_t *) state;
+    pthread_mutex_lock (&s_lock);
+    size_t span = s_nspans < 64? s_nspans++: 63;
+    snprintf (s_spans [span].name, sizeof s_spans [span].name, "%s", tr_actor_name (self));
+    s_spans [span].start = tr_test_now_ms ();
+    if (++s_busy > s_busy_max)
+        s_busy_max = s_busy;
+    pthread_mutex_unlock (&s_lock);
+    if (worker->delay_ms)
+        usleep ((useconds_t) worker->delay_ms * 1000);
+    pthread_mutex_lock (&s_lock);
+    s_busy--;
+    s_spans [span].end = tr_test_now_ms ();
+    pthread_mutex_unlock (&s_lock);
+    if (worker->fail)
+        return -1;
+    const char *text = "";
+    size_t len = 0;
+    tr_msg_str (msg, &text, &len);
+    char out [200];
+    int n = snprintf (out, sizeof out, "%s:%.*s", tr_actor_name (self), (int) len, text);
+    tr_body_t body;
+    tr_body_str (&body, out, (size_t) n);
+    return tr_reply (msg, body.data, body.size);
+}
+
+static void
+s_free_state (tr_actor_t *self, int reason, void *state)
+{
+    (void) self; (void) reason;
+    free (state);
+}
+
+static const tr_actor_type_t s_worker_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "worker",
+    .summary = "does a task slowly and says when (orchestrator tests)",
+    .behaviour = { s_worker_init, s_worker_handle, s_free_state },
+    .params = s_worker_params,
+};
+
+//  ledger: records what it gets (events).
+static int
+s_ledger_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) state;
+    s_record (tr_actor_name (self), tr_msg_body (msg), tr_msg_size (msg));
+    return 0;
+}
+
+static const tr_actor_type_t s_ledger_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "ledger",
+    .summary = "records what it gets (orchestrator tests)",
+    .behaviour = { .handle = s_ledger_handle },
+};
+
+//  --------------------------------------------------------------------------
+//  Helpers
+
+static void
+s_setup (void)
+{
+    tr_log_set_level (TR_LOG_ERROR);
+    int rc = tr_actor_type_register (&s_planner_type);
+    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    rc = tr_actor_type_register (&s_worker_type);
+    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    rc = tr_actor_type_register (&s_ledger_type);
+    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    s_ledger [0] = '\0';
+    s_nspans = 0;
+    s_busy = s_busy_max = 0;
+    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
+}
+
+static void
+s_teardown (void)
+{
+    tr_test_tree_stop (&s_tree, &s_sup);
+    tr_node_destroy (&s_node);
+}
+
+static void
+s_start (const char *yaml)
+{
+    tr_test_tree_start (s_node, yaml, "orchestrator.yaml", &s_tree, &s_sup);
+}
+
+static int
+s_ask (const char *to, const char *text, char **answer)
+{
+    return tr_test_ask_json (s_node, to, text, 10000 * tr_test_slowdown (), answer);
+}
+
+static void
+s_expect_answer (const char *to, const char *text, const char *json)
+{
+    char *answer = NULL;
+    int rc = s_ask (to, text, &answer);
+    ck_assert_msg (rc == TR_OK, "%s: %s", to, tr_errname (rc));
+    ck_assert_str_eq (answer, json);
+    free (answer);
+}
+
+//  Takes the ledger (and empties it).
+static char *
+s_ledger_take (void)
+{
+    pthread_mutex_lock (&s_lock);
+    char *copy = strdup (s_ledger);
+    s_ledger [0] = '\0';
+    pthread_mutex_unlock (&s_lock);
+    return copy;
+}
+
+static void
+s_expect_ledger (const char *expect)
+{
+    char *text = s_ledger_take ();
+    ck_assert_str_eq (text, expect);
+    free (text);
+}
+
+static bool
+s_ledger_has (void *needle)
+{
+    pthread_mutex_lock (&s_lock);
+    bool has = strstr (s_ledger, (const char *) needle) != NULL;
+    pthread_mutex_unlock (&s_lock);
+    return has;
+}
+
+//  Waits until the ledger holds `needle`; fails showing it otherwise.
+static void
+s_expect_in_ledger (const char *needle)
+{
+    if (tr_test_wait_until (s_ledger_has, (void *) needle, 3000 * tr_test_slowdown ()))
+        return;
+    char *text = s_ledger_take ();
+    ck_abort_msg ("'%s' is not in the ledger:\n%s", needle, text);
+    free (text);
+}
+
+//  The spans so far and the most workers busy at once (copied under
+//  the lock: the workers write them on their own threads).
+static size_t
+s_spans_copy (s_span_t *spans, int *busy_max)
+{
+    pthread_mutex_lock (&s_lock);
+    size_t count = s_nspans;
+    if (spans)
+        memcpy (spans, s_spans, sizeof s_spans);
+    if (busy_max)
+        *busy_max = s_busy_max;
+    pthread_mutex_unlock (&s_lock);
+    return count;
+}
+
+static int
+s_busy_most (void)
+{
+    int busy_max;
+    s_spans_copy (NULL, &busy_max);
+    return busy_max;
+}
+
+static int64_t
+s_info (const char *actor, const char *key)
+{
+    int64_t value = 0;
+    int rc = tr_actor_info_get (s_node, actor, key, &value);
+    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
+    return value;
+}
+
+//  --------------------------------------------------------------------------
+
+START_TEST (test_rounds_until_done)
+{
+    s_start (TR_TEST_LENIENT
+             "  - {name: w1, actor: worker}\n"
+             "  - {name: w2, actor: worker}\n"
+             "  - name: p\n"
+             "    actor: planner\n"
+             "    params:\n"
+             "      decisions:\n"
+             "        - {subtasks: [{worker: w1, task: a}, 'w2:  b ']}\n"
+             "        - {done: false, subtasks: ['w1: c']}\n"
+             "        - {done: true, result: {summary: all done}, subtasks: ['w2: ignored']}\n"
+             "  - {name: o, actor: orchestrator, params: {planner: p, workers: [w1, w2]}}\n");
+    s_expect_answer ("o", "T", "{\"summary\":\"all done\"}");
+    //  Each round the planner sees the task and every result so far, in
+    //  round order and, within a round, in the order it listed them.
+    s_expect_ledger (
+        "p {\"task\":\"T\",\"round\":1,\"max_rounds\":5,\"results\":[]}\n"
+        "p {\"task\":\"T\",\"round\":2,\"max_rounds\":5,\"results\":["
+        "{\"round\":1,\"worker\":\"w1\",\"task\":\"a\",\"answer\":\"w1:a\"},"
+        "{\"round\":1,\"worker\":\"w2\",\"task\":\"b\",\"answer\":\"w2:b\"}]}\n"
+        "p {\"task\":\"T\",\"round\":3,\"max_rounds\":5,\"results\":["
+        "{\"round\":1,\"worker\":\"w1\",\"task\":\"a\",\"answer\":\"w1:a\"},"
+        "{\"round\":1,\"worker\":\"w2\",\"task\":\"b\",\"answer\":\"w2:b\"},"
+        "{\"round\":2,\"worker\":\"w1\",\"task\":\"c\",\"answer\":\"w1:c\"}]}\n");
+    //  Three subtasks ran (not the one beside done: true).
+    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 3);
+    ck_assert_int_eq (s_info ("o", "orchestrator.completed"), 1);
+    ck_assert_int_eq (s_info ("o", "orchestrator.rounds"), 3);
+    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks"), 3);
+    ck_assert_int_eq (s_info ("o", "orchestrator.inflight"), 0);
+}
+END_TEST
+
+START_TEST (test_done_at_once)
+{
+    s_start (TR_TEST_LENIENT
+             "  - {name: w1, actor: worker}\n"
+             "  - {name: p, actor: planner, params: {decisions: [{done: true, result: 42}]}}\n"
+             "  - {name: o, actor: orchestrator, params: {planner: p, workers: [w1]}}\n");
+    s_expect_answer ("o", "easy", "42");
+    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 0);
+}
+END_TEST
+
+START_TEST (test_round_bound)
+{
+    s_start (TR_TEST_LENIENT
+             "  - {name: w1, actor: worker}\n"
+             "  - {name: p, actor: planner, params: {decisions: [{subtasks: ['w1: again']}]}}\n"
+             "  - {name: events, actor: ledger}\n"
+             "  - name: o\n"
+             "    actor: orchestrator\n"
+             "    params: {planner: p, workers: [w1], max_rounds: 3}\n"
+             "  - name: r\n"
+             "    actor: orchestrator\n"
+             "    params: {planner: p, workers: [w1], max_rounds: 2, on_failure: report}\n");
+    ck_assert_int_eq (s_ask ("o", "T", NULL), TR_ELIMIT);
+    //  Three decisions, the subtasks of the first two run; the third's
+    //  would have no round left to be read in.
+    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 2);
+    ck_assert_int_eq (s_info ("o", "orchestrator.failed"), 1);
+    ck_assert_int_eq (s_info ("o", "orchestrator.rounds"), 3);
+    free (s_ledger_take ());
+    //  The report says why, with the rounds used and the results.
+    ck_assert_int_eq (tr_event_subscribe (s_node, "orchestrator.failed", "events"), TR_OK);
+    s_expect_answer ("r", "T",
+        "{\"error\":\"TR_ELIMIT\",\"reason\":\"planner 'p' did not say done in 2 rounds "
+        "(max_rounds); its last decision gave 1 subtask(s), not run\",\"rounds\":2,"
+        "\"results\":[{\"round\":1,\"worker\":\"w1\",\"task\":\"again\",\"answer\":"
+        "\"w1:again\"}]}");
+    const char *event = "events [\"orchestrator.failed\",{\"orchestrator\":\"r\",\"error\":\"TR_ELIMIT\",\"reason\":"
+                        "\"planner 'p' did not say done in 2 rounds (max_rounds); its last "
+                        "decision gave 1 subtask(s), not run\",\"rounds\":2}]";
+    s_expect_in_ledger (event);
+}
+END_TEST
+
+START_TEST (test_subtasks_overlap)
+{
+    //  Three workers of 300 ms each, handed out in one round: they run
+    //  at once, which their own clocks show.
+    s_start (TR_TEST_LENIENT
+             "  - {name: w1, actor: worker, params: {delay: 300ms}}\n"
+             "  - {name: w2, actor: worker, params: {delay: 300ms}}\n"
+             "  - {name: w3, actor: worker, params: {delay: 300ms}}\n"
+             "  - name: p\n"
+             "    actor: planner\n"
+             "    params:\n"
+             "      decisions:\n"
+             "        - {subtasks: ['w1: x', 'w2: y', 'w3: z']}\n"
+             "        - {done: true, result: ok}\n"
+             "  - name: o\n"
+             "    actor: orchestrator\n"
+             "    params: {planner: p, workers: [w1, w2, w3], limit: 3}\n");
+    s_expect_answer ("o", "T", "\"ok\"");
+    s_span_t spans [64];
+    ck_assert_uint_eq (s_spans_copy (spans, NULL), 3);
+    int64_t last_start = 0, first_end = INT64_MAX;
+    for (size_t i = 0; i < 3; i++) {
+        if (spans [i].start > last_start)
+            last_start = spans [i].start;
+        if (spans [i].end < first_end)
+            first_end = spans [i].end;
+    }
+    //  Every worker had started before any had finished.
+    ck_assert_msg (last_start < first_end, "last start %lld, first end %lld",
+                   (long long) last_start, (long long) first_end);
+    ck_assert_int_eq (s_busy_most (), 3);
+}
+END_TEST
+
+START_TEST (test_limit)
+{
+    //  Five subtasks, a limit of 2: never more than two workers busy, and
+    //  two were.
+    s_start (TR_TEST_LENIENT
+             "  - {name: w1, actor: worker, params: {delay: 100ms}}\n"
+             "  - {name: w2, actor: worker, params: {delay: 100ms}}\n"
+             "  - {name: w3, actor: worker, params: {delay: 100ms}}\n"
+             "  - {name: w4, actor: worker, params: {delay: 100ms}}\n"
+             "  - {name: w5, actor: worker, params: {delay: 100ms}}\n"
+             "  - name: p\n"
+             "    actor: planner\n"
+             "    params:\n"
+             "      decisions:\n"
+             "        - {subtasks: ['w1: a', 'w2: b', 'w3: c', 'w4: d', 'w5: e']}\n"
+             "        - {done: true, result: ok}\n"
+             "  - name: o\n"
+             "    actor: orchestrator\n"
+             "    params: {planner: p, workers: [w1, w2, w3, w4, w5], limit: 2}\n");
+    int64_t start = tr_test_now_ms ();
+    s_expect_answer ("o", "T", "\"ok\"");
+    int64_t took = tr_test_now_ms () - start;
+    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 5);
+    ck_assert_int_eq (s_busy_most (), 2);
+    //  Three waves of 100 ms at least.
+    ck_assert_msg (took >= 290, "took %lld ms", (long long) took);
+    //  Results come in the planner's order, whatever order they ended in.
+    char *ledger = s_ledger_take ();
+    ck_assert_msg (strstr (ledger, "\"answer\":\"w1:a\"},{\"round\":1,\"worker\":\"w2\","
+                                   "\"task\":\"b\",\"answer\":\"w2:b\"},{\"round\":1,"
+                                   "\"worker\":\"w3\""), "%s", ledger);
+    free (ledger);
+}
+END_TEST
+
+START_TEST (test_unknown_worker)
+{
+    //  The planner's mistakes come back to it as results with a reason;
+    //  the good subtask beside them runs; the planner corrects itself.
+    s_start (TR_TEST_LENIENT
+             "  - {name: w1, actor: worker}\n"
+             "  - {name: w2, actor: worker}\n"
+             "  - name: p\n"
+             "    actor: planner\n"
+             "    params:\n"
+             "      decisions:\n"
+             "        - subtasks:\n"
+             "            - {worker: nobody, task: x}\n"
+             "            - 'w1: y'\n"
+             "            - no colon here\n"
+             "            - 7\n"
+             "            - {task: z}\n"
+             "            - {worker: w2}\n"
+             "            - 'ghost: boo'\n"
+             "        - {done: true, result: fixed}\n"
+             "  - {name: o, actor: orchestrator, params: {planner: p, workers: [w1, w2]}}\n");
+    s_expect_answer ("o", "T", "\"fixed\"");
+    s_expect_ledger (
+        "p {\"task\":\"T\",\"round\":1,\"max_rounds\":5,\"results\":[]}\n"
+        "p {\"task\":\"T\",\"round\":2,\"max_rounds\":5,\"results\":["
+        "{\"round\":1,\"worker\":\"nobody\",\"task\":\"x\",\"error\":\"TR_ENOTFOUND\","
+        "\"reason\":\"no worker is named 'nobody'; the workers are: w1, w2\"},"
+        "{\"round\":1,\"worker\":\"w1\",\"task\":\"y\",\"answer\":\"w1:y\"},"
+        "{\"round\":1,\"worker\":\"\",\"task\":\"no colon here\",\"error\":\"TR_EINVAL\","
+        "\"reason\":\"a subtask given as text must read 'WORKER: TASK' (workers: w1, w2)\"},"
+        "{\"round\":1,\"worker\":\"\",\"task\":7,\"error\":\"TR_EINVAL\",\"reason\":"
+        "\"a subtask must be a map {worker, task} or a string 'WORKER: TASK', not an integer\"},"
+        "{\"round\":1,\"worker\":\"\",\"task\":\"z\",\"error\":\"TR_EINVAL\",\"reason\":"
+        "\"a subtask needs 'worker', the name of one of the workers (w1, w2)\"},"
+        "{\"round\":1,\"worker\":\"w2\",\"task\":null,\"error\":\"TR_EINVAL\",\"reason\":"
+        "\"a subtask needs 'task', what the worker is asked\"},"
+        "{\"round\":1,\"worker\":\"ghost\",\"task\":\"boo\",\"error\":\"TR_ENOTFOUND\","
+        "\"reason\":\"no worker is named 'ghost'; the workers are: w1, w2\"}]}\n");
+    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 1);
+    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks"), 7);
+    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks_failed"), 6);
+}
+END_TEST
+
+START_TEST (test_worker_failures)
+{
+    //  A worker that fails, one that is too slow and one that does not
+    //  exist: each is a result with its error, and the run goes on.
+    s_start (TR_TEST_LENIENT
+             "  - {name: good, actor: worker}\n"
+             "  - {name: bad, actor: worker, params: {fail: true}}\n"
+             "  - {name: slow, actor: worker, params: {delay: 1s}}\n"
+             "  - name: p\n"
+             "    actor: planner\n"
+             "    params:\n"
+             "      decisions:\n"
+             "        - {subtasks: ['bad: a', 'slow: b', 'absent: c', 'good: d']}\n"
+             "        - {done: true, result: coped}\n"
+             "  - name: o\n"
+             "    actor: orchestrator\n"
+             "    params: {planner: p, workers: [good, bad, slow, absent], timeout: 300ms}\n");
+    s_expect_answer ("o", "T", "\"coped\"");
+    s_expect_ledger (
+        "p {\"task\":\"T\",\"round\":1,\"max_rounds\":5,\"results\":[]}\n"
+        "p {\"task\":\"T\",\"round\":2,\"max_rounds\":5,\"results\":["
+        "{\"round\":1,\"worker\":\"bad\",\"task\":\"a\",\"error\":\"TR_EHANDLER\","
+        "\"reason\":\"worker 'bad' failed: handler failed\"},"
+        "{\"round\":1,\"worker\":\"slow\",\"task\":\"b\",\"error\":\"TR_ETIMEDOUT\","
+        "\"reason\":\"worker 'slow' failed: timed out\"},"
+        "{\"round\":1,\"worker\":\"absent\",\"task\":\"c\",\"error\":\"TR_ENOACTOR\","
+        "\"reason\":\"worker 'absent' could not be asked: no such actor\"},"
+        "{\"round\":1,\"worker\":\"good\",\"task\":\"d\",\"answer\":\"good:d\"}]}\n");
+    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks_failed"), 3);
+}
+END_TEST
+
+START_TEST (test_bad_decisions)
+{
+    //  A decision that is not one ends the run with TR_EOUTPUT; the
+    //  report says what was wrong.
+    s_start (TR_TEST_LENIENT
+             "  - {name: w1, actor: worker}\n"
+             "  - {name: p1, actor: planner, params: {decisions: [just text]}}\n"
+             "  - {name: p2, actor: planner, params: {decisions: [{done: yes please}]}}\n"
+             "  - {name: p3, actor: planner, params: {decisions: [{done: true}]}}\n"
+             "  - {name: p4, actor: planner, params: {decisions: [{done: false, subtasks: []}]}}\n"
+             "  - {name: p5, actor: planner, params: {decisions: [{subtasks: ['w1: a', 'w1: b', 'w1: c']}]}}\n"
+             "  - {name: p6, actor: planner, params: {decisions: [{subtasks: {w1: a}}]}}\n"
+             "  - {name: p7, actor: planner, params: {decisions: [fail]}}\n"
+             "  - {name: o1, actor: orchestrator, params: {planner: p1, workers: [w1]}}\n"
+             "  - {name: o2, actor: orchestrator, params: {planner: p2, workers: [w1], on_failure: report}}\n"
+             "  - {name: o3, actor: orchestrator, params: {planner: p3, workers: [w1], on_failure: report}}\n"
+             "  - {name: o4, actor: orchestrator, params: {planner: p4, workers: [w1], on_failure: report}}\n"
+             "  - {name: o5, actor: orchestrator, params: {planner: p5, workers: [w1], max_subtasks: 2, on_failure: report}}\n"
+             "  - {name: o6, actor: orchestrator, params: {planner: p6, workers: [w1], on_failure: report}}\n"
+             "  - {name: o7, actor: orchestrator, params: {planner: p7, workers: [w1]}}\n"
+             "  - {name: o8, actor: orchestrator, params: {planner: p7, workers: [w1], on_failure: report}}\n"
+             "  - {name: o9, actor: orchestrator, params: {planner: p0, workers: [w1], on_failure: report}}\n");
+    ck_assert_int_eq (s_ask ("o1", "T", NULL), TR_EOUTPUT);
+    s_expect_answer ("o2", "T", "{\"error\":\"TR_EOUTPUT\",\"reason\":\"planner 'p2' answered "
+                     "'done' as a string in round 1, not true or false\",\"rounds\":1,"
+                     "\"results\":[]}");
+    s_expect_answer ("o3", "T", "{\"error\":\"TR_EOUTPUT\",\"reason\":\"planner 'p3' said done "
+                     "in round 1 without a 'result'\",\"rounds\":1,\"results\":[]}");
+    s_expect_answer ("o4", "T", "{\"error\":\"TR_EOUTPUT\",\"reason\":\"planner 'p4' answered "
+                     "neither done nor subtasks in round 1\",\"rounds\":1,\"results\":[]}");
+    s_expect_answer ("o5", "T", "{\"error\":\"TR_EOUTPUT\",\"reason\":\"planner 'p5' gave 3 "
+                     "subtasks in round 1; max_subtasks is 2\",\"rounds\":1,\"results\":[]}");
+    s_expect_answer ("o6", "T", "{\"error\":\"TR_EOUTPUT\",\"reason\":\"planner 'p6' answered "
+                     "'subtasks' as a mapping in round 1, not a list\",\"rounds\":1,"
+                     "\"results\":[]}");
+    //  A planner that fails ends the run with its error.
+    ck_assert_int_eq (s_ask ("o7", "T", NULL), TR_EHANDLER);
+    s_expect_answer ("o8", "T", "{\"error\":\"TR_EHANDLER\",\"reason\":\"planner 'p7' failed "
+                     "in round 1: handler failed\",\"rounds\":1,\"results\":[]}");
+    s_expect_answer ("o9", "T", "{\"error\":\"TR_ENOACTOR\",\"reason\":\"planner 'p0' could "
+                     "not be asked in round 1: no such actor\",\"rounds\":1,\"results\":[]}");
+    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 0);
+}
+END_TEST
+
+START_TEST (test_tells_and_events)
+{
+    s_start (TR_TEST_LENIENT
+             "  - {name: w1, actor: worker}\n"
+             "  - {name: events, actor: ledger}\n"
+             "  - name: p\n"
+             "    actor: planner\n"
+             "    params:\n"
+             "      decisions:\n"
+             "        - {subtasks: ['w1: a', 'nobody: b']}\n"
+             "        - {done: true, result: ok}\n"
+             "  - {name: o, actor: orchestrator, params: {planner: p, workers: [w1]}}\n");
+    ck_assert_int_eq (tr_event_subscribe (s_node, "orchestrator.", "events"), TR_OK);
+    ck_assert_int_eq (tr_tell (s_node, "o", "\xa1z", 2, NULL), TR_OK);
+    const char *done = "events [\"orchestrator.completed\",{\"orchestrator\":\"o\","
+                       "\"rounds\":2,\"results\":2}]\n";
+    s_expect_in_ledger (done);
+    char *ledger = s_ledger_take ();
+    ck_assert_msg (strstr (ledger, "events [\"orchestrator.round\",{\"orchestrator\":\"o\","
+                                   "\"round\":1,\"subtasks\":2,\"failed\":1}]\n"), "%s", ledger);
+    free (ledger);
+    ck_assert_int_eq (s_info ("o", "orchestrator.completed"), 1);
+}
+END_TEST
+
+START_TEST (test_runs_at_once)
+{
+    //  Runs do not wait for each other: four askers, each run a round of
+    //  one 300 ms subtask on its own worker, end together.
+    s_start (TR_TEST_LENIENT
+             "  - {name: workers, actor: pool, params: {members: [w1, w2, w3, w4], strategy: least_busy}}\n"
+             "  - {name: w1, actor: worker, params: {delay: 300ms}}\n"
+             "  - {name: w2, actor: worker, params: {delay: 300ms}}\n"
+             "  - {name: w3, actor: worker, params: {delay: 300ms}}\n"
+             "  - {name: w4, actor: worker, params: {delay: 300ms}}\n"
+             "  - name: p\n"
+             "    actor: planner\n"
+             "    params:\n"
+             "      decisions:\n"
+             "        - {subtasks: ['workers: job']}\n"
+             "        - {done: true, result: ok}\n"
+             "  - {name: o, actor: orchestrator, params: {planner: p, workers: [workers]}}\n");
+    tr_body_t body;
+    tr_body_str (&body, "T", 1);
+    int64_t start = tr_test_now_ms ();
+    //  Sent as tells, watched through the counter.
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq (tr_tell (s_node, "o", body.data, body.size, NULL), TR_OK);
+    int64_t deadline = start + 5000 * tr_test_slowdown ();
+    while (s_info ("o", "orchestrator.completed") < 4 && tr_test_now_ms () < deadline)
+        usleep (2000);
+    ck_assert_int_eq (s_info ("o", "orchestrator.completed"), 4);
+    //  The four subtasks (through a pool) overlapped.
+    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 4);
+    ck_assert_int_ge (s_busy_most (), 3);
+}
+END_TEST
+
+START_TEST (test_llm_agents)
+{
+    //  A lead (an llm agent with a signature on the offline backend)
+    //  plans two subtasks for two llm workers, then writes its result
+    //  from what the first one found.
+    s_start (TR_TEST_LENIENT
+             "  - name: lead\n"
+             "    actor: llm\n"
+             "    params:\n"
+             "      signature:\n"
+             "        instructions: Plan research on the task, then write the result.\n"
+             "        inputs: [{name: task}, {name: round}, {name: max_rounds}, {name: results}]\n"
+             "        outputs:\n"
+             "          - {name: subtasks, type: list}\n"
+             "          - {name: done, type: bool}\n"
+             "          - {name: result}\n"
+             "      offline:\n"
+             "        rules:\n"
+             "          - match: \"round: 1\\n\"\n"
+             "            answer: {subtasks: ['facts: population of Lyon', 'history: founding of Lyon'], done: false, result: ''}\n"
+             "          - regex: '\"worker\":\"facts\",\"task\":\"[^\"]*\",\"answer\":\"([^\"]*)\"'\n"
+             "            answer: {subtasks: [], done: true, result: 'Report: $1'}\n"
+             "  - name: facts\n"
+             "    actor: llm\n"
+             "    params:\n"
+             "      offline:\n"
+             "        latency: 100ms\n"
+             "        rules: [{regex: 'population of (.*)', answer: 'About 520000 people live in $1.'}]\n"
+             "  - name: history\n"
+             "    actor: llm\n"
+             "    params: {offline: {latency: 100ms, rules: [{match: founding, answer: 'Founded in 43 BC.'}]}}\n"
+             "  - {name: o, actor: orchestrator, params: {planner: lead, workers: [facts, history]}}\n");
+    s_expect_answer ("o", "Write about Lyon", "\"Report: About 520000 people live in Lyon.\"");
+    ck_assert_int_eq (s_info ("o", "orchestrator.rounds"), 2);
+    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks"), 2);
+    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks_failed"), 0);
+}
+END_TEST
+
+//  The error a tree file with this orchestrator's params gets, formatted.
+static char *
+s_tree_error (const char *params)
+{
+    char yaml [800];
+    snprintf (yaml, sizeof yaml, "name: t\n"
+                                 "children:\n"
+                                 "  - {name: w, actor: worker}\n"
+                                 "  - name: o\n"
+                                 "    actor: orchestrator\n"
+                                 "    params: %s\n", params);
+    tr_tree_error_t err;
+    char buf [800];
+    int rc = tr_tree_parse (yaml, strlen (yaml), "orchestrator.yaml", &s_tree, &err);
+    ck_assert_msg (rc != TR_OK, "params %s were taken", params);
+    return strdup (tr_tree_error_format (&err, buf, sizeof buf));
+}
+
+//  Compares the error with the one expected; prints and counts a
+//  mismatch, so that one run shows them all.
+static int s_mismatches;
+
+static void
+s_expect_error (const char *params, const char *expect)
+{
+    char *error = s_tree_error (params);
+    if (strcmp (error, expect) != 0) {
+        fprintf (stderr, "params %s:\n got '%s'\nwant '%s'\n", params, error, expect);
+        s_mismatches++;
+    }
+    free (error);
+}
+
+START_TEST (test_bad_params)
+{
+    s_expect_error ("{workers: [w]}", "orchestrator.yaml:6:13: missing parameter 'planner' of "
+                    "actor type 'orchestrator' (a string: the actor asked for each round's "
+                    "decision {done, result, subtasks})");
+    s_expect_error ("{planner: w}", "orchestrator.yaml:6:13: missing parameter 'workers' of "
+                    "actor type 'orchestrator' (a sequence: the actor names subtasks may go to)");
+    s_expect_error ("{planner: w, workers: w}", "orchestrator.yaml:6:35: parameter 'workers' of "
+                    "actor type 'orchestrator' must be a sequence, not 'w'");
+    s_expect_error ("{planner: w, workers: [w], plan: x}",
+                    "orchestrator.yaml:6:40: unknown parameter 'plan' of actor type "
+                    "'orchestrator'; expected one of: planner, workers, max_rounds, "
+                    "max_subtasks, limit, timeout, on_failure");
+    s_expect_error ("{planner: 'a b', workers: [w]}",
+                    "orchestrator.yaml:6:23: o: 'planner' is not a valid actor name: 'a b'");
+    s_expect_error ("{planner: w, workers: []}",
+                    "orchestrator.yaml:6:35: o: 'workers' must be a list of at least one "
+                    "actor name");
+    s_expect_error ("{planner: w, workers: [w, x, w]}",
+                    "orchestrator.yaml:6:42: o: 'workers' names 'w' twice (items 1 and 3)");
+    s_expect_error ("{planner: w, workers: [w, 5]}",
+                    "orchestrator.yaml:6:39: o: 'workers' item 2 must be an actor name, not "
+                    "an integer");
+    s_expect_error ("{planner: w, workers: [w], max_rounds: 0}",
+                    "orchestrator.yaml:6:52: o: 'max_rounds' must be from 1 to 1000, not 0");
+    s_expect_error ("{planner: w, workers: [w], max_subtasks: 1001}",
+                    "orchestrator.yaml:6:54: o: 'max_subtasks' must be from 1 to 1000, not 1001");
+    s_expect_error ("{planner: w, workers: [w], limit: -1}",
+                    "orchestrator.yaml:6:47: o: 'limit' must be from 1 to 1000, not -1");
+    s_expect_error ("{planner: w, workers: [w], timeout: 0}",
+                    "orchestrator.yaml:6:49: o: 'timeout' must be from 1 ms to 2147483647 ms, "
+                    "not 0 ms");
+    s_expect_error ("{planner: w, workers: [w], on_failure: shrug}",
+                    "orchestrator.yaml:6:52: o: 'on_failure' must be one of error, report, "
+                    "not 'shrug'");
+    //  Nested: the item's own line and column.
+    char *error = s_tree_error ("\n"
+                                "      planner: w\n"
+                                "      workers:\n"
+                                "        - w\n"
+                                "        - 'not a name'\n");
+    ck_assert_str_eq (error, "orchestrator.yaml:10:11: o: 'workers' item 2 is not a valid "
+                             "actor name: 'not a name'");
+    free (error);
+    ck_assert_int_eq (s_mismatches, 0);
+}
+END_TEST
+
+START_TEST (test_bad_params_from_c)
+{
+    //  Spawned from C with parameters of its own, the orchestrator checks
+    //  them when it starts, and its supervisor gives the reason.
+    msgpack_sbuffer buffer;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2);
+    msgpack_pack_str_with_body (&pk, "planner", 7);
+    msgpack_pack_str_with_body (&pk, "p", 1);
+    msgpack_pack_str_with_body (&pk, "limit", 5);
+    msgpack_pack_int (&pk, 2);
+    tr_child_spec_t child = {
+        .name = "o", .kind = TR_CHILD_ACTOR, .restart = TR_RESTART_TEMPORARY,
+        .shutdown_ms = 1000, .type = tr_actor_type_find ("orchestrator"),
+        .params = { (const uint8_t *) buffer.data, buffer.size }
+    };
+    ck_assert_ptr_nonnull (child.type);
+    tr_sup_spec_t sup = { .strategy = TR_ONE_FOR_ONE, .max_restarts = 1, .period_ms = 1000,
+                          .children = &child, .count = 1 };
+    tr_child_spec_t root = { .name = "t", .kind = TR_CHILD_SUPERVISOR, .shutdown_ms = 1000,
+                             .sup = &sup };
+    char *reason = NULL;
+    ck_assert_int_eq (tr_sup_start (s_node, "t", &root, &s_sup, &reason), TR_ECHILD);
+    ck_assert_msg (reason && strstr (reason, "orchestrator 'o': 'workers' must be a list of at "
+                                             "least one actor name"), "%s", reason);
+    free (reason);
+    msgpack_sbuffer_destroy (&buffer);
+}
+END_TEST
+
+static Suite *
+s_suite (void)
+{
+    Suite *suite = suite_create ("tr_orchestrator");
+    TCase *tc = tcase_create ("orchestrator");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_set_timeout (tc, 120);
+    tcase_add_test (tc, test_rounds_until_done);
+    tcase_add_test (tc, test_done_at_once);
+    tcase_add_test (tc, test_round_bound);
+    tcase_add_test (tc, test_subtasks_overlap);
+    tcase_add_test (tc, test_limit);
+    tcase_add_test (tc, test_unknown_worker);
+    tcase_add_test (tc, test_worker_failures);
+    tcase_add_test (tc, test_bad_decisions);
+    tcase_add_test (tc, test_tells_and_events);
+    tcase_add_test (tc, test_runs_at_once);
+    tcase_add_test (tc, test_llm_agents);
+    tcase_add_test (tc, test_bad_params);
+    tcase_add_test (tc, test_bad_params_from_c);
+    suite_add_tcase (suite, tc);
+    return suite;
+}
+
+TR_TEST_MAIN (s_suite)
