@@ -366,6 +366,7 @@ extern const tr_actor_type_t tr__http_type;
 extern const tr_actor_type_t tr__pool_type;
 extern const tr_actor_type_t tr__router_type;
 extern const tr_actor_type_t tr__chain_type;
+extern const tr_actor_type_t tr__graph_type;         //  actors/tr_graph.c
 extern const tr_actor_type_t tr__orchestrator_type; //  actors/tr_orchestrator.c
 
 //  Standard error's status line (runtime/tr_log.c): one line kept at the
