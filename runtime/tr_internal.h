@@ -366,6 +366,7 @@ extern const tr_actor_type_t tr__http_type;
 extern const tr_actor_type_t tr__pool_type;
 extern const tr_actor_type_t tr__router_type;
 extern const tr_actor_type_t tr__chain_type;
+extern const tr_actor_type_t tr__ant_type;          //  actors/tr_swarm.c
 extern const tr_actor_type_t tr__graph_type;         //  actors/tr_graph.c
 extern const tr_actor_type_t tr__orchestrator_type; //  actors/tr_orchestrator.c
 extern const tr_actor_type_t tr__evaluator_type;   //  actors/tr_evaluator.c
