@@ -379,6 +379,7 @@ static const tr_actor_type_t s_driver = {
 static const tr_actor_type_t *const s_types [] = {
     &s_counter, &s_driver, &s_echo, &s_flaky, &tr__port_type, &tr__http_type, &tr__llm_type,
     &tr__pool_type, &tr__router_type, &tr__chain_type,
+    &tr__file_watch_type, &tr__git_watch_type,
     &tr__ant_type,
     &tr__graph_type,
     &tr__barrier_type,

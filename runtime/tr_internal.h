@@ -366,6 +366,8 @@ extern const tr_actor_type_t tr__http_type;
 extern const tr_actor_type_t tr__pool_type;
 extern const tr_actor_type_t tr__router_type;
 extern const tr_actor_type_t tr__chain_type;
+extern const tr_actor_type_t tr__file_watch_type;    //  actors/tr_watch.c
+extern const tr_actor_type_t tr__git_watch_type;     //  actors/tr_watch.c
 extern const tr_actor_type_t tr__ant_type;          //  actors/tr_swarm.c
 extern const tr_actor_type_t tr__graph_type;         //  actors/tr_graph.c
 extern const tr_actor_type_t tr__orchestrator_type; //  actors/tr_orchestrator.c
