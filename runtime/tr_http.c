@@ -139,9 +139,11 @@ struct s_backend {
     _Atomic (s_backend_t *) next;
     char name [S_NAME_MAX + 1];
     tr_http_backend_opts_t wanted;      //  as last set (under lock)
+    char *ca_wanted;                    //  its ca_file, our copy (under lock)
     bool changed;                       //  wanted differs from opts
     //  The engine thread's own:
     tr_http_backend_opts_t opts;        //  in force, defaults filled in
+    char *ca_file;                      //  opts.ca_file, our copy
     s_heap_t queue;
     s_window_t requests;
     s_window_t tokens;
@@ -789,6 +791,8 @@ s_easy_setup (s_req_t *req, bool reuse, int64_t now_ns)
         curl_easy_setopt (easy, CURLOPT_FORBID_REUSE, 1L);
     }
     curl_easy_setopt (easy, CURLOPT_SOCKOPTFUNCTION, s_on_sockopt);
+    if (o->ca_file)
+        curl_easy_setopt (easy, CURLOPT_CAINFO, o->ca_file);
     if (strcmp (req->method, "HEAD") == 0)
         curl_easy_setopt (easy, CURLOPT_NOBODY, 1L);
     else
@@ -1066,7 +1070,16 @@ s_attempt_done (tr__http_t *self, s_req_t *req, CURLcode rc)
         }
         return;
     }
-    snprintf (why, sizeof why, "%s", text);
+    if (rc == CURLE_PEER_FAILED_VERIFICATION)
+        snprintf (why, sizeof why, "TLS: the server's certificate is not trusted: %s", text);
+    else
+    if (rc == CURLE_SSL_CACERT_BADFILE)
+        snprintf (why, sizeof why, "TLS: the CA file cannot be used: %s", text);
+    else
+    if (rc == CURLE_SSL_CONNECT_ERROR)
+        snprintf (why, sizeof why, "TLS: the handshake failed: %s", text);
+    else
+        snprintf (why, sizeof why, "%s", text);
     req->status = 0;
     if (s_connection_failed (rc))
         s_retry_or_fail (self, req, TR_EHTTP, why, 0, now);
@@ -1194,6 +1207,12 @@ s_take_commands (tr__http_t *self)
             if (b->changed) {
                 b->changed = false;
                 b->opts = s_with_defaults (&b->wanted);
+                //  The wanted CA file's copy becomes the one in force
+                //  (the next tr_http_backend_set brings a copy of its own).
+                free (b->ca_file);
+                b->ca_file = b->ca_wanted;
+                b->ca_wanted = NULL;
+                b->opts.ca_file = b->ca_file;
                 s_cache_trim (&b->cache, b->opts.cache_entries);
             }
     }
@@ -1361,9 +1380,15 @@ s_backend_new (const tr_http_backend_opts_t *opts)
     if (!b)
         return NULL;
     snprintf (b->name, sizeof b->name, "%s", opts->name);
+    if (opts->ca_file && !(b->ca_file = strdup (opts->ca_file))) {
+        free (b);
+        return NULL;
+    }
     b->wanted = *opts;
     b->wanted.name = NULL;
+    b->wanted.ca_file = NULL;
     b->opts = s_with_defaults (opts);
+    b->opts.ca_file = b->ca_file;
     b->queue.pos_offset = offsetof (s_req_t, queue_pos);
     b->queue.before = s_queue_before;
     return b;
@@ -1376,6 +1401,8 @@ s_backend_free (s_backend_t *b)
     s_window_free (&b->requests);
     s_window_free (&b->tokens);
     s_cache_trim (&b->cache, 0);
+    free (b->ca_wanted);
+    free (b->ca_file);
     free (b);
 }
 
@@ -1595,7 +1622,7 @@ tr_http_backend_set (tr_node_t *node, const tr_http_backend_opts_t *opts)
     ||  opts->tokens_per_minute < 0 || opts->connect_timeout_ms < 0
     ||  opts->timeout_ms < 0 || opts->max_retries < -1
     ||  opts->backoff_initial_ms < 0 || opts->backoff_max_ms < 0
-    ||  opts->cache_ttl_ms < 0)
+    ||  opts->cache_ttl_ms < 0 || (opts->ca_file && !*opts->ca_file))
         return TR_EINVAL;
     if (atomic_load (&node->closing))
         return TR_ECLOSED;
@@ -1603,6 +1630,9 @@ tr_http_backend_set (tr_node_t *node, const tr_http_backend_opts_t *opts)
     tr__http_t *self = s_engine (node, true, &rc);
     if (!self)
         return rc;
+    char *ca_file = opts->ca_file? strdup (opts->ca_file): NULL;
+    if (opts->ca_file && !ca_file)
+        return TR_ENOMEM;
     pthread_mutex_lock (&self->lock);
     rc = TR_OK;
     if (self->stopping)
@@ -1612,6 +1642,10 @@ tr_http_backend_set (tr_node_t *node, const tr_http_backend_opts_t *opts)
         if (b) {
             b->wanted = *opts;
             b->wanted.name = NULL;
+            b->wanted.ca_file = NULL;
+            free (b->ca_wanted);
+            b->ca_wanted = ca_file;
+            ca_file = NULL;
             b->changed = true;
             self->changed = true;
         }
@@ -1627,6 +1661,7 @@ tr_http_backend_set (tr_node_t *node, const tr_http_backend_opts_t *opts)
             rc = TR_ENOMEM;
     }
     pthread_mutex_unlock (&self->lock);
+    free (ca_file);                     //  not taken: a new backend copied it
     if (rc == TR_OK)
         s_wake (self);
     return rc;

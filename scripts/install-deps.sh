@@ -10,9 +10,10 @@ set -euo pipefail
 #   makes the two hosts of the multi-host test, troupe_netns_test.sh).
 #   The Python binding (bindings/python) and its tests: pyzmq, msgpack,
 #   pytest, and venv, setuptools and pip to install the binding offline.
+#   openssl makes the self-signed certificate of the HTTPS tests.
 packages=(gcc make cmake pkg-config
           libzmq3-dev libczmq-dev libmsgpack-dev libcurl4-openssl-dev
-          libyaml-dev check python3 iproute2
+          libyaml-dev check python3 iproute2 openssl
           python3-zmq python3-msgpack python3-pytest python3-venv
           python3-setuptools python3-pip)
 for arg in "$@"; do

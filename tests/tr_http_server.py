@@ -4,6 +4,7 @@ benchmarks (stdlib only, asyncio, HTTP/1.1 with keep-alive, 127.0.0.1 only).
 
 Usage:
     /usr/bin/python3 tests/tr_http_server.py [--script FILE.json] [--port N]
+                                             [--cert CERT.pem --key KEY.pem]
 
 Port 0 (the default) takes an ephemeral port. The first line on standard
 output is `PORT <n>` (flushed) once the server listens. It serves until
@@ -12,6 +13,11 @@ it dies with the test that started it (give it a pipe; a closed or absent
 standard input is ignored). The open-file limit is raised to its hard limit
 so that 10,000 connections can wait at once. A bad script file is refused
 at start: a message on standard error and exit status 2.
+
+With --cert and --key (PEM files: the certificate chain and its private
+key) it speaks HTTPS instead (TLS 1.2 or later, Python's ssl module), with
+the same script and control paths; a client that refuses the certificate
+only ends its own connection.
 
 Script (JSON):
     {"routes": [{"method": "POST", "path": "/v1/chat/completions",
@@ -81,6 +87,7 @@ import json
 import os
 import resource
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -559,14 +566,25 @@ def watch_stdin(loop, stop):
     loop.call_soon_threadsafe(stop.set)
 
 
-async def serve(routes, port):
+def quiet_tls_errors(loop, context):
+    """asyncio's exception handler, without the report of a handshake that
+    a client refused (what the tests of certificate checks do on purpose)."""
+    if isinstance(context.get("exception"), (ssl.SSLError, ConnectionError)):
+        return
+    loop.default_exception_handler(context)
+
+
+async def serve(routes, port, tls):
     loop = asyncio.get_running_loop()
     server = Server(routes)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if tls:
+        loop.set_exception_handler(quiet_tls_errors)
     listener = await loop.create_server(lambda: Connection(server),
-                                        "127.0.0.1", port, backlog=65535)
+                                        "127.0.0.1", port, backlog=65535,
+                                        ssl=tls)
     print(f"PORT {listener.sockets[0].getsockname()[1]}", flush=True)
     threading.Thread(target=watch_stdin, args=(loop, stop),
                      daemon=True).start()
@@ -580,7 +598,21 @@ def main():
     ap.add_argument("--script", help="the script (JSON file)")
     ap.add_argument("--port", type=int, default=0,
                     help="port on 127.0.0.1 (0: ephemeral)")
+    ap.add_argument("--cert", help="HTTPS: the certificate chain (PEM)")
+    ap.add_argument("--key", help="HTTPS: the certificate's key (PEM)")
     args = ap.parse_args()
+    tls = None
+    if bool(args.cert) != bool(args.key):
+        print("tr_http_server: --cert and --key go together", file=sys.stderr)
+        sys.exit(2)
+    if args.cert:
+        try:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            tls.load_cert_chain(args.cert, args.key)
+        except (OSError, ssl.SSLError) as e:
+            print(f"tr_http_server: {args.cert}: {e}", file=sys.stderr)
+            sys.exit(2)
     routes = []
     if args.script:
         try:
@@ -591,7 +623,7 @@ def main():
             sys.exit(2)
     raise_nofile()
     try:
-        asyncio.run(serve(routes, args.port))
+        asyncio.run(serve(routes, args.port, tls))
     except OSError as e:
         print(f"tr_http_server: cannot listen on 127.0.0.1:{args.port}: {e}",
               file=sys.stderr)

@@ -6,6 +6,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tls.h"
 #include "tr_json.h"
 #include "troupe/tr_http.h"
 
@@ -39,9 +40,10 @@ typedef struct {
     char script [64];
 } s_server_t;
 
-//  Starts the server with a script (JSON text); waits for its port.
+//  Starts the server with a script (JSON text), speaking HTTPS with
+//  cert and key when they are not NULL; waits for its port.
 static void
-s_server_start (s_server_t *srv, const char *script)
+s_server_spawn (s_server_t *srv, const char *script, const char *cert, const char *key)
 {
     memset (srv, 0, sizeof *srv);
     snprintf (srv->script, sizeof srv->script, "/tmp/tr_http_test_XXXXXX");
@@ -56,7 +58,8 @@ s_server_start (s_server_t *srv, const char *script)
     posix_spawn_file_actions_init (&actions);
     posix_spawn_file_actions_adddup2 (&actions, in [0], 0);
     posix_spawn_file_actions_adddup2 (&actions, out [1], 1);
-    char *argv [] = { S_PYTHON, S_SERVER, "--script", srv->script, NULL };
+    char *argv [] = { S_PYTHON, S_SERVER, "--script", srv->script,
+                      cert? "--cert": NULL, (char *) cert, "--key", (char *) key, NULL };
     int err = posix_spawn (&srv->pid, S_PYTHON, &actions, NULL, argv, environ);
     posix_spawn_file_actions_destroy (&actions);
     ck_assert_msg (err == 0, "posix_spawn: %s", strerror (err));
@@ -79,6 +82,13 @@ s_server_start (s_server_t *srv, const char *script)
     }
     ck_assert_int_eq (sscanf (line, "PORT %d", &srv->port), 1);
     ck_assert_int_gt (srv->port, 0);
+}
+
+//  Starts the server (plain HTTP) with a script.
+static void
+s_server_start (s_server_t *srv, const char *script)
+{
+    s_server_spawn (srv, script, NULL, NULL);
 }
 
 static void
@@ -1423,6 +1433,98 @@ START_TEST (test_connection_refused)
 }
 END_TEST
 
+//  Submits a GET of url on backend, and waits for its result.
+static s_res_t *
+s_get_wait (tr_node_t *node, const char *backend, const char *url)
+{
+    tr_http_request_t r = { .backend = backend, .url = url };
+    uint64_t id = 0;
+    size_t before = s_sink_count ();
+    ck_assert_int_eq (tr_http_submit (node, &r, s_done, NULL, &id), TR_OK);
+    s_wait_results (before + 1, 10000);
+    return s_result (id);
+}
+
+//  HTTPS against a server with a self-signed certificate for 127.0.0.1:
+//  verified by default, so refused (TR_EHTTP, a detail naming the TLS
+//  failure, no retry: it is no connection failure); accepted by a
+//  backend whose ca_file holds that certificate; refused again for a
+//  host name the certificate does not name, and with a CA file that
+//  cannot be read. A connection verified for one backend is not reused
+//  by another that does not trust it.
+START_TEST (test_https)
+{
+    tr_test_tls_t tls;
+    tr_test_tls_make (&tls);
+    s_server_t srv;
+    s_server_spawn (&srv, "{\"routes\": [{\"path\": \"/secret\", \"responses\": "
+                    "[{\"json\": {\"over\": \"tls\"}}]}]}", tls.cert, tls.key);
+    tr_node_t *node = s_node ();
+    char url [96];
+    snprintf (url, sizeof url, "https://127.0.0.1:%d/secret", srv.port);
+    s_backend (node, (tr_http_backend_opts_t) { .name = "default", .max_retries = 2,
+                                                .backoff_initial_ms = 10 });
+    s_backend (node, (tr_http_backend_opts_t) { .name = "trusting", .ca_file = tls.cert });
+
+    //  The system's store does not hold the certificate.
+    s_res_t *r = s_get_wait (node, NULL, url);
+    ck_assert_int_eq (r->error, TR_EHTTP);
+    ck_assert_int_eq (r->status, 0);
+    ck_assert_int_eq (r->attempts, 1);
+    ck_assert_msg (strstr (r->detail, "TLS: the server's certificate is not trusted: ")
+                   == r->detail && strstr (r->detail, "self-signed certificate"),
+                   "detail: %s", r->detail);
+
+    //  Told the CA file, the engine accepts it: the scripted answer.
+    r = s_get_wait (node, "trusting", url);
+    ck_assert_msg (r->error == TR_OK, "%s: %s", tr_errname (r->error), r->detail);
+    ck_assert_int_eq (r->status, 200);
+    ck_assert_str_eq (r->body, "{\"over\": \"tls\"}");
+    ck_assert_str_eq (r->content_type, "application/json");
+    //  Twice: the second attempt may reuse the verified connection.
+    r = s_get_wait (node, "trusting", url);
+    ck_assert_int_eq (r->error, TR_OK);
+
+    //  The default backend still does not trust it, connection kept alive
+    //  by the other or not.
+    r = s_get_wait (node, NULL, url);
+    ck_assert_int_eq (r->error, TR_EHTTP);
+    ck_assert_ptr_nonnull (strstr (r->detail, "self-signed certificate"));
+
+    //  The certificate names 127.0.0.1, not localhost: refused though
+    //  trusted.
+    snprintf (url, sizeof url, "https://localhost:%d/secret", srv.port);
+    r = s_get_wait (node, "trusting", url);
+    ck_assert_int_eq (r->error, TR_EHTTP);
+    ck_assert_msg (strstr (r->detail, "TLS: the server's certificate is not trusted: ")
+                   == r->detail && strstr (r->detail, "localhost"), "detail: %s", r->detail);
+
+    //  A CA file that cannot be read fails the attempt, saying so.
+    snprintf (url, sizeof url, "https://127.0.0.1:%d/secret", srv.port);
+    s_backend (node, (tr_http_backend_opts_t) { .name = "lost",
+                                                .ca_file = "/nonexistent/ca.pem" });
+    r = s_get_wait (node, "lost", url);
+    ck_assert_int_eq (r->error, TR_EHTTP);
+    ck_assert_msg (strstr (r->detail, "TLS: the CA file cannot be used: ") == r->detail
+                   && strstr (r->detail, "/nonexistent/ca.pem"), "detail: %s", r->detail);
+
+    //  Changed to the right file, the same backend gets through.
+    s_backend (node, (tr_http_backend_opts_t) { .name = "lost", .ca_file = tls.cert });
+    r = s_get_wait (node, "lost", url);
+    ck_assert_msg (r->error == TR_OK, "%s: %s", tr_errname (r->error), r->detail);
+    //  An empty file name is refused.
+    ck_assert_int_eq (tr_http_backend_set (node, &(tr_http_backend_opts_t) {
+                          .name = "lost", .ca_file = "" }), TR_EINVAL);
+    tr_http_stats_t stats;
+    ck_assert_int_eq (tr_http_stats (node, "trusting", &stats), TR_OK);
+    ck_assert_uint_eq (stats.completed_ok, 2);
+    ck_assert_uint_eq (stats.failed, 1);
+    tr_node_destroy (&node);
+    s_server_stop (&srv);
+    tr_test_tls_remove (&tls);
+}
+END_TEST
+
 //  A listener whose accept queue is full drops new connections' SYNs, so
 //  a connect never completes: the connect timeout ends each attempt, and
 //  as a connection failure it is retried.
@@ -1585,6 +1687,7 @@ s_suite (void)
     tcase_add_test (tc, test_connection_refused);
     tcase_add_test (tc, test_connect_timeout);
     tcase_add_test (tc, test_keep_alive_and_many);
+    tcase_add_test (tc, test_https);
     suite_add_tcase (s, tc);
     TCase *slow = tcase_create ("windows");
     tcase_set_timeout (slow, 75 + 5 * tr_test_slowdown ());

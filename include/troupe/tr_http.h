@@ -45,7 +45,9 @@
     Transfers are plain libcurl ones: redirects are not followed (a 3xx
     is TR_EHTTP with its status), proxies named in the environment
     (http_proxy, https_proxy, no_proxy...) are used, TLS certificates are
-    verified against the system's store, a body goes with the
+    verified (peer and host name) against the system's store or the
+    backend's ca_file, and a failed verification is TR_EHTTP with a
+    detail that starts "TLS:"; a body goes with the
     Content-Type the caller's headers give (none if they give none), and
     no "Expect: 100-continue" round trip is made. Past 256 attempts in flight
     (all backends), an attempt opens a connection of its own and closes
@@ -87,6 +89,12 @@ typedef struct {
     size_t max_response;        //  body bytes (default 8 MiB); more is TR_ETOOBIG
     size_t cache_entries;       //  cached responses (default 0: no cache)
     int cache_ttl_ms;           //  a cached response's life (default 300000)
+    //  A file of CA certificates (PEM) that https servers' certificates
+    //  are verified against instead of the system's store (NULL: the
+    //  system's). Copied. The engine does not read it here: a file that
+    //  cannot be used fails each https attempt (TR_EHTTP, detail says
+    //  so). Verification is never turned off.
+    const char *ca_file;
 } tr_http_backend_opts_t;
 
 //  One request. The engine copies everything it needs before
@@ -149,7 +157,8 @@ typedef struct {
 
 //  Creates the backend with that name, or changes its settings (requests
 //  already in flight keep the settings they started with). Returns TR_OK,
-//  TR_EINVAL for a bad name or negative values, TR_ENOMEM, TR_ECLOSED.
+//  TR_EINVAL for a bad name, negative values or an empty ca_file,
+//  TR_ENOMEM, TR_ECLOSED.
 TR_EXPORT int
     tr_http_backend_set (tr_node_t *node, const tr_http_backend_opts_t *opts);
 
