@@ -383,7 +383,8 @@ static const tr_actor_type_t *const s_types [] = {
     &tr__ant_type,
     &tr__graph_type,
     &tr__barrier_type,
-    &tr__orchestrator_type, &tr__evaluator_type, NULL
+    &tr__orchestrator_type, &tr__evaluator_type,
+    &tr__team_type, NULL
 };
 
 const tr_actor_type_t *const *

@@ -373,6 +373,7 @@ extern const tr_actor_type_t tr__graph_type;         //  actors/tr_graph.c
 extern const tr_actor_type_t tr__orchestrator_type; //  actors/tr_orchestrator.c
 extern const tr_actor_type_t tr__evaluator_type;   //  actors/tr_evaluator.c
 extern const tr_actor_type_t tr__barrier_type;     //  actors/tr_barrier.c
+extern const tr_actor_type_t tr__team_type;        //  actors/tr_team.c
 
 //  Standard error's status line (runtime/tr_log.c): one line kept at the
 //  bottom of a terminal (the batch's progress bar) that log lines scroll
