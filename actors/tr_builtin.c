@@ -382,6 +382,7 @@ static const tr_actor_type_t *const s_types [] = {
     &tr__file_watch_type, &tr__git_watch_type,
     &tr__ant_type,
     &tr__graph_type,
+    &tr__parallel_type,
     &tr__barrier_type,
     &tr__orchestrator_type, &tr__evaluator_type,
     &tr__team_type, NULL

@@ -372,6 +372,7 @@ extern const tr_actor_type_t tr__ant_type;          //  actors/tr_swarm.c
 extern const tr_actor_type_t tr__graph_type;         //  actors/tr_graph.c
 extern const tr_actor_type_t tr__orchestrator_type; //  actors/tr_orchestrator.c
 extern const tr_actor_type_t tr__evaluator_type;   //  actors/tr_evaluator.c
+extern const tr_actor_type_t tr__parallel_type;    //  actors/tr_parallel.c
 extern const tr_actor_type_t tr__barrier_type;     //  actors/tr_barrier.c
 extern const tr_actor_type_t tr__team_type;        //  actors/tr_team.c
 
