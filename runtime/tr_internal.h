@@ -375,6 +375,7 @@ extern const tr_actor_type_t tr__evaluator_type;   //  actors/tr_evaluator.c
 extern const tr_actor_type_t tr__parallel_type;    //  actors/tr_parallel.c
 extern const tr_actor_type_t tr__barrier_type;     //  actors/tr_barrier.c
 extern const tr_actor_type_t tr__team_type;        //  actors/tr_team.c
+extern const tr_actor_type_t tr__coordinator_type; //  actors/tr_coordinator.c
 
 //  Standard error's status line (runtime/tr_log.c): one line kept at the
 //  bottom of a terminal (the batch's progress bar) that log lines scroll

@@ -1,0 +1,867 @@
+/*  tr_coordinator_test.c - tests of the coordinator
+    (actors/tr_coordinator.c), the supervisor pattern, on a node joined to
+    a real broker (in this process) whose scratchpad holds the state.
+
+    Rounds: what the agent is given each round (the state read back from
+    the scratchpad), assign, review (waiting for a member), reassign
+    (with and without `from`), finish; the state read back after the end
+    (status, answer, results, progress, the log); decisions that cannot be
+    carried out, logged and gone past; the bound on rounds (TR_ELIMIT, the
+    report naming the rounds used); an agent that fails; tasks waiting
+    their turn, and refused past the queue; the events; an llm agent on
+    the offline backend (the example file); no broker, and bad parameters
+    at their file, line and column.
+
+    Members and the deciding agent can be held on a gate (a semaphore the
+    test opens), so that what happens between rounds is decided by the
+    test, not by timing.
+*/
+
+#include "tr_test.h"
+#include "tr_json.h"
+
+#include <msgpack.h>
+#include <pthread.h>
+#include <semaphore.h>
+
+static tr_broker_t *s_broker;
+static tr_node_t *s_node;
+static tr_tree_t *s_tree;
+static tr_sup_t *s_sup;
+
+static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+static char s_asks [32768];             //  what the deciders were asked: "NAME JSON\n"
+static size_t s_nasks;
+static char s_published [8192];         //  events: "TOPIC JSON\n"
+
+//  Gates, by actor name.
+#define S_GATES 8
+static struct {
+    char name [32];
+    sem_t sem;
+} s_gates [S_GATES];
+
+static sem_t *
+s_gate (const char *name)
+{
+    for (int i = 0; i < S_GATES; i++)
+        if (strcmp (s_gates [i].name, name) == 0)
+            return &s_gates [i].sem;
+    return NULL;
+}
+
+static void
+s_gate_open (const char *name)
+{
+    sem_t *sem = s_gate (name);
+    ck_assert_ptr_nonnull (sem);
+    sem_post (sem);
+}
+
+static void
+s_append (char *text, size_t size, const char *prefix, const void *body, size_t body_size)
+{
+    char *json = NULL;
+    size_t len = 0;
+    if (tr__json_from_msgpack (body, body_size, &json, &len))
+        return;                         //  missing, so the test sees it
+    pthread_mutex_lock (&s_lock);
+    size_t used = strlen (text);
+    snprintf (text + used, size - used, "%s %.*s\n", prefix, (int) len, json);
+    pthread_mutex_unlock (&s_lock);
+    free (json);
+}
+
+static char *
+s_copy_of (const char *text)
+{
+    pthread_mutex_lock (&s_lock);
+    char *copy = strdup (text);
+    pthread_mutex_unlock (&s_lock);
+    return copy;
+}
+
+//  --------------------------------------------------------------------------
+//  Test actors
+
+//  decider: answers round N's ask with the Nth decision of `script` (JSON
+//  strings; the last repeats), after waiting at its gate if `gate: true`;
+//  records each ask. `fail: true` fails.
+typedef struct {
+    tr_params_t script;
+    bool gate;
+    bool fail;
+} s_decider_t;
+
+static const tr_param_spec_t s_decider_params [] = {
+    { "script", TR_PARAM_LIST, false, "decisions, as JSON, one per round" },
+    { "gate", TR_PARAM_BOOL, false, "wait for the test before answering" },
+    { "fail", TR_PARAM_BOOL, false, "fail every ask" },
+    { .key = NULL }
+};
+
+static int
+s_decider_init (tr_actor_t *self, void *arg, void **state_p)
+{
+    (void) self;
+    s_decider_t *decider = (s_decider_t *) calloc (1, sizeof *decider);
+    const tr_params_t *params = (const tr_params_t *) arg;
+    if (params) {
+        tr_params_get (params, "script", &decider->script);
+        tr_params_bool (params, "gate", &decider->gate);
+        tr_params_bool (params, "fail", &decider->fail);
+    }
+    *state_p = decider;
+    return 0;
+}
+
+//  The round of an ask, or 0.
+static uint64_t
+s_round_of (const tr_msg_t *msg)
+{
+    uint64_t round = 0;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    if (msgpack_unpack_next (&unpacked, tr_msg_body (msg), tr_msg_size (msg), NULL)
+        == MSGPACK_UNPACK_SUCCESS && unpacked.data.type == MSGPACK_OBJECT_MAP)
+        for (uint32_t i = 0; i < unpacked.data.via.map.size; i++) {
+            const msgpack_object_kv *kv = &unpacked.data.via.map.ptr [i];
+            if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 5
+            &&  memcmp (kv->key.via.str.ptr, "round", 5) == 0
+            &&  kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                round = kv->val.via.u64;
+        }
+    msgpack_unpacked_destroy (&unpacked);
+    return round;
+}
+
+static int
+s_decider_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    s_decider_t *decider = (s_decider_t *) state;
+    s_append (s_asks, sizeof s_asks, tr_actor_name (self), tr_msg_body (msg), tr_msg_size (msg));
+    pthread_mutex_lock (&s_lock);
+    s_nasks++;
+    pthread_mutex_unlock (&s_lock);
+    if (decider->gate)
+        sem_wait (s_gate (tr_actor_name (self)));
+    if (decider->fail)
+        return -1;
+    //  The decision of this round (or the last).
+    tr__mp_t mp;
+    uint32_t steps;
+    tr__mp_init (&mp, decider->script.data, decider->script.size);
+    if (tr__mp_array (&mp, &steps) || steps == 0)
+        return -1;
+    uint64_t round = s_round_of (msg);
+    const char *text = NULL;
+    uint32_t len = 0;
+    for (uint64_t i = 0; i < steps && (i < round || !text); i++)
+        if (tr__mp_str (&mp, &text, &len))
+            return -1;
+    char *data = NULL;
+    size_t size = 0;
+    if (tr__json_parse (text, len, &data, &size, NULL))
+        return -1;
+    int rc = tr_reply (msg, data, size);
+    free (data);
+    return rc;
+}
+
+static void
+s_free_state (tr_actor_t *self, int reason, void *state)
+{
+    (void) self; (void) reason;
+    free (state);
+}
+
+static const tr_actor_type_t s_decider_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "decider",
+    .summary = "decides from a script (coordinator tests)",
+    .behaviour = { s_decider_init, s_decider_handle, s_free_state },
+    .params = s_decider_params,
+};
+
+//  worker: answers a string with the string plus "+NAME", after waiting
+//  at its gate if `gate: true`; `fail: true` fails.
+typedef struct {
+    bool gate;
+    bool fail;
+} s_worker_t;
+
+static const tr_param_spec_t s_worker_params [] = {
+    { "gate", TR_PARAM_BOOL, false, "wait for the test before answering" },
+    { "fail", TR_PARAM_BOOL, false, "fail every ask" },
+    { .key = NULL }
+};
+
+static int
+s_worker_init (tr_actor_t *self, void *arg, void **state_p)
+{
+    (void) self;
+    s_worker_t *worker = (s_worker_t *) calloc (1, sizeof *worker);
+    if (arg) {
+        tr_params_bool ((const tr_params_t *) arg, "gate", &worker->gate);
+        tr_params_bool ((const tr_params_t *) arg, "fail", &worker->fail);
+    }
+    *state_p = worker;
+    return 0;
+}
+
+static int
+s_worker_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    s_worker_t *worker = (s_worker_t *) state;
+    if (worker->gate)
+        sem_wait (s_gate (tr_actor_name (self)));
+    if (worker->fail)
+        return -1;
+    const char *text = "";
+    size_t len = 0;
+    if (tr_msg_str (msg, &text, &len) != TR_OK)
+        return tr_reply_error (msg, TR_EINVAL);
+    char out [300];
+    int n = snprintf (out, sizeof out, "%.*s+%s", (int) len, text, tr_actor_name (self));
+    tr_body_t body;
+    tr_body_str (&body, out, (size_t) n);
+    return tr_reply (msg, body.data, body.size);
+}
+
+static const tr_actor_type_t s_worker_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "worker",
+    .summary = "appends its name to a string (coordinator tests)",
+    .behaviour = { s_worker_init, s_worker_handle, s_free_state },
+    .params = s_worker_params,
+};
+
+//  events: records each event it gets as "TOPIC JSON".
+static int
+s_events_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) self; (void) state;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    if (msgpack_unpack_next (&unpacked, tr_msg_body (msg), tr_msg_size (msg), NULL)
+        == MSGPACK_UNPACK_SUCCESS && unpacked.data.type == MSGPACK_OBJECT_ARRAY
+    &&  unpacked.data.via.array.size == 2) {
+        const msgpack_object *topic = &unpacked.data.via.array.ptr [0];
+        msgpack_sbuffer buffer;
+        msgpack_packer pk;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_object (&pk, unpacked.data.via.array.ptr [1]);
+        char name [64];
+        snprintf (name, sizeof name, "%.*s", (int) topic->via.str.size, topic->via.str.ptr);
+        s_append (s_published, sizeof s_published, name, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    return 0;
+}
+
+static const tr_actor_type_t s_events_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "events",
+    .summary = "records events (coordinator tests)",
+    .behaviour = { NULL, s_events_handle, NULL },
+};
+
+//  --------------------------------------------------------------------------
+//  Helpers
+
+static void
+s_setup (void)
+{
+    tr_log_set_level (TR_LOG_ERROR);
+    const tr_actor_type_t *types [] = { &s_decider_type, &s_worker_type, &s_events_type };
+    for (size_t i = 0; i < 3; i++) {
+        int rc = tr_actor_type_register (types [i]);
+        ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    }
+    const char *gated [S_GATES] = { "a", "b", "boss", "slow" };
+    for (int i = 0; i < S_GATES; i++) {
+        snprintf (s_gates [i].name, sizeof s_gates [i].name, "%s", gated [i]? gated [i]: "");
+        sem_init (&s_gates [i].sem, 0, 0);
+    }
+    s_asks [0] = '\0';
+    s_nasks = 0;
+    s_published [0] = '\0';
+    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 200 };
+    ck_assert_int_eq (tr_broker_start (&bopts, &s_broker), TR_OK);
+    tr_node_opts_t opts = { .broker = tr_broker_endpoint (s_broker), .node_id = "here",
+                            .heartbeat_ms = 200 };
+    ck_assert_int_eq (tr_node_new (&opts, &s_node), TR_OK);
+}
+
+static void
+s_teardown (void)
+{
+    tr_sup_stop (&s_sup);
+    tr_tree_destroy (&s_tree);
+    tr_node_destroy (&s_node);
+    tr_broker_stop (&s_broker);
+}
+
+static void
+s_start (const char *yaml)
+{
+    tr_tree_error_t err;
+    char buf [600];
+    int rc = tr_tree_parse (yaml, strlen (yaml), "coordinator.yaml", &s_tree, &err);
+    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
+    char *reason = NULL;
+    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
+    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+}
+
+#define S_LENIENT "name: t\n" \
+                  "intensity: {max_restarts: 1000000, period: 1s}\n" \
+                  "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
+                  "children:\n"
+
+static int
+s_ask (const char *to, const char *text, char **answer)
+{
+    tr_body_t body;
+    tr_body_str (&body, text, strlen (text));
+    tr_msg_t *reply = NULL;
+    int rc = tr_ask (s_node, to, body.data, body.size, 10000 * tr_test_slowdown (), &reply, NULL);
+    if (rc == TR_OK && answer) {
+        size_t len;
+        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
+                                                 answer, &len), 0);
+    }
+    tr_msg_destroy (&reply);
+    return rc;
+}
+
+//  An ask on a thread of its own.
+typedef struct {
+    const char *to;
+    const char *text;
+    int rc;
+    char *answer;
+    pthread_t thread;
+} s_asker_t;
+
+static void *
+s_asker_run (void *arg)
+{
+    s_asker_t *a = (s_asker_t *) arg;
+    a->rc = s_ask (a->to, a->text, &a->answer);
+    return NULL;
+}
+
+static void
+s_asker_start (s_asker_t *a, const char *to, const char *text)
+{
+    memset (a, 0, sizeof *a);
+    a->to = to;
+    a->text = text;
+    ck_assert_int_eq (pthread_create (&a->thread, NULL, s_asker_run, a), 0);
+}
+
+static void
+s_asker_join (s_asker_t *a, int rc, const char *answer)
+{
+    pthread_join (a->thread, NULL);
+    ck_assert_msg (a->rc == rc, "got %s", tr_errname (a->rc));
+    if (answer)
+        ck_assert_str_eq (a->answer, answer);
+    free (a->answer);
+}
+
+static size_t
+s_asked (void)
+{
+    pthread_mutex_lock (&s_lock);
+    size_t n = s_nasks;
+    pthread_mutex_unlock (&s_lock);
+    return n;
+}
+
+//  Waits until the deciders were asked n times.
+static void
+s_wait_asked (size_t n)
+{
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    while (s_asked () < n && tr_test_now_ms () < deadline)
+        usleep (2000);
+    ck_assert_msg (s_asked () >= n, "the agent was asked %zu times, not %zu", s_asked (), n);
+}
+
+//  The Nth ask a decider got (from 1), as "NAME JSON" (malloc'd).
+static char *
+s_ask_seen (size_t n)
+{
+    char *all = s_copy_of (s_asks);
+    char *line = all;
+    for (size_t i = 1; i < n && line; i++) {
+        line = strchr (line, '\n');
+        line = line? line + 1: NULL;
+    }
+    ck_assert_msg (line && *line, "no ask %zu in\n%s", n, all);
+    char *copy = strndup (line, strcspn (line, "\n"));
+    free (all);
+    return copy;
+}
+
+static void
+s_expect_ask (size_t n, const char *expect)
+{
+    char *seen = s_ask_seen (n);
+    ck_assert_str_eq (seen, expect);
+    free (seen);
+}
+
+//  The scratchpad's value under key, as JSON (malloc'd), or NULL.
+static char *
+s_kv (const char *key)
+{
+    tr_scratch_value_t value = { 0 };
+    int rc = tr_scratch_get (s_node, key, 2000 * tr_test_slowdown (), &value);
+    if (rc == TR_ENOTFOUND)
+        return NULL;
+    ck_assert_msg (rc == TR_OK, "%s: %s", key, tr_errname (rc));
+    char *json = NULL;
+    size_t len;
+    ck_assert_int_eq (tr__json_from_msgpack (value.data, value.size, &json, &len), 0);
+    tr_scratch_value_free (&value);
+    return json;
+}
+
+static void
+s_expect_kv (const char *key, const char *expect)
+{
+    char *json = s_kv (key);
+    ck_assert_msg (json && strcmp (json, expect) == 0, "%s: got %s, expected %s", key,
+                   json? json: "nothing", expect);
+    free (json);
+}
+
+static int64_t
+s_info (const char *actor, const char *key)
+{
+    int64_t value = 0;
+    int rc = tr_actor_info_get (s_node, actor, key, &value);
+    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
+    return value;
+}
+
+static char *
+s_wait_published (const char *needle)
+{
+    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
+    char *text = s_copy_of (s_published);
+    while (!strstr (text, needle) && tr_test_now_ms () < deadline) {
+        free (text);
+        usleep (5000);
+        text = s_copy_of (s_published);
+    }
+    ck_assert_msg (strstr (text, needle), "no '%s' among the events:\n%s", needle, text);
+    return text;
+}
+
+//  --------------------------------------------------------------------------
+
+START_TEST (test_rounds)
+{
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: a, actor: worker, params: {gate: true}}\n"
+             "  - {name: b, actor: worker, params: {gate: true}}\n"
+             "  - {name: rec, actor: events}\n"
+             "  - name: boss\n"
+             "    actor: decider\n"
+             "    params:\n"
+             "      script:\n"
+             "        - '{\"action\": \"assign\", \"member\": \"a\", \"task\": \"t1\"}'\n"
+             "        - '{\"action\": \"assign\", \"member\": \"b\", \"task\": \"t2\"}'\n"
+             "        - '{\"action\": \"review\"}'\n"
+             "        - '{\"action\": \"review\"}'\n"
+             "        - '{\"action\": \"finish\", \"result\": \"all done\"}'\n"
+             "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a, b]}}\n");
+    ck_assert_int_eq (tr_event_subscribe (s_node, "coordinator.", "rec"), TR_OK);
+    s_asker_t asker;
+    s_asker_start (&asker, "desk", "write");
+    //  Round 1: a fresh state. Round 2: a at work. Round 3 reviews: the
+    //  coordinator waits for a member, and asks nothing more meanwhile.
+    s_wait_asked (3);
+    s_expect_ask (1, "boss {\"task\":\"write\",\"round\":1,\"max_rounds\":10,"
+                     "\"members\":[\"a\",\"b\"],\"progress\":{\"a\":null,\"b\":null},"
+                     "\"results\":{\"a\":null,\"b\":null},\"log\":[]}");
+    s_expect_ask (2, "boss {\"task\":\"write\",\"round\":2,\"max_rounds\":10,"
+                     "\"members\":[\"a\",\"b\"],\"progress\":{\"a\":{\"status\":\"working\","
+                     "\"task\":\"t1\",\"round\":1},\"b\":null},"
+                     "\"results\":{\"a\":null,\"b\":null},"
+                     "\"log\":[{\"round\":1,\"event\":\"assign\",\"member\":\"a\",\"task\":\"t1\"}]}");
+    usleep (100 * 1000);
+    ck_assert_int_eq (s_asked (), 3);
+    s_expect_kv ("desk.round", "3");
+    s_expect_kv ("desk.status", "\"running\"");
+    s_expect_kv ("desk.progress.b", "{\"status\":\"working\",\"task\":\"t2\",\"round\":2}");
+    ck_assert_int_eq (s_info ("desk", "coordinator.working"), 2);
+    //  a finishes: round 4 sees its answer, and b still at work.
+    s_gate_open ("a");
+    s_wait_asked (4);
+    s_expect_ask (4, "boss {\"task\":\"write\",\"round\":4,\"max_rounds\":10,"
+                     "\"members\":[\"a\",\"b\"],\"progress\":{\"a\":{\"status\":\"done\","
+                     "\"task\":\"t1\",\"round\":1},\"b\":{\"status\":\"working\",\"task\":\"t2\","
+                     "\"round\":2}},\"results\":{\"a\":\"t1+a\",\"b\":null},"
+                     "\"log\":[{\"round\":1,\"event\":\"assign\",\"member\":\"a\",\"task\":\"t1\"},"
+                     "{\"round\":2,\"event\":\"assign\",\"member\":\"b\",\"task\":\"t2\"},"
+                     "{\"round\":3,\"event\":\"review\"},"
+                     "{\"round\":3,\"event\":\"done\",\"member\":\"a\"}]}");
+    s_gate_open ("b");
+    s_asker_join (&asker, TR_OK, "\"all done\"");
+    //  The state, read back after the end.
+    s_expect_kv ("desk.status", "\"finished\"");
+    s_expect_kv ("desk.answer", "\"all done\"");
+    s_expect_kv ("desk.round", "5");
+    s_expect_kv ("desk.task", "\"write\"");
+    s_expect_kv ("desk.result.a", "\"t1+a\"");
+    s_expect_kv ("desk.result.b", "\"t2+b\"");
+    s_expect_kv ("desk.progress.a", "{\"status\":\"done\",\"task\":\"t1\",\"round\":1}");
+    s_expect_kv ("desk.progress.b", "{\"status\":\"done\",\"task\":\"t2\",\"round\":2}");
+    s_expect_kv ("desk.log", "[{\"round\":1,\"event\":\"assign\",\"member\":\"a\",\"task\":\"t1\"},"
+                             "{\"round\":2,\"event\":\"assign\",\"member\":\"b\",\"task\":\"t2\"},"
+                             "{\"round\":3,\"event\":\"review\"},"
+                             "{\"round\":3,\"event\":\"done\",\"member\":\"a\"},"
+                             "{\"round\":4,\"event\":\"review\"},"
+                             "{\"round\":4,\"event\":\"done\",\"member\":\"b\"},"
+                             "{\"round\":5,\"event\":\"finish\"}]");
+    char *error = s_kv ("desk.error");
+    ck_assert_ptr_null (error);
+    ck_assert_int_eq (s_info ("desk", "coordinator.rounds"), 5);
+    ck_assert_int_eq (s_info ("desk", "coordinator.finished"), 1);
+    ck_assert_int_eq (s_info ("desk", "coordinator.working"), 0);
+    char *events = s_wait_published ("coordinator.finished");
+    ck_assert_msg (strstr (events, "coordinator.round {\"coordinator\":\"desk\",\"round\":1,"
+                                   "\"action\":\"assign\",\"member\":\"a\"}\n"
+                                   "coordinator.round {\"coordinator\":\"desk\",\"round\":2,"
+                                   "\"action\":\"assign\",\"member\":\"b\"}\n"
+                                   "coordinator.round {\"coordinator\":\"desk\",\"round\":3,"
+                                   "\"action\":\"review\"}\n"), "%s", events);
+    ck_assert_msg (strstr (events, "coordinator.finished {\"coordinator\":\"desk\",\"rounds\":5}"),
+                   "%s", events);
+    free (events);
+}
+END_TEST
+
+START_TEST (test_round_bound)
+{
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: a, actor: worker}\n"
+             "  - {name: idle, actor: decider, params: {script: ['{\"action\": \"review\"}']}}\n"
+             "  - name: desk\n"
+             "    actor: coordinator\n"
+             "    params: {agent: idle, members: [a], max_rounds: 3, on_failure: report}\n"
+             "  - name: strict\n"
+             "    actor: coordinator\n"
+             "    params: {agent: idle, members: [a], max_rounds: 2}\n");
+    char *answer = NULL;
+    ck_assert_int_eq (s_ask ("desk", "loop", &answer), TR_OK);
+    ck_assert_str_eq (answer, "{\"error\":\"TR_ELIMIT\",\"reason\":\"no finish after 3 round(s) "
+                              "(max_rounds 3)\",\"rounds\":3}");
+    free (answer);
+    s_expect_kv ("desk.status", "\"failed\"");
+    s_expect_kv ("desk.error", "\"no finish after 3 round(s) (max_rounds 3)\"");
+    s_expect_kv ("desk.log", "[{\"round\":1,\"event\":\"review\",\"error\":\"nothing in progress\"},"
+                             "{\"round\":2,\"event\":\"review\",\"error\":\"nothing in progress\"},"
+                             "{\"round\":3,\"event\":\"review\",\"error\":\"nothing in progress\"}]");
+    ck_assert_int_eq (s_ask ("strict", "loop", NULL), TR_ELIMIT);
+    s_expect_kv ("strict.error", "\"no finish after 2 round(s) (max_rounds 2)\"");
+    ck_assert_int_eq (s_info ("strict", "coordinator.failed"), 1);
+}
+END_TEST
+
+START_TEST (test_invalid_decisions)
+{
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: a, actor: worker, params: {gate: true, fail: true}}\n"
+             "  - {name: b, actor: worker, params: {gate: true}}\n"
+             "  - name: boss\n"
+             "    actor: decider\n"
+             "    params:\n"
+             "      script:\n"
+             "        - '{\"action\": \"assign\", \"member\": \"ghost\", \"task\": \"x\"}'\n"
+             "        - '{\"action\": \"delegate\"}'\n"
+             "        - '{\"action\": \"assign\", \"member\": \"a\", \"task\": \"\"}'\n"
+             "        - '{\"action\": \"Assign\", \"member\": \" a \", \"task\": \"x\"}'\n"
+             "        - '{\"action\": \"assign\", \"member\": \"a\", \"task\": \"y\"}'\n"
+             "        - '{\"action\": \"reassign\", \"member\": \"b\", \"from\": \"a\"}'\n"
+             "        - '{\"action\": \"review\"}'\n"
+             "        - '{\"action\": \"finish\", \"result\": {\"by\": \"b\"}}'\n"
+             "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a, b]}}\n");
+    s_asker_t asker;
+    s_asker_start (&asker, "desk", "task");
+    s_wait_asked (7);
+    s_gate_open ("b");
+    s_asker_join (&asker, TR_OK, "{\"by\":\"b\"}");
+    //  a's assignment was taken from it while it worked: its answer, when
+    //  it comes, is not awaited.
+    s_gate_open ("a");
+    s_expect_kv ("desk.log",
+                 "[{\"round\":1,\"event\":\"invalid\",\"error\":\"assign needs 'member', one of "
+                 "the members; not 'ghost'\"},"
+                 "{\"round\":2,\"event\":\"invalid\",\"error\":\"the decision's 'action' is not "
+                 "one of assign, review, reassign, finish\"},"
+                 "{\"round\":3,\"event\":\"invalid\",\"error\":\"assign needs a 'task'\"},"
+                 "{\"round\":4,\"event\":\"assign\",\"member\":\"a\",\"task\":\"x\"},"
+                 "{\"round\":5,\"event\":\"invalid\",\"error\":\"member 'a' is still at work on "
+                 "its assignment of round 4\"},"
+                 "{\"round\":6,\"event\":\"reassign\",\"member\":\"b\",\"task\":\"x\","
+                 "\"from\":\"a\"},"
+                 "{\"round\":7,\"event\":\"review\"},"
+                 "{\"round\":7,\"event\":\"done\",\"member\":\"b\"},"
+                 "{\"round\":8,\"event\":\"finish\"}]");
+    s_expect_kv ("desk.progress.a", "{\"status\":\"reassigned\",\"task\":\"x\",\"round\":4}");
+    s_expect_kv ("desk.progress.b", "{\"status\":\"done\",\"task\":\"x\",\"round\":6}");
+    s_expect_kv ("desk.answer", "{\"by\":\"b\"}");
+}
+END_TEST
+
+START_TEST (test_failure_and_reassign)
+{
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: a, actor: worker, params: {gate: true, fail: true}}\n"
+             "  - {name: b, actor: worker, params: {gate: true}}\n"
+             "  - name: boss\n"
+             "    actor: decider\n"
+             "    params:\n"
+             "      script:\n"
+             "        - '{\"action\": \"assign\", \"member\": \"a\", \"task\": \"x\"}'\n"
+             "        - '{\"action\": \"review\"}'\n"
+             "        - '{\"action\": \"reassign\", \"member\": \"b\", \"task\": \"x\"}'\n"
+             "        - '{\"action\": \"review\"}'\n"
+             "        - '{\"action\": \"finish\", \"result\": \"x done\"}'\n"
+             "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a, b]}}\n");
+    s_asker_t asker;
+    s_asker_start (&asker, "desk", "task");
+    s_wait_asked (2);
+    s_gate_open ("a");                  //  a fails: round 3 sees it
+    s_wait_asked (3);
+    s_expect_ask (3, "boss {\"task\":\"task\",\"round\":3,\"max_rounds\":10,"
+                     "\"members\":[\"a\",\"b\"],\"progress\":{\"a\":{\"status\":\"failed\","
+                     "\"task\":\"x\",\"round\":1,\"error\":\"TR_EHANDLER\"},\"b\":null},"
+                     "\"results\":{\"a\":null,\"b\":null},"
+                     "\"log\":[{\"round\":1,\"event\":\"assign\",\"member\":\"a\",\"task\":\"x\"},"
+                     "{\"round\":2,\"event\":\"review\"},"
+                     "{\"round\":2,\"event\":\"failed\",\"member\":\"a\",\"error\":\"TR_EHANDLER\"}]}");
+    s_wait_asked (4);
+    s_gate_open ("b");
+    s_asker_join (&asker, TR_OK, "\"x done\"");
+    //  Without `from`, the member that had failed at the same task is
+    //  relieved of it.
+    s_expect_kv ("desk.log",
+                 "[{\"round\":1,\"event\":\"assign\",\"member\":\"a\",\"task\":\"x\"},"
+                 "{\"round\":2,\"event\":\"review\"},"
+                 "{\"round\":2,\"event\":\"failed\",\"member\":\"a\",\"error\":\"TR_EHANDLER\"},"
+                 "{\"round\":3,\"event\":\"reassign\",\"member\":\"b\",\"task\":\"x\","
+                 "\"from\":\"a\"},"
+                 "{\"round\":4,\"event\":\"review\"},"
+                 "{\"round\":4,\"event\":\"done\",\"member\":\"b\"},"
+                 "{\"round\":5,\"event\":\"finish\"}]");
+    s_expect_kv ("desk.progress.a", "{\"status\":\"reassigned\",\"task\":\"x\",\"round\":1}");
+    s_expect_kv ("desk.result.b", "\"x+b\"");
+}
+END_TEST
+
+START_TEST (test_agent_fails)
+{
+    s_start (S_LENIENT
+             "  - {name: a, actor: worker}\n"
+             "  - {name: bad, actor: decider, params: {fail: true}}\n"
+             "  - {name: rec, actor: events}\n"
+             "  - {name: desk, actor: coordinator, params: {agent: bad, members: [a]}}\n"
+             "  - {name: lost, actor: coordinator, params: {agent: nobody, members: [a]}}\n");
+    ck_assert_int_eq (tr_event_subscribe (s_node, "coordinator.failed", "rec"), TR_OK);
+    ck_assert_int_eq (s_ask ("desk", "t", NULL), TR_EHANDLER);
+    s_expect_kv ("desk.status", "\"failed\"");
+    s_expect_kv ("desk.error", "\"agent 'bad' failed in round 1: handler failed\"");
+    ck_assert_int_eq (s_ask ("lost", "t", NULL), TR_ENOACTOR);
+    s_expect_kv ("lost.error", "\"agent 'nobody' failed in round 1: no such actor\"");
+    char *events = s_wait_published ("\"coordinator\":\"lost\"");
+    ck_assert_msg (strstr (events, "coordinator.failed {\"coordinator\":\"desk\",\"rounds\":1,"
+                                   "\"error\":\"TR_EHANDLER\",\"reason\":\"agent 'bad' failed in "
+                                   "round 1: handler failed\"}"), "%s", events);
+    free (events);
+    //  A task with no body is the asker's mistake.
+    tr_msg_t *reply = NULL;
+    ck_assert_int_eq (tr_ask (s_node, "desk", NULL, 0, 5000, &reply, NULL), TR_EINVAL);
+}
+END_TEST
+
+START_TEST (test_queue)
+{
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: a, actor: worker}\n"
+             "  - name: boss\n"
+             "    actor: decider\n"
+             "    params: {gate: true, script: ['{\"action\": \"finish\", \"result\": \"ok\"}']}\n"
+             "  - {name: one, actor: coordinator, params: {agent: boss, members: [a], queue: 0}}\n"
+             "  - {name: two, actor: coordinator, params: {agent: boss, members: [a], "
+                                                          "prefix: shared.two}}\n");
+    //  With no queue, a task asked while one runs is refused at once.
+    s_asker_t first;
+    s_asker_start (&first, "one", "first");
+    s_wait_asked (1);
+    ck_assert_int_eq (s_ask ("one", "second", NULL), TR_EFULL);
+    s_gate_open ("boss");
+    s_asker_join (&first, TR_OK, "\"ok\"");
+    //  With a queue, the second waits its turn and starts afresh.
+    s_asker_t askers [2];
+    s_asker_start (&askers [0], "two", "first");
+    s_wait_asked (2);
+    s_asker_start (&askers [1], "two", "second");
+    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
+    while (s_info ("two", "coordinator.queued") < 1 && tr_test_now_ms () < deadline)
+        usleep (2000);
+    ck_assert_int_eq (s_info ("two", "coordinator.queued"), 1);
+    s_expect_kv ("shared.two.task", "\"first\"");
+    s_gate_open ("boss");
+    s_asker_join (&askers [0], TR_OK, "\"ok\"");
+    s_wait_asked (3);
+    s_expect_kv ("shared.two.task", "\"second\"");
+    s_gate_open ("boss");
+    s_asker_join (&askers [1], TR_OK, "\"ok\"");
+    ck_assert_int_eq (s_info ("two", "coordinator.finished"), 2);
+    ck_assert_int_eq (s_info ("two", "coordinator.queued"), 0);
+}
+END_TEST
+
+START_TEST (test_example)
+{
+    //  examples/coordinator.yaml: an llm agent with a signature decides,
+    //  on the offline backend, from the state it is given.
+    char *yaml = tr_test_read_file (TROUPE_SOURCE_DIR "/examples/coordinator.yaml", NULL);
+    s_start (yaml);
+    free (yaml);
+    //  Its driver would ask too, every 3 s: this test asks alone, so that
+    //  the state read back is its task's.
+    ck_assert_int_eq (tr_actor_stop (s_node, "editor", 0), TR_OK);
+    char *answer = NULL;
+    ck_assert_int_eq (s_ask ("newsdesk", "Write a short piece about honeybees.", &answer), TR_OK);
+    ck_assert_msg (strstr (answer, "Honeybees") && strstr (answer, "[checked]"), "%s", answer);
+    free (answer);
+    char *log = s_kv ("newsdesk.log");
+    ck_assert_msg (log && strstr (log, "\"event\":\"reassign\",\"member\":\"librarian\"")
+                   && strstr (log, "\"event\":\"failed\",\"member\":\"researcher\"")
+                   && strstr (log, "\"event\":\"finish\""), "%s", log? log: "no log");
+    free (log);
+    s_expect_kv ("newsdesk.status", "\"finished\"");
+}
+END_TEST
+
+//  --------------------------------------------------------------------------
+//  Parameters
+
+static void
+s_expect_error (const char *params, const char *expect)
+{
+    char yaml [600];
+    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - {name: a, actor: worker}\n"
+                                 "  - name: desk\n    actor: coordinator\n    params: %s\n",
+              params);
+    tr_tree_error_t err;
+    char buf [800];
+    char *error = NULL;
+    int rc = tr_tree_parse (yaml, strlen (yaml), "coordinator.yaml", &s_tree, &err);
+    if (rc != TR_OK)
+        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
+    else {
+        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
+        ck_assert_int_eq (rc, TR_ECHILD);
+        tr_tree_destroy (&s_tree);
+    }
+    ck_assert_msg (error && strcmp (error, expect) == 0, "params %s: got '%s', expected '%s'",
+                   params, error? error: "(none)", expect);
+    free (error);
+}
+
+START_TEST (test_bad_params)
+{
+    //  The loader: kinds and keys.
+    s_expect_error ("{agent: a, members: a}",
+                    "coordinator.yaml:6:33: parameter 'members' of actor type 'coordinator' must "
+                    "be a sequence, not 'a'");
+    s_expect_error ("{members: [a]}",
+                    "coordinator.yaml:6:13: missing parameter 'agent' of actor type "
+                    "'coordinator' (a string: the agent that decides each round: asked with the "
+                    "state, answers {action, member, task, result})");
+    //  The coordinator's own check, at the value's position.
+    s_expect_error ("{agent: a, members: [a], max_rounds: 0}",
+                    "coordinator.yaml:6:50: desk: 'max_rounds' must be from 1 to 10000, not 0");
+    s_expect_error ("{agent: a, members: [a], prefix: 'a b'}",
+                    "coordinator.yaml:6:46: desk: 'prefix' must be 1 to 512 bytes without "
+                    "spaces or control characters");
+    s_expect_error ("{agent: a, members: [a, a]}",
+                    "coordinator.yaml:6:37: desk: 'members' names 'a' twice (items 1 and 2)");
+    s_expect_error ("{agent: a, members: []}",
+                    "coordinator.yaml:6:33: desk: 'members' must be a list of at least one "
+                    "actor name");
+    s_expect_error ("{agent: a, members: [a], queue: -1}",
+                    "coordinator.yaml:6:45: desk: 'queue' must be from 0 to 100000, not -1");
+    s_expect_error ("{agent: a, members: [a], scratch_timeout: 0}",
+                    "coordinator.yaml:6:55: desk: 'scratch_timeout' must be from 1 ms to "
+                    "2147483647 ms, not 0 ms");
+    s_expect_error ("{agent: a, members: [a], on_failure: shrug}",
+                    "coordinator.yaml:6:50: desk: 'on_failure' must be one of error, report, "
+                    "not 'shrug'");
+    s_expect_error ("{agent: 'x y', members: [a]}",
+                    "coordinator.yaml:6:21: desk: 'agent' is not a valid actor name: 'x y'");
+}
+END_TEST
+
+START_TEST (test_no_broker)
+{
+    //  A node without a broker has no scratchpad: the coordinator does
+    //  not start, and says why.
+    tr_node_t *alone = NULL;
+    ck_assert_int_eq (tr_node_new (NULL, &alone), TR_OK);
+    const char *yaml = "name: t\n"
+                       "children:\n"
+                       "  - {name: a, actor: worker}\n"
+                       "  - {name: desk, actor: coordinator, params: {agent: a, members: [a]}}\n";
+    tr_tree_error_t err;
+    ck_assert_int_eq (tr_tree_parse (yaml, strlen (yaml), "coordinator.yaml", &s_tree, &err),
+                      TR_OK);
+    char *reason = NULL;
+    ck_assert_int_eq (tr_sup_start (alone, s_tree->name, &s_tree->root, &s_sup, &reason),
+                      TR_ECHILD);
+    ck_assert_str_eq (reason, "supervisor 't': child 'desk' could not start: coordinator "
+                      "'desk': needs the scratchpad, and this node has no broker (troupe run "
+                      "has one unless --no-broker; from C, tr_node_opts_t.broker)");
+    free (reason);
+    tr_tree_destroy (&s_tree);
+    tr_node_destroy (&alone);
+}
+END_TEST
+
+static Suite *
+s_suite (void)
+{
+    Suite *suite = suite_create ("tr_coordinator");
+    TCase *tc = tcase_create ("coordinator");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_set_timeout (tc, 120);
+    tcase_add_test (tc, test_rounds);
+    tcase_add_test (tc, test_round_bound);
+    tcase_add_test (tc, test_invalid_decisions);
+    tcase_add_test (tc, test_failure_and_reassign);
+    tcase_add_test (tc, test_agent_fails);
+    tcase_add_test (tc, test_queue);
+    tcase_add_test (tc, test_example);
+    tcase_add_test (tc, test_bad_params);
+    tcase_add_test (tc, test_no_broker);
+    suite_add_tcase (suite, tc);
+    return suite;
+}
+
+TR_TEST_MAIN (s_suite)
