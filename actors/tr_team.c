@@ -430,6 +430,9 @@ s_succeed (s_team_t *team, s_run_t *run, const tr_msg_t *reply)
     msgpack_pack_int64 (&pk, (tr__now_ns () - run->started_ns) / 1000000);
     s_publish (team, "team.completed", &buffer);
     msgpack_sbuffer_destroy (&buffer);
+    tr_log (TR_LOG_INFO, "team '%s': integrated %zu result(s), %zu failed, at depth %lld in "
+            "%lld ms", tr_actor_name (team->self), run->njobs, failed, (long long) run->depth,
+            (long long) ((tr__now_ns () - run->started_ns) / 1000000));
     tr_actor_info_add (team->self, "team.completed", 1);
     s_run_unlink (team, run);
     if (run->ask) {
@@ -681,6 +684,8 @@ s_publish_delegated (s_team_t *team, s_run_t *run)
     }
     s_publish (team, "team.delegated", &buffer);
     msgpack_sbuffer_destroy (&buffer);
+    tr_log (TR_LOG_INFO, "team '%s': %zu assignment(s) sent out at depth %lld",
+            tr_actor_name (team->self), run->njobs, (long long) run->depth);
 }
 
 //  A member failed: with on_member_failure: fail, or past the depth

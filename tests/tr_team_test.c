@@ -777,6 +777,28 @@ START_TEST (test_llm_lead)
 }
 END_TEST
 
+START_TEST (test_example)
+{
+    //  examples/team.yaml: llm planners and integrators with signatures,
+    //  a sub-team, all on the offline backend.
+    char *yaml = tr_test_read_file (TROUPE_SOURCE_DIR "/examples/team.yaml", NULL);
+    s_start (yaml);
+    free (yaml);
+    //  Its driver would ask too, every 3 s: this test asks alone.
+    ck_assert_int_eq (tr_actor_stop (s_node, "asker", 0), TR_OK);
+    char *answer = NULL;
+    int rc = s_ask_on (s_node, "research", "Should the town build a tidal power station?",
+                       10000 * tr_test_slowdown (), &answer);
+    ck_assert_int_eq (rc, TR_OK);
+    ck_assert_str_eq (answer, "{\"recommendation\":\"Known: Tidal stations in France and South "
+                      "Korea have run for decades, and the tides are known years ahead. Weighed: "
+                      "For: clean power for a century, on a timetable. Against: it costs a lot "
+                      "and changes the estuary. Advice: build it if the estuary study agrees.\"}");
+    free (answer);
+    ck_assert_int_eq (s_info ("analysts", "team.completed"), 1);
+}
+END_TEST
+
 START_TEST (test_tell)
 {
     s_start ("name: t\n"
@@ -1067,6 +1089,7 @@ s_suite (void)
     tcase_add_test (tc, test_member_failures);
     tcase_add_test (tc, test_bad_plans_and_asks);
     tcase_add_test (tc, test_llm_lead);
+    tcase_add_test (tc, test_example);
     tcase_add_test (tc, test_tell);
     tcase_add_test (tc, test_processes);
     tcase_add_test (tc, test_bad_params);
