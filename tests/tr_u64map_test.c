@@ -80,6 +80,9 @@ s_suite (void)
 {
     Suite *suite = suite_create ("tr_u64map");
     TCase *tc = tcase_create ("map");
+    //  200,000 checked steps: seconds plain, far longer under the
+    //  sanitizers on a busy machine.
+    tcase_set_timeout (tc, 60 * tr_test_slowdown ());
     tcase_add_test (tc, test_u64map_basics);
     tcase_add_loop_test (tc, test_u64map_random, 0, 2);
     suite_add_tcase (suite, tc);
