@@ -609,7 +609,7 @@ s_end (s_coord_t *coord, s_run_t *run)
     if (run->wait)
         tr_timer_cancel (coord->node, run->timer);
     run->wait = 0;
-    for (size_t i = 0; i < coord->count; i++)
+    for (size_t i = 0; run->work && i < coord->count; i++)
         if (run->work [i].status == S_WORKING)
             s_work_drop (coord, run, i, S_ABANDONED);
     coord->run = NULL;

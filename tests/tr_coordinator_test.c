@@ -9,7 +9,9 @@
     carried out, logged and gone past; the bound on rounds (TR_ELIMIT, the
     report naming the rounds used); an agent that fails; tasks waiting
     their turn, and refused past the queue; the events; an llm agent on
-    the offline backend (the example file); no broker, and bad parameters
+    the offline backend (the example file); a member in another process
+    (`troupe run --broker`) with a real `troupe broker`, and the state
+    read back by a third (`troupe kv get`); no broker, and bad parameters
     at their file, line and column.
 
     Members and the deciding agent can be held on a gate (a semaphore the
@@ -23,6 +25,12 @@
 #include <msgpack.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+extern char **environ;
 
 static tr_broker_t *s_broker;
 static tr_node_t *s_node;
@@ -760,6 +768,188 @@ START_TEST (test_example)
 END_TEST
 
 //  --------------------------------------------------------------------------
+//  Other processes: a real `troupe broker`, a member in a `troupe run` of
+//  its own, and `troupe kv get` reading the state.
+
+typedef struct {
+    pid_t pid;
+    FILE *out;
+} s_child_t;
+
+static s_child_t s_broker_proc, s_tree_proc;
+
+static void
+s_kill_children (void)
+{
+    if (s_tree_proc.pid > 0)
+        kill (s_tree_proc.pid, SIGKILL);
+    if (s_broker_proc.pid > 0)
+        kill (s_broker_proc.pid, SIGKILL);
+}
+
+//  Starts argv with env, its standard output on a pipe (its standard
+//  error is this test's).
+static void
+s_spawn (s_child_t *child, char **argv, char **env)
+{
+    int from [2];
+    ck_assert_int_eq (pipe (from), 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, from [1], 1);
+    posix_spawn_file_actions_addclose (&actions, from [0]);
+    ck_assert_int_eq (posix_spawn (&child->pid, argv [0], &actions, NULL, argv, env), 0);
+    posix_spawn_file_actions_destroy (&actions);
+    close (from [1]);
+    child->out = fdopen (from [0], "r");
+}
+
+//  Runs `troupe kv get KEY --broker ENDPOINT` and returns what it printed
+//  (malloc'd, without the newline).
+static char *
+s_kv_get_command (const char *bin, const char *key, const char *endpoint)
+{
+    s_child_t child;
+    char *argv [] = { (char *) bin, "kv", "get", (char *) key, "--broker", (char *) endpoint,
+                      NULL };
+    s_spawn (&child, argv, environ);
+    char line [1024] = "";
+    if (!fgets (line, sizeof line, child.out))
+        line [0] = '\0';
+    fclose (child.out);
+    int status;
+    waitpid (child.pid, &status, 0);
+    ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0, "troupe kv get %s: %d",
+                   key, status);
+    line [strcspn (line, "\n")] = '\0';
+    return strdup (line);
+}
+
+START_TEST (test_processes)
+{
+    atexit (s_kill_children);
+    signal (SIGPIPE, SIG_IGN);
+    const char *bin = getenv ("TROUPE_BIN");
+    ck_assert_msg (bin && *bin, "TROUPE_BIN must name the troupe program");
+    char *broker_argv [] = { (char *) bin, "broker", "--bind", "tcp://127.0.0.1:*", NULL };
+    s_spawn (&s_broker_proc, broker_argv, environ);
+    char line [512];
+    const char *word = "troupe broker: listening on ";
+    char *at = NULL;
+    while (!at && fgets (line, sizeof line, s_broker_proc.out))
+        if (strncmp (line, word, strlen (word)) == 0)
+            at = line + strlen (word);
+    ck_assert_msg (at, "the broker never said where it listens");
+    char endpoint [256];
+    snprintf (endpoint, sizeof endpoint, "%.*s", (int) strcspn (at, " \n"), at);
+
+    //  The far member: an llm agent in a `troupe run` of its own, with a
+    //  control folder of its own.
+    char work [] = "/tmp/tr_coordinator_test.XXXXXX";
+    ck_assert_ptr_nonnull (mkdtemp (work));
+    char tree [300], ctl [300], ctl_env [320];
+    snprintf (tree, sizeof tree, "%s/far.yaml", work);
+    snprintf (ctl, sizeof ctl, "%s/ctl", work);
+    snprintf (ctl_env, sizeof ctl_env, "TROUPE_CONTROL_DIR=%s", ctl);
+    ck_assert_int_eq (mkdir (ctl, 0700), 0);
+    FILE *file = fopen (tree, "w");
+    ck_assert_ptr_nonnull (file);
+    fputs ("name: far\n"
+           "children:\n"
+           "  - name: scribe\n"
+           "    actor: llm\n"
+           "    params:\n"
+           "      offline: {latency: 50ms, rules: [{regex: '(.*)', answer: '$1, written far away'}]}\n",
+           file);
+    fclose (file);
+    //  This test's environment (sanitizer options included), and the
+    //  control folder.
+    size_t count = 0;
+    while (environ [count])
+        count++;
+    char **env = (char **) calloc (count + 2, sizeof *env);
+    ck_assert_ptr_nonnull (env);
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++)
+        if (strncmp (environ [i], "TROUPE_CONTROL_DIR=", 19) != 0)
+            env [kept++] = environ [i];
+    env [kept] = ctl_env;
+    char *tree_argv [] = { (char *) bin, "run", tree, "--broker", endpoint, NULL };
+    s_spawn (&s_tree_proc, tree_argv, env);
+    free (env);
+
+    //  This process: the coordinator, its agent and a member of its own.
+    tr_node_opts_t opts = { .broker = endpoint, .node_id = "near", .heartbeat_ms = 200 };
+    tr_node_t *near = NULL;
+    ck_assert_int_eq (tr_node_new (&opts, &near), TR_OK);
+    tr_node_t *node = s_node;
+    s_node = near;
+    s_start ("name: near\n"
+             "children:\n"
+             "  - {name: a, actor: worker, params: {gate: true}}\n"
+             "  - name: boss\n"
+             "    actor: decider\n"
+             "    params:\n"
+             "      script:\n"
+             "        - '{\"action\": \"assign\", \"member\": \"scribe\", \"task\": \"minutes\"}'\n"
+             "        - '{\"action\": \"review\"}'\n"
+             "        - '{\"action\": \"assign\", \"member\": \"a\", \"task\": \"agenda\"}'\n"
+             "        - '{\"action\": \"review\"}'\n"
+             "        - '{\"action\": \"finish\", \"result\": \"both done\"}'\n"
+             "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a, scribe]}}\n");
+    //  Once the far member answers through the broker.
+    int64_t deadline = tr_test_now_ms () + 10000 * tr_test_slowdown ();
+    int rc;
+    tr_body_t hello = tr_test_pack_str ("hello");
+    do {
+        tr_msg_t *reply = NULL;
+        rc = tr_ask (near, "scribe", hello.data, hello.size, 1000, &reply, NULL);
+        tr_msg_destroy (&reply);
+        if (rc != TR_OK)
+            usleep (50 * 1000);
+    } while (rc != TR_OK && tr_test_now_ms () < deadline);
+    ck_assert_int_eq (rc, TR_OK);
+    s_asker_t asker;
+    s_asker_start (&asker, "desk", "the meeting");
+    s_wait_asked (4);
+    s_gate_open ("a");
+    s_asker_join (&asker, TR_OK, "\"both done\"");
+    s_expect_kv ("desk.log",
+                 "[{\"round\":1,\"event\":\"assign\",\"member\":\"scribe\",\"task\":\"minutes\"},"
+                 "{\"round\":2,\"event\":\"review\"},"
+                 "{\"round\":2,\"event\":\"done\",\"member\":\"scribe\"},"
+                 "{\"round\":3,\"event\":\"assign\",\"member\":\"a\",\"task\":\"agenda\"},"
+                 "{\"round\":4,\"event\":\"review\"},"
+                 "{\"round\":4,\"event\":\"done\",\"member\":\"a\"},"
+                 "{\"round\":5,\"event\":\"finish\"}]");
+    //  A third process reads the state the coordinator left.
+    char *far = s_kv_get_command (bin, "desk.result.scribe", endpoint);
+    ck_assert_str_eq (far, "\"minutes, written far away\"");
+    free (far);
+    char *status = s_kv_get_command (bin, "desk.status", endpoint);
+    ck_assert_str_eq (status, "\"finished\"");
+    free (status);
+    tr_sup_stop (&s_sup);
+    tr_tree_destroy (&s_tree);
+    s_node = node;
+    tr_node_destroy (&near);
+    kill (s_tree_proc.pid, SIGTERM);
+    int code;
+    waitpid (s_tree_proc.pid, &code, 0);
+    s_tree_proc.pid = 0;
+    ck_assert_msg (WIFEXITED (code) && WEXITSTATUS (code) == 0, "troupe run ended %d", code);
+    kill (s_broker_proc.pid, SIGTERM);
+    waitpid (s_broker_proc.pid, &code, 0);
+    s_broker_proc.pid = 0;
+    fclose (s_tree_proc.out);
+    fclose (s_broker_proc.out);
+    unlink (tree);
+    rmdir (ctl);
+    rmdir (work);
+}
+END_TEST
+
+//  --------------------------------------------------------------------------
 //  Parameters
 
 static void
@@ -858,6 +1048,7 @@ s_suite (void)
     tcase_add_test (tc, test_agent_fails);
     tcase_add_test (tc, test_queue);
     tcase_add_test (tc, test_example);
+    tcase_add_test (tc, test_processes);
     tcase_add_test (tc, test_bad_params);
     tcase_add_test (tc, test_no_broker);
     suite_add_tcase (suite, tc);
