@@ -24,11 +24,20 @@
 
     backend   a mapping, as the llm agent's: `name` (default "http-" and
               the agent's name), and the engine's settings (limits,
-              timeouts, retries, response size, cache; tr_http.h), set
+              timeouts, retries, response size, cache, the CA file that
+              https certificates are verified against; tr_http.h), set
               when any is given or when the backend does not exist yet
               (then with the engine's defaults). Agents that share a
               backend share its limits; the last one started sets them.
               `max_retries: 0` means none.
+
+    Every parameter, nested ones too, is read by one function
+    (s_http_configure) for the tree loader's check (tr_actor_type_t.check:
+    a mistake is reported at the file, line and column of the value at
+    fault, before anything starts) and for the start (the same reading,
+    for agents started from C too). Only what depends on the running
+    process waits for the start: the environment's values in the headers
+    and the engine's backend.
 
     Asks are answered from the engine's callback (tr_defer): a 2xx answer
     is the reply; anything else is an error to the asker (TR_EHTTP for a
@@ -53,6 +62,7 @@
     and submits, and is free for the next message at once.
 */
 
+#include "tr_compose.h"
 #include "tr_internal.h"
 #include "tr_event_int.h"
 #include "tr_json.h"
@@ -61,12 +71,14 @@
 #include "troupe/tr_http.h"
 #include "troupe/tr_params.h"
 
+#include <errno.h>
 #include <msgpack.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define S_BODY_NONE     0
 #define S_BODY_MESSAGE  1
@@ -82,18 +94,29 @@
 #define S_RESPONSE_LIMIT (TR_BODY_MAX - 16)     //  an answer must fit in a body
 
 typedef struct {
-    tr_actor_t *actor;
+    tr_actor_t *actor;                  //  NULL when the tree loader checks
     tr_node_t *node;
     const char *name;                   //  the actor's
+    //  The settings, as s_http_configure reads them from the params
     char *method;
     char *url;                          //  the template
-    char **headers;                     //  "Name: value", NULL-terminated
+    char **header_names;                //  as written, values before ${NAME}
+    char **header_values;
+    size_t nheaders;
+    bool content_type;                  //  the headers give a Content-Type
     int body;                           //  S_BODY_*
-    tr_params_t body_template;          //  points into the params
+    char *body_template;                //  msgpack, S_BODY_TEMPLATE only
+    size_t body_template_size;
     int response;                       //  S_RESPONSE_*
-    char backend [S_BACKEND_MAX + 1];
     bool cacheable;
     int64_t max_pending;                //  requests in the engine at once
+    char *backend_name;                 //  backend.name, or NULL
+    char *ca_file;                      //  backend.ca_file, or NULL
+    tr_http_backend_opts_t backend_opts;    //  its settings (0: the engine's)
+    bool backend_settings;              //  the mapping gives more than a name
+    //  Made when the agent starts (s_http_setup)
+    char **headers;                     //  "Name: value", NULL-terminated
+    char backend [S_BACKEND_MAX + 1];
 } s_http_t;
 
 //  One call in flight: everything the completion needs, since the actor
@@ -112,14 +135,27 @@ static const tr_param_spec_t s_http_params [] = {
     { "headers", TR_PARAM_MAP, false, "header names to values; ${NAME} reads the environment" },
     { "body", TR_PARAM_ANY, false, "message, none, or a template map or list" },
     { "response", TR_PARAM_STRING, false, "auto (default), text or json" },
-    { "backend", TR_PARAM_MAP, false, "HTTP backend: name, limits, timeouts, retries, response size, cache" },
+    { "backend", TR_PARAM_MAP, false, "HTTP backend: name, limits, timeouts, retries, response "
+                                      "size, cache, ca_file" },
     { "cacheable", TR_PARAM_BOOL, false, "answers may come from the backend's cache" },
     { "max_pending", TR_PARAM_INT, false, "requests sent and not yet answered, at most (default 1024)" },
     { .key = NULL }
 };
 
 //  --------------------------------------------------------------------------
-//  Settings
+//  Settings: one reading of the params (s_http_configure) serves the tree
+//  loader's check, which reports a mistake at its file, line and column,
+//  and the agent's start, which then sets up what the reading describes
+//  (s_http_setup: the environment's values in the headers, the engine's
+//  backend).
+
+static void
+s_strv_free (char **strv, size_t count)
+{
+    for (size_t i = 0; strv && i < count; i++)
+        free (strv [i]);
+    free (strv);
+}
 
 static void
 s_http_free (s_http_t *self)
@@ -128,131 +164,122 @@ s_http_free (s_http_t *self)
         return;
     free (self->method);
     free (self->url);
+    s_strv_free (self->header_names, self->nheaders);
+    s_strv_free (self->header_values, self->nheaders);
+    free (self->body_template);
+    free (self->backend_name);
+    free (self->ca_file);
     for (char **h = self->headers; h && *h; h++)
         free (*h);
     free (self->headers);
     free (self);
 }
 
-//  Refuses to start with a reason that the supervisor reports.
-static int __attribute__ ((format (printf, 2, 3)))
-s_refuse (s_http_t *self, const char *format, ...)
-{
-    char text [256];
-    va_list args;
-    va_start (args, format);
-    vsnprintf (text, sizeof text, format, args);
-    va_end (args);
-    tr_log (TR_LOG_ERROR, "http '%s': %s", self->name, text);
-    tr_actor_exit (self->actor, TR_EINVAL, text);
-    return -1;
-}
-
-//  A string parameter as a new C string; *value stays as it was when the
-//  key is absent. -1 if it holds a NUL byte or memory ran out.
+//  `url`: http:// or https://, a host, no spaces, and well-formed {field}s.
 static int
-s_read_str (s_http_t *self, const tr_params_t *params, const char *key, char **value)
+s_read_url (s_http_t *self, tr__cfg_t *cfg)
 {
-    const char *text;
-    size_t len;
-    if (tr_params_str (params, key, &text, &len) != TR_OK)
-        return 0;
-    if (memchr (text, 0, len))
-        return s_refuse (self, "'%s' must not hold a NUL byte", key);
-    free (*value);
-    *value = strndup (text, len);
-    return *value? 0: -1;
-}
-
-//  The URL template: http:// or https://, and well-formed {field}s.
-static int
-s_check_url (s_http_t *self)
-{
-    if (strncasecmp (self->url, "http://", 7) && strncasecmp (self->url, "https://", 8))
-        return s_refuse (self, "'url' must start with http:// or https://, not '%.64s'",
-                         self->url);
-    for (const char *p = self->url; (p = strchr (p, '{')); ) {
-        const char *end = strchr (p + 1, '}');
-        const char *nested = strchr (p + 1, '{');
-        if (!end || end == p + 1 || (nested && nested < end))
-            return s_refuse (self, "'url' has a '{' without a field name and '}' at "
-                             "offset %zu", (size_t) (p - self->url));
+    if (tr__cfg_str (cfg, "url", &self->url))
+        return -1;
+    if (!self->url)
+        return tr__cfg_bad (cfg, "needs a 'url'");
+    const char *url = self->url;
+    size_t scheme = !strncasecmp (url, "http://", 7)? 7: !strncasecmp (url, "https://", 8)? 8: 0;
+    if (!scheme)
+        return tr__cfg_bad_at (cfg, "url", "'url' must start with http:// or https://, not "
+                               "'%.64s'", url);
+    if (!url [scheme] || strchr ("/?#", url [scheme]))
+        return tr__cfg_bad_at (cfg, "url", "'url' needs a host after '%.*s'", (int) scheme, url);
+    for (const char *p = url; *p; p++)
+        if ((unsigned char) *p <= ' ' || *p == 0x7f)
+            return tr__cfg_bad_at (cfg, "url", "'url' must not hold spaces or control "
+                                   "characters (offset %zu)", (size_t) (p - url));
+    for (const char *p = url; (p = strpbrk (p, "{}")); ) {
+        size_t at = (size_t) (p - url);
+        if (*p == '}')
+            return tr__cfg_bad_at (cfg, "url", "'url' has a '}' without '{' at offset %zu", at);
+        const char *end = strpbrk (p + 1, "{}");
+        if (!end || *end == '{' || end == p + 1)
+            return tr__cfg_bad_at (cfg, "url", "'url' has a '{' without a field name and '}' "
+                                   "at offset %zu", at);
         p = end + 1;
     }
-    if (strchr (self->url, '}') && !strchr (self->url, '{'))
-        return s_refuse (self, "'url' has a '}' without '{'");
-    for (const char *p = self->url; *p; p++)
-        if ((unsigned char) *p <= ' ' || *p == 0x7f)
-            return s_refuse (self, "'url' must not hold spaces or control characters");
     return 0;
 }
 
-//  The method: letters only, upper-cased.
+//  `method`: 1 to 16 letters, upper-cased.
 static int
-s_check_method (s_http_t *self)
+s_read_method (s_http_t *self, tr__cfg_t *cfg)
 {
-    size_t len = strlen (self->method);
-    if (len == 0 || len > 16)
-        return s_refuse (self, "'method' must be 1 to 16 letters");
+    if (tr__cfg_str (cfg, "method", &self->method))
+        return -1;
+    if (!self->method && !(self->method = strdup ("GET")))
+        return tr__cfg_bad (cfg, "out of memory");
     for (char *c = self->method; *c; c++) {
         if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z')))
-            return s_refuse (self, "'method' must be letters only, not '%s'", self->method);
+            return tr__cfg_bad_at (cfg, "method", "'method' must be letters only, not '%.64s'",
+                                   self->method);
         if (*c >= 'a')
             *c = (char) (*c - 'a' + 'A');
     }
+    if (strlen (self->method) > 16)
+        return tr__cfg_bad_at (cfg, "method", "'method' must be 1 to 16 letters, not %zu",
+                               strlen (self->method));
     return 0;
 }
 
-//  A header value with each ${NAME} replaced by that environment
-//  variable. NULL (after refusing) when one is not set or the result
-//  holds a line break.
-static char *
-s_expand_env (s_http_t *self, const char *name, const char *value, size_t len)
+//  A header's value with each ${NAME} replaced by that environment
+//  variable, as a new string in *out; with out NULL (the tree loader's
+//  check) only the ${...} references are checked, not the environment.
+//  Returns 0, or -1 with cfg->error: a reference without a name or '}',
+//  a variable that is not set, a value with a line break.
+static int
+s_expand_env (tr__cfg_t *cfg, const char *name, const char *value, char **out)
 {
-    char *out = NULL;
-    size_t out_len = 0;
-    FILE *stream = open_memstream (&out, &out_len);
-    if (!stream)
-        return NULL;
-    const char *end = value + len;
-    bool ok = true;
-    while (value < end && ok) {
-        const char *open = (const char *) memmem (value, (size_t) (end - value), "${", 2);
-        const char *close = open? (const char *) memchr (open, '}', (size_t) (end - open)): NULL;
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *stream = out? open_memstream (&text, &text_len): NULL;
+    if (out && !stream)
+        return tr__cfg_bad (cfg, "out of memory");
+    int rc = 0;
+    while (*value && rc == 0) {
+        const char *open = strstr (value, "${");
+        const char *close = open? strchr (open, '}'): NULL;
         if (!close) {
-            fwrite (value, 1, (size_t) (end - value), stream);
+            if (stream)
+                fputs (value, stream);
             break;
         }
-        fwrite (value, 1, (size_t) (open - value), stream);
+        if (stream)
+            fwrite (value, 1, (size_t) (open - value), stream);
         char var [128];
         size_t var_len = (size_t) (close - open - 2);
         if (var_len == 0 || var_len >= sizeof var) {
-            s_refuse (self, "header '%s': '${' needs a variable name and '}'", name);
-            ok = false;
+            rc = tr__cfg_bad_at (cfg, name, "header '%s': '${' needs a variable name (1 to "
+                                 "127 bytes) and '}'", name);
             break;
         }
         memcpy (var, open + 2, var_len);
         var [var_len] = 0;
-        const char *env = getenv (var);
-        if (!env) {
-            s_refuse (self, "header '%s': environment variable '%s' is not set", name, var);
-            ok = false;
-            break;
-        }
-        fputs (env, stream);
+        const char *env = stream? getenv (var): "";
+        if (!env)
+            rc = tr__cfg_bad_at (cfg, name, "header '%s': environment variable '%s' is not set",
+                                 name, var);
+        else
+        if (stream)
+            fputs (env, stream);
         value = close + 1;
     }
-    if (fclose (stream))
-        ok = false;
-    if (ok && (strchr (out, '\r') || strchr (out, '\n'))) {
-        s_refuse (self, "header '%s': the value must not hold a line break", name);
-        ok = false;
-    }
-    if (!ok) {
-        free (out);
-        return NULL;
-    }
-    return out;
+    if (stream && fclose (stream) && rc == 0)
+        rc = tr__cfg_bad (cfg, "out of memory");
+    if (rc == 0 && text && strpbrk (text, "\r\n"))
+        rc = tr__cfg_bad_at (cfg, name, "header '%s': the value must not hold a line break "
+                             "(from the environment)", name);
+    if (rc == 0 && out)
+        *out = text;
+    else
+        free (text);
+    return rc;
 }
 
 //  True if the header name is a token (RFC 9110: no separators).
@@ -269,272 +296,304 @@ s_header_name_ok (const char *name, size_t len)
     return true;
 }
 
-//  `headers`: names to values, as "Name: value" lines.
+//  One header of `headers`: a valid name, a string value without NUL or
+//  line breaks, well-formed ${NAME}s.
 static int
-s_read_headers (s_http_t *self, const tr_params_t *params, bool *content_type)
+s_read_header (s_http_t *self, tr__cfg_t *cfg, const msgpack_object_kv *kv)
 {
-    tr_params_t map;
-    *content_type = false;
-    self->headers = (char **) calloc (S_HEADERS_MAX + 2, sizeof (char *));
-    if (!self->headers)
-        return -1;
-    if (tr_params_get (params, "headers", &map) != TR_OK)
-        return 0;
-    tr__mp_t mp;
-    uint32_t count = 0;
-    tr__mp_init (&mp, map.data, map.size);
-    if (tr__mp_map (&mp, &count) || count > S_HEADERS_MAX)
-        return s_refuse (self, "'headers' must be a map of at most %d headers", S_HEADERS_MAX);
-    for (uint32_t i = 0; i < count; i++) {
-        const char *name, *value;
-        uint32_t name_len, value_len;
-        if (tr__mp_str (&mp, &name, &name_len) || tr__mp_str (&mp, &value, &value_len))
-            return s_refuse (self, "'headers' must map names to strings");
-        char shown [64];
-        snprintf (shown, sizeof shown, "%.*s", (int) (name_len < 60? name_len: 60), name);
-        if (!s_header_name_ok (name, name_len))
-            return s_refuse (self, "'%s' is not a valid header name", shown);
-        if (memchr (value, 0, value_len))
-            return s_refuse (self, "header '%s': the value must not hold a NUL byte", shown);
-        char *expanded = s_expand_env (self, shown, value, value_len);
-        if (!expanded)
-            return -1;
-        int rc = asprintf (&self->headers [i], "%.*s: %s", (int) name_len, name, expanded);
-        free (expanded);
-        if (rc < 0) {
-            self->headers [i] = NULL;
-            return -1;
-        }
-        if (name_len == 12 && !strncasecmp (name, "Content-Type", 12))
-            *content_type = true;
+    if (kv->key.type != MSGPACK_OBJECT_STR)
+        return tr__cfg_bad (cfg, "'headers' names must be strings, not %s",
+                            tr__cfg_kind (&kv->key));
+    const char *name = kv->key.via.str.ptr;
+    uint32_t name_len = kv->key.via.str.size;
+    char shown [64];
+    snprintf (shown, sizeof shown, "%.*s", (int) (name_len < 60? name_len: 60), name);
+    if (!s_header_name_ok (name, name_len))
+        return tr__cfg_bad_at (cfg, shown, "'%s' is not a valid header name", shown);
+    const msgpack_object *value = &kv->val;
+    if (value->type != MSGPACK_OBJECT_STR)
+        return tr__cfg_bad_at (cfg, shown, "header '%s': the value must be a string, not %s",
+                               shown, tr__cfg_kind (value));
+    if (memchr (value->via.str.ptr, 0, value->via.str.size))
+        return tr__cfg_bad_at (cfg, shown, "header '%s': the value must not hold a NUL byte",
+                               shown);
+    if (memchr (value->via.str.ptr, '\n', value->via.str.size)
+    ||  memchr (value->via.str.ptr, '\r', value->via.str.size))
+        return tr__cfg_bad_at (cfg, shown, "header '%s': the value must not hold a line break",
+                               shown);
+    size_t i = self->nheaders;
+    self->header_names [i] = strndup (name, name_len);
+    self->header_values [i] = strndup (value->via.str.ptr, value->via.str.size);
+    if (!self->header_names [i] || !self->header_values [i]) {
+        self->nheaders++;               //  so that they are freed
+        return tr__cfg_bad (cfg, "out of memory");
     }
-    return 0;
+    self->nheaders++;
+    if (name_len == 12 && !strncasecmp (name, "Content-Type", 12))
+        self->content_type = true;
+    return s_expand_env (cfg, self->header_names [i], self->header_values [i], NULL);
 }
 
-//  `body`: message, none or a template; and the Content-Type it implies.
+//  `headers`: names to values.
 static int
-s_read_body (s_http_t *self, const tr_params_t *params, bool content_type)
+s_read_headers (s_http_t *self, tr__cfg_t *cfg)
+{
+    const msgpack_object *map = tr__cfg_get (cfg, NULL, "headers");
+    if (!map)
+        return 0;
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return tr__cfg_bad_at (cfg, "headers", "'headers' must be a mapping, not %s",
+                               tr__cfg_kind (map));
+    uint32_t count = map->via.map.size;
+    if (count > S_HEADERS_MAX)
+        return tr__cfg_bad_at (cfg, "headers", "'headers' must hold at most %d headers, not %u",
+                               S_HEADERS_MAX, count);
+    self->header_names = (char **) calloc (count + 1, sizeof (char *));
+    self->header_values = (char **) calloc (count + 1, sizeof (char *));
+    if (!self->header_names || !self->header_values)
+        return tr__cfg_bad (cfg, "out of memory");
+    tr__cfg_enter (cfg, "headers");
+    int rc = 0;
+    for (uint32_t i = 0; i < count && rc == 0; i++)
+        rc = s_read_header (self, cfg, &map->via.map.ptr [i]);
+    tr__cfg_enter (cfg, "%s", "");
+    return rc;
+}
+
+//  `body`: message, none or a template (kept as msgpack).
+static int
+s_read_body (s_http_t *self, tr__cfg_t *cfg)
 {
     bool sends = !strcmp (self->method, "POST") || !strcmp (self->method, "PUT")
               || !strcmp (self->method, "PATCH");
     self->body = sends? S_BODY_MESSAGE: S_BODY_NONE;
-    const char *text;
-    size_t len;
-    tr_params_t value;
-    if (tr_params_str (params, "body", &text, &len) == TR_OK) {
+    const msgpack_object *o = tr__cfg_get (cfg, NULL, "body");
+    if (!o)
+        return 0;
+    if (o->type == MSGPACK_OBJECT_STR) {
+        const char *text = o->via.str.ptr;
+        uint32_t len = o->via.str.size;
         if (len == 7 && !memcmp (text, "message", 7))
             self->body = S_BODY_MESSAGE;
         else
         if (len == 4 && !memcmp (text, "none", 4))
             self->body = S_BODY_NONE;
         else
-            return s_refuse (self, "'body' must be message, none, or a map or list to fill in");
+            return tr__cfg_bad_at (cfg, "body", "'body' must be message, none, or a mapping "
+                                   "or list to fill in, not '%.*s'",
+                                   (int) (len < 64? len: 64), text);
+        return 0;
     }
-    else
-    if (tr_params_get (params, "body", &value) == TR_OK) {
-        tr__mp_t mp;
-        uint32_t n;
-        tr__mp_init (&mp, value.data, value.size);
-        if (tr__mp_map (&mp, &n)) {
-            tr__mp_init (&mp, value.data, value.size);
-            if (tr__mp_array (&mp, &n))
-                return s_refuse (self, "'body' must be message, none, or a map or list to fill in");
-        }
-        self->body = S_BODY_TEMPLATE;
-        self->body_template = value;
+    if (o->type != MSGPACK_OBJECT_MAP && o->type != MSGPACK_OBJECT_ARRAY)
+        return tr__cfg_bad_at (cfg, "body", "'body' must be message, none, or a mapping or "
+                               "list to fill in, not %s", tr__cfg_kind (o));
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    if (msgpack_pack_object (&pk, *o) || !sb.data) {
+        msgpack_sbuffer_destroy (&sb);
+        return tr__cfg_bad (cfg, "out of memory");
     }
-    if (self->body != S_BODY_NONE && !content_type) {
-        size_t i = 0;
-        while (self->headers [i])
-            i++;
-        if (!(self->headers [i] = strdup ("Content-Type: application/json")))
-            return -1;
-    }
+    self->body = S_BODY_TEMPLATE;
+    self->body_template = sb.data;      //  the sbuffer's malloc'd buffer is ours
+    self->body_template_size = sb.size;
     return 0;
-}
-
-static int
-s_read_response (s_http_t *self, const tr_params_t *params)
-{
-    char *response = NULL;
-    if (s_read_str (self, params, "response", &response))
-        return -1;
-    int rc = 0;
-    self->response = S_RESPONSE_AUTO;
-    if (response && !strcmp (response, "text"))
-        self->response = S_RESPONSE_TEXT;
-    else
-    if (response && !strcmp (response, "json"))
-        self->response = S_RESPONSE_JSON;
-    else
-    if (response && strcmp (response, "auto"))
-        rc = s_refuse (self, "'response' must be auto, text or json, not '%s'", response);
-    free (response);
-    return rc;
 }
 
 //  The keys a `backend` mapping may hold (as in the llm agent's).
 static const char *const s_backend_keys [] = {
     "name", "max_concurrent", "requests_per_minute", "tokens_per_minute",
     "connect_timeout", "timeout", "max_retries", "backoff_initial", "backoff_max",
-    "max_response", "cache_entries", "cache_ttl", NULL
+    "max_response", "cache_entries", "cache_ttl", "ca_file", NULL
 };
 
-//  Refuses a `backend` mapping with a key it does not know.
+//  One number of the `backend` mapping (a duration: "250ms", "2s"... or
+//  milliseconds), within [min, max]; *value stays as it is when absent.
 static int
-s_backend_keys_known (s_http_t *self, const tr_params_t *backend)
-{
-    tr__mp_t mp;
-    uint32_t pairs;
-    tr__mp_init (&mp, backend->data, backend->size);
-    if (tr__mp_map (&mp, &pairs))
-        return s_refuse (self, "'backend' must be a mapping");
-    while (pairs--) {
-        const char *key;
-        uint32_t len;
-        if (tr__mp_str (&mp, &key, &len))
-            return s_refuse (self, "'backend' keys must be strings");
-        const char *const *known = s_backend_keys;
-        while (*known && !(strlen (*known) == len && !memcmp (*known, key, len)))
-            known++;
-        if (!*known)
-            return s_refuse (self, "unknown key 'backend.%.*s'; expected one of: name, "
-                             "max_concurrent, requests_per_minute, tokens_per_minute, "
-                             "connect_timeout, timeout, max_retries, backoff_initial, "
-                             "backoff_max, max_response, cache_entries, cache_ttl",
-                             (int) (len < 64? len: 64), key);
-        if (tr__mp_skip (&mp, TR_BODY_MAX_DEPTH))
-            return -1;
-    }
-    return 0;
-}
-
-//  One number of the `backend` mapping, checked; *value keeps its
-//  default (0: the engine's) when the key is absent.
-static int
-s_backend_int (s_http_t *self, const tr_params_t *backend, const char *key, bool duration,
+s_backend_int (tr__cfg_t *cfg, const msgpack_object *backend, const char *key, bool duration,
                int64_t min, int64_t max, int64_t *value)
 {
-    int rc = duration? tr_params_duration (backend, key, value): tr_params_int (backend, key, value);
-    if (rc == TR_ENOTFOUND)
+    const msgpack_object *o = tr__cfg_get (cfg, backend, key);
+    if (!o)
         return 0;
-    if (rc != TR_OK)
-        return s_refuse (self, "'backend.%s' must be %s", key,
-                         duration? "a duration such as 250ms or 2s": "an integer");
-    if (*value < min || *value > max)
-        return s_refuse (self, "'backend.%s' must be from %lld to %lld", key, (long long) min,
-                         (long long) max);
-    return 0;
-}
-
-//  The backend's name: backend.name, or "http-" and the agent's name with
-//  what a backend name cannot hold replaced by '_'.
-static int
-s_backend_name (s_http_t *self, const tr_params_t *backend)
-{
-    const char *name;
-    size_t len;
-    int rc = backend? tr_params_str (backend, "name", &name, &len): TR_ENOTFOUND;
-    if (rc == TR_EMALFORMED)
-        return s_refuse (self, "'backend.name' must be a string");
-    if (rc == TR_OK) {
-        if (len == 0 || len > S_BACKEND_MAX || memchr (name, 0, len))
-            return s_refuse (self, "'backend.name' must be 1 to 63 of A-Z a-z 0-9 . _ -");
-        memcpy (self->backend, name, len);
-        self->backend [len] = 0;
-        return 0;
+    int64_t v;
+    if (duration && o->type == MSGPACK_OBJECT_STR) {
+        if (tr_duration_parse (o->via.str.ptr, o->via.str.size, &v) != TR_OK)
+            return tr__cfg_bad_at (cfg, key, "'backend.%s' must be a duration such as 250ms "
+                                   "or 2s, not '%.*s'", key,
+                                   (int) (o->via.str.size < 64? o->via.str.size: 64),
+                                   o->via.str.ptr);
     }
-    snprintf (self->backend, sizeof self->backend, "http-%s", self->name);
-    for (char *c = self->backend; *c; c++)
-        if (!strchr ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *c))
-            *c = '_';
+    else
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        v = (int64_t) o->via.u64;
+    else
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        v = o->via.i64;
+    else
+        return tr__cfg_bad_at (cfg, key, "'backend.%s' must be %s, not %s", key,
+                               duration? "a duration such as 250ms or 2s": "an integer",
+                               tr__cfg_kind (o));
+    if (v < min || v > max)
+        return tr__cfg_bad_at (cfg, key, "'backend.%s' must be from %lld to %lld%s, not %lld",
+                               key, (long long) min, (long long) max, duration? " ms": "",
+                               (long long) v);
+    *value = v;
     return 0;
 }
 
-//  The `backend` mapping: the engine's backend this agent uses, and its
-//  settings. They are set when the mapping gives any, or when the backend
-//  does not exist yet (then with the engine's defaults).
-static int
-s_read_backend (s_http_t *self, const tr_params_t *params)
+//  A backend name: 1 to 63 of A-Z a-z 0-9 . _ -
+static bool
+s_backend_name_ok (const char *name)
 {
-    tr_params_t backend = { NULL, 0 };
-    bool has = tr_params_get (params, "backend", &backend) == TR_OK;
-    if ((has && s_backend_keys_known (self, &backend)) || s_backend_name (self, has? &backend: NULL))
+    size_t len = strlen (name);
+    return len >= 1 && len <= S_BACKEND_MAX
+        && strspn (name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "0123456789._-") == len;
+}
+
+//  `backend.ca_file`: a file that exists and can be read, for an https
+//  URL. (The engine reads it when it connects.)
+static int
+s_read_ca_file (s_http_t *self, tr__cfg_t *cfg, const msgpack_object *backend)
+{
+    if (tr__cfg_str_in (cfg, backend, "ca_file", "backend.ca_file", &self->ca_file))
         return -1;
-    //  Settings, in s_backend_keys' order from max_concurrent on.
-    int64_t v [11] = { 0 };
+    if (!self->ca_file)
+        return 0;
+    if (strncasecmp (self->url, "https://", 8))
+        return tr__cfg_bad_at (cfg, "ca_file", "'backend.ca_file' is only for https:// URLs");
+    struct stat st;
+    if (stat (self->ca_file, &st) || access (self->ca_file, R_OK))
+        return tr__cfg_bad_at (cfg, "ca_file", "'backend.ca_file' cannot be read: '%.200s': %s",
+                               self->ca_file, strerror (errno));
+    if (!S_ISREG (st.st_mode))
+        return tr__cfg_bad_at (cfg, "ca_file", "'backend.ca_file' is not a file: '%.200s'",
+                               self->ca_file);
+    return 0;
+}
+
+//  What the `backend` mapping holds (cfg->at is "backend").
+static int
+s_read_backend_map (s_http_t *self, tr__cfg_t *cfg, const msgpack_object *b)
+{
+    if (tr__cfg_keys (cfg, b, "'backend'", s_backend_keys)
+    ||  tr__cfg_str_in (cfg, b, "name", "backend.name", &self->backend_name))
+        return -1;
+    if (self->backend_name && !s_backend_name_ok (self->backend_name))
+        return tr__cfg_bad_at (cfg, "name", "'backend.name' must be 1 to 63 of A-Z a-z 0-9 "
+                               ". _ -, not '%.64s'", self->backend_name);
     static const int64_t big = INT32_MAX;
-    v [6] = INT64_MIN;                  //  max_retries: absent
-    if (has
-    &&  (s_backend_int (self, &backend, "max_concurrent", false, 1, 1000000, &v [0])
-    ||   s_backend_int (self, &backend, "requests_per_minute", false, 0, big, &v [1])
-    ||   s_backend_int (self, &backend, "tokens_per_minute", false, 0, big, &v [2])
-    ||   s_backend_int (self, &backend, "connect_timeout", true, 1, big, &v [3])
-    ||   s_backend_int (self, &backend, "timeout", true, 1, big, &v [4])
-    ||   s_backend_int (self, &backend, "max_retries", false, -1, 100, &v [6])
-    ||   s_backend_int (self, &backend, "backoff_initial", true, 1, big, &v [7])
-    ||   s_backend_int (self, &backend, "backoff_max", true, 1, big, &v [8])
-    ||   s_backend_int (self, &backend, "max_response", false, 1, S_RESPONSE_LIMIT, &v [9])
-    ||   s_backend_int (self, &backend, "cache_entries", false, 0, 1000000, &v [10])
-    ||   s_backend_int (self, &backend, "cache_ttl", true, 1, big, &v [5])))
+    int64_t concurrent = 0, rpm = 0, tpm = 0, connect = 0, timeout = 0, retries = INT64_MIN;
+    int64_t initial = 0, most = 0, response = 0, entries = 0, ttl = 0;
+    if (s_backend_int (cfg, b, "max_concurrent", false, 1, 1000000, &concurrent)
+    ||  s_backend_int (cfg, b, "requests_per_minute", false, 0, big, &rpm)
+    ||  s_backend_int (cfg, b, "tokens_per_minute", false, 0, big, &tpm)
+    ||  s_backend_int (cfg, b, "connect_timeout", true, 1, big, &connect)
+    ||  s_backend_int (cfg, b, "timeout", true, 1, big, &timeout)
+    ||  s_backend_int (cfg, b, "max_retries", false, -1, 100, &retries)
+    ||  s_backend_int (cfg, b, "backoff_initial", true, 1, big, &initial)
+    ||  s_backend_int (cfg, b, "backoff_max", true, 1, big, &most)
+    ||  s_backend_int (cfg, b, "max_response", false, 1, S_RESPONSE_LIMIT, &response)
+    ||  s_backend_int (cfg, b, "cache_entries", false, 0, 1000000, &entries)
+    ||  s_backend_int (cfg, b, "cache_ttl", true, 1, big, &ttl)
+    ||  s_read_ca_file (self, cfg, b))
         return -1;
-    //  0 retries means none here (0 is the engine's "default").
-    int retries = v [6] == INT64_MIN? 0: v [6] == 0? -1: (int) v [6];
-    const char *name;
-    size_t name_len;
-    bool named = has && tr_params_str (&backend, "name", &name, &name_len) == TR_OK;
-    uint32_t pairs = 0;
-    if (has) {
-        tr__mp_t mp;
-        tr__mp_init (&mp, backend.data, backend.size);
-        tr__mp_map (&mp, &pairs);
-    }
-    bool settings = pairs > (named? 1u: 0u);
-    tr_http_stats_t stats;
-    if (!settings && tr_http_stats (self->node, self->backend, &stats) == TR_OK)
-        return 0;                       //  it exists, and nothing to change
-    tr_http_backend_opts_t opts = {
-        .name = self->backend,
-        .max_concurrent = (int) v [0], .requests_per_minute = (int) v [1],
-        .tokens_per_minute = (int) v [2], .connect_timeout_ms = (int) v [3],
-        .timeout_ms = (int) v [4], .cache_ttl_ms = (int) v [5], .max_retries = retries,
-        .backoff_initial_ms = (int) v [7], .backoff_max_ms = (int) v [8],
-        .max_response = (size_t) v [9], .cache_entries = (size_t) v [10]
-    };
-    int rc = tr_http_backend_set (self->node, &opts);
-    if (rc == TR_EINVAL)
-        return s_refuse (self, "'backend.name' must be 1 to 63 of A-Z a-z 0-9 . _ -, not '%s'",
-                         self->backend);
-    if (rc)
-        return s_refuse (self, "backend '%s' could not be set up: %s", self->backend,
-                         tr_strerror (rc));
+    tr_http_backend_opts_t *o = &self->backend_opts;
+    o->max_concurrent = (int) concurrent;
+    o->requests_per_minute = (int) rpm;
+    o->tokens_per_minute = (int) tpm;
+    o->connect_timeout_ms = (int) connect;
+    o->timeout_ms = (int) timeout;
+    //  0 retries means none here (0 is the engine's "the default").
+    o->max_retries = retries == INT64_MIN? 0: retries == 0? -1: (int) retries;
+    o->backoff_initial_ms = (int) initial;
+    o->backoff_max_ms = (int) most;
+    o->max_response = (size_t) response;
+    o->cache_entries = (size_t) entries;
+    o->cache_ttl_ms = (int) ttl;
+    o->ca_file = self->ca_file;
+    self->backend_settings = b->via.map.size > (self->backend_name? 1u: 0u);
     return 0;
 }
 
-//  `max_pending`: from 1 to 1000000, 1024 by default.
+//  `backend`: the engine's backend this agent uses, and its settings.
 static int
-s_read_max_pending (s_http_t *self, const tr_params_t *params)
+s_read_backend (s_http_t *self, tr__cfg_t *cfg)
 {
+    const msgpack_object *b = tr__cfg_get (cfg, NULL, "backend");
+    if (!b)
+        return 0;
+    tr__cfg_enter (cfg, "backend");
+    int rc = s_read_backend_map (self, cfg, b);
+    tr__cfg_enter (cfg, "%s", "");
+    return rc;
+}
+
+//  Reads and checks every parameter into self. Returns 0, or -1 with
+//  cfg->error (and the value at fault in cfg->path).
+static int
+s_http_configure (s_http_t *self, tr__cfg_t *cfg)
+{
+    static const char *const responses [] = { "auto", "text", "json", NULL };
     self->max_pending = S_MAX_PENDING;
-    tr_params_int (params, "max_pending", &self->max_pending);
-    if (self->max_pending < 1 || self->max_pending > 1000000)
-        return s_refuse (self, "'max_pending' must be from 1 to 1000000");
+    self->response = S_RESPONSE_AUTO;
+    if (s_read_url (self, cfg) || s_read_method (self, cfg) || s_read_headers (self, cfg)
+    ||  s_read_body (self, cfg)
+    ||  tr__cfg_choice (cfg, "response", responses, &self->response)
+    ||  tr__cfg_bool (cfg, "cacheable", &self->cacheable)
+    ||  tr__cfg_int (cfg, "max_pending", 1, 1000000, &self->max_pending)
+    ||  s_read_backend (self, cfg))
+        return -1;
     return 0;
 }
 
+//  The tree loader's check: the same reading as the start's, with positions.
+TR__CFG_CHECK_DEFINE (s_http_check, "http", s_http_t, s_http_configure, s_http_free)
+
+//  At the start, after s_http_configure: the header lines (with the
+//  environment's values), and the engine's backend, set up when the
+//  mapping gives settings or when it does not exist yet (then with the
+//  engine's defaults). Returns 0, or -1 with cfg->error.
 static int
-s_read_params (s_http_t *self, const tr_params_t *params)
+s_http_setup (s_http_t *self, tr__cfg_t *cfg)
 {
-    bool content_type;
-    if (s_read_str (self, params, "url", &self->url) || s_check_url (self)
-    ||  s_read_str (self, params, "method", &self->method)
-    ||  (!self->method && !(self->method = strdup ("GET"))) || s_check_method (self)
-    ||  s_read_headers (self, params, &content_type)
-    ||  s_read_body (self, params, content_type) || s_read_response (self, params)
-    ||  tr_params_bool (params, "cacheable", &self->cacheable) == TR_EMALFORMED
-    ||  s_read_max_pending (self, params)
-    ||  s_read_backend (self, params))
-        return -1;
+    self->headers = (char **) calloc (self->nheaders + 2, sizeof (char *));
+    if (!self->headers)
+        return tr__cfg_bad (cfg, "out of memory");
+    size_t line = 0;
+    for (size_t i = 0; i < self->nheaders; i++) {
+        char *value = NULL;
+        if (s_expand_env (cfg, self->header_names [i], self->header_values [i], &value))
+            return -1;
+        int rc = asprintf (&self->headers [line], "%s: %s", self->header_names [i], value);
+        free (value);
+        if (rc < 0) {
+            self->headers [line] = NULL;
+            return tr__cfg_bad (cfg, "out of memory");
+        }
+        line++;
+    }
+    if (self->body != S_BODY_NONE && !self->content_type
+    &&  !(self->headers [line] = strdup ("Content-Type: application/json")))
+        return tr__cfg_bad (cfg, "out of memory");
+    if (self->backend_name)
+        snprintf (self->backend, sizeof self->backend, "%s", self->backend_name);
+    else {
+        snprintf (self->backend, sizeof self->backend, "http-%s", self->name);
+        for (char *c = self->backend; *c; c++)
+            if (!strchr ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *c))
+                *c = '_';
+    }
+    tr_http_stats_t stats;
+    if (!self->backend_settings && tr_http_stats (self->node, self->backend, &stats) == TR_OK)
+        return 0;                       //  it exists, and nothing to change
+    self->backend_opts.name = self->backend;
+    int rc = tr_http_backend_set (self->node, &self->backend_opts);
+    if (rc)
+        return tr__cfg_bad (cfg, "backend '%s' could not be set up: %s", self->backend,
+                            tr_strerror (rc));
     return 0;
 }
 
@@ -728,8 +787,8 @@ s_body (const s_http_t *self, const tr_msg_t *msg, const msgpack_object *map,
     msgpack_unpacked_init (&tpl);
     size_t offset = 0;
     int rc = TR_ENOMEM;
-    if (msgpack_unpack_next (&tpl, (const char *) self->body_template.data,
-                             self->body_template.size, &offset) == MSGPACK_UNPACK_SUCCESS) {
+    if (msgpack_unpack_next (&tpl, self->body_template, self->body_template_size,
+                             &offset) == MSGPACK_UNPACK_SUCCESS) {
         msgpack_sbuffer sb;
         msgpack_packer pk;
         msgpack_sbuffer_init (&sb);
@@ -885,19 +944,23 @@ s_done (const tr_http_result_t *result, void *arg)
 static int
 s_http_init (tr_actor_t *actor, void *arg, void **state_p)
 {
-    const tr_params_t *params = (const tr_params_t *) arg;
+    tr__cfg_t cfg;
     s_http_t *self = (s_http_t *) calloc (1, sizeof *self);
-    if (!self)
-        return -1;
-    self->actor = actor;
-    self->node = tr_actor_node (actor);
-    self->name = tr_actor_name (actor);
-    if (!params) {
-        s_refuse (self, "needs params with a 'url'");
-        s_http_free (self);
-        return -1;
+    int rc = tr__cfg_open (&cfg, "http", tr_actor_name (actor), (const tr_params_t *) arg);
+    if (rc == 0 && !self)
+        rc = tr__cfg_bad (&cfg, "out of memory");
+    if (rc == 0) {
+        self->actor = actor;
+        self->node = tr_actor_node (actor);
+        self->name = tr_actor_name (actor);
+        rc = s_http_configure (self, &cfg);
     }
-    if (s_read_params (self, params)) {
+    if (rc == 0)
+        rc = s_http_setup (self, &cfg);
+    if (rc)
+        tr__cfg_refuse (actor, &cfg);
+    tr__cfg_close (&cfg);
+    if (rc) {
         s_http_free (self);
         return -1;
     }
@@ -1065,4 +1128,5 @@ const tr_actor_type_t tr__http_type = {
     .summary = "calls a REST endpoint built from each message (URL template, headers, JSON body)",
     .behaviour = { s_http_init, s_http_handle, s_http_terminate },
     .params = s_http_params,
+    .check = s_http_check,
 };
