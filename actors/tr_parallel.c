@@ -241,6 +241,10 @@ s_members_parse (tr__cfg_t *cfg, s_par_t *par)
             if (strcmp (par->members [j].actor, par->members [i].actor) == 0)
                 return tr__cfg_bad (cfg, "'members' names '%s' twice (items %zu and %zu)",
                                     par->members [i].actor, j + 1, i + 1);
+        //  Asking itself would fan out without end (known at start only:
+        //  the loader's check has no actor name).
+        if (cfg->actor && strcmp (cfg->actor, par->members [i].actor) == 0)
+            return tr__cfg_bad (cfg, "'members' item %zu is this actor itself", i + 1);
         if (par->mode == S_SECTIONS && par->split == S_SPLIT_FIELD && !par->members [i].field
         &&  !(par->members [i].field = strdup (par->members [i].actor)))
             return tr__cfg_bad (cfg, "out of memory");
@@ -490,7 +494,6 @@ typedef struct {
     size_t best;                //  the group with the most votes
     bool tie;                   //  another group has as many
     bool consensus;
-    size_t answered;            //  members whose answer was a vote
 } s_tally_t;
 
 //  The compared form of a vote: its msgpack bytes (tagged 'b') or, with
@@ -567,7 +570,6 @@ s_tally (s_par_t *par, s_run_t *run, s_tally_t *tally)
                     par->vote_key);
             continue;
         }
-        tally->answered++;
         size_t g = 0;
         while (g < tally->distinct && !(tally->groups [g].key_size == size
                                         && memcmp (tally->groups [g].key, key, size) == 0))

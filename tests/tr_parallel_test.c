@@ -785,6 +785,10 @@ START_TEST (test_bad_params)
     s_expect_bad ("{mode: vote, members: [a], timeout: 0}",
                   "parallel.yaml:6:49: p: 'timeout' must be from 1 ms to 2147483647 ms, "
                   "not 0 ms");
+    //  Only known at start: a member that is the actor itself.
+    s_expect_bad ("{mode: race, members: [a, p]}",
+                  "supervisor 't': child 'p' could not start: parallel 'p': 'members' item 2 "
+                  "is this actor itself");
     //  A nested mistake on a line of its own, at its line and column.
     const char *yaml = "name: t\n"
                        "children:\n"
