@@ -132,6 +132,8 @@ typedef struct {
     bool has_tour;
     int retries;                //  conflicts met by this tour
     int64_t iteration;          //  iterations done
+    int64_t first_ms;           //  when the first tour was built (Unix ms)
+    int64_t last_ms;            //  when the last iteration ended
 
     //  The best pipeline
     int best_stage;
@@ -165,7 +167,7 @@ static const tr_param_spec_t s_ant_params [] = {
                                      "(default 0.05)" },
     { "iterations", TR_PARAM_INT, false, "tours this ant builds (default 100)" },
     { "seed", TR_PARAM_INT, false, "this ant's random generator (default: the clock)" },
-    { "interval", TR_PARAM_DURATION, false, "pause between iterations (default 0)" },
+    { "interval", TR_PARAM_DURATION, false, "mean pause between iterations (default 0)" },
     { "timeout", TR_PARAM_DURATION, false, "how long one scratchpad call gets (default 5s)" },
     { .key = NULL }
 };
@@ -955,7 +957,7 @@ s_publish_best (s_ant_t *ant, uint64_t version)
 static void
 s_pack_status (s_ant_t *ant, msgpack_packer *pk, size_t extra)
 {
-    msgpack_pack_map (pk, 12 + extra);
+    msgpack_pack_map (pk, 14 + extra);
     s_pack_str (pk, "colony");
     s_pack_str (pk, ant->colony);
     s_pack_str (pk, "ant");
@@ -989,6 +991,10 @@ s_pack_status (s_ant_t *ant, msgpack_packer *pk, size_t extra)
     msgpack_pack_uint64 (pk, ant->requests);
     s_pack_str (pk, "errors");
     msgpack_pack_uint64 (pk, ant->errors);
+    s_pack_str (pk, "started");
+    msgpack_pack_int64 (pk, ant->first_ms);
+    s_pack_str (pk, "finished");
+    msgpack_pack_int64 (pk, ant->last_ms);
 }
 
 //  swarm.done, once the iterations are done and no offer is in flight.
@@ -1227,6 +1233,7 @@ static void
 s_iteration_done (s_ant_t *ant)
 {
     ant->iteration++;
+    ant->last_ms = s_wall_ms ();
     ant->has_tour = false;
     ant->backoff_ms = 0;
     tr_actor_info_set (ant->self, "swarm.iteration", ant->iteration);
@@ -1237,8 +1244,13 @@ s_iteration_done (s_ant_t *ant)
             s_publish_done (ant);
         return;
     }
+    //  The pause is drawn from half to one and a half times interval:
+    //  ants started together with one interval would otherwise stay in
+    //  step, all reading and all writing in the same millisecond, and
+    //  conflict far more than they need to.
     ant->stage = S_IDLE;
-    s_after (ant, (int) ant->interval_ms, &ant->wait);
+    int pause = ant->interval_ms? (int) ((double) ant->interval_ms * (0.5 + s_random (ant))): 0;
+    s_after (ant, pause, &ant->wait);
 }
 
 static void
@@ -1258,6 +1270,8 @@ s_tau_answered (s_ant_t *ant, const s_outcome_t *out)
             return;
         }
         if (!ant->has_tour) {
+            if (ant->iteration == 0)
+                ant->first_ms = s_wall_ms ();
             s_build_tour (ant);
             if (ant->tour_length < ant->own_length) {
                 ant->own_length = ant->tour_length;
@@ -1406,7 +1420,7 @@ s_ant_init (tr_actor_t *self, void *arg, void **state_p)
 
 //  An ask gets the ant's figures: {colony, ant, iterations, best, tour,
 //  colony_best, updates, conflicts, best_conflicts, dropped, requests,
-//  errors, done, failed}.
+//  errors, started, finished, done, failed}.
 static int
 s_status_reply (s_ant_t *ant, const tr_msg_t *msg)
 {
