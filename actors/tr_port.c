@@ -23,6 +23,14 @@
     `trim: true` drops trailing newlines (and CRLFs) from a per_message
     text answer, as a shell's $(...) does.
 
+    Every parameter, nested ones too (each item of `command`, each
+    variable of `env`, settings that need one another), is read by one
+    function (s_port_configure) for the tree loader's check
+    (tr_actor_type_t.check: a mistake is reported at the file, line and
+    column of the value at fault, before anything starts) and for the
+    start (the same reading, for agents started from C too). Whether the
+    program can be run is found when it starts.
+
     Input: a string body is given as its bytes; any other body as one line
     of JSON (tr_json.h: maps as objects); an empty body as nothing. Reply:
     the output as a string (`output: text`), or parsed as JSON into
@@ -54,6 +62,7 @@
     (TR_ECHILD).
 */
 
+#include "tr_compose.h"
 #include "tr_internal.h"
 #include "tr_clock.h"
 #include "tr_json.h"
@@ -69,7 +78,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,10 +93,8 @@
 #define S_MAX_OUTPUT    (1024u * 1024u)
 #define S_OUTPUT_LIMIT  (TR_BODY_MAX - 16)  //  an answer must fit in a body
 
+//  The settings, as s_port_configure reads them from the params.
 typedef struct {
-    tr_actor_t *actor;
-    const char *name;                   //  the actor's (it outlives us)
-    //  Settings
     int mode;
     char **argv;                        //  NULL-terminated template
     bool argv_input;                    //  some element holds {input}
@@ -100,6 +106,12 @@ typedef struct {
     bool json_out;
     bool trim;                          //  per_message text: drop trailing newlines
     char *id_field;
+} s_settings_t;
+
+typedef struct {
+    tr_actor_t *actor;
+    const char *name;                   //  the actor's (it outlives us)
+    s_settings_t set;
     //  The process and our ends of its pipes
     tr__proc_t *proc;
     int in_fd, out_fd;
@@ -132,7 +144,9 @@ static const tr_param_spec_t s_port_params [] = {
 };
 
 //  --------------------------------------------------------------------------
-//  Settings
+//  Settings: one reading of the params (s_port_configure) serves the tree
+//  loader's check, which reports a mistake at its file, line and column,
+//  and the agent's start.
 
 static void
 s_strv_free (char **strv)
@@ -142,15 +156,30 @@ s_strv_free (char **strv)
     free (strv);
 }
 
+//  Frees what the settings hold (not the settings themselves).
+static void
+s_settings_clear (s_settings_t *set)
+{
+    s_strv_free (set->argv);
+    s_strv_free (set->env);
+    free (set->cwd);
+    free (set->id_field);
+    memset (set, 0, sizeof *set);
+}
+
+static void
+s_settings_release (s_settings_t *set)
+{
+    s_settings_clear (set);
+    free (set);
+}
+
 static void
 s_port_free (s_port_t *self)
 {
     if (!self)
         return;
-    s_strv_free (self->argv);
-    s_strv_free (self->env);
-    free (self->cwd);
-    free (self->id_field);
+    s_settings_clear (&self->set);
     free (self->buf);
     if (self->wake_fd >= 0)
         close (self->wake_fd);
@@ -158,151 +187,154 @@ s_port_free (s_port_t *self)
     free (self);
 }
 
-//  Refuses to start with a reason that the supervisor reports.
-static int __attribute__ ((format (printf, 2, 3)))
-s_refuse (s_port_t *self, const char *format, ...)
-{
-    char text [256];
-    va_list args;
-    va_start (args, format);
-    vsnprintf (text, sizeof text, format, args);
-    va_end (args);
-    tr_log (TR_LOG_ERROR, "port '%s': %s", self->name, text);
-    tr_actor_exit (self->actor, TR_EINVAL, text);
-    return -1;
-}
-
-//  `command`: a non-empty list of strings, the first not empty.
+//  The items of `command` (cfg->at is "command"): strings without NUL
+//  bytes, the first (the program) not empty.
 static int
-s_read_command (s_port_t *self, const tr_params_t *params)
+s_read_command_items (s_settings_t *set, tr__cfg_t *cfg, const msgpack_object *list)
 {
-    tr_params_t list;
-    tr__mp_t mp;
-    uint32_t count = 0;
-    tr_params_get (params, "command", &list);
-    tr__mp_init (&mp, list.data, list.size);
-    if (tr__mp_array (&mp, &count) || count == 0)
-        return s_refuse (self, "'command' must be a non-empty list of strings");
-    self->argv = (char **) calloc (count + 1, sizeof (char *));
-    if (!self->argv)
-        return -1;
+    uint32_t count = list->via.array.size;
+    set->argv = (char **) calloc (count + 1, sizeof (char *));
+    if (!set->argv)
+        return tr__cfg_bad (cfg, "out of memory");
     for (uint32_t i = 0; i < count; i++) {
-        const char *text;
-        uint32_t len;
-        if (tr__mp_str (&mp, &text, &len) || memchr (text, 0, len) || (i == 0 && len == 0))
-            return s_refuse (self, "'command' must be a list of strings without NUL bytes, "
-                             "the first not empty");
-        if (!(self->argv [i] = strndup (text, len)))
-            return -1;
-        if (strstr (self->argv [i], "{input}"))
-            self->argv_input = true;
+        const msgpack_object *o = &list->via.array.ptr [i];
+        char item [16];
+        snprintf (item, sizeof item, "%u", i + 1);
+        if (o->type != MSGPACK_OBJECT_STR)
+            return tr__cfg_bad_at (cfg, item, "'command' item %u must be a string, not %s",
+                                   i + 1, tr__cfg_kind (o));
+        if (memchr (o->via.str.ptr, 0, o->via.str.size))
+            return tr__cfg_bad_at (cfg, item, "'command' item %u must not hold a NUL byte",
+                                   i + 1);
+        if (i == 0 && o->via.str.size == 0)
+            return tr__cfg_bad_at (cfg, item, "'command' item 1, the program, must not be "
+                                   "empty");
+        if (!(set->argv [i] = strndup (o->via.str.ptr, o->via.str.size)))
+            return tr__cfg_bad (cfg, "out of memory");
+        if (strstr (set->argv [i], "{input}"))
+            set->argv_input = true;
     }
     return 0;
 }
 
-//  `env`: a map of names (no '=') to strings.
+//  `command`: a non-empty list of strings.
 static int
-s_read_env (s_port_t *self, const tr_params_t *params)
+s_read_command (s_settings_t *set, tr__cfg_t *cfg)
 {
-    tr_params_t map;
-    if (tr_params_get (params, "env", &map) != TR_OK)
-        return 0;
-    tr__mp_t mp;
-    uint32_t count = 0;
-    tr__mp_init (&mp, map.data, map.size);
-    if (tr__mp_map (&mp, &count))
-        return s_refuse (self, "'env' must be a map");
-    self->env = (char **) calloc (count + 1, sizeof (char *));
-    if (!self->env)
-        return -1;
-    for (uint32_t i = 0; i < count; i++) {
-        const char *key, *value;
-        uint32_t key_len, value_len;
-        if (tr__mp_str (&mp, &key, &key_len) || tr__mp_str (&mp, &value, &value_len)
-        ||  key_len == 0 || memchr (key, '=', key_len) || memchr (key, 0, key_len)
-        ||  memchr (value, 0, value_len))
-            return s_refuse (self, "'env' must map names (without '=') to strings");
-        if (asprintf (&self->env [i], "%.*s=%.*s", (int) key_len, key,
-                      (int) value_len, value) < 0) {
-            self->env [i] = NULL;
-            return -1;
-        }
-    }
-    return 0;
-}
-
-//  A string parameter as a new C string (NULL when absent). -1 on a NUL.
-static int
-s_read_str (s_port_t *self, const tr_params_t *params, const char *key, char **value)
-{
-    const char *text;
-    size_t len;
-    if (tr_params_str (params, key, &text, &len) != TR_OK)
-        return 0;
-    if (memchr (text, 0, len))
-        return s_refuse (self, "'%s' must not hold a NUL byte", key);
-    *value = strndup (text, len);
-    return *value? 0: -1;
-}
-
-//  The choices: mode and output.
-static int
-s_read_choices (s_port_t *self, const tr_params_t *params)
-{
-    char *mode = NULL, *output = NULL;
-    int rc = s_read_str (self, params, "mode", &mode);
-    if (rc == 0)
-        rc = s_read_str (self, params, "output", &output);
-    if (rc == 0 && mode && strcmp (mode, "per_message") && strcmp (mode, "json_lines"))
-        rc = s_refuse (self, "'mode' must be per_message or json_lines, not '%s'", mode);
-    if (rc == 0 && output && strcmp (output, "text") && strcmp (output, "json"))
-        rc = s_refuse (self, "'output' must be text or json, not '%s'", output);
-    if (rc == 0) {
-        self->mode = mode && !strcmp (mode, "json_lines")? S_JSON_LINES: S_PER_MESSAGE;
-        self->json_out = output? !strcmp (output, "json"): self->mode == S_JSON_LINES;
-    }
-    free (mode);
-    free (output);
+    const msgpack_object *list = tr__cfg_get (cfg, NULL, "command");
+    if (!list)
+        return tr__cfg_bad (cfg, "needs a 'command'");
+    if (list->type != MSGPACK_OBJECT_ARRAY || list->via.array.size == 0)
+        return tr__cfg_bad_at (cfg, "command", "'command' must be a non-empty list of "
+                               "strings, not %s", list->type == MSGPACK_OBJECT_ARRAY?
+                               "an empty list": tr__cfg_kind (list));
+    tr__cfg_enter (cfg, "command");
+    int rc = s_read_command_items (set, cfg, list);
+    tr__cfg_enter (cfg, "%s", "");
     return rc;
 }
 
-//  The numbers: timeouts and the output limit.
+//  One variable of `env` (cfg->at is "env"): a name without '=', a
+//  string value, no NUL bytes.
 static int
-s_read_numbers (s_port_t *self, const tr_params_t *params)
+s_read_env_var (s_settings_t *set, tr__cfg_t *cfg, const msgpack_object_kv *kv, size_t i)
 {
-    int64_t max_output = S_MAX_OUTPUT;
-    self->timeout_ms = S_TIMEOUT_MS;
-    self->stop_ms = S_STOP_MS;
-    tr_params_duration (params, "timeout", &self->timeout_ms);
-    tr_params_duration (params, "stop_timeout", &self->stop_ms);
-    tr_params_int (params, "max_output", &max_output);
-    if (self->timeout_ms <= 0 || self->timeout_ms > INT32_MAX)
-        return s_refuse (self, "'timeout' must be more than 0");
-    if (self->stop_ms > INT32_MAX)
-        return s_refuse (self, "'stop_timeout' is too long");
-    if (max_output < 1 || max_output > (int64_t) S_OUTPUT_LIMIT)
-        return s_refuse (self, "'max_output' must be from 1 to 16777200");
-    self->max_output = (size_t) max_output;
+    if (kv->key.type != MSGPACK_OBJECT_STR)
+        return tr__cfg_bad (cfg, "'env' names must be strings, not %s", tr__cfg_kind (&kv->key));
+    const char *key = kv->key.via.str.ptr;
+    uint32_t key_len = kv->key.via.str.size;
+    char shown [64];
+    snprintf (shown, sizeof shown, "%.*s", (int) (key_len < 60? key_len: 60), key);
+    if (key_len == 0 || memchr (key, '=', key_len) || memchr (key, 0, key_len))
+        return tr__cfg_bad_at (cfg, shown, "'env' name '%s' must not be empty nor hold '=' "
+                               "or a NUL byte", shown);
+    const msgpack_object *value = &kv->val;
+    if (value->type != MSGPACK_OBJECT_STR)
+        return tr__cfg_bad_at (cfg, shown, "'env' value of '%s' must be a string, not %s",
+                               shown, tr__cfg_kind (value));
+    if (memchr (value->via.str.ptr, 0, value->via.str.size))
+        return tr__cfg_bad_at (cfg, shown, "'env' value of '%s' must not hold a NUL byte",
+                               shown);
+    if (asprintf (&set->env [i], "%.*s=%.*s", (int) key_len, key,
+                  (int) value->via.str.size, value->via.str.ptr) < 0) {
+        set->env [i] = NULL;
+        return tr__cfg_bad (cfg, "out of memory");
+    }
     return 0;
 }
 
+//  `env`: a map of names to strings.
 static int
-s_read_params (s_port_t *self, const tr_params_t *params)
+s_read_env (s_settings_t *set, tr__cfg_t *cfg)
 {
-    tr_params_bool (params, "trim", &self->trim);
-    if (s_read_command (self, params) || s_read_env (self, params)
-    ||  s_read_str (self, params, "cwd", &self->cwd)
-    ||  s_read_str (self, params, "id_field", &self->id_field)
-    ||  s_read_choices (self, params) || s_read_numbers (self, params))
-        return -1;
-    if (self->mode == S_JSON_LINES && self->argv_input)
-        return s_refuse (self, "{input} in 'command' needs mode per_message");
-    if (self->id_field && self->mode != S_JSON_LINES)
-        return s_refuse (self, "'id_field' needs mode json_lines");
-    if (self->id_field && !self->json_out)
-        return s_refuse (self, "'id_field' needs output json");
+    const msgpack_object *map = tr__cfg_get (cfg, NULL, "env");
+    if (!map)
+        return 0;
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return tr__cfg_bad_at (cfg, "env", "'env' must be a mapping, not %s", tr__cfg_kind (map));
+    set->env = (char **) calloc (map->via.map.size + 1, sizeof (char *));
+    if (!set->env)
+        return tr__cfg_bad (cfg, "out of memory");
+    tr__cfg_enter (cfg, "env");
+    int rc = 0;
+    for (uint32_t i = 0; i < map->via.map.size && rc == 0; i++)
+        rc = s_read_env_var (set, cfg, &map->via.map.ptr [i], i);
+    tr__cfg_enter (cfg, "%s", "");
+    return rc;
+}
+
+//  Settings that only mean something with others are refused without
+//  them, rather than ignored.
+static int
+s_check_together (s_settings_t *set, tr__cfg_t *cfg)
+{
+    if (set->mode == S_JSON_LINES && set->argv_input) {
+        char item [32];
+        size_t i = 0;
+        while (!strstr (set->argv [i], "{input}"))
+            i++;
+        snprintf (item, sizeof item, "command.%zu", i + 1);
+        return tr__cfg_bad_at (cfg, item, "{input} in 'command' needs mode per_message");
+    }
+    if (set->id_field && set->mode != S_JSON_LINES)
+        return tr__cfg_bad_at (cfg, "id_field", "'id_field' needs mode json_lines");
+    if (set->id_field && !set->json_out)
+        return tr__cfg_bad_at (cfg, "output", "'id_field' needs output json");
+    if (set->trim && (set->mode != S_PER_MESSAGE || set->json_out))
+        return tr__cfg_bad_at (cfg, "trim", "'trim' is only for mode per_message with "
+                               "output text");
     return 0;
 }
+
+//  Reads and checks every parameter into set. Returns 0, or -1 with
+//  cfg->error (and the value at fault in cfg->path).
+static int
+s_port_configure (s_settings_t *set, tr__cfg_t *cfg)
+{
+    static const char *const modes [] = { "per_message", "json_lines", NULL };
+    static const char *const outputs [] = { "text", "json", NULL };
+    int output = -1;
+    int64_t max_output = S_MAX_OUTPUT;
+    set->mode = S_PER_MESSAGE;
+    set->timeout_ms = S_TIMEOUT_MS;
+    set->stop_ms = S_STOP_MS;
+    if (s_read_command (set, cfg) || s_read_env (set, cfg)
+    ||  tr__cfg_str (cfg, "cwd", &set->cwd)
+    ||  tr__cfg_str (cfg, "id_field", &set->id_field)
+    ||  tr__cfg_choice (cfg, "mode", modes, &set->mode)
+    ||  tr__cfg_choice (cfg, "output", outputs, &output)
+    ||  tr__cfg_duration (cfg, "timeout", 1, INT32_MAX, &set->timeout_ms)
+    ||  tr__cfg_duration (cfg, "stop_timeout", 0, INT32_MAX, &set->stop_ms)
+    ||  tr__cfg_int (cfg, "max_output", 1, S_OUTPUT_LIMIT, &max_output)
+    ||  tr__cfg_bool (cfg, "trim", &set->trim))
+        return -1;
+    set->max_output = (size_t) max_output;
+    set->json_out = output >= 0? output == 1: set->mode == S_JSON_LINES;
+    return s_check_together (set, cfg);
+}
+
+//  The tree loader's check: the same reading as the start's, with positions.
+TR__CFG_CHECK_DEFINE (s_port_check, "port", s_settings_t, s_port_configure, s_settings_release)
 
 //  --------------------------------------------------------------------------
 //  The process
@@ -418,14 +450,14 @@ s_start (s_port_t *self, char *const *argv)
         ;
     pthread_mutex_lock (&self->lock);
     self->exited = false;
-    self->notify = self->mode == S_JSON_LINES;
+    self->notify = self->set.mode == S_JSON_LINES;
     self->proc_id = atomic_fetch_add (&s_next_proc_id, 1) + 1;
     pthread_mutex_unlock (&self->lock);
     self->len = 0;
     self->owed = 0;
     tr__proc_spec_t spec = {
         .name = self->name, .argv = (const char *const *) argv,
-        .env = (const char *const *) self->env, .cwd = self->cwd,
+        .env = (const char *const *) self->set.env, .cwd = self->set.cwd,
         .stdin_fd = &self->in_fd, .stdout_fd = &self->out_fd
     };
     int rc = tr__proc_start (tr_actor_node (self->actor), &spec, s_on_exit, self, &self->proc);
@@ -448,7 +480,7 @@ s_stop (s_port_t *self)
     s_close (&self->in_fd);
     s_close (&self->out_fd);
     if (self->proc) {
-        tr__proc_stop (self->proc, self->stop_ms);
+        tr__proc_stop (self->proc, self->set.stop_ms);
         tr__proc_destroy (&self->proc);
     }
 }
@@ -556,7 +588,7 @@ s_input (const tr_msg_t *msg, bool newline, char **owned, const char **data, siz
 static int
 s_answer (s_port_t *self, const tr_msg_t *msg, const char *text, size_t len)
 {
-    if (self->json_out) {
+    if (self->set.json_out) {
         char *data = NULL;
         size_t size = 0;
         tr__json_error_t err;
@@ -605,11 +637,11 @@ static char **
 s_fill (const s_port_t *self, const char *input, size_t input_len)
 {
     size_t count = 0;
-    while (self->argv [count])
+    while (self->set.argv [count])
         count++;
     char **argv = (char **) calloc (count + 1, sizeof (char *));
     for (size_t i = 0; argv && i < count; i++) {
-        const char *from = self->argv [i];
+        const char *from = self->set.argv [i];
         size_t size = strlen (from) + 1, at = 0;
         for (const char *p = from; (p = strstr (p, "{input}")); p += 7)
             size += input_len;
@@ -660,7 +692,7 @@ s_run_turn (s_port_t *self, s_run_t *run)
             s_close (&self->in_fd);     //  all written, or it stopped reading
     }
     if (fds [1].revents) {
-        int got = s_read_some (self, self->max_output);
+        int got = s_read_some (self, self->set.max_output);
         if (got == TR_ETOOBIG || got == TR_ENOMEM)
             run->error = got;
         else
@@ -681,7 +713,7 @@ s_run (s_port_t *self, s_run_t *run)
     while (!run->error) {
         if (s_exited (self, NULL)) {
             int got;
-            while ((got = s_read_some (self, self->max_output)) == 1)
+            while ((got = s_read_some (self, self->set.max_output)) == 1)
                 ;
             return got == TR_ETOOBIG || got == TR_ENOMEM? got: TR_OK;
         }
@@ -711,11 +743,11 @@ s_run_outcome (s_port_t *self, const tr_msg_t *msg, int rc, bool cut_short)
     }
     if (rc == TR_ETIMEDOUT)
         snprintf (text, sizeof text, "process still running after %lld ms; stopped",
-                  (long long) self->timeout_ms);
+                  (long long) self->set.timeout_ms);
     else
     if (rc == TR_ETOOBIG)
         snprintf (text, sizeof text, "process wrote more than %zu bytes; stopped",
-                  self->max_output);
+                  self->set.max_output);
     else
     if (rc == TR_ENOMEM)
         snprintf (text, sizeof text, "out of memory for the process's output; stopped");
@@ -733,30 +765,30 @@ s_handle_once (s_port_t *self, const tr_msg_t *msg)
     char *owned;
     const char *input;
     size_t input_len;
-    if (s_input (msg, !self->argv_input, &owned, &input, &input_len))
+    if (s_input (msg, !self->set.argv_input, &owned, &input, &input_len))
         return -1;
-    if (self->argv_input && memchr (input, 0, input_len)) {
+    if (self->set.argv_input && memchr (input, 0, input_len)) {
         free (owned);
         tr_log (TR_LOG_INFO, "port '%s': a body with a NUL byte cannot be an argument",
                 self->name);
         return tr_msg_kind (msg) == TR_KIND_ASK? (tr_reply_error (msg, TR_EINVAL), 0): 0;
     }
-    char **argv = self->argv_input? s_fill (self, input, input_len): NULL;
-    if (self->argv_input && !argv) {
+    char **argv = self->set.argv_input? s_fill (self, input, input_len): NULL;
+    if (self->set.argv_input && !argv) {
         free (owned);
         return -1;
     }
-    int rc = s_start (self, argv? argv: self->argv);
+    int rc = s_start (self, argv? argv: self->set.argv);
     s_strv_free (argv);
     if (rc) {
         free (owned);
         return s_fail (self, msg, rc, "process could not be started");
     }
     int64_t ask_ms = tr_msg_remaining_ms (msg);
-    bool cut_short = ask_ms >= 0 && ask_ms < self->timeout_ms;
+    bool cut_short = ask_ms >= 0 && ask_ms < self->set.timeout_ms;
     s_run_t run = {
-        .input = self->argv_input? "": input, .left = self->argv_input? 0: input_len,
-        .deadline_ns = tr__deadline_after_ms (cut_short? ask_ms: self->timeout_ms)
+        .input = self->set.argv_input? "": input, .left = self->set.argv_input? 0: input_len,
+        .deadline_ns = tr__deadline_after_ms (cut_short? ask_ms: self->set.timeout_ms)
     };
     rc = s_run (self, &run);
     free (owned);
@@ -769,7 +801,7 @@ s_handle_once (s_port_t *self, const tr_msg_t *msg)
     }
     if (rc == TR_OK) {
         size_t len = self->len;
-        while (self->trim && !self->json_out && len && self->buf [len - 1] == '\n')
+        while (self->set.trim && !self->set.json_out && len && self->buf [len - 1] == '\n')
             len -= len > 1 && self->buf [len - 2] == '\r'? 2: 1;
         rc = s_answer (self, msg, self->buf, len);
         if (rc == TR_ECHILD)
@@ -794,7 +826,7 @@ s_read_line (s_port_t *self, int64_t deadline_ns, size_t *line_len)
             *line_len = (size_t) (newline - self->buf);
             return TR_OK;
         }
-        if (self->len > self->max_output)
+        if (self->len > self->set.max_output)
             return TR_ETOOBIG;
         struct pollfd fds [2] = {
             { .fd = self->out_fd, .events = POLLIN },
@@ -804,7 +836,7 @@ s_read_line (s_port_t *self, int64_t deadline_ns, size_t *line_len)
         if (rc == 0 && s_wait_ms (deadline_ns) == 0)
             return TR_ETIMEDOUT;
         if (rc > 0 && fds [0].revents) {
-            int got = s_read_some (self, self->max_output);
+            int got = s_read_some (self, self->set.max_output);
             if (got == TR_ETOOBIG)
                 continue;               //  the newline may be in it
             if (got == TR_ENOMEM)
@@ -816,7 +848,7 @@ s_read_line (s_port_t *self, int64_t deadline_ns, size_t *line_len)
         if (rc > 0 && fds [1].revents && s_exited (self, NULL)) {
             //  Gone: what it wrote last is still worth a look.
             int got;
-            while ((got = s_read_some (self, self->max_output)) == 1)
+            while ((got = s_read_some (self, self->set.max_output)) == 1)
                 ;
             if (!memchr (self->buf, '\n', self->len))
                 return got == TR_ETOOBIG || got == TR_ENOMEM? got: TR_ECHILD;
@@ -840,11 +872,11 @@ s_lines_reason (s_port_t *self, int rc, char *text, size_t size)
     tr__proc_exit_t exit;
     if (rc == TR_ETIMEDOUT)
         snprintf (text, size, "process did not answer within %lld ms",
-                  (long long) self->timeout_ms);
+                  (long long) self->set.timeout_ms);
     else
     if (rc == TR_ETOOBIG)
         snprintf (text, size, "process wrote a line longer than %zu bytes",
-                  self->max_output);
+                  self->set.max_output);
     else
     if (rc == TR_ENOMEM)
         snprintf (text, size, "out of memory for the process's output");
@@ -896,28 +928,28 @@ s_lines_request (s_port_t *self, const tr_msg_t *msg, char **line, size_t *len)
     msgpack_packer pk;
     msgpack_sbuffer_init (&sb);
     msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
-    if (self->id_field && obj.type != MSGPACK_OBJECT_MAP)
+    if (self->set.id_field && obj.type != MSGPACK_OBJECT_MAP)
         rc = TR_EINVAL;
     else
-    if (self->id_field) {
+    if (self->set.id_field) {
         //  The map without any id field of its own, then the id.
-        size_t key_len = strlen (self->id_field);
+        size_t key_len = strlen (self->set.id_field);
         uint32_t kept = 0;
         for (uint32_t i = 0; i < obj.via.map.size; i++) {
             msgpack_object *key = &obj.via.map.ptr [i].key;
             kept += !(key->type == MSGPACK_OBJECT_STR && key->via.str.size == key_len
-                      && !memcmp (key->via.str.ptr, self->id_field, key_len));
+                      && !memcmp (key->via.str.ptr, self->set.id_field, key_len));
         }
         msgpack_pack_map (&pk, kept + 1);
         for (uint32_t i = 0; i < obj.via.map.size; i++) {
             msgpack_object *key = &obj.via.map.ptr [i].key;
             if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == key_len
-            &&  !memcmp (key->via.str.ptr, self->id_field, key_len))
+            &&  !memcmp (key->via.str.ptr, self->set.id_field, key_len))
                 continue;
             msgpack_pack_object (&pk, *key);
             msgpack_pack_object (&pk, obj.via.map.ptr [i].val);
         }
-        msgpack_pack_str_with_body (&pk, self->id_field, key_len);
+        msgpack_pack_str_with_body (&pk, self->set.id_field, key_len);
         msgpack_pack_uint64 (&pk, ++self->next_id);
     }
     else
@@ -968,7 +1000,7 @@ s_lines_id_matches (s_port_t *self, const char *data, size_t size)
 {
     tr__mp_t mp;
     uint32_t pairs;
-    size_t key_len = strlen (self->id_field);
+    size_t key_len = strlen (self->set.id_field);
     tr__mp_init (&mp, data, size);
     if (tr__mp_map (&mp, &pairs))
         return false;
@@ -978,7 +1010,7 @@ s_lines_id_matches (s_port_t *self, const char *data, size_t size)
         uint64_t id;
         if (tr__mp_str (&mp, &key, &len))
             return false;
-        if (len == key_len && !memcmp (key, self->id_field, len))
+        if (len == key_len && !memcmp (key, self->set.id_field, len))
             return tr__mp_uint (&mp, &id) == 0 && id == self->next_id;
         if (tr__mp_skip (&mp, TR__JSON_MAX_DEPTH))
             return false;
@@ -999,13 +1031,13 @@ s_lines_answer (s_port_t *self, const tr_msg_t *msg, const char *text, size_t le
                   tr__json_error_format (&err, where, sizeof where));
         return s_fail (self, msg, TR_ECHILD, reason);
     }
-    if (self->id_field && !s_lines_id_matches (self, data, size)) {
+    if (self->set.id_field && !s_lines_id_matches (self, data, size)) {
         free (data);
         return s_fail (self, msg, TR_ECHILD, "process answered without the request's id");
     }
     int rc = TR_OK;
     if (tr_msg_kind (msg) == TR_KIND_ASK)
-        rc = self->json_out? tr_reply (msg, data, size): s_answer (self, msg, text, len);
+        rc = self->set.json_out? tr_reply (msg, data, size): s_answer (self, msg, text, len);
     free (data);
     return rc == TR_ENOMEM? -1: 0;
 }
@@ -1018,7 +1050,7 @@ static int
 s_lines_ready (s_port_t *self, const tr_msg_t *msg)
 {
     char reason [192];
-    if (!self->proc && s_start (self, self->argv))
+    if (!self->proc && s_start (self, self->set.argv))
         return s_fail (self, msg, TR_ECHILD, "process could not be started");
     int rc = s_lines_settle (self);
     if (rc) {
@@ -1027,7 +1059,7 @@ s_lines_ready (s_port_t *self, const tr_msg_t *msg)
         return s_fail (self, msg, rc, reason);
     }
     if (!s_exited (self, NULL))
-        while (s_read_some (self, self->max_output) == 1)
+        while (s_read_some (self, self->set.max_output) == 1)
             ;                           //  what it wrote unasked, if anything
     if (self->len) {
         s_stop (self);
@@ -1042,9 +1074,9 @@ static int
 s_lines_exchange (s_port_t *self, const tr_msg_t *msg, const char *line, size_t len)
 {
     int64_t ask_ms = tr_msg_remaining_ms (msg);
-    bool cut_short = ask_ms >= 0 && ask_ms < self->timeout_ms;
-    int64_t deadline = tr__deadline_after_ms (self->timeout_ms);
-    int64_t ask_deadline = tr__deadline_after_ms (cut_short? ask_ms: self->timeout_ms);
+    bool cut_short = ask_ms >= 0 && ask_ms < self->set.timeout_ms;
+    int64_t deadline = tr__deadline_after_ms (self->set.timeout_ms);
+    int64_t ask_deadline = tr__deadline_after_ms (cut_short? ask_ms: self->set.timeout_ms);
     size_t line_len = 0;
     int rc = s_lines_send (self, line, len, deadline);
     if (rc == TR_OK)
@@ -1116,7 +1148,6 @@ s_notice (s_port_t *self, const tr_msg_t *msg, uint64_t proc_id)
 static int
 s_port_init (tr_actor_t *actor, void *arg, void **state_p)
 {
-    const tr_params_t *params = (const tr_params_t *) arg;
     pthread_once (&s_secret_once, s_secret_init);
     s_port_t *self = (s_port_t *) calloc (1, sizeof *self);
     if (!self)
@@ -1126,25 +1157,30 @@ s_port_init (tr_actor_t *actor, void *arg, void **state_p)
     self->in_fd = self->out_fd = -1;
     pthread_mutex_init (&self->lock, NULL);
     self->wake_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (self->wake_fd < 0 || !params) {
-        if (!params)
-            s_refuse (self, "needs params with a 'command'");
+    if (self->wake_fd < 0) {
         s_port_free (self);
         return -1;
     }
-    if (s_read_params (self, params)) {
+    tr__cfg_t cfg;
+    int rc = tr__cfg_open (&cfg, "port", self->name, (const tr_params_t *) arg);
+    if (rc == 0)
+        rc = s_port_configure (&self->set, &cfg);
+    if (rc)
+        tr__cfg_refuse (actor, &cfg);
+    tr__cfg_close (&cfg);
+    if (rc) {
         s_port_free (self);
         return -1;
     }
-    self->cap = self->max_output < 4096? self->max_output + 1: 4096;
+    self->cap = self->set.max_output < 4096? self->set.max_output + 1: 4096;
     if (!(self->buf = (char *) malloc (self->cap))) {
         s_port_free (self);
         return -1;
     }
-    int rc = self->mode == S_JSON_LINES? s_start (self, self->argv): TR_OK;
+    rc = self->set.mode == S_JSON_LINES? s_start (self, self->set.argv): TR_OK;
     if (rc) {
         char text [192];
-        snprintf (text, sizeof text, "cannot start '%.100s': %s", self->argv [0],
+        snprintf (text, sizeof text, "cannot start '%.100s': %s", self->set.argv [0],
                   tr_strerror (rc));
         tr_actor_exit (actor, rc, text);
         s_port_free (self);
@@ -1172,7 +1208,7 @@ s_port_handle (tr_actor_t *actor, const tr_msg_t *msg, void *state)
     if (s_notice_read (msg, &proc_id))
         return s_notice (self, msg, proc_id);
     tr_actor_info_add (self->actor, "port.messages", 1);
-    int rc = self->mode == S_JSON_LINES? s_handle_lines (self, msg): s_handle_once (self, msg);
+    int rc = self->set.mode == S_JSON_LINES? s_handle_lines (self, msg): s_handle_once (self, msg);
     if (rc && kind == TR_KIND_TELL)
         tr_log (TR_LOG_WARN, "port '%s': a tell failed: %s", self->name,
                 tr_strerror (rc < -1? rc: TR_EHANDLER));
@@ -1194,4 +1230,5 @@ const tr_actor_type_t tr__port_type = {
     .summary = "runs a command per message, or talks JSON lines with a long-lived process",
     .behaviour = { s_port_init, s_port_handle, s_port_terminate },
     .params = s_port_params,
+    .check = s_port_check,
 };

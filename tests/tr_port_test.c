@@ -512,36 +512,118 @@ START_TEST (test_lines_breaker)
 }
 END_TEST
 
-//  Parameters are checked when the actor starts, with a precise reason.
+//  The error the tree loader gives for yaml (which must not load),
+//  formatted: "FILE:LINE:COLUMN: child: what is wrong".
+static void
+s_expect_load_error (const char *yaml, const char *expected)
+{
+    tr_tree_error_t err;
+    char buf [800];
+    tr_tree_t *tree = NULL;
+    int rc = tr_tree_parse (yaml, strlen (yaml), "test.yaml", &tree, &err);
+    tr_tree_destroy (&tree);
+    ck_assert_msg (rc != TR_OK, "loaded: %s", yaml);
+    const char *error = tr_tree_error_format (&err, buf, sizeof buf);
+    ck_assert_msg (!strcmp (error, expected), "got      '%s'\nexpected '%s'", error, expected);
+}
+
+//  Every parameter is checked when the tree file is loaded, nested values
+//  too, each mistake reported at the line and column of the value at
+//  fault (params start at column 13 of line 5 here).
 START_TEST (test_bad_params)
 {
     static const struct {
         const char *params;
-        const char *reason;
+        const char *error;
     } cases [] = {
-        { "{command: [cat], mode: streaming}", "'mode' must be per_message or json_lines, not 'streaming'" },
-        { "{command: []}", "'command' must be a non-empty list of strings" },
-        { "{command: [cat, 3]}", "'command' must be a list of strings" },
-        { "{command: [cat], output: xml}", "'output' must be text or json, not 'xml'" },
-        { "{command: [cat], timeout: 0}", "'timeout' must be more than 0" },
-        { "{command: [cat], max_output: 0}", "'max_output' must be from 1" },
-        { "{command: [cat], env: {A: 1}}", "'env' must map names" },
-        { "{command: [cat], id_field: id}", "'id_field' needs mode json_lines" },
-        { "{command: [cat, '{input}'], mode: json_lines}", "{input} in 'command' needs mode per_message" },
-        { "{command: [/nonexistent/x], mode: json_lines}", "cannot start '/nonexistent/x': not found" },
+        { "{command: [cat], mode: streaming}",
+          "test.yaml:5:36: p: 'mode' must be one of per_message, json_lines, not 'streaming'" },
+        { "{command: []}",
+          "test.yaml:5:23: p: 'command' must be a non-empty list of strings, not an empty list" },
+        { "{command: [cat, 3]}",
+          "test.yaml:5:29: p: 'command' item 2 must be a string, not an integer" },
+        { "{command: [cat, {a: b}]}",
+          "test.yaml:5:29: p: 'command' item 2 must be a string, not a mapping" },
+        { "{command: ['', x]}",
+          "test.yaml:5:24: p: 'command' item 1, the program, must not be empty" },
+        { "{command: [cat], output: xml}",
+          "test.yaml:5:38: p: 'output' must be one of text, json, not 'xml'" },
+        { "{command: [cat], timeout: 0}",
+          "test.yaml:5:39: p: 'timeout' must be from 1 ms to 2147483647 ms, not 0 ms" },
+        { "{command: [cat], stop_timeout: -1}",
+          "test.yaml:5:44: parameter 'stop_timeout' of actor type 'port' must be a duration "
+          "such as 250ms or 2s, or an integer of milliseconds, not '-1'" },
+        { "{command: [cat], max_output: 0}",
+          "test.yaml:5:42: p: 'max_output' must be from 1 to 16777200, not 0" },
+        { "{command: [cat], max_output: -10}",
+          "test.yaml:5:42: p: 'max_output' must be from 1 to 16777200, not -10" },
+        { "{command: [cat], env: {A: x, B: 1}}",
+          "test.yaml:5:45: p: 'env' value of 'B' must be a string, not an integer" },
+        { "{command: [cat], env: {A: [x]}}",
+          "test.yaml:5:39: p: 'env' value of 'A' must be a string, not a list" },
+        { "{command: [cat], env: {'A=B': x}}",
+          "test.yaml:5:43: p: 'env' name 'A=B' must not be empty nor hold '=' or a NUL byte" },
+        { "{command: [cat], cwd: ''}",
+          "test.yaml:5:35: p: 'cwd' must be a non-empty string without NUL bytes" },
+        { "{command: [cat], id_field: id}",
+          "test.yaml:5:40: p: 'id_field' needs mode json_lines" },
+        { "{command: [cat], mode: json_lines, output: text, id_field: id}",
+          "test.yaml:5:56: p: 'id_field' needs output json" },
+        { "{command: [cat, x, '{input}'], mode: json_lines}",
+          "test.yaml:5:32: p: {input} in 'command' needs mode per_message" },
+        { "{command: [cat], mode: json_lines, trim: true}",
+          "test.yaml:5:54: p: 'trim' is only for mode per_message with output text" },
+        { "{command: [cat], output: json, trim: true}",
+          "test.yaml:5:50: p: 'trim' is only for mode per_message with output text" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char yaml [512];
-        snprintf (yaml, sizeof yaml, "name: t\nintensity: {max_restarts: 0, period: 1s}\n"
-                  "children:\n  - {name: p, actor: port, params: %s}\n", cases [i].params);
-        char *reason = NULL;
-        int rc = s_try_start (yaml, &reason);
-        ck_assert_msg (rc != TR_OK, "%s started", cases [i].params);
-        ck_assert_msg (reason && strstr (reason, cases [i].reason),
-                       "%s: reason '%s'", cases [i].params, reason? reason: "(none)");
-        free (reason);
-        tr_tree_destroy (&s_tree);
+        snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - name: p\n    actor: port\n"
+                  "    params: %s\n", cases [i].params);
+        s_expect_load_error (yaml, cases [i].error);
     }
+    //  Nested values written as blocks: each at its own line.
+    s_expect_load_error ("name: t\n"
+                         "children:\n"
+                         "  - name: p\n"
+                         "    actor: port\n"
+                         "    params:\n"
+                         "      command:\n"
+                         "        - /usr/bin/python3\n"
+                         "        - -u\n"
+                         "        - 7\n"
+                         "      mode: json_lines\n",
+                         "test.yaml:9:11: p: 'command' item 3 must be a string, not an integer");
+    s_expect_load_error ("name: t\n"
+                         "children:\n"
+                         "  - name: p\n"
+                         "    actor: port\n"
+                         "    params:\n"
+                         "      command: [env]\n"
+                         "      env:\n"
+                         "        LANG: C\n"
+                         "        DEPTH: {max: 3}\n",
+                         "test.yaml:9:16: p: 'env' value of 'DEPTH' must be a string, not a "
+                         "mapping");
+    //  A program that cannot be run is found when it starts (json_lines:
+    //  with the agent).
+    char *reason = NULL;
+    int rc = s_try_start ("name: t\nintensity: {max_restarts: 0, period: 1s}\nchildren:\n"
+                          "  - {name: p, actor: port, params: {command: [/nonexistent/x], "
+                          "mode: json_lines}}\n", &reason);
+    ck_assert_int_ne (rc, TR_OK);
+    ck_assert_msg (reason && strstr (reason, "cannot start '/nonexistent/x': not found"),
+                   "reason '%s'", reason? reason: "(none)");
+    free (reason);
+    tr_tree_destroy (&s_tree);
+    //  Started from C with parameters of its own, the agent makes the same
+    //  checks when it starts: {command: []} is refused.
+    static const uint8_t packed [] = { 0x81, 0xa7, 'c', 'o', 'm', 'm', 'a', 'n', 'd', 0x90 };
+    tr_params_t params = { packed, sizeof packed };
+    const tr_actor_type_t *type = tr_actor_type_find ("port");
+    ck_assert_ptr_nonnull (type);
+    ck_assert_int_eq (tr_spawn (s_node, "raw", &type->behaviour, &params, NULL, NULL), TR_EINIT);
+    ck_assert_int_eq (tr_spawn (s_node, "raw", &type->behaviour, NULL, NULL, NULL), TR_EINIT);
 }
 END_TEST
 
