@@ -1349,7 +1349,8 @@ s_fw_forget (s_fw_t *fw, bool (*keep) (s_fw_t *, const char *, const void *),
             break;
         count++;
     }
-    qsort (paths, count, sizeof *paths, s_strcmp_desc);
+    if (count)
+        qsort (paths, count, sizeof *paths, s_strcmp_desc);
     for (size_t i = 0; i < count; i++) {
         s_entry_t *e = (s_entry_t *) zhashx_lookup (fw->snap, paths [i]);
         bool dir = e && e->dir;
