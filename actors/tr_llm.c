@@ -65,7 +65,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 //  Turns that may wait for the conversation at once, per agent.
 #define S_MAX_WAITING       1024
@@ -246,6 +249,7 @@ typedef struct {
     uint32_t extra_count;
     tr_http_backend_opts_t backend;
     char *backend_name;
+    char *ca_file;                      //  backend.ca_file, or NULL
     bool cache;
     bool backend_settings;              //  the backend map sets more than its name
     s_sig_t *sig;
@@ -295,6 +299,7 @@ s_config_free (s_config_t *cfg)
     free (cfg->system);
     free (cfg->extra);
     free (cfg->backend_name);
+    free (cfg->ca_file);
     s_sig_free (cfg->sig);
     for (size_t i = 0; i < cfg->nrules; i++) {
         s_rule_t *rule = &cfg->rules [i];
@@ -716,19 +721,43 @@ s_parse_signature (s_parse_t *p, const msgpack_object *o, s_config_t *cfg)
         || s_parse_fields (p, s_get (o, "outputs"), "outputs", &cfg->sig->outputs, &cfg->sig->noutputs);
 }
 
+//  `backend.ca_file`: the CA file that an https base_url's certificate is
+//  verified against; it must be a file that can be read (the engine reads
+//  it when it connects).
+static int
+s_parse_ca_file (s_parse_t *p, const msgpack_object *o, s_config_t *cfg)
+{
+    if (s_want_str (p, o, "'backend.ca_file'", &cfg->ca_file))
+        return -1;
+    if (!*cfg->ca_file)
+        return s_bad (p, "'backend.ca_file' must not be empty");
+    if (cfg->offline || strncasecmp (cfg->url, "https://", 8))
+        return s_bad (p, "'backend.ca_file' is only for an https:// base_url");
+    struct stat st;
+    if (stat (cfg->ca_file, &st) || access (cfg->ca_file, R_OK))
+        return s_bad (p, "'backend.ca_file' cannot be read: '%.200s': %s", cfg->ca_file,
+                      strerror (errno));
+    if (!S_ISREG (st.st_mode))
+        return s_bad (p, "'backend.ca_file' is not a file: '%.200s'", cfg->ca_file);
+    cfg->backend.ca_file = cfg->ca_file;
+    return 0;
+}
+
 static int
 s_parse_backend (s_parse_t *p, const msgpack_object *o, s_config_t *cfg)
 {
     static const char *const keys [] = {
         "name", "max_concurrent", "requests_per_minute", "tokens_per_minute",
         "connect_timeout", "timeout", "max_retries", "backoff_initial", "backoff_max",
-        "max_response", "cache_entries", "cache_ttl", NULL
+        "max_response", "cache_entries", "cache_ttl", "ca_file", NULL
     };
     if (s_want_map (p, o, "'backend'") || s_keys_known (p, o, "'backend'", keys))
         return -1;
     tr_http_backend_opts_t *b = &cfg->backend;
     const msgpack_object *v;
     if ((v = s_get (o, "name")) && s_want_str (p, v, "'backend.name'", &cfg->backend_name))
+        return -1;
+    if ((v = s_get (o, "ca_file")) && s_parse_ca_file (p, v, cfg))
         return -1;
     int64_t max_response = 0, entries = 0;
     if ((v = s_get (o, "max_response"))
@@ -3096,12 +3125,14 @@ s_pack_backend (msgpack_packer *pk, const tr_llm_opts_t *o)
         { "cache_entries", o->cache? (int64_t) (b->cache_entries? b->cache_entries: 256): 0 },
         { "cache_ttl", b->cache_ttl_ms }
     };
-    size_t n = (b->name != NULL);
+    size_t n = (b->name != NULL) + (b->ca_file != NULL);
     for (size_t i = 0; i < sizeof ints / sizeof ints [0]; i++)
         n += ints [i].value != 0;
     msgpack_pack_map (pk, n);
     if (b->name)
         s_pack_kv_str (pk, "name", b->name);
+    if (b->ca_file)
+        s_pack_kv_str (pk, "ca_file", b->ca_file);
     for (size_t i = 0; i < sizeof ints / sizeof ints [0]; i++)
         if (ints [i].value)
             s_pack_kv_int (pk, ints [i].key, ints [i].value);

@@ -19,6 +19,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tls.h"
 #include "troupe/tr_llm.h"
 #include "tr_json.h"
 
@@ -529,6 +530,13 @@ START_TEST (test_bad_params)
         { "{signature: {inputs: [{name: q}, {name: q}], outputs: [{name: a}]}}", "field name 'q' is used twice" },
         { "{signature: {inputs: [{name: 'two words'}], outputs: [{name: a}]}}", "field name 'two words' must be 1 to 63 letters" },
         { "{signature: {inputs: [{name: q}], outputs: [{name: reasoning}]}}", "'reasoning' is reserved" },
+        { "{base_url: 'https://127.0.0.1:1/v1', model: m, backend: {ca_file: /nonexistent/ca.pem}}",
+          "'backend.ca_file' cannot be read: '/nonexistent/ca.pem': No such file or directory" },
+        { "{base_url: 'https://127.0.0.1:1/v1', model: m, backend: {ca_file: /tmp}}",
+          "'backend.ca_file' is not a file: '/tmp'" },
+        { "{base_url: 'http://127.0.0.1:1/v1', model: m, backend: {ca_file: /etc/passwd}}",
+          "'backend.ca_file' is only for an https:// base_url" },
+        { "{backend: {ca_file: /etc/passwd}}", "'backend.ca_file' is only for an https:// base_url" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char yaml [512];
@@ -563,6 +571,22 @@ START_TEST (test_bad_params)
     ck_assert_int_eq (err.line, 10);
     ck_assert_int_eq (err.column, 13);
     ck_assert_msg (s_contains (err.message, "field 'b' has type 'integr'"), "%s", err.message);
+    tr_tree_destroy (&tree);
+    //  The CA file, at its own position.
+    const char *ca =
+        "name: ca\n"
+        "children:\n"
+        "  - name: bad\n"
+        "    actor: llm\n"
+        "    params:\n"
+        "      base_url: 'https://127.0.0.1:1/v1'\n"
+        "      model: m\n"
+        "      backend: {timeout: 5s, ca_file: /nonexistent/ca.pem}\n";
+    ck_assert_int_eq (tr_tree_parse (ca, strlen (ca), "llm.yaml", &tree, &err), TR_EMALFORMED);
+    char buf [600];
+    ck_assert_str_eq (tr_tree_error_format (&err, buf, sizeof buf),
+                      "llm.yaml:8:39: bad: 'backend.ca_file' cannot be read: "
+                      "'/nonexistent/ca.pem': No such file or directory");
 }
 END_TEST
 
@@ -887,8 +911,10 @@ typedef struct {
     char base [64];                     //  http://127.0.0.1:PORT/v1
 } s_server_t;
 
+//  Starts the server with a script; HTTPS with cert and key when they are
+//  not NULL (srv->base is then https://...).
 static void
-s_server_start (s_server_t *srv, const char *script_json)
+s_server_spawn (s_server_t *srv, const char *script_json, const char *cert, const char *key)
 {
     char path [] = "/tmp/tr_llm_test_XXXXXX";
     int fd = mkstemp (path);
@@ -905,7 +931,8 @@ s_server_start (s_server_t *srv, const char *script_json)
     posix_spawn_file_actions_addclose (&fa, in [1]);
     posix_spawn_file_actions_addclose (&fa, out [0]);
     char *argv [] = { "/usr/bin/python3", TROUPE_SOURCE_DIR "/tests/tr_http_server.py",
-                      "--script", path, NULL };
+                      "--script", path, cert? "--cert": NULL, (char *) cert,
+                      "--key", (char *) key, NULL };
     ck_assert_int_eq (posix_spawn (&srv->pid, argv [0], &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy (&fa);
     close (in [0]);
@@ -923,7 +950,14 @@ s_server_start (s_server_t *srv, const char *script_json)
     close (out [0]);
     unlink (path);
     ck_assert_msg (sscanf (line, "PORT %d", &srv->port) == 1, "server said '%s'", line);
-    snprintf (srv->base, sizeof srv->base, "http://127.0.0.1:%d/v1", srv->port);
+    snprintf (srv->base, sizeof srv->base, "%s://127.0.0.1:%d/v1", cert? "https": "http",
+              srv->port);
+}
+
+static void
+s_server_start (s_server_t *srv, const char *script_json)
+{
+    s_server_spawn (srv, script_json, NULL, NULL);
 }
 
 static void
@@ -1356,6 +1390,41 @@ START_TEST (test_http_timeout)
 }
 END_TEST
 
+//  An https base_url with a self-signed certificate: refused by an agent
+//  that trusts the system's store (TR_EHTTP), answered for one whose
+//  backend.ca_file holds the certificate, from a tree file and from C.
+START_TEST (test_http_tls)
+{
+    tr_test_tls_t tls;
+    tr_test_tls_make (&tls);
+    s_server_t srv;
+    s_server_spawn (&srv, "{\"routes\": [{\"method\": \"POST\", \"path\": "
+                    "\"/v1/chat/completions\", \"responses\": [{\"chat_echo\": true}]}]}",
+                    tls.cert, tls.key);
+    char yaml [1024];
+    snprintf (yaml, sizeof yaml,
+        "name: t\ndefaults: {breaker: off}\nchildren:\n"
+        "  - {name: sure, actor: llm, params: {base_url: '%s', model: m,"
+        " backend: {ca_file: '%s'}}}\n"
+        "  - {name: doubt, actor: llm, params: {base_url: '%s', model: m}}\n",
+        srv.base, tls.cert, srv.base);
+    s_start (yaml);
+    char *answer = NULL;
+    ck_assert_int_eq (s_ask ("sure", "over tls", 5000, &answer), TR_OK);
+    ck_assert_str_eq (answer, "echo: over tls");
+    free (answer);
+    ck_assert_int_eq (s_ask ("doubt", "over tls", 5000, NULL), TR_EHTTP);
+    tr_llm_opts_t opts = { .base_url = srv.base, .model = "m",
+                           .backend = { .ca_file = tls.cert } };
+    ck_assert_int_eq (tr_llm_spawn (s_node, "from_c", &opts, NULL), TR_OK);
+    ck_assert_int_eq (s_ask ("from_c", "from C", 5000, &answer), TR_OK);
+    ck_assert_str_eq (answer, "echo: from C");
+    free (answer);
+    s_server_stop (&srv);
+    tr_test_tls_remove (&tls);
+}
+END_TEST
+
 //  An empty answer is an answer (and a turn of the conversation).
 START_TEST (test_http_empty_answer)
 {
@@ -1462,6 +1531,7 @@ s_suite (void)
     tcase_add_test (tc, test_http_empty_answer);
     tcase_add_test (tc, test_http_too_big);
     tcase_add_test (tc, test_http_stop);
+    tcase_add_test (tc, test_http_tls);
     suite_add_tcase (suite, tc);
     return suite;
 }
