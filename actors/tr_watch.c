@@ -51,6 +51,7 @@
 #include "tr_compose.h"
 #include "tr_internal.h"
 #include "tr_clock.h"
+#include "tr_json.h"
 #include "tr_mp.h"
 #include "tr_proc.h"
 #include "tr_u64map.h"
@@ -486,6 +487,14 @@ s_source_answered (s_source_t *src, const s_ask_t *ask, const tr_msg_t *reply, i
         else
             msgpack_pack_nil (&b.pk);
     }
+    if (!error && tr_log_level () >= TR_LOG_INFO) {
+        char *json = NULL;
+        size_t len = 0;
+        if (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply), &json, &len) == 0)
+            tr_log (TR_LOG_INFO, "%s '%s': '%s' answered %.300s%s", src->type, src->name,
+                    route->to, json, len > 300? "...": "");
+        free (json);
+    }
     char topic [TR_NAME_MAX + 16];
     snprintf (topic, sizeof topic, "%s.answered", src->topic);
     int rc = tr_event_publish (src->node, topic, b.sb.data, b.sb.size, NULL);
@@ -550,6 +559,13 @@ s_source_emit (s_source_t *src, int kind, const uint8_t *body, size_t size)
 {
     char topic [TR_NAME_MAX + 16];
     snprintf (topic, sizeof topic, "%s.%s", src->topic, src->kinds [kind]);
+    if (tr_log_level () >= TR_LOG_DEBUG) {
+        char *json = NULL;
+        size_t len = 0;
+        if (tr__json_from_msgpack (body, size, &json, &len) == 0)
+            tr_log (TR_LOG_DEBUG, "%s '%s': %s %.300s", src->type, src->name, topic, json);
+        free (json);
+    }
     int rc = tr_event_publish (src->node, topic, body, size, NULL);
     if (rc == TR_OK)
         tr_actor_info_add (src->self, "watch.published", 1);
@@ -1005,19 +1021,18 @@ s_fw_publish (s_fw_t *fw, int kind, const char *path, bool dir, const char *from
 {
     if (kind == S_CREATED || kind == S_MODIFIED)
         s_fw_restat (fw, path);
+    //  Always the same keys, so that an agent's signature can name them.
     s_body_t b;
     s_body_init (&b);
-    msgpack_pack_map (&b.pk, 6 + (from != NULL) + scan);
+    msgpack_pack_map (&b.pk, 8);
     s_pk_kstr (&b.pk, "watch", fw->src.name);
     s_pk_kstr (&b.pk, "event", s_file_kinds [kind]);
     s_pk_kstr (&b.pk, "path", path);
-    if (from)
-        s_pk_kstr (&b.pk, "from", from);
+    s_pk_kstr (&b.pk, "from", from);
     s_pk_kbool (&b.pk, "dir", dir);
     s_pk_kint (&b.pk, "time", time_ms);
     s_pk_kint (&b.pk, "count", (int64_t) count);
-    if (scan)
-        s_pk_kbool (&b.pk, "scan", true);
+    s_pk_kbool (&b.pk, "scan", scan);
     s_source_emit (&fw->src, kind, (const uint8_t *) b.sb.data, b.sb.size);
     msgpack_sbuffer_destroy (&b.sb);
     if (count > 1)
