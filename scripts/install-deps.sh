@@ -16,6 +16,8 @@ packages=(gcc make cmake pkg-config
           libyaml-dev check python3 iproute2 openssl
           python3-zmq python3-msgpack python3-pytest python3-venv
           python3-setuptools python3-pip)
+#   git: the git_watch actor runs it (examples/watch.yaml and its tests).
+packages+=(git)
 for arg in "$@"; do
     case $arg in
         #   libFuzzer targets: clang with its runtime libraries.
