@@ -997,10 +997,20 @@ s_pack_status (s_ant_t *ant, msgpack_packer *pk, size_t extra)
     msgpack_pack_int64 (pk, ant->last_ms);
 }
 
+//  The ant has nothing left in flight: its watchdog can go.
+static void
+s_watchdog_stop (s_ant_t *ant)
+{
+    if (ant->watchdog)
+        tr_timer_cancel (ant->node, ant->watchdog);
+    ant->watchdog = 0;
+}
+
 //  swarm.done, once the iterations are done and no offer is in flight.
 static void
 s_publish_done (s_ant_t *ant)
 {
+    s_watchdog_stop (ant);
     msgpack_sbuffer buffer;
     msgpack_packer pk;
     msgpack_sbuffer_init (&buffer);
@@ -1023,6 +1033,7 @@ s_fail (s_ant_t *ant)
     ant->wait = 0;
     ant->best_stage = B_IDLE;
     ant->best_wait = 0;
+    s_watchdog_stop (ant);
     tr_log (TR_LOG_ERROR, "ant '%s': %s; this ant stops working", ant->name, ant->failure);
     tr_actor_info_set (ant->self, "swarm.failed", 1);
     msgpack_sbuffer buffer;
@@ -1485,7 +1496,7 @@ s_ant_terminate (tr_actor_t *self, int reason, void *state)
 {
     (void) self; (void) reason;
     s_ant_t *ant = (s_ant_t *) state;
-    tr_timer_cancel (ant->node, ant->watchdog);
+    s_watchdog_stop (ant);
     s_ant_free (ant);
 }
 
