@@ -384,6 +384,7 @@ static const tr_actor_type_t *const s_types [] = {
     &tr__graph_type,
     &tr__parallel_type,
     &tr__barrier_type,
+    &tr__batch_type,
     &tr__orchestrator_type, &tr__evaluator_type,
     &tr__team_type, &tr__coordinator_type, NULL
 };

@@ -374,6 +374,7 @@ extern const tr_actor_type_t tr__orchestrator_type; //  actors/tr_orchestrator.c
 extern const tr_actor_type_t tr__evaluator_type;   //  actors/tr_evaluator.c
 extern const tr_actor_type_t tr__parallel_type;    //  actors/tr_parallel.c
 extern const tr_actor_type_t tr__barrier_type;     //  actors/tr_barrier.c
+extern const tr_actor_type_t tr__batch_type;       //  actors/tr_batch.c
 extern const tr_actor_type_t tr__team_type;        //  actors/tr_team.c
 extern const tr_actor_type_t tr__coordinator_type; //  actors/tr_coordinator.c
 
@@ -390,5 +391,23 @@ void
     tr__log_status (const void *owner, const char *text, size_t len);
 void
     tr__log_write (const char *line, size_t len);
+
+//  The batch's progress (actors/tr_batch.c). tr__batch_progress_render
+//  writes a run's progress into buf (at most size - 1 bytes and a NUL;
+//  returns the length): with tty and not final, the bar a terminal
+//  redraws in place (no "\r", no newline); otherwise a plain line (no
+//  newline). tr__batch_progress_write shows it: the bar as owner's status
+//  line, or a timestamped plain line through tr__log_write (a final one
+//  erases owner's bar first).
+typedef struct {
+    const char *name;                   //  the batch's
+    size_t total, done, failed, retried;
+    int64_t elapsed_ms;
+    bool final;                         //  the run's last word
+} tr__batch_progress_t;
+size_t
+    tr__batch_progress_render (const tr__batch_progress_t *p, bool tty, char *buf, size_t size);
+void
+    tr__batch_progress_write (const void *owner, const tr__batch_progress_t *p, bool tty);
 
 #endif
