@@ -7,7 +7,8 @@
     to it included) and at max_iterations (reached: false, or TR_ELIMIT
     with below_threshold: error), the history of every score in order
     (scores that fall included), failures of either side and answers
-    that are not a verdict, events per round, runs at once; then a loop
+    that are not a verdict, events per round, runs at once, a generator
+    on another node through a real broker; then a loop
     of llm agents on the offline backend whose score improves as the
     feedback is applied; bad parameters at their file, line and column.
 */
@@ -582,6 +583,46 @@ START_TEST (test_runs_at_once)
 }
 END_TEST
 
+START_TEST (test_remote_generator)
+{
+    //  The generator on another node, reached through a real broker.
+    tr_broker_t *broker = NULL;
+    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
+    ck_assert_int_eq (tr_broker_start (&bopts, &broker), TR_OK);
+    char endpoint [128];
+    snprintf (endpoint, sizeof endpoint, "%s", tr_broker_endpoint (broker));
+    tr_node_opts_t a_opts = { .broker = endpoint, .node_id = "node-a", .heartbeat_ms = 100 };
+    tr_node_opts_t b_opts = { .broker = endpoint, .node_id = "node-b", .heartbeat_ms = 100 };
+    tr_node_t *a = NULL, *b = NULL;
+    ck_assert_int_eq (tr_node_new (&a_opts, &a), TR_OK);
+    ck_assert_int_eq (tr_node_new (&b_opts, &b), TR_OK);
+    ck_assert_int_eq (tr_spawn (b, "far-gen", &s_gen_type.behaviour, NULL, NULL, NULL), TR_OK);
+    tr_test_tree_start (a, "name: t\n"
+                           "children:\n"
+                           "  - {name: j, actor: judge, params: {scores: [0.4, 0.8]}}\n"
+                           "  - name: e\n"
+                           "    actor: evaluator\n"
+                           "    params: {generator: far-gen, evaluator: j, threshold: 0.5}\n",
+                        "evaluator.yaml", &s_tree, &s_sup);
+    //  Until node b's name is known at the broker, the ask fails with
+    //  TR_ENOACTOR.
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    char *answer = NULL;
+    int rc;
+    while ((rc = tr_test_ask_json (a, "e", "T", 2000 * tr_test_slowdown (), &answer)) != TR_OK
+    &&     tr_test_now_ms () < deadline)
+        usleep (20 * 1000);
+    ck_assert_int_eq (rc, TR_OK);
+    ck_assert_str_eq (answer, "{\"output\":\"v1|fix-1\",\"score\":0.8,\"iterations\":2,"
+                              "\"scores\":[0.4,0.8],\"reached\":true}");
+    free (answer);
+    tr_test_tree_stop (&s_tree, &s_sup);
+    tr_node_destroy (&b);
+    tr_node_destroy (&a);
+    tr_broker_stop (&broker);
+}
+END_TEST
+
 //  The error a tree file with this evaluator's params gets, formatted.
 static char *
 s_tree_error (const char *params)
@@ -700,6 +741,7 @@ s_suite (void)
     tcase_add_test (tc, test_events_per_round);
     tcase_add_test (tc, test_llm_agents);
     tcase_add_test (tc, test_runs_at_once);
+    tcase_add_test (tc, test_remote_generator);
     tcase_add_test (tc, test_bad_params);
     tcase_add_test (tc, test_bad_params_from_c);
     suite_add_tcase (suite, tc);

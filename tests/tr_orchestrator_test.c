@@ -9,8 +9,9 @@
     limit (the most workers busy at once), unknown workers and malformed
     subtasks reported back to the planner, failing, slow and missing
     workers given to the planner as results, decisions that are not one,
-    a failing planner, tells, events; then one run through llm agents on
-    the offline backend; bad parameters at their file, line and column.
+    a failing planner, tells, events, runs at once, a worker on another
+    node through a real broker; then one run through llm agents on the
+    offline backend; bad parameters at their file, line and column.
 */
 
 #include "tr_test.h"
@@ -702,6 +703,60 @@ START_TEST (test_llm_agents)
 }
 END_TEST
 
+START_TEST (test_remote_worker)
+{
+    //  A worker on another node, reached through a real broker: named
+    //  like any other.
+    tr_broker_t *broker = NULL;
+    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
+    ck_assert_int_eq (tr_broker_start (&bopts, &broker), TR_OK);
+    char endpoint [128];
+    snprintf (endpoint, sizeof endpoint, "%s", tr_broker_endpoint (broker));
+    tr_node_opts_t a_opts = { .broker = endpoint, .node_id = "node-a", .heartbeat_ms = 100 };
+    tr_node_opts_t b_opts = { .broker = endpoint, .node_id = "node-b", .heartbeat_ms = 100 };
+    tr_node_t *a = NULL, *b = NULL;
+    ck_assert_int_eq (tr_node_new (&a_opts, &a), TR_OK);
+    ck_assert_int_eq (tr_node_new (&b_opts, &b), TR_OK);
+    ck_assert_int_eq (tr_spawn (b, "far", &s_worker_type.behaviour, NULL, NULL, NULL), TR_OK);
+    const char *yaml = "name: t\n"
+                       "children:\n"
+                       "  - {name: near, actor: worker}\n"
+                       "  - name: p\n"
+                       "    actor: planner\n"
+                       "    params:\n"
+                       "      decisions:\n"
+                       "        - {subtasks: ['near: x', 'far: y']}\n"
+                       "        - {done: true, result: both}\n"
+                       "  - {name: o, actor: orchestrator, params: {planner: p, workers: [near, far]}}\n";
+    tr_test_tree_start (a, yaml, "orchestrator.yaml", &s_tree, &s_sup);
+    //  Until node b's name is known at the broker, far is TR_ENOACTOR
+    //  (a result the planner is given): ask until the run has both.
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    char *ledger = NULL;
+    for (;;) {
+        free (s_ledger_take ());
+        char *answer = NULL;
+        ck_assert_int_eq (tr_test_ask_json (a, "o", "T", 2000 * tr_test_slowdown (), &answer),
+                          TR_OK);
+        ck_assert_str_eq (answer, "\"both\"");
+        free (answer);
+        ledger = s_ledger_take ();
+        if (strstr (ledger, "\"answer\":\"far:y\"") || tr_test_now_ms () >= deadline)
+            break;
+        free (ledger);
+        usleep (20 * 1000);
+    }
+    ck_assert_msg (strstr (ledger, "{\"round\":1,\"worker\":\"near\",\"task\":\"x\","
+                                   "\"answer\":\"near:x\"},{\"round\":1,\"worker\":\"far\","
+                                   "\"task\":\"y\",\"answer\":\"far:y\"}"), "%s", ledger);
+    free (ledger);
+    tr_test_tree_stop (&s_tree, &s_sup);
+    tr_node_destroy (&b);
+    tr_node_destroy (&a);
+    tr_broker_stop (&broker);
+}
+END_TEST
+
 //  The error a tree file with this orchestrator's params gets, formatted.
 static char *
 s_tree_error (const char *params)
@@ -833,6 +888,7 @@ s_suite (void)
     tcase_add_test (tc, test_tells_and_events);
     tcase_add_test (tc, test_runs_at_once);
     tcase_add_test (tc, test_llm_agents);
+    tcase_add_test (tc, test_remote_worker);
     tcase_add_test (tc, test_bad_params);
     tcase_add_test (tc, test_bad_params_from_c);
     suite_add_tcase (suite, tc);
