@@ -1327,6 +1327,16 @@ s_tau_answered (s_ant_t *ant, const s_outcome_t *out)
             s_iteration_done (ant);
         }
         else
+        if (ant->retries >= 2) {
+            //  Conflicts in a row: the table is hot. A random pause (up
+            //  to 1, 2, 4... 32 ms) spreads the ants that keep meeting,
+            //  as Ethernet's backoff does, instead of all reading again
+            //  at once and meeting again.
+            int cap = 1 << (ant->retries - 2 < 5? ant->retries - 2: 5);
+            ant->stage = S_BACKOFF;
+            s_after (ant, (int) (s_random (ant) * (cap + 1)), &ant->wait);
+        }
+        else
             s_tau_get (ant);
     }
     else

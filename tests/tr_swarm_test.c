@@ -462,6 +462,9 @@ s_rewrite_run (void *arg)
                                 2000, NULL) == TR_OK)
                 atomic_fetch_add (&r->rewrites, 1);
             tr_scratch_value_free (&value);
+            //  A writer that never pauses would win every race: an ant's
+            //  read and write take longer than its rewrite does.
+            usleep (500);
         }
         else
             usleep (1000);
