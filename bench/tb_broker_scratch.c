@@ -37,6 +37,10 @@
       troupe_put_c50_log, troupe_get_c50_log
                                            50 threads, the broker logging
                                            with fsync everysec
+      troupe_put_c50_always, troupe_get_c50_always
+                                           the same with fsync always (each
+                                           put answered once it is synced;
+                                           the log groups the syncs)
 
     Series take turns within each repetition (after one shorter warm-up
     round, not counted). With SERIES, only that series runs with its
@@ -223,11 +227,12 @@ typedef struct {
 } s_troupe_t;
 
 static void
-s_troupe_start (s_troupe_t *t, const char *data_dir, const char *threads, const char *window)
+s_troupe_start (s_troupe_t *t, const char *data_dir, const char *fsync, const char *threads,
+                const char *window)
 {
     char line [512], ep [512];
     if (data_dir)
-        tb_child_start (&t->broker, "broker", data_dir, "everysec", NULL);
+        tb_child_start (&t->broker, "broker", data_dir, fsync, NULL);
     else
         tb_child_start (&t->broker, "broker", NULL);
     snprintf (ep, sizeof ep, "%s", tb_child_expect (&t->broker, "ready", line, sizeof line));
@@ -323,17 +328,22 @@ main (int argc, char **argv)
     const char *only = argc > 3? argv [3]: NULL;
 
     char data_dir [] = "/tmp/tb-scratch-XXXXXX";
-    if (!mkdtemp (data_dir))
+    char always_dir [] = "/tmp/tb-scratch-XXXXXX";
+    if (!mkdtemp (data_dir) || !mkdtemp (always_dir))
         tb_die ("mkdtemp: %s", strerror (errno));
     s_troupe_t troupe [] = {
         { .name = "troupe_put_c50", .get_name = "troupe_get_c50" },
         { .name = "troupe_put_c50_p16", .get_name = "troupe_get_c50_p16" },
-        { .name = "troupe_put_c50_log", .get_name = "troupe_get_c50_log" }
+        { .name = "troupe_put_c50_log", .get_name = "troupe_get_c50_log" },
+        { .name = "troupe_put_c50_always", .get_name = "troupe_get_c50_always" }
     };
-    const char *windows [] = { "1", "16", "1" };
-    for (int i = 0; i < 3; i++)
+    enum { S_SERIES = 4 };
+    const char *windows [] = { "1", "16", "1", "1" };
+    const char *dirs [] = { NULL, NULL, data_dir, always_dir };
+    const char *fsyncs [] = { NULL, NULL, "everysec", "always" };
+    for (int i = 0; i < S_SERIES; i++)
         if (s_wanted (only, &troupe [i]))
-            s_troupe_start (&troupe [i], i == 2? data_dir: NULL, "50", windows [i]);
+            s_troupe_start (&troupe [i], dirs [i], fsyncs [i], "50", windows [i]);
     tb_child_t redis = { 0 };
     int port = 0;
     if (!only || !strncmp (only, "redis_", 6))
@@ -342,7 +352,7 @@ main (int argc, char **argv)
     for (int round = 0; round <= reps; round++) {
         uint64_t n = round? ops: ops / 5;
         fprintf (stderr, "scratch_ops %d:", round);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < S_SERIES; i++) {
             s_troupe_t *t = &troupe [i];
             if (!t->client.pid)
                 continue;
@@ -365,7 +375,7 @@ main (int argc, char **argv)
         }
         fprintf (stderr, " ops/s\n");
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < S_SERIES; i++) {
         s_troupe_t *t = &troupe [i];
         if (!t->client.pid)
             continue;
@@ -378,7 +388,7 @@ main (int argc, char **argv)
     if (port)
         tb_child_end (&redis, 0);
     char cmd [128];
-    snprintf (cmd, sizeof cmd, "rm -rf '%s'", data_dir);
+    snprintf (cmd, sizeof cmd, "rm -rf '%s' '%s'", data_dir, always_dir);
     if (system (cmd))
         fprintf (stderr, "bench: could not remove %s\n", data_dir);
     return 0;

@@ -39,8 +39,15 @@
 
     The scratchpad (2.4.4) is a tr__kv_t store, with a tr__kvlog_t log as
     its journal when the options give a data folder: a write is appended
-    (and synced, for fsync always) inside the store's call, so the OK
-    sent after the call returns never runs ahead of the log. The store
+    inside the store's call, so the OK sent after the call returns never
+    runs ahead of the log. Under fsync always the log syncs on its own
+    thread, grouping the appends made meanwhile (tr_kvlog.h); the OK to
+    a write, and the KV_CHANGEs it causes, are held (s_send, s_held_t)
+    until the log counts the write durable, and the client's later
+    messages queue behind them, so each client still gets its messages
+    in order. The broker's thread never waits for the disk: other
+    clients are served meanwhile (some may read a value before it is
+    durable; only the writer's acknowledgement promises durability). The store
     works on the wall clock (Unix ms, for the TTLs kept in the log); the
     poll's timeout also covers the next key to expire, and every change
     (expiries included) is pushed at once to the watches it concerns.
@@ -137,6 +144,9 @@
 #define S_ALLOW_REREAD_NS   1000000000
 #define S_REFUSAL_LOG_NS    1000000000
 
+//  How soon held messages that met a full queue are tried again, ms.
+#define S_HELD_RETRY_MS 10
+
 //  Bytes of a KV_ answer around its keys and values: the array and
 //  str headers, a version and a TTL per item (generous).
 #define S_ITEM_OVERHEAD 32
@@ -144,6 +154,18 @@
 
 typedef struct s_client s_client_t;
 typedef struct s_watch s_watch_t;
+
+//  A message held for a client until the scratchpad's log has made the
+//  writes it reports durable (fsync always: s_send), or until the
+//  messages held before it have gone, so that a client gets its
+//  messages in the order the broker made them.
+typedef struct s_held s_held_t;
+struct s_held {
+    uint64_t mark;                      //  log appends that must be durable
+    zmq_msg_t cmd, payload;
+    bool has_payload;
+    s_held_t *next;
+};
 
 //  A client is in up to three intrusive lists: by when the broker last
 //  heard from it, by when it last sent to it, and the list of clients
@@ -188,6 +210,12 @@ struct s_client {
     int64_t last_recv_ns;
     int64_t last_send_ns;
     s_link_t link [S_LISTS];
+    //  Held messages (s_held_t), oldest first, and the broker's list of
+    //  clients that hold some.
+    s_held_t *held, *held_tail;
+    size_t held_count;
+    s_client_t *holding_next;
+    bool holding;
 };
 
 //  A client's watch on a prefix of the scratchpad: the store's watch
@@ -262,6 +290,13 @@ struct tr_broker {
     zmq_msg_t deliver;                  //  ["DELIVER", 0], copied per SEND
     zmq_msg_t heartbeat;                //  ["HEARTBEAT", 0]
     s_watch_t *stalled;                 //  watches waiting for room
+    //  fsync always: the log appends the message at hand reports, which
+    //  must be durable before it goes (0: none), the most of those
+    //  gathered into a MULTI's answer, and the clients holding messages.
+    uint64_t hold_mark;
+    uint64_t collected_mark;
+    s_client_t *holding;
+    bool holding_blocked;               //  a held message met a full queue
     //  CURVE (curve false: none of it). The keys are set before the
     //  thread starts; the allow list is the thread's.
     bool curve;
@@ -382,11 +417,80 @@ s_send_rid (tr_broker_t *self, const void *rid, size_t rid_len, zmq_msg_t *cmd,
     return TR_OK;
 }
 
+//  Holds a message for a client (see s_held_t); takes cmd, and payload
+//  if not NULL. TR_EFULL (cmd closed, payload left) past max_queue held
+//  messages, or TR_ENOMEM.
+static int
+s_hold (tr_broker_t *self, s_client_t *client, zmq_msg_t *cmd, zmq_msg_t *payload,
+        uint64_t mark)
+{
+    s_held_t *held = client->held_count < self->max_queue?
+                     (s_held_t *) calloc (1, sizeof *held): NULL;
+    if (!held) {
+        zmq_msg_close (cmd);
+        return client->held_count < self->max_queue? TR_ENOMEM: TR_EFULL;
+    }
+    held->mark = mark;
+    zmq_msg_init (&held->cmd);
+    zmq_msg_move (&held->cmd, cmd);
+    zmq_msg_init (&held->payload);
+    if (payload) {
+        zmq_msg_move (&held->payload, payload);
+        held->has_payload = true;
+    }
+    if (client->held_tail)
+        client->held_tail->next = held;
+    else
+        client->held = held;
+    client->held_tail = held;
+    client->held_count++;
+    if (!client->holding) {
+        client->holding = true;
+        client->holding_next = self->holding;
+        self->holding = client;
+    }
+    return TR_OK;
+}
+
+//  Frees a client's held messages, counting them lost.
+static void
+s_held_drop (tr_broker_t *self, s_client_t *client)
+{
+    s_held_t *held;
+    while ((held = client->held)) {
+        client->held = held->next;
+        zmq_msg_close (&held->cmd);
+        zmq_msg_close (&held->payload);
+        free (held);
+        S_ADD (self, lost, 1);
+    }
+    client->held_tail = NULL;
+    client->held_count = 0;
+}
+
 //  Sends to a greeted client (as s_send_rid) and notes the time for its
-//  heartbeats. A client found gone is marked for dropping.
+//  heartbeats. A client found gone is marked for dropping. A message
+//  that reports log appends not durable yet (self->hold_mark), and any
+//  message for a client holding some already, is held (s_release sends
+//  it): TR_OK then means queued.
 static int
 s_send (tr_broker_t *self, s_client_t *client, zmq_msg_t *cmd, zmq_msg_t *payload)
 {
+    uint64_t mark = self->hold_mark;
+    if (mark || client->held) {
+        if (mark) {
+            uint64_t written, synced;
+            bool failed;
+            tr__kvlog_durable (self->kvlog, &written, &synced, &failed);
+            if (synced >= mark)
+                mark = 0;
+        }
+        if (mark || client->held) {
+            client->last_send_ns = self->now_ns;
+            s_list_append (self, S_BY_SEND, client);
+            return s_hold (self, client, cmd, payload, mark);
+        }
+    }
     int rc = s_send_rid (self, client->rid, client->rid_len, cmd, payload);
     if (rc == TR_ENOACTOR)
         s_gone (self, client);
@@ -396,6 +500,88 @@ s_send (tr_broker_t *self, s_client_t *client, zmq_msg_t *cmd, zmq_msg_t *payloa
         s_list_append (self, S_BY_SEND, client);
     }
     return rc;
+}
+
+//  Sends what clients hold whose log appends are durable now, in order,
+//  each client's until one that must wait or meets a full queue (then
+//  holding_blocked asks for another try soon). After a failed sync the
+//  messages waiting for it are dropped and counted lost: what they
+//  report is not durable, and the log refuses writes from then on.
+static void
+s_release (tr_broker_t *self)
+{
+    if (!self->holding)
+        return;
+    uint64_t written, synced;
+    bool failed;
+    tr__kvlog_durable (self->kvlog, &written, &synced, &failed);
+    self->holding_blocked = false;
+    s_client_t **link = &self->holding;
+    while (*link) {
+        s_client_t *client = *link;
+        s_held_t *held;
+        while ((held = client->held)) {
+            if (held->mark > synced && !failed)
+                break;
+            int rc = TR_ENOACTOR;
+            if (held->mark <= synced) {
+                zmq_msg_t cmd;
+                zmq_msg_init (&cmd);
+                zmq_msg_copy (&cmd, &held->cmd);
+                rc = s_send_rid (self, client->rid, client->rid_len, &cmd,
+                                 held->has_payload? &held->payload: NULL);
+                if (rc == TR_EFULL) {
+                    self->holding_blocked = true;
+                    break;
+                }
+                if (rc == TR_ENOACTOR)
+                    s_gone (self, client);
+            }
+            if (rc != TR_OK)
+                S_ADD (self, lost, 1);
+            client->held = held->next;
+            client->held_count--;
+            zmq_msg_close (&held->cmd);
+            zmq_msg_close (&held->payload);
+            free (held);
+        }
+        if (!client->held) {
+            client->held_tail = NULL;
+            client->holding = false;
+            *link = client->holding_next;
+            client->holding_next = NULL;
+        }
+        else
+            link = &client->holding_next;
+    }
+}
+
+//  Takes a client out of the holding list and drops what it holds.
+static void
+s_release_forget (tr_broker_t *self, s_client_t *client)
+{
+    if (client->holding)
+        for (s_client_t **link = &self->holding; *link; link = &(*link)->holding_next)
+            if (*link == client) {
+                *link = client->holding_next;
+                break;
+            }
+    client->holding = false;
+    client->holding_next = NULL;
+    s_held_drop (self, client);
+}
+
+//  The log appends the scratchpad write just made must see durable
+//  before its answer goes (fsync always, grouped syncs), or 0.
+static uint64_t
+s_write_mark (tr_broker_t *self)
+{
+    if (!self->kvlog || self->fsync != TR_FSYNC_ALWAYS)
+        return 0;
+    uint64_t written, synced;
+    bool failed;
+    tr__kvlog_durable (self->kvlog, &written, &synced, &failed);
+    return written;
 }
 
 //  Moves a finished frame from the writer into a message; false if the
@@ -420,6 +606,8 @@ s_answer (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_out_t *out
     if (client && client == self->collecting && !out->failed) {
         //  Answers to a MULTI go back together.
         if (msgpack_sbuffer_write (&self->collected, (const char *) out->data, out->size) == 0) {
+            if (self->hold_mark > self->collected_mark)
+                self->collected_mark = self->hold_mark;
             self->collected_sizes [self->collected_count++] = (uint32_t) out->size;
             tr__wire_end (out);
             if (self->collected_count == TR__WIRE_MAX_BATCH)
@@ -452,6 +640,8 @@ s_collect_flush (tr_broker_t *self)
     tr__wire_out_t out;
     zmq_msg_t frame, payload;
     int rc = TR_ENOMEM;
+    uint64_t outer_mark = self->hold_mark;
+    self->hold_mark = self->collected_mark;
     if (n == 1) {
         if (zmq_msg_init_size (&frame, self->collected.size) == 0) {
             memcpy (zmq_msg_data (&frame), self->collected.data, self->collected.size);
@@ -479,6 +669,8 @@ s_collect_flush (tr_broker_t *self)
     }
     if (rc != TR_OK)
         S_ADD (self, lost, n);
+    self->hold_mark = outer_mark;
+    self->collected_mark = 0;
     self->collected_count = 0;
     self->collected.size = 0;
 }
@@ -832,6 +1024,7 @@ s_drop (tr_broker_t *self, s_client_t *client, const char *why, bool dead)
             s_kind_names [client->kind], client->id, why, (long long) age, count);
     s_node_down (self, client);
     s_publish_node (self, "sys.node.left", client->id);
+    s_release_forget (self, client);
     s_client_destroy (&client);
 }
 
@@ -1652,7 +1845,10 @@ s_change_send (tr_broker_t *self, s_watch_t *watch)
     }
     else
         zmq_msg_init (&payload);
+    //  Under fsync always, a change goes out once it is durable.
+    self->hold_mark = s_write_mark (self);
     int rc = s_send (self, watch->client, &frame, &payload);
+    self->hold_mark = 0;
     zmq_msg_close (&payload);           //  sent (then empty) or not
     return rc;
 }
@@ -1824,6 +2020,19 @@ s_kv_get (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd
 
 //  ["KV_PUT", SEQ, KEY, TTL_MS] + VALUE and
 //  ["KV_CAS", SEQ, KEY, EXPECTED, TTL_MS] + VALUE -> ["OK", SEQ, VERSION]
+//  Answers a scratchpad write ["OK", seq, version], once the write is
+//  durable under fsync always.
+static void
+s_answer_version (tr_broker_t *self, s_client_t *client, uint64_t seq, uint64_t version)
+{
+    tr__wire_out_t out;
+    tr__wire_begin (&out, TR__V_OK, seq, 1);
+    tr__wire_uint (&out, version);
+    self->hold_mark = s_write_mark (self);
+    s_answer (self, client, NULL, &out);
+    self->hold_mark = 0;
+}
+
 static void
 s_kv_put (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd, bool cas)
 {
@@ -1855,10 +2064,7 @@ s_kv_put (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd
         return;
     }
     S_ADD (self, kv_writes, 1);
-    tr__wire_out_t out;
-    tr__wire_begin (&out, TR__V_OK, cmd->seq, 1);
-    tr__wire_uint (&out, version);
-    s_answer (self, client, NULL, &out);
+    s_answer_version (self, client, cmd->seq, version);
 }
 
 //  ["KV_DEL", SEQ, KEY] -> ["OK", SEQ, VERSION]
@@ -1880,10 +2086,7 @@ s_kv_del (tr_broker_t *self, s_client_t *client, s_in_t *in, tr__wire_cmd_t *cmd
         return;
     }
     S_ADD (self, kv_writes, 1);
-    tr__wire_out_t out;
-    tr__wire_begin (&out, TR__V_OK, cmd->seq, 1);
-    tr__wire_uint (&out, version);
-    s_answer (self, client, NULL, &out);
+    s_answer_version (self, client, cmd->seq, version);
 }
 
 //  ["KV_LIST", SEQ, PREFIX] -> ["OK", SEQ, [[KEY, VERSION]...]] and
@@ -2388,23 +2591,34 @@ s_thread (void *arg)
     int linger = 0;
     zmq_setsockopt (pipe, ZMQ_LINGER, &linger, sizeof linger);
     zmq_connect (pipe, self->pipe_endpoint);
-    zmq_pollitem_t items [3] = {
-        { self->router, 0, ZMQ_POLLIN, 0 }, { pipe, 0, ZMQ_POLLIN, 0 },
-        { self->zap, 0, ZMQ_POLLIN, 0 }
+    zmq_pollitem_t items [4] = {
+        { self->router, 0, ZMQ_POLLIN, 0 }, { pipe, 0, ZMQ_POLLIN, 0 }
     };
+    int count = 2, zap = -1, synced = -1;
+    if (self->zap)
+        items [zap = count++] = (zmq_pollitem_t) { self->zap, 0, ZMQ_POLLIN, 0 };
+    int sync_fd = self->kvlog? tr__kvlog_event_fd (self->kvlog): -1;
+    if (sync_fd >= 0)
+        items [synced = count++] = (zmq_pollitem_t) { NULL, sync_fd, ZMQ_POLLIN, 0 };
     self->now_ns = tr__now_ns ();
     long timeout = -1;
     while (true) {
-        if (zmq_poll (items, self->zap? 3: 2, timeout) < 0) {
+        if (zmq_poll (items, count, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
         if (items [1].revents & ZMQ_POLLIN)
             break;                      //  tr_broker_stop
+        if (synced >= 0 && (items [synced].revents & ZMQ_POLLIN)) {
+            uint64_t ticks;
+            if (read (sync_fd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
+                tr_log (TR_LOG_ERROR, "broker: reading the log's sync signal: %s",
+                        strerror (errno));
+        }
         //  Handshakes first: each waits for its answer.
         self->now_ns = tr__now_ns ();
-        for (int i = 0; self->zap && i < S_BATCH && s_zap (self); i++)
+        for (int i = 0; zap >= 0 && i < S_BATCH && s_zap (self); i++)
             ;
         //  One clock read per batch: a batch is drained in far less time
         //  than any heartbeat, and this read was 5-7% of the broker's CPU
@@ -2420,8 +2634,12 @@ s_thread (void *arg)
             s_reap (self);
         }
         s_kv_timers (self);
+        //  Held answers and changes whose writes are durable now.
+        s_release (self);
         self->now_ns = tr__now_ns ();
         timeout = s_kv_timeout (self, s_heartbeats (self));
+        if (self->holding_blocked && (timeout < 0 || timeout > S_HELD_RETRY_MS))
+            timeout = S_HELD_RETRY_MS;
     }
     zmq_close (pipe);
     return NULL;
@@ -2481,7 +2699,7 @@ s_kv_open (tr_broker_t *self, const char *data_dir)
         return TR_OK;
     static const char *names [] = { "everysec", "always", "no" };
     static const int syncs [] = { TR__KVLOG_EVERYSEC, TR__KVLOG_ALWAYS, TR__KVLOG_NO };
-    tr__kvlog_opts_t opts = { .sync = syncs [self->fsync] };
+    tr__kvlog_opts_t opts = { .sync = syncs [self->fsync], .group = true };
     tr__kvlog_replay_t info = { 0 };
     int64_t start = tr__now_ns ();
     int rc = tr__kvlog_open (&self->kvlog, data_dir, &opts, self->kv, &info);
@@ -2648,6 +2866,7 @@ s_destroy_state (tr_broker_t *self)
         while ((client = (s_client_t *) zhashx_first (self->peers))) {
             zhashx_delete (self->peers, client->key);
             s_watches_end (self, client);
+            s_release_forget (self, client);
             s_client_destroy (&client);
         }
     }

@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,9 +44,14 @@ struct tr__kvlog {
     bool broken;                        //  a failed append left damage
     uint8_t *scratch;                   //  one encoded record
     size_t scratch_cap;
-    //  everysec
+    //  everysec, and always grouped: the sync thread
     pthread_t sync_thread;
     bool sync_started, stop, dirty;
+    //  always grouped: appends so far, appends known durable, and the
+    //  eventfd that says the latter moved (or that a sync failed)
+    uint64_t written, synced;
+    bool sync_failed;
+    int event_fd;
     //  Compaction. compact_lock serialises starting and joining the
     //  thread; the thread itself never takes it.
     pthread_mutex_t compact_lock;
@@ -441,7 +447,9 @@ tr__kvlog_append (tr__kvlog_t *self, const tr__kv_change_t *c)
         s_undo (self, "append");
         rc = TR_ESYS;
     }
-    if (rc == TR_OK && self->opts.sync == TR__KVLOG_ALWAYS && fdatasync (self->fd) != 0) {
+    bool grouped = self->opts.sync == TR__KVLOG_ALWAYS && self->opts.group;
+    if (rc == TR_OK && self->opts.sync == TR__KVLOG_ALWAYS && !grouped
+    &&  fdatasync (self->fd) != 0) {
         //  After a failed sync the kernel may have dropped the pages:
         //  nothing more is trusted to this file.
         s_undo (self, "fdatasync");
@@ -452,6 +460,12 @@ tr__kvlog_append (tr__kvlog_t *self, const tr__kv_change_t *c)
     if (rc == TR_OK) {
         self->size += size;
         self->dirty = true;
+        self->written++;
+        if (grouped)
+            pthread_cond_signal (&self->wake);
+        else
+        if (self->opts.sync == TR__KVLOG_ALWAYS)
+            self->synced = self->written;
         if (self->compacting) {
             if (s_buf_reserve (self, size)) {
                 memcpy (self->buf + self->buf_len, self->scratch, size);
@@ -479,37 +493,86 @@ int
 tr__kvlog_sync (tr__kvlog_t *self)
 {
     pthread_mutex_lock (&self->lock);
+    uint64_t written = self->written;
     int rc = fdatasync (self->fd) == 0? TR_OK: TR_ESYS;
-    if (rc == TR_OK)
+    if (rc == TR_OK) {
         self->dirty = false;
+        if (!self->sync_failed && self->synced < written)
+            self->synced = written;
+    }
     pthread_mutex_unlock (&self->lock);
     return rc;
 }
 
-//  everysec: wakes once a second and syncs if anything was written. The
-//  sync runs on a duplicate of the descriptor, outside the lock, so that
-//  appends go on meanwhile and a compaction may switch files.
+void
+tr__kvlog_durable (tr__kvlog_t *self, uint64_t *written, uint64_t *synced, bool *failed)
+{
+    pthread_mutex_lock (&self->lock);
+    *written = self->written;
+    *synced = self->synced;
+    *failed = self->sync_failed;
+    pthread_mutex_unlock (&self->lock);
+}
+
+int
+tr__kvlog_event_fd (tr__kvlog_t *self)
+{
+    return self->event_fd;
+}
+
+//  The sync thread. everysec: wakes once a second and syncs if anything
+//  was written. always grouped: syncs as soon as anything was written,
+//  every append made meanwhile in one go, then says so on the eventfd.
+//  The sync runs on a duplicate of the descriptor, outside the lock, so
+//  that appends go on meanwhile and a compaction may switch files (the
+//  records up to `target` are then in the new file too, which the
+//  compaction synced before it switched).
 static void *
 s_sync_main (void *arg)
 {
     tr__kvlog_t *self = (tr__kvlog_t *) arg;
+    bool grouped = self->opts.sync == TR__KVLOG_ALWAYS;
     pthread_mutex_lock (&self->lock);
     while (!self->stop) {
-        struct timespec at;
-        clock_gettime (CLOCK_MONOTONIC, &at);
-        at.tv_sec += 1;
-        pthread_cond_timedwait (&self->wake, &self->lock, &at);
-        if (self->stop || !self->dirty)
-            continue;
+        if (grouped) {
+            if (self->written == self->synced || self->sync_failed) {
+                pthread_cond_wait (&self->wake, &self->lock);
+                continue;
+            }
+        }
+        else {
+            struct timespec at;
+            clock_gettime (CLOCK_MONOTONIC, &at);
+            at.tv_sec += 1;
+            pthread_cond_timedwait (&self->wake, &self->lock, &at);
+            if (self->stop || !self->dirty)
+                continue;
+        }
+        uint64_t target = self->written;
         self->dirty = false;
         int fd = dup (self->fd);
         pthread_mutex_unlock (&self->lock);
-        if (fd < 0 || fdatasync (fd) != 0)
-            tr_log (TR_LOG_ERROR, "scratchpad log %s: background fdatasync failed: %s",
-                    self->path, strerror (errno));
+        bool ok = fd >= 0 && fdatasync (fd) == 0;
+        int err = errno;
         if (fd >= 0)
             close (fd);
         pthread_mutex_lock (&self->lock);
+        if (!ok)
+            tr_log (TR_LOG_ERROR, "scratchpad log %s: background fdatasync failed: %s%s",
+                    self->path, strerror (err), grouped? "; refusing further writes": "");
+        if (grouped) {
+            //  After a failed sync the kernel may have dropped the pages:
+            //  nothing more is trusted to this file, and the writes not
+            //  known durable are never acknowledged.
+            if (ok && target > self->synced)
+                self->synced = target;
+            if (!ok)
+                self->sync_failed = self->broken = true;
+            uint64_t one = 1;
+            if (write (self->event_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+                tr_log (TR_LOG_ERROR, "scratchpad log %s: cannot signal the sync: %s",
+                        self->path, strerror (errno));
+        }
     }
     pthread_mutex_unlock (&self->lock);
     return NULL;
@@ -900,7 +963,7 @@ s_new (const char *folder, const tr__kvlog_opts_t *opts, tr__kv_t *kv)
     if (self->opts.compact_growth <= 0)
         self->opts.compact_growth = 100;
     self->kv = kv;
-    self->fd = self->lock_fd = -1;
+    self->fd = self->lock_fd = self->event_fd = -1;
     self->folder = strdup (folder);
     self->path = s_join (folder, S_LOG_NAME);
     self->tmp_path = s_join (folder, S_TMP_NAME);
@@ -921,6 +984,8 @@ s_free (tr__kvlog_t *self)
         close (self->fd);
     if (self->lock_fd >= 0)
         close (self->lock_fd);
+    if (self->event_fd >= 0)
+        close (self->event_fd);
     pthread_cond_destroy (&self->wake);
     pthread_mutex_destroy (&self->compact_lock);
     pthread_mutex_destroy (&self->lock);
@@ -960,7 +1025,12 @@ tr__kvlog_open (tr__kvlog_t **self_p, const char *folder,
     }
     if (rc == TR_OK)
         rc = s_load (self, info);
-    if (rc == TR_OK && self->opts.sync == TR__KVLOG_EVERYSEC) {
+    if (rc == TR_OK && self->opts.sync == TR__KVLOG_ALWAYS && self->opts.group) {
+        self->event_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+        rc = self->event_fd >= 0? TR_OK: TR_ESYS;
+    }
+    if (rc == TR_OK && (self->opts.sync == TR__KVLOG_EVERYSEC
+                    ||  (self->opts.sync == TR__KVLOG_ALWAYS && self->opts.group))) {
         self->sync_started = pthread_create (&self->sync_thread, NULL,
                                              s_sync_main, self) == 0;
         rc = self->sync_started? TR_OK: TR_ESYS;

@@ -31,6 +31,16 @@
                 second or so (one interval plus the sync in progress).
       no        the kernel writes back when it likes (typically within
                 30 s); a machine crash may lose more.
+    always, grouped (opts.group): the append only writes; the log's sync
+    thread fdatasyncs as soon as anything is written, all the appends
+    made meanwhile in one go, and counts them durable
+    (tr__kvlog_durable) and says so on an eventfd (tr__kvlog_event_fd).
+    The owner acknowledges a write once the count has passed it: the
+    same promise as always, one sync for many writes, and the owner's
+    thread never waits for the disk. A failed sync makes the log refuse
+    every write from then on (TR_ESYS); the writes not counted durable
+    by then are never counted so, and the owner must not acknowledge
+    them.
     A failed write is cut off again (ftruncate to the last good size) and
     the change fails with TR_ESYS, so no half record stays in the middle.
 
@@ -106,6 +116,7 @@ typedef struct {
     int compact_growth;         //  ... and once it is this many percent
                                 //  over its size after the last
                                 //  compaction [100]
+    bool group;                 //  always: grouped syncs (above) [false]
     int64_t now;                //  the clock of the replay and of the
                                 //  compaction's dump, Unix ms [the
                                 //  wall clock] (for tests)
@@ -145,9 +156,24 @@ void
 int
     tr__kvlog_append (tr__kvlog_t *self, const tr__kv_change_t *change);
 
-//  fdatasyncs the file now, whatever the policy. TR_OK or TR_ESYS.
+//  fdatasyncs the file now, whatever the policy (and counts every append
+//  so far durable, unless a grouped sync has failed). TR_OK or TR_ESYS.
 int
     tr__kvlog_sync (tr__kvlog_t *self);
+
+//  Where the appends stand: *written appends so far (since open), of
+//  which *synced are known durable (every append under always without
+//  group; under everysec and no, only those synced by tr__kvlog_sync);
+//  *failed once a grouped sync has failed (see above).
+void
+    tr__kvlog_durable (tr__kvlog_t *self, uint64_t *written, uint64_t *synced,
+                       bool *failed);
+
+//  always grouped: an eventfd (non-blocking) that turns readable each
+//  time the durable count moves or a sync fails; the caller reads its 8
+//  bytes to clear it, then asks tr__kvlog_durable. -1 otherwise.
+int
+    tr__kvlog_event_fd (tr__kvlog_t *self);
 
 //  Starts a compaction in the background. Returns TR_OK (also if one is
 //  already running), TR_ESYS if the thread could not start.

@@ -2100,9 +2100,9 @@ s_u16 (uint8_t *buf, unsigned value)
 //  Changes reach the watchers of their prefix, and only them, in version
 //  order with their values, deletions with an empty payload; a watcher
 //  that leaves hears nothing more.
-START_TEST (test_kv_watch)
+static void
+s_kv_watch_run (void)
 {
-    s_start_default ();
     void *w = s_client ("W", "node");
     void *all = s_client ("ALL", "node");
     void *p = s_client ("P", "node");
@@ -2195,7 +2195,33 @@ START_TEST (test_kv_watch)
     zmq_close (w2);
     zmq_close (all);
     zmq_close (p);
+}
+
+START_TEST (test_kv_watch)
+{
+    s_start_default ();
+    s_kv_watch_run ();
     s_stop ();
+}
+END_TEST
+
+//  The same with the scratchpad logged under fsync always: the answers
+//  and the changes wait for the log's grouped syncs (tr_kvlog.h), and
+//  still come all, in order.
+START_TEST (test_kv_watch_always)
+{
+    char dir [] = "/tmp/tr_broker_test.XXXXXX";
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    s_start ((tr_broker_opts_t) { .data_dir = dir, .fsync = TR_FSYNC_ALWAYS });
+    s_kv_watch_run ();
+    ck_assert_uint_eq (s_stats ().lost, 0);
+    s_stop ();
+    char path [128];
+    snprintf (path, sizeof path, "%s/scratchpad.log", dir);
+    unlink (path);
+    snprintf (path, sizeof path, "%s/scratchpad.lock", dir);
+    unlink (path);
+    ck_assert_int_eq (rmdir (dir), 0);
 }
 END_TEST
 
@@ -2606,6 +2632,7 @@ s_suite (void)
     tcase_add_test (tc, test_churn);
     tcase_add_test (tc, test_kv_verbs);
     tcase_add_test (tc, test_kv_watch);
+    tcase_add_test (tc, test_kv_watch_always);
     tcase_add_test (tc, test_kv_resync);
     tcase_add_test (tc, test_kv_expiry);
     tcase_add_test (tc, test_kv_snapshot_watch);

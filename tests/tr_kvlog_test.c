@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -767,6 +768,83 @@ START_TEST (test_everysec)
 }
 END_TEST
 
+//  always, grouped: appends only write; the log's thread syncs them in
+//  groups, counts them durable and says so on the eventfd. Four writers
+//  and a compaction meanwhile; every append ends counted durable, and a
+//  reopened log holds them all. Without group, each append is durable
+//  when it returns.
+
+#define S_GROUP_WRITERS 4
+#define S_GROUP_PUTS    500
+
+static void *
+s_group_writer (void *arg)
+{
+    tr__kv_t *kv = (tr__kv_t *) arg;
+    char key [32];
+    for (int i = 0; i < S_GROUP_PUTS; i++) {
+        snprintf (key, sizeof key, "w%p-%d", (void *) &key, i % 50);
+        if (s_put (kv, key, (uint64_t) i, 0, NULL) != TR_OK)
+            return (void *) 1;
+    }
+    return NULL;
+}
+
+START_TEST (test_always_grouped)
+{
+    char *folder = s_folder_new ();
+    tr__kv_t *kv = tr__kv_new (NULL);
+    tr__kvlog_opts_t opts = s_opts (TR__KVLOG_ALWAYS);
+    opts.group = true;
+    tr__kvlog_t *log = NULL;
+    ck_assert_int_eq (tr__kvlog_open (&log, folder, &opts, kv, NULL), TR_OK);
+    int fd = tr__kvlog_event_fd (log);
+    ck_assert_int_ge (fd, 0);
+    pthread_t threads [S_GROUP_WRITERS];
+    for (int i = 0; i < S_GROUP_WRITERS; i++)
+        pthread_create (&threads [i], NULL, s_group_writer, kv);
+    ck_assert_int_eq (tr__kvlog_compact (log), TR_OK);
+    for (int i = 0; i < S_GROUP_WRITERS; i++) {
+        void *failed;
+        pthread_join (threads [i], &failed);
+        ck_assert_ptr_null (failed);
+    }
+    ck_assert_int_eq (tr__kvlog_compact_wait (log), TR_OK);
+    //  Every append counted durable, each move of the count signalled.
+    uint64_t written, synced = 0, signals = 0;
+    bool failed = true;
+    int64_t deadline = tr_test_now_ms () + 10000 * tr_test_slowdown ();
+    do {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (poll (&pfd, 1, 100) == 1) {
+            uint64_t ticks;
+            ck_assert_int_eq (read (fd, &ticks, sizeof ticks), (int) sizeof ticks);
+            signals += ticks;
+        }
+        tr__kvlog_durable (log, &written, &synced, &failed);
+    } while (synced < written && tr_test_now_ms () < deadline);
+    ck_assert (!failed);
+    ck_assert_uint_eq (written, S_GROUP_WRITERS * S_GROUP_PUTS);
+    ck_assert_uint_eq (synced, written);
+    ck_assert_uint_ge (signals, 1);
+    ck_assert_uint_le (signals, written);
+    tr__kvlog_close (&log);
+    tr__kv_t *again;
+    log = s_open (folder, TR__KVLOG_ALWAYS, &again, NULL);
+    s_assert_same (kv, again);
+    //  Not grouped: durable at once, and no eventfd.
+    ck_assert_int_eq (tr__kvlog_event_fd (log), -1);
+    ck_assert_int_eq (s_put (again, "one", 1, 0, NULL), TR_OK);
+    tr__kvlog_durable (log, &written, &synced, &failed);
+    ck_assert_uint_eq (written, 1);
+    ck_assert_uint_eq (synced, 1);
+    tr__kvlog_close (&log);
+    tr__kv_destroy (&again);
+    tr__kv_destroy (&kv);
+    s_folder_destroy (&folder);
+}
+END_TEST
+
 static Suite *
 s_suite (void)
 {
@@ -786,6 +864,7 @@ s_suite (void)
     tcase_add_test (tc, test_folder_errors);
     tcase_add_test (tc, test_write_failure);
     tcase_add_test (tc, test_everysec);
+    tcase_add_test (tc, test_always_grouped);
     suite_add_tcase (s, tc);
     return s;
 }

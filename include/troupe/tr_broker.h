@@ -36,8 +36,11 @@ typedef struct tr_broker tr_broker_t;
 //                       loses nothing acknowledged, a crash of the machine
 //                       the last second or so (the default);
 //    TR_FSYNC_ALWAYS    synced before the acknowledgement: nothing
-//                       acknowledged is lost even by the machine (each
-//                       write waits for the disk, and the broker with it);
+//                       acknowledged is lost even by the machine. The
+//                       log's own thread syncs, all the writes made
+//                       meanwhile at once; each answer (and each change
+//                       pushed to watchers) waits for its write's sync,
+//                       while the broker goes on serving everything else;
 //    TR_FSYNC_NO        left to the operating system (typically within
 //                       30 s).
 typedef enum {
