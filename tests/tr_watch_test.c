@@ -866,8 +866,9 @@ START_TEST (test_git_create)
     ck_assert_int_eq (stat (s_path ("new/repo/.git"), &st), 0);
     s_commit ("new/repo", "Ada", "first");
     s_expect ("sub", "git.", false, "created|commit first");
-    //  The repository removed under it: an error, told once.
-    s_sh ("rm -rf %s/new/repo", s_dir);
+    //  The repository removed under it (at once: moved away first, so
+    //  that no look sees it half removed): an error, told once.
+    s_sh ("mv %s/new/repo %s/new/gone && rm -rf %s/new/gone", s_dir, s_dir, s_dir);
     s_expect_tail ("sub", "git.", "commit first|error");
     usleep (100 * 1000);
     s_expect ("sub", "git.", false, "created|commit first|error");
