@@ -786,8 +786,9 @@ START_TEST (test_two_processes)
     }
 
     //  Two `troupe run` processes of three ants each, all of one colony.
-    //  A pause between iterations stretches each ant's run over about a
-    //  second, so that the two processes' ants run at the same time.
+    //  A pause between iterations stretches each ant's run over about two
+    //  seconds (more under sanitizers), so that the two processes' ants
+    //  run at the same time even if one process starts late.
     int slow = tr_test_slowdown ();
     for (int p = 0; p < 2; p++) {
         char prefix [64], name [64], params [200];
@@ -795,7 +796,7 @@ START_TEST (test_two_processes)
         snprintf (name, sizeof name, "swarm-%d-p%d", (int) getpid (), p + 1);
         snprintf (prefix, sizeof prefix, "p%d-ant-", p + 1);
         snprintf (params, sizeof params, "colony: %s, iterations: 100, interval: %dms, seed: %d",
-                  s_seen.colony, 10 * slow, 11 + p);
+                  s_seen.colony, 20 * slow, 11 + p);
         char *yaml = s_colony_yaml (name, prefix, 3, params);
         FILE *file = fopen (tree [p], "w");
         ck_assert_ptr_nonnull (file);
@@ -893,7 +894,7 @@ START_TEST (test_two_processes)
     printf ("SWARM two processes: 6 ants x 100 iterations (3 per process, %d ms apart): "
             "%lld updates (%lld and %lld), %lld conflicts (%.1f%%), %lld best conflicts, "
             "%zu improvements, %lld scratchpad requests (%.2f per iteration), overlap %lld ms\n",
-            10 * slow, (long long) updates, (long long) per [0], (long long) per [1],
+            20 * slow, (long long) updates, (long long) per [0], (long long) per [1],
             (long long) conflicts, 100.0 * (double) conflicts / 600, (long long) best_conflicts,
             improvements, (long long) requests, (double) requests / 600, (long long) overlap);
     tr_node_destroy (&watcher);
