@@ -30,6 +30,7 @@
 #include <troupe.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
@@ -58,8 +59,9 @@
     "folder (owner-only), or on ENDPOINT with --bind (e.g. tcp://0.0.0.0:7700\n" \
     "for other hosts). --broker ENDPOINT joins a broker that runs elsewhere\n" \
     "instead; --no-broker keeps the tree to itself. Process children find the\n" \
-    "broker in the TROUPE_BROKER environment variable. --node-id names this\n" \
-    "node at the broker (default HOST:PID).\n\n" \
+    "broker in the TROUPE_BROKER environment variable, this program in\n" \
+    "TROUPE_PROGRAM and the tree file's folder in TROUPE_TREE_DIR (absolute\n" \
+    "paths). --node-id names this node at the broker (default HOST:PID).\n\n" \
     "Security (CURVE; see 'troupe keygen'): the embedded broker uses CURVE with\n" \
     "--curve SECRET_FILE (its key pair) and --allow DIR (the public key files\n" \
     "of the clients let in); it must, on any --bind other than 127.0.0.1,\n" \
@@ -122,6 +124,38 @@ s_export_key (const char *name, const char *file)
     char *path = realpath (file, NULL);
     setenv (name, path? path: file, 1);
     free (path);
+}
+
+//  Tells process children where this program and the tree file are
+//  (TROUPE_PROGRAM, TROUPE_TREE_DIR, absolute), so that a child can run
+//  another troupe, or a file beside the tree, wherever it was started
+//  from. A path that cannot be found is left unset, with a log line.
+static void
+s_export_paths (const char *file)
+{
+    char path [PATH_MAX];
+    ssize_t len = readlink ("/proc/self/exe", path, sizeof path - 1);
+    if (len > 0) {
+        path [len] = 0;
+        setenv ("TROUPE_PROGRAM", path, 1);
+    }
+    else
+        tr_log (TR_LOG_WARN, "cannot tell process children where troupe is: %s",
+                strerror (errno));
+    char *real = realpath (file, NULL);
+    if (real) {
+        char *slash = strrchr (real, '/');
+        if (slash == real)
+            slash [1] = 0;
+        else
+        if (slash)
+            *slash = 0;
+        setenv ("TROUPE_TREE_DIR", real, 1);
+        free (real);
+    }
+    else
+        tr_log (TR_LOG_WARN, "cannot tell process children where %s is: %s", file,
+                strerror (errno));
 }
 
 //  --status: the tree's status, as `troupe status` prints it, taken
@@ -280,6 +314,7 @@ s_run (int argc, char **argv)
     }
     if (join)
         setenv ("TROUPE_BROKER", join, 1);
+    s_export_paths (file);
     if (join && curve) {
         s_export_key ("TROUPE_CURVE_SECRET", curve);
         s_export_key ("TROUPE_SERVER_KEY", server_key);

@@ -332,6 +332,10 @@ for pattern in \
     "supervisor 'desk': restarting 'orders'" \
     "supervisor 'back': restarting 'db'" \
     'ticker: tick 1' \
+    "team 'study': integrated 2 result\\(s\\), 0 failed" \
+    'asker: study "Should the bakery switch its delivery vans to electric\?" -> \{"output":\{"draft":"Switch the delivery vans to electric\. .* next year\."\},"score":0\.9,"iterations":3,"scores":\[0\.3,0\.6,0\.9\],"reached":true\}' \
+    '^  archive +process +running' \
+    '^    study +actor +running' \
     'ran for' \
     '^NAME +KIND +STATE +RESTARTS' \
     '^main +supervisor +running' \
