@@ -298,6 +298,8 @@ s_route_parse (s_source_t *src, tr__cfg_t *cfg, const msgpack_object *o, size_t 
 {
     static const char *const keys [] = { "to", "match", "regex", "field", "events", "ask",
                                          "timeout", "glob", NULL };
+    static const char *const git_keys [] = { "to", "match", "regex", "field", "events", "ask",
+                                             "timeout", NULL };
     char where [48], what [96];
     snprintf (where, sizeof where, "routes item %zu", index + 1);
     tr__cfg_enter (cfg, "routes.%zu", index + 1);
@@ -305,13 +307,8 @@ s_route_parse (s_source_t *src, tr__cfg_t *cfg, const msgpack_object *o, size_t 
     if (o->type != MSGPACK_OBJECT_MAP)
         return tr__cfg_bad (cfg, "%s must be a mapping {to, match|regex%s, field, events, "
                             "ask, timeout}, not %s", where, globs? "|glob": "", tr__cfg_kind (o));
-    //  The list of keys that names glob only for the file watch.
-    const char *const *valid = keys;
-    const char *const git_keys [] = { "to", "match", "regex", "field", "events", "ask",
-                                      "timeout", NULL };
-    if (!globs)
-        valid = git_keys;
-    if (tr__cfg_keys (cfg, o, where, valid))
+    //  glob is for the file watch only.
+    if (tr__cfg_keys (cfg, o, where, globs? keys: git_keys))
         return -1;
     snprintf (what, sizeof what, "%s 'to'", where);
     if (tr__cfg_name_in (cfg, o, "to", what, &route->to))
@@ -725,8 +722,9 @@ typedef struct {
     s_move_t *moves;
     uint64_t ticks;
     uint64_t timer;
-    bool starting;
-    char start_error [512];
+    bool starting;                      //  in init: no events yet
+    bool strict;                        //  a root's own watch at start:
+    char start_error [512];             //  its failure refuses the start
     char last_error [512];              //  the last watch error told
 } s_fw_t;
 
@@ -1172,7 +1170,9 @@ s_fw_error (s_fw_t *fw, const char *path, const char *text)
 
 //  Watches folder `path` (whole: all its entries; recursive: its new
 //  subfolders too; name: else this entry only). Returns the watch, or -1
-//  after reporting why not (at start: as the start's error).
+//  after reporting why not: as the start's error for a root's own watch
+//  at start, else as an error event (a subfolder that cannot be watched
+//  does not stop the others).
 static int
 s_fw_watch (s_fw_t *fw, const char *path, bool whole, bool recursive, const char *name)
 {
@@ -1187,7 +1187,7 @@ s_fw_watch (s_fw_t *fw, const char *path, bool whole, bool recursive, const char
                       "(fs.inotify.max_user_watches); not watched");
         else
             snprintf (text, sizeof text, "cannot be watched: %s", strerror (e));
-        if (fw->starting) {
+        if (fw->strict) {
             if (!fw->start_error [0])
                 snprintf (fw->start_error, sizeof fw->start_error, "'%s' %s", path, text);
         }
@@ -1412,7 +1412,9 @@ s_fw_root_scan (s_fw_t *fw, s_root_t *root, bool emit)
     root->present = false;
     if (root->dir) {
         if (lstat (root->path, &st) == 0 && S_ISDIR (st.st_mode)) {
+            fw->strict = fw->starting;
             int wd = s_fw_watch (fw, root->path, true, fw->recursive, NULL);
+            fw->strict = false;
             if (wd >= 0) {
                 root->wd = wd;
                 root->present = true;
@@ -1423,7 +1425,9 @@ s_fw_root_scan (s_fw_t *fw, s_root_t *root, bool emit)
     }
     else
     if (lstat (root->parent, &st) == 0 && S_ISDIR (st.st_mode)) {
+        fw->strict = fw->starting;
         int wd = s_fw_watch (fw, root->parent, false, false, root->base);
+        fw->strict = false;
         if (wd >= 0) {
             root->wd = wd;
             root->present = true;

@@ -701,6 +701,32 @@ START_TEST (test_file_overflow)
 }
 END_TEST
 
+START_TEST (test_file_from_c)
+{
+    //  Spawned from C with its parameters (msgpack), without a tree file:
+    //  the same checks at start, and the same events.
+    const tr_actor_type_t *type = tr_actor_type_find ("file_watch");
+    ck_assert_ptr_nonnull (type);
+    char *json = NULL;
+    char text [256];
+    snprintf (text, sizeof text, "{\"paths\": [\"%s/nope\"]}", s_dir);
+    size_t size = 0;
+    ck_assert_int_eq (tr__json_parse (text, strlen (text), &json, &size, NULL), 0);
+    tr_params_t params = { (const uint8_t *) json, size };
+    ck_assert_int_eq (tr_spawn (s_node, "w", &type->behaviour, &params, NULL, NULL), TR_EINIT);
+    free (json);
+    snprintf (text, sizeof text, "{\"paths\": [\"%s\"], \"debounce\": 0, \"poll\": 5}", s_dir);
+    ck_assert_int_eq (tr__json_parse (text, strlen (text), &json, &size, NULL), 0);
+    params = (tr_params_t) { (const uint8_t *) json, size };
+    s_subscribe ("sub", "file.", 0);
+    ck_assert_int_eq (tr_spawn (s_node, "w", &type->behaviour, &params, NULL, NULL), TR_OK);
+    ck_assert_int_eq (mkdir (s_path ("made"), 0755), 0);
+    s_expect ("sub", "file.", false, "created made/");
+    ck_assert_int_eq (tr_actor_stop (s_node, "w", 5000), TR_OK);
+    free (json);                        //  the params outlive the actor
+}
+END_TEST
+
 START_TEST (test_file_remote)
 {
     //  The events cross to another node through a real broker, and a
@@ -1036,6 +1062,7 @@ s_suite (void)
     tcase_add_test (tc, test_file_root_deleted_and_back);
     tcase_add_test (tc, test_file_filters_and_routes);
     tcase_add_test (tc, test_file_overflow);
+    tcase_add_test (tc, test_file_from_c);
     tcase_add_test (tc, test_file_remote);
     tcase_add_test (tc, test_git_commits_in_order);
     tcase_add_test (tc, test_git_force_push);
