@@ -2567,7 +2567,7 @@ s_gw_step_ended (s_gw_t *gw)
 //  The actor
 
 //  Runs one git command at start and waits for it. Returns its status,
-//  or -1 with *why.
+//  or -1 with *why, or -2 with *why when git could not be started.
 static int
 s_gw_run_now (s_gw_t *gw, const char *const *args, char *out, size_t out_size,
               char *why, size_t why_size)
@@ -2577,7 +2577,7 @@ s_gw_run_now (s_gw_t *gw, const char *const *args, char *out, size_t out_size,
     if (!run) {
         snprintf (why, why_size, "cannot run git: %s", rc == TR_ENOTFOUND?
                   "git is not installed (not found on PATH)": tr_strerror (rc));
-        return -1;
+        return -2;
     }
     s_run_wait (run);
     int status = s_run_status (run);
@@ -2602,6 +2602,8 @@ s_gw_start (s_gw_t *gw)
         snprintf (initial, sizeof initial, "--initial-branch=%s", gw->branch);
         const char *const init [] = { "init", "--quiet", initial, NULL };
         int status = s_gw_run_now (gw, init, NULL, 0, why, sizeof why);
+        if (status == -2)
+            return s_refuse (gw->src.self, "git_watch '%s': %s", gw->src.name, why);
         if (status != 0)
             return s_refuse (gw->src.self, "git_watch '%s': git init of '%s' failed: %s",
                              gw->src.name, gw->repo, why);
@@ -2609,6 +2611,8 @@ s_gw_start (s_gw_t *gw)
     }
     const char *const head [] = { "rev-parse", "--verify", "--quiet", gw->ref, NULL };
     int status = s_gw_run_now (gw, head, out, sizeof out, why, sizeof why);
+    if (status == -2)
+        return s_refuse (gw->src.self, "git_watch '%s': %s", gw->src.name, why);
     if (status == 1)
         gw->head [0] = '\0';
     else

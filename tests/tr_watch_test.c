@@ -1032,6 +1032,23 @@ START_TEST (test_bad_params)
               "read: git rev-parse failed: it exited with status 128 (its message is in the "
               "log)", s_dir);
     s_expect_error ("git_watch", p, e);
+    //  git not installed: troupe run with a PATH where git is not.
+    char exe [512];
+    ssize_t n = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_int_gt (n, 0);
+    exe [n] = '\0';
+    *strrchr (exe, '/') = '\0';            //  build/tests -> build/troupe
+    *strrchr (exe, '/') = '\0';
+    FILE *tree = fopen (s_path ("git.yaml"), "w");
+    ck_assert_ptr_nonnull (tree);
+    fprintf (tree, "name: t\nchildren:\n"
+             "  - {name: g, actor: git_watch, params: {repo: %s/repo, branch: main}}\n", s_dir);
+    fclose (tree);
+    const char *out = s_sh_out ("TROUPE_CONTROL_DIR=%s PATH=/nonexistent %s/troupe run %s 2>&1 "
+                                "| grep '^troupe run:'; true", s_dir, exe, s_path ("git.yaml"));
+    ck_assert_str_eq (out, "troupe run: tree 't' could not start: supervisor 't': child 'g' could "
+                      "not start: git_watch 'g': cannot run git: git is not installed (not "
+                      "found on PATH)");
     ck_assert_int_eq (mkdir (s_path ("gone"), 0755), 0);
     char yaml [600];
     snprintf (yaml, sizeof yaml, "name: t\nchildren:\n"
