@@ -400,6 +400,22 @@ s_wait_asked (size_t n)
     ck_assert_msg (s_asked () >= n, "the agent was asked %zu times, not %zu", s_asked (), n);
 }
 
+//  Waits until `actor` has taken n decisions. A decision is carried out
+//  in the same handling that counts it, so a member let go after this
+//  answers a coordinator that has already done what round n said (a
+//  review waits for it).
+static void
+s_wait_rounds (tr_node_t *node, const char *actor, int64_t n)
+{
+    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
+    int64_t rounds = 0;
+    while (tr_actor_info_get (node, actor, "coordinator.rounds", &rounds), rounds < n
+           && tr_test_now_ms () < deadline)
+        usleep (2000);
+    ck_assert_msg (rounds >= n, "%s took %lld decisions, not %lld", actor, (long long) rounds,
+                   (long long) n);
+}
+
 //  The Nth ask a decider got (from 1), as "NAME JSON" (malloc'd).
 static char *
 s_ask_seen (size_t n)
@@ -505,6 +521,7 @@ START_TEST (test_rounds)
                      "\"task\":\"t1\",\"round\":1},\"b\":null},"
                      "\"results\":{\"a\":null,\"b\":null},"
                      "\"log\":[{\"round\":1,\"event\":\"assign\",\"member\":\"a\",\"task\":\"t1\"}]}");
+    s_wait_rounds (s_node, "desk", 3);
     usleep (100 * 1000);
     ck_assert_int_eq (s_asked (), 3);
     s_expect_kv ("desk.round", "3");
@@ -513,7 +530,7 @@ START_TEST (test_rounds)
     ck_assert_int_eq (s_info ("desk", "coordinator.working"), 2);
     //  a finishes: round 4 sees its answer, and b still at work.
     s_gate_open ("a");
-    s_wait_asked (4);
+    s_wait_rounds (s_node, "desk", 4);
     s_expect_ask (4, "boss {\"task\":\"write\",\"round\":4,\"max_rounds\":10,"
                      "\"members\":[\"a\",\"b\"],\"progress\":{\"a\":{\"status\":\"done\","
                      "\"task\":\"t1\",\"round\":1},\"b\":{\"status\":\"working\",\"task\":\"t2\","
@@ -607,7 +624,7 @@ START_TEST (test_invalid_decisions)
              "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a, b]}}\n");
     s_asker_t asker;
     s_asker_start (&asker, "desk", "task");
-    s_wait_asked (7);
+    s_wait_rounds (s_node, "desk", 7);
     s_gate_open ("b");
     s_asker_join (&asker, TR_OK, "{\"by\":\"b\"}");
     //  a's assignment was taken from it while it worked: its answer, when
@@ -651,7 +668,7 @@ START_TEST (test_failure_and_reassign)
              "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a, b]}}\n");
     s_asker_t asker;
     s_asker_start (&asker, "desk", "task");
-    s_wait_asked (2);
+    s_wait_rounds (s_node, "desk", 2);
     s_gate_open ("a");                  //  a fails: round 3 sees it
     s_wait_asked (3);
     s_expect_ask (3, "boss {\"task\":\"task\",\"round\":3,\"max_rounds\":10,"
@@ -661,7 +678,7 @@ START_TEST (test_failure_and_reassign)
                      "\"log\":[{\"round\":1,\"event\":\"assign\",\"member\":\"a\",\"task\":\"x\"},"
                      "{\"round\":2,\"event\":\"review\"},"
                      "{\"round\":2,\"event\":\"failed\",\"member\":\"a\",\"error\":\"TR_EHANDLER\"}]}");
-    s_wait_asked (4);
+    s_wait_rounds (s_node, "desk", 4);
     s_gate_open ("b");
     s_asker_join (&asker, TR_OK, "\"x done\"");
     //  Without `from`, the member that had failed at the same task is
@@ -911,7 +928,7 @@ START_TEST (test_processes)
     ck_assert_int_eq (rc, TR_OK);
     s_asker_t asker;
     s_asker_start (&asker, "desk", "the meeting");
-    s_wait_asked (4);
+    s_wait_rounds (near, "desk", 4);
     s_gate_open ("a");
     s_asker_join (&asker, TR_OK, "\"both done\"");
     s_expect_kv ("desk.log",
