@@ -761,6 +761,30 @@ START_TEST (test_queue)
 }
 END_TEST
 
+START_TEST (test_stop_in_flight)
+{
+    //  A coordinator stopped while a member works: the asker hears
+    //  TR_ENOREPLY, and the member's answer later goes nowhere.
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: a, actor: worker, params: {gate: true}}\n"
+             "  - name: boss\n"
+             "    actor: decider\n"
+             "    params:\n"
+             "      script:\n"
+             "        - '{\"action\": \"assign\", \"member\": \"a\", \"task\": \"t\"}'\n"
+             "        - '{\"action\": \"review\"}'\n"
+             "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a]}}\n");
+    s_asker_t asker;
+    s_asker_start (&asker, "desk", "task");
+    s_wait_rounds (s_node, "desk", 2);
+    ck_assert_int_eq (tr_actor_stop (s_node, "desk", 0), TR_OK);
+    s_asker_join (&asker, TR_ENOREPLY, NULL);
+    s_gate_open ("a");
+    s_expect_kv ("desk.status", "\"running\"");
+}
+END_TEST
+
 START_TEST (test_example)
 {
     //  examples/coordinator.yaml: an llm agent with a signature decides,
@@ -1064,6 +1088,7 @@ s_suite (void)
     tcase_add_test (tc, test_failure_and_reassign);
     tcase_add_test (tc, test_agent_fails);
     tcase_add_test (tc, test_queue);
+    tcase_add_test (tc, test_stop_in_flight);
     tcase_add_test (tc, test_example);
     tcase_add_test (tc, test_processes);
     tcase_add_test (tc, test_bad_params);

@@ -799,6 +799,42 @@ START_TEST (test_example)
 }
 END_TEST
 
+//  An ask on a thread of its own.
+typedef struct {
+    int rc;
+    pthread_t thread;
+} s_asker_t;
+
+static void *
+s_asker_run (void *arg)
+{
+    s_asker_t *a = (s_asker_t *) arg;
+    a->rc = s_ask ("crew", "q", NULL);
+    return NULL;
+}
+
+START_TEST (test_stop_in_flight)
+{
+    //  A team stopped while its member works: the asker hears
+    //  TR_ENOREPLY at once, not at its deadline.
+    s_start ("name: t\n"
+             "children:\n"
+             "  - {name: boss, actor: lead}\n"
+             "  - {name: slow, actor: worker, params: {delay: 1s}}\n"
+             "  - {name: crew, actor: team, params: {lead: boss, members: [slow]}}\n");
+    s_asker_t asker = { 0 };
+    ck_assert_int_eq (pthread_create (&asker.thread, NULL, s_asker_run, &asker), 0);
+    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
+    while (s_when ("start slow") < 0 && tr_test_now_ms () < deadline)
+        usleep (2000);
+    ck_assert (s_when ("start slow") > 0);
+    ck_assert_int_eq (tr_actor_stop (s_node, "crew", 0), TR_OK);
+    pthread_join (asker.thread, NULL);
+    ck_assert_int_eq (asker.rc, TR_ENOREPLY);
+    ck_assert (s_when ("end slow") < 0);
+}
+END_TEST
+
 START_TEST (test_tell)
 {
     s_start ("name: t\n"
@@ -1090,6 +1126,7 @@ s_suite (void)
     tcase_add_test (tc, test_bad_plans_and_asks);
     tcase_add_test (tc, test_llm_lead);
     tcase_add_test (tc, test_example);
+    tcase_add_test (tc, test_stop_in_flight);
     tcase_add_test (tc, test_tell);
     tcase_add_test (tc, test_processes);
     tcase_add_test (tc, test_bad_params);
