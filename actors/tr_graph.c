@@ -110,6 +110,7 @@ typedef struct {
     size_t inflight;
     uint64_t next_run;
     tr__u64map_t waits;                 //  request id -> s_slot_t
+    msgpack_sbuffer scratch;            //  see s_scratch
 } s_graph_t;
 
 struct s_run_s {
@@ -166,6 +167,7 @@ s_graph_free (s_graph_t *graph)
     free (graph->after_at);
     tr__names_free (graph->context, graph->ncontext);
     tr__u64map_clear (&graph->waits);
+    msgpack_sbuffer_destroy (&graph->scratch);
     free (graph);
 }
 
@@ -566,6 +568,18 @@ s_pack_cstr (msgpack_packer *pk, const char *text)
     msgpack_pack_str_with_body (pk, text, strlen (text));
 }
 
+//  The graph's scratch buffer, emptied, with pk packing into it. Task
+//  asks, events and answers are packed there and copied by the send, so
+//  that they allocate nothing (a new sbuffer's first write takes 8 KiB).
+//  One use at a time, on the graph's thread.
+static msgpack_sbuffer *
+s_scratch (s_graph_t *graph, msgpack_packer *pk)
+{
+    msgpack_sbuffer_clear (&graph->scratch);
+    msgpack_packer_init (pk, &graph->scratch, msgpack_sbuffer_write);
+    return &graph->scratch;
+}
+
 //  A value's bytes as they are, or nil for an empty value.
 static void
 s_pack_value (msgpack_packer *pk, const s_value_t *value)
@@ -721,11 +735,11 @@ s_event_start (s_graph_t *graph, s_run_t *run, msgpack_packer *pk, uint32_t fiel
 static void
 s_event_send (s_graph_t *graph, const char *topic, msgpack_sbuffer *buffer)
 {
-    int rc = tr_event_publish (graph->node, topic, buffer->data, buffer->size, NULL);
+    int rc = buffer->data? tr_event_publish (graph->node, topic, buffer->data, buffer->size, NULL)
+                         : TR_ENOMEM;
     if (rc != TR_OK)
         tr_log (TR_LOG_WARN, "graph '%s': could not publish %s: %s", tr_actor_name (graph->self),
                 topic, tr_strerror (rc));
-    msgpack_sbuffer_destroy (buffer);
 }
 
 static void
@@ -733,10 +747,8 @@ s_event_started (s_graph_t *graph, s_run_t *run, size_t t)
 {
     if (!graph->progress)
         return;
-    msgpack_sbuffer buffer;
     msgpack_packer pk;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     s_event_start (graph, run, &pk, 3);
     s_pack_cstr (&pk, "task");
     s_pack_cstr (&pk, graph->tasks [t].name);
@@ -744,7 +756,7 @@ s_event_started (s_graph_t *graph, s_run_t *run, size_t t)
     msgpack_pack_uint64 (&pk, run->started);
     s_pack_cstr (&pk, "total");
     msgpack_pack_uint64 (&pk, graph->count);
-    s_event_send (graph, "graph.task.started", &buffer);
+    s_event_send (graph, "graph.task.started", buffer);
 }
 
 static void
@@ -752,10 +764,8 @@ s_event_done (s_graph_t *graph, s_run_t *run, size_t t, int error)
 {
     if (!graph->progress)
         return;
-    msgpack_sbuffer buffer;
     msgpack_packer pk;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     s_event_start (graph, run, &pk, error? 6: 5);
     s_pack_cstr (&pk, "task");
     s_pack_cstr (&pk, graph->tasks [t].name);
@@ -774,7 +784,7 @@ s_event_done (s_graph_t *graph, s_run_t *run, size_t t, int error)
     msgpack_pack_uint64 (&pk, run->failed);
     s_pack_cstr (&pk, "total");
     msgpack_pack_uint64 (&pk, graph->count);
-    s_event_send (graph, "graph.task.done", &buffer);
+    s_event_send (graph, "graph.task.done", buffer);
 }
 
 //  {TASK: ERROR} of the failed tasks.
@@ -793,10 +803,8 @@ s_pack_failures (s_graph_t *graph, s_run_t *run, msgpack_packer *pk)
 static void
 s_event_end (s_graph_t *graph, s_run_t *run, bool failed)
 {
-    msgpack_sbuffer buffer;
     msgpack_packer pk;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     s_event_start (graph, run, &pk, failed? 8: 5);
     s_pack_cstr (&pk, "depth");
     msgpack_pack_int64 (&pk, run->depth);
@@ -818,7 +826,7 @@ s_event_end (s_graph_t *graph, s_run_t *run, bool failed)
     }
     s_pack_cstr (&pk, "ms");
     msgpack_pack_int64 (&pk, (tr__now_ns () - run->started_ns) / 1000000);
-    s_event_send (graph, failed? "graph.failed": "graph.completed", &buffer);
+    s_event_send (graph, failed? "graph.failed": "graph.completed", buffer);
 }
 
 //  --------------------------------------------------------------------------
@@ -867,19 +875,15 @@ s_answer (s_graph_t *graph, s_run_t *run)
         const s_value_t *out = &run->outputs [graph->output];
         return tr_reply (run->ask, out->data, out->size);
     }
-    msgpack_sbuffer buffer;
     msgpack_packer pk;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     msgpack_pack_map (&pk, (uint32_t) graph->nsinks);
     for (size_t t = 0; t < graph->count; t++)
         if (graph->after_at [t + 1] == graph->after_at [t]) {
             s_pack_cstr (&pk, graph->tasks [t].name);
             s_pack_value (&pk, &run->outputs [t]);
         }
-    int rc = tr_reply (run->ask, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
-    return rc;
+    return buffer->data? tr_reply (run->ask, buffer->data, buffer->size): TR_ENOMEM;
 }
 
 //  The report of a failed run (on_failure: report): {error, failed:
@@ -887,10 +891,8 @@ s_answer (s_graph_t *graph, s_run_t *run)
 static int
 s_report (s_graph_t *graph, s_run_t *run)
 {
-    msgpack_sbuffer buffer;
     msgpack_packer pk;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     msgpack_pack_map (&pk, 4);
     s_pack_cstr (&pk, "error");
     s_pack_cstr (&pk, tr_errname (run->error));
@@ -908,9 +910,7 @@ s_report (s_graph_t *graph, s_run_t *run)
             s_pack_cstr (&pk, graph->tasks [t].name);
             s_pack_value (&pk, &run->outputs [t]);
         }
-    int rc = tr_reply (run->ask, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
-    return rc;
+    return buffer->data? tr_reply (run->ask, buffer->data, buffer->size): TR_ENOMEM;
 }
 
 //  The run is over (nothing in flight): published, counted, answered,
@@ -961,10 +961,8 @@ s_task_send (s_graph_t *graph, s_run_t *run, size_t t)
         return TR_ETIMEDOUT;
     if (tr__u64map_reserve (&graph->waits, 1))
         return TR_ENOMEM;
-    msgpack_sbuffer buffer;
     msgpack_packer pk;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     msgpack_pack_map (&pk, 4);
     s_pack_cstr (&pk, "input");
     s_pack_value (&pk, &run->input);
@@ -975,13 +973,12 @@ s_task_send (s_graph_t *graph, s_run_t *run, size_t t)
         s_pack_value (&pk, &run->outputs [task->deps [k]]);
     }
     s_pack_cstr (&pk, "context");
-    msgpack_sbuffer_write (&buffer, (const char *) run->context.data, run->context.size);
+    msgpack_sbuffer_write (buffer, (const char *) run->context.data, run->context.size);
     s_pack_cstr (&pk, "depth");
     msgpack_pack_int64 (&pk, run->depth);
-    int rc = buffer.data? tr__request_timed (graph->self, task->actor, buffer.data, buffer.size,
-                                             ms, &run->waits [t], &run->timers [t])
-                        : TR_ENOMEM;
-    msgpack_sbuffer_destroy (&buffer);
+    int rc = buffer->data? tr__request_timed (graph->self, task->actor, buffer->data, buffer->size,
+                                              ms, &run->waits [t], &run->timers [t])
+                         : TR_ENOMEM;
     if (rc != TR_OK)
         return rc;
     run->slots [t] = (s_slot_t) { run, t };
