@@ -1284,19 +1284,51 @@ s_params (s_load_t *self, const s_node_t *map, const s_node_t *kind_value,
 //  --------------------------------------------------------------------------
 //  The four kinds of child
 
+//  Levenshtein distance between a and b (short names), or a large
+//  number for names too long to compare.
+static size_t
+s_distance (const char *a, const char *b)
+{
+    size_t la = strlen (a), lb = strlen (b);
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    size_t row [65];
+    for (size_t j = 0; j <= lb; j++)
+        row [j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diagonal = row [0];
+        row [0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t above = row [j];
+            size_t best = diagonal + (a [i - 1] != b [j - 1]);
+            if (above + 1 < best)
+                best = above + 1;
+            if (row [j - 1] + 1 < best)
+                best = row [j - 1] + 1;
+            row [j] = best;
+            diagonal = above;
+        }
+    }
+    return row [lb];
+}
+
+//  The registered type nearest a misspelt name, if one is near enough:
+//  at most two edits, and fewer than half the name's length.
 typedef struct {
-    char *text;
-    size_t size;
-    size_t at;
-} s_list_t;
+    const char *name;
+    const char *best;
+    size_t distance;
+} s_nearest_t;
 
 static void
-s_list_type (const tr_actor_type_t *type, void *arg)
+s_nearest_type (const tr_actor_type_t *type, void *arg)
 {
-    s_list_t *list = (s_list_t *) arg;
-    if (list->at < list->size)
-        list->at += (size_t) snprintf (list->text + list->at, list->size - list->at,
-                                       "%s%s", list->at? ", ": "", type->name);
+    s_nearest_t *near = (s_nearest_t *) arg;
+    size_t d = s_distance (near->name, type->name);
+    if (d < near->distance && d <= 2 && 2 * d < strlen (near->name)) {
+        near->distance = d;
+        near->best = type->name;
+    }
 }
 
 static int
@@ -1309,11 +1341,16 @@ s_actor (s_load_t *self, const s_node_t *map, const s_node_t *value,
         return rc;
     child->type = tr_actor_type_find (name);
     if (!child->type) {
-        char names [160] = "";
-        s_list_t list = { names, sizeof names, 0 };
-        tr_actor_type_each (s_list_type, &list);
-        return s_fail (self, value, "unknown actor type %s; registered types: %s",
-                       s_what (value).text, names [0]? names: "none");
+        //  Not the whole list: with the built-in types alone it would not
+        //  fit a message. `troupe types` prints them with what they do.
+        s_nearest_t near = { name, NULL, SIZE_MAX };
+        tr_actor_type_each (s_nearest_type, &near);
+        if (near.best)
+            return s_fail (self, value, "unknown actor type %s; did you mean '%s'? "
+                           "('troupe types' lists the registered types)",
+                           s_what (value).text, near.best);
+        return s_fail (self, value, "unknown actor type %s ('troupe types' lists the "
+                       "registered types)", s_what (value).text);
     }
     return s_params (self, map, value, child);
 }

@@ -95,8 +95,8 @@ static const tr_actor_type_t s_typed = {
 };
 
 //  Registers `typed`. Only the tests that use it do, each in its own
-//  process (Check forks), so the list of registered types that error
-//  messages show stays the built-in one for the other tests.
+//  process (Check forks), so that the types an unknown name is compared
+//  with stay the built-in ones for the other tests.
 static void
 s_register_typed (void)
 {
@@ -530,8 +530,7 @@ START_TEST (test_first_error_wins)
                    "  - {name: b, actor: echo, restart: never}\n"
                    "  - {name: a, actor: echo}\n",
                    "first.yaml", 3, 22,
-                   "unknown actor type 'nope'; registered types: chain, counter, "
-                   "driver, echo, flaky, http, llm, pool, port, router");
+                   "unknown actor type 'nope' ('troupe types' lists the registered types)");
     //  But a YAML error anywhere comes before any meaning is checked.
     s_parse_fails ("name: r\n"
                    "children:\n"
@@ -991,8 +990,8 @@ START_TEST (test_yaml_corners)
     tr_tree_destroy (&tree);
     //  Columns count characters, not bytes.
     s_parse_fails ("name: магазин\nchildren:\n  - {name: 注文, actor: nope}\n", NULL,
-                   3, 23, "unknown actor type 'nope'; registered types: chain, counter, "
-                   "driver, echo, flaky, http, llm, pool, port, router");
+                   3, 23, "unknown actor type 'nope' ('troupe types' lists the "
+                   "registered types)");
     //  UTF-16 is not UTF-8.
     s_parse_fails ("\xff\xfen\0a\0", NULL, 1, 1, "invalid YAML: invalid leading UTF-8 octet");
     //  A NUL byte inside the text is a YAML error at its position.
@@ -1184,8 +1183,8 @@ START_TEST (test_doc_errors)
         { 16, "  - name: orders",
           "shop.yaml:16:11: the name 'orders' is already used at line 14" },
         { 15, "    actor: counterr",
-          "shop.yaml:15:12: unknown actor type 'counterr'; registered types: chain, counter, "
-          "driver, echo, flaky, http, llm, pool, port, router" },
+          "shop.yaml:15:12: unknown actor type 'counterr'; did you mean 'counter'? "
+          "('troupe types' lists the registered types)" },
         { 22, "    params: {fail_every: \"3\"}",
           "shop.yaml:22:26: parameter 'fail_every' of actor type 'flaky' must be an "
           "integer, not the string '3'" },
@@ -1224,7 +1223,7 @@ static Suite *
 s_suite (void)
 {
     Suite *s = suite_create ("tr_tree");
-    //  First the tests whose messages list the registered types, so that
+    //  First the tests whose messages suggest a registered type, so that
     //  they see the built-in ones only even when Check does not fork.
     TCase *tc = tcase_create ("files");
     tcase_set_timeout (tc, 60 * tr_test_slowdown ());
