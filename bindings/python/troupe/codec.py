@@ -15,6 +15,14 @@ into Python values when someone asks.
 Encoding writes the canonical forms (shortest integers, strings and
 headers; an envelope's keys ascending, defaults left out), which the test
 vectors in protocols/vectors check byte for byte.
+
+Envelopes cross every message, so both directions have a fast path for
+the common case beside the full one: :func:`decode_envelope` reads the
+canonical layout byte by byte and gives anything else to the bounded
+reader (which alone says what is wrong); :func:`encode_envelope` writes
+fields of their exact types at a glance and gives anything else to the
+full encoder; names already judged are remembered (bounded tables). The
+tests check that each fast path gives exactly what the full one gives.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import msgpack
 
@@ -265,6 +273,8 @@ def name_ok(name: Any) -> bool:
 
 def check_name(name: Any, what: str = "name") -> str:
     """Returns name if valid; raises troupe.InvalidArgument otherwise."""
+    if type(name) is str and name in _names_written:
+        return name                             # judged before
     if not isinstance(name, str) or not name_ok(name):
         raise errors.InvalidArgument("%s %r is not a valid name (1 to 255 bytes of "
                                      "UTF-8, no spaces or control characters)" % (what, name))
@@ -288,6 +298,48 @@ def check_text(s: Any, lo: int, hi: int, what: str) -> str:
         raise errors.InvalidArgument("%s %r must be %d to %d bytes of UTF-8 without spaces "
                                      "or control characters" % (what, s, lo, hi))
     return s
+
+
+# ---------------------------------------------------------------------------
+# Names already judged. The same few names cross every message of a
+# node; whether a name is valid depends on its bytes alone, so the answer
+# is kept, in tables of at most _NAMES_MAX entries emptied when full (a
+# peer sending ever new names costs the full check each time, no more).
+
+_NAMES_MAX = 4096
+#: Valid names read: their UTF-8 bytes -> the str.
+_names_read: Dict[bytes, str] = {}
+#: Valid names written: the str -> its msgpack str (header and UTF-8).
+_names_written: Dict[str, bytes] = {}
+
+
+def _read_name(raw: bytes) -> Optional[str]:
+    """raw (bytes) as a str if it is a valid name, else None."""
+    s = _names_read.get(raw)
+    if s is None:
+        if not (1 <= len(raw) <= 255 and _alphabet_ok(raw)):
+            return None
+        s = raw.decode("utf-8")
+        if len(_names_read) >= _NAMES_MAX:
+            _names_read.clear()
+        _names_read[raw] = s
+    return s
+
+
+def _packed_name(name: Any) -> Optional[bytes]:
+    """name's msgpack str if name is a str and a valid name, else None."""
+    if type(name) is not str:
+        return None
+    w = _names_written.get(name)
+    if w is None:
+        if not name_ok(name):
+            return None
+        raw = name.encode("utf-8")
+        w = _w_str_header(len(raw)) + raw
+        if len(_names_written) >= _NAMES_MAX:
+            _names_written.clear()
+        _names_written[name] = w
+    return w
 
 
 # ---------------------------------------------------------------------------
@@ -367,8 +419,35 @@ def pack_value(value: Any) -> bytes:
         except (TypeError, ValueError, OverflowError) as e:
             raise errors.InvalidArgument("cannot encode %s as msgpack: %s"
                                          % (type(value).__name__, e)) from None
+        if type(value) in _PLAIN:
+            #  msgpack wrote one value without containers: only its size
+            #  is left to judge.
+            if len(data) > MAX_ENVELOPE:
+                raise errors.TooBig("a value of %d bytes (the most is %d)"
+                                    % (len(data), MAX_ENVELOPE))
+            return data
     check_value(data)
     return data
+
+
+#  Types that msgpack writes as one value without containers.
+_PLAIN = frozenset((str, bytes, int, float, bool, type(None)))
+
+
+def _plain_end(data: bytes, p: int, end: int) -> int:
+    """Where the value at p ends if it is a scalar other than ext 8/16/32
+    that fits before end, read from its header alone; -1 for anything
+    else (a container, an ext, 0xc1, a value cut short)."""
+    kind, n = _TYPES[data[p]]
+    if kind == _SCALAR or kind == _FIXSTR:
+        q = p + 1 + n
+    elif kind == _STR or kind == _BIN:
+        if p + 1 + n > end:
+            return -1
+        q = p + 1 + n + int.from_bytes(data[p + 1:p + 1 + n], "big")
+    else:
+        return -1
+    return q if q <= end else -1
 
 
 def check_value(data: bytes, limit: int = BODY_DEPTH) -> None:
@@ -376,6 +455,8 @@ def check_value(data: bytes, limit: int = BODY_DEPTH) -> None:
     deep; raises troupe.Malformed, TooDeep or TooBig otherwise."""
     if len(data) > MAX_ENVELOPE:
         raise errors.TooBig("a value of %d bytes (the most is %d)" % (len(data), MAX_ENVELOPE))
+    if data and _plain_end(data, 0, len(data)) == len(data):
+        return                                  # a scalar, exactly: nothing to walk
     try:
         if _skip(data, 0, len(data), limit) != len(data):
             raise _bad("bytes after the value")
@@ -466,9 +547,70 @@ class Envelope:
 _KIND_NAMES = {TELL: "tell", ASK: "ask", REPLY: "reply", ERROR: "error"}
 
 
+_U64_END = 1 << 64
+_I32_MIN = -(1 << 31)
+#  Positive fixints and map headers of up to 15 pairs, written.
+_FIX = [bytes((i,)) for i in range(256)]
+
+
 def encode_envelope(env: Envelope) -> bytes:
     """The canonical bytes of env (1.1). Raises troupe.InvalidArgument for
     a field out of its range or a bad name, troupe.TooBig past 17 MiB."""
+    #  The common case at a glance: fields of their exact types within
+    #  their ranges, names judged before (_packed_name). Anything else,
+    #  valid or not, is written or refused by _encode_envelope_full.
+    kind, env_id, corr, error = env.kind, env.id, env.corr, env.error
+    deadline, trace, priority, body = env.deadline, env.trace, env.priority, env.body
+    to, sender = env.to, env.sender
+    if type(to) is str and type(sender) is str:
+        to = _names_written.get(to) or _packed_name(to)
+        sender = b"\xa0" if sender == "" else (_names_written.get(sender)
+                                                 or _packed_name(sender))
+    else:
+        to = None
+    if (to is None or sender is None or type(kind) is not int or type(env_id) is not int
+            or type(corr) is not int or type(error) is not int or type(deadline) is not int
+            or type(trace) is not int or type(priority) is not int or type(body) is not bytes
+            or not 0 <= env_id < _U64_END or not 0 <= deadline < _U64_END
+            or not 0 <= trace < _U64_END or not -1 <= priority <= 1):
+        return _encode_envelope_full(env)
+    if kind == ASK or kind == TELL:
+        if corr or error:
+            return _encode_envelope_full(env)
+    elif kind == REPLY:
+        if not 0 < corr < _U64_END or error:
+            return _encode_envelope_full(env)
+    elif kind == ERROR:
+        if not 0 < corr < _U64_END or not _I32_MIN <= error < 0:
+            return _encode_envelope_full(env)
+    else:
+        return _encode_envelope_full(env)
+    #  A key and its value in two items each: the pairs are counted.
+    parts = [b"", b"\x00", b"\x01", b"\x01", _FIX[kind], b"\x02",
+             _FIX[env_id] if env_id < 128 else _w_int(env_id)]
+    if corr:
+        parts += (b"\x03", _FIX[corr] if corr < 128 else _w_int(corr))
+    parts += (b"\x04", to, b"\x05", sender)
+    if deadline:
+        parts += (b"\x06", _w_int(deadline))
+    if priority:
+        parts += (b"\x07", b"\x01" if priority > 0 else b"\xff")
+    if trace:
+        parts += (b"\x08", _w_int(trace))
+    if error:
+        parts += (b"\x09", _w_int(error))
+    if body:
+        parts += (b"\x0a", body)
+    parts[0] = _FIX[0x80 | (len(parts) - 1) // 2]
+    data = b"".join(parts)
+    if len(data) > MAX_ENVELOPE:
+        return _encode_envelope_full(env)       # says TooBig
+    return data
+
+
+def _encode_envelope_full(env: Envelope) -> bytes:
+    """encode_envelope for any envelope: every field judged, each refusal
+    with its precise error."""
     if env.kind not in _KIND_NAMES:
         raise errors.InvalidArgument("kind %r is not 1..4" % (env.kind,))
     to = env.to.encode("utf-8") if isinstance(env.to, str) else b""
@@ -520,13 +662,158 @@ def encode_envelope(env: Envelope) -> bytes:
     return data
 
 
-_U64 = (0, (1 << 64) - 1)
-
-
 def decode_envelope(data: bytes) -> Envelope:
     """Decodes and checks one envelope (1.2). Raises DecodeError with the
     code the specification gives (TR_EMALFORMED, TR_EVERSION, TR_EDEPTH,
     TR_ETOOBIG). The body is a slice of data (its msgpack bytes)."""
+    #  The common case first: the canonical layout every troupe encoder
+    #  writes (1.1: a fixmap, keys ascending as fixints, integers and
+    #  names in their shortest forms), read byte by byte. It yields an
+    #  envelope only if the bytes are that layout and valid by every rule
+    #  of 1.2 (version, kinds, ranges, corr and error by kind, names, the
+    #  body one value nested at most 32 deep). Anything else, valid or
+    #  not, goes to the bounded reader, which decides and says precisely
+    #  what is wrong.
+    try:
+        env = _decode_canonical(data)
+    except (IndexError, DecodeError):
+        env = None
+    if env is None:
+        env = _decode_envelope_full(data)
+    return env
+
+
+_from_bytes = int.from_bytes
+
+
+def _decode_canonical(data: bytes) -> Optional[Envelope]:
+    """decode_envelope's common case (see there): the envelope if data is
+    a valid envelope in the canonical layout, else None. Reads past the
+    end raise IndexError (the caller takes it as None)."""
+    end = len(data)
+    if type(data) is not bytes or not 8 <= end <= MAX_ENVELOPE:
+        return None
+    n = data[0] - 0x84                      # pairs after version, kind, id and to
+    if not 0 <= n <= 11 or data[1] != 0 or data[2] != 1 or data[3] != 1 or data[5] != 2:
+        return None
+    kind = data[4]
+    if not 1 <= kind <= 4:
+        return None
+    p = 7
+    env_id = data[6]
+    if env_id >= 0x80:
+        if not 0xcc <= env_id <= 0xcf:
+            return None
+        p = 7 + (1 << (env_id - 0xcc))
+        env_id = _from_bytes(data[7:p], "big")
+    k = data[p]
+    corr = 0
+    if k == 3:
+        corr = data[p + 1]
+        q = p + 2
+        if corr >= 0x80:
+            if not 0xcc <= corr <= 0xcf:
+                return None
+            q = p + 2 + (1 << (corr - 0xcc))
+            corr = _from_bytes(data[p + 2:q], "big")
+        if corr == 0 or kind < 3:
+            return None
+        p = q
+        n -= 1
+        k = data[p]
+    elif kind >= 3:
+        return None
+    if k != 4:
+        return None
+    t = data[p + 1]
+    if 0xa0 <= t <= 0xbf:
+        s = p + 2
+        p = s + t - 0xa0
+    elif t == 0xd9:
+        s = p + 3
+        p = s + data[p + 2]
+    else:
+        return None
+    if p > end:
+        return None
+    raw = data[s:p]
+    to = _names_read.get(raw) or _read_name(raw)
+    if to is None:
+        return None
+    sender = ""
+    deadline = priority = trace = error = 0
+    body = b""
+    last = 4
+    while n:
+        n -= 1
+        k = data[p]
+        if not last < k <= 10:
+            return None
+        last = k
+        t = data[p + 1]
+        if k == 10:                         # the body: anything, one value
+            q = _plain_end(data, p + 1, end)
+            if q < 0:
+                q = _skip(data, p + 1, end, BODY_DEPTH)
+            body = data[p + 1:q]
+            p = q
+        elif k == 5:
+            if 0xa0 <= t <= 0xbf:
+                s = p + 2
+                p = s + t - 0xa0
+            elif t == 0xd9:
+                s = p + 3
+                p = s + data[p + 2]
+            else:
+                return None
+            if p > end:
+                return None
+            if p > s:
+                raw = data[s:p]
+                sender = _names_read.get(raw) or _read_name(raw)
+                if sender is None:
+                    return None
+        elif k == 7:
+            if t == 1:
+                priority = 1
+            elif t == 0xff:
+                priority = -1
+            elif t != 0:
+                return None
+            p += 2
+        elif k == 9:
+            if t >= 0xe0:
+                error = t - 0x100
+                p += 2
+            elif 0xd0 <= t <= 0xd2:
+                q = p + 2 + (1 << (t - 0xd0))
+                error = _from_bytes(data[p + 2:q], "big", signed=True)
+                p = q
+            else:
+                return None
+            if error >= 0:
+                return None
+        else:                               # 6 deadline, 8 trace: uints
+            v = t
+            q = p + 2
+            if t >= 0x80:
+                if not 0xcc <= t <= 0xcf:
+                    return None
+                q = p + 2 + (1 << (t - 0xcc))
+                v = _from_bytes(data[p + 2:q], "big")
+            p = q
+            if k == 6:
+                deadline = v
+            else:
+                trace = v
+    if p != end or (kind == ERROR) != (error != 0):
+        return None
+    return Envelope(kind, env_id, to, sender, corr, deadline, priority, trace, error, body)
+
+
+def _decode_envelope_full(data: bytes) -> Envelope:
+    """decode_envelope by the bounded pure-Python reader alone: any input,
+    every refusal with its precise code."""
     end = len(data)
     if end > MAX_ENVELOPE:
         raise _bad("an envelope larger than 17 MiB", _ETOOBIG)
@@ -688,6 +975,18 @@ def encode_command(verb: str, seq: int, *args: Any) -> bytes:
         else:
             parts.append(msgpack.packb(a, **_packer_opts))
     return b"".join(parts)
+
+
+_SEND_HEAD = b"\x93\xa4SEND\x00"
+
+
+def encode_send(to: str) -> bytes:
+    """encode_command("SEND", 0, to), the frame before every envelope a
+    node sends, for a valid name (troupe.InvalidArgument otherwise)."""
+    w = _packed_name(to)
+    if w is None:
+        check_name(to, "to")                    # raises
+    return _SEND_HEAD + w
 
 
 def parse_command(data: bytes) -> Command:
