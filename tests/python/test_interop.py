@@ -366,6 +366,45 @@ def test_many_threads_asking_at_once(broker, echo_node):
         assert json.loads(r.stdout) == ["inline", 1]
 
 
+def test_actors_answered_while_and_after_a_thread_asks_in_a_loop(broker, echo_node):
+    # A thread asking in a loop serves its node's socket itself, and the
+    # node's own thread leaves the socket to it while it does; the node's
+    # actors are answered meanwhile, and at once after the loop ends (the
+    # node's thread watches the socket again).
+    echo_node("c-loop")
+    with node(broker, "py-loop") as a, node(broker, "py-loop-other") as b:
+        a.spawn("py-adder", lambda msg: msg.body + 1)
+        a.spawn("py-adder-inline", lambda msg: msg.body + 2, inline=True)
+        stop = threading.Event()
+        asked, failed = [0], []
+
+        def loop():
+            try:
+                while not stop.is_set():
+                    assert a.ask("c-loop", asked[0], timeout=slow(5)) == asked[0]
+                    asked[0] += 1
+            except BaseException as e:                     # reported below
+                failed.append(e)
+        t = threading.Thread(target=loop)
+        t.start()
+        try:
+            for i in range(100):
+                assert b.ask("py-adder", i, timeout=slow(5)) == i + 1
+                assert b.ask("py-adder-inline", i, timeout=slow(5)) == i + 2
+        finally:
+            stop.set()
+            t.join(slow(10))
+        assert not failed, failed
+        assert asked[0] > 0
+        worst = 0.0
+        for i in range(50):
+            t0 = time.monotonic()
+            assert b.ask("py-adder-inline", i, timeout=slow(5)) == i + 2
+            assert a.ask("c-loop", i, timeout=slow(5)) == i
+            worst = max(worst, time.monotonic() - t0)
+        assert worst < slow(0.5)
+
+
 def test_inline_actor_cannot_wait_on_itself(broker):
     with node(broker, "py-inline-dl") as n:
         def asks_back(msg):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import struct
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -411,6 +412,23 @@ def pack_value(value: Any) -> bytes:
     """value as one msgpack value (str as str, bytes as bin). Raises
     troupe.InvalidArgument for a value msgpack cannot hold, troupe.TooDeep
     past 32 levels, troupe.TooBig past 17 MiB."""
+    if type(value) in _PLAIN:
+        #  One value without containers, written by this thread's packer
+        #  (no Python code runs while it packs such a value): only its size
+        #  is left to judge.
+        try:
+            packer = _local.packer
+        except AttributeError:
+            packer = _local.packer = msgpack.Packer(**_packer_opts)
+        try:
+            data = packer.pack(value)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise errors.InvalidArgument("cannot encode %s as msgpack: %s"
+                                         % (type(value).__name__, e)) from None
+        if len(data) > MAX_ENVELOPE:
+            raise errors.TooBig("a value of %d bytes (the most is %d)"
+                                % (len(data), MAX_ENVELOPE))
+        return data
     if isinstance(value, Raw):
         data = bytes(value)
     else:
@@ -419,15 +437,11 @@ def pack_value(value: Any) -> bytes:
         except (TypeError, ValueError, OverflowError) as e:
             raise errors.InvalidArgument("cannot encode %s as msgpack: %s"
                                          % (type(value).__name__, e)) from None
-        if type(value) in _PLAIN:
-            #  msgpack wrote one value without containers: only its size
-            #  is left to judge.
-            if len(data) > MAX_ENVELOPE:
-                raise errors.TooBig("a value of %d bytes (the most is %d)"
-                                    % (len(data), MAX_ENVELOPE))
-            return data
     check_value(data)
     return data
+
+
+_local = threading.local()
 
 
 #  Types that msgpack writes as one value without containers.

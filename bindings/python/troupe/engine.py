@@ -13,11 +13,15 @@ thread or an asyncio loop turns into results. A thread that asks and
 waits (troupe.Node.ask) serves the socket itself meanwhile
 (:meth:`Engine.serve_until`): it sends its ask and reads the answer
 without handing either to the engine's thread, which stops watching the
-socket while such a thread does (two thread wake-ups fewer per round
-trip). Whoever uses the socket reads it until it is empty before letting
-go of the lock, so that ZMQ_FD, which signals changes and not states,
-never hides a message. Actors' handlers never run under the lock unless
-spawned ``inline``.
+socket while such a thread does, and until a whole look (2 ms) has
+passed without one beginning to (a thread asking in a loop keeps the
+socket; the engine's thread still reads it at each look). Whoever uses
+the socket reads it until it is empty before letting go of the lock, so
+that ZMQ_FD, which signals changes and not states, never hides a
+message. Actors' handlers never run under the lock unless spawned
+``inline``. Frames go through pyzmq's compiled socket methods, not its
+Python layer, and the timers (:meth:`Engine._tick`) run when due, not at
+every wake-up.
 
 Behaviour, as 2-broker.md gives it and the C node (runtime/tr_remote.c)
 does it:
@@ -56,7 +60,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 import zmq
 
 from . import codec, errors
-from .codec import ASK, ERROR, REPLY, TELL, Envelope
+from .codec import ASK, ERROR, REPLY, TELL, Envelope, decode_envelope
 
 log = logging.getLogger("troupe")
 
@@ -76,6 +80,21 @@ PROTOCOL = (1, 0)           # the version this binding speaks
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+_NOBLOCK_MORE = _NOBLOCK | _SNDMORE
+#  A frame's send, recv and getsockopt as pyzmq's compiled socket class
+#  has them: the Python layer over them (zmq.Socket) costs microseconds
+#  per call in checks this engine has no use for (frames are bytes, flags
+#  ints). zmq.Socket derives from that class; if some pyzmq does not,
+#  its Python methods do the same.
+try:
+    from zmq.backend import Socket as _ZSocket
+    if not issubclass(zmq.Socket, _ZSocket):
+        raise ImportError("zmq.Socket does not derive from zmq.backend.Socket")
+    _zsend, _zrecv, _zget = _ZSocket.send, _ZSocket.recv, _ZSocket.get
+except (ImportError, AttributeError):                   # pragma: no cover
+    _zsend, _zrecv, _zget = zmq.Socket.send, zmq.Socket.recv, zmq.Socket.getsockopt
 #  ["DELIVER", 0] in canonical form: the frame that comes most often.
 _DELIVER = codec.encode_command("DELIVER", 0)
 
@@ -295,7 +314,9 @@ class Engine:
         self.backoff_ms = 0
         self.lock = threading.Lock()
         self._inside = threading.local()        # .on: this thread holds the lock
+        self._io = Engine._IO(self)
         self.callers = 0                        # threads serving the socket meanwhile
+        self.served = 0                         # times a caller began serving it
         self._pollsets: Dict[Tuple[int, int, bool], Any] = {}
         self._seq = itertools.count(1)
         self._ids = itertools.count(1)
@@ -309,6 +330,7 @@ class Engine:
         self.watches: Dict[str, List[WatchSink]] = {}
         self.watch_last: Dict[str, int] = {}
         self.sweep_at = 0.0
+        self.tick_at = 0.0                      # when _tick is due next
         #  Why the broker refused us last (a failed greeting, a CURVE
         #  handshake refused), for connect() to report.
         self.refusal: Optional[errors.TroupeError] = None
@@ -384,14 +406,15 @@ class Engine:
 
     def io(self) -> "Engine._IO":
         """``with engine.io():`` holds the engine's lock (not reentrant)."""
-        return Engine._IO(self)
+        return self._io
 
     def pump(self) -> bool:
         """Under the lock: runs what was posted and reads the socket until
         it is empty, until neither has anything left. True if it stopped
         at its bound with messages still waiting."""
         for _ in range(100):
-            self._run_posted()
+            if self._posted:
+                self._run_posted()
             if self.sock is None or not self._drain():
                 if not self._posted:
                     return False
@@ -406,7 +429,8 @@ class Engine:
         key = (sock_fd, mon_fd, watch)
         ps = self._pollsets.get(key)
         if ps is None:
-            self._pollsets.clear()
+            if len(self._pollsets) >= 4:
+                self._pollsets.clear()
             ps = self._pollsets[key] = select.poll()
             ps.register(self._wake_r, select.POLLIN)
             if watch and sock_fd >= 0:
@@ -420,6 +444,7 @@ class Engine:
             with self.io():
                 self._connect()
             woken = True
+            served = -1
             while not self._stopping:
                 with self.io():
                     if woken:
@@ -431,12 +456,20 @@ class Engine:
                     if self.monitor is not None:
                         self._on_monitor()
                     busy = self.pump()
-                    sock, sent = self.sock, self.last_sent
-                    timeout = self._tick()
-                    if self.sock is not sock or self.last_sent != sent:
-                        busy = self.pump() or busy  # the tick used the socket
+                    now = time.monotonic()
+                    if now >= self.tick_at:
+                        sock, sent = self.sock, self.last_sent
+                        self._tick(now)
+                        if self.sock is not sock or self.last_sent != sent:
+                            busy = self.pump() or busy  # the tick used the socket
+                    timeout = max(1, min(1000, int((self.tick_at - now) * 1000 + 0.999)))
                     sock_fd, mon_fd = self._fds()
-                    watch = self.callers == 0
+                    #  The socket is the callers' while they serve it, and
+                    #  stays theirs while one began to since the last look
+                    #  (a thread asking in a loop): the engine's thread
+                    #  watching it too would wake with every answer.
+                    watch = self.callers == 0 and self.served == served
+                    served = self.served
                 #  While callers serve the socket, look again soon (2 ms)
                 #  in case the last of them leaves.
                 if busy:
@@ -444,8 +477,18 @@ class Engine:
                 elif not watch:
                     timeout = min(timeout, 2)
                 woken = False
-                for fd, _ in self._pollset(sock_fd, mon_fd, watch).poll(timeout):
-                    woken = woken or fd == self._wake_r
+                ps = self._pollset(sock_fd, mon_fd, watch)
+                while True:
+                    events = ps.poll(timeout)
+                    for fd, _ in events:
+                        woken = woken or fd == self._wake_r
+                    #  A quiet look while callers still serve the socket,
+                    #  nothing posted and nothing due: look again, without
+                    #  the lock (these counters are only hints here; the
+                    #  next look under the lock decides).
+                    if (events or watch or busy or self.callers == 0 or self._posted
+                            or self._stopping or time.monotonic() >= self.tick_at):
+                        break
             with self.io():
                 self._run_posted()
         except Exception:                   # a bug: say so loudly, fail what waits
@@ -456,48 +499,66 @@ class Engine:
                 self._fail_all(errors.Closed("the node is closed"))
                 self._close_socket()
 
-    def serve_until(self, waiter: CallerWaiter, timeout: Optional[float]) -> bool:
+    def serve_until(self, waiter: CallerWaiter, timeout: Optional[float],
+                    ask: Optional[Envelope] = None) -> bool:
         """Serves the socket on this thread until waiter is done or timeout
         seconds pass (None: no bound); the engine's thread stops watching
-        the socket meanwhile. Must be called without the lock. True if
-        the waiter is done."""
+        the socket meanwhile. With ask, first gives it an id and routes it
+        with waiter as its completion (route's timeout: timeout). Must be
+        called without the lock. True if the waiter is done."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pipe = waiter.pipe
-        with self.io():
-            self.callers += 1
-        pumped = False
+        lock, inside = self.lock, self._inside
+        lock.acquire()
+        inside.on = True
         try:
-            while True:
-                with self.io():
+            if ask is not None:
+                ask.id = next(self._ids)
+                self.route(ask, waiter, timeout)
+            self.callers += 1
+            self.served += 1
+            pumped = False
+            try:
+                while True:
+                    #  Read until empty, under the lock: ZMQ_FD then says
+                    #  when something comes (see the module's comment).
                     self.pump()
                     pumped = True
                     if waiter.finished or self._stopping:
                         return waiter.finished
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
                     sock_fd = self.sock_fd
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                ps = pipe.pollset(sock_fd)
-                #  No socket (reconnecting): the engine's thread does that;
-                #  look again every 50 ms.
-                wait = left if left is not None else 1.0
-                if sock_fd < 0:
-                    wait = min(wait, 0.05)
-                pumped = False
-                for fd, _ in ps.poll(max(0, int(wait * 1000 + 0.999))):
-                    if fd == pipe.r:
-                        try:
-                            while os.read(pipe.r, 4096):
-                                pass
-                        except BlockingIOError:
-                            pass
-        finally:
-            with self.io():
+                    ps = pipe.pollset(sock_fd)
+                    #  No socket (reconnecting): the engine's thread does
+                    #  that; look again every 50 ms.
+                    wait = left if left is not None else 1.0
+                    if sock_fd < 0:
+                        wait = min(wait, 0.05)
+                    pumped = False
+                    inside.on = False
+                    lock.release()
+                    try:
+                        for fd, _ in ps.poll(max(0, int(wait * 1000 + 0.999))):
+                            if fd == pipe.r:
+                                try:
+                                    while os.read(pipe.r, 4096):
+                                        pass
+                                except BlockingIOError:
+                                    pass
+                    finally:
+                        lock.acquire()
+                        inside.on = True
+            finally:
                 self.callers -= 1
-                #  Whatever came since the last read is read before the
-                #  engine's thread waits on ZMQ_FD again.
                 if not pumped:
+                    #  Left while waiting (an exception): whatever came
+                    #  is read before the engine's thread watches ZMQ_FD.
                     self.pump()
+        finally:
+            inside.on = False
+            lock.release()
 
     def _run_posted(self) -> None:
         posted = self._posted
@@ -549,6 +610,7 @@ class Engine:
         self.sock = sock
         self.sock_fd = sock.getsockopt(zmq.FD)
         self.hello_seq = next(self._seq)
+        self.tick_at = 0.0
         self._send([codec.encode_command("HELLO", self.hello_seq, "TRP", PROTOCOL[0], PROTOCOL[1],
                                          self.node_id, self.kind, self.proposed_heartbeat_ms)])
         #  The greeting gets three intervals, like any silence.
@@ -577,6 +639,7 @@ class Engine:
         delay = base - jitter + (random.randint(0, 2 * jitter) if jitter else 0)
         self.retry_at = time.monotonic() + delay / 1000.0
         self.backoff_ms = min(base * 2, BACKOFF_MAX_MS)
+        self.tick_at = 0.0
 
     def _disconnect(self, why: str) -> None:
         if self.sock is not None and self.greeted:
@@ -612,17 +675,37 @@ class Engine:
 
     def _send(self, frames: List[bytes]) -> bool:
         """Sends one message now; False if the socket would not take it."""
+        if len(frames) == 2:
+            return self._send2(frames[0], frames[1])
+        sock = self.sock
         try:
-            self.sock.send_multipart(frames, _NOBLOCK, copy=len(frames[-1]) < 65536)
+            for frame in frames[:-1]:
+                _zsend(sock, frame, _NOBLOCK_MORE)
+            _zsend(sock, frames[-1], _NOBLOCK, len(frames[-1]) < 65536)
         except zmq.ZMQError:
             return False
         self.last_sent = time.monotonic()
         return True
 
-    def _tick(self) -> int:
-        """Heartbeats, liveness, reconnection, sweeps; the poll timeout
-        (ms) until the next of them."""
-        now = time.monotonic()
+    def _send2(self, head: bytes, payload: bytes) -> bool:
+        """Sends the message [head, payload] now (a command frame and its
+        payload, the usual shape); False if the socket would not take it.
+        Once its first frame is taken, the rest of a message is (ZeroMQ
+        sends messages whole)."""
+        sock = self.sock
+        try:
+            _zsend(sock, head, _NOBLOCK_MORE)
+            _zsend(sock, payload, _NOBLOCK, len(payload) < 65536)
+        except zmq.ZMQError:
+            return False
+        self.last_sent = time.monotonic()
+        return True
+
+    def _tick(self, now: float) -> None:
+        """Heartbeats, liveness, reconnection, sweeps; sets tick_at, when
+        the next of them is due. Whatever brings one of them forward
+        (a new connection, a backoff, the broker's heartbeat) sets
+        tick_at to 0."""
         h = self.heartbeat_ms / 1000.0
         if self.sock is None and now >= self.retry_at:
             self._connect()
@@ -637,7 +720,7 @@ class Engine:
             nxt = min(nxt, self.last_sent + h, self.last_heard + 3 * h + 0.001)
         else:
             nxt = min(nxt, self.retry_at)
-        return max(1, min(1000, int((nxt - now) * 1000 + 0.999)))
+        self.tick_at = min(nxt, now + 1.0)
 
     def _sweep(self, now: float) -> None:
         for wid in [w for w, p in self.pending.items() if p.deadline and now > p.deadline]:
@@ -661,28 +744,42 @@ class Engine:
         """Reads the socket until it is empty (False) or 1,000 messages
         were read (True)."""
         sock = self.sock
+        stats = self.stats
         for _ in range(1000):
             #  Asking first is cheaper than pyzmq's exception for "nothing".
-            if sock is not self.sock or not sock.getsockopt(_EVENTS) & _POLLIN:
+            if sock is not self.sock or not _zget(sock, _EVENTS) & _POLLIN:
                 return False                    # empty, or reconnected meanwhile
             try:
-                frames = sock.recv_multipart(_NOBLOCK, copy=True)
+                head = _zrecv(sock, _NOBLOCK)
+                payload = None
+                more = 0
+                if _zget(sock, _RCVMORE):
+                    payload = _zrecv(sock, _NOBLOCK)
+                    while _zget(sock, _RCVMORE):
+                        _zrecv(sock, _NOBLOCK)
+                        more += 1
             except zmq.Again:
                 return False
             self.last_heard = time.monotonic()
-            self.stats["received"] += 1
-            if len(frames) > 2:
-                log.warning("troupe: dropped a message of %d frames from the broker", len(frames))
+            stats["received"] += 1
+            if more:
+                log.warning("troupe: dropped a message of %d frames from the broker", more + 2)
                 continue
-            if frames[0] == _DELIVER and len(frames) == 2:
-                self._on_envelope(frames[1])        # the common case, read at a glance
+            if head == _DELIVER and payload is not None:
+                #  The common case, read at a glance.
+                try:
+                    env = decode_envelope(payload)
+                except codec.DecodeError as e:
+                    log.warning("troupe: dropped a malformed envelope from the broker: %s", e.why)
+                    stats["malformed"] += 1
+                    continue
+                self.arrive(env)
                 continue
             try:
-                cmd = codec.read_command(frames[0])
+                cmd = codec.read_command(head)
             except codec.DecodeError as e:
                 log.warning("troupe: dropped a malformed message from the broker: %s", e)
                 continue
-            payload = frames[1] if len(frames) > 1 else None
             self._dispatch(cmd, payload)
         return True
 
@@ -788,6 +885,7 @@ class Engine:
             return
         if 10 <= a[4] <= 60000:                 # 2.5: from 10 ms
             self.heartbeat_ms = a[4]
+            self.tick_at = 0.0
         self.broker_id = a[3]
         if len(a) > 5 and isinstance(a[5], dict):
             self.limits = {k: v for k, v in a[5].items() if isinstance(k, str) and isinstance(v, int)}
@@ -899,7 +997,7 @@ class Engine:
                 return
             self.held.append((env, frame))
             return
-        if not self._send([codec.encode_command("SEND", 0, env.to), frame]):
+        if not self._send2(codec.encode_send(env.to), frame):
             self._fail_send(env, errors.MailboxFull("the link to the broker is full"))
 
     def _fail_send(self, env: Envelope, error: errors.TroupeError) -> None:

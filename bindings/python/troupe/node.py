@@ -211,6 +211,8 @@ class _ThreadHost(Host):
         self.failed = 0
         self.thread: Optional[threading.Thread] = None
         self.running = True
+        #  A function spawned as an actor is called as it is.
+        self._fn = actor._fn if type(actor) is _FunctionActor else None
         if not inline:
             self.thread = threading.Thread(target=self._run, name="troupe-actor-" + name,
                                            daemon=True)
@@ -218,7 +220,7 @@ class _ThreadHost(Host):
 
     def post(self, env: Envelope) -> bool:
         if self.inline:
-            self.handle(env)
+            self._handle(env)                   # the engine judged its deadline just now
             return True
         with self.lock:
             if self.depth >= self.bound or not self.running:
@@ -265,9 +267,13 @@ class _ThreadHost(Host):
     def handle(self, env: Envelope) -> None:
         if env.kind == ASK and env.deadline and now_us() > env.deadline:
             return                              # its asker stopped waiting (1.3)
+        self._handle(env)
+
+    def _handle(self, env: Envelope) -> None:
         msg = Message(env, self.node, self.name)
         try:
-            result = self.actor.handle(msg)
+            fn = self._fn
+            result = fn(msg) if fn is not None else self.actor.handle(msg)
         except errors.TroupeError as e:
             self.failed += 1
             if msg.is_ask and not msg._answered:
@@ -282,7 +288,7 @@ class _ThreadHost(Host):
                 msg.fail(_EHANDLER)
             return
         self.handled += 1
-        if msg.is_ask and not msg._answered and not msg._deferred:
+        if env.kind == ASK and not msg._answered and not msg._deferred:
             try:
                 msg.reply(result)
             except errors.TroupeError as e:
@@ -587,13 +593,14 @@ class _NodeBase:
 
     def _send_answer(self, env: Envelope) -> None:
         eng = self._engine
+        if eng.in_io():                         # an inline actor: no hand-off
+            env.id = eng.next_id()
+            eng.route(env)
+            return
 
         def send() -> None:
             env.id = eng.next_id()
             eng.route(env)
-        if eng.in_io():                         # an inline actor: no hand-off
-            send()
-            return
         try:
             eng.post(send)
         except errors.Closed:
@@ -608,10 +615,9 @@ class _NodeBase:
             codec.check_name(sender, "sender")
         if priority not in (-1, 0, 1):
             raise errors.InvalidArgument("priority is -1 (low), 0 or 1 (high)")
-        deadline = now_us() + int(timeout * 1e6) if timeout else 0
-        return Envelope(kind, 0, to, sender or self._engine.reply_name, deadline=deadline,
-                        priority=priority, trace=trace, body=codec.pack_value(body)
-                        if body is not None else b"\xc0")
+        deadline = time.time_ns() // 1000 + int(timeout * 1e6) if timeout else 0
+        return Envelope(kind, 0, to, sender or self._engine.reply_name, 0, deadline, priority,
+                        trace, 0, codec.pack_value(body) if body is not None else b"\xc0")
 
 
 class Node(_NodeBase):
@@ -643,6 +649,7 @@ class Node(_NodeBase):
                          context)
         self._hosts: Dict[str, _ThreadHost] = {}
         self._closed = threading.Event()
+        self._closing = False                   # close() began (read without a lock)
         self._engine.start()
         if connect_timeout:
             try:
@@ -750,35 +757,36 @@ class Node(_NodeBase):
         troupe.NoSuchActor, troupe.NodeDown (its node died meanwhile),
         troupe.CircuitOpen, troupe.MailboxFull, troupe.HandlerFailed, or
         the error the actor answered."""
-        return self.ask_message(to, body, timeout, sender=sender, priority=priority,
-                                trace=trace).body
+        return codec.unpack_value(self._ask(to, body, timeout, sender, priority, trace).body)
 
     def ask_message(self, to: str, body: Any = None, timeout: float = DEFAULT_TIMEOUT, *,
                     sender: Optional[str] = None, priority: int = 0,
                     trace: int = 0) -> Message:
         """As ask, returning the whole reply (sender, trace, raw_body)."""
+        reply = self._ask(to, body, timeout, sender, priority, trace)
+        return Message(reply, self, reply.to)
+
+    def _ask(self, to: str, body: Any, timeout: float, sender: Optional[str], priority: int,
+             trace: int) -> Envelope:
+        """ask and ask_message: the reply's envelope, or raises."""
         eng = self._engine
         if eng.in_io():
             raise errors.WouldDeadlock("a blocking ask from an inline actor would wait on the "
                                        "thread that must answer it")
-        if self._closed.is_set() or eng.closed:
+        if self._closing or eng.closed:
             raise errors.Closed("the node is closed")
         env = self._envelope(ASK, to, body, sender, priority, trace, timeout)
         #  This thread sends the ask and reads the answer itself
         #  (Engine.serve_until): no hand-off to the engine's thread.
         waiter = CallerWaiter()
-        with eng.io():
-            env.id = eng.next_id()
-            eng.route(env, waiter, timeout)
-        if not eng.serve_until(waiter, timeout):
+        if not eng.serve_until(waiter, timeout, ask=env):
             with eng.io():
                 eng.forget(env.id)
             if not waiter.finished:
                 raise errors.Timeout("ask to '%s': no answer within %.3g s" % (to, timeout))
         if waiter.error is not None:
             raise waiter.error
-        reply = waiter.value
-        return Message(reply, self, reply.to)
+        return waiter.value
 
     # ------------------------------------------------------------------
     # Events
@@ -857,6 +865,7 @@ class Node(_NodeBase):
         fail with troupe.Closed. Idempotent."""
         if self._closed.is_set():
             return
+        self._closing = True
         self._closed.set()
         self._engine.stop()
         for host in list(self._hosts.values()):
