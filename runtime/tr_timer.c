@@ -36,6 +36,12 @@ struct tr__timers {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    //  When the thread will wake by itself: INT64_MAX while it waits with
+    //  no timer, the earliest deadline while it waits for that, 0 while it
+    //  is awake. A new timer wakes it only if it is due before that: a
+    //  forwarding actor that cancels one timer and sets a later one for
+    //  every message (tr__request_timed) costs no wake-up.
+    int64_t sleeping_until;
     bool stop;
     uint64_t next_id;
     s_timer_t **heap;
@@ -232,12 +238,17 @@ s_main (void *arg)
     pthread_mutex_lock (&self->lock);
     while (!self->stop) {
         int64_t now = tr__now_ns ();
-        if (!self->count)
+        if (!self->count) {
+            self->sleeping_until = INT64_MAX;
             pthread_cond_wait (&self->wake, &self->lock);
+            self->sleeping_until = 0;
+        }
         else
         if (self->heap [0]->due_ns > now) {
+            self->sleeping_until = self->heap [0]->due_ns;
             struct timespec at = tr__timespec_at (self->heap [0]->due_ns, CLOCK_MONOTONIC);
             pthread_cond_timedwait (&self->wake, &self->lock, &at);
+            self->sleeping_until = 0;
         }
         else {
             size_t n = s_collect (self, now, batch);
@@ -351,8 +362,8 @@ s_add (tr_node_t *node, const char *to, int64_t delay_ms, int64_t period_ms,
         s_heap_remove (self, t);
         rc = TR_ENOMEM;
     }
-    if (rc == TR_OK && t->index == 0)
-        pthread_cond_signal (&self->wake);     //  new earliest deadline
+    if (rc == TR_OK && t->index == 0 && t->due_ns < self->sleeping_until)
+        pthread_cond_signal (&self->wake);     //  due before the thread wakes
     if (rc == TR_OK && id_p)
         *id_p = t->id;
     pthread_mutex_unlock (&self->lock);
