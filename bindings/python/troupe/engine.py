@@ -316,6 +316,7 @@ class Engine:
         self._inside = threading.local()        # .on: this thread holds the lock
         self._io = Engine._IO(self)
         self.callers = 0                        # threads serving the socket meanwhile
+        self.watching = False                   # the engine's thread waits on ZMQ_FD
         self.served = 0                         # times a caller began serving it
         self._pollsets: Dict[Tuple[int, int, bool], Any] = {}
         self._seq = itertools.count(1)
@@ -408,16 +409,18 @@ class Engine:
         """``with engine.io():`` holds the engine's lock (not reentrant)."""
         return self._io
 
-    def pump(self) -> bool:
+    def pump(self, until: Optional[CallerWaiter] = None, probe: bool = True) -> bool:
         """Under the lock: runs what was posted and reads the socket until
         it is empty, until neither has anything left. True if it stopped
-        at its bound with messages still waiting."""
+        at its bound with messages still waiting. until and probe: see
+        _drain."""
         for _ in range(100):
             if self._posted:
                 self._run_posted()
-            if self.sock is None or not self._drain():
+            if self.sock is None or not self._drain(until, probe):
                 if not self._posted:
                     return False
+            probe = True
         return True
 
     def _fds(self) -> Tuple[int, int]:
@@ -444,6 +447,7 @@ class Engine:
             with self.io():
                 self._connect()
             woken = True
+            ready = False                       # ZMQ_FD said something came
             served = -1
             while not self._stopping:
                 with self.io():
@@ -455,7 +459,7 @@ class Engine:
                             pass
                     if self.monitor is not None:
                         self._on_monitor()
-                    busy = self.pump()
+                    busy = self.pump(probe=not ready or self.callers > 0)
                     now = time.monotonic()
                     if now >= self.tick_at:
                         sock, sent = self.sock, self.last_sent
@@ -469,6 +473,7 @@ class Engine:
                     #  (a thread asking in a loop): the engine's thread
                     #  watching it too would wake with every answer.
                     watch = self.callers == 0 and self.served == served
+                    self.watching = watch
                     served = self.served
                 #  While callers serve the socket, look again soon (2 ms)
                 #  in case the last of them leaves.
@@ -476,12 +481,15 @@ class Engine:
                     timeout = 0
                 elif not watch:
                     timeout = min(timeout, 2)
-                woken = False
+                woken = ready = False
                 ps = self._pollset(sock_fd, mon_fd, watch)
                 while True:
                     events = ps.poll(timeout)
                     for fd, _ in events:
-                        woken = woken or fd == self._wake_r
+                        if fd == self._wake_r:
+                            woken = True
+                        elif fd == sock_fd:
+                            ready = True
                     #  A quiet look while callers still serve the socket,
                     #  nothing posted and nothing due: look again, without
                     #  the lock (these counters are only hints here; the
@@ -490,6 +498,7 @@ class Engine:
                             or self._stopping or time.monotonic() >= self.tick_at):
                         break
             with self.io():
+                self.watching = False
                 self._run_posted()
         except Exception:                   # a bug: say so loudly, fail what waits
             log.exception("troupe: the node's I/O thread failed")
@@ -518,11 +527,13 @@ class Engine:
             self.callers += 1
             self.served += 1
             pumped = False
+            ready = False
             try:
                 while True:
-                    #  Read until empty, under the lock: ZMQ_FD then says
-                    #  when something comes (see the module's comment).
-                    self.pump()
+                    #  Read until empty (or until done, see _drain), under
+                    #  the lock: ZMQ_FD then says when something comes
+                    #  (see the module's comment).
+                    self.pump(waiter, not ready or self.callers > 1)
                     pumped = True
                     if waiter.finished or self._stopping:
                         return waiter.finished
@@ -539,6 +550,7 @@ class Engine:
                     pumped = False
                     inside.on = False
                     lock.release()
+                    ready = False
                     try:
                         for fd, _ in ps.poll(max(0, int(wait * 1000 + 0.999))):
                             if fd == pipe.r:
@@ -547,6 +559,8 @@ class Engine:
                                         pass
                                 except BlockingIOError:
                                     pass
+                            else:
+                                ready = True
                     finally:
                         lock.acquire()
                         inside.on = True
@@ -740,15 +754,24 @@ class Engine:
     # ------------------------------------------------------------------
     # In: messages from the broker
 
-    def _drain(self) -> bool:
+    def _drain(self, until: Optional[CallerWaiter] = None, probe: bool = True) -> bool:
         """Reads the socket until it is empty (False) or 1,000 messages
-        were read (True)."""
+        were read (True). With until, the waiter of the only thread
+        serving the socket: stops once it is done, unless the engine's
+        thread watches ZMQ_FD (which then must find the socket empty; when
+        it does not watch, it reads the socket at its next look, and so
+        does this thread's next ask). probe False: ZMQ_FD has just said
+        something came, so the first read does not ask first."""
         sock = self.sock
         stats = self.stats
         for _ in range(1000):
+            if (until is not None and until.finished and self.callers == 1
+                    and not self.watching):
+                return False
             #  Asking first is cheaper than pyzmq's exception for "nothing".
-            if sock is not self.sock or not _zget(sock, _EVENTS) & _POLLIN:
+            if sock is not self.sock or (probe and not _zget(sock, _EVENTS) & _POLLIN):
                 return False                    # empty, or reconnected meanwhile
+            probe = True
             try:
                 head = _zrecv(sock, _NOBLOCK)
                 payload = None
