@@ -16,8 +16,10 @@ processes, tcp loopback), strict ping-pong with a 64-byte str body:
                   DEALERs that greet and register, then send prepared
                   SEND frames through the broker and wait for DELIVER,
                   with no codec and no binding at all
-Each repetition warms up, then times ROUNDS round trips, and prints
-"SAMPLE python_ask SERIES RATE" (round trips per second); at the end,
+The series' processes are all started first; then each repetition runs
+one measurement of each series in turn (so that all see the same
+background load), each warming up, then timing ROUNDS round trips, and
+prints "SAMPLE python_ask SERIES RATE" (round trips per second); at the end,
 "OPS python_ask SERIES N" gives the round trips of all repetitions, warm-up
 included, for bench/run's perf counters. Uses
 /usr/bin/python3 and the binding from bindings/python (or an installed
@@ -124,103 +126,76 @@ def role_proxy(front, back):
 
 
 # ---------------------------------------------------------------------------
-# Series
+# Series: each starts its processes and sockets, puts what stops them on
+# `stops`, and gives back one round trip. main runs the repetitions in
+# turn, one of each series after the other, so that every series sees the
+# same background load (on this shared machine, series run one after the
+# other saw loads different enough to move the ratios by half).
 
-def series_troupe(troupe_bin, reps, rounds):
+def process(stops, *args, what=None):
+    """Popen(args), terminated by stops; with what, waits for its ready line."""
+    p = subprocess.Popen(list(args), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE if what else None, text=True)
+    stops.append(lambda: (p.terminate(), p.wait()))
+    if what:
+        wait_line(p.stdout, what)
+    return p
+
+
+def series_troupe(troupe_bin, stops):
     import troupe
-    port = free_port()
-    endpoint = "tcp://127.0.0.1:%d" % port
-    broker = subprocess.Popen([troupe_bin, "-q", "broker", "--bind", endpoint],
-                              stdin=subprocess.DEVNULL)
-    actor = None
-    try:
-        time.sleep(0.2)
-        actor = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "actor",
-                                  endpoint], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                 text=True)
-        wait_line(actor.stdout, "the actor")
-        with troupe.Node(endpoint, "bench-asker-%d" % os.getpid()) as node:
-            for _ in range(reps):
-                for _ in range(WARMUP):
-                    node.ask("py-echo", PAYLOAD, timeout=5)
-                t = time.perf_counter()
-                for _ in range(rounds):
-                    node.ask("py-echo", PAYLOAD, timeout=5)
-                rate = rounds / (time.perf_counter() - t)
-                print("SAMPLE python_ask troupe_py_ask %.1f" % rate, flush=True)
-    finally:
-        for p in (actor, broker):
-            if p is not None:
-                p.terminate()
-                p.wait()
+    endpoint = "tcp://127.0.0.1:%d" % free_port()
+    process(stops, troupe_bin, "-q", "broker", "--bind", endpoint)
+    time.sleep(0.2)
+    process(stops, sys.executable, os.path.abspath(__file__), "--role", "actor", endpoint,
+            what="the actor")
+    node = troupe.Node(endpoint, "bench-asker-%d" % os.getpid())
+    stops.append(node.close)
+
+    def once():
+        node.ask("py-echo", PAYLOAD, timeout=5)
+    return once
 
 
-def series_raw_broker(troupe_bin, reps, rounds):
+def series_raw_broker(troupe_bin, stops):
     from troupe import codec
     endpoint = "tcp://127.0.0.1:%d" % free_port()
-    broker = subprocess.Popen([troupe_bin, "-q", "broker", "--bind", endpoint],
-                              stdin=subprocess.DEVNULL)
-    echo = None
-    try:
-        time.sleep(0.2)
-        echo = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "rawecho",
-                                 endpoint], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                text=True)
-        wait_line(echo.stdout, "the raw echo")
-        sock = _raw_client(endpoint, "bench-rawask-%d" % os.getpid(), "raw-asker")
-        ask = _raw_frames("raw-echo", "raw-asker", codec.ASK)
+    process(stops, troupe_bin, "-q", "broker", "--bind", endpoint)
+    time.sleep(0.2)
+    process(stops, sys.executable, os.path.abspath(__file__), "--role", "rawecho", endpoint,
+            what="the raw echo")
+    sock = _raw_client(endpoint, "bench-rawask-%d" % os.getpid(), "raw-asker")
+    stops.append(lambda: sock.close(0))
+    ask = _raw_frames("raw-echo", "raw-asker", codec.ASK)
 
-        def once():
-            sock.send_multipart(ask)
-            while sock.recv_multipart()[0] != _DELIVER:
-                pass
-        for _ in range(reps):
-            for _ in range(WARMUP):
-                once()
-            t = time.perf_counter()
-            for _ in range(rounds):
-                once()
-            rate = rounds / (time.perf_counter() - t)
-            print("SAMPLE python_ask raw_py_broker %.1f" % rate, flush=True)
-        sock.close(0)
-    finally:
-        for p in (echo, broker):
-            if p is not None:
-                p.terminate()
-                p.wait()
+    def once():
+        sock.send_multipart(ask)
+        while sock.recv_multipart()[0] != _DELIVER:
+            pass
+    return once
 
 
-def series_zmq(reps, rounds):
+def series_zmq(troupe_bin, stops):
     import zmq
     front = "tcp://127.0.0.1:%d" % free_port()
     back = "tcp://127.0.0.1:%d" % free_port()
-    procs = []
-    try:
-        for args in (("--role", "proxy", front, back), ("--role", "rep", back)):
-            p = subprocess.Popen([sys.executable, os.path.abspath(__file__), *args],
-                                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-            procs.append(p)
-            wait_line(p.stdout, args[1])
-        ctx = zmq.Context()
-        req = ctx.socket(zmq.REQ)
-        req.connect(front)
-        data = b"\xd9\x40" + PAYLOAD.encode()        # the same msgpack str
-        for _ in range(reps):
-            for _ in range(WARMUP):
-                req.send(data)
-                req.recv()
-            t = time.perf_counter()
-            for _ in range(rounds):
-                req.send(data)
-                req.recv()
-            rate = rounds / (time.perf_counter() - t)
-            print("SAMPLE python_ask pyzmq_req_rep %.1f" % rate, flush=True)
-        req.close(0)
-        ctx.term()
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
+    process(stops, sys.executable, os.path.abspath(__file__), "--role", "proxy", front, back,
+            what="the proxy")
+    process(stops, sys.executable, os.path.abspath(__file__), "--role", "rep", back,
+            what="the rep")
+    req = zmq.Context.instance().socket(zmq.REQ)
+    req.connect(front)
+    stops.append(lambda: req.close(0))
+    data = b"\xd9\x40" + PAYLOAD.encode()        # the same msgpack str
+
+    def once():
+        req.send(data)
+        req.recv()
+    return once
+
+
+SERIES = {"troupe_py_ask": series_troupe, "pyzmq_req_rep": series_zmq,
+          "raw_py_broker": series_raw_broker}
 
 
 def main(argv):
@@ -235,15 +210,25 @@ def main(argv):
         return 2
     troupe_bin, reps, rounds = argv[1], int(argv[2]), int(argv[3])
     series = argv[4:] or ["troupe_py_ask", "pyzmq_req_rep", "raw_py_broker"]
-    runs = {"troupe_py_ask": lambda: series_troupe(troupe_bin, reps, rounds),
-            "pyzmq_req_rep": lambda: series_zmq(reps, rounds),
-            "raw_py_broker": lambda: series_raw_broker(troupe_bin, reps, rounds)}
     for s in series:
-        if s not in runs:
+        if s not in SERIES:
             print("tb_python_ask: unknown series %s" % s, file=sys.stderr)
             return 2
-    for s in series:
-        runs[s]()
+    stops = []
+    try:
+        runs = [(s, SERIES[s](troupe_bin, stops)) for s in series]
+        for _ in range(reps):
+            for s, once in runs:
+                for _ in range(WARMUP):
+                    once()
+                t = time.perf_counter()
+                for _ in range(rounds):
+                    once()
+                rate = rounds / (time.perf_counter() - t)
+                print("SAMPLE python_ask %s %.1f" % (s, rate), flush=True)
+    finally:
+        for fn in reversed(stops):
+            fn()
     for s in series:
         print("OPS python_ask %s %d" % (s, reps * (rounds + WARMUP)), flush=True)
     return 0
