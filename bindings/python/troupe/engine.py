@@ -423,11 +423,6 @@ class Engine:
             probe = True
         return True
 
-    def _fds(self) -> Tuple[int, int]:
-        sock_fd = self.sock_fd
-        mon_fd = self.monitor.getsockopt(zmq.FD) if self.monitor is not None else -1
-        return sock_fd, mon_fd
-
     def _pollset(self, sock_fd: int, mon_fd: int, watch: bool) -> Any:
         key = (sock_fd, mon_fd, watch)
         ps = self._pollsets.get(key)
@@ -449,8 +444,13 @@ class Engine:
             woken = True
             ready = False                       # ZMQ_FD said something came
             served = -1
+            lock, inside = self.lock, self._inside
+            ps_key: Any = None
+            ps: Any = None
             while not self._stopping:
-                with self.io():
+                lock.acquire()
+                inside.on = True
+                try:
                     if woken:
                         try:
                             while os.read(self._wake_r, 4096):
@@ -459,7 +459,7 @@ class Engine:
                             pass
                     if self.monitor is not None:
                         self._on_monitor()
-                    busy = self.pump(probe=not ready or self.callers > 0)
+                    busy = self.pump(None, not ready or self.callers > 0)
                     now = time.monotonic()
                     if now >= self.tick_at:
                         sock, sent = self.sock, self.last_sent
@@ -467,7 +467,8 @@ class Engine:
                         if self.sock is not sock or self.last_sent != sent:
                             busy = self.pump() or busy  # the tick used the socket
                     timeout = max(1, min(1000, int((self.tick_at - now) * 1000 + 0.999)))
-                    sock_fd, mon_fd = self._fds()
+                    sock_fd = self.sock_fd
+                    mon_fd = -1 if self.monitor is None else self.monitor.getsockopt(zmq.FD)
                     #  The socket is the callers' while they serve it, and
                     #  stays theirs while one began to since the last look
                     #  (a thread asking in a loop): the engine's thread
@@ -475,6 +476,9 @@ class Engine:
                     watch = self.callers == 0 and self.served == served
                     self.watching = watch
                     served = self.served
+                finally:
+                    inside.on = False
+                    lock.release()
                 #  While callers serve the socket, look again soon (2 ms)
                 #  in case the last of them leaves.
                 if busy:
@@ -482,7 +486,9 @@ class Engine:
                 elif not watch:
                     timeout = min(timeout, 2)
                 woken = ready = False
-                ps = self._pollset(sock_fd, mon_fd, watch)
+                key = (sock_fd, mon_fd, watch)
+                if key != ps_key:
+                    ps, ps_key = self._pollset(sock_fd, mon_fd, watch), key
                 while True:
                     events = ps.poll(timeout)
                     for fd, _ in events:
