@@ -14,15 +14,12 @@
 #include "tr_test.h"
 #include "tr_test_tree.h"
 
-#include <pthread.h>
-
 static tr_node_t *s_node;
 static tr_tree_t *s_tree;
 static tr_sup_t *s_sup;
 
-//  What the ledger actors saw, in order: "NAME JSON" lines.
-static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
-static char s_ledger [8192];
+//  What the ledger actors saw goes into the ledger, in order: "NAME JSON"
+//  lines (tr_test_tree.h).
 
 //  --------------------------------------------------------------------------
 //  Test actors
@@ -94,49 +91,6 @@ static const tr_actor_type_t s_step_type = {
     .params = s_step_params,
 };
 
-//  ledger: records each message as "NAME JSON\n" and answers true; with
-//  `fail: true` records and fails.
-static int
-s_ledger_init (tr_actor_t *self, void *arg, void **state_p)
-{
-    (void) self;
-    bool *fail = (bool *) calloc (1, sizeof *fail);
-    if (arg)
-        tr_params_bool ((const tr_params_t *) arg, "fail", fail);
-    *state_p = fail;
-    return 0;
-}
-
-static int
-s_ledger_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
-{
-    char *json = NULL;
-    size_t len = 0;
-    ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (msg), tr_msg_size (msg), &json, &len), 0);
-    pthread_mutex_lock (&s_lock);
-    size_t used = strlen (s_ledger);
-    snprintf (s_ledger + used, sizeof s_ledger - used, "%s %.*s\n", tr_actor_name (self),
-              (int) len, json);
-    pthread_mutex_unlock (&s_lock);
-    free (json);
-    if (*(bool *) state)
-        return -1;
-    return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply (msg, "\xc3", 1): 0;
-}
-
-static const tr_param_spec_t s_ledger_params [] = {
-    { "fail", TR_PARAM_BOOL, false, "record, then fail" },
-    { .key = NULL }
-};
-
-static const tr_actor_type_t s_ledger_type = {
-    .abi = TR_ACTOR_TYPE_ABI,
-    .name = "ledger",
-    .summary = "records what it gets (chain tests)",
-    .behaviour = { s_ledger_init, s_ledger_handle, s_free_state },
-    .params = s_ledger_params,
-};
-
 //  --------------------------------------------------------------------------
 //  Helpers
 
@@ -146,9 +100,7 @@ s_setup (void)
     tr_log_set_level (TR_LOG_ERROR);
     int rc = tr_actor_type_register (&s_step_type);
     ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    rc = tr_actor_type_register (&s_ledger_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    s_ledger [0] = '\0';
+    tr_test_ledger_register ();
     ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
@@ -180,49 +132,7 @@ s_ask (const char *to, const char *text, char **answer)
 static void
 s_expect_answer (const char *chain, const char *text, const char *json)
 {
-    char *answer = NULL;
-    int rc = s_ask (chain, text, &answer);
-    ck_assert_msg (rc == TR_OK, "%s: %s", chain, tr_errname (rc));
-    ck_assert_str_eq (answer, json);
-    free (answer);
-}
-
-//  The ledger so far (a copy).
-static char *
-s_ledger_text (void)
-{
-    pthread_mutex_lock (&s_lock);
-    char *copy = strdup (s_ledger);
-    pthread_mutex_unlock (&s_lock);
-    return copy;
-}
-
-static void
-s_expect_ledger (const char *expect)
-{
-    //  Compensations may still be running when the asker hears (with
-    //  on_failure: error they have finished; a tell's run ends later).
-    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    char *text = s_ledger_text ();
-    while (strcmp (text, expect) != 0 && tr_test_now_ms () < deadline) {
-        free (text);
-        usleep (5000);
-        text = s_ledger_text ();
-    }
-    ck_assert_str_eq (text, expect);
-    free (text);
-    pthread_mutex_lock (&s_lock);
-    s_ledger [0] = '\0';
-    pthread_mutex_unlock (&s_lock);
-}
-
-static int64_t
-s_info (const char *actor, const char *key)
-{
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
+    tr_test_expect_answer (s_node, chain, text, 5000 * tr_test_slowdown (), json);
 }
 
 //  --------------------------------------------------------------------------
@@ -240,8 +150,8 @@ START_TEST (test_order)
     s_expect_answer ("abc", "x", "\"x-a-b-c\"");
     s_expect_answer ("cba", "x", "\"x-c-b-a\"");
     s_expect_answer ("one", "", "\"-b\"");
-    ck_assert_int_eq (s_info ("abc", "chain.completed"), 1);
-    ck_assert_int_eq (s_info ("abc", "chain.inflight"), 0);
+    ck_assert_int_eq (tr_test_info (s_node, "abc", "chain.completed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "abc", "chain.inflight"), 0);
 }
 END_TEST
 
@@ -276,17 +186,19 @@ START_TEST (test_step_fails_compensation_in_reverse)
     //  compensation, bad did not do its work), each with what it was
     //  given and what it answered.
     ck_assert_int_eq (s_ask ("saga", "x", NULL), TR_EHANDLER);
-    s_expect_ledger ("undo-b {\"step\":\"b\",\"input\":\"x-a-c\",\"output\":\"x-a-c-b\"}\n"
-                     "undo-a {\"step\":\"a\",\"input\":\"x\",\"output\":\"x-a\"}\n");
-    ck_assert_int_eq (s_info ("saga", "chain.failed"), 1);
-    ck_assert_int_eq (s_info ("saga", "chain.uncompensated"), 0);
+    tr_test_expect_ledger_settles (
+        "undo-b {\"step\":\"b\",\"input\":\"x-a-c\",\"output\":\"x-a-c-b\"}\n"
+        "undo-a {\"step\":\"a\",\"input\":\"x\",\"output\":\"x-a\"}\n");
+    ck_assert_int_eq (tr_test_info (s_node, "saga", "chain.failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "saga", "chain.uncompensated"), 0);
     //  With on_failure: report, the asker learns which step failed and
     //  whether the compensation succeeded.
     s_expect_answer ("told", "y",
                      "{\"failed\":\"bad\",\"index\":4,\"error\":\"TR_EHANDLER\","
                      "\"compensated\":true,\"compensations\":[{\"step\":\"b\"},{\"step\":\"a\"}]}");
-    s_expect_ledger ("undo-b {\"step\":\"b\",\"input\":\"y-a-c\",\"output\":\"y-a-c-b\"}\n"
-                     "undo-a {\"step\":\"a\",\"input\":\"y\",\"output\":\"y-a\"}\n");
+    tr_test_expect_ledger_settles (
+        "undo-b {\"step\":\"b\",\"input\":\"y-a-c\",\"output\":\"y-a-c-b\"}\n"
+        "undo-a {\"step\":\"a\",\"input\":\"y\",\"output\":\"y-a\"}\n");
 }
 END_TEST
 
@@ -314,9 +226,10 @@ START_TEST (test_compensation_fails)
                      "\"compensated\":false,\"compensations\":[{\"step\":\"b\",\"error\":"
                      "\"TR_ENOACTOR\"},{\"step\":\"b\",\"error\":\"TR_EHANDLER\"},"
                      "{\"step\":\"a\"}]}");
-    s_expect_ledger ("undo-b {\"step\":\"b\",\"input\":\"x-a\",\"output\":\"x-a-b\"}\n"
-                     "undo-a {\"step\":\"a\",\"input\":\"x\",\"output\":\"x-a\"}\n");
-    ck_assert_int_eq (s_info ("saga", "chain.uncompensated"), 1);
+    tr_test_expect_ledger_settles (
+        "undo-b {\"step\":\"b\",\"input\":\"x-a\",\"output\":\"x-a-b\"}\n"
+        "undo-a {\"step\":\"a\",\"input\":\"x\",\"output\":\"x-a\"}\n");
+    ck_assert_int_eq (tr_test_info (s_node, "saga", "chain.uncompensated"), 1);
 }
 END_TEST
 
@@ -336,10 +249,11 @@ START_TEST (test_text_gates)
              "        - {actor: b, compensate: undo-b, gate: {match: '-a-'}}\n");
     s_expect_answer ("gated", "ok", "\"ok-a-b\"");
     s_expect_answer ("gated", "ok then", "\"ok then-a-b\"");
-    s_expect_ledger ("");
+    tr_test_expect_ledger_settles ("");
     //  a's gate says no: only a is undone, b never runs.
     ck_assert_int_eq (s_ask ("gated", "nope", NULL), TR_EOUTPUT);
-    s_expect_ledger ("undo-a {\"step\":\"a\",\"input\":\"nope\",\"output\":\"nope-a\"}\n");
+    tr_test_expect_ledger_settles (
+        "undo-a {\"step\":\"a\",\"input\":\"nope\",\"output\":\"nope-a\"}\n");
 }
 END_TEST
 
@@ -358,8 +272,9 @@ START_TEST (test_text_gate_rejects_last)
              "        - {actor: a, compensate: undo-a}\n"
              "        - {actor: b, compensate: undo-b, gate: {match: 'zzz'}}\n");
     ck_assert_int_eq (s_ask ("gated", "q", NULL), TR_EOUTPUT);
-    s_expect_ledger ("undo-b {\"step\":\"b\",\"input\":\"q-a\",\"output\":\"q-a-b\"}\n"
-                     "undo-a {\"step\":\"a\",\"input\":\"q\",\"output\":\"q-a\"}\n");
+    tr_test_expect_ledger_settles (
+        "undo-b {\"step\":\"b\",\"input\":\"q-a\",\"output\":\"q-a-b\"}\n"
+        "undo-a {\"step\":\"a\",\"input\":\"q\",\"output\":\"q-a\"}\n");
 }
 END_TEST
 
@@ -402,13 +317,7 @@ START_TEST (test_llm_gate)
     ck_assert_msg (strstr (answer, "bridge") && strstr (answer, "[published]"), "%s", answer);
     free (answer);
     ck_assert_int_eq (s_ask ("news", "A rumour about the mayor.", NULL), TR_EOUTPUT);
-    char *ledger = s_ledger_text ();
-    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    while (!strstr (ledger, "retract") && tr_test_now_ms () < deadline) {
-        free (ledger);
-        usleep (5000);
-        ledger = s_ledger_text ();
-    }
+    char *ledger = tr_test_ledger_wait ("retract", 3000 * tr_test_slowdown ());
     ck_assert_msg (strncmp (ledger, "retract {\"step\":\"writer\",\"input\":\"A rumour about "
                                     "the mayor.\",\"output\":\"", 70) == 0, "%s", ledger);
     free (ledger);
@@ -433,24 +342,9 @@ START_TEST (test_timeout)
     int64_t took = tr_test_now_ms () - start;
     ck_assert_msg (took >= 190 && took < 1500 * tr_test_slowdown (), "took %lld ms",
                    (long long) took);
-    s_expect_ledger ("undo-a {\"step\":\"a\",\"input\":\"t\",\"output\":\"t-a\"}\n");
+    tr_test_expect_ledger_settles ("undo-a {\"step\":\"a\",\"input\":\"t\",\"output\":\"t-a\"}\n");
 }
 END_TEST
-
-//  An ask on a thread of its own.
-typedef struct {
-    int rc;
-    char *answer;
-    pthread_t thread;
-} s_asker_t;
-
-static void *
-s_asker_run (void *arg)
-{
-    s_asker_t *a = (s_asker_t *) arg;
-    a->rc = s_ask ("both", "go", &a->answer);
-    return NULL;
-}
 
 START_TEST (test_runs_overlap)
 {
@@ -461,14 +355,13 @@ START_TEST (test_runs_overlap)
              "  - {name: m1, actor: llm, params: {offline: {latency: 200ms}}}\n"
              "  - {name: m2, actor: llm, params: {offline: {latency: 200ms}}}\n"
              "  - {name: both, actor: chain, params: {steps: [m1, m2]}}\n");
-    s_asker_t askers [5];
+    tr_test_asker_t askers [5];
     int64_t start = tr_test_now_ms ();
+    for (int i = 0; i < 5; i++)
+        tr_test_asker_start (&askers [i], s_node, "both", "\"go\"", 5000 * tr_test_slowdown (),
+                             0);
     for (int i = 0; i < 5; i++) {
-        memset (&askers [i], 0, sizeof askers [i]);
-        ck_assert_int_eq (pthread_create (&askers [i].thread, NULL, s_asker_run, &askers [i]), 0);
-    }
-    for (int i = 0; i < 5; i++) {
-        pthread_join (askers [i].thread, NULL);
+        tr_test_asker_join (&askers [i]);
         ck_assert_int_eq (askers [i].rc, TR_OK);
         ck_assert (strlen (askers [i].answer) > 2);
         free (askers [i].answer);
@@ -493,18 +386,11 @@ START_TEST (test_tells_and_event)
              "  - {name: fine, actor: chain, params: {steps: [a, a]}}\n");
     ck_assert_int_eq (tr_event_subscribe (s_node, "chain.", "events"), TR_OK);
     ck_assert_int_eq (tr_tell (s_node, "fine", "\xa1z", 2, NULL), TR_OK);
-    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    while (s_info ("fine", "chain.completed") < 1 && tr_test_now_ms () < deadline)
-        usleep (5000);
-    ck_assert_int_eq (s_info ("fine", "chain.completed"), 1);
+    tr_test_expect_info (s_node, "fine", "chain.completed", 1);
     //  A told run that fails is compensated and published like an asked one.
     ck_assert_int_eq (tr_tell (s_node, "saga", "\xa1z", 2, NULL), TR_OK);
-    char *ledger = s_ledger_text ();
-    while ((!strstr (ledger, "undo-a") || !strstr (ledger, "events")) && tr_test_now_ms () < deadline) {
-        free (ledger);
-        usleep (5000);
-        ledger = s_ledger_text ();
-    }
+    free (tr_test_ledger_wait ("undo-a", 3000 * tr_test_slowdown ()));
+    char *ledger = tr_test_ledger_wait ("events", 3000 * tr_test_slowdown ());
     ck_assert_msg (strstr (ledger, "undo-a {\"step\":\"a\",\"input\":\"z\",\"output\":\"z-a\"}"),
                    "%s", ledger);
     ck_assert_msg (strstr (ledger, "\"chain\":\"saga\",\"failed\":\"bad\",\"index\":2,"
@@ -515,57 +401,35 @@ END_TEST
 
 START_TEST (test_remote_step)
 {
-    tr_broker_t *broker = NULL;
-    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
-    ck_assert_int_eq (tr_broker_start (&bopts, &broker), TR_OK);
-    char endpoint [128];
-    snprintf (endpoint, sizeof endpoint, "%s", tr_broker_endpoint (broker));
-    tr_node_opts_t a_opts = { .broker = endpoint, .node_id = "node-a", .heartbeat_ms = 100 };
-    tr_node_opts_t b_opts = { .broker = endpoint, .node_id = "node-b", .heartbeat_ms = 100 };
-    tr_node_t *a = NULL, *b = NULL;
-    ck_assert_int_eq (tr_node_new (&a_opts, &a), TR_OK);
-    ck_assert_int_eq (tr_node_new (&b_opts, &b), TR_OK);
-    ck_assert_int_eq (tr_spawn (b, "far", &s_step_type.behaviour, NULL, NULL, NULL), TR_OK);
-    s_start_on (a, "name: t\n"
-                   "children:\n"
-                   "  - {name: near, actor: step}\n"
-                   "  - {name: c, actor: chain, params: {steps: [near, far, near]}}\n");
+    tr_test_remote_t r;
+    tr_test_remote_start (&r);
+    ck_assert_int_eq (tr_spawn (r.b, "far", &s_step_type.behaviour, NULL, NULL, NULL), TR_OK);
+    s_start_on (r.a, "name: t\n"
+                     "children:\n"
+                     "  - {name: near, actor: step}\n"
+                     "  - {name: c, actor: chain, params: {steps: [near, far, near]}}\n");
     int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
     char *answer = NULL;
     int rc;
-    while ((rc = tr_test_ask_json (a, "c", "r", 1000, &answer)) != TR_OK && tr_test_now_ms () < deadline)
+    while ((rc = tr_test_ask_json (r.a, "c", "r", 1000, &answer)) != TR_OK
+           && tr_test_now_ms () < deadline)
         usleep (20 * 1000);
     ck_assert_int_eq (rc, TR_OK);
     ck_assert_str_eq (answer, "\"r-near-far-near\"");
     free (answer);
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
-    tr_node_destroy (&b);
-    tr_node_destroy (&a);
-    tr_broker_stop (&broker);
+    tr_test_tree_stop (&s_tree, &s_sup);
+    tr_test_remote_stop (&r);
 }
 END_TEST
 
 static void
 s_expect_error (const char *params, const char *expect)
 {
-    char yaml [800];
-    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - {name: a, actor: step}\n"
-                                 "  - name: c\n    actor: chain\n    params: %s\n", params);
-    tr_tree_error_t err;
-    char buf [800];
-    char *error = NULL;
-    int rc = tr_tree_parse (yaml, strlen (yaml), "chain.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    else {
-        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
-        ck_assert_int_eq (rc, TR_ECHILD);
-        tr_tree_destroy (&s_tree);
-    }
-    ck_assert_msg (error && strstr (error, expect), "params %s: got '%s', expected '%s'",
-                   params, error? error: "(none)", expect);
-    free (error);
+    tr_test_expect_params_error (s_node, "chain.yaml", "name: t\n"
+                                 "children:\n"
+                                 "  - {name: a, actor: step}\n"
+                                 "  - name: c\n"
+                                 "    actor: chain\n", params, expect, TR_TEST_PART);
 }
 
 START_TEST (test_bad_params)
@@ -608,12 +472,10 @@ START_TEST (test_bad_params)
                     "        - a\n"
                     "        - actor: a\n"
                     "          gate: {regex: \"[\"}\n";
-    tr_tree_error_t err;
-    char buf [800];
-    ck_assert_int_eq (tr_tree_parse (yaml, strlen (yaml), "chain.yaml", &s_tree, &err),
-                      TR_EMALFORMED);
-    tr_tree_error_format (&err, buf, sizeof buf);
-    ck_assert_msg (strstr (buf, "chain.yaml:10:25: c: steps item 2 'gate' 'regex' '[' does not compile"), "%s", buf);
+    char *error = tr_test_tree_error (s_node, yaml, "chain.yaml");
+    ck_assert_msg (strstr (error, "chain.yaml:10:25: c: steps item 2 'gate' 'regex' '[' does not "
+                                  "compile"), "%s", error);
+    free (error);
 }
 END_TEST
 

@@ -18,44 +18,16 @@
 #include "tr_test_tree.h"
 
 #include <msgpack.h>
-#include <pthread.h>
 
 static tr_node_t *s_node;
 static tr_tree_t *s_tree;
 static tr_sup_t *s_sup;
 
-//  What the recording actors saw, in order: "NAME JSON" lines.
-static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
-static char s_ledger [32768];
-
-//  When each worker ran (ms on the test's clock), and how many were busy
-//  at once.
-typedef struct {
-    char name [32];
-    int64_t start;
-    int64_t end;
-} s_span_t;
-
-static s_span_t s_spans [64];
-static size_t s_nspans;
-static int s_busy;
-static int s_busy_max;
+//  What the test actors saw goes into the ledger ("NAME JSON" lines), and
+//  when each worker ran into spans (tr_test_tree.h).
 
 //  --------------------------------------------------------------------------
 //  Test actors
-
-static void
-s_record (const char *name, const void *body, size_t size)
-{
-    char *json = NULL;
-    size_t len = 0;
-    ck_assert_int_eq (tr__json_from_msgpack (body, size, &json, &len), 0);
-    pthread_mutex_lock (&s_lock);
-    size_t used = strlen (s_ledger);
-    snprintf (s_ledger + used, sizeof s_ledger - used, "%s %.*s\n", name, (int) len, json);
-    pthread_mutex_unlock (&s_lock);
-    free (json);
-}
 
 //  planner: records each ask and answers it with `decisions` item N for
 //  round N (the last one for later rounds); the item "fail" fails the
@@ -82,7 +54,7 @@ static int
 s_planner_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     s_planner_t *planner = (s_planner_t *) state;
-    s_record (tr_actor_name (self), tr_msg_body (msg), tr_msg_size (msg));
+    tr_test_ledger_add (tr_actor_name (self), tr_msg_body (msg), tr_msg_size (msg));
     msgpack_unpacked ask;
     msgpack_unpacked_init (&ask);
     ck_assert_int_eq (msgpack_unpack_next (&ask, (const char *) tr_msg_body (msg),
@@ -161,19 +133,10 @@ static int
 s_worker_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     s_worker_t *worker = (s_worker_t *) state;
-    pthread_mutex_lock (&s_lock);
-    size_t span = s_nspans < 64? s_nspans++: 63;
-    snprintf (s_spans [span].name, sizeof s_spans [span].name, "%s", tr_actor_name (self));
-    s_spans [span].start = tr_test_now_ms ();
-    if (++s_busy > s_busy_max)
-        s_busy_max = s_busy;
-    pthread_mutex_unlock (&s_lock);
+    size_t span = tr_test_span_begin (tr_actor_name (self));
     if (worker->delay_ms)
         usleep ((useconds_t) worker->delay_ms * 1000);
-    pthread_mutex_lock (&s_lock);
-    s_busy--;
-    s_spans [span].end = tr_test_now_ms ();
-    pthread_mutex_unlock (&s_lock);
+    tr_test_span_end (span);
     if (worker->fail)
         return -1;
     const char *text = "";
@@ -201,22 +164,6 @@ static const tr_actor_type_t s_worker_type = {
     .params = s_worker_params,
 };
 
-//  ledger: records what it gets (events).
-static int
-s_ledger_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
-{
-    (void) state;
-    s_record (tr_actor_name (self), tr_msg_body (msg), tr_msg_size (msg));
-    return 0;
-}
-
-static const tr_actor_type_t s_ledger_type = {
-    .abi = TR_ACTOR_TYPE_ABI,
-    .name = "ledger",
-    .summary = "records what it gets (orchestrator tests)",
-    .behaviour = { .handle = s_ledger_handle },
-};
-
 //  --------------------------------------------------------------------------
 //  Helpers
 
@@ -228,11 +175,8 @@ s_setup (void)
     ck_assert (rc == TR_OK || rc == TR_EEXIST);
     rc = tr_actor_type_register (&s_worker_type);
     ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    rc = tr_actor_type_register (&s_ledger_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    s_ledger [0] = '\0';
-    s_nspans = 0;
-    s_busy = s_busy_max = 0;
+    tr_test_ledger_register ();
+    tr_test_spans_clear ();
     ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
@@ -258,82 +202,7 @@ s_ask (const char *to, const char *text, char **answer)
 static void
 s_expect_answer (const char *to, const char *text, const char *json)
 {
-    char *answer = NULL;
-    int rc = s_ask (to, text, &answer);
-    ck_assert_msg (rc == TR_OK, "%s: %s", to, tr_errname (rc));
-    ck_assert_str_eq (answer, json);
-    free (answer);
-}
-
-//  Takes the ledger (and empties it).
-static char *
-s_ledger_take (void)
-{
-    pthread_mutex_lock (&s_lock);
-    char *copy = strdup (s_ledger);
-    s_ledger [0] = '\0';
-    pthread_mutex_unlock (&s_lock);
-    return copy;
-}
-
-static void
-s_expect_ledger (const char *expect)
-{
-    char *text = s_ledger_take ();
-    ck_assert_str_eq (text, expect);
-    free (text);
-}
-
-static bool
-s_ledger_has (void *needle)
-{
-    pthread_mutex_lock (&s_lock);
-    bool has = strstr (s_ledger, (const char *) needle) != NULL;
-    pthread_mutex_unlock (&s_lock);
-    return has;
-}
-
-//  Waits until the ledger holds `needle`; fails showing it otherwise.
-static void
-s_expect_in_ledger (const char *needle)
-{
-    if (tr_test_wait_until (s_ledger_has, (void *) needle, 3000 * tr_test_slowdown ()))
-        return;
-    char *text = s_ledger_take ();
-    ck_abort_msg ("'%s' is not in the ledger:\n%s", needle, text);
-    free (text);
-}
-
-//  The spans so far and the most workers busy at once (copied under
-//  the lock: the workers write them on their own threads).
-static size_t
-s_spans_copy (s_span_t *spans, int *busy_max)
-{
-    pthread_mutex_lock (&s_lock);
-    size_t count = s_nspans;
-    if (spans)
-        memcpy (spans, s_spans, sizeof s_spans);
-    if (busy_max)
-        *busy_max = s_busy_max;
-    pthread_mutex_unlock (&s_lock);
-    return count;
-}
-
-static int
-s_busy_most (void)
-{
-    int busy_max;
-    s_spans_copy (NULL, &busy_max);
-    return busy_max;
-}
-
-static int64_t
-s_info (const char *actor, const char *key)
-{
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
+    tr_test_expect_answer (s_node, to, text, 10000 * tr_test_slowdown (), json);
 }
 
 //  --------------------------------------------------------------------------
@@ -354,7 +223,7 @@ START_TEST (test_rounds_until_done)
     s_expect_answer ("o", "T", "{\"summary\":\"all done\"}");
     //  Each round the planner sees the task and every result so far, in
     //  round order and, within a round, in the order it listed them.
-    s_expect_ledger (
+    tr_test_expect_ledger (
         "p {\"task\":\"T\",\"round\":1,\"max_rounds\":5,\"results\":[]}\n"
         "p {\"task\":\"T\",\"round\":2,\"max_rounds\":5,\"results\":["
         "{\"round\":1,\"worker\":\"w1\",\"task\":\"a\",\"answer\":\"w1:a\"},"
@@ -364,11 +233,11 @@ START_TEST (test_rounds_until_done)
         "{\"round\":1,\"worker\":\"w2\",\"task\":\"b\",\"answer\":\"w2:b\"},"
         "{\"round\":2,\"worker\":\"w1\",\"task\":\"c\",\"answer\":\"w1:c\"}]}\n");
     //  Three subtasks ran (not the one beside done: true).
-    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 3);
-    ck_assert_int_eq (s_info ("o", "orchestrator.completed"), 1);
-    ck_assert_int_eq (s_info ("o", "orchestrator.rounds"), 3);
-    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks"), 3);
-    ck_assert_int_eq (s_info ("o", "orchestrator.inflight"), 0);
+    ck_assert_uint_eq (tr_test_spans_copy (NULL, 0), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.completed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.rounds"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.subtasks"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.inflight"), 0);
 }
 END_TEST
 
@@ -379,7 +248,7 @@ START_TEST (test_done_at_once)
              "  - {name: p, actor: planner, params: {decisions: [{done: true, result: 42}]}}\n"
              "  - {name: o, actor: orchestrator, params: {planner: p, workers: [w1]}}\n");
     s_expect_answer ("o", "easy", "42");
-    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 0);
+    ck_assert_uint_eq (tr_test_spans_copy (NULL, 0), 0);
 }
 END_TEST
 
@@ -398,10 +267,10 @@ START_TEST (test_round_bound)
     ck_assert_int_eq (s_ask ("o", "T", NULL), TR_ELIMIT);
     //  Three decisions, the subtasks of the first two run; the third's
     //  would have no round left to be read in.
-    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 2);
-    ck_assert_int_eq (s_info ("o", "orchestrator.failed"), 1);
-    ck_assert_int_eq (s_info ("o", "orchestrator.rounds"), 3);
-    free (s_ledger_take ());
+    ck_assert_uint_eq (tr_test_spans_copy (NULL, 0), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.rounds"), 3);
+    free (tr_test_ledger_copy (true));
     //  The report says why, with the rounds used and the results.
     ck_assert_int_eq (tr_event_subscribe (s_node, "orchestrator.failed", "events"), TR_OK);
     s_expect_answer ("r", "T",
@@ -412,7 +281,7 @@ START_TEST (test_round_bound)
     const char *event = "events [\"orchestrator.failed\",{\"orchestrator\":\"r\",\"error\":\"TR_ELIMIT\",\"reason\":"
                         "\"planner 'p' did not say done in 2 rounds (max_rounds); its last "
                         "decision gave 1 subtask(s), not run\",\"rounds\":2}]";
-    s_expect_in_ledger (event);
+    tr_test_expect_in_ledger (event);
 }
 END_TEST
 
@@ -434,19 +303,11 @@ START_TEST (test_subtasks_overlap)
              "    actor: orchestrator\n"
              "    params: {planner: p, workers: [w1, w2, w3], limit: 3}\n");
     s_expect_answer ("o", "T", "\"ok\"");
-    s_span_t spans [64];
-    ck_assert_uint_eq (s_spans_copy (spans, NULL), 3);
-    int64_t last_start = 0, first_end = INT64_MAX;
-    for (size_t i = 0; i < 3; i++) {
-        if (spans [i].start > last_start)
-            last_start = spans [i].start;
-        if (spans [i].end < first_end)
-            first_end = spans [i].end;
-    }
+    tr_test_span_t spans [3];
+    ck_assert_uint_eq (tr_test_spans_copy (spans, 3), 3);
     //  Every worker had started before any had finished.
-    ck_assert_msg (last_start < first_end, "last start %lld, first end %lld",
-                   (long long) last_start, (long long) first_end);
-    ck_assert_int_eq (s_busy_most (), 3);
+    tr_test_expect_overlap (spans, 3);
+    ck_assert_int_eq (tr_test_spans_most (), 3);
 }
 END_TEST
 
@@ -472,12 +333,12 @@ START_TEST (test_limit)
     int64_t start = tr_test_now_ms ();
     s_expect_answer ("o", "T", "\"ok\"");
     int64_t took = tr_test_now_ms () - start;
-    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 5);
-    ck_assert_int_eq (s_busy_most (), 2);
+    ck_assert_uint_eq (tr_test_spans_copy (NULL, 0), 5);
+    ck_assert_int_eq (tr_test_spans_most (), 2);
     //  Three waves of 100 ms at least.
     ck_assert_msg (took >= 290, "took %lld ms", (long long) took);
     //  Results come in the planner's order, whatever order they ended in.
-    char *ledger = s_ledger_take ();
+    char *ledger = tr_test_ledger_copy (true);
     ck_assert_msg (strstr (ledger, "\"answer\":\"w1:a\"},{\"round\":1,\"worker\":\"w2\","
                                    "\"task\":\"b\",\"answer\":\"w2:b\"},{\"round\":1,"
                                    "\"worker\":\"w3\""), "%s", ledger);
@@ -507,7 +368,7 @@ START_TEST (test_unknown_worker)
              "        - {done: true, result: fixed}\n"
              "  - {name: o, actor: orchestrator, params: {planner: p, workers: [w1, w2]}}\n");
     s_expect_answer ("o", "T", "\"fixed\"");
-    s_expect_ledger (
+    tr_test_expect_ledger (
         "p {\"task\":\"T\",\"round\":1,\"max_rounds\":5,\"results\":[]}\n"
         "p {\"task\":\"T\",\"round\":2,\"max_rounds\":5,\"results\":["
         "{\"round\":1,\"worker\":\"nobody\",\"task\":\"x\",\"error\":\"TR_ENOTFOUND\","
@@ -523,9 +384,9 @@ START_TEST (test_unknown_worker)
         "\"a subtask needs 'task', what the worker is asked\"},"
         "{\"round\":1,\"worker\":\"ghost\",\"task\":\"boo\",\"error\":\"TR_ENOTFOUND\","
         "\"reason\":\"no worker is named 'ghost'; the workers are: w1, w2\"}]}\n");
-    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 1);
-    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks"), 7);
-    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks_failed"), 6);
+    ck_assert_uint_eq (tr_test_spans_copy (NULL, 0), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.subtasks"), 7);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.subtasks_failed"), 6);
 }
 END_TEST
 
@@ -547,7 +408,7 @@ START_TEST (test_worker_failures)
              "    actor: orchestrator\n"
              "    params: {planner: p, workers: [good, bad, slow, absent], timeout: 300ms}\n");
     s_expect_answer ("o", "T", "\"coped\"");
-    s_expect_ledger (
+    tr_test_expect_ledger (
         "p {\"task\":\"T\",\"round\":1,\"max_rounds\":5,\"results\":[]}\n"
         "p {\"task\":\"T\",\"round\":2,\"max_rounds\":5,\"results\":["
         "{\"round\":1,\"worker\":\"bad\",\"task\":\"a\",\"error\":\"TR_EHANDLER\","
@@ -557,7 +418,7 @@ START_TEST (test_worker_failures)
         "{\"round\":1,\"worker\":\"absent\",\"task\":\"c\",\"error\":\"TR_ENOACTOR\","
         "\"reason\":\"worker 'absent' could not be asked: no such actor\"},"
         "{\"round\":1,\"worker\":\"good\",\"task\":\"d\",\"answer\":\"good:d\"}]}\n");
-    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks_failed"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.subtasks_failed"), 3);
 }
 END_TEST
 
@@ -602,7 +463,7 @@ START_TEST (test_bad_decisions)
                      "in round 1: handler failed\",\"rounds\":1,\"results\":[]}");
     s_expect_answer ("o9", "T", "{\"error\":\"TR_ENOACTOR\",\"reason\":\"planner 'p0' could "
                      "not be asked in round 1: no such actor\",\"rounds\":1,\"results\":[]}");
-    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 0);
+    ck_assert_uint_eq (tr_test_spans_copy (NULL, 0), 0);
 }
 END_TEST
 
@@ -622,12 +483,12 @@ START_TEST (test_tells_and_events)
     ck_assert_int_eq (tr_tell (s_node, "o", "\xa1z", 2, NULL), TR_OK);
     const char *done = "events [\"orchestrator.completed\",{\"orchestrator\":\"o\","
                        "\"rounds\":2,\"results\":2}]\n";
-    s_expect_in_ledger (done);
-    char *ledger = s_ledger_take ();
+    tr_test_expect_in_ledger (done);
+    char *ledger = tr_test_ledger_copy (true);
     ck_assert_msg (strstr (ledger, "events [\"orchestrator.round\",{\"orchestrator\":\"o\","
                                    "\"round\":1,\"subtasks\":2,\"failed\":1}]\n"), "%s", ledger);
     free (ledger);
-    ck_assert_int_eq (s_info ("o", "orchestrator.completed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.completed"), 1);
 }
 END_TEST
 
@@ -655,12 +516,12 @@ START_TEST (test_runs_at_once)
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq (tr_tell (s_node, "o", body.data, body.size, NULL), TR_OK);
     int64_t deadline = start + 5000 * tr_test_slowdown ();
-    while (s_info ("o", "orchestrator.completed") < 4 && tr_test_now_ms () < deadline)
+    while (tr_test_info (s_node, "o", "orchestrator.completed") < 4 && tr_test_now_ms () < deadline)
         usleep (2000);
-    ck_assert_int_eq (s_info ("o", "orchestrator.completed"), 4);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.completed"), 4);
     //  The four subtasks (through a pool) overlapped.
-    ck_assert_uint_eq (s_spans_copy (NULL, NULL), 4);
-    ck_assert_int_ge (s_busy_most (), 3);
+    ck_assert_uint_eq (tr_test_spans_copy (NULL, 0), 4);
+    ck_assert_int_ge (tr_test_spans_most (), 3);
 }
 END_TEST
 
@@ -697,9 +558,9 @@ START_TEST (test_llm_agents)
              "    params: {offline: {latency: 100ms, rules: [{match: founding, answer: 'Founded in 43 BC.'}]}}\n"
              "  - {name: o, actor: orchestrator, params: {planner: lead, workers: [facts, history]}}\n");
     s_expect_answer ("o", "Write about Lyon", "\"Report: About 520000 people live in Lyon.\"");
-    ck_assert_int_eq (s_info ("o", "orchestrator.rounds"), 2);
-    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks"), 2);
-    ck_assert_int_eq (s_info ("o", "orchestrator.subtasks_failed"), 0);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.rounds"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.subtasks"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "o", "orchestrator.subtasks_failed"), 0);
 }
 END_TEST
 
@@ -707,17 +568,9 @@ START_TEST (test_remote_worker)
 {
     //  A worker on another node, reached through a real broker: named
     //  like any other.
-    tr_broker_t *broker = NULL;
-    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
-    ck_assert_int_eq (tr_broker_start (&bopts, &broker), TR_OK);
-    char endpoint [128];
-    snprintf (endpoint, sizeof endpoint, "%s", tr_broker_endpoint (broker));
-    tr_node_opts_t a_opts = { .broker = endpoint, .node_id = "node-a", .heartbeat_ms = 100 };
-    tr_node_opts_t b_opts = { .broker = endpoint, .node_id = "node-b", .heartbeat_ms = 100 };
-    tr_node_t *a = NULL, *b = NULL;
-    ck_assert_int_eq (tr_node_new (&a_opts, &a), TR_OK);
-    ck_assert_int_eq (tr_node_new (&b_opts, &b), TR_OK);
-    ck_assert_int_eq (tr_spawn (b, "far", &s_worker_type.behaviour, NULL, NULL, NULL), TR_OK);
+    tr_test_remote_t r;
+    tr_test_remote_start (&r);
+    ck_assert_int_eq (tr_spawn (r.b, "far", &s_worker_type.behaviour, NULL, NULL, NULL), TR_OK);
     const char *yaml = "name: t\n"
                        "children:\n"
                        "  - {name: near, actor: worker}\n"
@@ -728,19 +581,19 @@ START_TEST (test_remote_worker)
                        "        - {subtasks: ['near: x', 'far: y']}\n"
                        "        - {done: true, result: both}\n"
                        "  - {name: o, actor: orchestrator, params: {planner: p, workers: [near, far]}}\n";
-    tr_test_tree_start (a, yaml, "orchestrator.yaml", &s_tree, &s_sup);
+    tr_test_tree_start (r.a, yaml, "orchestrator.yaml", &s_tree, &s_sup);
     //  Until node b's name is known at the broker, far is TR_ENOACTOR
     //  (a result the planner is given): ask until the run has both.
     int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
     char *ledger = NULL;
     for (;;) {
-        free (s_ledger_take ());
+        free (tr_test_ledger_copy (true));
         char *answer = NULL;
-        ck_assert_int_eq (tr_test_ask_json (a, "o", "T", 2000 * tr_test_slowdown (), &answer),
-                          TR_OK);
+        ck_assert_int_eq (tr_test_ask_json (r.a, "o", "T", 2000 * tr_test_slowdown (),
+                                            &answer), TR_OK);
         ck_assert_str_eq (answer, "\"both\"");
         free (answer);
-        ledger = s_ledger_take ();
+        ledger = tr_test_ledger_copy (true);
         if (strstr (ledger, "\"answer\":\"far:y\"") || tr_test_now_ms () >= deadline)
             break;
         free (ledger);
@@ -751,43 +604,23 @@ START_TEST (test_remote_worker)
                                    "\"task\":\"y\",\"answer\":\"far:y\"}"), "%s", ledger);
     free (ledger);
     tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&b);
-    tr_node_destroy (&a);
-    tr_broker_stop (&broker);
+    tr_test_remote_stop (&r);
 }
 END_TEST
 
-//  The error a tree file with this orchestrator's params gets, formatted.
-static char *
-s_tree_error (const char *params)
-{
-    char yaml [800];
-    snprintf (yaml, sizeof yaml, "name: t\n"
-                                 "children:\n"
-                                 "  - {name: w, actor: worker}\n"
-                                 "  - name: o\n"
-                                 "    actor: orchestrator\n"
-                                 "    params: %s\n", params);
-    tr_tree_error_t err;
-    char buf [800];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "orchestrator.yaml", &s_tree, &err);
-    ck_assert_msg (rc != TR_OK, "params %s were taken", params);
-    return strdup (tr_tree_error_format (&err, buf, sizeof buf));
-}
-
-//  Compares the error with the one expected; prints and counts a
-//  mismatch, so that one run shows them all.
+//  Counts the params not refused with the message expected (each shown
+//  on standard error), so that one run shows them all.
 static int s_mismatches;
 
 static void
 s_expect_error (const char *params, const char *expect)
 {
-    char *error = s_tree_error (params);
-    if (strcmp (error, expect) != 0) {
-        fprintf (stderr, "params %s:\n got '%s'\nwant '%s'\n", params, error, expect);
-        s_mismatches++;
-    }
-    free (error);
+    s_mismatches += !tr_test_params_refused (s_node, "orchestrator.yaml", "name: t\n"
+                                             "children:\n"
+                                             "  - {name: w, actor: worker}\n"
+                                             "  - name: o\n"
+                                             "    actor: orchestrator\n", params, expect,
+                                             TR_TEST_WHOLE);
 }
 
 START_TEST (test_bad_params)
@@ -826,14 +659,13 @@ START_TEST (test_bad_params)
                     "orchestrator.yaml:6:52: o: 'on_failure' must be one of error, report, "
                     "not 'shrug'");
     //  Nested: the item's own line and column.
-    char *error = s_tree_error ("\n"
-                                "      planner: w\n"
-                                "      workers:\n"
-                                "        - w\n"
-                                "        - 'not a name'\n");
-    ck_assert_str_eq (error, "orchestrator.yaml:10:11: o: 'workers' item 2 is not a valid "
-                             "actor name: 'not a name'");
-    free (error);
+    s_expect_error ("\n"
+                    "      planner: w\n"
+                    "      workers:\n"
+                    "        - w\n"
+                    "        - 'not a name'\n",
+                    "orchestrator.yaml:10:11: o: 'workers' item 2 is not a valid actor name: "
+                    "'not a name'");
     ck_assert_int_eq (s_mismatches, 0);
 }
 END_TEST
@@ -842,31 +674,11 @@ START_TEST (test_bad_params_from_c)
 {
     //  Spawned from C with parameters of its own, the orchestrator checks
     //  them when it starts, and its supervisor gives the reason.
-    msgpack_sbuffer buffer;
-    msgpack_packer pk;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 2);
-    msgpack_pack_str_with_body (&pk, "planner", 7);
-    msgpack_pack_str_with_body (&pk, "p", 1);
-    msgpack_pack_str_with_body (&pk, "limit", 5);
-    msgpack_pack_int (&pk, 2);
-    tr_child_spec_t child = {
-        .name = "o", .kind = TR_CHILD_ACTOR, .restart = TR_RESTART_TEMPORARY,
-        .shutdown_ms = 1000, .type = tr_actor_type_find ("orchestrator"),
-        .params = { (const uint8_t *) buffer.data, buffer.size }
-    };
-    ck_assert_ptr_nonnull (child.type);
-    tr_sup_spec_t sup = { .strategy = TR_ONE_FOR_ONE, .max_restarts = 1, .period_ms = 1000,
-                          .children = &child, .count = 1 };
-    tr_child_spec_t root = { .name = "t", .kind = TR_CHILD_SUPERVISOR, .shutdown_ms = 1000,
-                             .sup = &sup };
-    char *reason = NULL;
-    ck_assert_int_eq (tr_sup_start (s_node, "t", &root, &s_sup, &reason), TR_ECHILD);
+    char *reason = tr_test_start_error (s_node, "orchestrator", "o",
+                                        "{\"planner\": \"p\", \"limit\": 2}");
     ck_assert_msg (reason && strstr (reason, "orchestrator 'o': 'workers' must be a list of at "
                                              "least one actor name"), "%s", reason);
     free (reason);
-    msgpack_sbuffer_destroy (&buffer);
 }
 END_TEST
 

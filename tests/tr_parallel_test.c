@@ -18,32 +18,17 @@
 #include "tr_test.h"
 #include "tr_test_tree.h"
 
-#include <pthread.h>
-
 static tr_node_t *s_node;
 static tr_tree_t *s_tree;
 static tr_sup_t *s_sup;
-
-//  What the test actors saw: spans of work, and events.
-static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
-
-typedef struct {
-    char name [32];
-    int64_t start_ns;
-    int64_t end_ns;
-} s_span_t;
-
-#define S_SPANS 256
-static s_span_t s_spans [S_SPANS];
-static size_t s_span_count;
-static char s_events [16384];
 
 //  --------------------------------------------------------------------------
 //  Test actors
 
 //  part: after `delay`, answers `answer` (any value) if it has one, else
 //  the string it got plus "-NAME" (any other body as it came); fails with
-//  `fail: true`. Records when each message's work started and ended.
+//  `fail: true`. Records when each message's work started and ended (a
+//  span: tr_test_tree.h).
 typedef struct {
     uint8_t *answer;
     size_t answer_size;
@@ -77,28 +62,15 @@ s_part_init (tr_actor_t *self, void *arg, void **state_p)
     return 0;
 }
 
-static void
-s_span_add (const char *name, int64_t start_ns, int64_t end_ns)
-{
-    pthread_mutex_lock (&s_lock);
-    if (s_span_count < S_SPANS) {
-        s_span_t *span = &s_spans [s_span_count++];
-        snprintf (span->name, sizeof span->name, "%s", name);
-        span->start_ns = start_ns;
-        span->end_ns = end_ns;
-    }
-    pthread_mutex_unlock (&s_lock);
-}
-
 static int
 s_part_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     s_part_t *part = (s_part_t *) state;
-    int64_t start = tr__now_ns ();
+    size_t span = tr_test_span_begin (tr_actor_name (self));
     tr_actor_info_add (self, "got", 1);
     if (part->delay_ms)
         usleep ((useconds_t) part->delay_ms * 1000);
-    s_span_add (tr_actor_name (self), start, tr__now_ns ());
+    tr_test_span_end (span);
     if (part->fail)
         return -1;
     if (tr_msg_kind (msg) != TR_KIND_ASK)
@@ -133,29 +105,6 @@ static const tr_actor_type_t s_part_type = {
     .params = s_part_params,
 };
 
-//  events: records each message as a line of JSON.
-static int
-s_events_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
-{
-    (void) self; (void) state;
-    char *json = NULL;
-    size_t len = 0;
-    ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (msg), tr_msg_size (msg), &json, &len), 0);
-    pthread_mutex_lock (&s_lock);
-    size_t used = strlen (s_events);
-    snprintf (s_events + used, sizeof s_events - used, "%.*s\n", (int) len, json);
-    pthread_mutex_unlock (&s_lock);
-    free (json);
-    return 0;
-}
-
-static const tr_actor_type_t s_events_type = {
-    .abi = TR_ACTOR_TYPE_ABI,
-    .name = "events",
-    .summary = "records what it gets (parallel tests)",
-    .behaviour = { NULL, s_events_handle, NULL },
-};
-
 //  --------------------------------------------------------------------------
 //  Helpers
 
@@ -165,12 +114,8 @@ s_setup (void)
     tr_log_set_level (TR_LOG_ERROR);
     int rc = tr_actor_type_register (&s_part_type);
     ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    rc = tr_actor_type_register (&s_events_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    pthread_mutex_lock (&s_lock);
-    s_span_count = 0;
-    s_events [0] = '\0';
-    pthread_mutex_unlock (&s_lock);
+    tr_test_ledger_register ();
+    tr_test_spans_clear ();
     ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
@@ -206,60 +151,6 @@ s_expect_error (const char *to, const char *json, int error)
     tr_test_expect_error (s_node, to, json, s_timeout (), error);
 }
 
-static int64_t
-s_info (const char *actor, const char *key)
-{
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
-}
-
-//  Waits until the counter reaches value (it only grows), then checks it
-//  is exactly that.
-static void
-s_expect_info (const char *actor, const char *key, int64_t value)
-{
-    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    while (s_info (actor, key) < value && tr_test_now_ms () < deadline)
-        usleep (5000);
-    ck_assert_msg (s_info (actor, key) == value, "%s %s: %lld, not %lld", actor, key,
-                   (long long) s_info (actor, key), (long long) value);
-}
-
-//  The span of the last piece of work `name` did (asserted to exist).
-static s_span_t
-s_span (const char *name)
-{
-    s_span_t found = { .start_ns = -1 };
-    pthread_mutex_lock (&s_lock);
-    for (size_t i = 0; i < s_span_count; i++)
-        if (strcmp (s_spans [i].name, name) == 0)
-            found = s_spans [i];
-    pthread_mutex_unlock (&s_lock);
-    ck_assert_msg (found.start_ns >= 0, "no work recorded for %s", name);
-    return found;
-}
-
-//  Waits until the events recorded hold `text`, and checks they do.
-static void
-s_expect_event (const char *text)
-{
-    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    bool found = false;
-    char copy [sizeof s_events];
-    while (!found) {
-        pthread_mutex_lock (&s_lock);
-        found = strstr (s_events, text) != NULL;
-        snprintf (copy, sizeof copy, "%s", s_events);
-        pthread_mutex_unlock (&s_lock);
-        if (found || tr_test_now_ms () > deadline)
-            break;
-        usleep (5000);
-    }
-    ck_assert_msg (found, "no event with %s in:\n%s", text, copy);
-}
-
 //  --------------------------------------------------------------------------
 //  sections
 
@@ -275,18 +166,11 @@ START_TEST (test_sections_overlap)
              "  - {name: c, actor: part, params: {delay: 300ms}}\n"
              "  - {name: abc, actor: parallel, params: {mode: sections, members: [a, b, c]}}\n");
     s_expect ("abc", "\"x\"", "{\"a\":\"x-a\",\"b\":\"x-b\",\"c\":\"x-c\"}");
-    s_span_t spans [3] = { s_span ("a"), s_span ("b"), s_span ("c") };
-    int64_t latest_start = 0, earliest_end = INT64_MAX;
-    for (int i = 0; i < 3; i++) {
-        if (spans [i].start_ns > latest_start)
-            latest_start = spans [i].start_ns;
-        if (spans [i].end_ns < earliest_end)
-            earliest_end = spans [i].end_ns;
-    }
-    ck_assert_msg (latest_start < earliest_end, "no overlap: the last member started %lld us "
-                   "after the first one ended", (long long) (latest_start - earliest_end) / 1000);
-    ck_assert_int_eq (s_info ("abc", "parallel.completed"), 1);
-    ck_assert_int_eq (s_info ("abc", "parallel.inflight"), 0);
+    tr_test_span_t spans [3] = { tr_test_span_last ("a"), tr_test_span_last ("b"),
+                                 tr_test_span_last ("c") };
+    tr_test_expect_overlap (spans, 3);
+    ck_assert_int_eq (tr_test_info (s_node, "abc", "parallel.completed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "abc", "parallel.inflight"), 0);
 }
 END_TEST
 
@@ -304,8 +188,8 @@ START_TEST (test_sections_merge_order)
              "    params: {mode: sections, merge: list, members: [c3, a2, b0]}\n"
              "  - {name: mapped, actor: parallel, params: {mode: sections, members: [c3, a2, b0]}}\n");
     s_expect ("listed", "\"x\"", "[\"x-c3\",\"x-a2\",\"x-b0\"]");
-    ck_assert (s_span ("b0").end_ns < s_span ("a2").end_ns);
-    ck_assert (s_span ("a2").end_ns < s_span ("c3").end_ns);
+    ck_assert (tr_test_span_last ("b0").end_ns < tr_test_span_last ("a2").end_ns);
+    ck_assert (tr_test_span_last ("a2").end_ns < tr_test_span_last ("c3").end_ns);
     s_expect ("mapped", "\"y\"", "{\"c3\":\"y-c3\",\"a2\":\"y-a2\",\"b0\":\"y-b0\"}");
 }
 END_TEST
@@ -333,14 +217,14 @@ START_TEST (test_sections_split)
     s_expect ("fields", "{\"a\":\"one\",\"text\":\"two\",\"b\":\"unused\"}",
               "{\"a\":\"one-a\",\"b\":\"two-b\"}");
     //  Bodies that cannot be split are refused, nothing forwarded.
-    int64_t got = s_info ("a", "got");
+    int64_t got = tr_test_info (s_node, "a", "got");
     s_expect_error ("items", "[\"p\",\"q\"]", TR_EINVAL);
     s_expect_error ("items", "\"pqr\"", TR_EINVAL);
     s_expect_error ("fields", "{\"a\":\"one\"}", TR_EINVAL);
     s_expect_error ("fields", "[\"one\",\"two\"]", TR_EINVAL);
-    ck_assert_int_eq (s_info ("items", "parallel.refused"), 2);
-    ck_assert_int_eq (s_info ("fields", "parallel.refused"), 2);
-    ck_assert_int_eq (s_info ("a", "got"), got);
+    ck_assert_int_eq (tr_test_info (s_node, "items", "parallel.refused"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "fields", "parallel.refused"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "a", "got"), got);
 }
 END_TEST
 
@@ -365,22 +249,22 @@ START_TEST (test_sections_failure)
     //  on_failure: error: the failure ends the whole at once; slow, still
     //  working, is cancelled and its answer, when it comes, dropped.
     s_expect_error ("all", "\"x\"", TR_EHANDLER);
-    ck_assert_int_eq (s_info ("all", "parallel.failed"), 1);
-    ck_assert_int_eq (s_info ("all", "parallel.cancelled"), 1);
-    s_expect_info ("all", "parallel.dropped", 1);
+    ck_assert_int_eq (tr_test_info (s_node, "all", "parallel.failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "all", "parallel.cancelled"), 1);
+    tr_test_expect_info (s_node, "all", "parallel.dropped", 1);
     //  on_failure: report: every member's outcome, the failed ones named.
     s_expect ("told", "\"x\"", "{\"answers\":{\"a\":\"x-a\",\"slow\":\"x-slow\"},"
                                "\"failed\":{\"bad\":\"TR_EHANDLER\"}}");
     s_expect ("listed", "\"x\"", "{\"answers\":[\"x-a\",null,null],"
                                  "\"failed\":{\"bad\":\"TR_EHANDLER\",\"nobody\":\"TR_ENOACTOR\"}}");
     s_expect ("fine", "\"x\"", "{\"answers\":{\"a\":\"x-a\",\"slow\":\"x-slow\"},\"failed\":{}}");
-    ck_assert_int_eq (s_info ("told", "parallel.failed"), 1);
-    ck_assert_int_eq (s_info ("fine", "parallel.completed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "told", "parallel.failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "fine", "parallel.completed"), 1);
     //  A member that cannot be asked fails the whole before the others
     //  are asked.
-    int64_t got = s_info ("a", "got");
+    int64_t got = tr_test_info (s_node, "a", "got");
     s_expect_error ("gone", "\"x\"", TR_ENOACTOR);
-    ck_assert_int_eq (s_info ("a", "got"), got);
+    ck_assert_int_eq (tr_test_info (s_node, "a", "got"), got);
 }
 END_TEST
 
@@ -401,7 +285,7 @@ START_TEST (test_timeout)
              "    params: {mode: vote, timeout: 200ms, members: [a, sleepy]}\n");
     s_expect_error ("hurry", "\"x\"", TR_ETIMEDOUT);
     //  The late answer comes after the timer: dropped and counted.
-    s_expect_info ("hurry", "parallel.dropped", 1);
+    tr_test_expect_info (s_node, "hurry", "parallel.dropped", 1);
     s_expect ("told", "\"x\"", "{\"answers\":{\"a\":\"x-a\"},\"failed\":{\"sleepy\":\"TR_ETIMEDOUT\"}}");
     //  In a vote a member that times out is a vote for nothing: 1 of 2
     //  reaches 0.5.
@@ -449,10 +333,10 @@ START_TEST (test_vote_threshold)
                          "\"confidence\":0.6,\"voters\":[\"v1\",\"v2\",\"v3\"],\"distinct\":3,"
                          "\"failed\":{}}";
     s_expect ("poll", "\"capital?\"", agreed);
-    ck_assert_int_eq (s_info ("poll", "parallel.completed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "poll", "parallel.completed"), 1);
     //  0.6 does not reach 0.7: no consensus, an error or a report.
     s_expect_error ("strict", "\"capital?\"", TR_ENOTFOUND);
-    ck_assert_int_eq (s_info ("strict", "parallel.failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "strict", "parallel.failed"), 1);
     s_expect ("strict-report", "\"capital?\"",
               "{\"consensus\":false,\"answer\":null,\"votes\":3,\"total\":5,\"confidence\":0.6,"
               "\"voters\":[],\"distinct\":3,\"failed\":{}}");
@@ -535,12 +419,12 @@ START_TEST (test_race_first_success)
     ck_assert_int_eq (tr_test_ask_jj (s_node, "first", "\"go\"", s_timeout (), &answer), TR_OK);
     ck_assert_str_eq (answer, "\"fast\"");
     free (answer);
-    ck_assert_int_eq (s_info ("first", "parallel.cancelled"), 1);
-    s_expect_info ("slow", "got", 1);
-    s_expect_info ("first", "parallel.dropped", 1);
+    ck_assert_int_eq (tr_test_info (s_node, "first", "parallel.cancelled"), 1);
+    tr_test_expect_info (s_node, "slow", "got", 1);
+    tr_test_expect_info (s_node, "first", "parallel.dropped", 1);
     //  No member succeeds: the first one's error (member order).
     s_expect_error ("dead", "\"go\"", TR_EHANDLER);
-    ck_assert_int_eq (s_info ("dead", "parallel.failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "dead", "parallel.failed"), 1);
 }
 END_TEST
 
@@ -569,9 +453,9 @@ START_TEST (test_race_quality)
     //  low answers first but below 0.8; good passes and wins; late is
     //  cancelled, its answer dropped when it comes.
     s_expect ("best", "\"go\"", "{\"score\":0.9,\"text\":\"great\"}");
-    ck_assert_int_eq (s_info ("best", "parallel.rejected"), 1);
-    ck_assert_int_eq (s_info ("best", "parallel.cancelled"), 1);
-    s_expect_info ("best", "parallel.dropped", 1);
+    ck_assert_int_eq (tr_test_info (s_node, "best", "parallel.rejected"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "best", "parallel.cancelled"), 1);
+    tr_test_expect_info (s_node, "best", "parallel.dropped", 1);
     s_expect ("best-report", "\"go\"", "{\"winner\":\"good\",\"answer\":{\"score\":0.9,"
                                        "\"text\":\"great\"},\"rejected\":[\"low\"],\"failed\":{}}");
     s_expect ("wordy", "\"go\"", "{\"score\":0.9,\"text\":\"great\"}");
@@ -588,7 +472,7 @@ END_TEST
 START_TEST (test_events_and_tells)
 {
     s_start (TR_TEST_LENIENT S_VOTERS S_RACERS
-             "  - {name: watcher, actor: events}\n"
+             "  - {name: watcher, actor: ledger}\n"
              "  - {name: poll, actor: parallel, params: {mode: vote, members: [v1, v2, v3, v4, v5]}}\n"
              "  - {name: split, actor: parallel, params: {mode: sections, members: [v1, bad]}}\n"
              "  - {name: first, actor: parallel, params: {mode: race, members: [slow, fast]}}\n");
@@ -596,70 +480,49 @@ START_TEST (test_events_and_tells)
     s_expect ("poll", "\"q\"", "{\"consensus\":true,\"answer\":\"Paris\",\"votes\":3,\"total\":5,"
                                "\"confidence\":0.6,\"voters\":[\"v1\",\"v2\",\"v3\"],"
                                "\"distinct\":3,\"failed\":{}}");
-    s_expect_event ("[\"parallel.completed\",{\"parallel\":\"poll\",\"mode\":\"vote\",\"ms\":");
-    s_expect_event ("\"consensus\":true,\"votes\":3,\"total\":5,\"confidence\":0.6,"
-                    "\"answered\":5,\"failed\":{},\"cancelled\":0}]");
+    tr_test_expect_in_ledger ("[\"parallel.completed\",{\"parallel\":\"poll\","
+                              "\"mode\":\"vote\",\"ms\":");
+    tr_test_expect_in_ledger ("\"consensus\":true,\"votes\":3,\"total\":5,\"confidence\":0.6,"
+                              "\"answered\":5,\"failed\":{},\"cancelled\":0}]");
     s_expect_error ("split", "\"q\"", TR_EHANDLER);
-    s_expect_event ("[\"parallel.failed\",{\"parallel\":\"split\",\"mode\":\"sections\",\"ms\":");
-    s_expect_event ("\"error\":\"TR_EHANDLER\",\"member\":\"bad\",");
+    tr_test_expect_in_ledger ("[\"parallel.failed\",{\"parallel\":\"split\","
+                              "\"mode\":\"sections\",\"ms\":");
+    tr_test_expect_in_ledger ("\"error\":\"TR_EHANDLER\",\"member\":\"bad\",");
     //  A tell runs the same way; its outcome is counted and published.
     tr_body_t body = tr_test_pack_str ("told");
     ck_assert_int_eq (tr_tell (s_node, "first", body.data, body.size, NULL), TR_OK);
-    s_expect_info ("first", "parallel.completed", 1);
-    s_expect_event ("\"mode\":\"race\",\"ms\":");
-    s_expect_event ("\"winner\":\"fast\",\"rejected\":0,\"answered\":1,\"failed\":{},"
-                    "\"cancelled\":1}]");
+    tr_test_expect_info (s_node, "first", "parallel.completed", 1);
+    tr_test_expect_in_ledger ("\"mode\":\"race\",\"ms\":");
+    tr_test_expect_in_ledger ("\"winner\":\"fast\",\"rejected\":0,\"answered\":1,\"failed\":{},"
+                              "\"cancelled\":1}]");
 }
 END_TEST
 
 START_TEST (test_remote_member)
 {
-    tr_broker_t *broker = NULL;
-    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
-    ck_assert_int_eq (tr_broker_start (&bopts, &broker), TR_OK);
-    char endpoint [128];
-    snprintf (endpoint, sizeof endpoint, "%s", tr_broker_endpoint (broker));
-    tr_node_opts_t a_opts = { .broker = endpoint, .node_id = "node-a", .heartbeat_ms = 100 };
-    tr_node_opts_t b_opts = { .broker = endpoint, .node_id = "node-b", .heartbeat_ms = 100 };
-    tr_node_t *a = NULL, *b = NULL;
-    ck_assert_int_eq (tr_node_new (&a_opts, &a), TR_OK);
-    ck_assert_int_eq (tr_node_new (&b_opts, &b), TR_OK);
-    ck_assert_int_eq (tr_spawn (b, "far", &s_part_type.behaviour, NULL, NULL, NULL), TR_OK);
+    tr_test_remote_t r;
+    tr_test_remote_start (&r);
+    ck_assert_int_eq (tr_spawn (r.b, "far", &s_part_type.behaviour, NULL, NULL, NULL), TR_OK);
     tr_tree_t *tree = NULL;
     tr_sup_t *sup = NULL;
-    tr_test_tree_start (a, "name: t\n"
-                           "children:\n"
-                           "  - {name: near, actor: part}\n"
-                           "  - {name: p, actor: parallel, params: {mode: sections, timeout: 1s,"
-                           " members: [near, far]}}\n", "parallel.yaml", &tree, &sup);
+    tr_test_tree_start (r.a, "name: t\n"
+                             "children:\n"
+                             "  - {name: near, actor: part}\n"
+                             "  - {name: p, actor: parallel, params: {mode: sections, timeout: 1s,"
+                             " members: [near, far]}}\n", "parallel.yaml", &tree, &sup);
     int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
     char *answer = NULL;
     int rc;
-    while ((rc = tr_test_ask_jj (a, "p", "\"r\"", 2000, &answer)) != TR_OK
+    while ((rc = tr_test_ask_jj (r.a, "p", "\"r\"", 2000, &answer)) != TR_OK
            && tr_test_now_ms () < deadline)
         usleep (20 * 1000);
     ck_assert_int_eq (rc, TR_OK);
     ck_assert_str_eq (answer, "{\"near\":\"r-near\",\"far\":\"r-far\"}");
     free (answer);
     tr_test_tree_stop (&tree, &sup);
-    tr_node_destroy (&b);
-    tr_node_destroy (&a);
-    tr_broker_stop (&broker);
+    tr_test_remote_stop (&r);
 }
 END_TEST
-
-typedef struct {
-    int rc;
-    pthread_t thread;
-} s_asker_t;
-
-static void *
-s_asker_run (void *arg)
-{
-    s_asker_t *asker = (s_asker_t *) arg;
-    asker->rc = tr_test_ask_jj (s_node, "abc", "\"x\"", s_timeout (), NULL);
-    return NULL;
-}
 
 START_TEST (test_stop_in_flight)
 {
@@ -668,14 +531,14 @@ START_TEST (test_stop_in_flight)
              "  - {name: a, actor: part, params: {delay: 500ms}}\n"
              "  - {name: b, actor: part, params: {delay: 500ms}}\n"
              "  - {name: abc, actor: parallel, params: {mode: sections, members: [a, b]}}\n");
-    s_asker_t asker = { .rc = 1 };
-    ck_assert_int_eq (pthread_create (&asker.thread, NULL, s_asker_run, &asker), 0);
-    s_expect_info ("a", "got", 1);
-    ck_assert_int_eq (s_info ("abc", "parallel.inflight"), 1);
+    tr_test_asker_t asker;
+    tr_test_asker_start (&asker, s_node, "abc", "\"x\"", s_timeout (), 0);
+    tr_test_expect_info (s_node, "a", "got", 1);
+    ck_assert_int_eq (tr_test_info (s_node, "abc", "parallel.inflight"), 1);
     //  The parallel actor stops with the run in flight: the asker hears
     //  TR_ENOREPLY at once, not a timeout.
     ck_assert_int_eq (tr_actor_stop (s_node, "abc", 1000), TR_OK);
-    pthread_join (asker.thread, NULL);
+    tr_test_asker_join (&asker);
     ck_assert_int_eq (asker.rc, TR_ENOREPLY);
 }
 END_TEST
@@ -683,27 +546,15 @@ END_TEST
 //  --------------------------------------------------------------------------
 //  Bad parameters
 
-//  The loader's or the actor's message for params, which must hold expect.
+//  The loader's or the actor's message for params, which must be expect.
 static void
 s_expect_bad (const char *params, const char *expect)
 {
-    char yaml [800];
-    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - {name: a, actor: part}\n"
-                                 "  - name: p\n    actor: parallel\n    params: %s\n", params);
-    tr_tree_error_t err;
-    char buf [800];
-    char *error = NULL;
-    int rc = tr_tree_parse (yaml, strlen (yaml), "parallel.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    else {
-        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
-        ck_assert_int_eq (rc, TR_ECHILD);
-        tr_tree_destroy (&s_tree);
-    }
-    ck_assert_msg (error && strcmp (error, expect) == 0, "params %s: got '%s', expected '%s'",
-                   params, error? error: "(none)", expect);
-    free (error);
+    tr_test_expect_params_error (s_node, "parallel.yaml", "name: t\n"
+                                 "children:\n"
+                                 "  - {name: a, actor: part}\n"
+                                 "  - name: p\n"
+                                 "    actor: parallel\n", params, expect, TR_TEST_WHOLE);
 }
 
 START_TEST (test_bad_params)
@@ -801,13 +652,10 @@ START_TEST (test_bad_params)
                        "        - a\n"
                        "        - {actor: b, field: x}\n"
                        "        - {actor: 'c d'}\n";
-    tr_tree_error_t err;
-    char buf [800];
-    ck_assert_int_eq (tr_tree_parse (yaml, strlen (yaml), "parallel.yaml", &s_tree, &err),
-                      TR_EMALFORMED);
-    ck_assert_str_eq (tr_tree_error_format (&err, buf, sizeof buf),
-                      "parallel.yaml:11:19: p: 'members item 3 'actor'' is not a valid actor "
-                      "name: 'c d'");
+    char *error = tr_test_tree_error (s_node, yaml, "parallel.yaml");
+    ck_assert_str_eq (error, "parallel.yaml:11:19: p: 'members item 3 'actor'' is not a valid "
+                             "actor name: 'c d'");
+    free (error);
 }
 END_TEST
 

@@ -16,7 +16,6 @@
 #include "tr_test.h"
 #include "tr_test_tree.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 
 static tr_node_t *s_node;
@@ -70,53 +69,6 @@ s_who (const char *pool, const char *text)
     return answer;
 }
 
-static int64_t
-s_info (const char *actor, const char *key)
-{
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
-}
-
-//  An ask on a thread of its own, so that several are in flight at once.
-typedef struct {
-    tr_node_t *node;
-    const char *to;
-    const char *text;
-    int timeout_ms;
-    int rc;
-    char *answer;
-    int64_t done_ms;
-    pthread_t thread;
-} s_asker_t;
-
-static void *
-s_asker_run (void *arg)
-{
-    s_asker_t *a = (s_asker_t *) arg;
-    a->rc = tr_test_ask_str (a->node, a->to, a->text, a->timeout_ms, &a->answer);
-    a->done_ms = tr_test_now_ms ();
-    return NULL;
-}
-
-static void
-s_asker_start (s_asker_t *a, const char *to, const char *text, int timeout_ms)
-{
-    memset (&a->rc, 0, sizeof *a - offsetof (s_asker_t, rc));
-    a->node = s_node;
-    a->to = to;
-    a->text = text;
-    a->timeout_ms = timeout_ms;
-    ck_assert_int_eq (pthread_create (&a->thread, NULL, s_asker_run, a), 0);
-}
-
-static void
-s_asker_join (s_asker_t *a)
-{
-    pthread_join (a->thread, NULL);
-}
-
 //  --------------------------------------------------------------------------
 //  Strategies
 
@@ -134,18 +86,19 @@ START_TEST (test_round_robin)
         ck_assert_str_eq (who, expect [i]);
         free (who);
     }
-    ck_assert_int_eq (s_info ("p", "pool.answered"), 7);
-    ck_assert_int_eq (s_info ("p", "pool.inflight"), 0);
+    ck_assert_int_eq (tr_test_info (s_node, "p", "pool.answered"), 7);
+    ck_assert_int_eq (tr_test_info (s_node, "p", "pool.inflight"), 0);
     //  Tells go round too.
     for (int i = 0; i < 6; i++)
         ck_assert_int_eq (tr_tell (s_node, "p", "\xa1x", 2, NULL), TR_OK);
     int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    while (s_info ("a", "got") + s_info ("b", "got") + s_info ("c", "got") < 13
+    while (tr_test_info (s_node, "a", "got") + tr_test_info (s_node, "b", "got")
+           + tr_test_info (s_node, "c", "got") < 13
     &&     tr_test_now_ms () < deadline)
         usleep (5000);
-    ck_assert_int_eq (s_info ("a", "got"), 5);
-    ck_assert_int_eq (s_info ("b", "got"), 4);
-    ck_assert_int_eq (s_info ("c", "got"), 4);
+    ck_assert_int_eq (tr_test_info (s_node, "a", "got"), 5);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "got"), 4);
+    ck_assert_int_eq (tr_test_info (s_node, "c", "got"), 4);
 }
 END_TEST
 
@@ -159,12 +112,12 @@ START_TEST (test_least_busy)
              "  - {name: p, actor: pool, params: {members: [slow, b, c], strategy: least_busy}}\n");
     //  The first ask goes to `slow` (all idle; the first in turn) and keeps
     //  it busy; while it is, no other ask goes there.
-    s_asker_t first;
-    s_asker_start (&first, "p", "x", 5000 * tr_test_slowdown ());
+    tr_test_asker_t first;
+    tr_test_asker_start (&first, s_node, "p", "\"x\"", 5000 * tr_test_slowdown (), 0);
     int64_t deadline = tr_test_now_ms () + 2000 * tr_test_slowdown ();
-    while (s_info ("slow", "got") == 0 && tr_test_now_ms () < deadline)
+    while (tr_test_info (s_node, "slow", "got") == 0 && tr_test_now_ms () < deadline)
         usleep (2000);
-    ck_assert_int_eq (s_info ("slow", "got"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "slow", "got"), 1);
     int64_t start = tr_test_now_ms ();
     int seen_b = 0, seen_c = 0;
     for (int i = 0; i < 6; i++) {
@@ -174,16 +127,16 @@ START_TEST (test_least_busy)
         free (who);
     }
     bool in_time = tr_test_now_ms () - start < 500;
-    s_asker_join (&first);
+    tr_test_asker_join (&first);
     ck_assert_int_eq (first.rc, TR_OK);
-    ck_assert_str_eq (first.answer, "slow");
+    ck_assert_str_eq (first.answer, "\"slow\"");
     free (first.answer);
     if (in_time) {
         //  (On a machine slow enough for `slow` to finish meanwhile, it may
         //  rightly get asks again; the split below is then not checked.)
         ck_assert_int_eq (seen_b, 3);
         ck_assert_int_eq (seen_c, 3);
-        ck_assert_int_eq (s_info ("slow", "got"), 1);
+        ck_assert_int_eq (tr_test_info (s_node, "slow", "got"), 1);
     }
 }
 END_TEST
@@ -361,17 +314,18 @@ START_TEST (test_broadcast)
     //  A tell goes to every member.
     ck_assert_int_eq (tr_tell (s_node, "p", body.data, body.size, NULL), TR_OK);
     int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    while ((s_info ("a", "got") < 2 || s_info ("c", "got") < 2 || s_info ("bad", "got") < 2)
+    while ((tr_test_info (s_node, "a", "got") < 2 || tr_test_info (s_node, "c", "got") < 2
+            || tr_test_info (s_node, "bad", "got") < 2)
     &&     tr_test_now_ms () < deadline)
         usleep (5000);
-    ck_assert_int_eq (s_info ("a", "got"), 2);
-    ck_assert_int_eq (s_info ("c", "got"), 2);
-    ck_assert_int_eq (s_info ("bad", "got"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "a", "got"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "c", "got"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "bad", "got"), 2);
     //  The one nobody holds is counted, not lost silently.
     deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    while (s_info ("p", "pool.dropped") < 1 && tr_test_now_ms () < deadline)
+    while (tr_test_info (s_node, "p", "pool.dropped") < 1 && tr_test_now_ms () < deadline)
         usleep (5000);
-    ck_assert_int_eq (s_info ("p", "pool.dropped"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "p", "pool.dropped"), 1);
 }
 END_TEST
 
@@ -435,21 +389,22 @@ START_TEST (test_limit_queue_full)
              "    actor: pool\n"
              "    params: {members: [m1, m2], limit: 3, queue: 2}\n");
     enum { N = 7 };
-    s_asker_t askers [N];
+    tr_test_asker_t askers [N];
     int64_t start = tr_test_now_ms ();
     for (int i = 0; i < N; i++) {
-        s_asker_start (&askers [i], "p", "summarise the weather", 10000 * tr_test_slowdown ());
+        tr_test_asker_start (&askers [i], s_node, "p", "\"summarise the weather\"",
+                             10000 * tr_test_slowdown (), 0);
         usleep (20 * 1000);              //  in order: they reach the pool in turn
     }
     int ok = 0, full = 0;
     int64_t last = 0;
     for (int i = 0; i < N; i++) {
-        s_asker_join (&askers [i]);
+        tr_test_asker_join (&askers [i]);
         if (askers [i].rc == TR_OK) {
             ok++;
-            ck_assert_msg (strlen (askers [i].answer) > 0, "empty answer");
-            if (askers [i].done_ms > last)
-                last = askers [i].done_ms;
+            ck_assert_msg (strcmp (askers [i].answer, "\"\"") != 0, "empty answer");
+            if (askers [i].back_ms > last)
+                last = askers [i].back_ms;
         }
         else {
             ck_assert_int_eq (askers [i].rc, TR_EFULL);
@@ -460,7 +415,7 @@ START_TEST (test_limit_queue_full)
     //  3 in flight, 2 queued, 2 refused at once.
     ck_assert_int_eq (ok, 5);
     ck_assert_int_eq (full, 2);
-    ck_assert_int_eq (s_info ("p", "pool.refused"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "p", "pool.refused"), 2);
     //  Overlap: two rounds of 300 ms (3 then 2), not five in a row (1.5 s).
     int64_t took = last - start;
     ck_assert_msg (took >= 550, "5 answers in %lld ms: the limit was not kept", (long long) took);
@@ -478,24 +433,24 @@ START_TEST (test_adaptive)
              "    actor: pool\n"
              "    params: {members: [m], adaptive: true, limit: 16, limit_min: 1,\n"
              "             latency_target: 500ms}\n");
-    ck_assert_int_eq (s_info ("p", "pool.limit"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "p", "pool.limit"), 1);
     //  Answers within the target: the limit grows (about sqrt (2n) after n).
     for (int i = 0; i < 60; i++)
         free (s_who ("p", "x"));
-    int64_t grown = s_info ("p", "pool.limit");
+    int64_t grown = tr_test_info (s_node, "p", "pool.limit");
     ck_assert_msg (grown >= 8 && grown <= 16, "limit %lld after 60 good answers", (long long) grown);
     //  Failures: each round halves it, down to limit_min.
     atomic_store (&tr_test_member_switch, true);
     ck_assert_int_eq (s_ask ("p", "x", NULL), TR_EHANDLER);
-    ck_assert_int_eq (s_info ("p", "pool.limit"), grown / 2);
+    ck_assert_int_eq (tr_test_info (s_node, "p", "pool.limit"), grown / 2);
     for (int i = 0; i < 6; i++)
         ck_assert_int_eq (s_ask ("p", "x", NULL), TR_EHANDLER);
-    ck_assert_int_eq (s_info ("p", "pool.limit"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "p", "pool.limit"), 1);
     //  And grows again once the member is well.
     atomic_store (&tr_test_member_switch, false);
     for (int i = 0; i < 20; i++)
         free (s_who ("p", "x"));
-    ck_assert_int_gt (s_info ("p", "pool.limit"), 3);
+    ck_assert_int_gt (tr_test_info (s_node, "p", "pool.limit"), 3);
 }
 END_TEST
 
@@ -532,19 +487,19 @@ START_TEST (test_failures_and_retries)
     who = s_who ("again", "x");
     ck_assert_str_eq (who, "good");
     free (who);
-    ck_assert_int_eq (s_info ("again", "pool.retried"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "again", "pool.retried"), 3);
     //  More retries than members: every member once, then the last error.
     ck_assert_int_eq (s_ask ("short", "x", NULL), TR_ENOACTOR);
-    ck_assert_int_eq (s_info ("short", "pool.failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "short", "pool.failed"), 1);
     //  The asker's own deadline bounds the attempt: the slot is free again
     //  soon after it, not after the pool's timeout of 5 s.
     ck_assert_int_eq (tr_test_ask_str (s_node, "stuck", "x", 100, NULL), TR_ETIMEDOUT);
-    ck_assert_int_eq (s_info ("stuck", "pool.inflight"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "stuck", "pool.inflight"), 1);
     int64_t deadline = tr_test_now_ms () + 1000 * tr_test_slowdown ();
-    while (s_info ("stuck", "pool.inflight") > 0 && tr_test_now_ms () < deadline)
+    while (tr_test_info (s_node, "stuck", "pool.inflight") > 0 && tr_test_now_ms () < deadline)
         usleep (5000);
-    ck_assert_int_eq (s_info ("stuck", "pool.inflight"), 0);
-    ck_assert_int_eq (s_info ("stuck", "pool.failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "stuck", "pool.inflight"), 0);
+    ck_assert_int_eq (tr_test_info (s_node, "stuck", "pool.failed"), 1);
 }
 END_TEST
 
@@ -554,20 +509,20 @@ START_TEST (test_stop_in_flight)
              "children:\n"
              "  - {name: m, actor: llm, params: {offline: {latency: 2s}}}\n"
              "  - {name: p, actor: pool, params: {members: [m], limit: 1}}\n");
-    s_asker_t a, b;
+    tr_test_asker_t a, b;
     int64_t start = tr_test_now_ms ();
-    s_asker_start (&a, "p", "one", 10000);
+    tr_test_asker_start (&a, s_node, "p", "\"one\"", 10000, 0);
     usleep (50 * 1000);
-    s_asker_start (&b, "p", "two", 10000);       //  queued behind a
+    tr_test_asker_start (&b, s_node, "p", "\"two\"", 10000, 0);     //  queued behind a
     usleep (50 * 1000);
     ck_assert_int_eq (tr_sup_stop_child (s_node, "p"), TR_OK);
-    s_asker_join (&a);
-    s_asker_join (&b);
+    tr_test_asker_join (&a);
+    tr_test_asker_join (&b);
     //  Neither waits for its full timeout: both are told no answer comes.
     ck_assert_int_eq (a.rc, TR_ENOREPLY);
     ck_assert_int_eq (b.rc, TR_ENOREPLY);
-    ck_assert_int_lt (a.done_ms - start, 1800);
-    ck_assert_int_lt (b.done_ms - start, 1800);
+    ck_assert_int_lt (a.back_ms - start, 1800);
+    ck_assert_int_lt (b.back_ms - start, 1800);
 }
 END_TEST
 
@@ -576,17 +531,11 @@ END_TEST
 
 START_TEST (test_remote_member)
 {
-    tr_broker_t *broker = NULL;
-    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
-    ck_assert_int_eq (tr_broker_start (&bopts, &broker), TR_OK);
-    char endpoint [128];
-    snprintf (endpoint, sizeof endpoint, "%s", tr_broker_endpoint (broker));
-    tr_node_opts_t a_opts = { .broker = endpoint, .node_id = "node-a", .heartbeat_ms = 100 };
-    tr_node_opts_t b_opts = { .broker = endpoint, .node_id = "node-b", .heartbeat_ms = 100 };
-    tr_node_t *a = NULL, *b = NULL;
-    ck_assert_int_eq (tr_node_new (&a_opts, &a), TR_OK);
-    ck_assert_int_eq (tr_node_new (&b_opts, &b), TR_OK);
-    ck_assert_int_eq (tr_spawn (b, "far", &tr_test_member_type.behaviour, NULL, NULL, NULL), TR_OK);
+    tr_test_remote_t r;
+    tr_test_remote_start (&r);
+    tr_node_t *a = r.a;
+    ck_assert_int_eq (tr_spawn (r.b, "far", &tr_test_member_type.behaviour, NULL, NULL, NULL),
+                      TR_OK);
     //  The pool and one member on node a; the other member on node b.
     s_start_on (a, "name: t\n"
                    "children:\n"
@@ -621,7 +570,7 @@ START_TEST (test_remote_member)
     ck_assert_str_eq (what [1], "far");
     //  The remote member gone: its asks fail over to near with retries,
     //  and without them the asker hears of it (no wait for the timeout).
-    tr_node_destroy (&b);
+    tr_node_destroy (&r.b);
     for (int i = 0; i < 4; i++) {
         char *answer = NULL;
         rc = tr_test_ask_str (a, "p", "x", 5000, &answer);
@@ -631,43 +580,22 @@ START_TEST (test_remote_member)
             ck_assert_str_eq (answer, "near");
         free (answer);
     }
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
-    tr_node_destroy (&a);
-    tr_broker_stop (&broker);
+    tr_test_tree_stop (&s_tree, &s_sup);
+    tr_test_remote_stop (&r);
 }
 END_TEST
 
 //  --------------------------------------------------------------------------
 //  Parameters
 
-//  The error a tree gives when it loads (TR_EMALFORMED) and, if it loads,
-//  when it starts; the first one met, formatted.
-static char *
-s_tree_error (const char *yaml)
-{
-    tr_tree_error_t err;
-    char buf [800];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "pool.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        return strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_int_eq (rc, TR_ECHILD);
-    tr_tree_destroy (&s_tree);
-    return reason;
-}
-
 static void
 s_expect_error (const char *params, const char *expect)
 {
-    char yaml [600];
-    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - {name: a, actor: member}\n"
-                                 "  - name: p\n    actor: pool\n    params: %s\n", params);
-    char *error = s_tree_error (yaml);
-    ck_assert_msg (error && strstr (error, expect), "params %s: got '%s', expected '%s'",
-                   params, error? error: "(none)", expect);
-    free (error);
+    tr_test_expect_params_error (s_node, "pool.yaml", "name: t\n"
+                                 "children:\n"
+                                 "  - {name: a, actor: member}\n"
+                                 "  - name: p\n"
+                                 "    actor: pool\n", params, expect, TR_TEST_PART);
 }
 
 START_TEST (test_bad_params)
@@ -704,13 +632,13 @@ START_TEST (test_bad_params)
                     "p: 'retries' does not apply to strategy broadcast");
     s_expect_error ("{members: [a], timeout: 0}", "p: 'timeout' must be from 1 ms");
     //  Found when the file is loaded, at the value's own line and column.
-    char *error = s_tree_error ("name: t\n"
-                                "children:\n"
-                                "  - {name: a, actor: member}\n"
-                                "  - name: p\n"
-                                "    actor: pool\n"
-                                "    params:\n"
-                                "      members: [a, a]\n");
+    char *error = tr_test_tree_error (s_node, "name: t\n"
+                                      "children:\n"
+                                      "  - {name: a, actor: member}\n"
+                                      "  - name: p\n"
+                                      "    actor: pool\n"
+                                      "    params:\n"
+                                      "      members: [a, a]\n", "pool.yaml");
     ck_assert_str_eq (error, "pool.yaml:7:20: p: 'members' names 'a' twice (items 1 and 2)");
     free (error);
     //  Spawned from C with parameters of its own, the pool checks them

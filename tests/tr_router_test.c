@@ -15,8 +15,6 @@
 #include "tr_test.h"
 #include "tr_test_tree.h"
 
-#include <pthread.h>
-
 static tr_broker_t *s_broker;
 static char s_endpoint [128];
 static tr_node_t *s_node;
@@ -74,15 +72,6 @@ s_expect_route (const char *router, const char *text, const char *expect)
     free (who);
 }
 
-static int64_t
-s_info (const char *actor, const char *key)
-{
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
-}
-
 //  A map {topic: TOPIC, text: TEXT}.
 static void
 s_map (tr_body_t *body, const char *topic, const char *text)
@@ -137,23 +126,24 @@ START_TEST (test_priority_and_default)
     ck_assert_int_eq (tr_test_ask_body_str (s_node, "r", body.data, body.size, 5000, &who), TR_OK);
     ck_assert_str_eq (who, "general");
     free (who);
-    ck_assert_int_eq (s_info ("r", "router.routed"), 4);
-    ck_assert_int_eq (s_info ("r", "router.defaulted"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "r", "router.routed"), 4);
+    ck_assert_int_eq (tr_test_info (s_node, "r", "router.defaulted"), 2);
     //  No rule and no default: a clear error, at once.
     int64_t start = tr_test_now_ms ();
     ck_assert_int_eq (s_ask ("strict", "hello", NULL), TR_ENOTFOUND);
     ck_assert_int_lt (tr_test_now_ms () - start, 1000 * tr_test_slowdown ());
-    ck_assert_int_eq (s_info ("strict", "router.unrouted"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "strict", "router.unrouted"), 1);
     s_expect_route ("strict", "refund", "billing");
     //  Tells are routed too.
     ck_assert_int_eq (tr_tell (s_node, "r", "\xa6refund", 7, NULL), TR_OK);
     ck_assert_int_eq (tr_tell (s_node, "strict", "\xa5hello", 6, NULL), TR_OK);
     int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    while ((s_info ("billing", "got") < 4 || s_info ("strict", "router.unrouted") < 2)
+    while ((tr_test_info (s_node, "billing", "got") < 4
+            || tr_test_info (s_node, "strict", "router.unrouted") < 2)
     &&     tr_test_now_ms () < deadline)
         usleep (5000);
-    ck_assert_int_eq (s_info ("billing", "got"), 4);
-    ck_assert_int_eq (s_info ("strict", "router.unrouted"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "billing", "got"), 4);
+    ck_assert_int_eq (tr_test_info (s_node, "strict", "router.unrouted"), 2);
 }
 END_TEST
 
@@ -190,28 +180,13 @@ START_TEST (test_scratchpad)
     for (int i = 0; i < 50; i++)
         ck_assert_int_eq (tr_tell (s_node, "r", "\xa1x", 2, NULL), TR_OK);
     int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
-    while (s_info ("slowdown", "got") < 51 && tr_test_now_ms () < deadline)
+    while (tr_test_info (s_node, "slowdown", "got") < 51 && tr_test_now_ms () < deadline)
         usleep (5000);
-    ck_assert_int_eq (s_info ("slowdown", "got"), 51);
+    ck_assert_int_eq (tr_test_info (s_node, "slowdown", "got"), 51);
 }
 END_TEST
 
 //  An ask on a thread of its own.
-typedef struct {
-    const char *to;
-    int rc;
-    char *answer;
-    pthread_t thread;
-} s_asker_t;
-
-static void *
-s_asker_run (void *arg)
-{
-    s_asker_t *a = (s_asker_t *) arg;
-    a->rc = s_ask (a->to, "x", &a->answer);
-    return NULL;
-}
-
 START_TEST (test_least_loaded)
 {
     s_start ("name: t\n"
@@ -222,18 +197,16 @@ START_TEST (test_least_loaded)
              "  - name: r\n"
              "    actor: router\n"
              "    params: {routes: [{least_loaded: [w1, w2, w3]}]}\n");
-    s_asker_t askers [3];
+    tr_test_asker_t askers [3];
     for (int i = 0; i < 3; i++) {
-        memset (&askers [i], 0, sizeof askers [i]);
-        askers [i].to = "r";
-        ck_assert_int_eq (pthread_create (&askers [i].thread, NULL, s_asker_run, &askers [i]), 0);
+        tr_test_asker_start (&askers [i], s_node, "r", "\"x\"", 5000 * tr_test_slowdown (), 0);
         usleep (30 * 1000);
     }
     bool seen [3] = { false };
     for (int i = 0; i < 3; i++) {
-        pthread_join (askers [i].thread, NULL);
+        tr_test_asker_join (&askers [i]);
         ck_assert_int_eq (askers [i].rc, TR_OK);
-        seen [askers [i].answer [1] - '1'] = true;
+        seen [askers [i].answer [2] - '1'] = true;     //  "\"wN\""
         free (askers [i].answer);
     }
     //  Each went to an idle member, none to a busy one.
@@ -286,7 +259,7 @@ START_TEST (test_classifier)
     s_expect_route ("r", "what are your hours?", "general");
     //  A classifier that fails is the asker's error, not a silent default.
     ck_assert_int_eq (s_ask ("r", "total outage", NULL), TR_EHTTP);
-    ck_assert_int_eq (s_info ("r", "router.failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "r", "router.failed"), 1);
 }
 END_TEST
 
@@ -310,8 +283,8 @@ START_TEST (test_route_failures)
     ck_assert_msg (took >= 190 && took < 1500 * tr_test_slowdown (), "took %lld ms",
                    (long long) took);
     ck_assert_int_eq (s_ask ("r", "gone", NULL), TR_ENOACTOR);
-    ck_assert_int_eq (s_info ("r", "router.failed"), 3);
-    ck_assert_int_eq (s_info ("r", "router.inflight"), 0);
+    ck_assert_int_eq (tr_test_info (s_node, "r", "router.failed"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "r", "router.inflight"), 0);
 }
 END_TEST
 
@@ -341,23 +314,11 @@ END_TEST
 static void
 s_expect_error (const char *params, const char *expect)
 {
-    char yaml [800];
-    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - {name: a, actor: member}\n"
-                                 "  - name: r\n    actor: router\n    params: %s\n", params);
-    tr_tree_error_t err;
-    char buf [800];
-    char *error = NULL;
-    int rc = tr_tree_parse (yaml, strlen (yaml), "router.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    else {
-        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
-        ck_assert_int_eq (rc, TR_ECHILD);
-        tr_tree_destroy (&s_tree);
-    }
-    ck_assert_msg (error && strstr (error, expect), "params %s: got '%s', expected '%s'",
-                   params, error? error: "(none)", expect);
-    free (error);
+    tr_test_expect_params_error (s_node, "router.yaml", "name: t\n"
+                                 "children:\n"
+                                 "  - {name: a, actor: member}\n"
+                                 "  - name: r\n"
+                                 "    actor: router\n", params, expect, TR_TEST_PART);
 }
 
 START_TEST (test_bad_params)
@@ -402,12 +363,10 @@ START_TEST (test_bad_params)
                     "        - {match: x, to: a}\n"
                     "        - classifier: a\n"
                     "          routes: {billing: \"b c\"}\n";
-    tr_tree_error_t err;
-    char buf [800];
-    ck_assert_int_eq (tr_tree_parse (yaml, strlen (yaml), "router.yaml", &s_tree, &err),
-                      TR_EMALFORMED);
-    tr_tree_error_format (&err, buf, sizeof buf);
-    ck_assert_msg (strstr (buf, "router.yaml:10:29: r: routes item 2 routes 'billing' is not a valid actor name: 'b c'"), "%s", buf);
+    char *error = tr_test_tree_error (s_node, yaml, "router.yaml");
+    ck_assert_msg (strstr (error, "router.yaml:10:29: r: routes item 2 routes 'billing' is not a "
+                                  "valid actor name: 'b c'"), "%s", error);
+    free (error);
 }
 END_TEST
 

@@ -8,7 +8,26 @@
     - tr_test_ask_str / tr_test_ask_json: an ask with a string body whose
       answer comes back as a C string (a string answer) or as JSON (any);
       tr_test_ask_jj with a body given as JSON, and tr_test_expect_jj /
-      tr_test_expect_error to check its answer or its error.
+      tr_test_expect_error to check its answer or its error;
+      tr_test_expect_answer checks the JSON answer to a string body.
+    - tr_test_info / tr_test_expect_info: an actor's info counter, read
+      or waited for.
+    - Trees that must be refused: tr_test_tree_error (the loader's
+      FILE:LINE:COL message, or the reason the start gives), and for a
+      child's params tr_test_params_error / tr_test_params_refused /
+      tr_test_expect_params_error; tr_test_start_error for params given
+      from C.
+    - The ledger: lines that test actors append to under a lock ("NAME
+      JSON" for a message: tr_test_ledger_add), which the test takes,
+      compares, searches or waits for; the "ledger" actor type records
+      what it gets there.
+    - Spans: when each piece of work in test actors started and ended
+      (tr_test_span_begin / _end), and how many ran at once, for
+      tr_test_overlap, which measures that work ran at the same time.
+    - tr_test_asker_t: an ask on a thread of its own, so that several are
+      in flight at once.
+    - tr_test_remote_t: a real broker on the loopback and two nodes
+      joined through it, for members on another node.
     - The "member" actor type: answers an ask with its own name after
       `delay`, or fails (`fail: true`, or `switch: true` while
       tr_test_member_switch is set); counts what it gets in its info
@@ -21,6 +40,7 @@
 
 #include "tr_test.h"
 #include "tr_json.h"
+#include <pthread.h>
 #include <stdatomic.h>
 
 #define TR_TEST_LENIENT "name: t\n" \
@@ -147,6 +167,508 @@ tr_test_expect_error (tr_node_t *node, const char *to, const char *json, int tim
     int rc = tr_test_ask_jj (node, to, json, timeout_ms, NULL);
     ck_assert_msg (rc == expected, "ask %s %s: %s, not %s", to, json, tr_errname (rc),
                    tr_errname (expected));
+}
+
+//  Asks `to` with a string body and checks that the answer, written as
+//  JSON, is `json`.
+static inline void
+tr_test_expect_answer (tr_node_t *node, const char *to, const char *text, int timeout_ms,
+                       const char *json)
+{
+    char *answer = NULL;
+    int rc = tr_test_ask_json (node, to, text, timeout_ms, &answer);
+    ck_assert_msg (rc == TR_OK, "%s: %s", to, tr_errname (rc));
+    ck_assert_str_eq (answer, json);
+    free (answer);
+}
+
+//  --------------------------------------------------------------------------
+//  Counters
+
+//  The info counter `key` of `actor` on node (0 while it has none).
+static inline int64_t
+tr_test_info (tr_node_t *node, const char *actor, const char *key)
+{
+    int64_t value = 0;
+    int rc = tr_actor_info_get (node, actor, key, &value);
+    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
+    return value;
+}
+
+//  Waits (3 s, times the slowdown) until a counter that only grows
+//  reaches value, then checks that it is exactly that.
+static inline void
+tr_test_expect_info (tr_node_t *node, const char *actor, const char *key, int64_t value)
+{
+    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
+    while (tr_test_info (node, actor, key) < value && tr_test_now_ms () < deadline)
+        usleep (5000);
+    int64_t got = tr_test_info (node, actor, key);
+    ck_assert_msg (got == value, "%s %s: %lld, not %lld", actor, key, (long long) got,
+                   (long long) value);
+}
+
+//  --------------------------------------------------------------------------
+//  Trees that must be refused
+
+//  How a message is compared with the one expected.
+typedef enum {
+    TR_TEST_WHOLE,                      //  the same text
+    TR_TEST_PART                        //  the expected text is part of it
+} tr_test_match_t;
+
+//  The message a tree made of yaml (named `file` in messages) is refused
+//  with, as a new string (the caller frees it): the loader's, formatted
+//  "FILE:LINE:COLUMN: ...", when the tree does not load; otherwise the
+//  reason the supervisor's start gives, which must fail with TR_ECHILD
+//  (the test fails if the tree starts).
+static inline char *
+tr_test_tree_error (tr_node_t *node, const char *yaml, const char *file)
+{
+    tr_tree_t *tree = NULL;
+    tr_sup_t *sup = NULL;
+    tr_tree_error_t err;
+    char buf [1200];
+    if (tr_tree_parse (yaml, strlen (yaml), file, &tree, &err) != TR_OK)
+        return strdup (tr_tree_error_format (&err, buf, sizeof buf));
+    char *reason = NULL;
+    int rc = tr_sup_start (node, tree->name, &tree->root, &sup, &reason);
+    tr_sup_stop (&sup);
+    tr_tree_destroy (&tree);
+    ck_assert_msg (rc == TR_ECHILD, "%s: the tree started (%s):\n%s", file, tr_errname (rc),
+                   yaml);
+    return reason;
+}
+
+//  The same for a tree whose text is `head` (up to and with its last
+//  child's "    actor: TYPE\n" line) followed by "    params: PARAMS\n".
+static inline char *
+tr_test_params_error (tr_node_t *node, const char *file, const char *head, const char *params)
+{
+    char *yaml = NULL;
+    ck_assert_int_ge (asprintf (&yaml, "%s    params: %s\n", head, params), 0);
+    char *error = tr_test_tree_error (node, yaml, file);
+    free (yaml);
+    return error;
+}
+
+//  Whether that tree is refused with `expect` (the whole message, or a
+//  part of it). A mismatch is written on standard error with the message
+//  that came instead, so that a test may count mismatches and show them
+//  all in one run.
+static inline bool
+tr_test_params_refused (tr_node_t *node, const char *file, const char *head,
+                        const char *params, const char *expect, tr_test_match_t match)
+{
+    char *error = tr_test_params_error (node, file, head, params);
+    bool same = error && (match == TR_TEST_PART? strstr (error, expect) != NULL
+                                               : strcmp (error, expect) == 0);
+    if (!same)
+        fprintf (stderr, "params %s:\n got      '%s'\n expected '%s'\n", params,
+                 error? error: "(none)", expect);
+    free (error);
+    return same;
+}
+
+//  Checks that the tree is refused with `expect`.
+static inline void
+tr_test_expect_params_error (tr_node_t *node, const char *file, const char *head,
+                             const char *params, const char *expect, tr_test_match_t match)
+{
+    ck_assert_msg (tr_test_params_refused (node, file, head, params, expect, match),
+                   "params %s: not refused with '%s' (what came instead is above)", params,
+                   expect);
+}
+
+//  The reason a tree of one supervisor "t" with one child `name` of
+//  actor type `type`, started from C with params given as JSON (so that
+//  the type's own start checks them, not the loader), is refused with
+//  (a new string, the caller frees it); the start must fail with
+//  TR_ECHILD.
+static inline char *
+tr_test_start_error (tr_node_t *node, const char *type, const char *name, const char *json)
+{
+    char *params = NULL;
+    size_t size = 0;
+    ck_assert_int_eq (tr__json_parse (json, strlen (json), &params, &size, NULL), 0);
+    tr_child_spec_t child = {
+        .name = name, .kind = TR_CHILD_ACTOR, .restart = TR_RESTART_TEMPORARY,
+        .shutdown_ms = 1000, .type = tr_actor_type_find (type),
+        .params = { (const uint8_t *) params, size }
+    };
+    ck_assert_ptr_nonnull (child.type);
+    tr_sup_spec_t spec = { .strategy = TR_ONE_FOR_ONE, .max_restarts = 1, .period_ms = 1000,
+                           .children = &child, .count = 1 };
+    tr_child_spec_t root = { .name = "t", .kind = TR_CHILD_SUPERVISOR, .shutdown_ms = 1000,
+                             .sup = &spec };
+    tr_sup_t *sup = NULL;
+    char *reason = NULL;
+    int rc = tr_sup_start (node, "t", &root, &sup, &reason);
+    tr_sup_stop (&sup);
+    free (params);
+    ck_assert_msg (rc == TR_ECHILD, "%s %s started (%s)", type, json, tr_errname (rc));
+    return reason;
+}
+
+//  --------------------------------------------------------------------------
+//  The ledger
+
+#define TR_TEST_LEDGER_SIZE 32768
+
+static pthread_mutex_t tr_test_ledger_lock = PTHREAD_MUTEX_INITIALIZER;
+static char tr_test_ledger [TR_TEST_LEDGER_SIZE];
+
+//  Empties the ledger.
+static inline void
+tr_test_ledger_clear (void)
+{
+    pthread_mutex_lock (&tr_test_ledger_lock);
+    tr_test_ledger [0] = '\0';
+    pthread_mutex_unlock (&tr_test_ledger_lock);
+}
+
+//  Appends a message body as a line "NAME JSON" (or "JSON" when name is
+//  NULL); what does not fit is cut off.
+static inline void
+tr_test_ledger_add (const char *name, const void *body, size_t size)
+{
+    char *json = NULL;
+    size_t len = 0;
+    ck_assert_int_eq (tr__json_from_msgpack (body, size, &json, &len), 0);
+    pthread_mutex_lock (&tr_test_ledger_lock);
+    size_t used = strlen (tr_test_ledger);
+    snprintf (tr_test_ledger + used, sizeof tr_test_ledger - used, "%s%s%.*s\n",
+              name? name: "", name? " ": "", (int) len, json);
+    pthread_mutex_unlock (&tr_test_ledger_lock);
+    free (json);
+}
+
+//  The ledger so far, as a new string (the caller frees it); with take,
+//  the ledger is emptied.
+static inline char *
+tr_test_ledger_copy (bool take)
+{
+    pthread_mutex_lock (&tr_test_ledger_lock);
+    char *copy = strdup (tr_test_ledger);
+    if (take)
+        tr_test_ledger [0] = '\0';
+    pthread_mutex_unlock (&tr_test_ledger_lock);
+    ck_assert_ptr_nonnull (copy);
+    return copy;
+}
+
+//  Whether the ledger holds `needle` (a C string; void * for
+//  tr_test_wait_until).
+static inline bool
+tr_test_ledger_has (void *needle)
+{
+    pthread_mutex_lock (&tr_test_ledger_lock);
+    bool has = strstr (tr_test_ledger, (const char *) needle) != NULL;
+    pthread_mutex_unlock (&tr_test_ledger_lock);
+    return has;
+}
+
+//  Waits up to timeout_ms for the ledger to hold `needle`, then returns a
+//  copy of it (the caller frees it), which may not hold it.
+static inline char *
+tr_test_ledger_wait (const char *needle, int timeout_ms)
+{
+    tr_test_wait_until (tr_test_ledger_has, (void *) needle, timeout_ms);
+    return tr_test_ledger_copy (false);
+}
+
+//  Takes the ledger (it is emptied) and checks that it is `expect`.
+static inline void
+tr_test_expect_ledger (const char *expect)
+{
+    char *text = tr_test_ledger_copy (true);
+    ck_assert_str_eq (text, expect);
+    free (text);
+}
+
+//  Waits (3 s, times the slowdown) until the ledger is `expect`, checks
+//  that it is, and empties it: for lines that may still be coming.
+static inline void
+tr_test_expect_ledger_settles (const char *expect)
+{
+    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
+    char *text = tr_test_ledger_copy (false);
+    while (strcmp (text, expect) != 0 && tr_test_now_ms () < deadline) {
+        free (text);
+        usleep (5000);
+        text = tr_test_ledger_copy (false);
+    }
+    ck_assert_str_eq (text, expect);
+    free (text);
+    tr_test_ledger_clear ();
+}
+
+//  Waits (3 s, times the slowdown) until the ledger holds `needle`; fails
+//  showing the ledger otherwise.
+static inline void
+tr_test_expect_in_ledger (const char *needle)
+{
+    char *text = tr_test_ledger_wait (needle, 3000 * tr_test_slowdown ());
+    ck_assert_msg (strstr (text, needle), "'%s' is not in the ledger:\n%s", needle, text);
+    free (text);
+}
+
+//  The "ledger" actor type: appends what it gets as "NAME JSON" and
+//  answers an ask with true; with `fail: true` it appends, then fails.
+static const tr_param_spec_t tr_test_ledger_params [] = {
+    { "fail", TR_PARAM_BOOL, false, "record, then fail" },
+    { .key = NULL }
+};
+
+static inline int
+tr_test_ledger__init (tr_actor_t *self, void *arg, void **state_p)
+{
+    (void) self;
+    bool *fail = (bool *) calloc (1, sizeof *fail);
+    if (!fail)
+        return -1;
+    if (arg)
+        tr_params_bool ((const tr_params_t *) arg, "fail", fail);
+    *state_p = fail;
+    return 0;
+}
+
+static inline int
+tr_test_ledger__handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    tr_test_ledger_add (tr_actor_name (self), tr_msg_body (msg), tr_msg_size (msg));
+    if (*(bool *) state)
+        return -1;
+    return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply (msg, "\xc3", 1): 0;
+}
+
+static inline void
+tr_test_ledger__terminate (tr_actor_t *self, int reason, void *state)
+{
+    (void) self; (void) reason;
+    free (state);
+}
+
+static const tr_actor_type_t tr_test_ledger_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "ledger",
+    .summary = "records what it gets in the test's ledger (tests)",
+    .behaviour = { tr_test_ledger__init, tr_test_ledger__handle, tr_test_ledger__terminate },
+    .params = tr_test_ledger_params,
+};
+
+//  Makes the ledger type known (again: a second call is fine) and empties
+//  the ledger.
+static inline void
+tr_test_ledger_register (void)
+{
+    int rc = tr_actor_type_register (&tr_test_ledger_type);
+    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    tr_test_ledger_clear ();
+}
+
+//  --------------------------------------------------------------------------
+//  Spans: when work ran in test actors
+
+typedef struct {
+    char name [32];                     //  who did it
+    int64_t start_ns;                   //  on tr__now_ns's clock
+    int64_t end_ns;                     //  0 while it runs
+} tr_test_span_t;
+
+#define TR_TEST_SPANS 256
+
+static pthread_mutex_t tr_test_spans_lock = PTHREAD_MUTEX_INITIALIZER;
+static tr_test_span_t tr_test_spans [TR_TEST_SPANS];
+static size_t tr_test_span_count;       //  spans begun (the last slot is reused when full)
+static int tr_test_spans_busy;          //  spans begun and not ended
+static int tr_test_spans_busy_most;     //  the most at once
+
+//  Forgets every span.
+static inline void
+tr_test_spans_clear (void)
+{
+    pthread_mutex_lock (&tr_test_spans_lock);
+    tr_test_span_count = 0;
+    tr_test_spans_busy = tr_test_spans_busy_most = 0;
+    pthread_mutex_unlock (&tr_test_spans_lock);
+}
+
+//  Begins a span of work by `name`, now; returns its index for
+//  tr_test_span_end.
+static inline size_t
+tr_test_span_begin (const char *name)
+{
+    pthread_mutex_lock (&tr_test_spans_lock);
+    size_t index = tr_test_span_count < TR_TEST_SPANS? tr_test_span_count++: TR_TEST_SPANS - 1;
+    tr_test_span_t *span = &tr_test_spans [index];
+    snprintf (span->name, sizeof span->name, "%s", name);
+    span->start_ns = tr__now_ns ();
+    span->end_ns = 0;
+    if (++tr_test_spans_busy > tr_test_spans_busy_most)
+        tr_test_spans_busy_most = tr_test_spans_busy;
+    pthread_mutex_unlock (&tr_test_spans_lock);
+    return index;
+}
+
+//  Ends span `index`, now.
+static inline void
+tr_test_span_end (size_t index)
+{
+    pthread_mutex_lock (&tr_test_spans_lock);
+    tr_test_spans [index].end_ns = tr__now_ns ();
+    tr_test_spans_busy--;
+    pthread_mutex_unlock (&tr_test_spans_lock);
+}
+
+//  How many spans began; with spans not NULL, copies up to max of them
+//  (in the order they began).
+static inline size_t
+tr_test_spans_copy (tr_test_span_t *spans, size_t max)
+{
+    pthread_mutex_lock (&tr_test_spans_lock);
+    size_t count = tr_test_span_count;
+    if (spans)
+        memcpy (spans, tr_test_spans, (count < max? count: max) * sizeof *spans);
+    pthread_mutex_unlock (&tr_test_spans_lock);
+    return count;
+}
+
+//  The most spans that ran at once.
+static inline int
+tr_test_spans_most (void)
+{
+    pthread_mutex_lock (&tr_test_spans_lock);
+    int most = tr_test_spans_busy_most;
+    pthread_mutex_unlock (&tr_test_spans_lock);
+    return most;
+}
+
+//  The last span `name` began (asserted to exist).
+static inline tr_test_span_t
+tr_test_span_last (const char *name)
+{
+    tr_test_span_t found = { .start_ns = -1 };
+    pthread_mutex_lock (&tr_test_spans_lock);
+    for (size_t i = 0; i < tr_test_span_count; i++)
+        if (strcmp (tr_test_spans [i].name, name) == 0)
+            found = tr_test_spans [i];
+    pthread_mutex_unlock (&tr_test_spans_lock);
+    ck_assert_msg (found.start_ns >= 0, "no work recorded for %s", name);
+    return found;
+}
+
+//  How long count intervals [starts [i], ends [i]] all ran at once: the
+//  earliest end less the latest start, which is above 0 only if every
+//  one had started before any had ended (in the units given).
+static inline int64_t
+tr_test_overlap (const int64_t *starts, const int64_t *ends, size_t count)
+{
+    int64_t latest_start = INT64_MIN, earliest_end = INT64_MAX;
+    for (size_t i = 0; i < count; i++) {
+        if (starts [i] > latest_start)
+            latest_start = starts [i];
+        if (ends [i] < earliest_end)
+            earliest_end = ends [i];
+    }
+    return earliest_end - latest_start;
+}
+
+//  Checks that count spans all ran at once (tr_test_overlap).
+static inline void
+tr_test_expect_overlap (const tr_test_span_t *spans, size_t count)
+{
+    int64_t starts [TR_TEST_SPANS], ends [TR_TEST_SPANS];
+    ck_assert_uint_le (count, TR_TEST_SPANS);
+    for (size_t i = 0; i < count; i++) {
+        starts [i] = spans [i].start_ns;
+        ends [i] = spans [i].end_ns;
+    }
+    int64_t overlap = tr_test_overlap (starts, ends, count);
+    ck_assert_msg (overlap > 0, "no overlap: the last of %zu started %lld us after the first "
+                   "ended", count, (long long) -overlap / 1000);
+}
+
+//  --------------------------------------------------------------------------
+//  An ask on a thread of its own
+
+typedef struct {
+    //  What to ask (tr_test_asker_start sets them).
+    tr_node_t *node;
+    const char *to;
+    const char *json;                   //  the body, as JSON
+    int timeout_ms;
+    int delay_ms;                       //  how long to wait before asking
+    //  What came of it (after tr_test_asker_join).
+    int rc;
+    char *answer;                       //  as JSON when rc is TR_OK (the caller frees it)
+    int64_t sent_ms;                    //  when it asked and when it heard, on
+    int64_t back_ms;                    //  tr_test_now_ms's clock
+    pthread_t thread;
+} tr_test_asker_t;
+
+static inline void *
+tr_test_asker__run (void *arg)
+{
+    tr_test_asker_t *a = (tr_test_asker_t *) arg;
+    if (a->delay_ms)
+        usleep ((useconds_t) a->delay_ms * 1000);
+    a->sent_ms = tr_test_now_ms ();
+    a->rc = tr_test_ask_jj (a->node, a->to, a->json, a->timeout_ms, &a->answer);
+    a->back_ms = tr_test_now_ms ();
+    return NULL;
+}
+
+//  Starts a thread that asks `to` with a body given as JSON (tr_test_ask_jj)
+//  after delay_ms. `to` and `json` must last until tr_test_asker_join.
+static inline void
+tr_test_asker_start (tr_test_asker_t *a, tr_node_t *node, const char *to, const char *json,
+                     int timeout_ms, int delay_ms)
+{
+    *a = (tr_test_asker_t) { .node = node, .to = to, .json = json, .timeout_ms = timeout_ms,
+                             .delay_ms = delay_ms, .rc = -1 };
+    ck_assert_int_eq (pthread_create (&a->thread, NULL, tr_test_asker__run, a), 0);
+}
+
+//  Waits for the asker's thread to end.
+static inline void
+tr_test_asker_join (tr_test_asker_t *a)
+{
+    ck_assert_int_eq (pthread_join (a->thread, NULL), 0);
+}
+
+//  --------------------------------------------------------------------------
+//  Two nodes through a real broker
+
+typedef struct {
+    tr_broker_t *broker;                //  on 127.0.0.1, a port of its own
+    char endpoint [128];
+    tr_node_t *a;                       //  "node-a"
+    tr_node_t *b;                       //  "node-b"
+} tr_test_remote_t;
+
+//  Starts a broker and two nodes joined to it (heartbeats every 100 ms).
+static inline void
+tr_test_remote_start (tr_test_remote_t *r)
+{
+    memset (r, 0, sizeof *r);
+    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
+    ck_assert_int_eq (tr_broker_start (&bopts, &r->broker), TR_OK);
+    snprintf (r->endpoint, sizeof r->endpoint, "%s", tr_broker_endpoint (r->broker));
+    tr_node_opts_t a_opts = { .broker = r->endpoint, .node_id = "node-a", .heartbeat_ms = 100 };
+    tr_node_opts_t b_opts = { .broker = r->endpoint, .node_id = "node-b", .heartbeat_ms = 100 };
+    ck_assert_int_eq (tr_node_new (&a_opts, &r->a), TR_OK);
+    ck_assert_int_eq (tr_node_new (&b_opts, &r->b), TR_OK);
+}
+
+//  Destroys node b, node a (either may be gone already) and the broker.
+//  A tree started on a node must be stopped before.
+static inline void
+tr_test_remote_stop (tr_test_remote_t *r)
+{
+    tr_node_destroy (&r->b);
+    tr_node_destroy (&r->a);
+    tr_broker_stop (&r->broker);
 }
 
 //  --------------------------------------------------------------------------

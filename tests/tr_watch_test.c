@@ -419,15 +419,6 @@ s_subscribe (const char *name, const char *prefix, size_t capacity)
     ck_assert_int_eq (tr_event_subscribe (s_node, prefix, name), TR_OK);
 }
 
-static int64_t
-s_info (const char *actor, const char *key)
-{
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
-}
-
 //  Asks the watch for its status (as JSON); answering it, a file watch
 //  reads its queue first.
 static char *
@@ -464,7 +455,7 @@ START_TEST (test_file_events_in_order)
     ck_assert_msg (strstr (r->json, "{\"watch\":\"w\",\"event\":\"created\",\"path\":\""),
                    "%s", r->json);
     ck_assert_msg (strstr (r->json, "\"dir\":false,\"time\":"), "%s", r->json);
-    ck_assert_int_ge (s_info ("w", "watch.published"), 6);
+    ck_assert_int_ge (tr_test_info (s_node, "w", "watch.published"), 6);
 }
 END_TEST
 
@@ -495,7 +486,7 @@ START_TEST (test_file_debounce)
     s_burst ("c.txt", 30);
     s_expect ("sub", "file.", false, "created c.txt|modified c.txt");
     ck_assert_int_eq (s_rec ("sub", "file.", 1)->count, 60);
-    ck_assert_int_eq (s_info ("w", "watch.coalesced"), 100 + 59);
+    ck_assert_int_eq (tr_test_info (s_node, "w", "watch.coalesced"), 100 + 59);
     //  Without a debounce, every write is its own event.
     s_expect_tail ("raw", "raw.", "modified c.txt");
     char *raw = s_summary ("raw", "raw.", false);
@@ -630,9 +621,9 @@ START_TEST (test_file_filters_and_routes)
     ck_assert_msg (strstr (answered->json, "\"event\":{\"watch\":\"w\",\"event\":\"deleted\""),
                    "%s", answered->json);
     //  The route to no actor: logged and counted, the others unharmed.
-    ck_assert_int_eq (s_info ("w", "watch.route_failed"), 1);
-    ck_assert_int_eq (s_info ("w", "watch.routed"), 3);
-    ck_assert_int_eq (s_info ("w", "watch.answered"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "w", "watch.route_failed"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "w", "watch.routed"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "w", "watch.answered"), 1);
 }
 END_TEST
 
@@ -697,7 +688,7 @@ START_TEST (test_file_overflow)
     ck_assert_uint_eq (overflows, 1);
     ck_assert_uint_eq (created, (size_t) files);
     ck_assert_uint_eq (other, 0);
-    ck_assert_int_eq (s_info ("w", "watch.overflows"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "w", "watch.overflows"), 1);
 }
 END_TEST
 
@@ -731,26 +722,18 @@ START_TEST (test_file_remote)
 {
     //  The events cross to another node through a real broker, and a
     //  route reaches an actor there by name.
-    tr_broker_t *broker = NULL;
-    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
-    ck_assert_int_eq (tr_broker_start (&bopts, &broker), TR_OK);
-    char endpoint [128];
-    snprintf (endpoint, sizeof endpoint, "%s", tr_broker_endpoint (broker));
-    tr_node_opts_t a_opts = { .broker = endpoint, .node_id = "node-a", .heartbeat_ms = 100 };
-    tr_node_opts_t b_opts = { .broker = endpoint, .node_id = "node-b", .heartbeat_ms = 100 };
-    tr_node_t *a = NULL, *b = NULL;
-    ck_assert_int_eq (tr_node_new (&a_opts, &a), TR_OK);
-    ck_assert_int_eq (tr_node_new (&b_opts, &b), TR_OK);
-    ck_assert_int_eq (tr_spawn (b, "far_sub", &s_recorder_type.behaviour, NULL, NULL, NULL),
+    tr_test_remote_t r;
+    tr_test_remote_start (&r);
+    ck_assert_int_eq (tr_spawn (r.b, "far_sub", &s_recorder_type.behaviour, NULL, NULL, NULL),
                       TR_OK);
-    ck_assert_int_eq (tr_spawn (b, "far_route", &s_recorder_type.behaviour, NULL, NULL, NULL),
+    ck_assert_int_eq (tr_spawn (r.b, "far_route", &s_recorder_type.behaviour, NULL, NULL, NULL),
                       TR_OK);
-    ck_assert_int_eq (tr_event_subscribe (b, "file.", "far_sub"), TR_OK);
+    ck_assert_int_eq (tr_event_subscribe (r.b, "file.", "far_sub"), TR_OK);
     char yaml [1024];
     snprintf (yaml, sizeof yaml, "name: t\nchildren:\n"
               "  - {name: w, actor: file_watch, params: {paths: [%s], debounce: 20ms, poll: 10ms,"
               " routes: [{to: far_route}]}}\n", s_dir);
-    tr_test_tree_start (a, yaml, "watch.yaml", &s_tree, &s_sup);
+    tr_test_tree_start (r.a, yaml, "watch.yaml", &s_tree, &s_sup);
     //  Until the subscription and the name have reached the broker.
     int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
     int i = 0;
@@ -776,9 +759,7 @@ START_TEST (test_file_remote)
     ck_assert_msg (strstr (got, "created z.txt"), "%s", got);
     free (got);
     tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&b);
-    tr_node_destroy (&a);
-    tr_broker_stop (&broker);
+    tr_test_remote_stop (&r);
 }
 END_TEST
 
@@ -826,7 +807,7 @@ START_TEST (test_git_commits_in_order)
     //  Routes by subject and by author.
     s_expect ("fixer", "", true, "commit fix: a|commit fix: c");
     s_expect ("grace", "", true, "commit feat: b|commit fix: c");
-    ck_assert_int_eq (s_info ("g", "git.commits"), 4);
+    ck_assert_int_eq (tr_test_info (s_node, "g", "git.commits"), 4);
     char *status = s_status ("g");
     char head [128];
     snprintf (head, sizeof head, "\"head\":\"%s\"", s_head ("repo"));
@@ -878,7 +859,7 @@ START_TEST (test_git_force_push)
     s_commit ("work", "Ada", "y");
     s_git ("work", "push --quiet origin main");
     s_expect_tail ("sub", "git.", "deleted|created|skipped 1|commit x|commit y");
-    ck_assert_int_eq (s_info ("g", "git.rewinds"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "g", "git.rewinds"), 2);
 }
 END_TEST
 
@@ -908,7 +889,7 @@ START_TEST (test_git_create)
     }
     ck_assert_msg (strstr (status, "does not exist (any more)"), "%s", status);
     free (status);
-    ck_assert_int_ge (s_info ("g", "git.errors"), 2);
+    ck_assert_int_ge (tr_test_info (s_node, "g", "git.errors"), 2);
     //  Made again (elsewhere, then moved in place): read again. Its
     //  history is not the one seen: a rewind with no base, then its
     //  commit.
@@ -930,23 +911,9 @@ END_TEST
 static void
 s_expect_error (const char *type, const char *params, const char *expect)
 {
-    char yaml [1200];
-    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - name: w\n    actor: %s\n"
-                                 "    params: %s\n", type, params);
-    tr_tree_error_t err;
-    char buf [1200];
-    char *error = NULL;
-    int rc = tr_tree_parse (yaml, strlen (yaml), "watch.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    else {
-        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
-        ck_assert_msg (rc == TR_ECHILD, "%s %s started", type, params);
-        tr_tree_destroy (&s_tree);
-    }
-    ck_assert_msg (error && strstr (error, expect), "params %s: got '%s', expected '%s'",
-                   params, error? error: "(none)", expect);
-    free (error);
+    char head [200];
+    snprintf (head, sizeof head, "name: t\nchildren:\n  - name: w\n    actor: %s\n", type);
+    tr_test_expect_params_error (s_node, "watch.yaml", head, params, expect, TR_TEST_PART);
 }
 
 START_TEST (test_bad_params)
