@@ -15,45 +15,18 @@
 */
 
 #include "tr_test.h"
-#include "tr_json.h"
-
-#include <pthread.h>
+#include "tr_test_tree.h"
 
 static tr_node_t *s_node;
 static tr_tree_t *s_tree;
 static tr_sup_t *s_sup;
 
-//  What the recorder actor got: "JSON\n" lines, and when.
+//  Events go to the ledger (a "ledger" actor subscribed to them: "NAME
+//  JSON" lines, tr_test_tree.h); what the parties heard, to s_records.
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
-static char s_events [8192];
-static int64_t s_event_ms;
 
 //  --------------------------------------------------------------------------
 //  Test actors
-
-//  recorder: keeps each message as a line of JSON (events: [topic, body]).
-static int
-s_recorder_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
-{
-    (void) self; (void) state;
-    char *json = NULL;
-    size_t len = 0;
-    ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (msg), tr_msg_size (msg), &json, &len), 0);
-    pthread_mutex_lock (&s_lock);
-    size_t used = strlen (s_events);
-    snprintf (s_events + used, sizeof s_events - used, "%.*s\n", (int) len, json);
-    s_event_ms = tr_test_now_ms ();
-    pthread_mutex_unlock (&s_lock);
-    free (json);
-    return 0;
-}
-
-static const tr_actor_type_t s_recorder_type = {
-    .abi = TR_ACTOR_TYPE_ABI,
-    .name = "recorder",
-    .summary = "records what it gets (barrier tests)",
-    .behaviour = { .handle = s_recorder_handle },
-};
 
 //  party: on any tell, asks `barrier` "arrive" (so the party is its own
 //  actor name) and records when it asked, when it was answered, and the
@@ -145,12 +118,9 @@ s_setup (void)
 {
     if (!getenv ("TROUPE_LOG"))
         tr_log_set_level (TR_LOG_ERROR);
-    const tr_actor_type_t *types [] = { &s_recorder_type, &s_party_type };
-    for (size_t i = 0; i < 2; i++) {
-        int rc = tr_actor_type_register (types [i]);
-        ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    }
-    s_events [0] = '\0';
+    int rc = tr_actor_type_register (&s_party_type);
+    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    tr_test_ledger_register ();
     s_recorded = 0;
     ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
@@ -158,92 +128,29 @@ s_setup (void)
 static void
 s_teardown (void)
 {
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
+    tr_test_tree_stop (&s_tree, &s_sup);
     tr_node_destroy (&s_node);
 }
 
 static void
 s_start (const char *yaml)
 {
-    tr_tree_error_t err;
-    char buf [600];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "barrier.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    tr_test_tree_start (s_node, yaml, "barrier.yaml", &s_tree, &s_sup);
 }
 
-//  Asks `to` with a body given as JSON; on TR_OK, *answer (if not NULL)
-//  is the answer as JSON (malloc'd).
 static int
 s_ask_json (const char *to, const char *json, int timeout_ms, char **answer)
 {
-    char *body = NULL;
-    size_t size = 0;
-    ck_assert_int_eq (tr__json_parse (json, strlen (json), &body, &size, NULL), 0);
-    tr_msg_t *reply = NULL;
-    int rc = tr_ask (s_node, to, body, size, timeout_ms, &reply, NULL);
-    free (body);
-    if (rc == TR_OK && answer) {
-        size_t len;
-        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
-                                                 answer, &len), 0);
-    }
-    tr_msg_destroy (&reply);
-    return rc;
+    return tr_test_ask_jj (s_node, to, json, timeout_ms, answer);
 }
 
-//  An arrival on a thread of its own: asks `barrier` with `json` after
-//  `delay_ms`, and keeps when it asked, when it heard, and what.
-typedef struct {
-    const char *barrier;
-    const char *json;
-    int delay_ms;
-    pthread_t thread;
-    int64_t sent_ms;
-    int64_t back_ms;
-    int rc;
-    char *answer;
-} s_arrival_t;
-
-static void *
-s_arrival_run (void *arg)
-{
-    s_arrival_t *a = (s_arrival_t *) arg;
-    if (a->delay_ms)
-        usleep ((useconds_t) a->delay_ms * 1000);
-    a->sent_ms = tr_test_now_ms ();
-    a->rc = s_ask_json (a->barrier, a->json, 10000 * tr_test_slowdown (), &a->answer);
-    a->back_ms = tr_test_now_ms ();
-    return NULL;
-}
-
+//  An arrival: an ask on a thread of its own, to `barrier` with `json`
+//  after `delay_ms` (tr_test_asker_t keeps when it asked, when it heard,
+//  and what).
 static void
-s_arrival_start (s_arrival_t *a, const char *barrier, const char *json, int delay_ms)
+s_arrival_start (tr_test_asker_t *a, const char *barrier, const char *json, int delay_ms)
 {
-    memset (&a->thread, 0, sizeof a->thread);
-    a->barrier = barrier;
-    a->json = json;
-    a->delay_ms = delay_ms;
-    a->answer = NULL;
-    ck_assert_int_eq (pthread_create (&a->thread, NULL, s_arrival_run, a), 0);
-}
-
-static void
-s_arrival_join (s_arrival_t *a)
-{
-    pthread_join (a->thread, NULL);
-}
-
-static int64_t
-s_info (const char *actor, const char *key)
-{
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
+    tr_test_asker_start (a, s_node, barrier, json, 10000 * tr_test_slowdown (), delay_ms);
 }
 
 //  Waits until the barrier has `count` parties waiting.
@@ -251,25 +158,17 @@ static void
 s_wait_waiting (const char *barrier, int64_t count)
 {
     int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
-    while (s_info (barrier, "barrier.waiting") != count && tr_test_now_ms () < deadline)
+    while (tr_test_info (s_node, barrier, "barrier.waiting") != count
+           && tr_test_now_ms () < deadline)
         usleep (1000);
-    ck_assert_int_eq (s_info (barrier, "barrier.waiting"), count);
+    ck_assert_int_eq (tr_test_info (s_node, barrier, "barrier.waiting"), count);
 }
 
 //  The events so far (a copy), once they hold `needle` or 5 s have passed.
 static char *
 s_events_with (const char *needle)
 {
-    int64_t deadline = tr_test_now_ms () + 5000 * tr_test_slowdown ();
-    for (;;) {
-        pthread_mutex_lock (&s_lock);
-        char *copy = strdup (s_events);
-        pthread_mutex_unlock (&s_lock);
-        if (strstr (copy, needle) || tr_test_now_ms () >= deadline)
-            return copy;
-        free (copy);
-        usleep (2000);
-    }
+    return tr_test_ledger_wait (needle, 5000 * tr_test_slowdown ());
 }
 
 //  --------------------------------------------------------------------------
@@ -278,17 +177,17 @@ START_TEST (test_release_after_last_arrival)
 {
     s_start ("name: t\n"
              "children:\n"
-             "  - {name: events, actor: recorder}\n"
+             "  - {name: events, actor: ledger}\n"
              "  - {name: b, actor: barrier, params: {parties: [a, b, c]}}\n");
     ck_assert_int_eq (tr_event_subscribe (s_node, "barrier.", "events"), TR_OK);
     //  c arrives first, then a, then (much later) b: nobody is released
     //  before b has asked.
-    s_arrival_t arrivals [3];
+    tr_test_asker_t arrivals [3];
     s_arrival_start (&arrivals [0], "b", "{\"arrive\": \"from c\", \"party\": \"c\"}", 0);
     s_arrival_start (&arrivals [1], "b", "{\"arrive\": {\"n\": 1}, \"party\": \"a\"}", 100);
     s_arrival_start (&arrivals [2], "b", "{\"arrive\": null, \"party\": \"b\"}", 400);
     for (int i = 0; i < 3; i++)
-        s_arrival_join (&arrivals [i]);
+        tr_test_asker_join (&arrivals [i]);
     int64_t last_sent = arrivals [2].sent_ms;
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq (arrivals [i].rc, TR_OK);
@@ -307,8 +206,8 @@ START_TEST (test_release_after_last_arrival)
     ck_assert_msg (strstr (events, "[\"barrier.released\",{\"barrier\":\"b\",\"generation\":1,"
                                    "\"parties\":[\"a\",\"b\",\"c\"],\"waited_ms\":"), "%s", events);
     free (events);
-    ck_assert_int_eq (s_info ("b", "barrier.released"), 1);
-    ck_assert_int_eq (s_info ("b", "barrier.generation"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "barrier.released"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "barrier.generation"), 2);
 }
 END_TEST
 
@@ -361,7 +260,7 @@ START_TEST (test_timeout_names_missing)
     snprintf (yaml, sizeof yaml,
               "name: t\n"
               "children:\n"
-              "  - {name: events, actor: recorder}\n"
+              "  - {name: events, actor: ledger}\n"
               "  - {name: rep, actor: barrier, params: {parties: [a, b, c, d], timeout: %d, "
               "on_timeout: report}}\n"
               "  - {name: err, actor: barrier, params: {parties: [a, b, c], timeout: %d}}\n"
@@ -369,14 +268,14 @@ START_TEST (test_timeout_names_missing)
               "on_timeout: report}}\n", timeout, timeout, timeout);
     s_start (yaml);
     ck_assert_int_eq (tr_event_subscribe (s_node, "barrier.", "events"), TR_OK);
-    s_arrival_t arrivals [7];
+    tr_test_asker_t arrivals [7];
     s_arrival_start (&arrivals [0], "rep", "{\"arrive\": 1, \"party\": \"b\"}", 0);
     s_arrival_start (&arrivals [1], "rep", "{\"arrive\": 2, \"party\": \"d\"}", 50);
     s_arrival_start (&arrivals [2], "err", "{\"arrive\": 1, \"party\": \"c\"}", 0);
     s_arrival_start (&arrivals [3], "err", "{\"arrive\": 1, \"party\": \"a\"}", 0);
     s_arrival_start (&arrivals [4], "num", "{\"arrive\": 1, \"party\": \"x\"}", 0);
     for (int i = 0; i < 5; i++)
-        s_arrival_join (&arrivals [i]);
+        tr_test_asker_join (&arrivals [i]);
     //  Everyone is released after the timeout, not before.
     for (int i = 0; i < 5; i++)
         ck_assert_msg (arrivals [i].back_ms - arrivals [i].sent_ms >= timeout - 60,
@@ -407,7 +306,7 @@ START_TEST (test_timeout_names_missing)
                                    "\"TR_ETIMEDOUT\",\"generation\":1,\"arrived\":[\"a\",\"c\"],"
                                    "\"missing\":[\"b\"],\"missing_count\":1}]"), "%s", events);
     free (events);
-    ck_assert_int_eq (s_info ("rep", "barrier.timedout"), 1);
+    ck_assert_int_eq (tr_test_info (s_node, "rep", "barrier.timedout"), 1);
     //  The next generation works (cyclic is the default).
     s_arrival_start (&arrivals [5], "err", "{\"arrive\": 5, \"party\": \"b\"}", 0);
     s_wait_waiting ("err", 1);
@@ -419,7 +318,7 @@ START_TEST (test_timeout_names_missing)
     ck_assert_str_eq (answer, "{\"generation\":2,\"parties\":[\"a\",\"b\",\"c\"],"
                               "\"payloads\":[4,5,6]}");
     for (int i = 5; i < 7; i++) {
-        s_arrival_join (&arrivals [i]);
+        tr_test_asker_join (&arrivals [i]);
         ck_assert_int_eq (arrivals [i].rc, TR_OK);
         ck_assert_str_eq (arrivals [i].answer, answer);
         free (arrivals [i].answer);
@@ -436,7 +335,7 @@ START_TEST (test_ask_deadline_brings_timeout_forward)
     s_start ("name: t\n"
              "children:\n"
              "  - {name: b, actor: barrier, params: {parties: 3, on_timeout: report}}\n");
-    s_arrival_t patient;
+    tr_test_asker_t patient;
     s_arrival_start (&patient, "b", "{\"arrive\": 1, \"party\": \"patient\"}", 0);
     s_wait_waiting ("b", 1);
     char *answer = NULL;
@@ -449,7 +348,7 @@ START_TEST (test_ask_deadline_brings_timeout_forward)
                    (long long) took);
     ck_assert_str_eq (answer, "{\"error\":\"TR_ETIMEDOUT\",\"generation\":1,\"arrived\":"
                               "[\"patient\",\"hasty\"],\"missing_count\":1}");
-    s_arrival_join (&patient);
+    tr_test_asker_join (&patient);
     ck_assert_int_eq (patient.rc, TR_OK);
     ck_assert_str_eq (patient.answer, answer);
     free (patient.answer);
@@ -464,25 +363,25 @@ START_TEST (test_generations)
     //  and its first arrival still counts.
     s_start ("name: t\n"
              "children:\n"
-             "  - {name: events, actor: recorder}\n"
+             "  - {name: events, actor: ledger}\n"
              "  - {name: two, actor: barrier, params: {parties: 2}}\n");
     ck_assert_int_eq (tr_event_subscribe (s_node, "barrier.", "events"), TR_OK);
     for (int g = 1; g <= 3; g++) {
-        s_arrival_t first;
+        tr_test_asker_t first;
         char json [64], expect [160];
         snprintf (json, sizeof json, "{\"arrive\": %d, \"party\": \"x\"}", g * 10);
         s_arrival_start (&first, "two", json, 0);
         s_wait_waiting ("two", 1);
         ck_assert_int_eq (s_ask_json ("two", "{\"arrive\": 0, \"party\": \"x\"}", 2000, NULL),
                           TR_EEXIST);
-        ck_assert_int_eq (s_info ("two", "barrier.waiting"), 1);
+        ck_assert_int_eq (tr_test_info (s_node, "two", "barrier.waiting"), 1);
         char *answer = NULL;
         snprintf (json, sizeof json, "{\"arrive\": %d, \"party\": \"y\"}", g * 10 + 1);
         ck_assert_int_eq (s_ask_json ("two", json, 5000 * tr_test_slowdown (), &answer), TR_OK);
         snprintf (expect, sizeof expect, "{\"generation\":%d,\"parties\":[\"x\",\"y\"],"
                                          "\"payloads\":[%d,%d]}", g, g * 10, g * 10 + 1);
         ck_assert_str_eq (answer, expect);
-        s_arrival_join (&first);
+        tr_test_asker_join (&first);
         ck_assert_int_eq (first.rc, TR_OK);
         ck_assert_str_eq (first.answer, expect);
         free (first.answer);
@@ -495,8 +394,8 @@ START_TEST (test_generations)
         ck_assert_msg (strstr (events, needle), "no release of generation %d: %s", g, events);
     }
     free (events);
-    ck_assert_int_eq (s_info ("two", "barrier.released"), 3);
-    ck_assert_int_eq (s_info ("two", "barrier.refused"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "two", "barrier.released"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "two", "barrier.refused"), 3);
 }
 END_TEST
 
@@ -509,7 +408,7 @@ START_TEST (test_one_shot)
              "  - {name: once, actor: barrier, params: {parties: [a, b], cyclic: false}}\n"
              "  - {name: late, actor: barrier, params: {parties: [a, b], cyclic: false, "
              "timeout: 100ms}}\n");
-    s_arrival_t first;
+    tr_test_asker_t first;
     s_arrival_start (&first, "once", "{\"arrive\": \"A\", \"party\": \"a\"}", 0);
     s_wait_waiting ("once", 1);
     char *answer = NULL;
@@ -518,7 +417,7 @@ START_TEST (test_one_shot)
     const char *expect = "{\"generation\":1,\"parties\":[\"a\",\"b\"],\"payloads\":[\"A\",\"B\"]}";
     ck_assert_str_eq (answer, expect);
     free (answer);
-    s_arrival_join (&first);
+    tr_test_asker_join (&first);
     ck_assert_str_eq (first.answer, expect);
     free (first.answer);
     int64_t start = tr_test_now_ms ();
@@ -548,7 +447,7 @@ START_TEST (test_refusals_and_status)
     ck_assert_str_eq (answer, "{\"generation\":1,\"arrived\":[],\"waiting_for\":3,"
                               "\"missing\":[\"a\",\"b\",\"c\"]}");
     free (answer);
-    s_arrival_t first;
+    tr_test_asker_t first;
     s_arrival_start (&first, "b", "{\"arrive\": null, \"party\": \"b\"}", 0);
     s_wait_waiting ("b", 1);
     //  Not a party, twice, no party from outside an actor, not an arrival.
@@ -563,7 +462,7 @@ START_TEST (test_refusals_and_status)
                       TR_EINVAL);
     ck_assert_int_eq (s_ask_json ("b", "{\"arrive\": 1, \"party\": \"a b\"}", ms, NULL), TR_EINVAL);
     ck_assert_int_eq (s_ask_json ("b", "{\"arrive\": 1, \"party\": 7}", ms, NULL), TR_EINVAL);
-    ck_assert_int_eq (s_info ("b", "barrier.refused"), 10);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "barrier.refused"), 10);
     ck_assert_int_eq (s_ask_json ("b", "\"status\"", ms, &answer), TR_OK);
     ck_assert_str_eq (answer, "{\"generation\":1,\"arrived\":[\"b\"],\"waiting_for\":2,"
                               "\"missing\":[\"a\",\"c\"]}");
@@ -585,7 +484,7 @@ START_TEST (test_refusals_and_status)
     ck_assert_str_eq (answer, "{\"generation\":1,\"parties\":[\"a\",\"b\",\"c\"],"
                               "\"payloads\":[\"last\",null,\"told\"]}");
     free (answer);
-    s_arrival_join (&first);
+    tr_test_asker_join (&first);
     ck_assert_int_eq (first.rc, TR_OK);
     free (first.answer);
 }
@@ -594,23 +493,10 @@ END_TEST
 static void
 s_expect_error (const char *params, const char *expect)
 {
-    char yaml [800];
-    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n"
-                                 "  - name: b\n    actor: barrier\n    params: %s\n", params);
-    tr_tree_error_t err;
-    char buf [800];
-    char *error = NULL;
-    int rc = tr_tree_parse (yaml, strlen (yaml), "barrier.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    else {
-        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
-        ck_assert_int_eq (rc, TR_ECHILD);
-        tr_tree_destroy (&s_tree);
-    }
-    ck_assert_msg (error && strcmp (error, expect) == 0, "params %s: got '%s', expected '%s'",
-                   params, error? error: "(none)", expect);
-    free (error);
+    tr_test_expect_params_error (s_node, "barrier.yaml", "name: t\n"
+                                 "children:\n"
+                                 "  - name: b\n"
+                                 "    actor: barrier\n", params, expect, TR_TEST_WHOLE);
 }
 
 START_TEST (test_bad_params)

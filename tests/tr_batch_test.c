@@ -16,7 +16,7 @@
 */
 
 #include "tr_test.h"
-#include "tr_json.h"
+#include "tr_test_tree.h"
 #include "tr_internal.h"
 
 #include <fcntl.h>
@@ -213,8 +213,7 @@ s_setup (void)
 static void
 s_teardown (void)
 {
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
+    tr_test_tree_stop (&s_tree, &s_sup);
     tr_node_destroy (&s_node);
     for (size_t i = 0; i < s_line_count; i++)
         free (s_lines [i]);
@@ -224,44 +223,13 @@ s_teardown (void)
 static void
 s_start (const char *yaml)
 {
-    tr_tree_error_t err;
-    char buf [600];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "batch.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
-}
-
-#define S_LENIENT "name: t\n" \
-                  "intensity: {max_restarts: 1000000, period: 1s}\n" \
-                  "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
-                  "children:\n"
-
-//  Asks `to` with a body given as JSON; on TR_OK, *answer (if not NULL)
-//  is the answer as JSON (malloc'd).
-static int
-s_ask_json (const char *to, const char *json, int timeout_ms, char **answer)
-{
-    char *body = NULL;
-    size_t size = 0;
-    ck_assert_msg (tr__json_parse (json, strlen (json), &body, &size, NULL) == 0, "%s", json);
-    tr_msg_t *reply = NULL;
-    int rc = tr_ask (s_node, to, body, size, timeout_ms, &reply, NULL);
-    free (body);
-    if (rc == TR_OK && answer) {
-        size_t len;
-        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
-                                                 answer, &len), 0);
-    }
-    tr_msg_destroy (&reply);
-    return rc;
+    tr_test_tree_start (s_node, yaml, "batch.yaml", &s_tree, &s_sup);
 }
 
 static int
 s_ask (const char *to, const char *json, char **answer)
 {
-    return s_ask_json (to, json, 10000 * tr_test_slowdown (), answer);
+    return tr_test_ask_jj (s_node, to, json, 10000 * tr_test_slowdown (), answer);
 }
 
 //  A list of n worker tasks, each {id: first + i, ms: ms}.
@@ -276,15 +244,6 @@ s_tasks (int n, int first, int ms)
                                    i? ", ": "", first + i, ms);
     snprintf (json + used, size - used, "]");
     return json;
-}
-
-static int64_t
-s_info (const char *actor, const char *key)
-{
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
 }
 
 //  Waits until the recorder holds `count` lines.
@@ -371,30 +330,11 @@ START_TEST (test_summary_in_task_order)
     ck_assert_str_eq (answer, "{\"total\":0,\"done\":0,\"failed\":0,\"retried\":0,"
                               "\"results\":[],\"errors\":[]}");
     free (answer);
-    ck_assert_int_eq (s_info ("b", "batch.completed"), 2);
-    ck_assert_int_eq (s_info ("b", "batch.done"), 3);
-    ck_assert_int_eq (s_info ("b", "batch.running"), 0);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "batch.completed"), 2);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "batch.done"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "batch.running"), 0);
 }
 END_TEST
-
-//  An ask on a thread of its own.
-typedef struct {
-    const char *to;
-    char *json;
-    pthread_t thread;
-    int rc;
-    char *answer;
-    int64_t back_ms;
-} s_asker_t;
-
-static void *
-s_asker_run (void *arg)
-{
-    s_asker_t *a = (s_asker_t *) arg;
-    a->rc = s_ask (a->to, a->json, &a->answer);
-    a->back_ms = tr_test_now_ms ();
-    return NULL;
-}
 
 START_TEST (test_concurrency_limit)
 {
@@ -419,18 +359,17 @@ START_TEST (test_concurrency_limit)
                    "24 tasks in %lld ms", (long long) took);
     //  Two runs at once share the batch's limit.
     atomic_store (&s_most, 0);
-    s_asker_t askers [2] = {
-        { .to = "b", .json = s_tasks (12, 100, 40) }, { .to = "b", .json = s_tasks (12, 200, 40) }
-    };
+    char *runs [2] = { s_tasks (12, 100, 40), s_tasks (12, 200, 40) };
+    tr_test_asker_t askers [2];
     for (int i = 0; i < 2; i++)
-        ck_assert_int_eq (pthread_create (&askers [i].thread, NULL, s_asker_run, &askers [i]), 0);
+        tr_test_asker_start (&askers [i], s_node, "b", runs [i], 10000 * tr_test_slowdown (), 0);
     for (int i = 0; i < 2; i++) {
-        pthread_join (askers [i].thread, NULL);
+        tr_test_asker_join (&askers [i]);
         ck_assert_int_eq (askers [i].rc, TR_OK);
         ck_assert_msg (strstr (askers [i].answer, "\"total\":12,\"done\":12"), "%s",
                        askers [i].answer);
         free (askers [i].answer);
-        free (askers [i].json);
+        free (runs [i]);
     }
     ck_assert_int_eq (atomic_load (&s_most), 4);
     //  A run with a lower limit of its own.
@@ -443,7 +382,7 @@ START_TEST (test_concurrency_limit)
     ck_assert_msg (strstr (answer, "\"total\":10,\"done\":10"), "%s", answer);
     free (answer);
     ck_assert_int_eq (atomic_load (&s_most), 2);
-    ck_assert_int_eq (s_info ("b", "batch.inflight"), 0);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "batch.inflight"), 0);
 }
 END_TEST
 
@@ -452,7 +391,7 @@ START_TEST (test_retries_with_flaky)
     //  The built-in flaky actor fails every third message it handles (and
     //  is restarted by its supervisor each time): with retries every task
     //  succeeds, and the summary counts one retry per failure.
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: f, actor: flaky, params: {fail_every: 3}}\n"
              "  - {name: b, actor: batch, params: {member: f, concurrency: 1, retries: 3, "
              "backoff: 1ms, progress: off}}\n"
@@ -469,7 +408,7 @@ START_TEST (test_retries_with_flaky)
                               "[\"ok\",\"ok\",\"ok\",\"ok\",\"ok\",\"ok\",\"ok\",\"ok\"],"
                               "\"errors\":[]}");
     free (answer);
-    ck_assert_int_eq (s_info ("b", "batch.retried"), 3);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "batch.retried"), 3);
     //  A task that always fails is given up after 1 + retries attempts,
     //  after backoffs of 50 and 100 ms; the others are done.
     int64_t start = tr_test_now_ms ();
@@ -554,7 +493,8 @@ START_TEST (test_ask_deadline)
              "  - {name: b, actor: batch, params: {member: w, concurrency: 1, progress: off}}\n");
     char *tasks = s_tasks (10, 0, 300 * tr_test_slowdown ());
     char *answer = NULL;
-    ck_assert_int_eq (s_ask_json ("b", tasks, 1150 * tr_test_slowdown (), &answer), TR_OK);
+    ck_assert_int_eq (tr_test_ask_jj (s_node, "b", tasks, 1150 * tr_test_slowdown (), &answer),
+                      TR_OK);
     free (tasks);
     int done = -1, failed = -1;
     ck_assert_msg (sscanf (answer, "{\"total\":10,\"done\":%d,\"failed\":%d,\"retried\":0,",
@@ -814,8 +754,7 @@ START_TEST (test_progress_auto_on_a_terminal)
     ck_assert_msg (strstr (text, "\r\033[Kbatch auto ["), "%s", text);
     ck_assert_msg (strstr (text, "batch 'auto': 6/6 (6 done, 0 failed, 0 retried)"), "%s", text);
     //  And not on a terminal, plain lines.
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
+    tr_test_tree_stop (&s_tree, &s_sup);
     s_stderr_begin ();
     s_start ("name: t\n"
              "children:\n"
@@ -832,23 +771,10 @@ END_TEST
 static void
 s_expect_error (const char *params, const char *expect)
 {
-    char yaml [800];
-    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n"
-                                 "  - name: b\n    actor: batch\n    params: %s\n", params);
-    tr_tree_error_t err;
-    char buf [800];
-    char *error = NULL;
-    int rc = tr_tree_parse (yaml, strlen (yaml), "batch.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    else {
-        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
-        ck_assert_int_eq (rc, TR_ECHILD);
-        tr_tree_destroy (&s_tree);
-    }
-    ck_assert_msg (error && strcmp (error, expect) == 0, "params %s: got '%s', expected '%s'",
-                   params, error? error: "(none)", expect);
-    free (error);
+    tr_test_expect_params_error (s_node, "batch.yaml", "name: t\n"
+                                 "children:\n"
+                                 "  - name: b\n"
+                                 "    actor: batch\n", params, expect, TR_TEST_WHOLE);
 }
 
 START_TEST (test_bad_params)
@@ -927,7 +853,7 @@ START_TEST (test_bad_messages)
         free (log);
     }
     tr_log_set_level (TR_LOG_ERROR);
-    ck_assert_int_eq (s_info ("b", "batch.refused"), 10);
+    ck_assert_int_eq (tr_test_info (s_node, "b", "batch.refused"), 10);
     ck_assert_int_eq (atomic_load (&s_calls), 0);
     //  Nothing is lost: the batch still works.
     char *answer = NULL;

@@ -17,6 +17,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tree.h"
 
 #include <fcntl.h>
 #include <float.h>
@@ -342,8 +343,7 @@ s_setup (void)
 static void
 s_teardown (void)
 {
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
+    tr_test_tree_stop (&s_tree, &s_sup);
     tr_node_destroy (&s_node);
     tr_broker_stop (&s_broker);
 }
@@ -351,13 +351,7 @@ s_teardown (void)
 static void
 s_start (const char *yaml)
 {
-    tr_tree_error_t err;
-    char buf [800];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "swarm.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    tr_test_tree_start (s_node, yaml, "swarm.yaml", &s_tree, &s_sup);
 }
 
 //  A tree of `ants` ants named PREFIX1.. with the same params (the seed
@@ -545,8 +539,7 @@ START_TEST (test_best_only_shortens)
     free (yaml);
     s_figures_t f [2];
     s_wait_done (s_node, "ant", 2, f, 60);
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
+    tr_test_tree_stop (&s_tree, &s_sup);
     //  Claim a length no tour has, half the optimum; and make the table
     //  say its best is long, so that the next ants offer their tours.
     uint64_t version = s_kv_set_number ("c3.best", "length", s_optimum () / 2);
@@ -857,8 +850,7 @@ START_TEST (test_two_processes)
     ck_assert_int_eq (updates + dropped, 600);
     //  The two processes' ants ran at the same time (measured, from their
     //  own clocks: one host).
-    int64_t overlap = (end [0] < end [1]? end [0]: end [1])
-                    - (start [0] > start [1]? start [0]: start [1]);
+    int64_t overlap = tr_test_overlap (start, end, 2);
     ck_assert_msg (overlap > 0, "the processes' ants did not overlap: p1 %lld..%lld, "
                    "p2 %lld..%lld", (long long) start [0], (long long) end [0],
                    (long long) start [1], (long long) end [1]);
@@ -935,9 +927,7 @@ START_TEST (test_other_instance)
                        "[90, 84]]}}\n";
     tr_sup_t *sup = NULL;
     tr_tree_t *tree = NULL;
-    tr_tree_error_t err;
-    ck_assert_int_eq (tr_tree_parse (nine, strlen (nine), "swarm.yaml", &tree, &err), TR_OK);
-    ck_assert_int_eq (tr_sup_start (s_node, tree->name, &tree->root, &sup, NULL), TR_OK);
+    tr_test_tree_start (s_node, nine, "swarm.yaml", &tree, &sup);
     int64_t deadline = tr_test_now_ms () + 10000 * tr_test_slowdown ();
     do {
         ck_assert_int_eq (s_ask_figures (s_node, "nine", &f), TR_OK);
@@ -958,22 +948,19 @@ START_TEST (test_other_instance)
         usleep (5000);
     }
     ck_assert_str_eq (failed, f.failed);
-    tr_sup_stop (&sup);
-    tr_tree_destroy (&tree);
+    tr_test_tree_stop (&tree, &sup);
     //  A key that holds no table.
     ck_assert_int_eq (tr_scratch_put (s_node, "c5.tau", "\xa5hello", 6, 0, 5000, NULL), TR_OK);
     yaml = s_colony_yaml ("t3", "odd", 1, "colony: c5");
-    ck_assert_int_eq (tr_tree_parse (yaml, strlen (yaml), "swarm.yaml", &tree, &err), TR_OK);
+    tr_test_tree_start (s_node, yaml, "swarm.yaml", &tree, &sup);
     free (yaml);
-    ck_assert_int_eq (tr_sup_start (s_node, tree->name, &tree->root, &sup, NULL), TR_OK);
     do {
         ck_assert_int_eq (s_ask_figures (s_node, "odd1", &f), TR_OK);
         usleep (5000);
     } while (!f.failed [0] && tr_test_now_ms () < deadline);
     ck_assert_str_eq (f.failed, "colony 'c5': c5.tau is not a pheromone table (not a map)");
     ck_assert_int_eq (f.iterations, 0);
-    tr_sup_stop (&sup);
-    tr_tree_destroy (&tree);
+    tr_test_tree_stop (&tree, &sup);
 }
 END_TEST
 
@@ -1048,26 +1035,10 @@ END_TEST
 static void
 s_expect_error (const char *params, const char *expect)
 {
-    char yaml [1200];
-    snprintf (yaml, sizeof yaml, "name: t\n"
+    tr_test_expect_params_error (s_node, "swarm.yaml", "name: t\n"
                                  "children:\n"
                                  "  - name: a\n"
-                                 "    actor: ant\n"
-                                 "    params: %s\n", params);
-    tr_tree_error_t err;
-    char buf [1200];
-    char *error = NULL;
-    int rc = tr_tree_parse (yaml, strlen (yaml), "swarm.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    else {
-        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
-        ck_assert_msg (rc == TR_ECHILD, "params %s: started (%s)", params, tr_errname (rc));
-        tr_tree_destroy (&s_tree);
-    }
-    ck_assert_msg (error && strcmp (error, expect) == 0, "params %s:\n got      '%s'\n expected "
-                   "'%s'", params, error? error: "(none)", expect);
-    free (error);
+                                 "    actor: ant\n", params, expect, TR_TEST_WHOLE);
 }
 
 //  A file of cities holding text.
@@ -1182,16 +1153,11 @@ START_TEST (test_start_checks)
     char yaml [600];
     snprintf (yaml, sizeof yaml, "name: t\nchildren:\n"
               "  - {name: a, actor: ant, params: {cities: %s}}\n", s_cities);
-    tr_tree_error_t err;
-    ck_assert_int_eq (tr_tree_parse (yaml, strlen (yaml), "swarm.yaml", &s_tree, &err), TR_OK);
-    char *reason = NULL;
-    ck_assert_int_eq (tr_sup_start (alone, s_tree->name, &s_tree->root, &s_sup, &reason),
-                      TR_ECHILD);
+    char *reason = tr_test_tree_error (alone, yaml, "swarm.yaml");
     ck_assert_msg (reason && strstr (reason, "ant 'a': needs a broker: the colony's pheromones "
                                      "are in the scratchpad (troupe run has one unless "
                                      "--no-broker)"), "%s", reason? reason: "(none)");
     free (reason);
-    tr_tree_destroy (&s_tree);
     tr_node_destroy (&alone);
 }
 END_TEST
