@@ -121,25 +121,10 @@ tr__cfg_check (const char *type, const tr_params_t *params, size_t state_size,
     return rc? -1: 0;
 }
 
-static bool
-s_key_is (const msgpack_object *key, const char *name)
-{
-    return key->type == MSGPACK_OBJECT_STR
-        && key->via.str.size == strlen (name)
-        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
-}
-
 const msgpack_object *
 tr__cfg_get (tr__cfg_t *cfg, const msgpack_object *map, const char *key)
 {
-    if (!map)
-        map = cfg->root;
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (s_key_is (&map->via.map.ptr [i].key, key))
-            return &map->via.map.ptr [i].val;
-    return NULL;
+    return tr__map_get (map? map: cfg->root, key);
 }
 
 //  The kind of a value, in words.
@@ -287,7 +272,7 @@ tr__cfg_keys (tr__cfg_t *cfg, const msgpack_object *map, const char *what,
         const msgpack_object *key = &map->via.map.ptr [i].key;
         bool known = false;
         for (size_t k = 0; keys [k] && !known; k++)
-            known = s_key_is (key, keys [k]);
+            known = tr__key_is (key, keys [k]);
         if (!known) {
             if (key->type == MSGPACK_OBJECT_STR) {
                 char name [64];
@@ -316,7 +301,7 @@ tr__cfg_choice (tr__cfg_t *cfg, const char *key, const char *const *choices, int
     if (!o)
         return 0;
     for (int i = 0; choices [i]; i++)
-        if (s_key_is (o, choices [i])) {
+        if (tr__key_is (o, choices [i])) {
             *out = i;
             return 0;
         }
@@ -469,6 +454,223 @@ tr__hash (const void *data, size_t size, uint64_t seed)
     h *= UINT64_C (0xc4ceb9e53a87ec4d);
     h ^= h >> 33;
     return h;
+}
+
+bool
+tr__key_is (const msgpack_object *key, const char *name)
+{
+    return key->type == MSGPACK_OBJECT_STR
+        && key->via.str.size == strlen (name)
+        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
+}
+
+const msgpack_object *
+tr__map_get (const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (tr__key_is (&map->via.map.ptr [i].key, key))
+            return &map->via.map.ptr [i].val;
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Values
+
+int
+tr__value_set (tr__value_t *value, const void *data, size_t size)
+{
+    tr__value_free (value);
+    if (size == 0)
+        return 0;
+    value->data = (uint8_t *) malloc (size);
+    if (!value->data)
+        return -1;
+    memcpy (value->data, data, size);
+    value->size = size;
+    return 0;
+}
+
+int
+tr__value_set_object (tr__value_t *value, const msgpack_object *o)
+{
+    msgpack_sbuffer buffer;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_object (&pk, *o);
+    int rc = buffer.data? tr__value_set (value, buffer.data, buffer.size): -1;
+    if (rc)
+        tr__value_free (value);
+    msgpack_sbuffer_destroy (&buffer);
+    return rc;
+}
+
+void
+tr__value_free (tr__value_t *value)
+{
+    free (value->data);
+    value->data = NULL;
+    value->size = 0;
+}
+
+void
+tr__value_pack (msgpack_packer *pk, const tr__value_t *value)
+{
+    if (value->size)
+        pk->callback (pk->data, (const char *) value->data, value->size);
+    else
+        msgpack_pack_nil (pk);
+}
+
+void
+tr__pack_str (msgpack_packer *pk, const char *text)
+{
+    msgpack_pack_str_with_body (pk, text, strlen (text));
+}
+
+//  --------------------------------------------------------------------------
+//  Runs
+
+void
+tr__runs_init (tr__runs_t *runs, tr_actor_t *self, const char *type,
+               const tr__runs_calls_t *calls, void *state)
+{
+    memset (runs, 0, sizeof *runs);
+    runs->self = self;
+    runs->type = type;
+    runs->calls = calls;
+    runs->state = state;
+    snprintf (runs->inflight_key, sizeof runs->inflight_key, "%s.inflight", type);
+}
+
+int
+tr__runs_add (tr__runs_t *runs, tr__run_t *run, const tr_msg_t *msg)
+{
+    run->from = strdup (tr_msg_from (msg));
+    if (!run->from)
+        return -1;
+    if (tr_msg_kind (msg) == TR_KIND_ASK)
+        run->ask = tr_defer (msg);
+    run->next = runs->list;
+    runs->list = run;
+    runs->count++;
+    tr_actor_info_set (runs->self, runs->inflight_key, (int64_t) runs->count);
+    return 0;
+}
+
+void
+tr__runs_remove (tr__runs_t *runs, tr__run_t *run)
+{
+    for (tr__run_t **p = &runs->list; *p; p = &(*p)->next)
+        if (*p == run) {
+            *p = run->next;
+            break;
+        }
+    runs->count--;
+    tr_actor_info_set (runs->self, runs->inflight_key, (int64_t) runs->count);
+}
+
+void
+tr__run_free (tr__run_t *run)
+{
+    if (!run)
+        return;
+    free (run->from);
+    tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
+    free (run);
+}
+
+int
+tr__run_ms (const tr__run_t *run, int64_t timeout_ms)
+{
+    int64_t ms = timeout_ms;
+    int64_t left = run->ask? tr_msg_remaining_ms (run->ask): -1;
+    if (left >= 0 && left < ms)
+        ms = left;
+    return (int) ms;
+}
+
+int
+tr__runs_reserve (tr__runs_t *runs, size_t more)
+{
+    return tr__u64map_reserve (&runs->waits, more);
+}
+
+int
+tr__runs_request (tr__runs_t *runs, tr__wait_t *wait, const char *to, const void *body,
+                  size_t size, int ms)
+{
+    wait->id = 0;
+    if (ms <= 0)
+        return TR_ETIMEDOUT;
+    if (tr__u64map_reserve (&runs->waits, 1))
+        return TR_ENOMEM;
+    int rc = tr__request_timed (runs->self, to, body, size, ms, &wait->id, &wait->timer);
+    if (rc != TR_OK) {
+        wait->id = 0;
+        return rc;
+    }
+    tr__u64map_put (&runs->waits, wait->id, wait);     //  cannot fail: reserved
+    return TR_OK;
+}
+
+void
+tr__runs_unwait (tr__runs_t *runs, tr__wait_t *wait)
+{
+    if (!wait->id)
+        return;
+    tr__u64map_take (&runs->waits, wait->id);
+    tr_timer_cancel (tr_actor_node (runs->self), wait->timer);
+    wait->id = 0;
+}
+
+int
+tr__runs_handle (tr__runs_t *runs, const tr_msg_t *msg)
+{
+    uint64_t id;
+    const tr_msg_t *reply = msg;
+    int error = TR_OK;
+    switch (tr_msg_kind (msg)) {
+        case TR_KIND_ERROR:
+            error = tr_msg_error (msg);
+            //  fall through
+        case TR_KIND_REPLY:
+            id = tr_msg_corr (msg);
+            break;
+        default:
+            if (!tr__tick_read (msg, &id))
+                return runs->calls->start (runs->state, msg);
+            reply = NULL;
+            error = TR_ETIMEDOUT;
+    }
+    tr__wait_t *wait = (tr__wait_t *) tr__u64map_take (&runs->waits, id);
+    if (!wait) {
+        //  Late: its timer came first, or the reverse, or the run gave
+        //  up waiting.
+        if (reply && runs->dropped_key)
+            tr_actor_info_add (runs->self, runs->dropped_key, 1);
+        return 0;
+    }
+    tr_timer_cancel (tr_actor_node (runs->self), wait->timer);
+    wait->id = 0;
+    runs->calls->answered (runs->state, wait->owner, reply, error);
+    return 0;
+}
+
+void
+tr__runs_close (tr__runs_t *runs, const char *more)
+{
+    if (runs->list)
+        tr_log (TR_LOG_WARN, "%s '%s': stopping with %zu run(s) in progress%s", runs->type,
+                tr_actor_name (runs->self), runs->count, more? more: "");
+    while (runs->list) {
+        tr__run_t *run = runs->list;
+        runs->list = run->next;
+        runs->calls->free (runs->state, run);
+    }
+    tr__u64map_clear (&runs->waits);
 }
 
 //  --------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 /*  tr_compose.h - what the composition actors share (internal).
 
-    The composition actors (pool, router, chain) read their parameters
-    the same way, forward asks with a timer and mark their timer messages
-    the same way, match text and pick fields out of message maps the same
-    way. One copy of each lives here.
+    The composition actors (pool, router, chain, parallel, orchestrator,
+    evaluator...) read their parameters the same way, forward asks with a
+    timer and mark their timer messages the same way, match text and pick
+    fields out of message maps the same way, keep message values and pack
+    them the same way, and keep the runs they work on the same way. One
+    copy of each lives here.
 
     Parameters: the tree loader has already checked each top-level key's
     kind against the type's tr_param_spec_t (with file, line and column).
@@ -26,6 +28,7 @@
 #include "troupe/tr_msg.h"
 #include "troupe/tr_params.h"
 #include "troupe/tr_type.h"
+#include "tr_u64map.h"
 
 #define TR__CFG_ERROR 1024
 
@@ -241,5 +244,172 @@ int
 //  land far apart (for hash rings).
 uint64_t
     tr__hash (const void *data, size_t size, uint64_t seed);
+
+//  True if key is a string equal to name.
+bool
+    tr__key_is (const msgpack_object *key, const char *name);
+
+//  The value under the first key equal to `key` in map, or NULL when map
+//  is not a map or has no such key.
+const msgpack_object *
+    tr__map_get (const msgpack_object *map, const char *key);
+
+//  --------------------------------------------------------------------------
+//  Values
+//
+//  A value is a message body or a part of one kept by an actor: msgpack
+//  bytes it owns (malloc'd), or none (size 0, data NULL), which is packed
+//  as nil. A zeroed tr__value_t is none.
+
+typedef struct {
+    uint8_t *data;
+    size_t size;
+} tr__value_t;
+
+//  Makes value a copy of the size bytes at data (none when size is 0),
+//  freeing what it held. Returns 0, or -1 when memory ran out (value is
+//  then none).
+int
+    tr__value_set (tr__value_t *value, const void *data, size_t size);
+
+//  Makes value the msgpack bytes of object o. Returns 0, or -1 when
+//  memory ran out (value is then none).
+int
+    tr__value_set_object (tr__value_t *value, const msgpack_object *o);
+
+//  Frees what value holds; it is none after. Accepts a value that is
+//  none already.
+void
+    tr__value_free (tr__value_t *value);
+
+//  Packs value through pk: its bytes as they are, or nil for none.
+void
+    tr__value_pack (msgpack_packer *pk, const tr__value_t *value);
+
+//  Packs a C string as a msgpack string.
+void
+    tr__pack_str (msgpack_packer *pk, const char *text);
+
+//  --------------------------------------------------------------------------
+//  Runs
+//
+//  A composition actor works for many messages at once: the work for one
+//  message is a run, which waits for the answers to the requests it sends
+//  (tr__request_timed). tr__runs_t keeps an actor's runs in progress (a
+//  list, counted in its info counter "TYPE.inflight") and who waits for
+//  each request (a map from the request's id to a tr__wait_t), so that an
+//  answer, or the timer that says none came in time, reaches whoever
+//  waits for it, once, and one that comes after that finds nobody. All
+//  of it runs on the actor's own thread.
+
+typedef struct tr__run_s tr__run_t;
+
+//  What every run holds. An actor's own run type begins with it, and is
+//  allocated as one block (tr__run_free frees it).
+struct tr__run_s {
+    tr__run_t *next;
+    tr_msg_t *ask;              //  the deferred ask, or NULL for a tell
+    char *from;                 //  who sent the message, for the log
+};
+
+//  One request waited for: in a run, or a part of one (a subtask, a
+//  member's leg). `owner` is the actor's, given back with the answer.
+typedef struct {
+    uint64_t id;                //  the request's id, 0 while none is awaited
+    uint64_t timer;             //  its timer
+    void *owner;
+} tr__wait_t;
+
+//  What the actor does when tr__runs_handle and tr__runs_close call it;
+//  `state` is the one given to tr__runs_init.
+typedef struct {
+    //  A message that is neither an answer nor a timer: new work. Returns
+    //  what the actor's handler returns (0, or -1 to fail the message).
+    int (*start) (void *state, const tr_msg_t *msg);
+    //  The answer owner waited for: reply with error TR_OK, or an error
+    //  (reply is then the error message, or NULL when the timer came
+    //  first: TR_ETIMEDOUT). The wait is over (its id 0, its timer gone)
+    //  before this is called.
+    void (*answered) (void *state, void *owner, const tr_msg_t *reply, int error);
+    //  Frees a run that is still in progress when the actor stops (it is
+    //  off the list already): its waits, what it holds, tr__run_free.
+    void (*free) (void *state, tr__run_t *run);
+} tr__runs_calls_t;
+
+typedef struct {
+    tr_actor_t *self;
+    const char *type;           //  "orchestrator": for the log and the counter
+    char inflight_key [64];     //  "orchestrator.inflight"
+    const char *dropped_key;    //  counts answers that came too late, or NULL
+    const tr__runs_calls_t *calls;
+    void *state;
+    tr__run_t *list;            //  the runs in progress, the newest first
+    size_t count;
+    tr__u64map_t waits;         //  request id -> tr__wait_t
+} tr__runs_t;
+
+//  Sets runs up for actor self of type `type` (a string that lasts as
+//  long as the actor), with the actor's calls and state. A zeroed
+//  tr__runs_t (an actor that never started) may be closed all the same.
+void
+    tr__runs_init (tr__runs_t *runs, tr_actor_t *self, const char *type,
+                   const tr__runs_calls_t *calls, void *state);
+
+//  Takes run (zeroed but for what the actor filled in) on as the work for
+//  msg: keeps who sent it, defers an ask (the run then owns it, and must
+//  answer it), puts it on the list and counts it. Returns 0, or -1 when
+//  memory ran out: then nothing changed, and the actor still owns msg.
+int
+    tr__runs_add (tr__runs_t *runs, tr__run_t *run, const tr_msg_t *msg);
+
+//  Takes a finished run off the list (the actor answers it and frees it
+//  after).
+void
+    tr__runs_remove (tr__runs_t *runs, tr__run_t *run);
+
+//  Frees what tr__runs_add gave run (an ask still deferred is destroyed
+//  unanswered, so that its asker gets TR_ENOREPLY), then run itself.
+//  Accepts NULL.
+void
+    tr__run_free (tr__run_t *run);
+
+//  Ms a request of the run may take: timeout_ms, cut to what is left of
+//  the ask's deadline (0 or less when it has passed).
+int
+    tr__run_ms (const tr__run_t *run, int64_t timeout_ms);
+
+//  Makes room for `more` waits, so that as many requests cannot fail for
+//  want of memory. Returns 0, or -1 when memory ran out.
+int
+    tr__runs_reserve (tr__runs_t *runs, size_t more);
+
+//  Sends body to `to` with tr__request_timed, wait awaiting its answer
+//  (wait->owner is the caller's, set before). Returns TR_OK; or, with
+//  nothing awaited (wait->id 0), TR_ETIMEDOUT when ms is 0 or less,
+//  TR_ENOMEM, or the send's error.
+int
+    tr__runs_request (tr__runs_t *runs, tr__wait_t *wait, const char *to, const void *body,
+                      size_t size, int ms);
+
+//  Stops waiting (an answer that comes later finds nobody; its timer is
+//  cancelled). Accepts a wait that awaits nothing.
+void
+    tr__runs_unwait (tr__runs_t *runs, tr__wait_t *wait);
+
+//  The actor's handler: an answer (a reply or an error, by its
+//  correlation id) or a timer (tr__tick_read: TR_ETIMEDOUT) goes to
+//  calls->answered if someone waits for it (a late reply is counted in
+//  dropped_key, when set); anything else to calls->start. Returns what
+//  the handler returns.
+int
+    tr__runs_handle (tr__runs_t *runs, const tr_msg_t *msg);
+
+//  When the actor stops: runs still in progress are abandoned (their
+//  askers get TR_ENOREPLY, late answers find nobody), said in a warning
+//  "TYPE 'NAME': stopping with N run(s) in progress" followed by `more`
+//  (or nothing when NULL), and freed with calls->free; the waits are
+//  freed.
+void
+    tr__runs_close (tr__runs_t *runs, const char *more);
 
 #endif

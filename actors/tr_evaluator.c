@@ -32,7 +32,6 @@
 
 #include "tr_compose.h"
 #include "tr_internal.h"
-#include "tr_u64map.h"
 #include "troupe/tr_event.h"
 #include "troupe/tr_timer.h"
 
@@ -41,27 +40,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  A value: msgpack bytes (malloc'd), or none (size 0, sent as nil).
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_value_t;
-
 typedef enum { S_GENERATE, S_EVALUATE } s_stage_t;
 
 typedef struct s_run_s s_run_t;
 struct s_run_s {
-    s_run_t *next;
-    tr_msg_t *ask;              //  deferred, or NULL for a tell
-    char *from;                 //  who sent it, for the log
-    s_value_t task;
-    s_value_t output;           //  the latest output
-    s_value_t feedback;         //  the latest feedback
+    tr__run_t base;             //  the deferred ask (or NULL for a tell), the sender
+    tr__value_t task;
+    tr__value_t output;         //  the latest output
+    tr__value_t feedback;       //  the latest feedback
     double *scores;             //  one per iteration scored
     size_t iterations;          //  iterations started
     int stage;                  //  s_stage_t
-    uint64_t wait;              //  the request's id, 0 when none
-    uint64_t timer;
+    tr__wait_t wait;            //  the generator's or the evaluator's answer
     char reason [512];          //  why the run failed
 };
 
@@ -75,11 +65,11 @@ typedef struct {
     int64_t max_iterations;
     int64_t timeout_ms;
     bool below_error;           //  below_threshold: error
-    //  Runs.
-    s_run_t *runs;
-    size_t inflight;
-    tr__u64map_t waits;         //  request id -> s_run_t
+    tr__runs_t runs;            //  of s_run_t, each waiting for one answer at a time
 } s_eval_t;
+
+//  What the runs call back (at the end).
+static const tr__runs_calls_t s_calls;
 
 static const tr_param_spec_t s_eval_params [] = {
     { "generator", TR_PARAM_STRING, true, "the actor asked {task, previous, feedback} for "
@@ -105,7 +95,6 @@ s_eval_free (s_eval_t *eval)
         return;
     free (eval->generator);
     free (eval->evaluator);
-    tr__u64map_clear (&eval->waits);
     free (eval);
 }
 
@@ -156,44 +145,13 @@ s_eval_init (tr_actor_t *self, void *arg, void **state_p)
     tr__cfg_close (&cfg);
     eval->self = self;
     eval->node = tr_actor_node (self);
+    tr__runs_init (&eval->runs, self, "evaluator", &s_calls, eval);
     *state_p = eval;
     return 0;
 }
 
 //  --------------------------------------------------------------------------
-//  Values and packing
-
-static int
-s_value_set (s_value_t *value, const void *data, size_t size)
-{
-    free (value->data);
-    value->data = NULL;
-    value->size = 0;
-    if (size == 0)
-        return 0;
-    value->data = (uint8_t *) malloc (size);
-    if (!value->data)
-        return -1;
-    memcpy (value->data, data, size);
-    value->size = size;
-    return 0;
-}
-
-static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
-//  A value's bytes, or nil for none.
-static void
-s_pack_value (msgpack_packer *pk, msgpack_sbuffer *buffer, const s_value_t *value)
-{
-    if (value->size)
-        msgpack_sbuffer_write (buffer, (const char *) value->data, value->size);
-    else
-        msgpack_pack_nil (pk);
-}
+//  Packing
 
 //  A score as msgpack writes numbers here: an integer when it is one
 //  (so that 1 reads back as 1, not 1.0), a float otherwise.
@@ -214,30 +172,12 @@ s_run_free (s_eval_t *eval, s_run_t *run)
 {
     if (!run)
         return;
-    if (run->wait) {
-        tr__u64map_take (&eval->waits, run->wait);
-        tr_timer_cancel (eval->node, run->timer);
-    }
-    free (run->task.data);
-    free (run->output.data);
-    free (run->feedback.data);
+    tr__runs_unwait (&eval->runs, &run->wait);
+    tr__value_free (&run->task);
+    tr__value_free (&run->output);
+    tr__value_free (&run->feedback);
     free (run->scores);
-    free (run->from);
-    tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
-    free (run);
-}
-
-//  Takes a finished run off the list (the asker is answered after).
-static void
-s_run_unlink (s_eval_t *eval, s_run_t *run)
-{
-    for (s_run_t **p = &eval->runs; *p; p = &(*p)->next)
-        if (*p == run) {
-            *p = run->next;
-            break;
-        }
-    eval->inflight--;
-    tr_actor_info_set (eval->self, "evaluator.inflight", (int64_t) eval->inflight);
+    tr__run_free (&run->base);
 }
 
 //  The scores so far, as a list.
@@ -255,29 +195,29 @@ s_run_fail (s_eval_t *eval, s_run_t *run, int error)
 {
     tr_log (TR_LOG_WARN, "evaluator '%s': %s (%s) for %s from '%s'",
             tr_actor_name (eval->self), run->reason, tr_errname (error),
-            run->ask? "an ask": "a tell", run->from);
+            run->base.ask? "an ask": "a tell", run->base.from);
     size_t scored = run->iterations? run->iterations - 1: 0;     //  the one in hand was not
     msgpack_sbuffer buffer;
     msgpack_packer pk;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 5);
-    s_pack_str (&pk, "evaluator");
-    s_pack_str (&pk, tr_actor_name (eval->self));
-    s_pack_str (&pk, "error");
-    s_pack_str (&pk, tr_errname (error));
-    s_pack_str (&pk, "reason");
-    s_pack_str (&pk, run->reason);
-    s_pack_str (&pk, "iterations");
+    tr__pack_str (&pk, "evaluator");
+    tr__pack_str (&pk, tr_actor_name (eval->self));
+    tr__pack_str (&pk, "error");
+    tr__pack_str (&pk, tr_errname (error));
+    tr__pack_str (&pk, "reason");
+    tr__pack_str (&pk, run->reason);
+    tr__pack_str (&pk, "iterations");
     msgpack_pack_uint64 (&pk, run->iterations);
-    s_pack_str (&pk, "scores");
+    tr__pack_str (&pk, "scores");
     s_pack_scores (&pk, run, scored);
     tr_event_publish (eval->node, "evaluator.failed", buffer.data, buffer.size, NULL);
     msgpack_sbuffer_destroy (&buffer);
     tr_actor_info_add (eval->self, "evaluator.failed", 1);
-    s_run_unlink (eval, run);
-    if (run->ask)
-        tr_reply_error (run->ask, error);
+    tr__runs_remove (&eval->runs, &run->base);
+    if (run->base.ask)
+        tr_reply_error (run->base.ask, error);
     s_run_free (eval, run);
 }
 
@@ -292,20 +232,20 @@ s_pack_outcome (s_eval_t *eval, s_run_t *run, bool reached, msgpack_sbuffer *buf
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 5);
     if (with_name) {
-        s_pack_str (&pk, "evaluator");
-        s_pack_str (&pk, tr_actor_name (eval->self));
+        tr__pack_str (&pk, "evaluator");
+        tr__pack_str (&pk, tr_actor_name (eval->self));
     }
     else {
-        s_pack_str (&pk, "output");
-        s_pack_value (&pk, buffer, &run->output);
+        tr__pack_str (&pk, "output");
+        tr__value_pack (&pk, &run->output);
     }
-    s_pack_str (&pk, "score");
+    tr__pack_str (&pk, "score");
     s_pack_score (&pk, run->scores [run->iterations - 1]);
-    s_pack_str (&pk, "iterations");
+    tr__pack_str (&pk, "iterations");
     msgpack_pack_uint64 (&pk, run->iterations);
-    s_pack_str (&pk, "scores");
+    tr__pack_str (&pk, "scores");
     s_pack_scores (&pk, run, run->iterations);
-    s_pack_str (&pk, "reached");
+    tr__pack_str (&pk, "reached");
     if (reached)
         msgpack_pack_true (&pk);
     else
@@ -328,54 +268,38 @@ s_run_done (s_eval_t *eval, s_run_t *run, bool reached)
                   "the last was %g", eval->threshold, run->iterations,
                   run->scores [run->iterations - 1]);
         tr_log (TR_LOG_WARN, "evaluator '%s': %s", tr_actor_name (eval->self), run->reason);
-        s_run_unlink (eval, run);
-        if (run->ask)
-            tr_reply_error (run->ask, TR_ELIMIT);
+        tr__runs_remove (&eval->runs, &run->base);
+        if (run->base.ask)
+            tr_reply_error (run->base.ask, TR_ELIMIT);
         s_run_free (eval, run);
         return;
     }
-    s_run_unlink (eval, run);
-    if (run->ask) {
+    tr__runs_remove (&eval->runs, &run->base);
+    if (run->base.ask) {
         msgpack_sbuffer_clear (&buffer);
         s_pack_outcome (eval, run, reached, &buffer, false);
-        int rc = tr_reply (run->ask, buffer.data, buffer.size);
+        int rc = tr_reply (run->base.ask, buffer.data, buffer.size);
         if (rc != TR_OK)
-            tr_reply_error (run->ask, rc);
+            tr_reply_error (run->base.ask, rc);
     }
     else
         tr_log (TR_LOG_INFO, "evaluator '%s': a tell from '%s' done after %zu iteration(s), "
-                "score %g", tr_actor_name (eval->self), run->from, run->iterations,
+                "score %g", tr_actor_name (eval->self), run->base.from, run->iterations,
                 run->scores [run->iterations - 1]);
     msgpack_sbuffer_destroy (&buffer);
     s_run_free (eval, run);
 }
 
-//  Ms an ask may take: the timeout, cut to the asker's deadline; 0 when
-//  it has passed.
-static int
-s_ms (const s_eval_t *eval, const s_run_t *run)
-{
-    int64_t ms = eval->timeout_ms;
-    int64_t left = run->ask? tr_msg_remaining_ms (run->ask): -1;
-    if (left >= 0 && left < ms)
-        ms = left;
-    return (int) ms;
-}
-
-//  Sends what the run's stage asks for; on failure ends the run.
+//  Sends what the run's stage asks for, with the timeout cut to the
+//  asker's deadline; on failure ends the run.
 static void
 s_send (s_eval_t *eval, s_run_t *run, const char *to, msgpack_sbuffer *buffer)
 {
-    int ms = s_ms (eval, run);
-    int rc = ms <= 0? TR_ETIMEDOUT
-           : tr__u64map_reserve (&eval->waits, 1)? TR_ENOMEM
-           : tr__request_timed (eval->self, to, buffer->data, buffer->size, ms, &run->wait,
-                                &run->timer);
-    if (rc == TR_OK) {
-        tr__u64map_put (&eval->waits, run->wait, run);     //  cannot fail: reserved
+    run->wait.owner = run;
+    int rc = tr__runs_request (&eval->runs, &run->wait, to, buffer->data, buffer->size,
+                               tr__run_ms (&run->base, eval->timeout_ms));
+    if (rc == TR_OK)
         return;
-    }
-    run->wait = 0;
     snprintf (run->reason, sizeof run->reason, "%s '%s' could not be asked in iteration "
               "%zu: %s", run->stage == S_GENERATE? "generator": "evaluator", to,
               run->iterations, tr_strerror (rc));
@@ -394,12 +318,12 @@ s_generate (s_eval_t *eval, s_run_t *run)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 3);
-    s_pack_str (&pk, "task");
-    s_pack_value (&pk, &buffer, &run->task);
-    s_pack_str (&pk, "previous");
-    s_pack_value (&pk, &buffer, &run->output);
-    s_pack_str (&pk, "feedback");
-    s_pack_value (&pk, &buffer, &run->feedback);
+    tr__pack_str (&pk, "task");
+    tr__value_pack (&pk, &run->task);
+    tr__pack_str (&pk, "previous");
+    tr__value_pack (&pk, &run->output);
+    tr__pack_str (&pk, "feedback");
+    tr__value_pack (&pk, &run->feedback);
     s_send (eval, run, eval->generator, &buffer);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -408,7 +332,7 @@ s_generate (s_eval_t *eval, s_run_t *run)
 static void
 s_generated (s_eval_t *eval, s_run_t *run, const tr_msg_t *reply)
 {
-    if (s_value_set (&run->output, tr_msg_body (reply), tr_msg_size (reply))) {
+    if (tr__value_set (&run->output, tr_msg_body (reply), tr_msg_size (reply))) {
         snprintf (run->reason, sizeof run->reason, "out of memory");
         s_run_fail (eval, run, TR_ENOMEM);
         return;
@@ -419,19 +343,12 @@ s_generated (s_eval_t *eval, s_run_t *run, const tr_msg_t *reply)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 2);
-    s_pack_str (&pk, "task");
-    s_pack_value (&pk, &buffer, &run->task);
-    s_pack_str (&pk, "output");
-    s_pack_value (&pk, &buffer, &run->output);
+    tr__pack_str (&pk, "task");
+    tr__value_pack (&pk, &run->task);
+    tr__pack_str (&pk, "output");
+    tr__value_pack (&pk, &run->output);
     s_send (eval, run, eval->evaluator, &buffer);
     msgpack_sbuffer_destroy (&buffer);
-}
-
-static bool
-s_key_is (const msgpack_object *key, const char *name)
-{
-    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen (name)
-        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
 }
 
 //  Reads the evaluator's answer {score, feedback}: the score into *score,
@@ -448,9 +365,9 @@ s_verdict_read (s_eval_t *eval, s_run_t *run, const tr_msg_t *reply, double *sco
                              NULL) == MSGPACK_UNPACK_SUCCESS)
         o = &unpacked.data;
     for (uint32_t i = 0; o && o->type == MSGPACK_OBJECT_MAP && i < o->via.map.size; i++) {
-        if (s_key_is (&o->via.map.ptr [i].key, "score"))
+        if (tr__key_is (&o->via.map.ptr [i].key, "score"))
             value = &o->via.map.ptr [i].val;
-        if (s_key_is (&o->via.map.ptr [i].key, "feedback"))
+        if (tr__key_is (&o->via.map.ptr [i].key, "feedback"))
             feedback = &o->via.map.ptr [i].val;
     }
     int rc = TR_EOUTPUT;
@@ -472,20 +389,10 @@ s_verdict_read (s_eval_t *eval, s_run_t *run, const tr_msg_t *reply, double *sco
         snprintf (run->reason, sizeof run->reason, "evaluator '%s' answered 'score' as %s in "
                   "iteration %zu, not a number", eval->evaluator, tr__cfg_kind (value),
                   run->iterations);
-    if (rc == TR_OK) {
-        msgpack_sbuffer buffer;
-        msgpack_packer pk;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
-        if (feedback)
-            msgpack_pack_object (&pk, *feedback);
-        else
-            msgpack_pack_nil (&pk);
-        if (!buffer.data || s_value_set (&run->feedback, buffer.data, buffer.size)) {
-            snprintf (run->reason, sizeof run->reason, "out of memory");
-            rc = TR_ENOMEM;
-        }
-        msgpack_sbuffer_destroy (&buffer);
+    static const msgpack_object nil = { .type = MSGPACK_OBJECT_NIL };
+    if (rc == TR_OK && tr__value_set_object (&run->feedback, feedback? feedback: &nil)) {
+        snprintf (run->reason, sizeof run->reason, "out of memory");
+        rc = TR_ENOMEM;
     }
     msgpack_unpacked_destroy (&unpacked);
     return rc;
@@ -500,14 +407,14 @@ s_publish_round (s_eval_t *eval, s_run_t *run, double score)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 4);
-    s_pack_str (&pk, "evaluator");
-    s_pack_str (&pk, tr_actor_name (eval->self));
-    s_pack_str (&pk, "iteration");
+    tr__pack_str (&pk, "evaluator");
+    tr__pack_str (&pk, tr_actor_name (eval->self));
+    tr__pack_str (&pk, "iteration");
     msgpack_pack_uint64 (&pk, run->iterations);
-    s_pack_str (&pk, "score");
+    tr__pack_str (&pk, "score");
     s_pack_score (&pk, score);
-    s_pack_str (&pk, "feedback");
-    s_pack_value (&pk, &buffer, &run->feedback);
+    tr__pack_str (&pk, "feedback");
+    tr__value_pack (&pk, &run->feedback);
     tr_event_publish (eval->node, "evaluator.round", buffer.data, buffer.size, NULL);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -533,15 +440,13 @@ s_evaluated (s_eval_t *eval, s_run_t *run, const tr_msg_t *reply)
         s_generate (eval, run);
 }
 
-//  An answer (or a timer: reply NULL, TR_ETIMEDOUT) for request id.
+//  The answer the run (owner) waited for (or a timer: reply NULL,
+//  TR_ETIMEDOUT).
 static void
-s_answered (s_eval_t *eval, uint64_t id, const tr_msg_t *reply, int error)
+s_answered (void *state, void *owner, const tr_msg_t *reply, int error)
 {
-    s_run_t *run = (s_run_t *) tr__u64map_take (&eval->waits, id);
-    if (!run)
-        return;                         //  late: its timer came first, or the reverse
-    tr_timer_cancel (eval->node, run->timer);
-    run->wait = 0;
+    s_eval_t *eval = (s_eval_t *) state;
+    s_run_t *run = (s_run_t *) owner;
     if (error) {
         snprintf (run->reason, sizeof run->reason, "%s '%s' failed in iteration %zu: %s",
                   run->stage == S_GENERATE? "generator": "evaluator",
@@ -558,47 +463,36 @@ s_answered (s_eval_t *eval, uint64_t id, const tr_msg_t *reply, int error)
 
 //  A message to run for: asks are deferred, tells copied.
 static int
-s_run_new (s_eval_t *eval, const tr_msg_t *msg)
+s_run_new (void *state, const tr_msg_t *msg)
 {
+    s_eval_t *eval = (s_eval_t *) state;
     s_run_t *run = (s_run_t *) calloc (1, sizeof *run);
-    if (run) {
-        run->from = strdup (tr_msg_from (msg));
+    if (run)
         run->scores = (double *) calloc ((size_t) eval->max_iterations, sizeof (double));
-    }
-    if (!run || !run->from || !run->scores
-    ||  s_value_set (&run->task, tr_msg_body (msg), tr_msg_size (msg))) {
+    if (!run || !run->scores
+    ||  tr__value_set (&run->task, tr_msg_body (msg), tr_msg_size (msg))
+    ||  tr__runs_add (&eval->runs, &run->base, msg)) {
         s_run_free (eval, run);
         return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply_error (msg, TR_ENOMEM): -1;
     }
-    if (tr_msg_kind (msg) == TR_KIND_ASK)
-        run->ask = tr_defer (msg);
-    run->next = eval->runs;
-    eval->runs = run;
-    eval->inflight++;
-    tr_actor_info_set (eval->self, "evaluator.inflight", (int64_t) eval->inflight);
     s_generate (eval, run);
     return 0;
 }
+
+//  A run in progress when the evaluator stops.
+static void
+s_run_drop (void *state, tr__run_t *run)
+{
+    s_run_free ((s_eval_t *) state, (s_run_t *) run);
+}
+
+static const tr__runs_calls_t s_calls = { s_run_new, s_answered, s_run_drop };
 
 static int
 s_eval_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     (void) self;
-    s_eval_t *eval = (s_eval_t *) state;
-    uint64_t id;
-    switch (tr_msg_kind (msg)) {
-        case TR_KIND_REPLY:
-        case TR_KIND_ERROR:
-            s_answered (eval, tr_msg_corr (msg), msg, tr_msg_kind (msg) == TR_KIND_ERROR?
-                        tr_msg_error (msg): TR_OK);
-            return 0;
-        default:
-            if (tr__tick_read (msg, &id)) {
-                s_answered (eval, id, NULL, TR_ETIMEDOUT);
-                return 0;
-            }
-            return s_run_new (eval, msg);
-    }
+    return tr__runs_handle (&((s_eval_t *) state)->runs, msg);
 }
 
 //  Runs in progress are abandoned: their askers get TR_ENOREPLY when the
@@ -606,16 +500,9 @@ s_eval_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 static void
 s_eval_terminate (tr_actor_t *self, int reason, void *state)
 {
-    (void) reason;
+    (void) self; (void) reason;
     s_eval_t *eval = (s_eval_t *) state;
-    if (eval->runs)
-        tr_log (TR_LOG_WARN, "evaluator '%s': stopping with %zu run(s) in progress",
-                tr_actor_name (self), eval->inflight);
-    while (eval->runs) {
-        s_run_t *run = eval->runs;
-        eval->runs = run->next;
-        s_run_free (eval, run);
-    }
+    tr__runs_close (&eval->runs, NULL);
     s_eval_free (eval);
 }
 

@@ -43,7 +43,6 @@
 
 #include "tr_compose.h"
 #include "tr_internal.h"
-#include "tr_u64map.h"
 #include "troupe/tr_event.h"
 #include "troupe/tr_timer.h"
 
@@ -52,20 +51,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  A value: msgpack bytes (malloc'd), or none (size 0, sent as nil).
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_value_t;
-
 typedef struct s_run_s s_run_t;
 
 //  What an answer is awaited for: the planner (index -1) or subtask index.
 typedef struct {
+    tr__wait_t request;         //  its owner is this s_wait_t
     s_run_t *run;
     int index;
-    uint64_t id;                //  the request's id, the key in s_orch_t.waits
-    uint64_t timer;
 } s_wait_t;
 
 typedef enum { S_SUB_WAITING, S_SUB_RUNNING, S_SUB_DONE } s_sub_state_t;
@@ -73,19 +65,17 @@ typedef enum { S_SUB_WAITING, S_SUB_RUNNING, S_SUB_DONE } s_sub_state_t;
 //  One subtask of the round in hand.
 typedef struct {
     char *worker;               //  as the planner named it ("" for none)
-    s_value_t task;
+    tr__value_t task;
     int state;                  //  s_sub_state_t
     int error;                  //  TR_OK, or why it failed
     char *reason;               //  with an error: in words
-    s_value_t answer;
+    tr__value_t answer;
     s_wait_t wait;
 } s_sub_t;
 
 struct s_run_s {
-    s_run_t *next;
-    tr_msg_t *ask;              //  deferred, or NULL for a tell
-    char *from;                 //  who sent it, for the log
-    s_value_t task;
+    tr__run_t base;             //  the deferred ask (or NULL for a tell), the sender
+    tr__value_t task;
     int64_t round;              //  planner asks so far
     msgpack_sbuffer results;    //  the results so far, packed one after another
     uint32_t nresults;
@@ -111,11 +101,11 @@ typedef struct {
     int64_t limit;
     int64_t timeout_ms;
     bool report;                //  on_failure: report
-    //  Runs.
-    s_run_t *runs;
-    size_t inflight;
-    tr__u64map_t waits;         //  request id -> s_wait_t
+    tr__runs_t runs;            //  of s_run_t, waits of s_wait_t
 } s_orch_t;
+
+//  What the runs call back (at the end).
+static const tr__runs_calls_t s_calls;
 
 static const tr_param_spec_t s_orch_params [] = {
     { "planner", TR_PARAM_STRING, true, "the actor asked for each round's decision "
@@ -144,7 +134,6 @@ s_orch_free (s_orch_t *orch)
     free (orch->planner);
     tr__names_free (orch->workers, orch->nworkers);
     free (orch->worker_list);
-    tr__u64map_clear (&orch->waits);
     free (orch);
 }
 
@@ -220,43 +209,9 @@ s_orch_init (tr_actor_t *self, void *arg, void **state_p)
     tr__cfg_close (&cfg);
     orch->self = self;
     orch->node = tr_actor_node (self);
+    tr__runs_init (&orch->runs, self, "orchestrator", &s_calls, orch);
     *state_p = orch;
     return 0;
-}
-
-//  --------------------------------------------------------------------------
-//  Values and packing
-
-static int
-s_value_set (s_value_t *value, const void *data, size_t size)
-{
-    free (value->data);
-    value->data = NULL;
-    value->size = 0;
-    if (size == 0)
-        return 0;
-    value->data = (uint8_t *) malloc (size);
-    if (!value->data)
-        return -1;
-    memcpy (value->data, data, size);
-    value->size = size;
-    return 0;
-}
-
-static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
-//  A value's bytes, or nil for none.
-static void
-s_pack_value (msgpack_packer *pk, msgpack_sbuffer *buffer, const s_value_t *value)
-{
-    if (value->size)
-        msgpack_sbuffer_write (buffer, (const char *) value->data, value->size);
-    else
-        msgpack_pack_nil (pk);
 }
 
 //  --------------------------------------------------------------------------
@@ -267,9 +222,9 @@ s_subs_free (s_run_t *run)
 {
     for (size_t i = 0; i < run->nsubs; i++) {
         free (run->subs [i].worker);
-        free (run->subs [i].task.data);
+        tr__value_free (&run->subs [i].task);
         free (run->subs [i].reason);
-        free (run->subs [i].answer.data);
+        tr__value_free (&run->subs [i].answer);
     }
     free (run->subs);
     run->subs = NULL;
@@ -280,17 +235,9 @@ s_subs_free (s_run_t *run)
 static void
 s_run_unwait (s_orch_t *orch, s_run_t *run)
 {
-    if (run->planner.id) {
-        tr__u64map_take (&orch->waits, run->planner.id);
-        tr_timer_cancel (orch->node, run->planner.timer);
-        run->planner.id = 0;
-    }
+    tr__runs_unwait (&orch->runs, &run->planner.request);
     for (size_t i = 0; i < run->nsubs; i++)
-        if (run->subs [i].wait.id) {
-            tr__u64map_take (&orch->waits, run->subs [i].wait.id);
-            tr_timer_cancel (orch->node, run->subs [i].wait.timer);
-            run->subs [i].wait.id = 0;
-        }
+        tr__runs_unwait (&orch->runs, &run->subs [i].wait.request);
 }
 
 static void
@@ -300,24 +247,9 @@ s_run_free (s_orch_t *orch, s_run_t *run)
         return;
     s_run_unwait (orch, run);
     s_subs_free (run);
-    free (run->task.data);
-    free (run->from);
+    tr__value_free (&run->task);
     msgpack_sbuffer_destroy (&run->results);
-    tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
-    free (run);
-}
-
-//  Takes a finished run off the list (the asker is answered after).
-static void
-s_run_unlink (s_orch_t *orch, s_run_t *run)
-{
-    for (s_run_t **p = &orch->runs; *p; p = &(*p)->next)
-        if (*p == run) {
-            *p = run->next;
-            break;
-        }
-    orch->inflight--;
-    tr_actor_info_set (orch->self, "orchestrator.inflight", (int64_t) orch->inflight);
+    tr__run_free (&run->base);
 }
 
 //  Ms the planner or a subtask may take: the timeout, cut to the ask's
@@ -325,30 +257,17 @@ s_run_unlink (s_orch_t *orch, s_run_t *run)
 static int
 s_ms (const s_orch_t *orch, const s_run_t *run)
 {
-    int64_t ms = orch->timeout_ms;
-    int64_t left = run->ask? tr_msg_remaining_ms (run->ask): -1;
-    if (left >= 0 && left < ms)
-        ms = left;
-    return (int) ms;
+    return tr__run_ms (&run->base, orch->timeout_ms);
 }
 
-//  Asks `to` and records what is awaited. Returns TR_OK, or the error (and
+//  Asks `to` for what wait awaits. Returns TR_OK, or the error (and
 //  nothing is awaited).
 static int
 s_request (s_orch_t *orch, s_wait_t *wait, const char *to, const void *body, size_t size,
            int ms)
 {
-    if (ms <= 0)
-        return TR_ETIMEDOUT;
-    if (tr__u64map_reserve (&orch->waits, 1))
-        return TR_ENOMEM;
-    int rc = tr__request_timed (orch->self, to, body, size, ms, &wait->id, &wait->timer);
-    if (rc != TR_OK) {
-        wait->id = 0;
-        return rc;
-    }
-    tr__u64map_put (&orch->waits, wait->id, wait);     //  cannot fail: reserved
-    return TR_OK;
+    wait->request.owner = wait;
+    return tr__runs_request (&orch->runs, &wait->request, to, body, size, ms);
 }
 
 //  The map {orchestrator, error, reason, rounds} (name first when
@@ -361,17 +280,17 @@ s_pack_failure (s_orch_t *orch, s_run_t *run, int error, msgpack_sbuffer *buffer
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 3 + with_name + with_results);
     if (with_name) {
-        s_pack_str (&pk, "orchestrator");
-        s_pack_str (&pk, tr_actor_name (orch->self));
+        tr__pack_str (&pk, "orchestrator");
+        tr__pack_str (&pk, tr_actor_name (orch->self));
     }
-    s_pack_str (&pk, "error");
-    s_pack_str (&pk, tr_errname (error));
-    s_pack_str (&pk, "reason");
-    s_pack_str (&pk, run->reason);
-    s_pack_str (&pk, "rounds");
+    tr__pack_str (&pk, "error");
+    tr__pack_str (&pk, tr_errname (error));
+    tr__pack_str (&pk, "reason");
+    tr__pack_str (&pk, run->reason);
+    tr__pack_str (&pk, "rounds");
     msgpack_pack_int64 (&pk, run->round);
     if (with_results) {
-        s_pack_str (&pk, "results");
+        tr__pack_str (&pk, "results");
         msgpack_pack_array (&pk, run->nresults);
         if (run->results.size)
             msgpack_sbuffer_write (buffer, run->results.data, run->results.size);
@@ -385,54 +304,54 @@ s_run_fail (s_orch_t *orch, s_run_t *run, int error)
 {
     tr_log (TR_LOG_WARN, "orchestrator '%s': %s (%s) for %s from '%s'",
             tr_actor_name (orch->self), run->reason, tr_errname (error),
-            run->ask? "an ask": "a tell", run->from);
+            run->base.ask? "an ask": "a tell", run->base.from);
     s_run_unwait (orch, run);
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     s_pack_failure (orch, run, error, &buffer, true, false);
     tr_event_publish (orch->node, "orchestrator.failed", buffer.data, buffer.size, NULL);
     tr_actor_info_add (orch->self, "orchestrator.failed", 1);
-    s_run_unlink (orch, run);
-    if (run->ask && orch->report) {
+    tr__runs_remove (&orch->runs, &run->base);
+    if (run->base.ask && orch->report) {
         msgpack_sbuffer_clear (&buffer);
         s_pack_failure (orch, run, error, &buffer, false, true);
-        if (tr_reply (run->ask, buffer.data, buffer.size) != TR_OK)
-            tr_reply_error (run->ask, error);
+        if (tr_reply (run->base.ask, buffer.data, buffer.size) != TR_OK)
+            tr_reply_error (run->base.ask, error);
     }
     else
-    if (run->ask)
-        tr_reply_error (run->ask, error);
+    if (run->base.ask)
+        tr_reply_error (run->base.ask, error);
     msgpack_sbuffer_destroy (&buffer);
     s_run_free (orch, run);
 }
 
 //  The planner said done: the run's answer is its result.
 static void
-s_run_done (s_orch_t *orch, s_run_t *run, const s_value_t *result)
+s_run_done (s_orch_t *orch, s_run_t *run, const tr__value_t *result)
 {
     msgpack_sbuffer buffer;
     msgpack_packer pk;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 3);
-    s_pack_str (&pk, "orchestrator");
-    s_pack_str (&pk, tr_actor_name (orch->self));
-    s_pack_str (&pk, "rounds");
+    tr__pack_str (&pk, "orchestrator");
+    tr__pack_str (&pk, tr_actor_name (orch->self));
+    tr__pack_str (&pk, "rounds");
     msgpack_pack_int64 (&pk, run->round);
-    s_pack_str (&pk, "results");
+    tr__pack_str (&pk, "results");
     msgpack_pack_uint32 (&pk, run->nresults);
     tr_event_publish (orch->node, "orchestrator.completed", buffer.data, buffer.size, NULL);
     msgpack_sbuffer_destroy (&buffer);
     tr_actor_info_add (orch->self, "orchestrator.completed", 1);
-    s_run_unlink (orch, run);
-    if (run->ask) {
-        int rc = tr_reply (run->ask, result->data, result->size);
+    tr__runs_remove (&orch->runs, &run->base);
+    if (run->base.ask) {
+        int rc = tr_reply (run->base.ask, result->data, result->size);
         if (rc != TR_OK)
-            tr_reply_error (run->ask, rc);
+            tr_reply_error (run->base.ask, rc);
     }
     else
         tr_log (TR_LOG_INFO, "orchestrator '%s': a tell from '%s' done after %lld round(s)",
-                tr_actor_name (orch->self), run->from, (long long) run->round);
+                tr_actor_name (orch->self), run->base.from, (long long) run->round);
     s_run_free (orch, run);
 }
 
@@ -447,13 +366,13 @@ s_plan (s_orch_t *orch, s_run_t *run)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 4);
-    s_pack_str (&pk, "task");
-    s_pack_value (&pk, &buffer, &run->task);
-    s_pack_str (&pk, "round");
+    tr__pack_str (&pk, "task");
+    tr__value_pack (&pk, &run->task);
+    tr__pack_str (&pk, "round");
     msgpack_pack_int64 (&pk, run->round);
-    s_pack_str (&pk, "max_rounds");
+    tr__pack_str (&pk, "max_rounds");
     msgpack_pack_int64 (&pk, orch->max_rounds);
-    s_pack_str (&pk, "results");
+    tr__pack_str (&pk, "results");
     msgpack_pack_array (&pk, run->nresults);
     if (run->results.size)
         msgpack_sbuffer_write (&buffer, run->results.data, run->results.size);
@@ -500,22 +419,22 @@ s_round_record (s_orch_t *orch, s_run_t *run)
     for (size_t i = 0; i < run->nsubs; i++) {
         s_sub_t *sub = &run->subs [i];
         msgpack_pack_map (&pk, sub->error? 5: 4);
-        s_pack_str (&pk, "round");
+        tr__pack_str (&pk, "round");
         msgpack_pack_int64 (&pk, run->round);
-        s_pack_str (&pk, "worker");
-        s_pack_str (&pk, sub->worker);
-        s_pack_str (&pk, "task");
-        s_pack_value (&pk, &run->results, &sub->task);
+        tr__pack_str (&pk, "worker");
+        tr__pack_str (&pk, sub->worker);
+        tr__pack_str (&pk, "task");
+        tr__value_pack (&pk, &sub->task);
         if (sub->error) {
             failed++;
-            s_pack_str (&pk, "error");
-            s_pack_str (&pk, tr_errname (sub->error));
-            s_pack_str (&pk, "reason");
-            s_pack_str (&pk, sub->reason? sub->reason: tr_strerror (sub->error));
+            tr__pack_str (&pk, "error");
+            tr__pack_str (&pk, tr_errname (sub->error));
+            tr__pack_str (&pk, "reason");
+            tr__pack_str (&pk, sub->reason? sub->reason: tr_strerror (sub->error));
         }
         else {
-            s_pack_str (&pk, "answer");
-            s_pack_value (&pk, &run->results, &sub->answer);
+            tr__pack_str (&pk, "answer");
+            tr__value_pack (&pk, &sub->answer);
         }
         run->nresults++;
     }
@@ -525,13 +444,13 @@ s_round_record (s_orch_t *orch, s_run_t *run)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 4);
-    s_pack_str (&pk, "orchestrator");
-    s_pack_str (&pk, tr_actor_name (orch->self));
-    s_pack_str (&pk, "round");
+    tr__pack_str (&pk, "orchestrator");
+    tr__pack_str (&pk, tr_actor_name (orch->self));
+    tr__pack_str (&pk, "round");
     msgpack_pack_int64 (&pk, run->round);
-    s_pack_str (&pk, "subtasks");
+    tr__pack_str (&pk, "subtasks");
     msgpack_pack_uint64 (&pk, run->nsubs);
-    s_pack_str (&pk, "failed");
+    tr__pack_str (&pk, "failed");
     msgpack_pack_uint64 (&pk, failed);
     tr_event_publish (orch->node, "orchestrator.round", buffer.data, buffer.size, NULL);
     msgpack_sbuffer_destroy (&buffer);
@@ -568,36 +487,6 @@ s_subs_start (s_orch_t *orch, s_run_t *run)
 
 //  --------------------------------------------------------------------------
 //  The planner's decision
-
-static bool
-s_key_is (const msgpack_object *key, const char *name)
-{
-    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen (name)
-        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
-}
-
-static const msgpack_object *
-s_get (const msgpack_object *map, const char *key)
-{
-    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++)
-        if (s_key_is (&map->via.map.ptr [i].key, key))
-            return &map->via.map.ptr [i].val;
-    return NULL;
-}
-
-//  A msgpack object's own bytes, as a value.
-static int
-s_value_pack (s_value_t *value, const msgpack_object *o)
-{
-    msgpack_sbuffer buffer;
-    msgpack_packer pk;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_object (&pk, *o);
-    int rc = buffer.data? s_value_set (value, buffer.data, buffer.size): -1;
-    msgpack_sbuffer_destroy (&buffer);
-    return rc;
-}
 
 static bool
 s_is_worker (const s_orch_t *orch, const char *name)
@@ -643,7 +532,7 @@ s_sub_from_text (s_orch_t *orch, s_run_t *run, s_sub_t *sub, const msgpack_objec
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_str_with_body (&pk, task, task_len);
-    int rc = buffer.data? s_value_set (&sub->task, buffer.data, buffer.size): -1;
+    int rc = buffer.data? tr__value_set (&sub->task, buffer.data, buffer.size): -1;
     msgpack_sbuffer_destroy (&buffer);
     if (!sub->worker || rc)
         return -1;
@@ -666,20 +555,20 @@ s_sub_read (s_orch_t *orch, s_run_t *run, s_sub_t *sub, const msgpack_object *o)
     else
     if (o->type != MSGPACK_OBJECT_MAP) {
         sub->worker = strdup ("");
-        if (!sub->worker || s_value_pack (&sub->task, o))
+        if (!sub->worker || tr__value_set_object (&sub->task, o))
             return -1;
         s_sub_failed (run, sub, TR_EINVAL, "a subtask must be a map {worker, task} or a "
                       "string 'WORKER: TASK', not %s", tr__cfg_kind (o));
         return 0;
     }
     else {
-        const msgpack_object *worker = s_get (o, "worker");
-        const msgpack_object *task = s_get (o, "task");
+        const msgpack_object *worker = tr__map_get (o, "worker");
+        const msgpack_object *task = tr__map_get (o, "task");
         bool named = worker && worker->type == MSGPACK_OBJECT_STR;
         sub->worker = named? strndup (worker->via.str.ptr, worker->via.str.size > 100?
                                       100: worker->via.str.size)
                            : strdup ("");
-        if (!sub->worker || (task && s_value_pack (&sub->task, task)))
+        if (!sub->worker || (task && tr__value_set_object (&sub->task, task)))
             return -1;
         if (!named) {
             s_sub_failed (run, sub, TR_EINVAL, "a subtask needs 'worker', the name of one of "
@@ -702,7 +591,7 @@ s_sub_read (s_orch_t *orch, s_run_t *run, s_sub_t *sub, const msgpack_object *o)
 //  set), 0 when it gave subtasks (the run's subs set), or the run's
 //  error (TR_EOUTPUT, TR_ENOMEM) with run->reason.
 static int
-s_decision_read (s_orch_t *orch, s_run_t *run, const msgpack_object *o, s_value_t *result)
+s_decision_read (s_orch_t *orch, s_run_t *run, const msgpack_object *o, tr__value_t *result)
 {
     const char *planner = orch->planner;
     long long round = (long long) run->round;
@@ -711,21 +600,21 @@ s_decision_read (s_orch_t *orch, s_run_t *run, const msgpack_object *o, s_value_
                   "not a map {done, result, subtasks}", planner, tr__cfg_kind (o), round);
         return TR_EOUTPUT;
     }
-    const msgpack_object *done = s_get (o, "done");
-    const msgpack_object *subtasks = s_get (o, "subtasks");
+    const msgpack_object *done = tr__map_get (o, "done");
+    const msgpack_object *subtasks = tr__map_get (o, "subtasks");
     if (done && done->type != MSGPACK_OBJECT_BOOLEAN) {
         snprintf (run->reason, sizeof run->reason, "planner '%s' answered 'done' as %s in "
                   "round %lld, not true or false", planner, tr__cfg_kind (done), round);
         return TR_EOUTPUT;
     }
     if (done && done->via.boolean) {
-        const msgpack_object *value = s_get (o, "result");
+        const msgpack_object *value = tr__map_get (o, "result");
         if (!value) {
             snprintf (run->reason, sizeof run->reason, "planner '%s' said done in round %lld "
                       "without a 'result'", planner, round);
             return TR_EOUTPUT;
         }
-        if (s_value_pack (result, value)) {
+        if (tr__value_set_object (result, value)) {
             snprintf (run->reason, sizeof run->reason, "out of memory");
             return TR_ENOMEM;
         }
@@ -775,7 +664,7 @@ s_planned (s_orch_t *orch, s_run_t *run, const tr_msg_t *reply, int error)
     }
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
-    s_value_t result = { NULL, 0 };
+    tr__value_t result = { NULL, 0 };
     int rc;
     if (tr_msg_size (reply) == 0
     ||  msgpack_unpack_next (&unpacked, (const char *) tr_msg_body (reply), tr_msg_size (reply),
@@ -818,7 +707,7 @@ s_worked (s_orch_t *orch, s_run_t *run, int index, const tr_msg_t *reply, int er
         s_sub_failed (run, sub, error, "worker '%s' failed: %s", sub->worker,
                       tr_strerror (error));
     else
-    if (s_value_set (&sub->answer, tr_msg_body (reply), tr_msg_size (reply)))
+    if (tr__value_set (&sub->answer, tr_msg_body (reply), tr_msg_size (reply)))
         s_sub_failed (run, sub, TR_ENOMEM, "out of memory");
     else {
         sub->state = S_SUB_DONE;
@@ -827,15 +716,13 @@ s_worked (s_orch_t *orch, s_run_t *run, int index, const tr_msg_t *reply, int er
     s_subs_start (orch, run);
 }
 
-//  An answer (or a timer: reply NULL, TR_ETIMEDOUT) for request id.
+//  An answer (or a timer: reply NULL, TR_ETIMEDOUT) for the planner or a
+//  subtask (owner: its s_wait_t).
 static void
-s_answered (s_orch_t *orch, uint64_t id, const tr_msg_t *reply, int error)
+s_answered (void *state, void *owner, const tr_msg_t *reply, int error)
 {
-    s_wait_t *wait = (s_wait_t *) tr__u64map_take (&orch->waits, id);
-    if (!wait)
-        return;                         //  late: its timer came first, or the reverse
-    tr_timer_cancel (orch->node, wait->timer);
-    wait->id = 0;
+    s_orch_t *orch = (s_orch_t *) state;
+    s_wait_t *wait = (s_wait_t *) owner;
     if (wait->index < 0)
         s_planned (orch, wait->run, reply, error);
     else
@@ -844,46 +731,35 @@ s_answered (s_orch_t *orch, uint64_t id, const tr_msg_t *reply, int error)
 
 //  A message to run for: asks are deferred, tells copied.
 static int
-s_run_new (s_orch_t *orch, const tr_msg_t *msg)
+s_run_new (void *state, const tr_msg_t *msg)
 {
+    s_orch_t *orch = (s_orch_t *) state;
     s_run_t *run = (s_run_t *) calloc (1, sizeof *run);
-    if (run) {
+    if (run)
         msgpack_sbuffer_init (&run->results);
-        run->from = strdup (tr_msg_from (msg));
-    }
-    if (!run || !run->from || s_value_set (&run->task, tr_msg_body (msg), tr_msg_size (msg))) {
+    if (!run || tr__value_set (&run->task, tr_msg_body (msg), tr_msg_size (msg))
+    ||  tr__runs_add (&orch->runs, &run->base, msg)) {
         s_run_free (orch, run);
         return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply_error (msg, TR_ENOMEM): -1;
     }
-    if (tr_msg_kind (msg) == TR_KIND_ASK)
-        run->ask = tr_defer (msg);
-    run->next = orch->runs;
-    orch->runs = run;
-    orch->inflight++;
-    tr_actor_info_set (orch->self, "orchestrator.inflight", (int64_t) orch->inflight);
     s_plan (orch, run);
     return 0;
 }
+
+//  A run in progress when the orchestrator stops.
+static void
+s_run_drop (void *state, tr__run_t *run)
+{
+    s_run_free ((s_orch_t *) state, (s_run_t *) run);
+}
+
+static const tr__runs_calls_t s_calls = { s_run_new, s_answered, s_run_drop };
 
 static int
 s_orch_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     (void) self;
-    s_orch_t *orch = (s_orch_t *) state;
-    uint64_t id;
-    switch (tr_msg_kind (msg)) {
-        case TR_KIND_REPLY:
-        case TR_KIND_ERROR:
-            s_answered (orch, tr_msg_corr (msg), msg, tr_msg_kind (msg) == TR_KIND_ERROR?
-                        tr_msg_error (msg): TR_OK);
-            return 0;
-        default:
-            if (tr__tick_read (msg, &id)) {
-                s_answered (orch, id, NULL, TR_ETIMEDOUT);
-                return 0;
-            }
-            return s_run_new (orch, msg);
-    }
+    return tr__runs_handle (&((s_orch_t *) state)->runs, msg);
 }
 
 //  Runs in progress are abandoned: their askers get TR_ENOREPLY when the
@@ -891,16 +767,9 @@ s_orch_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 static void
 s_orch_terminate (tr_actor_t *self, int reason, void *state)
 {
-    (void) reason;
+    (void) self; (void) reason;
     s_orch_t *orch = (s_orch_t *) state;
-    if (orch->runs)
-        tr_log (TR_LOG_WARN, "orchestrator '%s': stopping with %zu run(s) in progress",
-                tr_actor_name (self), orch->inflight);
-    while (orch->runs) {
-        s_run_t *run = orch->runs;
-        orch->runs = run->next;
-        s_run_free (orch, run);
-    }
+    tr__runs_close (&orch->runs, NULL);
     s_orch_free (orch);
 }
 
