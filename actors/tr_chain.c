@@ -55,22 +55,13 @@ typedef struct {
 
 typedef enum { S_STEP, S_GATE, S_COMPENSATE } s_stage_t;
 
-//  A value: msgpack bytes (malloc'd), possibly empty.
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_value_t;
-
 typedef struct s_run_s s_run_t;
 struct s_run_s {
-    s_run_t *next;
-    tr_msg_t *ask;              //  deferred, or NULL for a tell
-    char *from;                 //  who sent it, for the log
-    s_value_t *values;          //  values [0] the input, [i + 1] step i's answer
+    tr__run_t base;             //  the deferred ask (or NULL for a tell), the sender
+    tr__value_t *values;        //  values [0] the input, [i + 1] step i's answer
     size_t step;                //  the step in hand
     int stage;
-    uint64_t wait;              //  the request's id
-    uint64_t timer;
+    tr__wait_t wait;            //  the answer of the step, gate or compensation in hand
     //  After a failure:
     int error;                  //  why the chain stopped
     size_t failed;              //  the step that failed
@@ -86,9 +77,11 @@ typedef struct {
     size_t count;
     int64_t timeout_ms;
     bool report;                //  on_failure: report
-    s_run_t *runs;
-    size_t inflight;
+    tr__runs_t runs;            //  of s_run_t, each waiting for one answer at a time
 } s_chain_t;
+
+//  What the runs call back (at the end).
+static const tr__runs_calls_t s_calls;
 
 static const tr_param_spec_t s_chain_params [] = {
     { "steps", TR_PARAM_LIST, true, "the steps in order: actor names, or maps "
@@ -230,6 +223,7 @@ s_chain_init (tr_actor_t *self, void *arg, void **state_p)
     tr__cfg_close (&cfg);
     chain->self = self;
     chain->node = tr_actor_node (self);
+    tr__runs_init (&chain->runs, self, "chain", &s_calls, chain);
     *state_p = chain;
     return 0;
 }
@@ -242,42 +236,12 @@ s_run_free (s_chain_t *chain, s_run_t *run)
 {
     if (!run)
         return;
+    tr__runs_unwait (&chain->runs, &run->wait);
     for (size_t i = 0; run->values && i <= chain->count; i++)
-        free (run->values [i].data);
+        tr__value_free (&run->values [i]);
     free (run->values);
     free (run->comp_errors);
-    free (run->from);
-    tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
-    free (run);
-}
-
-static int
-s_value_set (s_value_t *value, const void *data, size_t size)
-{
-    free (value->data);
-    value->data = NULL;
-    value->size = 0;
-    if (size == 0)
-        return 0;
-    value->data = (uint8_t *) malloc (size);
-    if (!value->data)
-        return -1;
-    memcpy (value->data, data, size);
-    value->size = size;
-    return 0;
-}
-
-//  Takes a finished run off the list (the asker is answered after).
-static void
-s_run_unlink (s_chain_t *chain, s_run_t *run)
-{
-    for (s_run_t **p = &chain->runs; *p; p = &(*p)->next)
-        if (*p == run) {
-            *p = run->next;
-            break;
-        }
-    chain->inflight--;
-    tr_actor_info_set (chain->self, "chain.inflight", (int64_t) chain->inflight);
+    tr__run_free (&run->base);
 }
 
 //  Ms a step, gate or compensation may take: the chain's timeout, cut to
@@ -286,11 +250,16 @@ s_run_unlink (s_chain_t *chain, s_run_t *run)
 static int
 s_step_ms (const s_chain_t *chain, const s_run_t *run)
 {
-    int64_t ms = chain->timeout_ms;
-    int64_t left = run->ask && run->stage != S_COMPENSATE? tr_msg_remaining_ms (run->ask): -1;
-    if (left >= 0 && left < ms)
-        ms = left;
-    return (int) ms;
+    if (run->stage == S_COMPENSATE)
+        return (int) chain->timeout_ms;
+    return tr__run_ms (&run->base, chain->timeout_ms);
+}
+
+//  Asks `to` with body for the run; the answer comes to s_answered.
+static int
+s_request (s_chain_t *chain, s_run_t *run, const char *to, const void *body, size_t size)
+{
+    return tr__runs_request (&chain->runs, &run->wait, to, body, size, s_step_ms (chain, run));
 }
 
 //  The failure, as a map: {failed, index, error, compensated,
@@ -305,35 +274,34 @@ s_pack_failure (s_chain_t *chain, s_run_t *run, msgpack_packer *pk, bool with_na
         comps += run->comp_errors [i] != 1;
     msgpack_pack_map (pk, with_name? 6: 5);
     if (with_name) {
-        msgpack_pack_str_with_body (pk, "chain", 5);
-        msgpack_pack_str_with_body (pk, tr_actor_name (chain->self),
-                                    strlen (tr_actor_name (chain->self)));
+        tr__pack_str (pk, "chain");
+        tr__pack_str (pk, tr_actor_name (chain->self));
     }
-    msgpack_pack_str_with_body (pk, "failed", 6);
-    msgpack_pack_str_with_body (pk, failed, strlen (failed));
-    msgpack_pack_str_with_body (pk, "index", 5);
+    tr__pack_str (pk, "failed");
+    tr__pack_str (pk, failed);
+    tr__pack_str (pk, "index");
     msgpack_pack_uint64 (pk, run->failed + 1);
-    msgpack_pack_str_with_body (pk, "error", 5);
-    msgpack_pack_str_with_body (pk, error, strlen (error));
-    msgpack_pack_str_with_body (pk, "compensated", 11);
+    tr__pack_str (pk, "error");
+    tr__pack_str (pk, error);
+    tr__pack_str (pk, "compensated");
     if (run->compensated)
         msgpack_pack_true (pk);
     else
         msgpack_pack_false (pk);
     //  The compensations in the order they ran (reverse step order).
-    msgpack_pack_str_with_body (pk, "compensations", 13);
+    tr__pack_str (pk, "compensations");
     msgpack_pack_array (pk, (uint32_t) comps);
     for (size_t i = chain->count; i-- > 0; ) {
         if (run->comp_errors [i] == 1)
             continue;
         const char *step = chain->steps [i].actor;
         msgpack_pack_map (pk, run->comp_errors [i]? 2: 1);
-        msgpack_pack_str_with_body (pk, "step", 4);
-        msgpack_pack_str_with_body (pk, step, strlen (step));
+        tr__pack_str (pk, "step");
+        tr__pack_str (pk, step);
         if (run->comp_errors [i]) {
             const char *e = tr_errname (run->comp_errors [i]);
-            msgpack_pack_str_with_body (pk, "error", 5);
-            msgpack_pack_str_with_body (pk, e, strlen (e));
+            tr__pack_str (pk, "error");
+            tr__pack_str (pk, e);
         }
     }
 }
@@ -348,7 +316,7 @@ s_run_failed (s_chain_t *chain, s_run_t *run)
             "compensation %s", tr_actor_name (chain->self), run->failed + 1,
             chain->steps [run->failed].actor, gated? "did not pass its gate": "failed (",
             gated? "": tr_strerror (run->error), gated? "": ")",
-            run->ask? "an ask": "a tell", run->ask? tr_msg_from (run->ask): run->from,
+            run->base.ask? "an ask": "a tell", run->base.from,
             run->compensated? "succeeded": "FAILED");
     msgpack_sbuffer buffer;
     msgpack_packer pk;
@@ -359,16 +327,16 @@ s_run_failed (s_chain_t *chain, s_run_t *run)
     tr_actor_info_add (chain->self, "chain.failed", 1);
     if (!run->compensated)
         tr_actor_info_add (chain->self, "chain.uncompensated", 1);
-    s_run_unlink (chain, run);
-    if (run->ask && chain->report) {
+    tr__runs_remove (&chain->runs, &run->base);
+    if (run->base.ask && chain->report) {
         msgpack_sbuffer_clear (&buffer);
         s_pack_failure (chain, run, &pk, false);
-        if (tr_reply (run->ask, buffer.data, buffer.size) != TR_OK)
-            tr_reply_error (run->ask, run->error);
+        if (tr_reply (run->base.ask, buffer.data, buffer.size) != TR_OK)
+            tr_reply_error (run->base.ask, run->error);
     }
     else
-    if (run->ask)
-        tr_reply_error (run->ask, run->error);
+    if (run->base.ask)
+        tr_reply_error (run->base.ask, run->error);
     msgpack_sbuffer_destroy (&buffer);
     s_run_free (chain, run);
 }
@@ -380,19 +348,12 @@ s_pack_compensation (s_chain_t *chain, s_run_t *run, size_t i, msgpack_sbuffer *
     msgpack_packer pk;
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 3);
-    msgpack_pack_str_with_body (&pk, "step", 4);
-    msgpack_pack_str_with_body (&pk, chain->steps [i].actor, strlen (chain->steps [i].actor));
-    for (int k = 0; k < 2; k++) {
-        const s_value_t *v = &run->values [i + (size_t) k];
-        if (k == 0)
-            msgpack_pack_str_with_body (&pk, "input", 5);
-        else
-            msgpack_pack_str_with_body (&pk, "output", 6);
-        if (v->size)
-            msgpack_sbuffer_write (buffer, (const char *) v->data, v->size);
-        else
-            msgpack_pack_nil (&pk);
-    }
+    tr__pack_str (&pk, "step");
+    tr__pack_str (&pk, chain->steps [i].actor);
+    tr__pack_str (&pk, "input");
+    tr__value_pack (&pk, &run->values [i]);
+    tr__pack_str (&pk, "output");
+    tr__value_pack (&pk, &run->values [i + 1]);
 }
 
 //  Asks the next compensation (reverse order), or ends the run when none
@@ -411,8 +372,7 @@ s_compensate_next (s_chain_t *chain, s_run_t *run)
         msgpack_sbuffer_init (&buffer);
         s_pack_compensation (chain, run, i, &buffer);
         run->step = i;
-        int rc = tr__request_timed (chain->self, actor, buffer.data, buffer.size,
-                                    s_step_ms (chain, run), &run->wait, &run->timer);
+        int rc = s_request (chain, run, actor, buffer.data, buffer.size);
         msgpack_sbuffer_destroy (&buffer);
         if (rc == TR_OK)
             return;
@@ -443,12 +403,12 @@ static void
 s_succeed (s_chain_t *chain, s_run_t *run)
 {
     tr_actor_info_add (chain->self, "chain.completed", 1);
-    s_run_unlink (chain, run);
-    if (run->ask) {
-        const s_value_t *out = &run->values [chain->count];
-        int rc = tr_reply (run->ask, out->data, out->size);
+    tr__runs_remove (&chain->runs, &run->base);
+    if (run->base.ask) {
+        const tr__value_t *out = &run->values [chain->count];
+        int rc = tr_reply (run->base.ask, out->data, out->size);
         if (rc != TR_OK)
-            tr_reply_error (run->ask, rc);
+            tr_reply_error (run->base.ask, rc);
     }
     s_run_free (chain, run);
 }
@@ -459,10 +419,8 @@ s_step_send (s_chain_t *chain, s_run_t *run)
 {
     size_t i = run->step;
     run->stage = S_STEP;
-    int ms = s_step_ms (chain, run);
-    int rc = ms <= 0? TR_ETIMEDOUT
-           : tr__request_timed (chain->self, chain->steps [i].actor, run->values [i].data,
-                                run->values [i].size, ms, &run->wait, &run->timer);
+    int rc = s_request (chain, run, chain->steps [i].actor, run->values [i].data,
+                        run->values [i].size);
     if (rc != TR_OK)
         s_fail (chain, run, i, rc, i);
 }
@@ -499,7 +457,7 @@ s_step_answered (s_chain_t *chain, s_run_t *run, const tr_msg_t *reply)
 {
     size_t i = run->step;
     s_step_t *step = &chain->steps [i];
-    if (s_value_set (&run->values [i + 1], tr_msg_body (reply), tr_msg_size (reply))) {
+    if (tr__value_set (&run->values [i + 1], tr_msg_body (reply), tr_msg_size (reply))) {
         s_fail (chain, run, i, TR_ENOMEM, i + 1);
         return;
     }
@@ -513,10 +471,8 @@ s_step_answered (s_chain_t *chain, s_run_t *run, const tr_msg_t *reply)
     }
     if (step->gate == S_GATE_ACTOR) {
         run->stage = S_GATE;
-        int ms = s_step_ms (chain, run);
-        int rc = ms <= 0? TR_ETIMEDOUT
-               : tr__request_timed (chain->self, step->gate_actor, run->values [i + 1].data,
-                                    run->values [i + 1].size, ms, &run->wait, &run->timer);
+        int rc = s_request (chain, run, step->gate_actor, run->values [i + 1].data,
+                            run->values [i + 1].size);
         if (rc != TR_OK)
             s_fail (chain, run, i, rc, i + 1);
         return;
@@ -525,12 +481,12 @@ s_step_answered (s_chain_t *chain, s_run_t *run, const tr_msg_t *reply)
 }
 
 //  The answer (reply, or error with reply NULL or an error message) to
-//  what the run waited for.
+//  what the run (owner) waited for.
 static void
-s_answered (s_chain_t *chain, s_run_t *run, const tr_msg_t *reply, int error)
+s_answered (void *state, void *owner, const tr_msg_t *reply, int error)
 {
-    tr_timer_cancel (chain->node, run->timer);
-    run->wait = 0;
+    s_chain_t *chain = (s_chain_t *) state;
+    s_run_t *run = (s_run_t *) owner;
     size_t i = run->step;
     switch (run->stage) {
         case S_STEP:
@@ -570,61 +526,39 @@ s_answered (s_chain_t *chain, s_run_t *run, const tr_msg_t *reply, int error)
 
 //  A message to run the chain for: asks are deferred, tells copied.
 static int
-s_run_new (s_chain_t *chain, const tr_msg_t *msg)
+s_run_new (void *state, const tr_msg_t *msg)
 {
+    s_chain_t *chain = (s_chain_t *) state;
     s_run_t *run = (s_run_t *) calloc (1, sizeof *run);
     if (run) {
-        run->values = (s_value_t *) calloc (chain->count + 1, sizeof *run->values);
+        run->values = (tr__value_t *) calloc (chain->count + 1, sizeof *run->values);
         run->comp_errors = (int *) calloc (chain->count, sizeof *run->comp_errors);
-        run->from = strdup (tr_msg_from (msg));
+        run->wait.owner = run;
     }
-    if (!run || !run->values || !run->comp_errors || !run->from
-    ||  s_value_set (&run->values [0], tr_msg_body (msg), tr_msg_size (msg))) {
+    if (!run || !run->values || !run->comp_errors
+    ||  tr__value_set (&run->values [0], tr_msg_body (msg), tr_msg_size (msg))
+    ||  tr__runs_add (&chain->runs, &run->base, msg)) {
         s_run_free (chain, run);
         return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply_error (msg, TR_ENOMEM): -1;
     }
-    if (tr_msg_kind (msg) == TR_KIND_ASK)
-        run->ask = tr_defer (msg);
-    run->next = chain->runs;
-    chain->runs = run;
-    chain->inflight++;
-    tr_actor_info_set (chain->self, "chain.inflight", (int64_t) chain->inflight);
     s_step_send (chain, run);
     return 0;
 }
 
-static s_run_t *
-s_find (s_chain_t *chain, uint64_t id)
+//  A run in progress when the chain stops.
+static void
+s_run_drop (void *state, tr__run_t *run)
 {
-    for (s_run_t *run = chain->runs; id && run; run = run->next)
-        if (run->wait == id)
-            return run;
-    return NULL;
+    s_run_free ((s_chain_t *) state, (s_run_t *) run);
 }
+
+static const tr__runs_calls_t s_calls = { s_run_new, s_answered, s_run_drop };
 
 static int
 s_chain_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     (void) self;
-    s_chain_t *chain = (s_chain_t *) state;
-    s_run_t *run;
-    uint64_t id;
-    switch (tr_msg_kind (msg)) {
-        case TR_KIND_REPLY:
-        case TR_KIND_ERROR:
-            //  An answer that comes after its timer finds nothing.
-            if ((run = s_find (chain, tr_msg_corr (msg))))
-                s_answered (chain, run, msg, tr_msg_kind (msg) == TR_KIND_ERROR?
-                            tr_msg_error (msg): TR_OK);
-            return 0;
-        default:
-            if (tr__tick_read (msg, &id)) {
-                if ((run = s_find (chain, id)))
-                    s_answered (chain, run, NULL, TR_ETIMEDOUT);
-                return 0;
-            }
-            return s_run_new (chain, msg);
-    }
+    return tr__runs_handle (&((s_chain_t *) state)->runs, msg);
 }
 
 //  Runs in progress are abandoned: their asks are answered TR_ENOREPLY
@@ -633,18 +567,9 @@ s_chain_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 static void
 s_chain_terminate (tr_actor_t *self, int reason, void *state)
 {
-    (void) reason;
+    (void) self; (void) reason;
     s_chain_t *chain = (s_chain_t *) state;
-    if (chain->runs)
-        tr_log (TR_LOG_WARN, "chain '%s': stopping with %zu run(s) in progress, "
-                "not finished and not compensated", tr_actor_name (self), chain->inflight);
-    while (chain->runs) {
-        s_run_t *run = chain->runs;
-        chain->runs = run->next;
-        if (run->wait)
-            tr_timer_cancel (chain->node, run->timer);
-        s_run_free (chain, run);
-    }
+    tr__runs_close (&chain->runs, ", not finished and not compensated");
     s_chain_free (chain);
 }
 
