@@ -87,18 +87,14 @@ typedef struct {
     s_run_t *run;
     size_t index;               //  the member
     int state;                  //  s_leg_state_t
-    uint64_t id;                //  the request's id while waiting
-    uint64_t timer;
+    tr__wait_t wait;            //  the member's answer, while S_WAITING
     int error;                  //  S_FAILED: why
-    uint8_t *answer;            //  S_ANSWERED: msgpack (malloc'd), NULL when empty
-    size_t size;
+    tr__value_t answer;         //  S_ANSWERED: the answer (none when empty)
     bool rejected;              //  race: answered, below the quality rule
 } s_leg_t;
 
 struct s_run_s {
-    s_run_t *next;
-    tr_msg_t *ask;              //  deferred, or NULL for a tell
-    char *from;                 //  who sent it, for the log
+    tr__run_t base;             //  the deferred ask (or NULL for a tell), the sender
     s_leg_t *legs;              //  one per member
     size_t open;                //  legs waiting
     int64_t started_ns;
@@ -127,10 +123,11 @@ typedef struct {
     char *accept_field;         //  S_ACCEPT_MIN: the numeric field, or NULL
     double accept_min;
     tr__text_rule_t accept_text;
-    s_run_t *runs;
-    size_t inflight;
-    tr__u64map_t legs;          //  request id -> s_leg_t *, legs waiting
+    tr__runs_t runs;            //  of s_run_t, waits of s_leg_t (late answers dropped)
 } s_par_t;
+
+//  What the runs call back (at the end).
+static const tr__runs_calls_t s_calls;
 
 static const tr_param_spec_t s_parallel_params [] = {
     { "mode", TR_PARAM_STRING, true, "sections (split, run, merge), vote (consensus) "
@@ -170,7 +167,6 @@ s_par_free (s_par_t *par)
     free (par->vote_key);
     free (par->accept_field);
     tr__text_rule_free (&par->accept_text);
-    tr__u64map_clear (&par->legs);
     free (par);
 }
 
@@ -365,6 +361,8 @@ s_par_init (tr_actor_t *self, void *arg, void **state_p)
     tr__cfg_close (&cfg);
     par->self = self;
     par->node = tr_actor_node (self);
+    tr__runs_init (&par->runs, self, "parallel", &s_calls, par);
+    par->runs.dropped_key = "parallel.dropped";
     *state_p = par;
     return 0;
 }
@@ -395,29 +393,12 @@ s_pack_bool (msgpack_packer *pk, bool value)
         msgpack_pack_false (pk);
 }
 
-static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
-//  Packs one value as it came (msgpack bytes), or nil for an empty one.
-//  Every packer here writes to an sbuffer (its data).
-static void
-s_pack_raw (msgpack_packer *pk, const uint8_t *data, size_t size)
-{
-    if (size)
-        msgpack_sbuffer_write ((msgpack_sbuffer *) pk->data, (const char *) data, size);
-    else
-        msgpack_pack_nil (pk);
-}
-
 //  Packs key; the value is packed next, into the returned packer.
 static msgpack_packer *
 s_map_key (s_map_t *map, const char *key)
 {
     map->pairs++;
-    s_pack_str (&map->pk, key);
+    tr__pack_str (&map->pk, key);
     return &map->pk;
 }
 
@@ -441,28 +422,17 @@ s_run_free (s_par_t *par, s_run_t *run)
 {
     if (!run)
         return;
-    for (size_t i = 0; run->legs && i < par->count; i++)
-        free (run->legs [i].answer);
+    for (size_t i = 0; run->legs && i < par->count; i++) {
+        tr__runs_unwait (&par->runs, &run->legs [i].wait);
+        tr__value_free (&run->legs [i].answer);
+    }
     free (run->legs);
-    free (run->from);
-    tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
-    free (run);
-}
-
-static void
-s_run_unlink (s_par_t *par, s_run_t *run)
-{
-    for (s_run_t **p = &par->runs; *p; p = &(*p)->next)
-        if (*p == run) {
-            *p = run->next;
-            break;
-        }
-    par->inflight--;
-    tr_actor_info_set (par->self, "parallel.inflight", (int64_t) par->inflight);
+    tr__run_free (&run->base);
 }
 
 //  Stops waiting for the legs still out: their timers go now, their
-//  answers will be dropped when they come (s_par_handle counts them).
+//  answers will be dropped when they come (and counted in
+//  parallel.dropped).
 static void
 s_cancel_rest (s_par_t *par, s_run_t *run)
 {
@@ -470,8 +440,7 @@ s_cancel_rest (s_par_t *par, s_run_t *run)
         s_leg_t *leg = &run->legs [i];
         if (leg->state != S_WAITING)
             continue;
-        tr__u64map_take (&par->legs, leg->id);
-        tr_timer_cancel (par->node, leg->timer);
+        tr__runs_unwait (&par->runs, &leg->wait);
         leg->state = S_CANCELLED;
         run->cancelled++;
     }
@@ -503,8 +472,8 @@ typedef struct {
 static int
 s_vote_form (const s_par_t *par, const s_leg_t *leg, uint8_t **key_p, size_t *size_p, bool *oom)
 {
-    const uint8_t *value = leg->answer;
-    size_t size = leg->size;
+    const uint8_t *value = leg->answer.data;
+    size_t size = leg->answer.size;
     if (par->vote_key && tr__body_field (value, size, par->vote_key, &value, &size))
         return -1;
     const char *text = NULL;
@@ -607,8 +576,8 @@ s_pack_failed (s_par_t *par, s_run_t *run, msgpack_packer *pk)
     msgpack_pack_map (pk, failed);
     for (size_t i = 0; i < par->count; i++)
         if (run->legs [i].state == S_FAILED) {
-            s_pack_str (pk, par->members [i].actor);
-            s_pack_str (pk, tr_errname (run->legs [i].error));
+            tr__pack_str (pk, par->members [i].actor);
+            tr__pack_str (pk, tr_errname (run->legs [i].error));
         }
 }
 
@@ -629,9 +598,9 @@ s_pack_merged (s_par_t *par, s_run_t *run, msgpack_packer *pk)
         if (par->merge == S_MERGE_MAP && leg->state != S_ANSWERED)
             continue;
         if (par->merge == S_MERGE_MAP)
-            s_pack_str (pk, par->members [i].actor);
+            tr__pack_str (pk, par->members [i].actor);
         if (leg->state == S_ANSWERED)
-            s_pack_raw (pk, leg->answer, leg->size);
+            tr__value_pack (pk, &leg->answer);
         else
             msgpack_pack_nil (pk);
     }
@@ -648,8 +617,7 @@ s_pack_vote (s_par_t *par, s_run_t *run, const s_tally_t *tally, msgpack_sbuffer
     size_t votes = best? best->votes: 0;
     s_pack_bool (s_map_key (&map, "consensus"), tally->consensus);
     if (tally->consensus)
-        s_pack_raw (s_map_key (&map, "answer"), run->legs [best->first].answer,
-                    run->legs [best->first].size);
+        tr__value_pack (s_map_key (&map, "answer"), &run->legs [best->first].answer);
     else
         msgpack_pack_nil (s_map_key (&map, "answer"));
     msgpack_pack_uint64 (s_map_key (&map, "votes"), votes);
@@ -666,7 +634,7 @@ s_pack_vote (s_par_t *par, s_run_t *run, const s_tally_t *tally, msgpack_sbuffer
         ||  s_vote_form (par, &run->legs [i], &key, &size, &oom))
             continue;
         if (size == best->key_size && memcmp (key, best->key, size) == 0)
-            s_pack_str (pk, par->members [i].actor);
+            tr__pack_str (pk, par->members [i].actor);
         free (key);
     }
     msgpack_pack_uint64 (s_map_key (&map, "distinct"), tally->distinct);
@@ -690,7 +658,7 @@ s_pack_answer (s_par_t *par, s_run_t *run, const s_tally_t *tally, msgpack_sbuff
     }
     if (par->mode == S_RACE && !par->report) {
         const s_leg_t *leg = &run->legs [run->winner];
-        s_pack_raw (&pk, leg->answer, leg->size);
+        tr__value_pack (&pk, &leg->answer);
         return;
     }
     s_map_t map;
@@ -700,8 +668,8 @@ s_pack_answer (s_par_t *par, s_run_t *run, const s_tally_t *tally, msgpack_sbuff
     else {
         const s_leg_t *leg = run->has_winner? &run->legs [run->winner]: NULL;
         if (leg) {
-            s_pack_str (s_map_key (&map, "winner"), par->members [run->winner].actor);
-            s_pack_raw (s_map_key (&map, "answer"), leg->answer, leg->size);
+            tr__pack_str (s_map_key (&map, "winner"), par->members [run->winner].actor);
+            tr__value_pack (s_map_key (&map, "answer"), &leg->answer);
         }
         else {
             msgpack_pack_nil (s_map_key (&map, "winner"));
@@ -714,7 +682,7 @@ s_pack_answer (s_par_t *par, s_run_t *run, const s_tally_t *tally, msgpack_sbuff
         msgpack_pack_array (list, rejected);
         for (size_t i = 0; i < par->count; i++)
             if (run->legs [i].rejected)
-                s_pack_str (list, par->members [i].actor);
+                tr__pack_str (list, par->members [i].actor);
     }
     s_pack_failed (par, run, s_map_key (&map, "failed"));
     s_map_end (&map, out);
@@ -733,13 +701,13 @@ s_publish (s_par_t *par, s_run_t *run, const s_tally_t *tally, int error)
     size_t answered = 0;
     for (size_t i = 0; i < par->count; i++)
         answered += run->legs [i].state == S_ANSWERED;
-    s_pack_str (s_map_key (&map, "parallel"), tr_actor_name (par->self));
-    s_pack_str (s_map_key (&map, "mode"), s_modes [par->mode]);
+    tr__pack_str (s_map_key (&map, "parallel"), tr_actor_name (par->self));
+    tr__pack_str (s_map_key (&map, "mode"), s_modes [par->mode]);
     msgpack_pack_int64 (s_map_key (&map, "ms"), (tr__now_ns () - run->started_ns) / 1000000);
     if (error)
-        s_pack_str (s_map_key (&map, "error"), tr_errname (error));
+        tr__pack_str (s_map_key (&map, "error"), tr_errname (error));
     if (par->mode == S_SECTIONS && run->failed_any)
-        s_pack_str (s_map_key (&map, "member"), par->members [run->first_failed].actor);
+        tr__pack_str (s_map_key (&map, "member"), par->members [run->first_failed].actor);
     if (par->mode == S_VOTE) {
         size_t votes = tally->distinct? tally->groups [tally->best].votes: 0;
         s_pack_bool (s_map_key (&map, "consensus"), tally->consensus);
@@ -750,7 +718,7 @@ s_publish (s_par_t *par, s_run_t *run, const s_tally_t *tally, int error)
     }
     if (par->mode == S_RACE) {
         if (run->has_winner)
-            s_pack_str (s_map_key (&map, "winner"), par->members [run->winner].actor);
+            tr__pack_str (s_map_key (&map, "winner"), par->members [run->winner].actor);
         else
             msgpack_pack_nil (s_map_key (&map, "winner"));
         uint32_t rejected = 0;
@@ -792,7 +760,7 @@ static void
 s_log_outcome (s_par_t *par, s_run_t *run, const s_tally_t *tally, int error)
 {
     const char *name = tr_actor_name (par->self);
-    const char *asker = run->ask? tr_msg_from (run->ask): run->from;
+    const char *asker = run->base.from;
     if (!error)
         tr_log (TR_LOG_DEBUG, "parallel '%s': %s done for '%s' (%zu cancelled)", name,
                 s_modes [par->mode], asker, run->cancelled);
@@ -821,9 +789,9 @@ s_run_end (s_par_t *par, s_run_t *run)
     s_cancel_rest (par, run);
     if (par->mode == S_VOTE && s_tally (par, run, &tally)) {
         s_tally_free (&tally);
-        s_run_unlink (par, run);
-        if (run->ask)
-            tr_reply_error (run->ask, TR_ENOMEM);
+        tr__runs_remove (&par->runs, &run->base);
+        if (run->base.ask)
+            tr_reply_error (run->base.ask, TR_ENOMEM);
         s_run_free (par, run);
         return;
     }
@@ -831,19 +799,19 @@ s_run_end (s_par_t *par, s_run_t *run)
     tr_actor_info_add (par->self, error? "parallel.failed": "parallel.completed", 1);
     s_log_outcome (par, run, &tally, error);
     s_publish (par, run, &tally, error);
-    s_run_unlink (par, run);
-    if (run->ask && error && !par->report)
-        tr_reply_error (run->ask, error);
+    tr__runs_remove (&par->runs, &run->base);
+    if (run->base.ask && error && !par->report)
+        tr_reply_error (run->base.ask, error);
     else
-    if (run->ask) {
+    if (run->base.ask) {
         msgpack_sbuffer out;
         msgpack_sbuffer_init (&out);
         s_pack_answer (par, run, &tally, &out);
-        int rc = tr_reply (run->ask, out.data, out.size);
+        int rc = tr_reply (run->base.ask, out.data, out.size);
         if (rc != TR_OK) {
             tr_log (TR_LOG_WARN, "parallel '%s': answer: %s", tr_actor_name (par->self),
                     tr_strerror (rc));
-            tr_reply_error (run->ask, rc);
+            tr_reply_error (run->base.ask, rc);
         }
         msgpack_sbuffer_destroy (&out);
     }
@@ -922,28 +890,22 @@ s_leg_failed (s_par_t *par, s_run_t *run, s_leg_t *leg, int error)
             par->members [leg->index].actor, tr_strerror (error));
 }
 
-//  A waiting leg's outcome: an answer (reply), or an error.
+//  A waiting leg's (owner's) outcome: an answer (reply), or an error.
 static void
-s_leg_answered (s_par_t *par, s_leg_t *leg, const tr_msg_t *reply, int error)
+s_leg_answered (void *state, void *owner, const tr_msg_t *reply, int error)
 {
+    s_par_t *par = (s_par_t *) state;
+    s_leg_t *leg = (s_leg_t *) owner;
     s_run_t *run = leg->run;
-    tr_timer_cancel (par->node, leg->timer);
     run->open--;
-    if (!error && tr_msg_size (reply)) {
-        leg->answer = (uint8_t *) malloc (tr_msg_size (reply));
-        if (!leg->answer)
-            error = TR_ENOMEM;
-        else {
-            memcpy (leg->answer, tr_msg_body (reply), tr_msg_size (reply));
-            leg->size = tr_msg_size (reply);
-        }
-    }
+    if (!error && tr__value_set (&leg->answer, tr_msg_body (reply), tr_msg_size (reply)))
+        error = TR_ENOMEM;
     if (error)
         s_leg_failed (par, run, leg, error);
     else {
         leg->state = S_ANSWERED;
         if (par->mode == S_RACE && !run->has_winner) {
-            if (s_accepts (par, leg->answer, leg->size)) {
+            if (s_accepts (par, leg->answer.data, leg->answer.size)) {
                 run->has_winner = true;
                 run->winner = leg->index;
             }
@@ -1005,17 +967,6 @@ s_parts (s_par_t *par, const tr_msg_t *msg, const uint8_t **parts, size_t *sizes
     return 0;
 }
 
-//  Ms a member may take: the timeout, cut to the ask's deadline.
-static int
-s_leg_ms (const s_par_t *par, const s_run_t *run)
-{
-    int64_t ms = par->timeout_ms;
-    int64_t left = run->ask? tr_msg_remaining_ms (run->ask): -1;
-    if (left >= 0 && left < ms)
-        ms = left;
-    return (int) ms;
-}
-
 //  Forwards every member's part at once. A member that cannot be asked
 //  (no such actor, a full mailbox, an open breaker) has failed; in
 //  sections with on_failure: error that ends the run, so the rest are
@@ -1025,15 +976,13 @@ s_run_send (s_par_t *par, s_run_t *run, const uint8_t **parts, const size_t *siz
 {
     for (size_t i = 0; i < par->count; i++) {
         s_leg_t *leg = &run->legs [i];
-        int ms = s_leg_ms (par, run);
-        int rc = ms <= 0? TR_ETIMEDOUT
-               : tr__request_timed (par->self, par->members [i].actor, parts [i], sizes [i],
-                                    ms, &leg->id, &leg->timer);
+        //  The timeout, cut to the ask's deadline; not refused for want of
+        //  memory: s_run_new reserved room for every member.
+        int rc = tr__runs_request (&par->runs, &leg->wait, par->members [i].actor, parts [i],
+                                   sizes [i], tr__run_ms (&run->base, par->timeout_ms));
         if (rc == TR_OK) {
             leg->state = S_WAITING;
             run->open++;
-            //  Cannot fail: s_run_new reserved room for every member.
-            tr__u64map_put (&par->legs, leg->id, leg);
             continue;
         }
         s_leg_failed (par, run, leg, rc);
@@ -1054,33 +1003,29 @@ s_refuse (s_par_t *par, const tr_msg_t *msg, const char *why)
 
 //  A message to run: split it, forward every part at once, then wait.
 static int
-s_run_new (s_par_t *par, const tr_msg_t *msg)
+s_run_new (void *state, const tr_msg_t *msg)
 {
+    s_par_t *par = (s_par_t *) state;
     const uint8_t **parts = (const uint8_t **) calloc (par->count, sizeof *parts);
     size_t *sizes = (size_t *) calloc (par->count, sizeof *sizes);
     s_run_t *run = (s_run_t *) calloc (1, sizeof *run);
-    if (run) {
+    if (run)
         run->legs = (s_leg_t *) calloc (par->count, sizeof *run->legs);
-        run->from = strdup (tr_msg_from (msg));
-    }
     int rc = 0;
     char why [256];
-    if (!parts || !sizes || !run || !run->legs || !run->from
-    ||  tr__u64map_reserve (&par->legs, par->count))
+    if (!parts || !sizes || !run || !run->legs || tr__runs_reserve (&par->runs, par->count))
         rc = tr_msg_kind (msg) == TR_KIND_ASK? tr_reply_error (msg, TR_ENOMEM): -1;
     else
     if (s_parts (par, msg, parts, sizes, why, sizeof why))
         rc = s_refuse (par, msg, why);
+    else
+    if (tr__runs_add (&par->runs, &run->base, msg))
+        rc = tr_msg_kind (msg) == TR_KIND_ASK? tr_reply_error (msg, TR_ENOMEM): -1;
     else {
         for (size_t i = 0; i < par->count; i++)
-            run->legs [i] = (s_leg_t) { .run = run, .index = i, .state = S_UNSENT };
-        if (tr_msg_kind (msg) == TR_KIND_ASK)
-            run->ask = tr_defer (msg);
+            run->legs [i] = (s_leg_t) { .run = run, .index = i, .state = S_UNSENT,
+                                        .wait.owner = &run->legs [i] };
         run->started_ns = tr__now_ns ();
-        run->next = par->runs;
-        par->runs = run;
-        par->inflight++;
-        tr_actor_info_set (par->self, "parallel.inflight", (int64_t) par->inflight);
         s_run_send (par, run, parts, sizes);
         s_settle (par, run);            //  members that could not be asked
         run = NULL;                     //  the list's now (or freed)
@@ -1091,32 +1036,20 @@ s_run_new (s_par_t *par, const tr_msg_t *msg)
     return rc;
 }
 
+//  A run in progress when the parallel actor stops.
+static void
+s_run_drop (void *state, tr__run_t *run)
+{
+    s_run_free ((s_par_t *) state, (s_run_t *) run);
+}
+
+static const tr__runs_calls_t s_calls = { s_run_new, s_leg_answered, s_run_drop };
+
 static int
 s_par_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     (void) self;
-    s_par_t *par = (s_par_t *) state;
-    s_leg_t *leg;
-    uint64_t id;
-    switch (tr_msg_kind (msg)) {
-        case TR_KIND_REPLY:
-        case TR_KIND_ERROR:
-            //  An answer after its run stopped waiting (cancelled, or
-            //  past its timer) finds nothing: dropped, and counted.
-            if ((leg = (s_leg_t *) tr__u64map_take (&par->legs, tr_msg_corr (msg))))
-                s_leg_answered (par, leg, msg, tr_msg_kind (msg) == TR_KIND_ERROR?
-                                tr_msg_error (msg): TR_OK);
-            else
-                tr_actor_info_add (par->self, "parallel.dropped", 1);
-            return 0;
-        default:
-            if (tr__tick_read (msg, &id)) {
-                if ((leg = (s_leg_t *) tr__u64map_take (&par->legs, id)))
-                    s_leg_answered (par, leg, NULL, TR_ETIMEDOUT);
-                return 0;
-            }
-            return s_run_new (par, msg);
-    }
+    return tr__runs_handle (&((s_par_t *) state)->runs, msg);
 }
 
 //  Runs in progress are abandoned: their asks are answered TR_ENOREPLY
@@ -1125,19 +1058,9 @@ s_par_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 static void
 s_par_terminate (tr_actor_t *self, int reason, void *state)
 {
-    (void) reason;
+    (void) self; (void) reason;
     s_par_t *par = (s_par_t *) state;
-    if (par->runs)
-        tr_log (TR_LOG_WARN, "parallel '%s': stopping with %zu run(s) in progress",
-                tr_actor_name (self), par->inflight);
-    while (par->runs) {
-        s_run_t *run = par->runs;
-        par->runs = run->next;
-        for (size_t i = 0; i < par->count; i++)
-            if (run->legs [i].state == S_WAITING)
-                tr_timer_cancel (par->node, run->legs [i].timer);
-        s_run_free (par, run);
-    }
+    tr__runs_close (&par->runs, NULL);
     s_par_free (par);
 }
 
