@@ -203,12 +203,6 @@ s_barrier_init (tr_actor_t *self, void *arg, void **state_p)
 //  --------------------------------------------------------------------------
 //  Packing
 
-static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
 //  The slots of the generation in answer order: named parties in their
 //  order (NULL party: not arrived), else arrivals in order.
 static size_t
@@ -223,7 +217,7 @@ s_pack_arrived (const s_barrier_t *barrier, msgpack_packer *pk)
     msgpack_pack_array (pk, (uint32_t) barrier->arrived);
     for (size_t i = 0; i < s_slots (barrier); i++)
         if (barrier->arrivals [i].party)
-            s_pack_str (pk, barrier->arrivals [i].party);
+            tr__pack_str (pk, barrier->arrivals [i].party);
 }
 
 //  The named parties that have not arrived.
@@ -233,7 +227,7 @@ s_pack_missing (const s_barrier_t *barrier, msgpack_packer *pk)
     msgpack_pack_array (pk, (uint32_t) (barrier->named - barrier->arrived));
     for (size_t i = 0; i < barrier->named; i++)
         if (!barrier->arrivals [i].party)
-            s_pack_str (pk, barrier->names [i]);
+            tr__pack_str (pk, barrier->names [i]);
 }
 
 //  The release: {generation, parties, payloads}.
@@ -243,11 +237,11 @@ s_pack_release (const s_barrier_t *barrier, msgpack_sbuffer *buffer)
     msgpack_packer pk;
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 3);
-    s_pack_str (&pk, "generation");
+    tr__pack_str (&pk, "generation");
     msgpack_pack_uint64 (&pk, barrier->generation);
-    s_pack_str (&pk, "parties");
+    tr__pack_str (&pk, "parties");
     s_pack_arrived (barrier, &pk);
-    s_pack_str (&pk, "payloads");
+    tr__pack_str (&pk, "payloads");
     msgpack_pack_array (&pk, (uint32_t) barrier->arrived);
     for (size_t i = 0; i < s_slots (barrier); i++) {
         const s_arrival_t *a = &barrier->arrivals [i];
@@ -269,20 +263,20 @@ s_pack_timeout (const s_barrier_t *barrier, msgpack_sbuffer *buffer, bool with_n
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, (barrier->named? 5: 4) + (with_name? 1: 0));
     if (with_name) {
-        s_pack_str (&pk, "barrier");
-        s_pack_str (&pk, tr_actor_name (barrier->self));
+        tr__pack_str (&pk, "barrier");
+        tr__pack_str (&pk, tr_actor_name (barrier->self));
     }
-    s_pack_str (&pk, "error");
-    s_pack_str (&pk, tr_errname (TR_ETIMEDOUT));
-    s_pack_str (&pk, "generation");
+    tr__pack_str (&pk, "error");
+    tr__pack_str (&pk, tr_errname (TR_ETIMEDOUT));
+    tr__pack_str (&pk, "generation");
     msgpack_pack_uint64 (&pk, barrier->generation);
-    s_pack_str (&pk, "arrived");
+    tr__pack_str (&pk, "arrived");
     s_pack_arrived (barrier, &pk);
     if (barrier->named) {
-        s_pack_str (&pk, "missing");
+        tr__pack_str (&pk, "missing");
         s_pack_missing (barrier, &pk);
     }
-    s_pack_str (&pk, "missing_count");
+    tr__pack_str (&pk, "missing_count");
     msgpack_pack_uint64 (&pk, barrier->parties - barrier->arrived);
 }
 
@@ -333,13 +327,13 @@ s_release (s_barrier_t *barrier)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 4);
-    s_pack_str (&pk, "barrier");
-    s_pack_str (&pk, tr_actor_name (barrier->self));
-    s_pack_str (&pk, "generation");
+    tr__pack_str (&pk, "barrier");
+    tr__pack_str (&pk, tr_actor_name (barrier->self));
+    tr__pack_str (&pk, "generation");
     msgpack_pack_uint64 (&pk, barrier->generation);
-    s_pack_str (&pk, "parties");
+    tr__pack_str (&pk, "parties");
     s_pack_arrived (barrier, &pk);
-    s_pack_str (&pk, "waited_ms");
+    tr__pack_str (&pk, "waited_ms");
     msgpack_pack_int64 (&pk, waited_ms);
     tr_event_publish (barrier->node, "barrier.released", buffer.data, buffer.size, NULL);
     tr_log (TR_LOG_INFO, "barrier '%s': generation %llu released (%zu parties, the first "
@@ -431,14 +425,14 @@ s_status (s_barrier_t *barrier, const tr_msg_t *msg)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, barrier->named? 4: 3);
-    s_pack_str (&pk, "generation");
+    tr__pack_str (&pk, "generation");
     msgpack_pack_uint64 (&pk, barrier->generation);
-    s_pack_str (&pk, "arrived");
+    tr__pack_str (&pk, "arrived");
     s_pack_arrived (barrier, &pk);
-    s_pack_str (&pk, "waiting_for");
+    tr__pack_str (&pk, "waiting_for");
     msgpack_pack_uint64 (&pk, barrier->parties - barrier->arrived);
     if (barrier->named) {
-        s_pack_str (&pk, "missing");
+        tr__pack_str (&pk, "missing");
         s_pack_missing (barrier, &pk);
     }
     int rc = tr_reply (msg, buffer.data, buffer.size);

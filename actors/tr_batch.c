@@ -83,8 +83,7 @@ typedef struct {
     int error;                      //  the last failure
     uint64_t wait;                  //  the request's id, or the backoff's tick id
     uint64_t timer;
-    uint8_t *answer;                //  msgpack bytes, or NULL (an empty answer)
-    size_t answer_size;
+    tr__value_t answer;             //  none for an empty answer
 } s_task_t;
 
 struct s_run_s {
@@ -394,19 +393,13 @@ s_run_free (s_run_t *run)
     if (!run)
         return;
     for (size_t i = 0; run->tasks && i < run->count; i++)
-        free (run->tasks [i].answer);
+        tr__value_free (&run->tasks [i].answer);
     free (run->tasks);
     free (run->ready);
     free (run->tasks_data);
     free (run->results_to);
     tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
     free (run);
-}
-
-static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
 }
 
 //  Tells results_to and publishes batch.result: the result of task i.
@@ -423,29 +416,26 @@ s_stream (s_batch_t *batch, s_run_t *run, size_t i)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 6);
-    s_pack_str (&pk, "batch");
-    s_pack_str (&pk, tr_actor_name (batch->self));
-    s_pack_str (&pk, "run");
+    tr__pack_str (&pk, "batch");
+    tr__pack_str (&pk, tr_actor_name (batch->self));
+    tr__pack_str (&pk, "run");
     msgpack_pack_uint64 (&pk, run->id);
-    s_pack_str (&pk, "index");
+    tr__pack_str (&pk, "index");
     msgpack_pack_uint64 (&pk, i);
-    s_pack_str (&pk, "ok");
+    tr__pack_str (&pk, "ok");
     if (ok)
         msgpack_pack_true (&pk);
     else
         msgpack_pack_false (&pk);
     if (ok) {
-        s_pack_str (&pk, "answer");
-        if (task->answer)
-            msgpack_sbuffer_write (&buffer, (const char *) task->answer, task->answer_size);
-        else
-            msgpack_pack_nil (&pk);
+        tr__pack_str (&pk, "answer");
+        tr__value_pack (&pk, &task->answer);
     }
     else {
-        s_pack_str (&pk, "error");
-        s_pack_str (&pk, tr_errname (task->error));
+        tr__pack_str (&pk, "error");
+        tr__pack_str (&pk, tr_errname (task->error));
     }
-    s_pack_str (&pk, "attempts");
+    tr__pack_str (&pk, "attempts");
     msgpack_pack_int (&pk, task->attempts);
     if (to) {
         int rc = tr_tell (batch->node, to, buffer.data, buffer.size, NULL);
@@ -465,6 +455,20 @@ s_stream (s_batch_t *batch, s_run_t *run, size_t i)
     msgpack_sbuffer_destroy (&buffer);
 }
 
+//  The pairs total, done, failed and retried of a map about the run.
+static void
+s_pack_counts (msgpack_packer *pk, const s_run_t *run)
+{
+    tr__pack_str (pk, "total");
+    msgpack_pack_uint64 (pk, run->count);
+    tr__pack_str (pk, "done");
+    msgpack_pack_uint64 (pk, run->done);
+    tr__pack_str (pk, "failed");
+    msgpack_pack_uint64 (pk, run->failed);
+    tr__pack_str (pk, "retried");
+    msgpack_pack_uint64 (pk, run->retried);
+}
+
 //  The summary: {total, done, failed, retried, results, errors}.
 static void
 s_pack_summary (const s_run_t *run, msgpack_sbuffer *buffer)
@@ -472,35 +476,28 @@ s_pack_summary (const s_run_t *run, msgpack_sbuffer *buffer)
     msgpack_packer pk;
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 6);
-    s_pack_str (&pk, "total");
-    msgpack_pack_uint64 (&pk, run->count);
-    s_pack_str (&pk, "done");
-    msgpack_pack_uint64 (&pk, run->done);
-    s_pack_str (&pk, "failed");
-    msgpack_pack_uint64 (&pk, run->failed);
-    s_pack_str (&pk, "retried");
-    msgpack_pack_uint64 (&pk, run->retried);
-    s_pack_str (&pk, "results");
+    s_pack_counts (&pk, run);
+    tr__pack_str (&pk, "results");
     msgpack_pack_array (&pk, (uint32_t) run->count);
     for (size_t i = 0; i < run->count; i++) {
         const s_task_t *task = &run->tasks [i];
-        if (task->state == S_DONE && task->answer)
-            msgpack_sbuffer_write (buffer, (const char *) task->answer, task->answer_size);
+        if (task->state == S_DONE)
+            tr__value_pack (&pk, &task->answer);
         else
             msgpack_pack_nil (&pk);
     }
-    s_pack_str (&pk, "errors");
+    tr__pack_str (&pk, "errors");
     msgpack_pack_array (&pk, (uint32_t) run->failed);
     for (size_t i = 0; i < run->count; i++) {
         const s_task_t *task = &run->tasks [i];
         if (task->state != S_FAILED)
             continue;
         msgpack_pack_map (&pk, 3);
-        s_pack_str (&pk, "index");
+        tr__pack_str (&pk, "index");
         msgpack_pack_uint64 (&pk, i);
-        s_pack_str (&pk, "error");
-        s_pack_str (&pk, tr_errname (task->error));
-        s_pack_str (&pk, "attempts");
+        tr__pack_str (&pk, "error");
+        tr__pack_str (&pk, tr_errname (task->error));
+        tr__pack_str (&pk, "attempts");
         msgpack_pack_int (&pk, task->attempts);
     }
 }
@@ -519,19 +516,12 @@ s_run_finish (s_batch_t *batch, s_run_t *run)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 7);
-    s_pack_str (&pk, "batch");
-    s_pack_str (&pk, tr_actor_name (batch->self));
-    s_pack_str (&pk, "run");
+    tr__pack_str (&pk, "batch");
+    tr__pack_str (&pk, tr_actor_name (batch->self));
+    tr__pack_str (&pk, "run");
     msgpack_pack_uint64 (&pk, run->id);
-    s_pack_str (&pk, "total");
-    msgpack_pack_uint64 (&pk, run->count);
-    s_pack_str (&pk, "done");
-    msgpack_pack_uint64 (&pk, run->done);
-    s_pack_str (&pk, "failed");
-    msgpack_pack_uint64 (&pk, run->failed);
-    s_pack_str (&pk, "retried");
-    msgpack_pack_uint64 (&pk, run->retried);
-    s_pack_str (&pk, "elapsed_ms");
+    s_pack_counts (&pk, run);
+    tr__pack_str (&pk, "elapsed_ms");
     msgpack_pack_int64 (&pk, elapsed_ms);
     tr_event_publish (batch->node, "batch.completed", buffer.data, buffer.size, NULL);
     tr_log (TR_LOG_INFO, "batch '%s': run %llu: %zu tasks, %zu done, %zu failed, %zu retries, "
@@ -637,17 +627,8 @@ static void
 s_attempt_end (s_batch_t *batch, s_run_t *run, size_t i, const tr_msg_t *reply, int error)
 {
     s_task_t *task = &run->tasks [i];
-    if (error == TR_OK) {
-        size_t size = tr_msg_size (reply);
-        task->answer = size? (uint8_t *) malloc (size): NULL;
-        if (size && !task->answer)
-            error = TR_ENOMEM;
-        else {
-            if (size)
-                memcpy (task->answer, tr_msg_body (reply), size);
-            task->answer_size = size;
-        }
-    }
+    if (error == TR_OK && tr__value_set (&task->answer, tr_msg_body (reply), tr_msg_size (reply)))
+        error = TR_ENOMEM;
     if (error == TR_OK || !s_retryable (error) || task->attempts > run->retries)
         s_task_complete (batch, run, i, error);
     else

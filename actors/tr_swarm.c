@@ -581,14 +581,6 @@ s_build_tour (s_ant_t *ant)
 //  Values in the scratchpad
 
 static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    size_t len = strlen (text);
-    msgpack_pack_str (pk, len);
-    msgpack_pack_str_body (pk, text, len);
-}
-
-static void
 s_pack_tour (msgpack_packer *pk, const int *tour, size_t n)
 {
     msgpack_pack_array (pk, n);
@@ -706,17 +698,17 @@ s_table_pack (s_ant_t *ant, msgpack_sbuffer *buffer)
     msgpack_packer pk;
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 6);
-    s_pack_str (&pk, "cities");
+    tr__pack_str (&pk, "cities");
     msgpack_pack_uint64 (&pk, n);
-    s_pack_str (&pk, "instance");
+    tr__pack_str (&pk, "instance");
     msgpack_pack_uint64 (&pk, ant->instance);
-    s_pack_str (&pk, "updates");
+    tr__pack_str (&pk, "updates");
     msgpack_pack_uint64 (&pk, ant->colony_updates + 1);
-    s_pack_str (&pk, "best");
+    tr__pack_str (&pk, "best");
     msgpack_pack_double (&pk, best);
-    s_pack_str (&pk, "started");
+    tr__pack_str (&pk, "started");
     msgpack_pack_int64 (&pk, ant->started);
-    s_pack_str (&pk, "tau");
+    tr__pack_str (&pk, "tau");
     msgpack_pack_array (&pk, edges);
     for (size_t e = 0; e < edges; e++) {
         double tau = ant->tau [e];
@@ -771,37 +763,37 @@ s_best_pack (s_ant_t *ant, const uint8_t *data, size_t size, msgpack_sbuffer *bu
         msgpack_packer pk;
         msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
         msgpack_pack_map (&pk, 9);
-        s_pack_str (&pk, "length");
+        tr__pack_str (&pk, "length");
         msgpack_pack_double (&pk, ant->offer_length);
-        s_pack_str (&pk, "tour");
+        tr__pack_str (&pk, "tour");
         s_pack_tour (&pk, ant->offer, ant->n);
-        s_pack_str (&pk, "ant");
-        s_pack_str (&pk, ant->name);
-        s_pack_str (&pk, "iteration");
+        tr__pack_str (&pk, "ant");
+        tr__pack_str (&pk, ant->name);
+        tr__pack_str (&pk, "iteration");
         msgpack_pack_int64 (&pk, ant->offer_iteration);
-        s_pack_str (&pk, "time");
+        tr__pack_str (&pk, "time");
         msgpack_pack_int64 (&pk, now);
-        s_pack_str (&pk, "elapsed_ms");
+        tr__pack_str (&pk, "elapsed_ms");
         msgpack_pack_int64 (&pk, elapsed);
-        s_pack_str (&pk, "cities");
+        tr__pack_str (&pk, "cities");
         msgpack_pack_uint64 (&pk, ant->n);
-        s_pack_str (&pk, "instance");
+        tr__pack_str (&pk, "instance");
         msgpack_pack_uint64 (&pk, ant->instance);
         //  The improvements, oldest first (the last S_HISTORY of them).
-        s_pack_str (&pk, "history");
+        tr__pack_str (&pk, "history");
         msgpack_pack_array (&pk, kept - skip + 1);
         for (uint32_t i = skip; i < kept; i++)
             msgpack_pack_object (&pk, history->via.array.ptr [i]);
         msgpack_pack_map (&pk, 5);
-        s_pack_str (&pk, "length");
+        tr__pack_str (&pk, "length");
         msgpack_pack_double (&pk, ant->offer_length);
-        s_pack_str (&pk, "ant");
-        s_pack_str (&pk, ant->name);
-        s_pack_str (&pk, "iteration");
+        tr__pack_str (&pk, "ant");
+        tr__pack_str (&pk, ant->name);
+        tr__pack_str (&pk, "iteration");
         msgpack_pack_int64 (&pk, ant->offer_iteration);
-        s_pack_str (&pk, "time");
+        tr__pack_str (&pk, "time");
         msgpack_pack_int64 (&pk, now);
-        s_pack_str (&pk, "elapsed_ms");
+        tr__pack_str (&pk, "elapsed_ms");
         msgpack_pack_int64 (&pk, elapsed);
     }
     msgpack_unpacked_destroy (&result);
@@ -933,21 +925,21 @@ s_publish_best (s_ant_t *ant, uint64_t version)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 8);
-    s_pack_str (&pk, "colony");
-    s_pack_str (&pk, ant->colony);
-    s_pack_str (&pk, "length");
+    tr__pack_str (&pk, "colony");
+    tr__pack_str (&pk, ant->colony);
+    tr__pack_str (&pk, "length");
     msgpack_pack_double (&pk, ant->offer_length);
-    s_pack_str (&pk, "tour");
+    tr__pack_str (&pk, "tour");
     s_pack_tour (&pk, ant->offer, ant->n);
-    s_pack_str (&pk, "ant");
-    s_pack_str (&pk, ant->name);
-    s_pack_str (&pk, "iteration");
+    tr__pack_str (&pk, "ant");
+    tr__pack_str (&pk, ant->name);
+    tr__pack_str (&pk, "iteration");
     msgpack_pack_int64 (&pk, ant->offer_iteration);
-    s_pack_str (&pk, "time");
+    tr__pack_str (&pk, "time");
     msgpack_pack_int64 (&pk, now);
-    s_pack_str (&pk, "elapsed_ms");
+    tr__pack_str (&pk, "elapsed_ms");
     msgpack_pack_int64 (&pk, now > ant->started? now - ant->started: 0);
-    s_pack_str (&pk, "version");
+    tr__pack_str (&pk, "version");
     msgpack_pack_uint64 (&pk, version);
     s_publish (ant, "swarm.best", &buffer);
     msgpack_sbuffer_destroy (&buffer);
@@ -958,42 +950,42 @@ static void
 s_pack_status (s_ant_t *ant, msgpack_packer *pk, size_t extra)
 {
     msgpack_pack_map (pk, 14 + extra);
-    s_pack_str (pk, "colony");
-    s_pack_str (pk, ant->colony);
-    s_pack_str (pk, "ant");
-    s_pack_str (pk, ant->name);
-    s_pack_str (pk, "iterations");
+    tr__pack_str (pk, "colony");
+    tr__pack_str (pk, ant->colony);
+    tr__pack_str (pk, "ant");
+    tr__pack_str (pk, ant->name);
+    tr__pack_str (pk, "iterations");
     msgpack_pack_int64 (pk, ant->iteration);
-    s_pack_str (pk, "best");
+    tr__pack_str (pk, "best");
     if (ant->own_length < DBL_MAX)
         msgpack_pack_double (pk, ant->own_length);
     else
         msgpack_pack_nil (pk);
-    s_pack_str (pk, "tour");
+    tr__pack_str (pk, "tour");
     if (ant->own_length < DBL_MAX)
         s_pack_tour (pk, ant->own, ant->n);
     else
         msgpack_pack_nil (pk);
-    s_pack_str (pk, "colony_best");
+    tr__pack_str (pk, "colony_best");
     if (ant->colony_best < DBL_MAX)
         msgpack_pack_double (pk, ant->colony_best);
     else
         msgpack_pack_nil (pk);
-    s_pack_str (pk, "updates");
+    tr__pack_str (pk, "updates");
     msgpack_pack_uint64 (pk, ant->updates);
-    s_pack_str (pk, "conflicts");
+    tr__pack_str (pk, "conflicts");
     msgpack_pack_uint64 (pk, ant->conflicts);
-    s_pack_str (pk, "best_conflicts");
+    tr__pack_str (pk, "best_conflicts");
     msgpack_pack_uint64 (pk, ant->best_conflicts);
-    s_pack_str (pk, "dropped");
+    tr__pack_str (pk, "dropped");
     msgpack_pack_uint64 (pk, ant->dropped);
-    s_pack_str (pk, "requests");
+    tr__pack_str (pk, "requests");
     msgpack_pack_uint64 (pk, ant->requests);
-    s_pack_str (pk, "errors");
+    tr__pack_str (pk, "errors");
     msgpack_pack_uint64 (pk, ant->errors);
-    s_pack_str (pk, "started");
+    tr__pack_str (pk, "started");
     msgpack_pack_int64 (pk, ant->first_ms);
-    s_pack_str (pk, "finished");
+    tr__pack_str (pk, "finished");
     msgpack_pack_int64 (pk, ant->last_ms);
 }
 
@@ -1041,12 +1033,12 @@ s_fail (s_ant_t *ant)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 3);
-    s_pack_str (&pk, "colony");
-    s_pack_str (&pk, ant->colony);
-    s_pack_str (&pk, "ant");
-    s_pack_str (&pk, ant->name);
-    s_pack_str (&pk, "error");
-    s_pack_str (&pk, ant->failure);
+    tr__pack_str (&pk, "colony");
+    tr__pack_str (&pk, ant->colony);
+    tr__pack_str (&pk, "ant");
+    tr__pack_str (&pk, ant->name);
+    tr__pack_str (&pk, "error");
+    tr__pack_str (&pk, ant->failure);
     s_publish (ant, "swarm.failed", &buffer);
     msgpack_sbuffer_destroy (&buffer);
 }
@@ -1450,14 +1442,14 @@ s_status_reply (s_ant_t *ant, const tr_msg_t *msg)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     s_pack_status (ant, &pk, 2);
-    s_pack_str (&pk, "done");
+    tr__pack_str (&pk, "done");
     if (ant->stage == S_DONE && ant->best_stage == B_IDLE)
         msgpack_pack_true (&pk);
     else
         msgpack_pack_false (&pk);
-    s_pack_str (&pk, "failed");
+    tr__pack_str (&pk, "failed");
     if (ant->stage == S_FAILED)
-        s_pack_str (&pk, ant->failure);
+        tr__pack_str (&pk, ant->failure);
     else
         msgpack_pack_nil (&pk);
     int rc = tr_reply (msg, buffer.data, buffer.size);
