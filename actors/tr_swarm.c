@@ -87,8 +87,14 @@ typedef enum {
     S_STOPPED                   //  the node is stopping
 } s_stage_t;
 
-//  The best pipeline's stage.
-typedef enum { B_IDLE, B_GET, B_CAS, B_BACKOFF } s_best_stage_t;
+//  Where a pipeline is: its stage (the best pipeline's are S_IDLE, S_GET,
+//  S_CAS and S_BACKOFF), and its call in flight or its pause.
+typedef struct {
+    int stage;                  //  s_stage_t
+    uint64_t wait;              //  the call in flight, or the tick expected
+    int64_t since_ns;           //  when the call in flight was made
+    int backoff_ms;             //  the last pause after an error (0: none yet)
+} s_pipe_t;
 
 typedef struct {
     tr_actor_t *self;
@@ -113,12 +119,9 @@ typedef struct {
     int64_t timeout_ms;
 
     //  The pheromone pipeline
-    int stage;
+    s_pipe_t tau_pipe;
     uint64_t rng;
     uint64_t next_id;           //  ids of calls and ticks
-    uint64_t wait;              //  the call in flight, or the tick expected
-    int64_t since_ns;           //  when the call in flight was made
-    int backoff_ms;
     uint64_t watchdog;          //  its periodic timer
     double *tau;                //  the table as read: n (n - 1) / 2
     double *weight;             //  scratch space for one choice: n
@@ -136,10 +139,7 @@ typedef struct {
     int64_t last_ms;            //  when the last iteration ended
 
     //  The best pipeline
-    int best_stage;
-    uint64_t best_wait;
-    int64_t best_since_ns;
-    int best_backoff_ms;
+    s_pipe_t best_pipe;
     int *offer;                 //  the tour being offered to COLONY.best
     double offer_length;
     int64_t offer_iteration;
@@ -1021,10 +1021,10 @@ s_publish_done (s_ant_t *ant)
 static void
 s_fail (s_ant_t *ant)
 {
-    ant->stage = S_FAILED;
-    ant->wait = 0;
-    ant->best_stage = B_IDLE;
-    ant->best_wait = 0;
+    ant->tau_pipe.stage = S_FAILED;
+    ant->tau_pipe.wait = 0;
+    ant->best_pipe.stage = S_IDLE;
+    ant->best_pipe.wait = 0;
     s_watchdog_stop (ant);
     tr_log (TR_LOG_ERROR, "ant '%s': %s; this ant stops working", ant->name, ant->failure);
     tr_actor_info_set (ant->self, "swarm.failed", 1);
@@ -1067,29 +1067,44 @@ s_after (s_ant_t *ant, int delay_ms, uint64_t *wait_p)
     }
 }
 
-//  A failed call: counted, logged, tried again after a growing pause.
-//  Errors that another try cannot mend end the ant.
-static bool
-s_call_failed (s_ant_t *ant, int rc, const char *what, int *backoff_ms)
+//  A failed call of a pipeline (what: what it was doing): counted, logged,
+//  tried again after a growing pause (the pipeline in S_BACKOFF until its
+//  tick). Errors that another try cannot mend end the ant.
+static void
+s_pipe_failed (s_ant_t *ant, s_pipe_t *pipe, int rc, const char *what)
 {
     if (rc == TR_ESTOPPED) {
-        ant->stage = S_STOPPED;
-        return false;
+        ant->tau_pipe.stage = S_STOPPED;
+        return;
     }
     if (rc == TR_EINVAL || rc == TR_ETOOBIG || rc == TR_EMALFORMED) {
         snprintf (ant->failure, sizeof ant->failure, "colony '%.200s': %s: %s", ant->colony,
                   what, tr_strerror (rc));
         s_fail (ant);
-        return false;
+        return;
     }
     ant->errors++;
     tr_actor_info_set (ant->self, "swarm.errors", (int64_t) ant->errors);
-    *backoff_ms = *backoff_ms? *backoff_ms * 2: S_BACKOFF_MIN_MS;
-    if (*backoff_ms > S_BACKOFF_MAX_MS)
-        *backoff_ms = S_BACKOFF_MAX_MS;
+    pipe->backoff_ms = pipe->backoff_ms? pipe->backoff_ms * 2: S_BACKOFF_MIN_MS;
+    if (pipe->backoff_ms > S_BACKOFF_MAX_MS)
+        pipe->backoff_ms = S_BACKOFF_MAX_MS;
     tr_log (TR_LOG_WARN, "ant '%s': colony '%s': %s: %s; trying again in %d ms", ant->name,
-            ant->colony, what, tr_strerror (rc), *backoff_ms);
-    return true;
+            ant->colony, what, tr_strerror (rc), pipe->backoff_ms);
+    pipe->stage = S_BACKOFF;
+    s_after (ant, pipe->backoff_ms, &pipe->wait);
+}
+
+//  A call of a pipeline was made (s_call's rc): the pipeline waits in
+//  stage `waiting` from now, or the call failed (s_pipe_failed).
+static void
+s_pipe_sent (s_ant_t *ant, s_pipe_t *pipe, int rc, int waiting, const char *what)
+{
+    if (rc == TR_OK) {
+        pipe->stage = waiting;
+        pipe->since_ns = tr__now_ns ();
+    }
+    else
+        s_pipe_failed (ant, pipe, rc, what);
 }
 
 //  Offers a tour to COLONY.best if it beats every length the ant knows.
@@ -1098,7 +1113,7 @@ s_best_offer (s_ant_t *ant, const int *tour, double length)
 {
     if (!(length < ant->colony_best))
         return;
-    if (ant->best_stage != B_IDLE) {
+    if (ant->best_pipe.stage != S_IDLE) {
         if (!ant->has_pending || length < ant->pending_length) {
             memcpy (ant->pending, tour, ant->n * sizeof (int));
             ant->pending_length = length;
@@ -1117,9 +1132,9 @@ s_best_offer (s_ant_t *ant, const int *tour, double length)
 static void
 s_best_next (s_ant_t *ant)
 {
-    ant->best_stage = B_IDLE;
-    ant->best_wait = 0;
-    ant->best_backoff_ms = 0;
+    ant->best_pipe.stage = S_IDLE;
+    ant->best_pipe.wait = 0;
+    ant->best_pipe.backoff_ms = 0;
     if (ant->has_pending && ant->pending_length < ant->colony_best) {
         ant->has_pending = false;
         memcpy (ant->offer, ant->pending, ant->n * sizeof (int));
@@ -1129,35 +1144,24 @@ s_best_next (s_ant_t *ant)
         return;
     }
     ant->has_pending = false;
-    if (ant->stage == S_DONE)
+    if (ant->tau_pipe.stage == S_DONE)
         s_publish_done (ant);
 }
 
 static void
 s_best_get (s_ant_t *ant)
 {
-    int rc = s_call (ant, ant->best_key, false, 0, NULL, 0, &ant->best_wait);
-    if (rc == TR_OK) {
-        ant->best_stage = B_GET;
-        ant->best_since_ns = tr__now_ns ();
-    }
-    else
-    if (s_call_failed (ant, rc, "reading the best tour", &ant->best_backoff_ms)) {
-        ant->best_stage = B_BACKOFF;
-        s_after (ant, ant->best_backoff_ms, &ant->best_wait);
-    }
+    int rc = s_call (ant, ant->best_key, false, 0, NULL, 0, &ant->best_pipe.wait);
+    s_pipe_sent (ant, &ant->best_pipe, rc, S_GET, "reading the best tour");
 }
 
 static void
 s_best_answered (s_ant_t *ant, const s_outcome_t *out)
 {
-    ant->best_wait = 0;
-    if (ant->best_stage == B_GET) {
+    ant->best_pipe.wait = 0;
+    if (ant->best_pipe.stage == S_GET) {
         if (out->rc != TR_OK && out->rc != TR_ENOTFOUND) {
-            if (s_call_failed (ant, out->rc, "reading the best tour", &ant->best_backoff_ms)) {
-                ant->best_stage = B_BACKOFF;
-                s_after (ant, ant->best_backoff_ms, &ant->best_wait);
-            }
+            s_pipe_failed (ant, &ant->best_pipe, out->rc, "reading the best tour");
             return;
         }
         msgpack_sbuffer buffer;
@@ -1175,20 +1179,12 @@ s_best_answered (s_ant_t *ant, const s_outcome_t *out)
         }
         uint64_t expected = out->rc == TR_OK? out->version: 0;
         int rc = s_call (ant, ant->best_key, true, expected, buffer.data, buffer.size,
-                         &ant->best_wait);
+                         &ant->best_pipe.wait);
         msgpack_sbuffer_destroy (&buffer);
-        if (rc == TR_OK) {
-            ant->best_stage = B_CAS;
-            ant->best_since_ns = tr__now_ns ();
-        }
-        else
-        if (s_call_failed (ant, rc, "writing the best tour", &ant->best_backoff_ms)) {
-            ant->best_stage = B_BACKOFF;
-            s_after (ant, ant->best_backoff_ms, &ant->best_wait);
-        }
+        s_pipe_sent (ant, &ant->best_pipe, rc, S_CAS, "writing the best tour");
         return;
     }
-    //  B_CAS
+    //  S_CAS
     if (out->rc == TR_OK) {
         ant->improved++;
         tr_actor_info_set (ant->self, "swarm.improved", (int64_t) ant->improved);
@@ -1205,11 +1201,9 @@ s_best_answered (s_ant_t *ant, const s_outcome_t *out)
         tr_actor_info_set (ant->self, "swarm.best_conflicts", (int64_t) ant->best_conflicts);
         s_best_get (ant);
     }
-    else
-    if (s_call_failed (ant, out->rc, "writing the best tour", &ant->best_backoff_ms)) {
+    else {
         //  A write that timed out may have been done: reading again tells.
-        ant->best_stage = B_BACKOFF;
-        s_after (ant, ant->best_backoff_ms, &ant->best_wait);
+        s_pipe_failed (ant, &ant->best_pipe, out->rc, "writing the best tour");
     }
 }
 
@@ -1219,16 +1213,8 @@ s_best_answered (s_ant_t *ant, const s_outcome_t *out)
 static void
 s_tau_get (s_ant_t *ant)
 {
-    int rc = s_call (ant, ant->tau_key, false, 0, NULL, 0, &ant->wait);
-    if (rc == TR_OK) {
-        ant->stage = S_GET;
-        ant->since_ns = tr__now_ns ();
-    }
-    else
-    if (s_call_failed (ant, rc, "reading the pheromones", &ant->backoff_ms)) {
-        ant->stage = S_BACKOFF;
-        s_after (ant, ant->backoff_ms, &ant->wait);
-    }
+    int rc = s_call (ant, ant->tau_key, false, 0, NULL, 0, &ant->tau_pipe.wait);
+    s_pipe_sent (ant, &ant->tau_pipe, rc, S_GET, "reading the pheromones");
 }
 
 //  The iteration is over (its update written, or given up): the next.
@@ -1238,12 +1224,12 @@ s_iteration_done (s_ant_t *ant)
     ant->iteration++;
     ant->last_ms = s_wall_ms ();
     ant->has_tour = false;
-    ant->backoff_ms = 0;
+    ant->tau_pipe.backoff_ms = 0;
     tr_actor_info_set (ant->self, "swarm.iteration", ant->iteration);
     if (ant->iteration >= ant->iterations) {
-        ant->stage = S_DONE;
-        ant->wait = 0;
-        if (ant->best_stage == B_IDLE)
+        ant->tau_pipe.stage = S_DONE;
+        ant->tau_pipe.wait = 0;
+        if (ant->best_pipe.stage == S_IDLE)
             s_publish_done (ant);
         return;
     }
@@ -1251,21 +1237,18 @@ s_iteration_done (s_ant_t *ant)
     //  ants started together with one interval would otherwise stay in
     //  step, all reading and all writing in the same millisecond, and
     //  conflict far more than they need to.
-    ant->stage = S_IDLE;
+    ant->tau_pipe.stage = S_IDLE;
     int pause = ant->interval_ms? (int) ((double) ant->interval_ms * (0.5 + s_random (ant))): 0;
-    s_after (ant, pause, &ant->wait);
+    s_after (ant, pause, &ant->tau_pipe.wait);
 }
 
 static void
 s_tau_answered (s_ant_t *ant, const s_outcome_t *out)
 {
-    ant->wait = 0;
-    if (ant->stage == S_GET) {
+    ant->tau_pipe.wait = 0;
+    if (ant->tau_pipe.stage == S_GET) {
         if (out->rc != TR_OK && out->rc != TR_ENOTFOUND) {
-            if (s_call_failed (ant, out->rc, "reading the pheromones", &ant->backoff_ms)) {
-                ant->stage = S_BACKOFF;
-                s_after (ant, ant->backoff_ms, &ant->wait);
-            }
+            s_pipe_failed (ant, &ant->tau_pipe, out->rc, "reading the pheromones");
             return;
         }
         if (s_table_read (ant, out->rc, out->version, out->data, out->size)) {
@@ -1286,17 +1269,9 @@ s_tau_answered (s_ant_t *ant, const s_outcome_t *out)
         msgpack_sbuffer_init (&buffer);
         s_table_pack (ant, &buffer);
         int rc = s_call (ant, ant->tau_key, true, ant->version, buffer.data, buffer.size,
-                         &ant->wait);
+                         &ant->tau_pipe.wait);
         msgpack_sbuffer_destroy (&buffer);
-        if (rc == TR_OK) {
-            ant->stage = S_CAS;
-            ant->since_ns = tr__now_ns ();
-        }
-        else
-        if (s_call_failed (ant, rc, "writing the pheromones", &ant->backoff_ms)) {
-            ant->stage = S_BACKOFF;
-            s_after (ant, ant->backoff_ms, &ant->wait);
-        }
+        s_pipe_sent (ant, &ant->tau_pipe, rc, S_CAS, "writing the pheromones");
         return;
     }
     //  S_CAS
@@ -1325,20 +1300,18 @@ s_tau_answered (s_ant_t *ant, const s_outcome_t *out)
             //  as Ethernet's backoff does, instead of all reading again
             //  at once and meeting again.
             int cap = 1 << (ant->retries - 2 < 5? ant->retries - 2: 5);
-            ant->stage = S_BACKOFF;
-            s_after (ant, (int) (s_random (ant) * (cap + 1)), &ant->wait);
+            ant->tau_pipe.stage = S_BACKOFF;
+            s_after (ant, (int) (s_random (ant) * (cap + 1)), &ant->tau_pipe.wait);
         }
         else
             s_tau_get (ant);
     }
-    else
-    if (s_call_failed (ant, out->rc, "writing the pheromones", &ant->backoff_ms)) {
+    else {
         //  A write that timed out may have been done; the next try reads
         //  the table again and either lands the deposit or, if it had
         //  landed, adds it a second time: a rare extra deposit, counted
         //  among the errors.
-        ant->stage = S_BACKOFF;
-        s_after (ant, ant->backoff_ms, &ant->wait);
+        s_pipe_failed (ant, &ant->tau_pipe, out->rc, "writing the pheromones");
     }
 }
 
@@ -1346,15 +1319,25 @@ s_tau_answered (s_ant_t *ant, const s_outcome_t *out)
 static void
 s_ticked (s_ant_t *ant, uint64_t id)
 {
-    if (ant->wait == id && (ant->stage == S_IDLE || ant->stage == S_BACKOFF)) {
-        ant->wait = 0;
+    if (ant->tau_pipe.wait == id
+    &&  (ant->tau_pipe.stage == S_IDLE || ant->tau_pipe.stage == S_BACKOFF)) {
+        ant->tau_pipe.wait = 0;
         s_tau_get (ant);
     }
     else
-    if (ant->best_wait == id && ant->best_stage == B_BACKOFF) {
-        ant->best_wait = 0;
+    if (ant->best_pipe.wait == id && ant->best_pipe.stage == S_BACKOFF) {
+        ant->best_pipe.wait = 0;
         s_best_get (ant);
     }
+}
+
+//  True if the pipeline waits for the outcome of call `id` (any call when
+//  id is 0).
+static bool
+s_pipe_calling (const s_pipe_t *pipe, uint64_t id)
+{
+    return (pipe->stage == S_GET || pipe->stage == S_CAS) && pipe->wait
+        && (id == 0 || id == pipe->wait);
 }
 
 //  The watchdog: a call whose outcome has not come a second after its
@@ -1365,14 +1348,12 @@ s_watchdog (s_ant_t *ant)
     int64_t late = (ant->timeout_ms + S_WATCHDOG_MS) * 1000000;
     int64_t now = tr__now_ns ();
     s_outcome_t out = { .rc = TR_ETIMEDOUT };
-    if ((ant->stage == S_GET || ant->stage == S_CAS) && ant->wait
-    &&  now - ant->since_ns > late) {
-        out.id = ant->wait;
+    if (s_pipe_calling (&ant->tau_pipe, 0) && now - ant->tau_pipe.since_ns > late) {
+        out.id = ant->tau_pipe.wait;
         s_tau_answered (ant, &out);
     }
-    if ((ant->best_stage == B_GET || ant->best_stage == B_CAS) && ant->best_wait
-    &&  now - ant->best_since_ns > late) {
-        out.id = ant->best_wait;
+    if (s_pipe_calling (&ant->best_pipe, 0) && now - ant->best_pipe.since_ns > late) {
+        out.id = ant->best_pipe.wait;
         s_best_answered (ant, &out);
     }
 }
@@ -1425,8 +1406,8 @@ s_ant_init (tr_actor_t *self, void *arg, void **state_p)
         return -1;
     }
     tr_actor_info_set (self, "swarm.iteration", 0);
-    ant->stage = S_IDLE;
-    s_after (ant, 0, &ant->wait);
+    ant->tau_pipe.stage = S_IDLE;
+    s_after (ant, 0, &ant->tau_pipe.wait);
     *state_p = ant;
     return 0;
 }
@@ -1443,12 +1424,12 @@ s_status_reply (s_ant_t *ant, const tr_msg_t *msg)
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     s_pack_status (ant, &pk, 2);
     tr__pack_str (&pk, "done");
-    if (ant->stage == S_DONE && ant->best_stage == B_IDLE)
+    if (ant->tau_pipe.stage == S_DONE && ant->best_pipe.stage == S_IDLE)
         msgpack_pack_true (&pk);
     else
         msgpack_pack_false (&pk);
     tr__pack_str (&pk, "failed");
-    if (ant->stage == S_FAILED)
+    if (ant->tau_pipe.stage == S_FAILED)
         tr__pack_str (&pk, ant->failure);
     else
         msgpack_pack_nil (&pk);
@@ -1475,11 +1456,10 @@ s_ant_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     if (s_outcome_read (msg, &out)) {
         //  An outcome that comes after its watchdog, or for an earlier
         //  incarnation, finds nothing.
-        if (out.id && out.id == ant->wait && (ant->stage == S_GET || ant->stage == S_CAS))
+        if (out.id && s_pipe_calling (&ant->tau_pipe, out.id))
             s_tau_answered (ant, &out);
         else
-        if (out.id && out.id == ant->best_wait && (ant->best_stage == B_GET
-                                               ||  ant->best_stage == B_CAS))
+        if (out.id && s_pipe_calling (&ant->best_pipe, out.id))
             s_best_answered (ant, &out);
         return 0;
     }
