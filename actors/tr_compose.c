@@ -173,15 +173,7 @@ tr__cfg_number (tr__cfg_t *cfg, const char *key, double min, double max, double 
     if (!o)
         return 0;
     double v;
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        v = (double) o->via.u64;
-    else
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        v = (double) o->via.i64;
-    else
-    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
-        v = o->via.f64;
-    else
+    if (!tr__number (o, &v))
         return tr__cfg_bad_at (cfg, key, "'%s' must be a number, not %s", key, s_kind_words (o));
     if (!(v >= min && v <= max))
         return tr__cfg_bad_at (cfg, key, "'%s' must be from %g to %g, not %g", key, min, max, v);
@@ -473,6 +465,22 @@ tr__map_get (const msgpack_object *map, const char *key)
         if (tr__key_is (&map->via.map.ptr [i].key, key))
             return &map->via.map.ptr [i].val;
     return NULL;
+}
+
+bool
+tr__number (const msgpack_object *o, double *out)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        *out = (double) o->via.u64;
+    else
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = (double) o->via.i64;
+    else
+    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
+        *out = o->via.f64;
+    else
+        return false;
+    return true;
 }
 
 //  --------------------------------------------------------------------------

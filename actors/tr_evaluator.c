@@ -371,20 +371,14 @@ s_verdict_read (s_eval_t *eval, s_run_t *run, const tr_msg_t *reply, double *sco
             feedback = &o->via.map.ptr [i].val;
     }
     int rc = TR_EOUTPUT;
+    double number;
     if (!value || !o || o->type != MSGPACK_OBJECT_MAP)
         snprintf (run->reason, sizeof run->reason, "evaluator '%s' answered %s in iteration "
                   "%zu, not a map {score, feedback}", eval->evaluator,
                   o? tr__cfg_kind (o): "nothing", run->iterations);
     else
-    if (value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        *score = (double) value->via.u64, rc = TR_OK;
-    else
-    if (value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        *score = (double) value->via.i64, rc = TR_OK;
-    else
-    if ((value->type == MSGPACK_OBJECT_FLOAT32 || value->type == MSGPACK_OBJECT_FLOAT64)
-    &&  !isnan (value->via.f64))
-        *score = value->via.f64, rc = TR_OK;
+    if (tr__number (value, &number) && !isnan (number))
+        *score = number, rc = TR_OK;
     else
         snprintf (run->reason, sizeof run->reason, "evaluator '%s' answered 'score' as %s in "
                   "iteration %zu, not a number", eval->evaluator, tr__cfg_kind (value),

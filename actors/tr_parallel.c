@@ -269,15 +269,7 @@ s_accept_parse (tr__cfg_t *cfg, s_par_t *par)
         par->accept = S_ACCEPT_TEXT;
         return tr__text_rule_parse (cfg, o, "accept", &par->accept_text);
     }
-    if (min->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        par->accept_min = (double) min->via.u64;
-    else
-    if (min->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        par->accept_min = (double) min->via.i64;
-    else
-    if (min->type == MSGPACK_OBJECT_FLOAT32 || min->type == MSGPACK_OBJECT_FLOAT64)
-        par->accept_min = min->via.f64;
-    else
+    if (!tr__number (min, &par->accept_min))
         return tr__cfg_bad_at (cfg, "min", "accept 'min' must be a number, not %s",
                                tr__cfg_kind (min));
     par->accept = S_ACCEPT_MIN;
@@ -842,20 +834,9 @@ s_number (const uint8_t *data, size_t size, double *out)
     msgpack_unpacked_init (&unpacked);
     int rc = -1;
     if (data && msgpack_unpack_next (&unpacked, (const char *) data, size, NULL)
-                == MSGPACK_UNPACK_SUCCESS) {
-        const msgpack_object *o = &unpacked.data;
+                == MSGPACK_UNPACK_SUCCESS
+    &&  tr__number (&unpacked.data, out))
         rc = 0;
-        if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            *out = (double) o->via.u64;
-        else
-        if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-            *out = (double) o->via.i64;
-        else
-        if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
-            *out = o->via.f64;
-        else
-            rc = -1;
-    }
     msgpack_unpacked_destroy (&unpacked);
     return rc;
 }

@@ -200,22 +200,6 @@ s_ant_free (s_ant_t *ant)
 }
 
 static bool
-s_number (const msgpack_object *o, double *out)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        *out = (double) o->via.u64;
-    else
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        *out = (double) o->via.i64;
-    else
-    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
-        *out = o->via.f64;
-    else
-        return false;
-    return true;
-}
-
-static bool
 s_coord_ok (double v)
 {
     return isfinite (v) && fabs (v) <= S_MAX_COORD;
@@ -251,8 +235,8 @@ s_cities_inline (tr__cfg_t *cfg, s_ant_t *ant, const msgpack_object *list)
         snprintf (index, sizeof index, "%zu", i + 1);
         tr__cfg_enter (cfg, "cities");
         if (city->type != MSGPACK_OBJECT_ARRAY || city->via.array.size != 2
-        ||  !s_number (&city->via.array.ptr [0], &ant->x [i])
-        ||  !s_number (&city->via.array.ptr [1], &ant->y [i]))
+        ||  !tr__number (&city->via.array.ptr [0], &ant->x [i])
+        ||  !tr__number (&city->via.array.ptr [1], &ant->y [i]))
             return tr__cfg_bad_at (cfg, index, "cities item %zu must be a list of two numbers "
                                    "[x, y], not %s", i + 1,
                                    city->type == MSGPACK_OBJECT_ARRAY?
@@ -588,22 +572,6 @@ s_pack_tour (msgpack_packer *pk, const int *tour, size_t n)
         msgpack_pack_int (pk, tour [k]);
 }
 
-static bool
-s_is (const msgpack_object *key, const char *name)
-{
-    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen (name)
-        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
-}
-
-static const msgpack_object *
-s_field (const msgpack_object *map, const char *name)
-{
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (s_is (&map->via.map.ptr [i].key, name))
-            return &map->via.map.ptr [i].val;
-    return NULL;
-}
-
 static int64_t
 s_wall_ms (void)
 {
@@ -637,12 +605,12 @@ s_table_read (s_ant_t *ant, int rc, uint64_t version, const uint8_t *data, size_
     ||  result.data.type != MSGPACK_OBJECT_MAP)
         why = "is not a pheromone table (not a map)";
     const msgpack_object *map = &result.data;
-    const msgpack_object *cities = why? NULL: s_field (map, "cities");
-    const msgpack_object *instance = why? NULL: s_field (map, "instance");
-    const msgpack_object *updates = why? NULL: s_field (map, "updates");
-    const msgpack_object *best = why? NULL: s_field (map, "best");
-    const msgpack_object *started = why? NULL: s_field (map, "started");
-    const msgpack_object *tau = why? NULL: s_field (map, "tau");
+    const msgpack_object *cities = why? NULL: tr__map_get (map, "cities");
+    const msgpack_object *instance = why? NULL: tr__map_get (map, "instance");
+    const msgpack_object *updates = why? NULL: tr__map_get (map, "updates");
+    const msgpack_object *best = why? NULL: tr__map_get (map, "best");
+    const msgpack_object *started = why? NULL: tr__map_get (map, "started");
+    const msgpack_object *tau = why? NULL: tr__map_get (map, "tau");
     if (!why && (!cities || !instance || !updates || !tau || !started
              ||  cities->type != MSGPACK_OBJECT_POSITIVE_INTEGER
              ||  instance->type != MSGPACK_OBJECT_POSITIVE_INTEGER
@@ -661,16 +629,16 @@ s_table_read (s_ant_t *ant, int rc, uint64_t version, const uint8_t *data, size_
     if (!why && tau->via.array.size != edges)
         why = "is not a pheromone table (tau has the wrong length)";
     for (size_t e = 0; !why && e < edges; e++)
-        if (!s_number (&tau->via.array.ptr [e], &ant->tau [e]) || !(ant->tau [e] >= 0)
+        if (!tr__number (&tau->via.array.ptr [e], &ant->tau [e]) || !(ant->tau [e] >= 0)
         ||  !isfinite (ant->tau [e]))
             why = "is not a pheromone table (tau holds a value that is not a number >= 0)";
     if (!why) {
         ant->version = version;
         ant->colony_updates = updates->via.u64;
         double b;
-        ant->table_best = best && s_number (best, &b) && b > 0? b: DBL_MAX;
+        ant->table_best = best && tr__number (best, &b) && b > 0? b: DBL_MAX;
         double s;
-        ant->started = s_number (started, &s)? (int64_t) s: s_wall_ms ();
+        ant->started = tr__number (started, &s)? (int64_t) s: s_wall_ms ();
         if (ant->table_best < ant->colony_best)
             ant->colony_best = ant->table_best;
     }
@@ -716,6 +684,28 @@ s_table_pack (s_ant_t *ant, msgpack_sbuffer *buffer)
     }
 }
 
+//  The offer's pairs in a map about it: length, tour (unless with_tour is
+//  false: a history entry), ant, iteration, time (now, Unix ms) and
+//  elapsed_ms (since the colony started).
+static void
+s_pack_offer (s_ant_t *ant, msgpack_packer *pk, int64_t now, bool with_tour)
+{
+    tr__pack_str (pk, "length");
+    msgpack_pack_double (pk, ant->offer_length);
+    if (with_tour) {
+        tr__pack_str (pk, "tour");
+        s_pack_tour (pk, ant->offer, ant->n);
+    }
+    tr__pack_str (pk, "ant");
+    tr__pack_str (pk, ant->name);
+    tr__pack_str (pk, "iteration");
+    msgpack_pack_int64 (pk, ant->offer_iteration);
+    tr__pack_str (pk, "time");
+    msgpack_pack_int64 (pk, now);
+    tr__pack_str (pk, "elapsed_ms");
+    msgpack_pack_int64 (pk, now > ant->started? now - ant->started: 0);
+}
+
 //  The new COLONY.best for the offer, after the value read (NULL when
 //  there was none), its history carried on. Returns 0, or -1 with
 //  ant->failure set when the value read is not a best of this instance;
@@ -733,15 +723,15 @@ s_best_pack (s_ant_t *ant, const uint8_t *data, size_t size, msgpack_sbuffer *bu
         const msgpack_object *map = &result.data, *length, *instance;
         if (msgpack_unpack_next (&result, (const char *) data, size, NULL) != MSGPACK_UNPACK_SUCCESS
         ||  map->type != MSGPACK_OBJECT_MAP
-        ||  !(length = s_field (map, "length")) || !s_number (length, &stored)
-        ||  !(instance = s_field (map, "instance"))
+        ||  !(length = tr__map_get (map, "length")) || !tr__number (length, &stored)
+        ||  !(instance = tr__map_get (map, "instance"))
         ||  instance->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
             why = "is not a colony's best tour (length, instance)";
         else
         if (instance->via.u64 != ant->instance)
             why = "is the best tour of another instance: give each instance a colony of its own";
         else {
-            history = s_field (map, "history");
+            history = tr__map_get (map, "history");
             if (history && history->type != MSGPACK_OBJECT_ARRAY)
                 history = NULL;
         }
@@ -757,24 +747,12 @@ s_best_pack (s_ant_t *ant, const uint8_t *data, size_t size, msgpack_sbuffer *bu
     *shorter_p = ant->offer_length < stored;
     if (*shorter_p) {
         int64_t now = s_wall_ms ();
-        int64_t elapsed = now > ant->started? now - ant->started: 0;
         uint32_t kept = history? history->via.array.size: 0;
         uint32_t skip = kept >= S_HISTORY? kept - (S_HISTORY - 1): 0;
         msgpack_packer pk;
         msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
         msgpack_pack_map (&pk, 9);
-        tr__pack_str (&pk, "length");
-        msgpack_pack_double (&pk, ant->offer_length);
-        tr__pack_str (&pk, "tour");
-        s_pack_tour (&pk, ant->offer, ant->n);
-        tr__pack_str (&pk, "ant");
-        tr__pack_str (&pk, ant->name);
-        tr__pack_str (&pk, "iteration");
-        msgpack_pack_int64 (&pk, ant->offer_iteration);
-        tr__pack_str (&pk, "time");
-        msgpack_pack_int64 (&pk, now);
-        tr__pack_str (&pk, "elapsed_ms");
-        msgpack_pack_int64 (&pk, elapsed);
+        s_pack_offer (ant, &pk, now, true);
         tr__pack_str (&pk, "cities");
         msgpack_pack_uint64 (&pk, ant->n);
         tr__pack_str (&pk, "instance");
@@ -785,16 +763,7 @@ s_best_pack (s_ant_t *ant, const uint8_t *data, size_t size, msgpack_sbuffer *bu
         for (uint32_t i = skip; i < kept; i++)
             msgpack_pack_object (&pk, history->via.array.ptr [i]);
         msgpack_pack_map (&pk, 5);
-        tr__pack_str (&pk, "length");
-        msgpack_pack_double (&pk, ant->offer_length);
-        tr__pack_str (&pk, "ant");
-        tr__pack_str (&pk, ant->name);
-        tr__pack_str (&pk, "iteration");
-        msgpack_pack_int64 (&pk, ant->offer_iteration);
-        tr__pack_str (&pk, "time");
-        msgpack_pack_int64 (&pk, now);
-        tr__pack_str (&pk, "elapsed_ms");
-        msgpack_pack_int64 (&pk, elapsed);
+        s_pack_offer (ant, &pk, now, false);
     }
     msgpack_unpacked_destroy (&result);
     return 0;
@@ -927,18 +896,7 @@ s_publish_best (s_ant_t *ant, uint64_t version)
     msgpack_pack_map (&pk, 8);
     tr__pack_str (&pk, "colony");
     tr__pack_str (&pk, ant->colony);
-    tr__pack_str (&pk, "length");
-    msgpack_pack_double (&pk, ant->offer_length);
-    tr__pack_str (&pk, "tour");
-    s_pack_tour (&pk, ant->offer, ant->n);
-    tr__pack_str (&pk, "ant");
-    tr__pack_str (&pk, ant->name);
-    tr__pack_str (&pk, "iteration");
-    msgpack_pack_int64 (&pk, ant->offer_iteration);
-    tr__pack_str (&pk, "time");
-    msgpack_pack_int64 (&pk, now);
-    tr__pack_str (&pk, "elapsed_ms");
-    msgpack_pack_int64 (&pk, now > ant->started? now - ant->started: 0);
+    s_pack_offer (ant, &pk, now, true);
     tr__pack_str (&pk, "version");
     msgpack_pack_uint64 (&pk, version);
     s_publish (ant, "swarm.best", &buffer);
