@@ -90,13 +90,6 @@ s_party_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     return 0;
 }
 
-static void
-s_free_state (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
 static const tr_param_spec_t s_party_params [] = {
     { "barrier", TR_PARAM_STRING, true, "the barrier to arrive at" },
     { .key = NULL }
@@ -106,7 +99,7 @@ static const tr_actor_type_t s_party_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "party",
     .summary = "arrives at a barrier when told (barrier tests)",
-    .behaviour = { s_party_init, s_party_handle, s_free_state },
+    .behaviour = { s_party_init, s_party_handle, tr_test_free_state },
     .params = s_party_params,
 };
 
@@ -116,20 +109,15 @@ static const tr_actor_type_t s_party_type = {
 static void
 s_setup (void)
 {
-    if (!getenv ("TROUPE_LOG"))
-        tr_log_set_level (TR_LOG_ERROR);
-    int rc = tr_actor_type_register (&s_party_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    tr_test_setup (&s_node, (const tr_actor_type_t *[]) { &s_party_type, NULL });
     tr_test_ledger_register ();
     s_recorded = 0;
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
 }
 
 static void

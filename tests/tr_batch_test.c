@@ -196,25 +196,19 @@ static const tr_actor_type_t s_recorder_type = {
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
-    const tr_actor_type_t *types [] = { &s_worker_type, &s_recorder_type };
-    for (size_t i = 0; i < 2; i++) {
-        int rc = tr_actor_type_register (types [i]);
-        ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    }
     atomic_store (&s_current, 0);
     atomic_store (&s_most, 0);
     atomic_store (&s_calls, 0);
     memset (s_attempts, 0, sizeof s_attempts);
     s_line_count = 0;
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
+    tr_test_setup (&s_node, (const tr_actor_type_t *[]) { &s_worker_type, &s_recorder_type,
+                                                          NULL });
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
     for (size_t i = 0; i < s_line_count; i++)
         free (s_lines [i]);
     s_line_count = 0;

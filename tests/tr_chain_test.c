@@ -76,18 +76,11 @@ s_step_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply (msg, body.data, body.size): 0;
 }
 
-static void
-s_free_state (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
 static const tr_actor_type_t s_step_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "step",
     .summary = "appends to a string (chain tests)",
-    .behaviour = { s_step_init, s_step_handle, s_free_state },
+    .behaviour = { s_step_init, s_step_handle, tr_test_free_state },
     .params = s_step_params,
 };
 
@@ -97,18 +90,14 @@ static const tr_actor_type_t s_step_type = {
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
-    int rc = tr_actor_type_register (&s_step_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    tr_test_setup (&s_node, (const tr_actor_type_t *[]) { &s_step_type, NULL });
     tr_test_ledger_register ();
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
 }
 
 static void

@@ -104,18 +104,11 @@ s_gen_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     return s_reply_str (msg, out);
 }
 
-static void
-s_free_state (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
 static const tr_actor_type_t s_gen_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "gen",
     .summary = "builds on its previous output and the feedback (evaluator tests)",
-    .behaviour = { s_gen_init, s_gen_handle, s_free_state },
+    .behaviour = { s_gen_init, s_gen_handle, tr_test_free_state },
     .params = s_gen_params,
 };
 
@@ -214,21 +207,14 @@ static const tr_actor_type_t s_judge_type = {
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
-    const tr_actor_type_t *types [] = { &s_gen_type, &s_judge_type };
-    for (size_t i = 0; i < 2; i++) {
-        int rc = tr_actor_type_register (types [i]);
-        ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    }
+    tr_test_setup (&s_node, (const tr_actor_type_t *[]) { &s_gen_type, &s_judge_type, NULL });
     tr_test_ledger_register ();
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
 }
 
 static void

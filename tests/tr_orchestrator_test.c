@@ -149,18 +149,11 @@ s_worker_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     return tr_reply (msg, body.data, body.size);
 }
 
-static void
-s_free_state (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
 static const tr_actor_type_t s_worker_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "worker",
     .summary = "does a task slowly and says when (orchestrator tests)",
-    .behaviour = { s_worker_init, s_worker_handle, s_free_state },
+    .behaviour = { s_worker_init, s_worker_handle, tr_test_free_state },
     .params = s_worker_params,
 };
 
@@ -170,21 +163,16 @@ static const tr_actor_type_t s_worker_type = {
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
-    int rc = tr_actor_type_register (&s_planner_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    rc = tr_actor_type_register (&s_worker_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    tr_test_setup (&s_node, (const tr_actor_type_t *[]) { &s_planner_type, &s_worker_type,
+                                                          NULL });
     tr_test_ledger_register ();
     tr_test_spans_clear ();
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
 }
 
 static void

@@ -111,19 +111,15 @@ static const tr_actor_type_t s_part_type = {
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
-    int rc = tr_actor_type_register (&s_part_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    tr_test_setup (&s_node, (const tr_actor_type_t *[]) { &s_part_type, NULL });
     tr_test_ledger_register ();
     tr_test_spans_clear ();
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
 }
 
 static void

@@ -28,16 +28,14 @@ static tr_sup_t *s_sup;
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
+    tr_test_setup (&s_node, NULL);
     tr_test_member_register ();
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
 }
 
 //  Starts a tree from YAML text on node.

@@ -21,15 +21,6 @@ static tr_node_t *s_node;
 static tr_tree_t *s_tree;
 static tr_sup_t *s_sup;
 
-static tr_node_t *
-s_node_new (const char *id)
-{
-    tr_node_opts_t opts = { .broker = s_endpoint, .node_id = id, .heartbeat_ms = 100 };
-    tr_node_t *node = NULL;
-    ck_assert_int_eq (tr_node_new (&opts, &node), TR_OK);
-    return node;
-}
-
 static void
 s_setup (void)
 {
@@ -38,14 +29,13 @@ s_setup (void)
     tr_broker_opts_t opts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
     ck_assert_int_eq (tr_broker_start (&opts, &s_broker), TR_OK);
     snprintf (s_endpoint, sizeof s_endpoint, "%s", tr_broker_endpoint (s_broker));
-    s_node = s_node_new ("node-a");
+    s_node = tr_test_node_joined (s_endpoint, "node-a", 100);
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
     tr_broker_stop (&s_broker);
 }
 
@@ -290,7 +280,7 @@ END_TEST
 
 START_TEST (test_remote_route)
 {
-    tr_node_t *b = s_node_new ("node-b");
+    tr_node_t *b = tr_test_node_joined (s_endpoint, "node-b", 100);
     ck_assert_int_eq (tr_spawn (b, "far", &tr_test_member_type.behaviour, NULL, NULL, NULL), TR_OK);
     s_start ("name: t\n"
              "children:\n"

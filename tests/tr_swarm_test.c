@@ -321,15 +321,6 @@ s_table_updates (tr_node_t *node, const char *colony)
 //  --------------------------------------------------------------------------
 //  Fixture
 
-static tr_node_t *
-s_node_new (const char *endpoint, const char *id)
-{
-    tr_node_opts_t opts = { .broker = endpoint, .node_id = id, .heartbeat_ms = 500 };
-    tr_node_t *node = NULL;
-    ck_assert_int_eq (tr_node_new (&opts, &node), TR_OK);
-    return node;
-}
-
 static void
 s_setup (void)
 {
@@ -337,14 +328,13 @@ s_setup (void)
     tr_broker_opts_t opts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 500 };
     ck_assert_int_eq (tr_broker_start (&opts, &s_broker), TR_OK);
     snprintf (s_endpoint, sizeof s_endpoint, "%s", tr_broker_endpoint (s_broker));
-    s_node = s_node_new (s_endpoint, "swarm-test");
+    s_node = tr_test_node_joined (s_endpoint, "swarm-test", 500);
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
     tr_broker_stop (&s_broker);
 }
 
@@ -470,7 +460,7 @@ START_TEST (test_conflicts_retried)
 {
     //  The rewriter's node is joined (its first read answered) before the
     //  ant starts, and the ant paces itself, so that they overlap.
-    s_rewriter_t r = { .node = s_node_new (s_endpoint, "rewriter") };
+    s_rewriter_t r = { .node = tr_test_node_joined (s_endpoint, "rewriter", 500) };
     tr_scratch_value_t none = { 0 };
     ck_assert_int_eq (tr_scratch_get (r.node, "c2.tau", 5000, &none), TR_ENOTFOUND);
     pthread_t thread;
@@ -763,8 +753,8 @@ START_TEST (test_two_processes)
     snprintf (s_seen.best_key, sizeof s_seen.best_key, "%s.best", s_seen.colony);
     snprintf (s_seen.sync_key, sizeof s_seen.sync_key, "%s.best.sync", s_seen.colony);
     pthread_mutex_unlock (&s_seen.lock);
-    tr_node_t *watcher = s_node_new (endpoint, "swarm-watcher");
-    tr_node_t *prober = s_node_new (endpoint, "swarm-prober");
+    tr_node_t *watcher = tr_test_node_joined (endpoint, "swarm-watcher", 500);
+    tr_node_t *prober = tr_test_node_joined (endpoint, "swarm-prober", 500);
     tr_behaviour_t recorder = { .handle = s_recorder_handle };
     tr_spawn_opts_t spawn = { .capacity = 100000 };
     ck_assert_int_eq (tr_spawn (watcher, "recorder", &recorder, NULL, &spawn, NULL), TR_OK);

@@ -1,5 +1,9 @@
 /*  tr_test_tree.h - what the tests of composition actors share.
 
+    - tr_test_setup / tr_test_teardown: a test's fixture (the log quiet,
+      its actor types known, a node; then the tree and the node gone);
+      tr_test_free_state, the terminate of test actors with one block of
+      state.
     - tr_test_tree_start / tr_test_tree_stop: a tree started from YAML
       text on a node, asserting that it loads and starts.
     - TR_TEST_LENIENT: the top of a tree whose children fail on purpose
@@ -27,7 +31,8 @@
     - tr_test_asker_t: an ask on a thread of its own, so that several are
       in flight at once.
     - tr_test_remote_t: a real broker on the loopback and two nodes
-      joined through it, for members on another node.
+      joined through it, for members on another node;
+      tr_test_node_joined, one more node joined to a broker.
     - The "member" actor type: answers an ask with its own name after
       `delay`, or fails (`fail: true`, or `switch: true` while
       tr_test_member_switch is set); counts what it gets in its info
@@ -47,6 +52,33 @@
                         "intensity: {max_restarts: 1000000, period: 1s}\n" \
                         "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
                         "children:\n"
+
+//  --------------------------------------------------------------------------
+//  The fixture
+
+//  What a test's setup does: the log at errors only (unless TROUPE_LOG
+//  sets its level), each actor type of the NULL-ended list made known
+//  (again: a second time is fine), and a node with no broker in *node_p.
+static inline void
+tr_test_setup (tr_node_t **node_p, const tr_actor_type_t *const *types)
+{
+    if (!getenv ("TROUPE_LOG"))
+        tr_log_set_level (TR_LOG_ERROR);
+    for (size_t i = 0; types && types [i]; i++) {
+        int rc = tr_actor_type_register (types [i]);
+        ck_assert_msg (rc == TR_OK || rc == TR_EEXIST, "%s: %s", types [i]->name,
+                       tr_errname (rc));
+    }
+    ck_assert_int_eq (tr_node_new (NULL, node_p), TR_OK);
+}
+
+//  A test actor's terminate when its state is one malloc'd block.
+static inline void
+tr_test_free_state (tr_actor_t *self, int reason, void *state)
+{
+    (void) self; (void) reason;
+    free (state);
+}
 
 //  Parses yaml (named `file` in messages) and starts its tree on node;
 //  fails the test with the loader's or the supervisor's message if either
@@ -70,6 +102,15 @@ tr_test_tree_stop (tr_tree_t **tree_p, tr_sup_t **sup_p)
 {
     tr_sup_stop (sup_p);
     tr_tree_destroy (tree_p);
+}
+
+//  What a test's teardown does: the tree stopped (if one was started),
+//  the node destroyed.
+static inline void
+tr_test_teardown (tr_node_t **node_p, tr_tree_t **tree_p, tr_sup_t **sup_p)
+{
+    tr_test_tree_stop (tree_p, sup_p);
+    tr_node_destroy (node_p);
 }
 
 //  Asks `to` with body; on TR_OK, *answer (if not NULL) is the answer,
@@ -442,18 +483,11 @@ tr_test_ledger__handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply (msg, "\xc3", 1): 0;
 }
 
-static inline void
-tr_test_ledger__terminate (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
 static const tr_actor_type_t tr_test_ledger_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "ledger",
     .summary = "records what it gets in the test's ledger (tests)",
-    .behaviour = { tr_test_ledger__init, tr_test_ledger__handle, tr_test_ledger__terminate },
+    .behaviour = { tr_test_ledger__init, tr_test_ledger__handle, tr_test_free_state },
     .params = tr_test_ledger_params,
 };
 
@@ -647,6 +681,17 @@ typedef struct {
     tr_node_t *b;                       //  "node-b"
 } tr_test_remote_t;
 
+//  A node named id joined to the broker at endpoint, with heartbeats
+//  every heartbeat_ms (the caller destroys it).
+static inline tr_node_t *
+tr_test_node_joined (const char *endpoint, const char *id, int heartbeat_ms)
+{
+    tr_node_opts_t opts = { .broker = endpoint, .node_id = id, .heartbeat_ms = heartbeat_ms };
+    tr_node_t *node = NULL;
+    ck_assert_int_eq (tr_node_new (&opts, &node), TR_OK);
+    return node;
+}
+
 //  Starts a broker and two nodes joined to it (heartbeats every 100 ms).
 static inline void
 tr_test_remote_start (tr_test_remote_t *r)
@@ -655,10 +700,8 @@ tr_test_remote_start (tr_test_remote_t *r)
     tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
     ck_assert_int_eq (tr_broker_start (&bopts, &r->broker), TR_OK);
     snprintf (r->endpoint, sizeof r->endpoint, "%s", tr_broker_endpoint (r->broker));
-    tr_node_opts_t a_opts = { .broker = r->endpoint, .node_id = "node-a", .heartbeat_ms = 100 };
-    tr_node_opts_t b_opts = { .broker = r->endpoint, .node_id = "node-b", .heartbeat_ms = 100 };
-    ck_assert_int_eq (tr_node_new (&a_opts, &r->a), TR_OK);
-    ck_assert_int_eq (tr_node_new (&b_opts, &r->b), TR_OK);
+    r->a = tr_test_node_joined (r->endpoint, "node-a", 100);
+    r->b = tr_test_node_joined (r->endpoint, "node-b", 100);
 }
 
 //  Destroys node b, node a (either may be gone already) and the broker.
@@ -722,18 +765,11 @@ tr_test_member__handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     return tr_reply (msg, body.data, body.size);
 }
 
-static inline void
-tr_test_member__terminate (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
 static const tr_actor_type_t tr_test_member_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "member",
     .summary = "answers with its name, after a delay or failing (tests)",
-    .behaviour = { tr_test_member__init, tr_test_member__handle, tr_test_member__terminate },
+    .behaviour = { tr_test_member__init, tr_test_member__handle, tr_test_free_state },
     .params = tr_test_member_params,
 };
 

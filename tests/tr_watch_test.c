@@ -380,19 +380,15 @@ s_head (const char *repo)
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
-    int rc = tr_actor_type_register (&s_recorder_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
+    tr_test_setup (&s_node, (const tr_actor_type_t *[]) { &s_recorder_type, NULL });
     snprintf (s_dir, sizeof s_dir, "/tmp/tr_watch_test.XXXXXX");
     ck_assert_ptr_nonnull (mkdtemp (s_dir));
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
 }
 
 static void
 s_teardown (void)
 {
-    tr_test_tree_stop (&s_tree, &s_sup);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
     s_recs_clear ();
     s_sh ("rm -rf %s", s_dir);
 }
