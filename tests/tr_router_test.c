@@ -26,9 +26,7 @@ s_setup (void)
 {
     tr_log_set_level (TR_LOG_ERROR);
     tr_test_member_register ();
-    tr_broker_opts_t opts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
-    ck_assert_int_eq (tr_broker_start (&opts, &s_broker), TR_OK);
-    snprintf (s_endpoint, sizeof s_endpoint, "%s", tr_broker_endpoint (s_broker));
+    tr_test_broker_start (&s_broker, s_endpoint, 100);
     s_node = tr_test_node_joined (s_endpoint, "node-a", 100);
 }
 

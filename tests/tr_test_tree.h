@@ -32,7 +32,8 @@
       in flight at once.
     - tr_test_remote_t: a real broker on the loopback and two nodes
       joined through it, for members on another node;
-      tr_test_node_joined, one more node joined to a broker.
+      tr_test_broker_start and tr_test_node_joined, a broker and a node
+      joined to it, one by one.
     - The "member" actor type: answers an ask with its own name after
       `delay`, or fails (`fail: true`, or `switch: true` while
       tr_test_member_switch is set); counts what it gets in its info
@@ -681,6 +682,17 @@ typedef struct {
     tr_node_t *b;                       //  "node-b"
 } tr_test_remote_t;
 
+//  Starts a broker on 127.0.0.1 (a port of its own, heartbeats every
+//  heartbeat_ms) in *broker_p and copies its endpoint into endpoint (128
+//  bytes). The caller stops it (tr_broker_stop).
+static inline void
+tr_test_broker_start (tr_broker_t **broker_p, char endpoint [128], int heartbeat_ms)
+{
+    tr_broker_opts_t opts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = heartbeat_ms };
+    ck_assert_int_eq (tr_broker_start (&opts, broker_p), TR_OK);
+    snprintf (endpoint, 128, "%s", tr_broker_endpoint (*broker_p));
+}
+
 //  A node named id joined to the broker at endpoint, with heartbeats
 //  every heartbeat_ms (the caller destroys it).
 static inline tr_node_t *
@@ -697,9 +709,7 @@ static inline void
 tr_test_remote_start (tr_test_remote_t *r)
 {
     memset (r, 0, sizeof *r);
-    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 100 };
-    ck_assert_int_eq (tr_broker_start (&bopts, &r->broker), TR_OK);
-    snprintf (r->endpoint, sizeof r->endpoint, "%s", tr_broker_endpoint (r->broker));
+    tr_test_broker_start (&r->broker, r->endpoint, 100);
     r->a = tr_test_node_joined (r->endpoint, "node-a", 100);
     r->b = tr_test_node_joined (r->endpoint, "node-b", 100);
 }
