@@ -71,11 +71,6 @@
 #define S_PREFIX_MAX    512         //  so that PREFIX.progress.MEMBER fits in a key
 #define S_WRITE         UINT32_MAX  //  the slot of a write: nothing to keep
 
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_value_t;
-
 typedef enum {
     S_NONE, S_WORKING, S_DONE, S_FAILED, S_REASSIGNED, S_ABANDONED
 } s_status_t;
@@ -87,7 +82,7 @@ static const char *const s_status_names [] = {
 //  A member's assignment: the one it works on, or its last.
 typedef struct {
     int status;                 //  s_status_t
-    s_value_t task;
+    tr__value_t task;
     int64_t round;              //  the round it was given in
     uint64_t wait;              //  the request's id while working
     uint64_t timer;
@@ -108,7 +103,7 @@ struct s_run_s {
     s_run_t *next;              //  in the queue
     tr_msg_t *ask;              //  deferred, or NULL for a tell
     char *from;
-    s_value_t task;
+    tr__value_t task;
     uint64_t id;                //  names its scratchpad calls
     int stage;
     int64_t round;
@@ -116,10 +111,10 @@ struct s_run_s {
     uint64_t wait;              //  the agent's request, or 0
     uint64_t timer;
     s_work_t *work;             //  one per member
-    s_value_t *seen;            //  what this round read: task, log, progress x n, result x n
+    tr__value_t *seen;            //  what this round read: task, log, progress x n, result x n
     msgpack_sbuffer log;        //  the log's entries, packed one after another
     uint32_t nlog;
-    s_value_t answer;
+    tr__value_t answer;
     int error;                  //  S_FAILING: why
     char reason [1300];
     int broken;                 //  a scratchpad call failed: its error, and no more calls
@@ -221,25 +216,8 @@ s_coord_configure (s_coord_t *coord, tr__cfg_t *cfg)
     return 0;
 }
 
-static int
-s_coord_configure_any (void *coord, tr__cfg_t *cfg)
-{
-    return s_coord_configure ((s_coord_t *) coord, cfg);
-}
-
-static void
-s_coord_free_any (void *coord)
-{
-    s_coord_free ((s_coord_t *) coord);
-}
-
 //  The tree loader's check: the same reading as init's, with positions.
-static int
-s_coord_check (const tr_params_t *params, tr_param_error_t *error)
-{
-    return tr__cfg_check ("coordinator", params, sizeof (s_coord_t), s_coord_configure_any,
-                          s_coord_free_any, error);
-}
+TR__CFG_CHECK_DEFINE (s_coord_check, "coordinator", s_coord_t, s_coord_configure, s_coord_free)
 
 static int
 s_coord_init (tr_actor_t *self, void *arg, void **state_p)
@@ -273,43 +251,12 @@ s_coord_init (tr_actor_t *self, void *arg, void **state_p)
 }
 
 //  --------------------------------------------------------------------------
-//  Values and packing
-
-static int
-s_value_set (s_value_t *value, const void *data, size_t size)
-{
-    free (value->data);
-    value->data = NULL;
-    value->size = 0;
-    if (size == 0)
-        return 0;
-    value->data = (uint8_t *) malloc (size);
-    if (!value->data)
-        return -1;
-    memcpy (value->data, data, size);
-    value->size = size;
-    return 0;
-}
+//  Values
 
 static bool
-s_value_same (const s_value_t *a, const uint8_t *data, size_t size)
+s_value_same (const tr__value_t *a, const uint8_t *data, size_t size)
 {
     return a->size == size && size && memcmp (a->data, data, size) == 0;
-}
-
-static void
-s_pack_cstr (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
-static void
-s_pack_value (msgpack_packer *pk, msgpack_sbuffer *buffer, const s_value_t *value)
-{
-    if (value->size)
-        msgpack_sbuffer_write (buffer, (const char *) value->data, value->size);
-    else
-        msgpack_pack_nil (pk);
 }
 
 //  --------------------------------------------------------------------------
@@ -443,14 +390,14 @@ s_put_str (s_coord_t *coord, s_run_t *run, const char *suffix, const char *text)
     msgpack_packer pk;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
-    s_pack_cstr (&pk, text);
+    tr__pack_str (&pk, text);
     int rc = s_put (coord, run, suffix, &buffer);
     msgpack_sbuffer_destroy (&buffer);
     return rc;
 }
 
 static int
-s_put_value (s_coord_t *coord, s_run_t *run, const char *suffix, const s_value_t *value)
+s_put_value (s_coord_t *coord, s_run_t *run, const char *suffix, const tr__value_t *value)
 {
     static const uint8_t nil = 0xc0;
     return value->size? s_call (coord, run, S_PUT, suffix, S_WRITE, value->data, value->size)
@@ -483,15 +430,15 @@ s_put_progress (s_coord_t *coord, s_run_t *run, size_t m, int error)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, error? 4: 3);
-    s_pack_cstr (&pk, "status");
-    s_pack_cstr (&pk, s_status_names [work->status]);
-    s_pack_cstr (&pk, "task");
-    s_pack_value (&pk, &buffer, &work->task);
-    s_pack_cstr (&pk, "round");
+    tr__pack_str (&pk, "status");
+    tr__pack_str (&pk, s_status_names [work->status]);
+    tr__pack_str (&pk, "task");
+    tr__value_pack (&pk, &work->task);
+    tr__pack_str (&pk, "round");
     msgpack_pack_int64 (&pk, work->round);
     if (error) {
-        s_pack_cstr (&pk, "error");
-        s_pack_cstr (&pk, tr_errname (error));
+        tr__pack_str (&pk, "error");
+        tr__pack_str (&pk, tr_errname (error));
     }
     char suffix [300];
     snprintf (suffix, sizeof suffix, "progress.%s", coord->members [m]);
@@ -502,32 +449,32 @@ s_put_progress (s_coord_t *coord, s_run_t *run, size_t m, int error)
 
 //  Adds an entry to the log: {round, event, member?, task?, from?, error?}.
 static void
-s_log_add (s_run_t *run, const char *event, const char *member, const s_value_t *task,
+s_log_add (s_run_t *run, const char *event, const char *member, const tr__value_t *task,
            const char *from, const char *error)
 {
     msgpack_packer pk;
     msgpack_packer_init (&pk, &run->log, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 2 + (member != NULL) + (task != NULL) + (from != NULL)
                          + (error != NULL));
-    s_pack_cstr (&pk, "round");
+    tr__pack_str (&pk, "round");
     msgpack_pack_int64 (&pk, run->round);
-    s_pack_cstr (&pk, "event");
-    s_pack_cstr (&pk, event);
+    tr__pack_str (&pk, "event");
+    tr__pack_str (&pk, event);
     if (member) {
-        s_pack_cstr (&pk, "member");
-        s_pack_cstr (&pk, member);
+        tr__pack_str (&pk, "member");
+        tr__pack_str (&pk, member);
     }
     if (task) {
-        s_pack_cstr (&pk, "task");
-        s_pack_value (&pk, &run->log, task);
+        tr__pack_str (&pk, "task");
+        tr__value_pack (&pk, task);
     }
     if (from) {
-        s_pack_cstr (&pk, "from");
-        s_pack_cstr (&pk, from);
+        tr__pack_str (&pk, "from");
+        tr__pack_str (&pk, from);
     }
     if (error) {
-        s_pack_cstr (&pk, "error");
-        s_pack_cstr (&pk, error);
+        tr__pack_str (&pk, "error");
+        tr__pack_str (&pk, error);
     }
     run->nlog++;
 }
@@ -541,14 +488,14 @@ s_run_free (s_coord_t *coord, s_run_t *run)
     if (!run)
         return;
     for (size_t i = 0; run->work && i < coord->count; i++)
-        free (run->work [i].task.data);
+        tr__value_free (&run->work [i].task);
     for (size_t i = 0; run->seen && i < 2 + 2 * coord->count; i++)
-        free (run->seen [i].data);
+        tr__value_free (&run->seen [i]);
     free (run->work);
     free (run->seen);
     msgpack_sbuffer_destroy (&run->log);
-    free (run->answer.data);
-    free (run->task.data);
+    tr__value_free (&run->answer);
+    tr__value_free (&run->task);
     free (run->from);
     tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
     free (run);
@@ -615,9 +562,9 @@ s_end (s_coord_t *coord, s_run_t *run)
     coord->run = NULL;
     if (run->stage == S_FINISH) {
         msgpack_pack_map (&pk, 2);
-        s_pack_cstr (&pk, "coordinator");
-        s_pack_cstr (&pk, name);
-        s_pack_cstr (&pk, "rounds");
+        tr__pack_str (&pk, "coordinator");
+        tr__pack_str (&pk, name);
+        tr__pack_str (&pk, "rounds");
         msgpack_pack_int64 (&pk, run->round);
         s_publish (coord, "coordinator.finished", &buffer);
         tr_actor_info_add (coord->self, "coordinator.finished", 1);
@@ -635,25 +582,25 @@ s_end (s_coord_t *coord, s_run_t *run)
         tr_log (TR_LOG_WARN, "coordinator '%s': %s from '%s' failed (%s): %s", name,
                 run->ask? "an ask": "a tell", run->from, tr_errname (run->error), run->reason);
         msgpack_pack_map (&pk, 4);
-        s_pack_cstr (&pk, "coordinator");
-        s_pack_cstr (&pk, name);
-        s_pack_cstr (&pk, "rounds");
+        tr__pack_str (&pk, "coordinator");
+        tr__pack_str (&pk, name);
+        tr__pack_str (&pk, "rounds");
         msgpack_pack_int64 (&pk, run->round);
-        s_pack_cstr (&pk, "error");
-        s_pack_cstr (&pk, tr_errname (run->error));
-        s_pack_cstr (&pk, "reason");
-        s_pack_cstr (&pk, run->reason);
+        tr__pack_str (&pk, "error");
+        tr__pack_str (&pk, tr_errname (run->error));
+        tr__pack_str (&pk, "reason");
+        tr__pack_str (&pk, run->reason);
         s_publish (coord, "coordinator.failed", &buffer);
         tr_actor_info_add (coord->self, "coordinator.failed", 1);
         if (run->ask && coord->report) {
             //  The same map without the coordinator's name.
             msgpack_sbuffer_clear (&buffer);
             msgpack_pack_map (&pk, 3);
-            s_pack_cstr (&pk, "error");
-            s_pack_cstr (&pk, tr_errname (run->error));
-            s_pack_cstr (&pk, "reason");
-            s_pack_cstr (&pk, run->reason);
-            s_pack_cstr (&pk, "rounds");
+            tr__pack_str (&pk, "error");
+            tr__pack_str (&pk, tr_errname (run->error));
+            tr__pack_str (&pk, "reason");
+            tr__pack_str (&pk, run->reason);
+            tr__pack_str (&pk, "rounds");
             msgpack_pack_int64 (&pk, run->round);
             if (tr_reply (run->ask, buffer.data, buffer.size) != TR_OK)
                 tr_reply_error (run->ask, run->error);
@@ -748,27 +695,27 @@ s_decide (s_coord_t *coord, s_run_t *run)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 7);
-    s_pack_cstr (&pk, "task");
-    s_pack_value (&pk, &buffer, &run->seen [0]);
-    s_pack_cstr (&pk, "round");
+    tr__pack_str (&pk, "task");
+    tr__value_pack (&pk, &run->seen [0]);
+    tr__pack_str (&pk, "round");
     msgpack_pack_int64 (&pk, run->round);
-    s_pack_cstr (&pk, "max_rounds");
+    tr__pack_str (&pk, "max_rounds");
     msgpack_pack_int64 (&pk, coord->max_rounds);
-    s_pack_cstr (&pk, "members");
+    tr__pack_str (&pk, "members");
     msgpack_pack_array (&pk, (uint32_t) coord->count);
     for (size_t i = 0; i < coord->count; i++)
-        s_pack_cstr (&pk, coord->members [i]);
+        tr__pack_str (&pk, coord->members [i]);
     for (int part = 0; part < 2; part++) {
-        s_pack_cstr (&pk, part? "results": "progress");
+        tr__pack_str (&pk, part? "results": "progress");
         msgpack_pack_map (&pk, (uint32_t) coord->count);
         for (size_t i = 0; i < coord->count; i++) {
-            s_pack_cstr (&pk, coord->members [i]);
-            s_pack_value (&pk, &buffer, &run->seen [2 + (size_t) part * coord->count + i]);
+            tr__pack_str (&pk, coord->members [i]);
+            tr__value_pack (&pk, &run->seen [2 + (size_t) part * coord->count + i]);
         }
     }
-    s_pack_cstr (&pk, "log");
+    tr__pack_str (&pk, "log");
     if (run->seen [1].size)
-        s_pack_value (&pk, &buffer, &run->seen [1]);
+        tr__value_pack (&pk, &run->seen [1]);
     else
         msgpack_pack_array (&pk, 0);
     run->stage = S_DECIDE;
@@ -798,7 +745,7 @@ s_call_answered (s_coord_t *coord, s_run_t *run, uint32_t slot, int rc, const ui
         return;
     }
     if (slot != S_WRITE && slot < 2 + 2 * coord->count
-    &&  s_value_set (&run->seen [slot], rc == TR_OK? data: NULL, rc == TR_OK? size: 0))
+    &&  tr__value_set (&run->seen [slot], rc == TR_OK? data: NULL, rc == TR_OK? size: 0))
         s_fail (coord, run, TR_ENOMEM, "out of memory");
 }
 
@@ -808,7 +755,7 @@ static void
 s_assign (s_coord_t *coord, s_run_t *run, size_t m, const uint8_t *task, size_t task_size)
 {
     s_work_t *work = &run->work [m];
-    if (s_value_set (&work->task, task, task_size)) {
+    if (tr__value_set (&work->task, task, task_size)) {
         s_fail (coord, run, TR_ENOMEM, "out of memory");
         return;
     }
@@ -905,7 +852,7 @@ s_carry_out (s_coord_t *coord, s_run_t *run, const tr_msg_t *reply, char *why, s
         size_t result_size = 0;
         tr__body_field (tr_msg_body (reply), tr_msg_size (reply), "result", &result,
                         &result_size);
-        if (s_value_set (&run->answer, result, result? result_size: 0)) {
+        if (tr__value_set (&run->answer, result, result? result_size: 0)) {
             snprintf (why, why_size, "out of memory");
             return why;
         }
@@ -959,8 +906,8 @@ s_carry_out (s_coord_t *coord, s_run_t *run, const tr_msg_t *reply, char *why, s
         return why;
     }
     //  A copy: the task may point into a member's assignment about to go.
-    s_value_t copy = { NULL, 0 };
-    if (s_value_set (&copy, task, task_size)) {
+    tr__value_t copy = { NULL, 0 };
+    if (tr__value_set (&copy, task, task_size)) {
         snprintf (why, why_size, "out of memory");
         return why;
     }
@@ -979,7 +926,7 @@ s_carry_out (s_coord_t *coord, s_run_t *run, const tr_msg_t *reply, char *why, s
         }
     s_log_add (run, s_actions [action], coord->members [m], &copy, relieved, NULL);
     s_assign (coord, run, (size_t) m, copy.data, copy.size);
-    free (copy.data);
+    tr__value_free (&copy);
     if (run->stage == S_FAILING)
         return NULL;
     s_put_log (coord, run);
@@ -1000,14 +947,14 @@ s_publish_round (s_coord_t *coord, s_run_t *run, const tr_msg_t *reply)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, has_member? 4: 3);
-    s_pack_cstr (&pk, "coordinator");
-    s_pack_cstr (&pk, tr_actor_name (coord->self));
-    s_pack_cstr (&pk, "round");
+    tr__pack_str (&pk, "coordinator");
+    tr__pack_str (&pk, tr_actor_name (coord->self));
+    tr__pack_str (&pk, "round");
     msgpack_pack_int64 (&pk, run->round);
-    s_pack_cstr (&pk, "action");
+    tr__pack_str (&pk, "action");
     msgpack_pack_str_with_body (&pk, action, action_len);
     if (has_member) {
-        s_pack_cstr (&pk, "member");
+        tr__pack_str (&pk, "member");
         msgpack_pack_str_with_body (&pk, member, member_len);
     }
     s_publish (coord, "coordinator.round", &buffer);
@@ -1075,7 +1022,7 @@ s_begin (s_coord_t *coord, s_run_t *run)
     run->stage = S_PREPARE;
     run->started_ns = tr__now_ns ();
     run->work = (s_work_t *) calloc (coord->count, sizeof *run->work);
-    run->seen = (s_value_t *) calloc (2 + 2 * coord->count, sizeof *run->seen);
+    run->seen = (tr__value_t *) calloc (2 + 2 * coord->count, sizeof *run->seen);
     if (!run->work || !run->seen) {
         run->broken = TR_ENOMEM;
         snprintf (run->broken_reason, sizeof run->broken_reason, "out of memory");
@@ -1184,7 +1131,7 @@ s_task_new (s_coord_t *coord, const tr_msg_t *msg)
         msgpack_sbuffer_init (&run->log);
         run->from = strdup (tr_msg_from (msg));
     }
-    if (!run || !run->from || s_value_set (&run->task, tr_msg_body (msg), tr_msg_size (msg))) {
+    if (!run || !run->from || tr__value_set (&run->task, tr_msg_body (msg), tr_msg_size (msg))) {
         s_run_free (coord, run);
         return ask? tr_reply_error (msg, TR_ENOMEM): -1;
     }

@@ -76,11 +76,6 @@ enum { S_FAIL_ERROR, S_FAIL_REPORT, S_FAIL_CONTINUE };
 enum { S_PENDING, S_RUNNING, S_DONE, S_FAILED };
 
 //  A value: msgpack bytes (malloc'd), possibly empty.
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_value_t;
-
 typedef struct s_run_s s_run_t;
 
 //  What a request in flight is for (the waits map points at these).
@@ -118,14 +113,14 @@ struct s_run_s {
     uint64_t id;
     tr_msg_t *ask;                      //  deferred, or NULL for a tell
     char *from;                         //  who sent it, for the log
-    s_value_t input;                    //  what tasks get as `input`
-    s_value_t context;                  //  a packed map
+    tr__value_t input;                    //  what tasks get as `input`
+    tr__value_t context;                  //  a packed map
     int64_t depth;
     int64_t started_ns;
     uint32_t *waiting;                  //  per task: dependencies not settled yet
     uint8_t *state;
     int *errors;
-    s_value_t *outputs;
+    tr__value_t *outputs;
     uint64_t *waits;                    //  per running task: its request and timer
     uint64_t *timers;
     s_slot_t *slots;
@@ -516,25 +511,8 @@ s_graph_configure (s_graph_t *graph, tr__cfg_t *cfg)
     return s_graph_tasks (cfg, graph);
 }
 
-static int
-s_graph_configure_any (void *graph, tr__cfg_t *cfg)
-{
-    return s_graph_configure ((s_graph_t *) graph, cfg);
-}
-
-static void
-s_graph_free_any (void *graph)
-{
-    s_graph_free ((s_graph_t *) graph);
-}
-
 //  The tree loader's check: the same reading as init's, with positions.
-static int
-s_graph_check (const tr_params_t *params, tr_param_error_t *error)
-{
-    return tr__cfg_check ("graph", params, sizeof (s_graph_t), s_graph_configure_any,
-                          s_graph_free_any, error);
-}
+TR__CFG_CHECK_DEFINE (s_graph_check, "graph", s_graph_t, s_graph_configure, s_graph_free)
 
 static int
 s_graph_init (tr_actor_t *self, void *arg, void **state_p)
@@ -562,12 +540,6 @@ s_graph_init (tr_actor_t *self, void *arg, void **state_p)
 //  --------------------------------------------------------------------------
 //  Packing
 
-static void
-s_pack_cstr (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
 //  The graph's scratch buffer, emptied, with pk packing into it. Task
 //  asks, events and answers are packed there and copied by the send, so
 //  that they allocate nothing (a new sbuffer's first write takes 8 KiB).
@@ -580,37 +552,11 @@ s_scratch (s_graph_t *graph, msgpack_packer *pk)
     return &graph->scratch;
 }
 
-//  A value's bytes as they are, or nil for an empty value.
-static void
-s_pack_value (msgpack_packer *pk, const s_value_t *value)
-{
-    if (value->size)
-        msgpack_sbuffer_write (pk->data, (const char *) value->data, value->size);
-    else
-        msgpack_pack_nil (pk);
-}
-
-static int
-s_value_copy (s_value_t *value, const void *data, size_t size)
-{
-    free (value->data);
-    value->data = NULL;
-    value->size = 0;
-    if (size == 0)
-        return 0;
-    value->data = (uint8_t *) malloc (size);
-    if (!value->data)
-        return -1;
-    memcpy (value->data, data, size);
-    value->size = size;
-    return 0;
-}
-
 //  Takes what an sbuffer holds as a value (the sbuffer is left empty).
 static void
-s_value_take (s_value_t *value, msgpack_sbuffer *buffer)
+s_value_take (tr__value_t *value, msgpack_sbuffer *buffer)
 {
-    free (value->data);
+    tr__value_free (value);
     value->size = buffer->size;
     value->data = (uint8_t *) msgpack_sbuffer_release (buffer);
 }
@@ -618,31 +564,15 @@ s_value_take (s_value_t *value, msgpack_sbuffer *buffer)
 //  --------------------------------------------------------------------------
 //  Starting a run: its input, context and depth
 
-//  The value under key in a map object, or NULL.
-static const msgpack_object *
-s_get (const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t len = strlen (key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object *k = &map->via.map.ptr [i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len
-        &&  memcmp (k->via.str.ptr, key, len) == 0)
-            return &map->via.map.ptr [i].val;
-    }
-    return NULL;
-}
-
 //  True if o is a task map from a graph: exactly {input, deps, context,
 //  depth}, deps and context maps, depth a positive integer.
 static bool
 s_is_task_map (const msgpack_object *o)
 {
-    const msgpack_object *deps = s_get (o, "deps");
-    const msgpack_object *context = s_get (o, "context");
-    const msgpack_object *depth = s_get (o, "depth");
-    return o->type == MSGPACK_OBJECT_MAP && o->via.map.size == 4 && s_get (o, "input")
+    const msgpack_object *deps = tr__map_get (o, "deps");
+    const msgpack_object *context = tr__map_get (o, "context");
+    const msgpack_object *depth = tr__map_get (o, "depth");
+    return o->type == MSGPACK_OBJECT_MAP && o->via.map.size == 4 && tr__map_get (o, "input")
         && deps && deps->type == MSGPACK_OBJECT_MAP
         && context && context->type == MSGPACK_OBJECT_MAP
         && depth && depth->type == MSGPACK_OBJECT_POSITIVE_INTEGER && depth->via.u64 >= 1;
@@ -662,15 +592,15 @@ s_pack_context (s_graph_t *graph, const msgpack_object *given, const msgpack_obj
         return;                         //  the buffer stays empty: out of memory
     uint32_t found = 0;
     for (size_t i = 0; i < graph->ncontext; i++) {
-        values [i] = s_get (given, graph->context [i]);
+        values [i] = tr__map_get (given, graph->context [i]);
         if (!values [i])
-            values [i] = s_get (input, graph->context [i]);
+            values [i] = tr__map_get (input, graph->context [i]);
         found += values [i] != NULL;
     }
     msgpack_pack_map (&pk, found);
     for (size_t i = 0; i < graph->ncontext; i++)
         if (values [i]) {
-            s_pack_cstr (&pk, graph->context [i]);
+            tr__pack_str (&pk, graph->context [i]);
             msgpack_pack_object (&pk, *values [i]);
         }
     free (values);
@@ -697,20 +627,20 @@ s_run_read (s_graph_t *graph, s_run_t *run, const tr_msg_t *msg)
     int rc = 0;
     if (o && s_is_task_map (o)) {
         //  Asked by a graph: one deeper, and {input, deps} is the input.
-        uint64_t depth = s_get (o, "depth")->via.u64;
+        uint64_t depth = tr__map_get (o, "depth")->via.u64;
         run->depth = depth < S_MAX_DEPTH * 2? (int64_t) depth + 1: S_MAX_DEPTH * 2;
         msgpack_packer pk;
         msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
         msgpack_pack_map (&pk, 2);
-        s_pack_cstr (&pk, "input");
-        msgpack_pack_object (&pk, *s_get (o, "input"));
-        s_pack_cstr (&pk, "deps");
-        msgpack_pack_object (&pk, *s_get (o, "deps"));
+        tr__pack_str (&pk, "input");
+        msgpack_pack_object (&pk, *tr__map_get (o, "input"));
+        tr__pack_str (&pk, "deps");
+        msgpack_pack_object (&pk, *tr__map_get (o, "deps"));
         s_value_take (&run->input, &buffer);
-        s_pack_context (graph, s_get (o, "context"), NULL, &buffer);
+        s_pack_context (graph, tr__map_get (o, "context"), NULL, &buffer);
     }
     else {
-        rc = s_value_copy (&run->input, body, size);
+        rc = tr__value_set (&run->input, body, size);
         s_pack_context (graph, NULL, o, &buffer);
     }
     s_value_take (&run->context, &buffer);
@@ -726,9 +656,9 @@ static void
 s_event_start (s_graph_t *graph, s_run_t *run, msgpack_packer *pk, uint32_t fields)
 {
     msgpack_pack_map (pk, fields + 2);
-    s_pack_cstr (pk, "graph");
-    s_pack_cstr (pk, tr_actor_name (graph->self));
-    s_pack_cstr (pk, "run");
+    tr__pack_str (pk, "graph");
+    tr__pack_str (pk, tr_actor_name (graph->self));
+    tr__pack_str (pk, "run");
     msgpack_pack_uint64 (pk, run->id);
 }
 
@@ -750,11 +680,11 @@ s_event_started (s_graph_t *graph, s_run_t *run, size_t t)
     msgpack_packer pk;
     msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     s_event_start (graph, run, &pk, 3);
-    s_pack_cstr (&pk, "task");
-    s_pack_cstr (&pk, graph->tasks [t].name);
-    s_pack_cstr (&pk, "started");
+    tr__pack_str (&pk, "task");
+    tr__pack_str (&pk, graph->tasks [t].name);
+    tr__pack_str (&pk, "started");
     msgpack_pack_uint64 (&pk, run->started);
-    s_pack_cstr (&pk, "total");
+    tr__pack_str (&pk, "total");
     msgpack_pack_uint64 (&pk, graph->count);
     s_event_send (graph, "graph.task.started", buffer);
 }
@@ -767,22 +697,22 @@ s_event_done (s_graph_t *graph, s_run_t *run, size_t t, int error)
     msgpack_packer pk;
     msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     s_event_start (graph, run, &pk, error? 6: 5);
-    s_pack_cstr (&pk, "task");
-    s_pack_cstr (&pk, graph->tasks [t].name);
-    s_pack_cstr (&pk, "ok");
+    tr__pack_str (&pk, "task");
+    tr__pack_str (&pk, graph->tasks [t].name);
+    tr__pack_str (&pk, "ok");
     if (error)
         msgpack_pack_false (&pk);
     else
         msgpack_pack_true (&pk);
     if (error) {
-        s_pack_cstr (&pk, "error");
-        s_pack_cstr (&pk, tr_errname (error));
+        tr__pack_str (&pk, "error");
+        tr__pack_str (&pk, tr_errname (error));
     }
-    s_pack_cstr (&pk, "done");
+    tr__pack_str (&pk, "done");
     msgpack_pack_uint64 (&pk, run->done);
-    s_pack_cstr (&pk, "failed");
+    tr__pack_str (&pk, "failed");
     msgpack_pack_uint64 (&pk, run->failed);
-    s_pack_cstr (&pk, "total");
+    tr__pack_str (&pk, "total");
     msgpack_pack_uint64 (&pk, graph->count);
     s_event_send (graph, "graph.task.done", buffer);
 }
@@ -794,8 +724,8 @@ s_pack_failures (s_graph_t *graph, s_run_t *run, msgpack_packer *pk)
     msgpack_pack_map (pk, (uint32_t) run->failed);
     for (size_t t = 0; t < graph->count; t++)
         if (run->state [t] == S_FAILED) {
-            s_pack_cstr (pk, graph->tasks [t].name);
-            s_pack_cstr (pk, tr_errname (run->errors [t]));
+            tr__pack_str (pk, graph->tasks [t].name);
+            tr__pack_str (pk, tr_errname (run->errors [t]));
         }
 }
 
@@ -806,25 +736,25 @@ s_event_end (s_graph_t *graph, s_run_t *run, bool failed)
     msgpack_packer pk;
     msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     s_event_start (graph, run, &pk, failed? 8: 5);
-    s_pack_cstr (&pk, "depth");
+    tr__pack_str (&pk, "depth");
     msgpack_pack_int64 (&pk, run->depth);
     if (failed) {
-        s_pack_cstr (&pk, "error");
-        s_pack_cstr (&pk, tr_errname (run->error));
+        tr__pack_str (&pk, "error");
+        tr__pack_str (&pk, tr_errname (run->error));
     }
-    s_pack_cstr (&pk, "total");
+    tr__pack_str (&pk, "total");
     msgpack_pack_uint64 (&pk, graph->count);
-    s_pack_cstr (&pk, "done");
+    tr__pack_str (&pk, "done");
     msgpack_pack_uint64 (&pk, run->done);
-    s_pack_cstr (&pk, "failed");
+    tr__pack_str (&pk, "failed");
     msgpack_pack_uint64 (&pk, run->failed);
     if (failed) {
-        s_pack_cstr (&pk, "skipped");
+        tr__pack_str (&pk, "skipped");
         msgpack_pack_uint64 (&pk, graph->count - run->done - run->failed);
-        s_pack_cstr (&pk, "failures");
+        tr__pack_str (&pk, "failures");
         s_pack_failures (graph, run, &pk);
     }
-    s_pack_cstr (&pk, "ms");
+    tr__pack_str (&pk, "ms");
     msgpack_pack_int64 (&pk, (tr__now_ns () - run->started_ns) / 1000000);
     s_event_send (graph, failed? "graph.failed": "graph.completed", buffer);
 }
@@ -838,10 +768,10 @@ s_run_free (s_graph_t *graph, s_run_t *run)
     if (!run)
         return;
     for (size_t i = 0; run->outputs && i < graph->count; i++)
-        free (run->outputs [i].data);
+        tr__value_free (&run->outputs [i]);
     free (run->outputs);
-    free (run->input.data);
-    free (run->context.data);
+    tr__value_free (&run->input);
+    tr__value_free (&run->context);
     free (run->waiting);
     free (run->state);
     free (run->errors);
@@ -872,7 +802,7 @@ static int
 s_answer (s_graph_t *graph, s_run_t *run)
 {
     if (graph->output >= 0) {
-        const s_value_t *out = &run->outputs [graph->output];
+        const tr__value_t *out = &run->outputs [graph->output];
         return tr_reply (run->ask, out->data, out->size);
     }
     msgpack_packer pk;
@@ -880,8 +810,8 @@ s_answer (s_graph_t *graph, s_run_t *run)
     msgpack_pack_map (&pk, (uint32_t) graph->nsinks);
     for (size_t t = 0; t < graph->count; t++)
         if (graph->after_at [t + 1] == graph->after_at [t]) {
-            s_pack_cstr (&pk, graph->tasks [t].name);
-            s_pack_value (&pk, &run->outputs [t]);
+            tr__pack_str (&pk, graph->tasks [t].name);
+            tr__value_pack (&pk, &run->outputs [t]);
         }
     return buffer->data? tr_reply (run->ask, buffer->data, buffer->size): TR_ENOMEM;
 }
@@ -894,21 +824,21 @@ s_report (s_graph_t *graph, s_run_t *run)
     msgpack_packer pk;
     msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     msgpack_pack_map (&pk, 4);
-    s_pack_cstr (&pk, "error");
-    s_pack_cstr (&pk, tr_errname (run->error));
-    s_pack_cstr (&pk, "failed");
+    tr__pack_str (&pk, "error");
+    tr__pack_str (&pk, tr_errname (run->error));
+    tr__pack_str (&pk, "failed");
     s_pack_failures (graph, run, &pk);
-    s_pack_cstr (&pk, "skipped");
+    tr__pack_str (&pk, "skipped");
     msgpack_pack_array (&pk, (uint32_t) (graph->count - run->done - run->failed));
     for (size_t t = 0; t < graph->count; t++)
         if (run->state [t] == S_PENDING)
-            s_pack_cstr (&pk, graph->tasks [t].name);
-    s_pack_cstr (&pk, "outputs");
+            tr__pack_str (&pk, graph->tasks [t].name);
+    tr__pack_str (&pk, "outputs");
     msgpack_pack_map (&pk, (uint32_t) run->done);
     for (size_t t = 0; t < graph->count; t++)
         if (run->state [t] == S_DONE) {
-            s_pack_cstr (&pk, graph->tasks [t].name);
-            s_pack_value (&pk, &run->outputs [t]);
+            tr__pack_str (&pk, graph->tasks [t].name);
+            tr__value_pack (&pk, &run->outputs [t]);
         }
     return buffer->data? tr_reply (run->ask, buffer->data, buffer->size): TR_ENOMEM;
 }
@@ -964,17 +894,17 @@ s_task_send (s_graph_t *graph, s_run_t *run, size_t t)
     msgpack_packer pk;
     msgpack_sbuffer *buffer = s_scratch (graph, &pk);
     msgpack_pack_map (&pk, 4);
-    s_pack_cstr (&pk, "input");
-    s_pack_value (&pk, &run->input);
-    s_pack_cstr (&pk, "deps");
+    tr__pack_str (&pk, "input");
+    tr__value_pack (&pk, &run->input);
+    tr__pack_str (&pk, "deps");
     msgpack_pack_map (&pk, (uint32_t) task->ndeps);
     for (size_t k = 0; k < task->ndeps; k++) {
-        s_pack_cstr (&pk, graph->tasks [task->deps [k]].name);
-        s_pack_value (&pk, &run->outputs [task->deps [k]]);
+        tr__pack_str (&pk, graph->tasks [task->deps [k]].name);
+        tr__value_pack (&pk, &run->outputs [task->deps [k]]);
     }
-    s_pack_cstr (&pk, "context");
+    tr__pack_str (&pk, "context");
     msgpack_sbuffer_write (buffer, (const char *) run->context.data, run->context.size);
-    s_pack_cstr (&pk, "depth");
+    tr__pack_str (&pk, "depth");
     msgpack_pack_int64 (&pk, run->depth);
     int rc = buffer->data? tr__request_timed (graph->self, task->actor, buffer->data, buffer->size,
                                               ms, &run->waits [t], &run->timers [t])
@@ -996,7 +926,7 @@ s_task_send (s_graph_t *graph, s_run_t *run, size_t t)
 static void
 s_task_settle (s_graph_t *graph, s_run_t *run, size_t t, const tr_msg_t *reply, int error)
 {
-    if (!error && reply && s_value_copy (&run->outputs [t], tr_msg_body (reply),
+    if (!error && reply && tr__value_set (&run->outputs [t], tr_msg_body (reply),
                                          tr_msg_size (reply)))
         error = TR_ENOMEM;
     if (error) {
@@ -1017,8 +947,8 @@ s_task_settle (s_graph_t *graph, s_run_t *run, size_t t, const tr_msg_t *reply, 
             msgpack_sbuffer_init (&buffer);
             msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
             msgpack_pack_map (&pk, 1);
-            s_pack_cstr (&pk, "error");
-            s_pack_cstr (&pk, tr_errname (error));
+            tr__pack_str (&pk, "error");
+            tr__pack_str (&pk, tr_errname (error));
             s_value_take (&run->outputs [t], &buffer);
         }
     }
@@ -1092,7 +1022,7 @@ s_run_new (s_graph_t *graph, const tr_msg_t *msg)
         run->waiting = (uint32_t *) calloc (n, sizeof *run->waiting);
         run->state = (uint8_t *) calloc (n, sizeof *run->state);
         run->errors = (int *) calloc (n, sizeof *run->errors);
-        run->outputs = (s_value_t *) calloc (n, sizeof *run->outputs);
+        run->outputs = (tr__value_t *) calloc (n, sizeof *run->outputs);
         run->waits = (uint64_t *) calloc (n, sizeof *run->waits);
         run->timers = (uint64_t *) calloc (n, sizeof *run->timers);
         run->slots = (s_slot_t *) calloc (n, sizeof *run->slots);

@@ -59,12 +59,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  A value: msgpack bytes (malloc'd), possibly empty.
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_value_t;
-
 typedef struct {
     char *name;
     bool team;                  //  takes {task, depth} and passes the depth down
@@ -75,11 +69,11 @@ typedef enum { S_PLAN, S_MEMBERS, S_INTEGRATE } s_stage_t;
 //  One assignment of a plan, in flight or answered.
 typedef struct {
     size_t member;              //  index in team->members
-    s_value_t task;
+    tr__value_t task;
     uint64_t wait;              //  the request's id while in flight, else 0
     uint64_t timer;
     int error;                  //  TR_OK, or why the member failed
-    s_value_t answer;
+    tr__value_t answer;
 } s_job_t;
 
 typedef struct s_run_s s_run_t;
@@ -87,7 +81,7 @@ struct s_run_s {
     s_run_t *next;
     tr_msg_t *ask;              //  deferred, or NULL for a tell
     char *from;                 //  who sent it, for the log
-    s_value_t task;
+    tr__value_t task;
     int64_t depth;
     int stage;
     uint64_t wait;              //  the lead's or integrator's request, or 0
@@ -223,25 +217,8 @@ s_team_configure (s_team_t *team, tr__cfg_t *cfg)
     return 0;
 }
 
-static int
-s_team_configure_any (void *team, tr__cfg_t *cfg)
-{
-    return s_team_configure ((s_team_t *) team, cfg);
-}
-
-static void
-s_team_free_any (void *team)
-{
-    s_team_free ((s_team_t *) team);
-}
-
 //  The tree loader's check: the same reading as init's, with positions.
-static int
-s_team_check (const tr_params_t *params, tr_param_error_t *error)
-{
-    return tr__cfg_check ("team", params, sizeof (s_team_t), s_team_configure_any,
-                          s_team_free_any, error);
-}
+TR__CFG_CHECK_DEFINE (s_team_check, "team", s_team_t, s_team_configure, s_team_free)
 
 static int
 s_team_init (tr_actor_t *self, void *arg, void **state_p)
@@ -267,41 +244,6 @@ s_team_init (tr_actor_t *self, void *arg, void **state_p)
 }
 
 //  --------------------------------------------------------------------------
-//  Values and packing
-
-static int
-s_value_set (s_value_t *value, const void *data, size_t size)
-{
-    free (value->data);
-    value->data = NULL;
-    value->size = 0;
-    if (size == 0)
-        return 0;
-    value->data = (uint8_t *) malloc (size);
-    if (!value->data)
-        return -1;
-    memcpy (value->data, data, size);
-    value->size = size;
-    return 0;
-}
-
-static void
-s_pack_cstr (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
-//  Writes a value's bytes, or nil for an empty one.
-static void
-s_pack_value (msgpack_packer *pk, msgpack_sbuffer *buffer, const s_value_t *value)
-{
-    if (value->size)
-        msgpack_sbuffer_write (buffer, (const char *) value->data, value->size);
-    else
-        msgpack_pack_nil (pk);
-}
-
-//  --------------------------------------------------------------------------
 //  Runs
 
 static void
@@ -310,11 +252,11 @@ s_run_free (s_run_t *run)
     if (!run)
         return;
     for (size_t i = 0; i < run->njobs; i++) {
-        free (run->jobs [i].task.data);
-        free (run->jobs [i].answer.data);
+        tr__value_free (&run->jobs [i].task);
+        tr__value_free (&run->jobs [i].answer);
     }
     free (run->jobs);
-    free (run->task.data);
+    tr__value_free (&run->task);
     free (run->from);
     tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
     free (run);
@@ -383,19 +325,19 @@ s_fail (s_team_t *team, s_run_t *run, int error, const char *stage, const char *
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, member? 6: 5);
-    s_pack_cstr (&pk, "team");
-    s_pack_cstr (&pk, tr_actor_name (team->self));
-    s_pack_cstr (&pk, "depth");
+    tr__pack_str (&pk, "team");
+    tr__pack_str (&pk, tr_actor_name (team->self));
+    tr__pack_str (&pk, "depth");
     msgpack_pack_int64 (&pk, run->depth);
-    s_pack_cstr (&pk, "stage");
-    s_pack_cstr (&pk, stage);
-    s_pack_cstr (&pk, "error");
-    s_pack_cstr (&pk, tr_errname (error));
-    s_pack_cstr (&pk, "reason");
-    s_pack_cstr (&pk, reason);
+    tr__pack_str (&pk, "stage");
+    tr__pack_str (&pk, stage);
+    tr__pack_str (&pk, "error");
+    tr__pack_str (&pk, tr_errname (error));
+    tr__pack_str (&pk, "reason");
+    tr__pack_str (&pk, reason);
     if (member) {
-        s_pack_cstr (&pk, "member");
-        s_pack_cstr (&pk, member);
+        tr__pack_str (&pk, "member");
+        tr__pack_str (&pk, member);
     }
     s_publish (team, "team.failed", &buffer);
     msgpack_sbuffer_destroy (&buffer);
@@ -418,15 +360,15 @@ s_succeed (s_team_t *team, s_run_t *run, const tr_msg_t *reply)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 5);
-    s_pack_cstr (&pk, "team");
-    s_pack_cstr (&pk, tr_actor_name (team->self));
-    s_pack_cstr (&pk, "depth");
+    tr__pack_str (&pk, "team");
+    tr__pack_str (&pk, tr_actor_name (team->self));
+    tr__pack_str (&pk, "depth");
     msgpack_pack_int64 (&pk, run->depth);
-    s_pack_cstr (&pk, "assignments");
+    tr__pack_str (&pk, "assignments");
     msgpack_pack_uint64 (&pk, run->njobs);
-    s_pack_cstr (&pk, "failed");
+    tr__pack_str (&pk, "failed");
     msgpack_pack_uint64 (&pk, failed);
-    s_pack_cstr (&pk, "ms");
+    tr__pack_str (&pk, "ms");
     msgpack_pack_int64 (&pk, (tr__now_ns () - run->started_ns) / 1000000);
     s_publish (team, "team.completed", &buffer);
     msgpack_sbuffer_destroy (&buffer);
@@ -453,24 +395,24 @@ s_integrate (s_team_t *team, s_run_t *run)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 2);
-    s_pack_cstr (&pk, "task");
-    s_pack_value (&pk, &buffer, &run->task);
-    s_pack_cstr (&pk, "results");
+    tr__pack_str (&pk, "task");
+    tr__value_pack (&pk, &run->task);
+    tr__pack_str (&pk, "results");
     msgpack_pack_array (&pk, (uint32_t) run->njobs);
     for (size_t i = 0; i < run->njobs; i++) {
         const s_job_t *job = &run->jobs [i];
         msgpack_pack_map (&pk, 3);
-        s_pack_cstr (&pk, "member");
-        s_pack_cstr (&pk, team->members [job->member].name);
-        s_pack_cstr (&pk, "task");
-        s_pack_value (&pk, &buffer, &job->task);
+        tr__pack_str (&pk, "member");
+        tr__pack_str (&pk, team->members [job->member].name);
+        tr__pack_str (&pk, "task");
+        tr__value_pack (&pk, &job->task);
         if (job->error) {
-            s_pack_cstr (&pk, "error");
-            s_pack_cstr (&pk, tr_errname (job->error));
+            tr__pack_str (&pk, "error");
+            tr__pack_str (&pk, tr_errname (job->error));
         }
         else {
-            s_pack_cstr (&pk, "answer");
-            s_pack_value (&pk, &buffer, &job->answer);
+            tr__pack_str (&pk, "answer");
+            tr__value_pack (&pk, &job->answer);
         }
     }
     run->stage = S_INTEGRATE;
@@ -496,12 +438,12 @@ s_plan (s_team_t *team, s_run_t *run)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 2);
-    s_pack_cstr (&pk, "task");
-    s_pack_value (&pk, &buffer, &run->task);
-    s_pack_cstr (&pk, "members");
+    tr__pack_str (&pk, "task");
+    tr__value_pack (&pk, &run->task);
+    tr__pack_str (&pk, "members");
     msgpack_pack_array (&pk, (uint32_t) team->count);
     for (size_t i = 0; i < team->count; i++)
-        s_pack_cstr (&pk, team->members [i].name);
+        tr__pack_str (&pk, team->members [i].name);
     run->stage = S_PLAN;
     int ms = s_ask_ms (team, run);
     int rc = !buffer.data? TR_ENOMEM: ms <= 0? TR_ETIMEDOUT
@@ -596,7 +538,7 @@ s_assignment_read (s_team_t *team, const uint8_t *item, size_t size, size_t inde
         return -1;
     }
     job->member = (size_t) member;
-    if (task && s_value_set (&job->task, task, task_size)) {
+    if (task && tr__value_set (&job->task, task, task_size)) {
         snprintf (why, why_size, "out of memory");
         return -1;
     }
@@ -650,13 +592,13 @@ s_job_body (const s_team_t *team, const s_run_t *run, const s_job_t *job,
     msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
     if (team->members [job->member].team) {
         msgpack_pack_map (&pk, 2);
-        s_pack_cstr (&pk, "task");
-        s_pack_value (&pk, buffer, &job->task);
-        s_pack_cstr (&pk, "depth");
+        tr__pack_str (&pk, "task");
+        tr__value_pack (&pk, &job->task);
+        tr__pack_str (&pk, "depth");
         msgpack_pack_int64 (&pk, run->depth + 1);
     }
     else
-        s_pack_value (&pk, buffer, &job->task);
+        tr__value_pack (&pk, &job->task);
     return buffer->data? 0: -1;
 }
 
@@ -669,18 +611,18 @@ s_publish_delegated (s_team_t *team, s_run_t *run)
     msgpack_sbuffer_init (&buffer);
     msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 3);
-    s_pack_cstr (&pk, "team");
-    s_pack_cstr (&pk, tr_actor_name (team->self));
-    s_pack_cstr (&pk, "depth");
+    tr__pack_str (&pk, "team");
+    tr__pack_str (&pk, tr_actor_name (team->self));
+    tr__pack_str (&pk, "depth");
     msgpack_pack_int64 (&pk, run->depth);
-    s_pack_cstr (&pk, "assignments");
+    tr__pack_str (&pk, "assignments");
     msgpack_pack_array (&pk, (uint32_t) run->njobs);
     for (size_t i = 0; i < run->njobs; i++) {
         msgpack_pack_map (&pk, 2);
-        s_pack_cstr (&pk, "member");
-        s_pack_cstr (&pk, team->members [run->jobs [i].member].name);
-        s_pack_cstr (&pk, "task");
-        s_pack_value (&pk, &buffer, &run->jobs [i].task);
+        tr__pack_str (&pk, "member");
+        tr__pack_str (&pk, team->members [run->jobs [i].member].name);
+        tr__pack_str (&pk, "task");
+        tr__value_pack (&pk, &run->jobs [i].task);
     }
     s_publish (team, "team.delegated", &buffer);
     msgpack_sbuffer_destroy (&buffer);
@@ -763,7 +705,7 @@ s_job_done (s_team_t *team, s_run_t *run, s_job_t *job, const tr_msg_t *reply, i
     job->wait = 0;
     job->error = error;
     run->pending--;
-    if (!error && s_value_set (&job->answer, tr_msg_body (reply), tr_msg_size (reply)))
+    if (!error && tr__value_set (&job->answer, tr_msg_body (reply), tr_msg_size (reply)))
         job->error = TR_ENOMEM;
     if (job->error && s_member_failed (team, run, job))
         return;
@@ -809,7 +751,7 @@ s_run_new (s_team_t *team, const tr_msg_t *msg)
     s_run_t *run = (s_run_t *) calloc (1, sizeof *run);
     if (run)
         run->from = strdup (tr_msg_from (msg));
-    if (!run || !run->from || s_value_set (&run->task, task, task_size)) {
+    if (!run || !run->from || tr__value_set (&run->task, task, task_size)) {
         s_run_free (run);
         return ask? tr_reply_error (msg, TR_ENOMEM): -1;
     }
