@@ -152,12 +152,7 @@ tr__cfg_int (tr__cfg_t *cfg, const char *key, int64_t min, int64_t max, int64_t 
     if (!o)
         return 0;
     int64_t v;
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
-        v = (int64_t) o->via.u64;
-    else
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        v = o->via.i64;
-    else
+    if (!tr__integer (o, &v))
         return tr__cfg_bad_at (cfg, key, "'%s' must be an integer, not %s", key, s_kind_words (o));
     if (v < min || v > max)
         return tr__cfg_bad_at (cfg, key, "'%s' must be from %lld to %lld, not %lld", key,
@@ -465,6 +460,19 @@ tr__map_get (const msgpack_object *map, const char *key)
         if (tr__key_is (&map->via.map.ptr [i].key, key))
             return &map->via.map.ptr [i].val;
     return NULL;
+}
+
+bool
+tr__integer (const msgpack_object *o, int64_t *out)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        *out = (int64_t) o->via.u64;
+    else
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = o->via.i64;
+    else
+        return false;
+    return true;
 }
 
 bool

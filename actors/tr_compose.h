@@ -254,6 +254,11 @@ bool
 const msgpack_object *
     tr__map_get (const msgpack_object *map, const char *key);
 
+//  True, with *out its value, if o is an integer that an int64_t holds;
+//  false (*out untouched) otherwise.
+bool
+    tr__integer (const msgpack_object *o, int64_t *out);
+
 //  True, with *out its value, if o is a number (an integer or a float,
 //  NaN included); false (*out untouched) otherwise.
 bool

@@ -426,12 +426,7 @@ s_backend_int (tr__cfg_t *cfg, const msgpack_object *backend, const char *key, b
                                    o->via.str.ptr);
     }
     else
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
-        v = (int64_t) o->via.u64;
-    else
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        v = o->via.i64;
-    else
+    if (!tr__integer (o, &v))
         return tr__cfg_bad_at (cfg, key, "'backend.%s' must be %s, not %s", key,
                                duration? "a duration such as 250ms or 2s": "an integer",
                                tr__cfg_kind (o));

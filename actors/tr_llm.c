@@ -50,6 +50,7 @@
 #include "tr_mbox.h"
 #include "tr_mp.h"
 #include "tr_json.h"
+#include "tr_compose.h"
 #include "troupe/tr_body.h"
 #include "troupe/tr_event.h"
 #include "troupe/tr_http.h"
@@ -399,44 +400,6 @@ s_path_from (s_parse_t *p, const char *message)
     }
 }
 
-//  The type of a value, in words.
-static const char *
-s_kind_words (const msgpack_object *o)
-{
-    switch (o->type) {
-        case MSGPACK_OBJECT_NIL: return "null";
-        case MSGPACK_OBJECT_BOOLEAN: return "a boolean";
-        case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "an integer";
-        case MSGPACK_OBJECT_FLOAT32:
-        case MSGPACK_OBJECT_FLOAT64: return "a number";
-        case MSGPACK_OBJECT_STR: return "a string";
-        case MSGPACK_OBJECT_ARRAY: return "a list";
-        case MSGPACK_OBJECT_MAP: return "a mapping";
-        default: return "binary data";
-    }
-}
-
-static bool
-s_key_is (const msgpack_object *key, const char *name)
-{
-    return key->type == MSGPACK_OBJECT_STR
-        && key->via.str.size == strlen (name)
-        && memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
-}
-
-//  The value under `key` in a map, or NULL.
-static const msgpack_object *
-s_get (const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (s_key_is (&map->via.map.ptr [i].key, key))
-            return &map->via.map.ptr [i].val;
-    return NULL;
-}
-
 //  Checks that every key of `map` (named `where`) is one of `keys`.
 static int
 s_keys_known (s_parse_t *p, const msgpack_object *map, const char *where,
@@ -446,7 +409,7 @@ s_keys_known (s_parse_t *p, const msgpack_object *map, const char *where,
         const msgpack_object *key = &map->via.map.ptr [i].key;
         bool known = false;
         for (size_t k = 0; keys [k] && !known; k++)
-            known = s_key_is (key, keys [k]);
+            known = tr__key_is (key, keys [k]);
         if (!known) {
             char list [256] = "";
             for (size_t k = 0; keys [k]; k++) {
@@ -478,7 +441,7 @@ static int
 s_want_str (s_parse_t *p, const msgpack_object *o, const char *what, char **out)
 {
     if (o->type != MSGPACK_OBJECT_STR)
-        return s_bad (p, "%s must be a string, not %s", what, s_kind_words (o));
+        return s_bad (p, "%s must be a string, not %s", what, tr__cfg_kind (o));
     if (s_has_nul (o->via.str.ptr, o->via.str.size))
         return s_bad (p, "%s must not hold a NUL byte", what);
     free (*out);
@@ -491,13 +454,8 @@ s_want_int (s_parse_t *p, const msgpack_object *o, const char *what,
             int64_t min, int64_t max, int64_t *out)
 {
     int64_t v;
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
-        v = (int64_t) o->via.u64;
-    else
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        v = o->via.i64;
-    else
-        return s_bad (p, "%s must be an integer, not %s", what, s_kind_words (o));
+    if (!tr__integer (o, &v))
+        return s_bad (p, "%s must be an integer, not %s", what, tr__cfg_kind (o));
     if (v < min || v > max)
         return s_bad (p, "%s must be from %lld to %lld, not %lld", what,
                       (long long) min, (long long) max, (long long) v);
@@ -508,16 +466,8 @@ s_want_int (s_parse_t *p, const msgpack_object *o, const char *what,
 static int
 s_want_number (s_parse_t *p, const msgpack_object *o, const char *what, double *out)
 {
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        *out = (double) o->via.u64;
-    else
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        *out = (double) o->via.i64;
-    else
-    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
-        *out = o->via.f64;
-    else
-        return s_bad (p, "%s must be a number, not %s", what, s_kind_words (o));
+    if (!tr__number (o, out))
+        return s_bad (p, "%s must be a number, not %s", what, tr__cfg_kind (o));
     return 0;
 }
 
@@ -525,7 +475,7 @@ static int
 s_want_bool (s_parse_t *p, const msgpack_object *o, const char *what, bool *out)
 {
     if (o->type != MSGPACK_OBJECT_BOOLEAN)
-        return s_bad (p, "%s must be true or false, not %s", what, s_kind_words (o));
+        return s_bad (p, "%s must be true or false, not %s", what, tr__cfg_kind (o));
     *out = o->via.boolean;
     return 0;
 }
@@ -554,7 +504,7 @@ static int
 s_want_map (s_parse_t *p, const msgpack_object *o, const char *what)
 {
     if (o->type != MSGPACK_OBJECT_MAP)
-        return s_bad (p, "%s must be a mapping, not %s", what, s_kind_words (o));
+        return s_bad (p, "%s must be a mapping, not %s", what, tr__cfg_kind (o));
     return 0;
 }
 
@@ -562,7 +512,7 @@ static int
 s_want_list (s_parse_t *p, const msgpack_object *o, const char *what)
 {
     if (o->type != MSGPACK_OBJECT_ARRAY)
-        return s_bad (p, "%s must be a list, not %s", what, s_kind_words (o));
+        return s_bad (p, "%s must be a list, not %s", what, tr__cfg_kind (o));
     return 0;
 }
 
@@ -571,7 +521,7 @@ static int
 s_opt_int (s_parse_t *p, const msgpack_object *map, const char *key,
            const char *where, int64_t min, int64_t max, int *out)
 {
-    const msgpack_object *o = s_get (map, key);
+    const msgpack_object *o = tr__map_get (map, key);
     char what [96];
     snprintf (what, sizeof what, "'%s%s'", where, key);
     int64_t v = 0;
@@ -587,7 +537,7 @@ static int
 s_opt_duration (s_parse_t *p, const msgpack_object *map, const char *key,
                 const char *where, int *out)
 {
-    const msgpack_object *o = s_get (map, key);
+    const msgpack_object *o = tr__map_get (map, key);
     char what [96];
     snprintf (what, sizeof what, "'%s%s'", where, key);
     int64_t v = 0;
@@ -625,10 +575,10 @@ s_parse_field (s_parse_t *p, const msgpack_object *o, const char *where, s_field
     static const char *const keys [] = { "name", "type", "desc", "values", NULL };
     if (s_want_map (p, o, where) || s_keys_known (p, o, where, keys))
         return -1;
-    const msgpack_object *name = s_get (o, "name");
-    const msgpack_object *type = s_get (o, "type");
-    const msgpack_object *desc = s_get (o, "desc");
-    const msgpack_object *values = s_get (o, "values");
+    const msgpack_object *name = tr__map_get (o, "name");
+    const msgpack_object *type = tr__map_get (o, "type");
+    const msgpack_object *desc = tr__map_get (o, "desc");
+    const msgpack_object *values = tr__map_get (o, "values");
     if (!name)
         return s_bad (p, "%s needs a 'name'", where);
     if (s_want_str (p, name, "a field's 'name'", &f->name))
@@ -711,14 +661,14 @@ s_parse_signature (s_parse_t *p, const msgpack_object *o, s_config_t *cfg)
     if (!cfg->sig)
         return s_bad (p, "out of memory");
     const msgpack_object *v;
-    if ((v = s_get (o, "instructions"))
+    if ((v = tr__map_get (o, "instructions"))
     &&  s_want_str (p, v, "'signature.instructions'", &cfg->sig->instructions))
         return -1;
-    if ((v = s_get (o, "reasoning"))
+    if ((v = tr__map_get (o, "reasoning"))
     &&  s_want_bool (p, v, "'signature.reasoning'", &cfg->sig->reasoning))
         return -1;
-    return s_parse_fields (p, s_get (o, "inputs"), "inputs", &cfg->sig->inputs, &cfg->sig->ninputs)
-        || s_parse_fields (p, s_get (o, "outputs"), "outputs", &cfg->sig->outputs, &cfg->sig->noutputs);
+    return s_parse_fields (p, tr__map_get (o, "inputs"), "inputs", &cfg->sig->inputs, &cfg->sig->ninputs)
+        || s_parse_fields (p, tr__map_get (o, "outputs"), "outputs", &cfg->sig->outputs, &cfg->sig->noutputs);
 }
 
 //  `backend.ca_file`: the CA file that an https base_url's certificate is
@@ -755,21 +705,21 @@ s_parse_backend (s_parse_t *p, const msgpack_object *o, s_config_t *cfg)
         return -1;
     tr_http_backend_opts_t *b = &cfg->backend;
     const msgpack_object *v;
-    if ((v = s_get (o, "name")) && s_want_str (p, v, "'backend.name'", &cfg->backend_name))
+    if ((v = tr__map_get (o, "name")) && s_want_str (p, v, "'backend.name'", &cfg->backend_name))
         return -1;
-    if ((v = s_get (o, "ca_file")) && s_parse_ca_file (p, v, cfg))
+    if ((v = tr__map_get (o, "ca_file")) && s_parse_ca_file (p, v, cfg))
         return -1;
     int64_t max_response = 0, entries = 0;
-    if ((v = s_get (o, "max_response"))
+    if ((v = tr__map_get (o, "max_response"))
     &&  s_want_int (p, v, "'backend.max_response'", 1, INT32_MAX, &max_response))
         return -1;
-    if ((v = s_get (o, "cache_entries"))
+    if ((v = tr__map_get (o, "cache_entries"))
     &&  s_want_int (p, v, "'backend.cache_entries'", 0, 1000000, &entries))
         return -1;
     b->max_response = (size_t) max_response;
     b->cache_entries = (size_t) entries;
     cfg->cache = entries > 0;
-    cfg->backend_settings = o->via.map.size > (s_get (o, "name")? 1u: 0u);
+    cfg->backend_settings = o->via.map.size > (tr__map_get (o, "name")? 1u: 0u);
     //  max_retries: 0 means none here (0 is the engine's "the default").
     b->max_retries = INT32_MIN;
     int rc = s_opt_int (p, o, "max_retries", "backend.", -1, 100, &b->max_retries);
@@ -794,13 +744,13 @@ s_parse_history (s_parse_t *p, const msgpack_object *o, s_config_t *cfg)
     int64_t messages = 20, tokens = 0, keep = -1;
     const msgpack_object *v;
     char *overflow = NULL;
-    if (((v = s_get (o, "max_messages"))
+    if (((v = tr__map_get (o, "max_messages"))
          && s_want_int (p, v, "'history.max_messages'", 2, 100000, &messages))
-    ||  ((v = s_get (o, "max_tokens"))
+    ||  ((v = tr__map_get (o, "max_tokens"))
          && s_want_int (p, v, "'history.max_tokens'", 0, INT32_MAX, &tokens))
-    ||  ((v = s_get (o, "keep"))
+    ||  ((v = tr__map_get (o, "keep"))
          && s_want_int (p, v, "'history.keep'", 0, 100000, &keep))
-    ||  ((v = s_get (o, "overflow"))
+    ||  ((v = tr__map_get (o, "overflow"))
          && s_want_str (p, v, "'history.overflow'", &overflow)))
         return -1;
     if (overflow && strcmp (overflow, "drop") && strcmp (overflow, "summarize")) {
@@ -828,7 +778,7 @@ s_answer_text (s_parse_t *p, const msgpack_object *o, const char *where, char **
     if (o->type == MSGPACK_OBJECT_STR)
         return s_want_str (p, o, where, out);
     if (o->type != MSGPACK_OBJECT_MAP)
-        return s_bad (p, "%s must be a string or a mapping, not %s", where, s_kind_words (o));
+        return s_bad (p, "%s must be a string or a mapping, not %s", where, tr__cfg_kind (o));
     msgpack_sbuffer sb;
     msgpack_sbuffer_init (&sb);
     msgpack_packer pk;
@@ -846,9 +796,9 @@ s_parse_rule (s_parse_t *p, const msgpack_object *o, const char *where, s_rule_t
     static const char *const keys [] = { "match", "regex", "answer", "error", "latency", NULL };
     if (s_want_map (p, o, where) || s_keys_known (p, o, where, keys))
         return -1;
-    const msgpack_object *match = s_get (o, "match"), *regex = s_get (o, "regex");
-    const msgpack_object *answer = s_get (o, "answer"), *error = s_get (o, "error");
-    const msgpack_object *latency = s_get (o, "latency");
+    const msgpack_object *match = tr__map_get (o, "match"), *regex = tr__map_get (o, "regex");
+    const msgpack_object *answer = tr__map_get (o, "answer"), *error = tr__map_get (o, "error");
+    const msgpack_object *latency = tr__map_get (o, "latency");
     rule->latency_ms = -1;
     if (!match == !regex)
         return s_bad (p, "%s needs exactly one of 'match', 'regex'", where);
@@ -912,15 +862,15 @@ s_parse_offline (s_parse_t *p, const msgpack_object *o, s_config_t *cfg)
         return -1;
     const msgpack_object *v;
     int64_t seed = 0;
-    if ((v = s_get (o, "latency"))
+    if ((v = tr__map_get (o, "latency"))
     &&  s_want_duration (p, v, "'offline.latency'", INT32_MAX, &cfg->latency_ms))
         return -1;
-    if ((v = s_get (o, "seed"))) {
+    if ((v = tr__map_get (o, "seed"))) {
         if (s_want_int (p, v, "'offline.seed'", INT64_MIN, INT64_MAX, &seed))
             return -1;
         cfg->seed = (uint64_t) seed;
     }
-    const msgpack_object *rules = s_get (o, "rules");
+    const msgpack_object *rules = tr__map_get (o, "rules");
     if (!rules)
         return 0;
     if (s_want_list (p, rules, "'offline.rules'"))
@@ -946,13 +896,13 @@ s_parse_extra (s_parse_t *p, const msgpack_object *o, s_config_t *cfg)
         return -1;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *key = &o->via.map.ptr [i].key;
-        if (s_key_is (key, "model") || s_key_is (key, "messages") || s_key_is (key, "stream")
-        ||  (cfg->has_temperature && s_key_is (key, "temperature"))
-        ||  (cfg->max_tokens && s_key_is (key, "max_tokens"))
-        ||  (cfg->sig && cfg->json_mode && s_key_is (key, "response_format")))
+        if (tr__key_is (key, "model") || tr__key_is (key, "messages") || tr__key_is (key, "stream")
+        ||  (cfg->has_temperature && tr__key_is (key, "temperature"))
+        ||  (cfg->max_tokens && tr__key_is (key, "max_tokens"))
+        ||  (cfg->sig && cfg->json_mode && tr__key_is (key, "response_format")))
             return s_bad (p, "'extra' may not set '%.*s': the agent sets it itself%s",
                           (int) key->via.str.size, key->via.str.ptr,
-                          s_key_is (key, "stream")? " (answers are not streamed)":
+                          tr__key_is (key, "stream")? " (answers are not streamed)":
                           " (use the parameter of that name)");
     }
     msgpack_sbuffer sb;
@@ -1036,44 +986,44 @@ s_config_parse (s_parse_t *p, const msgpack_object *params, s_config_t *cfg)
         return s_bad (p, "parameters must be a mapping");
     const msgpack_object *v;
     int64_t n;
-    if ((v = s_get (params, "base_url")) && s_parse_url (p, v, cfg))
+    if ((v = tr__map_get (params, "base_url")) && s_parse_url (p, v, cfg))
         return -1;
-    if ((v = s_get (params, "model")) && s_want_str (p, v, "'model'", &cfg->model))
+    if ((v = tr__map_get (params, "model")) && s_want_str (p, v, "'model'", &cfg->model))
         return -1;
     if (!cfg->offline && !cfg->model)
         return s_bad (p, "'model' is required with 'base_url'");
     if (!cfg->model && !(cfg->model = strdup ("offline")))
         return s_bad (p, "out of memory");
-    if ((v = s_get (params, "api_key_env")) && s_parse_key (p, v, cfg))
+    if ((v = tr__map_get (params, "api_key_env")) && s_parse_key (p, v, cfg))
         return -1;
-    if ((v = s_get (params, "system")) && s_want_str (p, v, "'system'", &cfg->system))
+    if ((v = tr__map_get (params, "system")) && s_want_str (p, v, "'system'", &cfg->system))
         return -1;
-    if ((v = s_get (params, "temperature"))) {
+    if ((v = tr__map_get (params, "temperature"))) {
         if (s_want_number (p, v, "'temperature'", &cfg->temperature))
             return -1;
         if (!(cfg->temperature >= 0 && cfg->temperature <= 2))
             return s_bad (p, "'temperature' must be from 0 to 2, not %g", cfg->temperature);
         cfg->has_temperature = true;
     }
-    if ((v = s_get (params, "max_tokens"))
+    if ((v = tr__map_get (params, "max_tokens"))
     &&  s_want_int (p, v, "'max_tokens'", 1, INT32_MAX, &cfg->max_tokens))
         return -1;
-    if ((v = s_get (params, "output_retries"))) {
+    if ((v = tr__map_get (params, "output_retries"))) {
         if (s_want_int (p, v, "'output_retries'", 0, 20, &n))
             return -1;
         cfg->output_retries = (int) n;
     }
-    if ((v = s_get (params, "json_mode")) && s_want_bool (p, v, "'json_mode'", &cfg->json_mode))
+    if ((v = tr__map_get (params, "json_mode")) && s_want_bool (p, v, "'json_mode'", &cfg->json_mode))
         return -1;
-    if ((v = s_get (params, "signature")) && s_parse_signature (p, v, cfg))
+    if ((v = tr__map_get (params, "signature")) && s_parse_signature (p, v, cfg))
         return -1;
-    if ((v = s_get (params, "extra")) && s_parse_extra (p, v, cfg))
+    if ((v = tr__map_get (params, "extra")) && s_parse_extra (p, v, cfg))
         return -1;
-    if ((v = s_get (params, "backend")) && s_parse_backend (p, v, cfg))
+    if ((v = tr__map_get (params, "backend")) && s_parse_backend (p, v, cfg))
         return -1;
-    if ((v = s_get (params, "history")) && s_parse_history (p, v, cfg))
+    if ((v = tr__map_get (params, "history")) && s_parse_history (p, v, cfg))
         return -1;
-    if ((v = s_get (params, "offline")) && s_parse_offline (p, v, cfg))
+    if ((v = tr__map_get (params, "offline")) && s_parse_offline (p, v, cfg))
         return -1;
     if (!cfg->backend_name && !(cfg->backend_name = s_backend_name_from (p->agent)))
         return s_bad (p, "out of memory");
@@ -1375,12 +1325,6 @@ s_call_prepare (s_call_t *call)
     return rc? TR_ENOMEM: TR_OK;
 }
 
-static void
-s_pack_cstr (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
 //  The request body, as JSON text (malloc'd).
 static char *
 s_request_json (const s_call_t *call, size_t *len_p)
@@ -1395,30 +1339,30 @@ s_request_json (const s_call_t *call, size_t *len_p)
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, fields);
-    s_pack_cstr (&pk, "model");
-    s_pack_cstr (&pk, cfg->model);
-    s_pack_cstr (&pk, "messages");
+    tr__pack_str (&pk, "model");
+    tr__pack_str (&pk, cfg->model);
+    tr__pack_str (&pk, "messages");
     msgpack_pack_array (&pk, call->msgs.count);
     for (size_t i = 0; i < call->msgs.count; i++) {
         msgpack_pack_map (&pk, 2);
-        s_pack_cstr (&pk, "role");
-        s_pack_cstr (&pk, call->msgs.items [i].role);
-        s_pack_cstr (&pk, "content");
-        s_pack_cstr (&pk, call->msgs.items [i].content);
+        tr__pack_str (&pk, "role");
+        tr__pack_str (&pk, call->msgs.items [i].role);
+        tr__pack_str (&pk, "content");
+        tr__pack_str (&pk, call->msgs.items [i].content);
     }
     if (cfg->has_temperature) {
-        s_pack_cstr (&pk, "temperature");
+        tr__pack_str (&pk, "temperature");
         msgpack_pack_double (&pk, cfg->temperature);
     }
     if (cfg->max_tokens > 0) {
-        s_pack_cstr (&pk, "max_tokens");
+        tr__pack_str (&pk, "max_tokens");
         msgpack_pack_int64 (&pk, cfg->max_tokens);
     }
     if (json_format) {
-        s_pack_cstr (&pk, "response_format");
+        tr__pack_str (&pk, "response_format");
         msgpack_pack_map (&pk, 1);
-        s_pack_cstr (&pk, "type");
-        s_pack_cstr (&pk, "json_object");
+        tr__pack_str (&pk, "type");
+        tr__pack_str (&pk, "json_object");
     }
     if (extra) {
         //  The extra map's pairs follow its header: copy them as they are.
@@ -1472,23 +1416,23 @@ s_completion_read (const char *body, size_t size, msgpack_unpacked *unpacked, ch
         return -1;
     }
     const msgpack_object *root = &unpacked->data;
-    const msgpack_object *choices = s_get (root, "choices");
+    const msgpack_object *choices = tr__map_get (root, "choices");
     if (!choices || choices->type != MSGPACK_OBJECT_ARRAY || choices->via.array.size == 0) {
         snprintf (why, why_size, "the response has no 'choices'");
         return -1;
     }
-    const msgpack_object *message = s_get (&choices->via.array.ptr [0], "message");
-    const msgpack_object *content = s_get (message, "content");
+    const msgpack_object *message = tr__map_get (&choices->via.array.ptr [0], "message");
+    const msgpack_object *content = tr__map_get (message, "content");
     if (!content || content->type != MSGPACK_OBJECT_STR) {
         snprintf (why, why_size, "the response's first choice has no message content");
         return -1;
     }
     out->content = content->via.str.size? content->via.str.ptr: "";
     out->len = content->via.str.size;
-    const msgpack_object *usage = s_get (root, "usage");
+    const msgpack_object *usage = tr__map_get (root, "usage");
     out->prompt_tokens = out->completion_tokens = -1;
-    s_obj_int (s_get (usage, "prompt_tokens"), &out->prompt_tokens);
-    s_obj_int (s_get (usage, "completion_tokens"), &out->completion_tokens);
+    s_obj_int (tr__map_get (usage, "prompt_tokens"), &out->prompt_tokens);
+    s_obj_int (tr__map_get (usage, "completion_tokens"), &out->completion_tokens);
     return 0;
 }
 
@@ -1560,7 +1504,7 @@ s_check_field (const s_field_t *f, const msgpack_object *v, msgpack_packer *pk,
                 if (v->via.array.ptr [i].type != MSGPACK_OBJECT_STR) {
                     snprintf (why, why_size, "field \"%s\" must be a list of strings, "
                               "but item %u is %s", f->name, i + 1,
-                              s_kind_words (&v->via.array.ptr [i]));
+                              tr__cfg_kind (&v->via.array.ptr [i]));
                     return -1;
                 }
             msgpack_pack_object (pk, *v);
@@ -1589,7 +1533,7 @@ s_check_field (const s_field_t *f, const msgpack_object *v, msgpack_packer *pk,
         "a string", "an integer", "a number", "true or false", "a list of strings", "a string"
     };
     snprintf (why, why_size, "field \"%s\" must be %s, not %s", f->name, words [f->type],
-              s_kind_words (v));
+              tr__cfg_kind (v));
     return -1;
 }
 
@@ -1620,15 +1564,15 @@ s_validate (const s_sig_t *sig, const char *content, size_t len, char **reply_p,
     else
     if (unpacked.data.type != MSGPACK_OBJECT_MAP)
         snprintf (why, why_size, "the answer must be a JSON object, not %s",
-                  s_kind_words (&unpacked.data));
+                  tr__cfg_kind (&unpacked.data));
     else {
         const msgpack_object *root = &unpacked.data;
         msgpack_pack_map (&pk, sig->noutputs + sig->reasoning);
         rc = 0;
         if (sig->reasoning) {
-            const msgpack_object *r = s_get (root, "reasoning");
+            const msgpack_object *r = tr__map_get (root, "reasoning");
             static const s_field_t reasoning = { .name = "reasoning", .type = TR_LLM_STRING };
-            s_pack_cstr (&pk, "reasoning");
+            tr__pack_str (&pk, "reasoning");
             if (!r) {
                 snprintf (why, why_size, "field \"reasoning\" is missing");
                 rc = -1;
@@ -1637,8 +1581,8 @@ s_validate (const s_sig_t *sig, const char *content, size_t len, char **reply_p,
                 rc = s_check_field (&reasoning, r, &pk, why, why_size);
         }
         for (size_t i = 0; i < sig->noutputs && rc == 0; i++) {
-            const msgpack_object *v = s_get (root, sig->outputs [i].name);
-            s_pack_cstr (&pk, sig->outputs [i].name);
+            const msgpack_object *v = tr__map_get (root, sig->outputs [i].name);
+            tr__pack_str (&pk, sig->outputs [i].name);
             if (!v) {
                 snprintf (why, why_size, "field \"%s\" is missing", sig->outputs [i].name);
                 rc = -1;
@@ -1807,15 +1751,15 @@ s_derive_signature (const s_call_t *call, uint64_t seed)
         s_buf_t b = { 0 };
         s_buf_printf (&b, "The input has %zu words; its key term is '%s', so the "
                       "answer follows from it.", w.total, term);
-        s_pack_cstr (&pk, "reasoning");
-        s_pack_cstr (&pk, b.data? b.data: "");
+        tr__pack_str (&pk, "reasoning");
+        tr__pack_str (&pk, b.data? b.data: "");
         free (b.data);
     }
     for (size_t i = 0; i < sig->noutputs; i++) {
         const s_field_t *f = &sig->outputs [i];
         uint64_t h = s_hash (seed ^ s_hash (0, f->name, strlen (f->name)),
                              call->input, strlen (call->input));
-        s_pack_cstr (&pk, f->name);
+        tr__pack_str (&pk, f->name);
         if (f->type == TR_LLM_STRING) {
             s_buf_t b = { 0 };
             s_buf_printf (&b, "%s: ", s_openers [h % S_OPENERS]);
@@ -1824,7 +1768,7 @@ s_derive_signature (const s_call_t *call, uint64_t seed)
             const char *colon = strchr (call->input, ':');
             s_words (colon? colon + 1: call->input, &v);
             s_first_words (&b, &v, 10);
-            s_pack_cstr (&pk, b.data? b.data: "");
+            tr__pack_str (&pk, b.data? b.data: "");
             free (b.data);
         }
         else
@@ -1846,7 +1790,7 @@ s_derive_signature (const s_call_t *call, uint64_t seed)
             }
         }
         else
-            s_pack_cstr (&pk, f->values [h % f->nvalues]);
+            tr__pack_str (&pk, f->values [h % f->nvalues]);
     }
     char *text = NULL;
     size_t len;
@@ -1910,32 +1854,32 @@ s_completion_json (s_agent_t *agent, const s_call_t *call, const char *content)
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 5);
-    s_pack_cstr (&pk, "id");
-    s_pack_cstr (&pk, id);
-    s_pack_cstr (&pk, "object");
-    s_pack_cstr (&pk, "chat.completion");
-    s_pack_cstr (&pk, "model");
-    s_pack_cstr (&pk, agent->cfg.model);
-    s_pack_cstr (&pk, "choices");
+    tr__pack_str (&pk, "id");
+    tr__pack_str (&pk, id);
+    tr__pack_str (&pk, "object");
+    tr__pack_str (&pk, "chat.completion");
+    tr__pack_str (&pk, "model");
+    tr__pack_str (&pk, agent->cfg.model);
+    tr__pack_str (&pk, "choices");
     msgpack_pack_array (&pk, 1);
     msgpack_pack_map (&pk, 3);
-    s_pack_cstr (&pk, "index");
+    tr__pack_str (&pk, "index");
     msgpack_pack_int (&pk, 0);
-    s_pack_cstr (&pk, "message");
+    tr__pack_str (&pk, "message");
     msgpack_pack_map (&pk, 2);
-    s_pack_cstr (&pk, "role");
-    s_pack_cstr (&pk, "assistant");
-    s_pack_cstr (&pk, "content");
-    s_pack_cstr (&pk, content);
-    s_pack_cstr (&pk, "finish_reason");
-    s_pack_cstr (&pk, "stop");
-    s_pack_cstr (&pk, "usage");
+    tr__pack_str (&pk, "role");
+    tr__pack_str (&pk, "assistant");
+    tr__pack_str (&pk, "content");
+    tr__pack_str (&pk, content);
+    tr__pack_str (&pk, "finish_reason");
+    tr__pack_str (&pk, "stop");
+    tr__pack_str (&pk, "usage");
     msgpack_pack_map (&pk, 3);
-    s_pack_cstr (&pk, "prompt_tokens");
+    tr__pack_str (&pk, "prompt_tokens");
     msgpack_pack_uint64 (&pk, prompt);
-    s_pack_cstr (&pk, "completion_tokens");
+    tr__pack_str (&pk, "completion_tokens");
     msgpack_pack_uint64 (&pk, answer);
-    s_pack_cstr (&pk, "total_tokens");
+    tr__pack_str (&pk, "total_tokens");
     msgpack_pack_uint64 (&pk, prompt + answer);
     char *text = NULL;
     size_t len;
@@ -2287,14 +2231,14 @@ s_output_failed (s_call_t *call, const char *why, const char *content, size_t le
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 4);
-    s_pack_cstr (&pk, "agent");
-    s_pack_cstr (&pk, agent->cfg.name);
-    s_pack_cstr (&pk, "reason");
-    s_pack_cstr (&pk, why);
-    s_pack_cstr (&pk, "attempts");
+    tr__pack_str (&pk, "agent");
+    tr__pack_str (&pk, agent->cfg.name);
+    tr__pack_str (&pk, "reason");
+    tr__pack_str (&pk, why);
+    tr__pack_str (&pk, "attempts");
     msgpack_pack_int (&pk, call->attempt);
-    s_pack_cstr (&pk, "answer");
-    s_pack_cstr (&pk, quoted);
+    tr__pack_str (&pk, "answer");
+    tr__pack_str (&pk, quoted);
     if (sb.data)
         tr_event_publish (agent->node, "llm.output_failed", sb.data, sb.size, NULL);
     msgpack_sbuffer_destroy (&sb);
@@ -2647,7 +2591,7 @@ s_render_inputs (const s_sig_t *sig, const msgpack_object *map, char **text_p,
         const msgpack_object *key = &map->via.map.ptr [i].key;
         bool known = false;
         for (size_t j = 0; j < sig->ninputs && !known; j++)
-            known = s_key_is (key, sig->inputs [j].name);
+            known = tr__key_is (key, sig->inputs [j].name);
         if (!known) {
             if (key->type == MSGPACK_OBJECT_STR)
                 snprintf (why, why_size, "unknown input field '%.*s'",
@@ -2659,7 +2603,7 @@ s_render_inputs (const s_sig_t *sig, const msgpack_object *map, char **text_p,
     }
     s_buf_t b = { 0 };
     for (size_t j = 0; j < sig->ninputs; j++) {
-        const msgpack_object *v = s_get (map, sig->inputs [j].name);
+        const msgpack_object *v = tr__map_get (map, sig->inputs [j].name);
         if (!v) {
             snprintf (why, why_size, "input field '%s' is missing", sig->inputs [j].name);
             free (b.data);
@@ -2743,7 +2687,7 @@ s_call_from_body (s_agent_t *agent, const tr_msg_t *msg, s_call_t **call_p,
             rc = s_render_inputs (cfg->sig, o, &input, why, why_size);
         else
             snprintf (why, why_size, "the body must be a string (a prompt)%s, not %s",
-                      cfg->sig? " or a map of the signature's inputs": "", s_kind_words (o));
+                      cfg->sig? " or a map of the signature's inputs": "", tr__cfg_kind (o));
     }
     msgpack_unpacked_destroy (&unpacked);
     if (rc != TR_OK)
@@ -2891,10 +2835,10 @@ tr__llm_backends_pack (tr_node_t *node, struct msgpack_packer *pk)
         };
         size_t n = sizeof fields / sizeof fields [0];
         msgpack_pack_map (pk, n + 1);
-        s_pack_cstr (pk, "name");
-        s_pack_cstr (pk, use->name);
+        tr__pack_str (pk, "name");
+        tr__pack_str (pk, use->name);
         for (size_t i = 0; i < n; i++) {
-            s_pack_cstr (pk, fields [i].key);
+            tr__pack_str (pk, fields [i].key);
             msgpack_pack_uint64 (pk, fields [i].value);
         }
     }
@@ -3072,14 +3016,14 @@ tr_llm_type (void)
 static void
 s_pack_kv_str (msgpack_packer *pk, const char *key, const char *value)
 {
-    s_pack_cstr (pk, key);
-    s_pack_cstr (pk, value);
+    tr__pack_str (pk, key);
+    tr__pack_str (pk, value);
 }
 
 static void
 s_pack_kv_int (msgpack_packer *pk, const char *key, int64_t value)
 {
-    s_pack_cstr (pk, key);
+    tr__pack_str (pk, key);
     msgpack_pack_int64 (pk, value);
 }
 
@@ -3101,10 +3045,10 @@ s_pack_fields (msgpack_packer *pk, const tr_llm_field_t *fields, size_t count)
             size_t n = 0;
             while (f->values [n])
                 n++;
-            s_pack_cstr (pk, "values");
+            tr__pack_str (pk, "values");
             msgpack_pack_array (pk, n);
             for (size_t j = 0; j < n; j++)
-                s_pack_cstr (pk, f->values [j]);
+                tr__pack_str (pk, f->values [j]);
         }
     }
     return TR_OK;
@@ -3150,7 +3094,7 @@ s_pack_offline (msgpack_packer *pk, const tr_llm_opts_t *o)
         return TR_OK;
     if (!o->rules)
         return TR_EINVAL;
-    s_pack_cstr (pk, "rules");
+    tr__pack_str (pk, "rules");
     msgpack_pack_array (pk, o->rule_count);
     for (size_t i = 0; i < o->rule_count; i++) {
         const tr_llm_rule_t *r = &o->rules [i];
@@ -3173,15 +3117,15 @@ s_pack_offline (msgpack_packer *pk, const tr_llm_opts_t *o)
 static int
 s_pack_signature (msgpack_packer *pk, const tr_llm_signature_t *sig)
 {
-    s_pack_cstr (pk, "signature");
+    tr__pack_str (pk, "signature");
     msgpack_pack_map (pk, 3 + (sig->instructions != NULL));
     if (sig->instructions)
         s_pack_kv_str (pk, "instructions", sig->instructions);
-    s_pack_cstr (pk, "reasoning");
+    tr__pack_str (pk, "reasoning");
     sig->reasoning? msgpack_pack_true (pk): msgpack_pack_false (pk);
-    s_pack_cstr (pk, "inputs");
+    tr__pack_str (pk, "inputs");
     int rc = s_pack_fields (pk, sig->inputs, sig->inputs? sig->input_count: 0);
-    s_pack_cstr (pk, "outputs");
+    tr__pack_str (pk, "outputs");
     if (rc == TR_OK)
         rc = s_pack_fields (pk, sig->outputs, sig->outputs? sig->output_count: 0);
     return rc;
@@ -3190,7 +3134,7 @@ s_pack_signature (msgpack_packer *pk, const tr_llm_signature_t *sig)
 static void
 s_pack_history (msgpack_packer *pk, const tr_llm_opts_t *o)
 {
-    s_pack_cstr (pk, "history");
+    tr__pack_str (pk, "history");
     msgpack_pack_map (pk, 2 + (o->history_max_tokens > 0) + (o->history_keep > 0));
     s_pack_kv_int (pk, "max_messages", o->history_max_messages);
     s_pack_kv_str (pk, "overflow", o->history_summarize? "summarize": "drop");
@@ -3235,28 +3179,28 @@ tr_llm_params_pack (const tr_llm_opts_t *o, tr_params_t *params)
     if (o->system)
         s_pack_kv_str (&pk, "system", o->system);
     if (o->has_temperature) {
-        s_pack_cstr (&pk, "temperature");
+        tr__pack_str (&pk, "temperature");
         msgpack_pack_double (&pk, o->temperature);
     }
     if (o->max_tokens > 0)
         s_pack_kv_int (&pk, "max_tokens", o->max_tokens);
     if (o->extra) {
-        s_pack_cstr (&pk, "extra");
+        tr__pack_str (&pk, "extra");
         msgpack_sbuffer_write (&sb, (const char *) o->extra, o->extra_size);
     }
-    s_pack_cstr (&pk, "backend");
+    tr__pack_str (&pk, "backend");
     int rc = s_pack_backend (&pk, o);
     if (sig && rc == TR_OK)
         rc = s_pack_signature (&pk, sig);
     if (o->output_retries)
         s_pack_kv_int (&pk, "output_retries", o->output_retries < 0? 0: o->output_retries);
     if (o->no_json_mode) {
-        s_pack_cstr (&pk, "json_mode");
+        tr__pack_str (&pk, "json_mode");
         msgpack_pack_false (&pk);
     }
     if (o->history_max_messages > 0)
         s_pack_history (&pk, o);
-    s_pack_cstr (&pk, "offline");
+    tr__pack_str (&pk, "offline");
     if (rc == TR_OK)
         rc = s_pack_offline (&pk, o);
     if (rc == TR_OK && !sb.data)
