@@ -20,6 +20,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tree.h"
 #include "tr_json.h"
 
 #include <msgpack.h>
@@ -176,18 +177,11 @@ s_decider_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     return rc;
 }
 
-static void
-s_free_state (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
 static const tr_actor_type_t s_decider_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "decider",
     .summary = "decides from a script (coordinator tests)",
-    .behaviour = { s_decider_init, s_decider_handle, s_free_state },
+    .behaviour = { s_decider_init, s_decider_handle, tr_test_free_state },
     .params = s_decider_params,
 };
 
@@ -240,7 +234,7 @@ static const tr_actor_type_t s_worker_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "worker",
     .summary = "appends its name to a string (coordinator tests)",
-    .behaviour = { s_worker_init, s_worker_handle, s_free_state },
+    .behaviour = { s_worker_init, s_worker_handle, tr_test_free_state },
     .params = s_worker_params,
 };
 
@@ -282,12 +276,8 @@ static const tr_actor_type_t s_events_type = {
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
-    const tr_actor_type_t *types [] = { &s_decider_type, &s_worker_type, &s_events_type };
-    for (size_t i = 0; i < 3; i++) {
-        int rc = tr_actor_type_register (types [i]);
-        ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    }
+    const tr_actor_type_t *types [] = { &s_decider_type, &s_worker_type, &s_events_type, NULL };
+    tr_test_types (types);
     const char *gated [S_GATES] = { "a", "b", "boss", "slow" };
     for (int i = 0; i < S_GATES; i++) {
         snprintf (s_gates [i].name, sizeof s_gates [i].name, "%s", gated [i]? gated [i]: "");
@@ -296,85 +286,44 @@ s_setup (void)
     s_asks [0] = '\0';
     s_nasks = 0;
     s_published [0] = '\0';
-    tr_broker_opts_t bopts = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 200 };
-    ck_assert_int_eq (tr_broker_start (&bopts, &s_broker), TR_OK);
-    tr_node_opts_t opts = { .broker = tr_broker_endpoint (s_broker), .node_id = "here",
-                            .heartbeat_ms = 200 };
-    ck_assert_int_eq (tr_node_new (&opts, &s_node), TR_OK);
+    char endpoint [128];
+    tr_test_broker_start (&s_broker, endpoint, 200);
+    s_node = tr_test_node_joined (endpoint, "here", 200);
 }
 
 static void
 s_teardown (void)
 {
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
     tr_broker_stop (&s_broker);
 }
 
 static void
 s_start (const char *yaml)
 {
-    tr_tree_error_t err;
-    char buf [600];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "coordinator.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    tr_test_tree_start (s_node, yaml, "coordinator.yaml", &s_tree, &s_sup);
 }
-
-#define S_LENIENT "name: t\n" \
-                  "intensity: {max_restarts: 1000000, period: 1s}\n" \
-                  "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
-                  "children:\n"
 
 static int
 s_ask (const char *to, const char *text, char **answer)
 {
-    tr_body_t body;
-    tr_body_str (&body, text, strlen (text));
-    tr_msg_t *reply = NULL;
-    int rc = tr_ask (s_node, to, body.data, body.size, 10000 * tr_test_slowdown (), &reply, NULL);
-    if (rc == TR_OK && answer) {
-        size_t len;
-        ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (reply), tr_msg_size (reply),
-                                                 answer, &len), 0);
-    }
-    tr_msg_destroy (&reply);
-    return rc;
+    return tr_test_ask_json (s_node, to, text, 10000 * tr_test_slowdown (), answer);
 }
 
-//  An ask on a thread of its own.
-typedef struct {
-    const char *to;
-    const char *text;
-    int rc;
-    char *answer;
-    pthread_t thread;
-} s_asker_t;
-
-static void *
-s_asker_run (void *arg)
-{
-    s_asker_t *a = (s_asker_t *) arg;
-    a->rc = s_ask (a->to, a->text, &a->answer);
-    return NULL;
-}
-
+//  An ask on a thread of its own, with a body given as JSON (a string:
+//  "\"text\"").
 static void
-s_asker_start (s_asker_t *a, const char *to, const char *text)
+s_asker_start (tr_test_asker_t *a, const char *to, const char *json)
 {
-    memset (a, 0, sizeof *a);
-    a->to = to;
-    a->text = text;
-    ck_assert_int_eq (pthread_create (&a->thread, NULL, s_asker_run, a), 0);
+    tr_test_asker_start (a, s_node, to, json, 10000 * tr_test_slowdown (), 0);
 }
 
+//  Waits for the asker, and checks its error and (if not NULL) its
+//  answer, written as JSON.
 static void
-s_asker_join (s_asker_t *a, int rc, const char *answer)
+s_asker_join (tr_test_asker_t *a, int rc, const char *answer)
 {
-    pthread_join (a->thread, NULL);
+    tr_test_asker_join (a);
     ck_assert_msg (a->rc == rc, "got %s", tr_errname (a->rc));
     if (answer)
         ck_assert_str_eq (a->answer, answer);
@@ -468,10 +417,7 @@ s_expect_kv (const char *key, const char *expect)
 static int64_t
 s_info (const char *actor, const char *key)
 {
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
+    return tr_test_info (s_node, actor, key);
 }
 
 static char *
@@ -508,8 +454,8 @@ START_TEST (test_rounds)
              "        - '{\"action\": \"finish\", \"result\": \"all done\"}'\n"
              "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a, b]}}\n");
     ck_assert_int_eq (tr_event_subscribe (s_node, "coordinator.", "rec"), TR_OK);
-    s_asker_t asker;
-    s_asker_start (&asker, "desk", "write");
+    tr_test_asker_t asker;
+    s_asker_start (&asker, "desk", "\"write\"");
     //  Round 1: a fresh state. Round 2: a at work. Round 3 reviews: the
     //  coordinator waits for a member, and asks nothing more meanwhile.
     s_wait_asked (3);
@@ -622,8 +568,8 @@ START_TEST (test_invalid_decisions)
              "        - '{\"action\": \"review\"}'\n"
              "        - '{\"action\": \"finish\", \"result\": {\"by\": \"b\"}}'\n"
              "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a, b]}}\n");
-    s_asker_t asker;
-    s_asker_start (&asker, "desk", "task");
+    tr_test_asker_t asker;
+    s_asker_start (&asker, "desk", "\"task\"");
     s_wait_rounds (s_node, "desk", 7);
     s_gate_open ("b");
     s_asker_join (&asker, TR_OK, "{\"by\":\"b\"}");
@@ -666,8 +612,8 @@ START_TEST (test_failure_and_reassign)
              "        - '{\"action\": \"review\"}'\n"
              "        - '{\"action\": \"finish\", \"result\": \"x done\"}'\n"
              "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a, b]}}\n");
-    s_asker_t asker;
-    s_asker_start (&asker, "desk", "task");
+    tr_test_asker_t asker;
+    s_asker_start (&asker, "desk", "\"task\"");
     s_wait_rounds (s_node, "desk", 2);
     s_gate_open ("a");                  //  a fails: round 3 sees it
     s_wait_asked (3);
@@ -699,7 +645,7 @@ END_TEST
 
 START_TEST (test_agent_fails)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: a, actor: worker}\n"
              "  - {name: bad, actor: decider, params: {fail: true}}\n"
              "  - {name: rec, actor: events}\n"
@@ -734,17 +680,17 @@ START_TEST (test_queue)
              "  - {name: two, actor: coordinator, params: {agent: boss, members: [a], "
                                                           "prefix: shared.two}}\n");
     //  With no queue, a task asked while one runs is refused at once.
-    s_asker_t first;
-    s_asker_start (&first, "one", "first");
+    tr_test_asker_t first;
+    s_asker_start (&first, "one", "\"first\"");
     s_wait_asked (1);
     ck_assert_int_eq (s_ask ("one", "second", NULL), TR_EFULL);
     s_gate_open ("boss");
     s_asker_join (&first, TR_OK, "\"ok\"");
     //  With a queue, the second waits its turn and starts afresh.
-    s_asker_t askers [2];
-    s_asker_start (&askers [0], "two", "first");
+    tr_test_asker_t askers [2];
+    s_asker_start (&askers [0], "two", "\"first\"");
     s_wait_asked (2);
-    s_asker_start (&askers [1], "two", "second");
+    s_asker_start (&askers [1], "two", "\"second\"");
     int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
     while (s_info ("two", "coordinator.queued") < 1 && tr_test_now_ms () < deadline)
         usleep (2000);
@@ -775,8 +721,8 @@ START_TEST (test_stop_in_flight)
              "        - '{\"action\": \"assign\", \"member\": \"a\", \"task\": \"t\"}'\n"
              "        - '{\"action\": \"review\"}'\n"
              "  - {name: desk, actor: coordinator, params: {agent: boss, members: [a]}}\n");
-    s_asker_t asker;
-    s_asker_start (&asker, "desk", "task");
+    tr_test_asker_t asker;
+    s_asker_start (&asker, "desk", "\"task\"");
     s_wait_rounds (s_node, "desk", 2);
     ck_assert_int_eq (tr_actor_stop (s_node, "desk", 0), TR_OK);
     s_asker_join (&asker, TR_ENOREPLY, NULL);
@@ -950,8 +896,8 @@ START_TEST (test_processes)
             usleep (50 * 1000);
     } while (rc != TR_OK && tr_test_now_ms () < deadline);
     ck_assert_int_eq (rc, TR_OK);
-    s_asker_t asker;
-    s_asker_start (&asker, "desk", "the meeting");
+    tr_test_asker_t asker;
+    s_asker_start (&asker, "desk", "\"the meeting\"");
     s_wait_rounds (near, "desk", 4);
     s_gate_open ("a");
     s_asker_join (&asker, TR_OK, "\"both done\"");

@@ -2,6 +2,7 @@
 
     - tr_test_setup / tr_test_teardown: a test's fixture (the log quiet,
       its actor types known, a node; then the tree and the node gone);
+      tr_test_types, the first two alone;
       tr_test_free_state, the terminate of test actors with one block of
       state.
     - tr_test_tree_start / tr_test_tree_stop: a tree started from YAML
@@ -57,11 +58,11 @@
 //  --------------------------------------------------------------------------
 //  The fixture
 
-//  What a test's setup does: the log at errors only (unless TROUPE_LOG
-//  sets its level), each actor type of the NULL-ended list made known
-//  (again: a second time is fine), and a node with no broker in *node_p.
+//  The log at errors only (unless TROUPE_LOG sets its level), and each
+//  actor type of the NULL-ended list made known (again: a second time is
+//  fine): a setup whose node is made otherwise (one joined to a broker).
 static inline void
-tr_test_setup (tr_node_t **node_p, const tr_actor_type_t *const *types)
+tr_test_types (const tr_actor_type_t *const *types)
 {
     if (!getenv ("TROUPE_LOG"))
         tr_log_set_level (TR_LOG_ERROR);
@@ -70,6 +71,14 @@ tr_test_setup (tr_node_t **node_p, const tr_actor_type_t *const *types)
         ck_assert_msg (rc == TR_OK || rc == TR_EEXIST, "%s: %s", types [i]->name,
                        tr_errname (rc));
     }
+}
+
+//  What a test's setup does: tr_test_types, and a node with no broker in
+//  *node_p.
+static inline void
+tr_test_setup (tr_node_t **node_p, const tr_actor_type_t *const *types)
+{
+    tr_test_types (types);
     ck_assert_int_eq (tr_node_new (NULL, node_p), TR_OK);
 }
 
