@@ -15,6 +15,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tree.h"
 #include "tr_json.h"
 
 #include <msgpack.h>
@@ -151,18 +152,11 @@ s_worker_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply (msg, body.data, body.size): 0;
 }
 
-static void
-s_free_state (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
 static const tr_actor_type_t s_worker_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "worker",
     .summary = "appends its name to a string (team tests)",
-    .behaviour = { s_worker_init, s_worker_handle, s_free_state },
+    .behaviour = { s_worker_init, s_worker_handle, tr_test_free_state },
     .params = s_worker_params,
 };
 
@@ -364,13 +358,17 @@ static const tr_actor_type_t s_events_type = {
     .behaviour = { NULL, s_events_handle, NULL },
 };
 
-//  Registers the test types; false if one could not be.
+static const tr_actor_type_t *const s_types [] = {
+    &s_worker_type, &s_lead_type, &s_events_type, NULL
+};
+
+//  Registers the test types (in the node process, which has no Check);
+//  false if one could not be.
 static bool
 s_register_types (void)
 {
-    const tr_actor_type_t *types [] = { &s_worker_type, &s_lead_type, &s_events_type };
-    for (size_t i = 0; i < 3; i++) {
-        int rc = tr_actor_type_register (types [i]);
+    for (size_t i = 0; s_types [i]; i++) {
+        int rc = tr_actor_type_register (s_types [i]);
         if (rc != TR_OK && rc != TR_EEXIST)
             return false;
     }
@@ -383,34 +381,24 @@ s_register_types (void)
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
-    ck_assert (s_register_types ());
     pthread_mutex_lock (&s_lock);
     s_nevents = 0;
     s_integrated [0] = '\0';
     s_published [0] = '\0';
     pthread_mutex_unlock (&s_lock);
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
+    tr_test_setup (&s_node, s_types);
 }
 
 static void
 s_teardown (void)
 {
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
 }
 
 static void
 s_start_on (tr_node_t *node, const char *yaml)
 {
-    tr_tree_error_t err;
-    char buf [600];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "team.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    tr_test_tree_start (node, yaml, "team.yaml", &s_tree, &s_sup);
 }
 
 static void
@@ -418,11 +406,6 @@ s_start (const char *yaml)
 {
     s_start_on (s_node, yaml);
 }
-
-#define S_LENIENT "name: t\n" \
-                  "intensity: {max_restarts: 1000000, period: 1s}\n" \
-                  "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
-                  "children:\n"
 
 //  Asks `to` with a body; on TR_OK, *answer (if not NULL) is the answer
 //  as JSON (malloc'd).
@@ -444,9 +427,7 @@ s_ask_body (tr_node_t *node, const char *to, const void *data, size_t size, int 
 static int
 s_ask_on (tr_node_t *node, const char *to, const char *text, int timeout_ms, char **answer)
 {
-    tr_body_t body;
-    tr_body_str (&body, text, strlen (text));
-    return s_ask_body (node, to, body.data, body.size, timeout_ms, answer);
+    return tr_test_ask_json (node, to, text, timeout_ms, answer);
 }
 
 static int
@@ -458,20 +439,13 @@ s_ask (const char *to, const char *text, char **answer)
 static void
 s_expect_answer (const char *team, const char *text, const char *json)
 {
-    char *answer = NULL;
-    int rc = s_ask (team, text, &answer);
-    ck_assert_msg (rc == TR_OK, "%s: %s", team, tr_errname (rc));
-    ck_assert_str_eq (answer, json);
-    free (answer);
+    tr_test_expect_answer (s_node, team, text, 5000 * tr_test_slowdown (), json);
 }
 
 static int64_t
 s_info (const char *actor, const char *key)
 {
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
+    return tr_test_info (s_node, actor, key);
 }
 
 //  Waits until the events seen hold `needle`; returns a copy of them.
@@ -604,7 +578,7 @@ START_TEST (test_depth_limit)
 {
     //  Three levels where the lowest allows depth 1 only: it refuses, and
     //  the refusal goes up as TR_ELIMIT (whatever on_member_failure says).
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: boss, actor: lead}\n"
              "  - {name: w, actor: worker}\n"
              "  - {name: rec, actor: events}\n"
@@ -651,7 +625,7 @@ END_TEST
 
 START_TEST (test_member_failures)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: boss, actor: lead}\n"
              "  - {name: a, actor: worker}\n"
              "  - {name: bad, actor: worker, params: {fail: true}}\n"
@@ -685,7 +659,7 @@ END_TEST
 
 START_TEST (test_bad_plans_and_asks)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: a, actor: worker}\n"
              "  - {name: rec, actor: events}\n"
              "  - {name: p1, actor: lead, params: {plan: '\"just do it\"'}}\n"
@@ -799,20 +773,6 @@ START_TEST (test_example)
 }
 END_TEST
 
-//  An ask on a thread of its own.
-typedef struct {
-    int rc;
-    pthread_t thread;
-} s_asker_t;
-
-static void *
-s_asker_run (void *arg)
-{
-    s_asker_t *a = (s_asker_t *) arg;
-    a->rc = s_ask ("crew", "q", NULL);
-    return NULL;
-}
-
 START_TEST (test_stop_in_flight)
 {
     //  A team stopped while its member works: the asker hears
@@ -822,15 +782,16 @@ START_TEST (test_stop_in_flight)
              "  - {name: boss, actor: lead}\n"
              "  - {name: slow, actor: worker, params: {delay: 1s}}\n"
              "  - {name: crew, actor: team, params: {lead: boss, members: [slow]}}\n");
-    s_asker_t asker = { 0 };
-    ck_assert_int_eq (pthread_create (&asker.thread, NULL, s_asker_run, &asker), 0);
+    tr_test_asker_t asker;
+    tr_test_asker_start (&asker, s_node, "crew", "\"q\"", 5000 * tr_test_slowdown (), 0);
     int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
     while (s_when ("start slow") < 0 && tr_test_now_ms () < deadline)
         usleep (2000);
     ck_assert (s_when ("start slow") > 0);
     ck_assert_int_eq (tr_actor_stop (s_node, "crew", 0), TR_OK);
-    pthread_join (asker.thread, NULL);
+    tr_test_asker_join (&asker);
     ck_assert_int_eq (asker.rc, TR_ENOREPLY);
+    free (asker.answer);
     ck_assert (s_when ("end slow") < 0);
 }
 END_TEST
@@ -970,9 +931,7 @@ START_TEST (test_processes)
     s_expect_line (&s_node_proc, "ready", line, sizeof line);
 
     //  This process: the top team, its lead and a member of its own.
-    tr_node_opts_t opts = { .broker = endpoint, .node_id = "near-node", .heartbeat_ms = 200 };
-    tr_node_t *near = NULL;
-    ck_assert_int_eq (tr_node_new (&opts, &near), TR_OK);
+    tr_node_t *near = tr_test_node_joined (endpoint, "near-node", 200);
     s_start_on (near, "name: near\n"
                       "children:\n"
                       "  - {name: boss, actor: lead}\n"
@@ -993,8 +952,7 @@ START_TEST (test_processes)
     ck_assert_str_eq (answer, "\"q=here:q>here+here | "
                               "far:q>far=far-1:q>far>far-1+far-1 | far-2:q>far>far-2+far-2\"");
     free (answer);
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
+    tr_test_tree_stop (&s_tree, &s_sup);
     tr_node_destroy (&near);
 
     //  The other node's members' times, then its end.
@@ -1027,33 +985,15 @@ END_TEST
 //  --------------------------------------------------------------------------
 //  Parameters
 
-//  The error a tree gives when it loads (TR_EMALFORMED) and, if it loads,
-//  when it starts; the first one met, formatted.
-static char *
-s_tree_error (const char *yaml)
-{
-    tr_tree_error_t err;
-    char buf [800];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "team.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        return strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_int_eq (rc, TR_ECHILD);
-    tr_tree_destroy (&s_tree);
-    return reason;
-}
-
+//  Checks that a team with params is refused with expect (the loader's
+//  message at its file, line and column, or the start's reason).
 static void
 s_expect_error (const char *params, const char *expect)
 {
-    char yaml [600];
-    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - {name: a, actor: worker}\n"
-                                 "  - name: crew\n    actor: team\n    params: %s\n", params);
-    char *error = s_tree_error (yaml);
-    ck_assert_msg (error && strcmp (error, expect) == 0, "params %s: got '%s', expected '%s'",
-                   params, error? error: "(none)", expect);
-    free (error);
+    tr_test_expect_params_error (s_node, "team.yaml",
+                                 "name: t\nchildren:\n  - {name: a, actor: worker}\n"
+                                 "  - name: crew\n    actor: team\n", params, expect,
+                                 TR_TEST_WHOLE);
 }
 
 START_TEST (test_bad_params)
