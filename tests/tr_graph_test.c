@@ -15,6 +15,7 @@
 */
 
 #include "tr_test.h"
+#include "tr_test_tree.h"
 #include "tr_json.h"
 
 #include <msgpack.h>
@@ -38,9 +39,6 @@ typedef struct {
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
 static s_record_t s_records [S_RECORDS];
 static size_t s_nrecords;
-
-//  What the event ledger received, one JSON line per event.
-static char s_events [16384];
 
 //  --------------------------------------------------------------------------
 //  Test actors
@@ -106,34 +104,20 @@ s_job_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply (msg, body.data, body.size): 0;
 }
 
-static void
-s_free_state (tr_actor_t *self, int reason, void *state)
-{
-    (void) self; (void) reason;
-    free (state);
-}
-
 static const tr_actor_type_t s_job_type = {
     .abi = TR_ACTOR_TYPE_ABI,
     .name = "job",
     .summary = "records its messages and answers (graph tests)",
-    .behaviour = { s_job_init, s_job_handle, s_free_state },
+    .behaviour = { s_job_init, s_job_handle, tr_test_free_state },
     .params = s_job_params,
 };
 
-//  events: appends each event it gets to s_events as a JSON line.
+//  events: appends each event it gets to the ledger as a JSON line.
 static int
 s_events_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     (void) self; (void) state;
-    char *json = NULL;
-    size_t len = 0;
-    ck_assert_int_eq (tr__json_from_msgpack (tr_msg_body (msg), tr_msg_size (msg), &json, &len), 0);
-    pthread_mutex_lock (&s_lock);
-    size_t used = strlen (s_events);
-    snprintf (s_events + used, sizeof s_events - used, "%.*s\n", (int) len, json);
-    pthread_mutex_unlock (&s_lock);
-    free (json);
+    tr_test_ledger_add (NULL, tr_msg_body (msg), tr_msg_size (msg));
     return 0;
 }
 
@@ -150,42 +134,25 @@ static const tr_actor_type_t s_events_type = {
 static void
 s_setup (void)
 {
-    tr_log_set_level (TR_LOG_ERROR);
-    int rc = tr_actor_type_register (&s_job_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
-    rc = tr_actor_type_register (&s_events_type);
-    ck_assert (rc == TR_OK || rc == TR_EEXIST);
     pthread_mutex_lock (&s_lock);
     s_nrecords = 0;
-    s_events [0] = '\0';
     pthread_mutex_unlock (&s_lock);
-    ck_assert_int_eq (tr_node_new (NULL, &s_node), TR_OK);
+    tr_test_ledger_clear ();
+    const tr_actor_type_t *types [] = { &s_job_type, &s_events_type, NULL };
+    tr_test_setup (&s_node, types);
 }
 
 static void
 s_teardown (void)
 {
-    tr_sup_stop (&s_sup);
-    tr_tree_destroy (&s_tree);
-    tr_node_destroy (&s_node);
+    tr_test_teardown (&s_node, &s_tree, &s_sup);
 }
 
 static void
 s_start (const char *yaml)
 {
-    tr_tree_error_t err;
-    char buf [600];
-    int rc = tr_tree_parse (yaml, strlen (yaml), "graph.yaml", &s_tree, &err);
-    ck_assert_msg (rc == TR_OK, "tree: %s", tr_tree_error_format (&err, buf, sizeof buf));
-    char *reason = NULL;
-    rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &reason);
-    ck_assert_msg (rc == TR_OK, "tr_sup_start: %s: %s", tr_errname (rc), reason? reason: "");
+    tr_test_tree_start (s_node, yaml, "graph.yaml", &s_tree, &s_sup);
 }
-
-#define S_LENIENT "name: t\n" \
-                  "intensity: {max_restarts: 1000000, period: 1s}\n" \
-                  "defaults: {breaker: off, backoff: {min: 1ms, max: 1ms}}\n" \
-                  "children:\n"
 
 //  Asks `to` with a msgpack body; on TR_OK, *answer (if not NULL) is the
 //  answer as JSON (malloc'd).
@@ -206,19 +173,13 @@ s_ask_body (const char *to, const void *body, size_t size, char **answer)
 static int
 s_ask (const char *to, const char *text, char **answer)
 {
-    tr_body_t body;
-    tr_body_str (&body, text, strlen (text));
-    return s_ask_body (to, body.data, body.size, answer);
+    return tr_test_ask_json (s_node, to, text, 10000 * tr_test_slowdown (), answer);
 }
 
 static void
 s_expect_answer (const char *graph, const char *text, const char *json)
 {
-    char *answer = NULL;
-    int rc = s_ask (graph, text, &answer);
-    ck_assert_msg (rc == TR_OK, "%s: %s", graph, tr_errname (rc));
-    ck_assert_str_eq (answer, json);
-    free (answer);
+    tr_test_expect_answer (s_node, graph, text, 10000 * tr_test_slowdown (), json);
 }
 
 //  The nth record (from 0) of actor, copied into *out; false if none.
@@ -279,10 +240,7 @@ s_overlap_ms (const char *a, const char *b)
 static char *
 s_events_text (void)
 {
-    pthread_mutex_lock (&s_lock);
-    char *copy = strdup (s_events);
-    pthread_mutex_unlock (&s_lock);
-    return copy;
+    return tr_test_ledger_copy (false);
 }
 
 //  Waits until the event ledger holds `count` lines containing `what`.
@@ -307,10 +265,7 @@ s_events_wait (const char *what, int count)
 static int64_t
 s_info (const char *actor, const char *key)
 {
-    int64_t value = 0;
-    int rc = tr_actor_info_get (s_node, actor, key, &value);
-    ck_assert (rc == TR_OK || rc == TR_ENOTFOUND);
-    return value;
+    return tr_test_info (s_node, actor, key);
 }
 
 //  --------------------------------------------------------------------------
@@ -528,7 +483,7 @@ END_TEST
 
 START_TEST (test_depth_limit)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: events, actor: events}\n"
              "  - {name: a, actor: job}\n"
              "  - name: self\n"
@@ -655,9 +610,7 @@ START_TEST (test_progress_events)
     ck_assert_msg (strncmp (events, expect, strlen (expect)) == 0, "%s", events);
     free (events);
     //  progress: false: the outcome only.
-    pthread_mutex_lock (&s_lock);
-    s_events [0] = '\0';
-    pthread_mutex_unlock (&s_lock);
+    tr_test_ledger_clear ();
     s_expect_answer ("quiet", "x", "{\"one\":\"out-a\"}");
     events = s_events_wait ("graph.completed", 1);
     const char *quiet = "[\"graph.completed\",{\"graph\":\"quiet\",\"run\":1,";
@@ -683,7 +636,7 @@ END_TEST
 
 START_TEST (test_failure)
 {
-    s_start (S_LENIENT S_FAILING
+    s_start (TR_TEST_LENIENT S_FAILING
              "  - name: stop\n"
              "    actor: graph\n"
              "    params:\n"
@@ -731,7 +684,7 @@ END_TEST
 
 START_TEST (test_timeout_and_missing_actor)
 {
-    s_start (S_LENIENT
+    s_start (TR_TEST_LENIENT
              "  - {name: a, actor: job}\n"
              "  - {name: slow, actor: job, params: {delay: 1s}}\n"
              "  - name: g\n"
@@ -772,35 +725,15 @@ START_TEST (test_tell)
 }
 END_TEST
 
-//  The error a graph with these params gives: from the loader (with
-//  position), or else from the start.
-static char *
-s_error_of (const char *params)
-{
-    char yaml [1200];
-    snprintf (yaml, sizeof yaml, "name: t\nchildren:\n  - {name: a, actor: job}\n"
-                                 "  - name: g\n    actor: graph\n    params: %s\n", params);
-    tr_tree_error_t err;
-    char buf [800];
-    char *error = NULL;
-    int rc = tr_tree_parse (yaml, strlen (yaml), "graph.yaml", &s_tree, &err);
-    if (rc != TR_OK)
-        error = strdup (tr_tree_error_format (&err, buf, sizeof buf));
-    else {
-        rc = tr_sup_start (s_node, s_tree->name, &s_tree->root, &s_sup, &error);
-        ck_assert_int_eq (rc, TR_ECHILD);
-        tr_tree_destroy (&s_tree);
-    }
-    return error;
-}
-
+//  Checks that a graph with params is refused with expect: the loader's
+//  message (with position), or else the start's.
 static void
 s_expect_error (const char *params, const char *expect)
 {
-    char *error = s_error_of (params);
-    ck_assert_msg (error && strcmp (error, expect) == 0, "params %s:\n  got      '%s'\n"
-                   "  expected '%s'", params, error? error: "(none)", expect);
-    free (error);
+    tr_test_expect_params_error (s_node, "graph.yaml",
+                                 "name: t\nchildren:\n  - {name: a, actor: job}\n"
+                                 "  - name: g\n    actor: graph\n", params, expect,
+                                 TR_TEST_WHOLE);
 }
 
 START_TEST (test_bad_params)
