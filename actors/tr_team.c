@@ -66,26 +66,32 @@ typedef struct {
 
 typedef enum { S_PLAN, S_MEMBERS, S_INTEGRATE } s_stage_t;
 
-//  One assignment of a plan, in flight or answered.
+typedef struct s_run_s s_run_t;
+typedef struct s_job_s s_job_t;
+
+//  What an answer is awaited for: the lead or the integrator (job NULL),
+//  or a member's assignment.
 typedef struct {
+    tr__wait_t request;         //  its owner is this s_wait_t
+    s_run_t *run;
+    s_job_t *job;
+} s_wait_t;
+
+//  One assignment of a plan, in flight or answered.
+struct s_job_s {
     size_t member;              //  index in team->members
     tr__value_t task;
-    uint64_t wait;              //  the request's id while in flight, else 0
-    uint64_t timer;
+    s_wait_t wait;              //  its request, while in flight
     int error;                  //  TR_OK, or why the member failed
     tr__value_t answer;
-} s_job_t;
+};
 
-typedef struct s_run_s s_run_t;
 struct s_run_s {
-    s_run_t *next;
-    tr_msg_t *ask;              //  deferred, or NULL for a tell
-    char *from;                 //  who sent it, for the log
+    tr__run_t base;             //  the deferred ask (or NULL for a tell), the sender
     tr__value_t task;
     int64_t depth;
     int stage;
-    uint64_t wait;              //  the lead's or integrator's request, or 0
-    uint64_t timer;
+    s_wait_t wait;              //  the lead's or integrator's request
     s_job_t *jobs;
     size_t njobs;
     size_t pending;             //  jobs still in flight
@@ -103,9 +109,10 @@ typedef struct {
     int64_t max_depth;
     int64_t max_assignments;
     bool fail_fast;             //  on_member_failure: fail
-    s_run_t *runs;
-    size_t inflight;
+    tr__runs_t runs;            //  of s_run_t, waits of s_wait_t
 } s_team_t;
+
+static const tr__runs_calls_t s_calls;
 
 static const tr_param_spec_t s_team_params [] = {
     { "lead", TR_PARAM_STRING, true, "the agent that plans: asked {task, members}, answers "
@@ -239,6 +246,7 @@ s_team_init (tr_actor_t *self, void *arg, void **state_p)
     tr__cfg_close (&cfg);
     team->self = self;
     team->node = tr_actor_node (self);
+    tr__runs_init (&team->runs, self, "team", &s_calls, team);
     *state_p = team;
     return 0;
 }
@@ -257,48 +265,37 @@ s_run_free (s_run_t *run)
     }
     free (run->jobs);
     tr__value_free (&run->task);
-    free (run->from);
-    tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
-    free (run);
+    tr__run_free (&run->base);          //  an ask unanswered: the asker gets TR_ENOREPLY
 }
 
-//  Cancels the timers of what the run still waits for; answers that
-//  come later find nothing.
+//  Stops waiting for what the run still waits for; answers that come
+//  later find nothing.
 static void
 s_run_quiet (s_team_t *team, s_run_t *run)
 {
-    if (run->wait)
-        tr_timer_cancel (team->node, run->timer);
-    run->wait = 0;
+    tr__runs_unwait (&team->runs, &run->wait.request);
     for (size_t i = 0; i < run->njobs; i++)
-        if (run->jobs [i].wait) {
-            tr_timer_cancel (team->node, run->jobs [i].timer);
-            run->jobs [i].wait = 0;
-        }
-}
-
-//  Takes a finished run off the list.
-static void
-s_run_unlink (s_team_t *team, s_run_t *run)
-{
-    for (s_run_t **p = &team->runs; *p; p = &(*p)->next)
-        if (*p == run) {
-            *p = run->next;
-            break;
-        }
-    team->inflight--;
-    tr_actor_info_set (team->self, "team.inflight", (int64_t) team->inflight);
+        tr__runs_unwait (&team->runs, &run->jobs [i].wait.request);
 }
 
 //  Ms an ask may take: the team's timeout, cut to the asker's deadline.
 static int
 s_ask_ms (const s_team_t *team, const s_run_t *run)
 {
-    int64_t ms = team->timeout_ms;
-    int64_t left = run->ask? tr_msg_remaining_ms (run->ask): -1;
-    if (left >= 0 && left < ms)
-        ms = left;
-    return (int) ms;
+    return tr__run_ms (&run->base, team->timeout_ms);
+}
+
+//  Sends body to `to`, wait (of run, and of job unless NULL) awaiting
+//  its answer. TR_OK, or why it could not be sent.
+static int
+s_request (s_team_t *team, s_run_t *run, s_job_t *job, s_wait_t *wait, const char *to,
+           const void *body, size_t size)
+{
+    wait->run = run;
+    wait->job = job;
+    wait->request.owner = wait;
+    return tr__runs_request (&team->runs, &wait->request, to, body, size,
+                             s_ask_ms (team, run));
 }
 
 static void
@@ -318,7 +315,7 @@ s_fail (s_team_t *team, s_run_t *run, int error, const char *stage, const char *
 {
     s_run_quiet (team, run);
     tr_log (TR_LOG_WARN, "team '%s': %s for %s from '%s' failed (%s): %s",
-            tr_actor_name (team->self), stage, run->ask? "an ask": "a tell", run->from,
+            tr_actor_name (team->self), stage, run->base.ask? "an ask": "a tell", run->base.from,
             tr_errname (error), reason);
     msgpack_sbuffer buffer;
     msgpack_packer pk;
@@ -342,9 +339,9 @@ s_fail (s_team_t *team, s_run_t *run, int error, const char *stage, const char *
     s_publish (team, "team.failed", &buffer);
     msgpack_sbuffer_destroy (&buffer);
     tr_actor_info_add (team->self, "team.failed", 1);
-    s_run_unlink (team, run);
-    if (run->ask)
-        tr_reply_error (run->ask, error);
+    tr__runs_remove (&team->runs, &run->base);
+    if (run->base.ask)
+        tr_reply_error (run->base.ask, error);
     s_run_free (run);
 }
 
@@ -376,11 +373,11 @@ s_succeed (s_team_t *team, s_run_t *run, const tr_msg_t *reply)
             "%lld ms", tr_actor_name (team->self), run->njobs, failed, (long long) run->depth,
             (long long) ((tr__now_ns () - run->started_ns) / 1000000));
     tr_actor_info_add (team->self, "team.completed", 1);
-    s_run_unlink (team, run);
-    if (run->ask) {
-        int rc = tr_reply (run->ask, tr_msg_body (reply), tr_msg_size (reply));
+    tr__runs_remove (&team->runs, &run->base);
+    if (run->base.ask) {
+        int rc = tr_reply (run->base.ask, tr_msg_body (reply), tr_msg_size (reply));
         if (rc != TR_OK)
-            tr_reply_error (run->ask, rc);
+            tr_reply_error (run->base.ask, rc);
     }
     s_run_free (run);
 }
@@ -416,10 +413,8 @@ s_integrate (s_team_t *team, s_run_t *run)
         }
     }
     run->stage = S_INTEGRATE;
-    int ms = s_ask_ms (team, run);
-    int rc = !buffer.data? TR_ENOMEM: ms <= 0? TR_ETIMEDOUT
-           : tr__request_timed (team->self, integrator, buffer.data, buffer.size, ms,
-                                &run->wait, &run->timer);
+    int rc = !buffer.data? TR_ENOMEM
+           : s_request (team, run, NULL, &run->wait, integrator, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
     if (rc != TR_OK) {
         char why [300];
@@ -445,10 +440,8 @@ s_plan (s_team_t *team, s_run_t *run)
     for (size_t i = 0; i < team->count; i++)
         tr__pack_str (&pk, team->members [i].name);
     run->stage = S_PLAN;
-    int ms = s_ask_ms (team, run);
-    int rc = !buffer.data? TR_ENOMEM: ms <= 0? TR_ETIMEDOUT
-           : tr__request_timed (team->self, team->lead, buffer.data, buffer.size, ms,
-                                &run->wait, &run->timer);
+    int rc = !buffer.data? TR_ENOMEM
+           : s_request (team, run, NULL, &run->wait, team->lead, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
     if (rc != TR_OK) {
         char why [300];
@@ -662,8 +655,8 @@ s_delegate (s_team_t *team, s_run_t *run)
         msgpack_sbuffer buffer;
         msgpack_sbuffer_init (&buffer);
         job->error = ms <= 0? TR_ETIMEDOUT: s_job_body (team, run, job, &buffer)? TR_ENOMEM
-                   : tr__request_timed (team->self, team->members [job->member].name,
-                                        buffer.data, buffer.size, ms, &job->wait, &job->timer);
+                   : s_request (team, run, job, &job->wait, team->members [job->member].name,
+                                buffer.data, buffer.size);
         msgpack_sbuffer_destroy (&buffer);
         if (job->error == TR_OK)
             run->pending++;
@@ -701,8 +694,6 @@ s_planned (s_team_t *team, s_run_t *run, const tr_msg_t *reply, int error)
 static void
 s_job_done (s_team_t *team, s_run_t *run, s_job_t *job, const tr_msg_t *reply, int error)
 {
-    tr_timer_cancel (team->node, job->timer);
-    job->wait = 0;
     job->error = error;
     run->pending--;
     if (!error && tr__value_set (&job->answer, tr_msg_body (reply), tr_msg_size (reply)))
@@ -715,8 +706,9 @@ s_job_done (s_team_t *team, s_run_t *run, s_job_t *job, const tr_msg_t *reply, i
 
 //  A new task: checks its shape and depth, then asks the lead.
 static int
-s_run_new (s_team_t *team, const tr_msg_t *msg)
+s_run_new (void *state, const tr_msg_t *msg)
 {
+    s_team_t *team = (s_team_t *) state;
     const uint8_t *body = (const uint8_t *) tr_msg_body (msg);
     size_t size = tr_msg_size (msg);
     const uint8_t *task = body;
@@ -749,20 +741,13 @@ s_run_new (s_team_t *team, const tr_msg_t *msg)
         return ask? tr_reply_error (msg, TR_EINVAL): 0;
     }
     s_run_t *run = (s_run_t *) calloc (1, sizeof *run);
-    if (run)
-        run->from = strdup (tr_msg_from (msg));
-    if (!run || !run->from || tr__value_set (&run->task, task, task_size)) {
+    if (!run || tr__value_set (&run->task, task, task_size)
+    ||  tr__runs_add (&team->runs, &run->base, msg)) {
         s_run_free (run);
         return ask? tr_reply_error (msg, TR_ENOMEM): -1;
     }
     run->depth = depth;
     run->started_ns = tr__now_ns ();
-    if (ask)
-        run->ask = tr_defer (msg);
-    run->next = team->runs;
-    team->runs = run;
-    team->inflight++;
-    tr_actor_info_set (team->self, "team.inflight", (int64_t) team->inflight);
     if (depth > team->max_depth) {
         char why [200];
         snprintf (why, sizeof why, "asked at depth %lld, past max_depth %lld (teams nested "
@@ -775,36 +760,18 @@ s_run_new (s_team_t *team, const tr_msg_t *msg)
     return 0;
 }
 
-//  The run and job (NULL for the lead's or integrator's ask) waiting for
-//  request id, or NULL.
-static s_run_t *
-s_find (s_team_t *team, uint64_t id, s_job_t **job_p)
-{
-    *job_p = NULL;
-    if (id == 0)
-        return NULL;
-    for (s_run_t *run = team->runs; run; run = run->next) {
-        if (run->wait == id)
-            return run;
-        for (size_t i = 0; i < run->njobs; i++)
-            if (run->jobs [i].wait == id) {
-                *job_p = &run->jobs [i];
-                return run;
-            }
-    }
-    return NULL;
-}
-
-//  An answer (or error, or timeout: reply NULL) for what a run waits for.
+//  An answer (or error, or timeout: reply NULL) for what a run waits for
+//  (owner: its s_wait_t).
 static void
-s_answered (s_team_t *team, s_run_t *run, s_job_t *job, const tr_msg_t *reply, int error)
+s_answered (void *state, void *owner, const tr_msg_t *reply, int error)
 {
-    if (job) {
-        s_job_done (team, run, job, reply, error);
+    s_team_t *team = (s_team_t *) state;
+    s_wait_t *wait = (s_wait_t *) owner;
+    s_run_t *run = wait->run;
+    if (wait->job) {
+        s_job_done (team, run, wait->job, reply, error);
         return;
     }
-    tr_timer_cancel (team->node, run->timer);
-    run->wait = 0;
     if (run->stage == S_PLAN)
         s_planned (team, run, reply, error);
     else
@@ -818,30 +785,21 @@ s_answered (s_team_t *team, s_run_t *run, s_job_t *job, const tr_msg_t *reply, i
         s_succeed (team, run, reply);
 }
 
+//  A run abandoned when the team stops.
+static void
+s_run_drop (void *state, tr__run_t *run)
+{
+    s_run_quiet ((s_team_t *) state, (s_run_t *) run);
+    s_run_free ((s_run_t *) run);
+}
+
+static const tr__runs_calls_t s_calls = { s_run_new, s_answered, s_run_drop };
+
 static int
 s_team_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     (void) self;
-    s_team_t *team = (s_team_t *) state;
-    s_run_t *run;
-    s_job_t *job;
-    uint64_t id;
-    switch (tr_msg_kind (msg)) {
-        case TR_KIND_REPLY:
-        case TR_KIND_ERROR:
-            //  An answer that comes after its timer (or its run) finds nothing.
-            if ((run = s_find (team, tr_msg_corr (msg), &job)))
-                s_answered (team, run, job, msg, tr_msg_kind (msg) == TR_KIND_ERROR?
-                            tr_msg_error (msg): TR_OK);
-            return 0;
-        default:
-            if (tr__tick_read (msg, &id)) {
-                if ((run = s_find (team, id, &job)))
-                    s_answered (team, run, job, NULL, TR_ETIMEDOUT);
-                return 0;
-            }
-            return s_run_new (team, msg);
-    }
+    return tr__runs_handle (&((s_team_t *) state)->runs, msg);
 }
 
 //  Runs in progress are abandoned: their asks are answered TR_ENOREPLY
@@ -849,17 +807,9 @@ s_team_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 static void
 s_team_terminate (tr_actor_t *self, int reason, void *state)
 {
-    (void) reason;
+    (void) self; (void) reason;
     s_team_t *team = (s_team_t *) state;
-    if (team->runs)
-        tr_log (TR_LOG_WARN, "team '%s': stopping with %zu task(s) in progress",
-                tr_actor_name (self), team->inflight);
-    while (team->runs) {
-        s_run_t *run = team->runs;
-        team->runs = run->next;
-        s_run_quiet (team, run);
-        s_run_free (run);
-    }
+    tr__runs_close (&team->runs, NULL);
     s_team_free (team);
 }
 
