@@ -75,10 +75,9 @@ enum { S_FAIL_ERROR, S_FAIL_REPORT, S_FAIL_CONTINUE };
 //  A task's state in a run.
 enum { S_PENDING, S_RUNNING, S_DONE, S_FAILED };
 
-//  A value: msgpack bytes (malloc'd), possibly empty.
 typedef struct s_run_s s_run_t;
 
-//  What a request in flight is for (the waits map points at these).
+//  What a request in flight is for (the owner of the task's wait).
 typedef struct {
     s_run_t *run;
     size_t task;
@@ -101,18 +100,16 @@ typedef struct {
     int on_failure;
     bool progress;
     //  Runs
-    s_run_t *runs;
-    size_t inflight;
+    tr__runs_t runs;                    //  of s_run_t, waits owned by s_slot_t
     uint64_t next_run;
-    tr__u64map_t waits;                 //  request id -> s_slot_t
     msgpack_sbuffer scratch;            //  see s_scratch
 } s_graph_t;
 
+static const tr__runs_calls_t s_calls;
+
 struct s_run_s {
-    s_run_t *next;
+    tr__run_t base;                     //  the deferred ask (or NULL for a tell), the sender
     uint64_t id;
-    tr_msg_t *ask;                      //  deferred, or NULL for a tell
-    char *from;                         //  who sent it, for the log
     tr__value_t input;                    //  what tasks get as `input`
     tr__value_t context;                  //  a packed map
     int64_t depth;
@@ -121,8 +118,7 @@ struct s_run_s {
     uint8_t *state;
     int *errors;
     tr__value_t *outputs;
-    uint64_t *waits;                    //  per running task: its request and timer
-    uint64_t *timers;
+    tr__wait_t *waits;                  //  per running task: its request
     s_slot_t *slots;
     size_t *queue;                      //  ready tasks, in the order they became ready
     size_t head, tail;
@@ -161,7 +157,6 @@ s_graph_free (s_graph_t *graph)
     free (graph->after);
     free (graph->after_at);
     tr__names_free (graph->context, graph->ncontext);
-    tr__u64map_clear (&graph->waits);
     msgpack_sbuffer_destroy (&graph->scratch);
     free (graph);
 }
@@ -533,6 +528,7 @@ s_graph_init (tr_actor_t *self, void *arg, void **state_p)
     tr__cfg_close (&cfg);
     graph->self = self;
     graph->node = tr_actor_node (self);
+    tr__runs_init (&graph->runs, self, "graph", &s_calls, graph);
     *state_p = graph;
     return 0;
 }
@@ -776,24 +772,9 @@ s_run_free (s_graph_t *graph, s_run_t *run)
     free (run->state);
     free (run->errors);
     free (run->waits);
-    free (run->timers);
     free (run->slots);
     free (run->queue);
-    free (run->from);
-    tr_msg_destroy (&run->ask);         //  unanswered: the asker gets TR_ENOREPLY
-    free (run);
-}
-
-static void
-s_run_unlink (s_graph_t *graph, s_run_t *run)
-{
-    for (s_run_t **p = &graph->runs; *p; p = &(*p)->next)
-        if (*p == run) {
-            *p = run->next;
-            break;
-        }
-    graph->inflight--;
-    tr_actor_info_set (graph->self, "graph.inflight", (int64_t) graph->inflight);
+    tr__run_free (&run->base);          //  an ask unanswered: the asker gets TR_ENOREPLY
 }
 
 //  The answer of a run that succeeded: the `output` task's output, or the
@@ -803,7 +784,7 @@ s_answer (s_graph_t *graph, s_run_t *run)
 {
     if (graph->output >= 0) {
         const tr__value_t *out = &run->outputs [graph->output];
-        return tr_reply (run->ask, out->data, out->size);
+        return tr_reply (run->base.ask, out->data, out->size);
     }
     msgpack_packer pk;
     msgpack_sbuffer *buffer = s_scratch (graph, &pk);
@@ -813,7 +794,7 @@ s_answer (s_graph_t *graph, s_run_t *run)
             tr__pack_str (&pk, graph->tasks [t].name);
             tr__value_pack (&pk, &run->outputs [t]);
         }
-    return buffer->data? tr_reply (run->ask, buffer->data, buffer->size): TR_ENOMEM;
+    return buffer->data? tr_reply (run->base.ask, buffer->data, buffer->size): TR_ENOMEM;
 }
 
 //  The report of a failed run (on_failure: report): {error, failed:
@@ -840,7 +821,7 @@ s_report (s_graph_t *graph, s_run_t *run)
             tr__pack_str (&pk, graph->tasks [t].name);
             tr__value_pack (&pk, &run->outputs [t]);
         }
-    return buffer->data? tr_reply (run->ask, buffer->data, buffer->size): TR_ENOMEM;
+    return buffer->data? tr_reply (run->base.ask, buffer->data, buffer->size): TR_ENOMEM;
 }
 
 //  The run is over (nothing in flight): published, counted, answered,
@@ -851,21 +832,21 @@ s_run_end (s_graph_t *graph, s_run_t *run)
     bool failed = run->error && graph->on_failure != S_FAIL_CONTINUE;
     s_event_end (graph, run, failed);
     tr_actor_info_add (graph->self, failed? "graph.failed": "graph.completed", 1);
-    s_run_unlink (graph, run);
+    tr__runs_remove (&graph->runs, &run->base);
     if (failed) {
         size_t skipped = graph->count - run->done - run->failed;
         tr_log (TR_LOG_WARN, "graph '%s': run %llu for %s from '%s' failed (%s): %zu task(s) "
                 "failed, %zu not run, %zu done", tr_actor_name (graph->self),
-                (unsigned long long) run->id, run->ask? "an ask": "a tell",
-                run->ask? tr_msg_from (run->ask): run->from, tr_strerror (run->error),
+                (unsigned long long) run->id, run->base.ask? "an ask": "a tell",
+                run->base.ask? tr_msg_from (run->base.ask): run->base.from, tr_strerror (run->error),
                 run->failed, skipped, run->done);
     }
-    if (run->ask) {
+    if (run->base.ask) {
         int rc = !failed? s_answer (graph, run)
                : graph->on_failure == S_FAIL_REPORT? s_report (graph, run)
-               : tr_reply_error (run->ask, run->error);
+               : tr_reply_error (run->base.ask, run->error);
         if (rc != TR_OK)
-            tr_reply_error (run->ask, failed? run->error: rc);
+            tr_reply_error (run->base.ask, failed? run->error: rc);
     }
     s_run_free (graph, run);
 }
@@ -874,11 +855,8 @@ s_run_end (s_graph_t *graph, s_run_t *run)
 static int
 s_task_ms (const s_graph_t *graph, const s_run_t *run, size_t t)
 {
-    int64_t ms = graph->tasks [t].timeout_ms? graph->tasks [t].timeout_ms: graph->timeout_ms;
-    int64_t left = run->ask? tr_msg_remaining_ms (run->ask): -1;
-    if (left >= 0 && left < ms)
-        ms = left;
-    return (int) ms;
+    return tr__run_ms (&run->base, graph->tasks [t].timeout_ms? graph->tasks [t].timeout_ms
+                                                               : graph->timeout_ms);
 }
 
 //  Asks task t: {input, deps, context, depth}.
@@ -889,7 +867,7 @@ s_task_send (s_graph_t *graph, s_run_t *run, size_t t)
     int ms = s_task_ms (graph, run, t);
     if (ms <= 0)
         return TR_ETIMEDOUT;
-    if (tr__u64map_reserve (&graph->waits, 1))
+    if (tr__runs_reserve (&graph->runs, 1))
         return TR_ENOMEM;
     msgpack_packer pk;
     msgpack_sbuffer *buffer = s_scratch (graph, &pk);
@@ -906,13 +884,13 @@ s_task_send (s_graph_t *graph, s_run_t *run, size_t t)
     msgpack_sbuffer_write (buffer, (const char *) run->context.data, run->context.size);
     tr__pack_str (&pk, "depth");
     msgpack_pack_int64 (&pk, run->depth);
-    int rc = buffer->data? tr__request_timed (graph->self, task->actor, buffer->data, buffer->size,
-                                              ms, &run->waits [t], &run->timers [t])
+    run->slots [t] = (s_slot_t) { run, t };
+    run->waits [t].owner = &run->slots [t];
+    int rc = buffer->data? tr__runs_request (&graph->runs, &run->waits [t], task->actor,
+                                             buffer->data, buffer->size, ms)
                          : TR_ENOMEM;
     if (rc != TR_OK)
         return rc;
-    run->slots [t] = (s_slot_t) { run, t };
-    tr__u64map_put (&graph->waits, run->waits [t], &run->slots [t]);
     run->state [t] = S_RUNNING;
     run->running++;
     run->started++;
@@ -982,15 +960,14 @@ s_pump (s_graph_t *graph, s_run_t *run)
 }
 
 //  The answer (reply, or error with reply NULL or an error message) to a
-//  task's request.
+//  task's request (owner: its s_slot_t).
 static void
-s_task_answered (s_graph_t *graph, s_slot_t *slot, const tr_msg_t *reply, int error,
-                 bool timer_fired)
+s_task_answered (void *state, void *owner, const tr_msg_t *reply, int error)
 {
+    s_graph_t *graph = (s_graph_t *) state;
+    s_slot_t *slot = (s_slot_t *) owner;
     s_run_t *run = slot->run;
     size_t t = slot->task;
-    if (!timer_fired)
-        tr_timer_cancel (graph->node, run->timers [t]);
     run->running--;
     s_task_settle (graph, run, t, error? NULL: reply, error);
     s_pump (graph, run);
@@ -1005,17 +982,19 @@ s_run_refuse (s_graph_t *graph, s_run_t *run)
             "nested too deep, or a graph that asks itself)", tr_actor_name (graph->self),
             (long long) run->depth, (long long) graph->max_depth);
     run->error = TR_EDEPTH;
+    tr__runs_remove (&graph->runs, &run->base);
     s_event_end (graph, run, true);
     tr_actor_info_add (graph->self, "graph.failed", 1);
-    if (run->ask)
-        tr_reply_error (run->ask, TR_EDEPTH);
+    if (run->base.ask)
+        tr_reply_error (run->base.ask, TR_EDEPTH);
     s_run_free (graph, run);
 }
 
 //  A message to run the graph for: asks are deferred, tells copied.
 static int
-s_run_new (s_graph_t *graph, const tr_msg_t *msg)
+s_run_new (void *state, const tr_msg_t *msg)
 {
+    s_graph_t *graph = (s_graph_t *) state;
     size_t n = graph->count;
     s_run_t *run = (s_run_t *) calloc (1, sizeof *run);
     if (run) {
@@ -1023,20 +1002,16 @@ s_run_new (s_graph_t *graph, const tr_msg_t *msg)
         run->state = (uint8_t *) calloc (n, sizeof *run->state);
         run->errors = (int *) calloc (n, sizeof *run->errors);
         run->outputs = (tr__value_t *) calloc (n, sizeof *run->outputs);
-        run->waits = (uint64_t *) calloc (n, sizeof *run->waits);
-        run->timers = (uint64_t *) calloc (n, sizeof *run->timers);
+        run->waits = (tr__wait_t *) calloc (n, sizeof *run->waits);
         run->slots = (s_slot_t *) calloc (n, sizeof *run->slots);
         run->queue = (size_t *) calloc (n, sizeof *run->queue);
-        run->from = strdup (tr_msg_from (msg));
     }
     if (!run || !run->waiting || !run->state || !run->errors || !run->outputs || !run->waits
-    ||  !run->timers || !run->slots || !run->queue || !run->from
-    ||  s_run_read (graph, run, msg)) {
+    ||  !run->slots || !run->queue || s_run_read (graph, run, msg)
+    ||  tr__runs_add (&graph->runs, &run->base, msg)) {
         s_run_free (graph, run);
         return tr_msg_kind (msg) == TR_KIND_ASK? tr_reply_error (msg, TR_ENOMEM): -1;
     }
-    if (tr_msg_kind (msg) == TR_KIND_ASK)
-        run->ask = tr_defer (msg);
     run->id = ++graph->next_run;
     run->started_ns = tr__now_ns ();
     if (run->depth > graph->max_depth) {
@@ -1048,37 +1023,28 @@ s_run_new (s_graph_t *graph, const tr_msg_t *msg)
         if (run->waiting [t] == 0)
             run->queue [run->tail++] = t;
     }
-    run->next = graph->runs;
-    graph->runs = run;
-    graph->inflight++;
-    tr_actor_info_set (graph->self, "graph.inflight", (int64_t) graph->inflight);
     s_pump (graph, run);
     return 0;
 }
+
+//  A run abandoned when the graph stops: its tasks' answers find nobody.
+static void
+s_run_drop (void *state, tr__run_t *base)
+{
+    s_graph_t *graph = (s_graph_t *) state;
+    s_run_t *run = (s_run_t *) base;
+    for (size_t t = 0; t < graph->count; t++)
+        tr__runs_unwait (&graph->runs, &run->waits [t]);
+    s_run_free (graph, run);
+}
+
+static const tr__runs_calls_t s_calls = { s_run_new, s_task_answered, s_run_drop };
 
 static int
 s_graph_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     (void) self;
-    s_graph_t *graph = (s_graph_t *) state;
-    s_slot_t *slot;
-    uint64_t id;
-    switch (tr_msg_kind (msg)) {
-        case TR_KIND_REPLY:
-        case TR_KIND_ERROR:
-            //  An answer that comes after its timer finds nothing.
-            if ((slot = (s_slot_t *) tr__u64map_take (&graph->waits, tr_msg_corr (msg))))
-                s_task_answered (graph, slot, msg, tr_msg_kind (msg) == TR_KIND_ERROR?
-                                 tr_msg_error (msg): TR_OK, false);
-            return 0;
-        default:
-            if (tr__tick_read (msg, &id)) {
-                if ((slot = (s_slot_t *) tr__u64map_take (&graph->waits, id)))
-                    s_task_answered (graph, slot, NULL, TR_ETIMEDOUT, true);
-                return 0;
-            }
-            return s_run_new (graph, msg);
-    }
+    return tr__runs_handle (&((s_graph_t *) state)->runs, msg);
 }
 
 //  Runs in progress are abandoned: their asks are answered TR_ENOREPLY
@@ -1087,19 +1053,9 @@ s_graph_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 static void
 s_graph_terminate (tr_actor_t *self, int reason, void *state)
 {
-    (void) reason;
+    (void) self; (void) reason;
     s_graph_t *graph = (s_graph_t *) state;
-    if (graph->runs)
-        tr_log (TR_LOG_WARN, "graph '%s': stopping with %zu run(s) in progress, not finished",
-                tr_actor_name (self), graph->inflight);
-    while (graph->runs) {
-        s_run_t *run = graph->runs;
-        graph->runs = run->next;
-        for (size_t t = 0; t < graph->count; t++)
-            if (run->state [t] == S_RUNNING)
-                tr_timer_cancel (graph->node, run->timers [t]);
-        s_run_free (graph, run);
-    }
+    tr__runs_close (&graph->runs, ", not finished");
     s_graph_free (graph);
 }
 
