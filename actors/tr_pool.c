@@ -88,8 +88,7 @@ typedef struct {
     uint64_t timer;
     int64_t sent_ns;
     int error;                  //  TR_OK, or why the leg failed
-    uint8_t *answer;            //  broadcast: the member's answer (copied)
-    size_t answer_size;
+    tr__value_t answer;         //  broadcast: the member's answer (copied)
 } s_leg_t;
 
 typedef struct s_call_s s_call_t;
@@ -502,7 +501,7 @@ s_call_free (s_call_t *call)
     if (!call)
         return;
     for (size_t i = 0; i < call->legs_count; i++)
-        free (call->legs [i].answer);
+        tr__value_free (&call->legs [i].answer);
     free (call->legs);
     free (call->tried);
     tr_msg_destroy (&call->ask);        //  unanswered: the asker gets TR_ENOREPLY
@@ -584,21 +583,17 @@ s_broadcast_answer (s_pool_t *pool, s_call_t *call)
         const s_leg_t *leg = &call->legs [i];
         const char *name = pool->members [leg->member].name;
         msgpack_pack_map (&pk, 2);
-        msgpack_pack_str_with_body (&pk, "member", 6);
-        msgpack_pack_str_with_body (&pk, name, strlen (name));
+        tr__pack_str (&pk, "member");
+        tr__pack_str (&pk, name);
         if (leg->error) {
-            const char *error = tr_errname (leg->error);
-            msgpack_pack_str_with_body (&pk, "error", 5);
-            msgpack_pack_str_with_body (&pk, error, strlen (error));
+            tr__pack_str (&pk, "error");
+            tr__pack_str (&pk, tr_errname (leg->error));
         }
         else {
-            msgpack_pack_str_with_body (&pk, "answer", 6);
+            tr__pack_str (&pk, "answer");
             //  The member's answer as it came: one msgpack value, or nil
             //  for an empty one.
-            if (leg->answer_size)
-                msgpack_sbuffer_write (&buffer, (const char *) leg->answer, leg->answer_size);
-            else
-                msgpack_pack_nil (&pk);
+            tr__value_pack (&pk, &leg->answer);
         }
     }
     s_call_finish (pool, call, TR_OK, buffer.data, buffer.size);
@@ -758,15 +753,9 @@ s_leg_end (s_pool_t *pool, s_call_t *call, s_leg_t *leg, const tr_msg_t *reply, 
     call->legs_open--;
     s_sample (pool, call, leg->member, leg->sent_ns, error);
     if (pool->strategy == S_BROADCAST) {
-        if (reply && !error && tr_msg_size (reply)) {
-            leg->answer = (uint8_t *) malloc (tr_msg_size (reply));
-            if (leg->answer) {
-                memcpy (leg->answer, tr_msg_body (reply), tr_msg_size (reply));
-                leg->answer_size = tr_msg_size (reply);
-            }
-            else
-                leg->error = TR_ENOMEM;
-        }
+        if (reply && !error
+        &&  tr__value_set (&leg->answer, tr_msg_body (reply), tr_msg_size (reply)))
+            leg->error = TR_ENOMEM;
         if (call->legs_open == 0)
             s_broadcast_answer (pool, call);
         return;

@@ -80,8 +80,7 @@ typedef struct s_route_s s_route_t;
 struct s_route_s {
     s_route_t *next;
     tr_msg_t *ask;              //  deferred ask, or NULL for a tell
-    uint8_t *body;              //  a tell's body (copied), or NULL
-    size_t size;
+    tr__value_t body;           //  a tell's body (copied)
     char *from;                 //  a tell's sender, for the log
     size_t rule;                //  the rule being tried
     int stage;
@@ -328,13 +327,13 @@ s_router_init (tr_actor_t *self, void *arg, void **state_p)
 static const void *
 s_body (const s_route_t *route)
 {
-    return route->ask? tr_msg_body (route->ask): route->body;
+    return route->ask? tr_msg_body (route->ask): route->body.data;
 }
 
 static size_t
 s_size (const s_route_t *route)
 {
-    return route->ask? tr_msg_size (route->ask): route->size;
+    return route->ask? tr_msg_size (route->ask): route->body.size;
 }
 
 static void
@@ -343,7 +342,7 @@ s_route_free (s_route_t *route)
     if (!route)
         return;
     tr_msg_destroy (&route->ask);
-    free (route->body);
+    tr__value_free (&route->body);
     free (route->from);
     free (route);
 }
@@ -416,7 +415,7 @@ s_forward (s_router_t *router, s_route_t *route, const char *target, bool defaul
 {
     tr_actor_info_add (router->self, defaulted? "router.defaulted": "router.routed", 1);
     if (!route->ask) {
-        int rc = tr_tell (router->node, target, route->body, route->size, NULL);
+        int rc = tr_tell (router->node, target, route->body.data, route->body.size, NULL);
         if (rc != TR_OK) {
             char why [300];
             snprintf (why, sizeof why, "route '%s' refused it", target);
@@ -700,15 +699,11 @@ s_route_new (s_router_t *router, const tr_msg_t *msg)
     if (tr_msg_kind (msg) == TR_KIND_ASK)
         route->ask = tr_defer (msg);
     else {
-        route->size = tr_msg_size (msg);
-        route->body = route->size? (uint8_t *) malloc (route->size): NULL;
         route->from = strdup (tr_msg_from (msg));
-        if ((route->size && !route->body) || !route->from) {
+        if (tr__value_set (&route->body, tr_msg_body (msg), tr_msg_size (msg)) || !route->from) {
             s_route_free (route);
             return -1;
         }
-        if (route->size)
-            memcpy (route->body, tr_msg_body (msg), route->size);
     }
     route->next = router->routes;
     router->routes = route;
