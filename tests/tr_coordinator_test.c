@@ -41,7 +41,6 @@ static tr_sup_t *s_sup;
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
 static char s_asks [32768];             //  what the deciders were asked: "NAME JSON\n"
 static size_t s_nasks;
-static char s_published [8192];         //  events: "TOPIC JSON\n"
 
 //  Gates, by actor name.
 #define S_GATES 8
@@ -238,45 +237,13 @@ static const tr_actor_type_t s_worker_type = {
     .params = s_worker_params,
 };
 
-//  events: records each event it gets as "TOPIC JSON".
-static int
-s_events_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
-{
-    (void) self; (void) state;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    if (msgpack_unpack_next (&unpacked, tr_msg_body (msg), tr_msg_size (msg), NULL)
-        == MSGPACK_UNPACK_SUCCESS && unpacked.data.type == MSGPACK_OBJECT_ARRAY
-    &&  unpacked.data.via.array.size == 2) {
-        const msgpack_object *topic = &unpacked.data.via.array.ptr [0];
-        msgpack_sbuffer buffer;
-        msgpack_packer pk;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_object (&pk, unpacked.data.via.array.ptr [1]);
-        char name [64];
-        snprintf (name, sizeof name, "%.*s", (int) topic->via.str.size, topic->via.str.ptr);
-        s_append (s_published, sizeof s_published, name, buffer.data, buffer.size);
-        msgpack_sbuffer_destroy (&buffer);
-    }
-    msgpack_unpacked_destroy (&unpacked);
-    return 0;
-}
-
-static const tr_actor_type_t s_events_type = {
-    .abi = TR_ACTOR_TYPE_ABI,
-    .name = "events",
-    .summary = "records events (coordinator tests)",
-    .behaviour = { NULL, s_events_handle, NULL },
-};
-
 //  --------------------------------------------------------------------------
 //  Helpers
 
 static void
 s_setup (void)
 {
-    const tr_actor_type_t *types [] = { &s_decider_type, &s_worker_type, &s_events_type, NULL };
+    const tr_actor_type_t *types [] = { &s_decider_type, &s_worker_type, &tr_test_events_type, NULL };
     tr_test_types (types);
     const char *gated [S_GATES] = { "a", "b", "boss", "slow" };
     for (int i = 0; i < S_GATES; i++) {
@@ -284,8 +251,8 @@ s_setup (void)
         sem_init (&s_gates [i].sem, 0, 0);
     }
     s_asks [0] = '\0';
+    tr_test_ledger_clear ();
     s_nasks = 0;
-    s_published [0] = '\0';
     char endpoint [128];
     tr_test_broker_start (&s_broker, endpoint, 200);
     s_node = tr_test_node_joined (endpoint, "here", 200);
@@ -420,20 +387,6 @@ s_info (const char *actor, const char *key)
     return tr_test_info (s_node, actor, key);
 }
 
-static char *
-s_wait_published (const char *needle)
-{
-    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    char *text = s_copy_of (s_published);
-    while (!strstr (text, needle) && tr_test_now_ms () < deadline) {
-        free (text);
-        usleep (5000);
-        text = s_copy_of (s_published);
-    }
-    ck_assert_msg (strstr (text, needle), "no '%s' among the events:\n%s", needle, text);
-    return text;
-}
-
 //  --------------------------------------------------------------------------
 
 START_TEST (test_rounds)
@@ -508,7 +461,7 @@ START_TEST (test_rounds)
     ck_assert_int_eq (s_info ("desk", "coordinator.rounds"), 5);
     ck_assert_int_eq (s_info ("desk", "coordinator.finished"), 1);
     ck_assert_int_eq (s_info ("desk", "coordinator.working"), 0);
-    char *events = s_wait_published ("coordinator.finished");
+    char *events = tr_test_ledger_expect ("coordinator.finished");
     ck_assert_msg (strstr (events, "coordinator.round {\"coordinator\":\"desk\",\"round\":1,"
                                    "\"action\":\"assign\",\"member\":\"a\"}\n"
                                    "coordinator.round {\"coordinator\":\"desk\",\"round\":2,"
@@ -657,7 +610,7 @@ START_TEST (test_agent_fails)
     s_expect_kv ("desk.error", "\"agent 'bad' failed in round 1: handler failed\"");
     ck_assert_int_eq (s_ask ("lost", "t", NULL), TR_ENOACTOR);
     s_expect_kv ("lost.error", "\"agent 'nobody' failed in round 1: no such actor\"");
-    char *events = s_wait_published ("\"coordinator\":\"lost\"");
+    char *events = tr_test_ledger_expect ("\"coordinator\":\"lost\"");
     ck_assert_msg (strstr (events, "coordinator.failed {\"coordinator\":\"desk\",\"rounds\":1,"
                                    "\"error\":\"TR_EHANDLER\",\"reason\":\"agent 'bad' failed in "
                                    "round 1: handler failed\"}"), "%s", events);

@@ -40,7 +40,6 @@ static struct {
 } s_events [S_EVENTS];
 static size_t s_nevents;
 static char s_integrated [8192];        //  each integrate ask, as "LEAD JSON\n"
-static char s_published [8192];         //  events seen, as "TOPIC JSON\n"
 
 static void
 s_record (const char *what, const char *name)
@@ -326,40 +325,8 @@ static const tr_actor_type_t s_lead_type = {
     .params = s_lead_params,
 };
 
-//  events: records each event it gets as "TOPIC JSON".
-static int
-s_events_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
-{
-    (void) self; (void) state;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    if (msgpack_unpack_next (&unpacked, tr_msg_body (msg), tr_msg_size (msg), NULL)
-        == MSGPACK_UNPACK_SUCCESS && unpacked.data.type == MSGPACK_OBJECT_ARRAY
-    &&  unpacked.data.via.array.size == 2) {
-        const msgpack_object *topic = &unpacked.data.via.array.ptr [0];
-        msgpack_sbuffer buffer;
-        msgpack_packer pk;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_object (&pk, unpacked.data.via.array.ptr [1]);
-        char name [64];
-        snprintf (name, sizeof name, "%.*s", (int) topic->via.str.size, topic->via.str.ptr);
-        s_append (s_published, sizeof s_published, name, buffer.data, buffer.size);
-        msgpack_sbuffer_destroy (&buffer);
-    }
-    msgpack_unpacked_destroy (&unpacked);
-    return 0;
-}
-
-static const tr_actor_type_t s_events_type = {
-    .abi = TR_ACTOR_TYPE_ABI,
-    .name = "events",
-    .summary = "records events (team tests)",
-    .behaviour = { NULL, s_events_handle, NULL },
-};
-
 static const tr_actor_type_t *const s_types [] = {
-    &s_worker_type, &s_lead_type, &s_events_type, NULL
+    &s_worker_type, &s_lead_type, &tr_test_events_type, NULL
 };
 
 //  Registers the test types (in the node process, which has no Check);
@@ -384,9 +351,9 @@ s_setup (void)
     pthread_mutex_lock (&s_lock);
     s_nevents = 0;
     s_integrated [0] = '\0';
-    s_published [0] = '\0';
     pthread_mutex_unlock (&s_lock);
     tr_test_setup (&s_node, s_types);
+    tr_test_ledger_clear ();
 }
 
 static void
@@ -446,21 +413,6 @@ static int64_t
 s_info (const char *actor, const char *key)
 {
     return tr_test_info (s_node, actor, key);
-}
-
-//  Waits until the events seen hold `needle`; returns a copy of them.
-static char *
-s_wait_published (const char *needle)
-{
-    int64_t deadline = tr_test_now_ms () + 3000 * tr_test_slowdown ();
-    char *text = s_copy_of (s_published);
-    while (!strstr (text, needle) && tr_test_now_ms () < deadline) {
-        free (text);
-        usleep (5000);
-        text = s_copy_of (s_published);
-    }
-    ck_assert_msg (strstr (text, needle), "no '%s' among the events:\n%s", needle, text);
-    return text;
 }
 
 //  --------------------------------------------------------------------------
@@ -551,7 +503,7 @@ START_TEST (test_team_of_teams)
     ck_assert_int_eq (tr_event_subscribe (s_node, "team.", "rec"), TR_OK);
     s_expect_answer ("crew", "q", "\"q=a:q>a+a | sub:q>sub=b:q>sub>b+b | c:q>sub>c+c\"");
     //  The sub-team worked at depth 1, its parent at depth 0.
-    char *events = s_wait_published ("team.completed {\"team\":\"crew\",\"depth\":0,"
+    char *events = tr_test_ledger_expect ("team.completed {\"team\":\"crew\",\"depth\":0,"
                                      "\"assignments\":2,\"failed\":0");
     ck_assert_msg (strstr (events, "team.completed {\"team\":\"sub\",\"depth\":1,"
                                    "\"assignments\":2,\"failed\":0"), "%s", events);
@@ -598,7 +550,7 @@ START_TEST (test_depth_limit)
              "    params: {lead: boss, members: [{actor: ping, team: true}], max_depth: 3}\n");
     ck_assert_int_eq (tr_event_subscribe (s_node, "team.failed", "rec"), TR_OK);
     ck_assert_int_eq (s_ask ("top", "q", NULL), TR_ELIMIT);
-    char *events = s_wait_published ("team.failed {\"team\":\"top\"");
+    char *events = tr_test_ledger_expect ("team.failed {\"team\":\"top\"");
     ck_assert_msg (strstr (events, "team.failed {\"team\":\"low\",\"depth\":2,\"stage\":\"depth\","
                                    "\"error\":\"TR_ELIMIT\",\"reason\":\"asked at depth 2, past "
                                    "max_depth 1 (teams nested too deep, or a loop of teams)\"}"),
@@ -614,7 +566,7 @@ START_TEST (test_depth_limit)
     int64_t start = tr_test_now_ms ();
     ck_assert_int_eq (s_ask ("ping", "round", NULL), TR_ELIMIT);
     ck_assert_msg (tr_test_now_ms () - start < 2000 * tr_test_slowdown (), "the loop took long");
-    events = s_wait_published ("\"depth\":4,\"stage\":\"depth\"");
+    events = tr_test_ledger_expect ("\"depth\":4,\"stage\":\"depth\"");
     ck_assert_msg (strstr (events, "team.failed {\"team\":\"ping\",\"depth\":4,\"stage\":\"depth\""),
                    "%s", events);
     free (events);
@@ -684,7 +636,7 @@ START_TEST (test_bad_plans_and_asks)
     ck_assert_int_eq (s_ask ("t4", "q", NULL), TR_EOUTPUT);
     ck_assert_int_eq (s_ask ("t5", "q", NULL), TR_EOUTPUT);
     ck_assert_int_eq (s_ask ("t7", "q", NULL), TR_ENOACTOR);
-    char *events = s_wait_published ("\"team\":\"t7\"");
+    char *events = tr_test_ledger_expect ("\"team\":\"t7\"");
     const char *reasons [] = {
         "\"team\":\"t1\",\"depth\":0,\"stage\":\"plan\",\"error\":\"TR_EOUTPUT\",\"reason\":"
         "\"lead 'p1': the plan is not a map with a list 'assignments'\"",

@@ -25,7 +25,8 @@
     - The ledger: lines that test actors append to under a lock ("NAME
       JSON" for a message: tr_test_ledger_add), which the test takes,
       compares, searches or waits for; the "ledger" actor type records
-      what it gets there.
+      what it gets there, the "events" actor type the events it gets
+      ("TOPIC JSON").
     - Spans: when each piece of work in test actors started and ended
       (tr_test_span_begin / _end), and how many ran at once, for
       tr_test_overlap, which measures that work ran at the same time.
@@ -47,6 +48,7 @@
 
 #include "tr_test.h"
 #include "tr_json.h"
+#include <msgpack.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -509,6 +511,52 @@ tr_test_ledger_register (void)
     int rc = tr_actor_type_register (&tr_test_ledger_type);
     ck_assert (rc == TR_OK || rc == TR_EEXIST);
     tr_test_ledger_clear ();
+}
+
+//  The "events" actor type: subscribed to topics, appends each event it
+//  gets ([TOPIC, VALUE]) to the ledger as "TOPIC JSON"; anything else is
+//  left out.
+static inline int
+tr_test_events__handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
+{
+    (void) self; (void) state;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    if (msgpack_unpack_next (&unpacked, tr_msg_body (msg), tr_msg_size (msg), NULL)
+        == MSGPACK_UNPACK_SUCCESS && unpacked.data.type == MSGPACK_OBJECT_ARRAY
+    &&  unpacked.data.via.array.size == 2
+    &&  unpacked.data.via.array.ptr [0].type == MSGPACK_OBJECT_STR) {
+        const msgpack_object *topic = &unpacked.data.via.array.ptr [0];
+        msgpack_sbuffer buffer;
+        msgpack_packer pk;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_object (&pk, unpacked.data.via.array.ptr [1]);
+        char name [64];
+        snprintf (name, sizeof name, "%.*s", (int) topic->via.str.size, topic->via.str.ptr);
+        tr_test_ledger_add (name, buffer.data, buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    return 0;
+}
+
+static const tr_actor_type_t tr_test_events_type = {
+    .abi = TR_ACTOR_TYPE_ABI,
+    .name = "events",
+    .summary = "records the events it gets in the test's ledger (tests)",
+    .behaviour = { NULL, tr_test_events__handle, NULL },
+};
+
+//  Waits (3 s, times the slowdown) until the ledger holds `needle`, and
+//  returns a copy of it (the caller frees it); fails showing the ledger
+//  otherwise.
+static inline char *
+tr_test_ledger_expect (const char *needle)
+{
+    char *text = tr_test_ledger_wait (needle, 3000 * tr_test_slowdown ());
+    ck_assert_msg (strstr (text, needle), "'%s' is not in the ledger:\n%s", needle, text);
+    return text;
 }
 
 //  --------------------------------------------------------------------------
