@@ -66,29 +66,6 @@ s_gate_open (const char *name)
     sem_post (sem);
 }
 
-static void
-s_append (char *text, size_t size, const char *prefix, const void *body, size_t body_size)
-{
-    char *json = NULL;
-    size_t len = 0;
-    if (tr__json_from_msgpack (body, body_size, &json, &len))
-        return;                         //  missing, so the test sees it
-    pthread_mutex_lock (&s_lock);
-    size_t used = strlen (text);
-    snprintf (text + used, size - used, "%s %.*s\n", prefix, (int) len, json);
-    pthread_mutex_unlock (&s_lock);
-    free (json);
-}
-
-static char *
-s_copy_of (const char *text)
-{
-    pthread_mutex_lock (&s_lock);
-    char *copy = strdup (text);
-    pthread_mutex_unlock (&s_lock);
-    return copy;
-}
-
 //  --------------------------------------------------------------------------
 //  Test actors
 
@@ -147,7 +124,7 @@ static int
 s_decider_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
 {
     s_decider_t *decider = (s_decider_t *) state;
-    s_append (s_asks, sizeof s_asks, tr_actor_name (self), tr_msg_body (msg), tr_msg_size (msg));
+    tr_test_text_add (s_asks, sizeof s_asks, tr_actor_name (self), tr_msg_body (msg), tr_msg_size (msg));
     pthread_mutex_lock (&s_lock);
     s_nasks++;
     pthread_mutex_unlock (&s_lock);
@@ -250,7 +227,7 @@ s_setup (void)
         snprintf (s_gates [i].name, sizeof s_gates [i].name, "%s", gated [i]? gated [i]: "");
         sem_init (&s_gates [i].sem, 0, 0);
     }
-    s_asks [0] = '\0';
+    tr_test_text_clear (s_asks);
     tr_test_ledger_clear ();
     s_nasks = 0;
     char endpoint [128];
@@ -336,7 +313,7 @@ s_wait_rounds (tr_node_t *node, const char *actor, int64_t n)
 static char *
 s_ask_seen (size_t n)
 {
-    char *all = s_copy_of (s_asks);
+    char *all = tr_test_text_copy (s_asks);
     char *line = all;
     for (size_t i = 1; i < n && line; i++) {
         line = strchr (line, '\n');

@@ -67,29 +67,6 @@ s_when (const char *what)
     return ns;
 }
 
-static void
-s_append (char *text, size_t size, const char *prefix, const void *body, size_t body_size)
-{
-    char *json = NULL;
-    size_t len = 0;
-    if (tr__json_from_msgpack (body, body_size, &json, &len))
-        return;                         //  missing, so the test sees it
-    pthread_mutex_lock (&s_lock);
-    size_t used = strlen (text);
-    snprintf (text + used, size - used, "%s %.*s\n", prefix, (int) len, json);
-    pthread_mutex_unlock (&s_lock);
-    free (json);
-}
-
-static char *
-s_copy_of (const char *text)
-{
-    pthread_mutex_lock (&s_lock);
-    char *copy = strdup (text);
-    pthread_mutex_unlock (&s_lock);
-    return copy;
-}
-
 //  --------------------------------------------------------------------------
 //  Test actors
 
@@ -298,7 +275,7 @@ s_lead_handle (tr_actor_t *self, const tr_msg_t *msg, void *state)
     }
     else {
         s_record ("integrate", tr_actor_name (self));
-        s_append (s_integrated, sizeof s_integrated, tr_actor_name (self), tr_msg_body (msg),
+        tr_test_text_add (s_integrated, sizeof s_integrated, tr_actor_name (self), tr_msg_body (msg),
                   tr_msg_size (msg));
         s_lead_integrate (task, results, &pk);
     }
@@ -350,8 +327,8 @@ s_setup (void)
 {
     pthread_mutex_lock (&s_lock);
     s_nevents = 0;
-    s_integrated [0] = '\0';
     pthread_mutex_unlock (&s_lock);
+    tr_test_text_clear (s_integrated);
     tr_test_setup (&s_node, s_types);
     tr_test_ledger_clear ();
 }
@@ -429,7 +406,7 @@ START_TEST (test_order)
     //  The integrator's answer is the team's answer; it got the results
     //  in the plan's order (c, the quickest, is still third).
     s_expect_answer ("crew", "q", "\"q=a:q>a+a | b:q>b+b | c:q>c+c\"");
-    char *integrated = s_copy_of (s_integrated);
+    char *integrated = tr_test_text_copy (s_integrated);
     ck_assert_str_eq (integrated, "boss {\"task\":\"q\",\"results\":["
                       "{\"member\":\"a\",\"task\":\"q>a\",\"answer\":\"q>a+a\"},"
                       "{\"member\":\"b\",\"task\":\"q>b\",\"answer\":\"q>b+b\"},"
@@ -594,7 +571,7 @@ START_TEST (test_member_failures)
     //  Each failure is given to the integrator with its error.
     s_expect_answer ("crew", "q", "\"q=a:q>a+a | bad!TR_EHANDLER | slow!TR_ETIMEDOUT | "
                                   "ghost!TR_ENOACTOR\"");
-    char *integrated = s_copy_of (s_integrated);
+    char *integrated = tr_test_text_copy (s_integrated);
     ck_assert_msg (strstr (integrated, "{\"member\":\"bad\",\"task\":\"q>bad\","
                                        "\"error\":\"TR_EHANDLER\"}"), "%s", integrated);
     free (integrated);
@@ -603,7 +580,7 @@ START_TEST (test_member_failures)
     ck_assert_int_eq (s_ask ("strict", "r", NULL), TR_EHANDLER);
     ck_assert_int_eq (s_ask ("absent", "r", NULL), TR_ENOACTOR);
     ck_assert_int_eq (s_info ("strict", "team.failed"), 1);
-    integrated = s_copy_of (s_integrated);
+    integrated = tr_test_text_copy (s_integrated);
     ck_assert_ptr_null (strstr (integrated, "\"task\":\"r\""));
     free (integrated);
 }

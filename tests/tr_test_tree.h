@@ -26,7 +26,8 @@
       JSON" for a message: tr_test_ledger_add), which the test takes,
       compares, searches or waits for; the "ledger" actor type records
       what it gets there, the "events" actor type the events it gets
-      ("TOPIC JSON").
+      ("TOPIC JSON"); tr_test_text_add / _copy / _clear, texts of the
+      test's own kept the same way.
     - Spans: when each piece of work in test actors started and ended
       (tr_test_span_begin / _end), and how many ran at once, for
       tr_test_overlap, which measures that work ran at the same time.
@@ -464,6 +465,47 @@ tr_test_expect_in_ledger (const char *needle)
     char *text = tr_test_ledger_wait (needle, 3000 * tr_test_slowdown ());
     ck_assert_msg (strstr (text, needle), "'%s' is not in the ledger:\n%s", needle, text);
     free (text);
+}
+
+//  Texts of a test's own besides the ledger (char arrays of `size`
+//  bytes), kept under the ledger's lock. tr_test_text_add appends a
+//  message body as a line "NAME JSON"; a body that is not msgpack leaves
+//  its line out (so that the test sees it missing: it asserts nothing,
+//  as it may run in a test actor of a node process, where Check is not
+//  running).
+static inline void
+tr_test_text_add (char *text, size_t size, const char *name, const void *body,
+                  size_t body_size)
+{
+    char *json = NULL;
+    size_t len = 0;
+    if (tr__json_from_msgpack (body, body_size, &json, &len))
+        return;
+    pthread_mutex_lock (&tr_test_ledger_lock);
+    size_t used = strlen (text);
+    snprintf (text + used, size - used, "%s %.*s\n", name, (int) len, json);
+    pthread_mutex_unlock (&tr_test_ledger_lock);
+    free (json);
+}
+
+//  A copy of such a text (the caller frees it).
+static inline char *
+tr_test_text_copy (const char *text)
+{
+    pthread_mutex_lock (&tr_test_ledger_lock);
+    char *copy = strdup (text);
+    pthread_mutex_unlock (&tr_test_ledger_lock);
+    ck_assert_ptr_nonnull (copy);
+    return copy;
+}
+
+//  Empties such a text.
+static inline void
+tr_test_text_clear (char *text)
+{
+    pthread_mutex_lock (&tr_test_ledger_lock);
+    text [0] = '\0';
+    pthread_mutex_unlock (&tr_test_ledger_lock);
 }
 
 //  The "ledger" actor type: appends what it gets as "NAME JSON" and
