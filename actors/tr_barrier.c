@@ -54,7 +54,7 @@
 #include <string.h>
 
 #define S_PARTIES_MAX   10000
-#define S_MARGIN_MS     20          //  released this long before an arrived ask's deadline
+#define S_MARGIN_MS     100         //  released this long before an arrived ask's deadline
 
 //  One arrival of the generation in hand.
 typedef struct {
