@@ -178,8 +178,15 @@ def test_node_down_fails_asks_in_flight(broker, tmp_path):
     run = Proc([TROUPE, "run", str(tree), "--broker", broker.endpoint], tmp_path, "run")
     try:
         with node(broker, "py-down") as n:
-            assert wait_for(lambda: any(x["names"] >= 2 and x["id"] != "py-down"
-                                        for x in n.nodes()), slow(10))
+            # Until 'slowpoke' answers: a count of names could be another
+            # node's (one an earlier test left, not yet gone), and the
+            # tree registers its names only once it has started.
+            def slowpoke_up():
+                try:
+                    return n.ask("slowpoke", "ping", timeout=1) == "ok"
+                except (troupe.NoSuchActor, troupe.Timeout):
+                    return False
+            assert wait_for(slowpoke_up, slow(10))
             result = {}
 
             def asker():
