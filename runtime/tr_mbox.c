@@ -298,10 +298,10 @@ s_ring (tr__mbox_t *src, tr__mbox_t *dst)
 {
     bool connected = false;
     while (zmq_send (src->sock, dst->rid, TR__RID_LEN, ZMQ_SNDMORE) != TR__RID_LEN) {
-        if (zmq_errno () == EHOSTUNREACH
-        &&  atomic_load (&dst->depth) & TR__MBOX_CLOSED)
+        bool unreachable = zmq_errno () == EHOSTUNREACH;
+        if (unreachable && atomic_load (&dst->depth) & TR__MBOX_CLOSED)
             return;
-        if (zmq_errno () != EHOSTUNREACH || connected
+        if (!unreachable || connected
         ||  zmq_setsockopt (src->sock, ZMQ_CONNECT_ROUTING_ID, dst->rid, TR__RID_LEN)
         ||  zmq_connect (src->sock, dst->endpoint)) {
             s_socket_error ("ring");
@@ -650,9 +650,10 @@ tr__mbox_shut (tr__mbox_t *self, int reason)
         s_await (self, tr__now_ns () + 100 * 1000000);
     }
     //  No reservation is left, so the endpoint can go: a sender still
-    //  ringing us sees the closed bit and does not connect (s_ring). Unbinding here, before zmq_close, matters:
-    //  libzmq's close walks every endpoint still bound in the context, so
-    //  closing many mailboxes is quadratic unless they were unbound first.
+    //  ringing us sees the closed bit and does not connect (s_ring).
+    //  Unbinding here, before zmq_close, matters: libzmq's close walks
+    //  every endpoint still bound in the context, so closing many
+    //  mailboxes is quadratic unless they were unbound first.
     zmq_unbind (self->sock, self->endpoint);
     self->unbound = true;
     tr_node_t *node = self->node;
